@@ -1,0 +1,98 @@
+//! `cargo xtask`: the developer's one entry point.
+//!
+//! - `setup`: install what is missing on Debian/Ubuntu (system packages, npm packages, tauri-driver).
+//! - `stack up | down | status`: the local PostgreSQL cluster (and, as they land, the sandbox and
+//!   the companion), described in `.quire/stack.json`.
+//! - `demo`: setup + stack up + open Quire.
+//! - `test`: setup + every test of the project.
+
+mod setup;
+mod stack;
+mod util;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup                 install whatever is missing (system packages, npm packages, tauri-driver)
+  stack up|down|status  the local dev stack: PostgreSQL on 127.0.0.1:54322 (data in .quire/pg)
+  demo                  setup, bring the stack up, open Quire
+  test                  setup, then run every test (what CI runs)
+";
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("xtask: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["setup"] => setup::run(),
+        ["stack", "up"] => stack::up().map(|_| ()),
+        ["stack", "down"] => stack::down(),
+        ["stack", "status"] => stack::status(),
+        ["demo", rest @ ..] => demo(rest),
+        ["test", rest @ ..] => test(rest),
+        [] | ["help"] | ["--help"] | ["-h"] => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            bail!("unknown command: {}", args.join(" "))
+        }
+    }
+}
+
+fn demo(args: &[&str]) -> Result<()> {
+    if !args.is_empty() {
+        bail!("`cargo xtask demo` takes no arguments yet");
+    }
+    setup::run()?;
+    let stack = stack::up()?;
+    println!();
+    println!("The stack is up: PostgreSQL at {}", stack.db_url_redacted());
+    println!("Its description is in .quire/stack.json; `cargo xtask stack down` stops it.");
+    println!();
+    println!(
+        "Quire itself cannot open yet: the sandbox (Auth, REST, Storage, Realtime, AI), the companion \
+         and the desktop app arrive with the next issues. Nothing else was started."
+    );
+    Ok(())
+}
+
+/// Bundles `ui/` into `ui/dist`, which the desktop shell embeds at compile time.
+fn build_ui() -> Result<()> {
+    util::step("ui: npm run build");
+    util::cmd("npm")
+        .args(["run", "--silent", "build"])
+        .current_dir(util::repo_root().join("ui"))
+        .run()
+}
+
+fn test(args: &[&str]) -> Result<()> {
+    setup::run()?;
+    let root = util::repo_root();
+    build_ui()?;
+    util::step("cargo build (whole workspace, desktop shell included)");
+    util::cmd("cargo")
+        .args(["build", "--workspace", "--all-targets"])
+        .current_dir(&root)
+        .run()?;
+    util::step("cargo test");
+    let mut cargo_test = util::cmd("cargo");
+    cargo_test
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .current_dir(&root);
+    if !args.is_empty() {
+        cargo_test.arg("--").args(args);
+    }
+    cargo_test.run()?;
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! `cargo xtask stack up | down | status`: the local dev stack.
+//!
+//! A private PostgreSQL cluster on 127.0.0.1:54322 with its data under `.quire/pg`, run as the
+//! `postgres` user when xtask runs as root. `up` applies `db/platform` then `db/app` (each file
+//! once per content, recorded in `supabase_migrations.schema_migrations` as the Supabase CLI
+//! does), sets the login roles' passwords, and writes `.quire/stack.json`. Fields of services
+//! that do not run yet are left out of that file, never faked.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+
+use crate::util::{self, Cmd, cmd};
+
+pub const PG_PORT: u16 = 54322;
+const PG_HOST: &str = "127.0.0.1";
+const SUPERUSER: &str = "postgres";
+/// Login roles of db/platform whose passwords the stack sets (the services connect as them).
+const LOGIN_ROLES: &[&str] = &[
+    "authenticator",
+    "supabase_auth_admin",
+    "supabase_storage_admin",
+    "supabase_realtime_admin",
+    "powabase_ai_admin",
+];
+
+/// What `stack up` brought up; written to `.quire/stack.json`.
+pub struct Stack {
+    fields: Map<String, Value>,
+    password: String,
+}
+
+impl Stack {
+    /// The database URL with the password masked, for printing.
+    pub fn db_url_redacted(&self) -> String {
+        self.fields["db_url"]
+            .as_str()
+            .unwrap_or_default()
+            .replace(&self.password, "***")
+    }
+}
+
+struct Paths {
+    dir: PathBuf,
+    pg_data: PathBuf,
+    pg_log: PathBuf,
+    secrets: PathBuf,
+    stack_json: PathBuf,
+}
+
+fn paths() -> Paths {
+    let dir = util::repo_root().join(".quire");
+    Paths {
+        pg_data: dir.join("pg"),
+        pg_log: dir.join("postgres.log"),
+        secrets: dir.join("secrets.json"),
+        stack_json: dir.join("stack.json"),
+        dir,
+    }
+}
+
+pub fn up() -> Result<Stack> {
+    let p = paths();
+    std::fs::create_dir_all(&p.dir).context("creating .quire/")?;
+    let secrets = secrets(&p)?;
+    let password = secrets["postgres"].as_str().unwrap_or_default().to_owned();
+    let pg = Postgres::find()?;
+
+    if !p.pg_data.join("PG_VERSION").is_file() {
+        util::step("stack: creating the PostgreSQL cluster in .quire/pg");
+        pg.init(&p, &password)?;
+    }
+    if pg.running(&p) {
+        util::step("stack: PostgreSQL is already running");
+    } else {
+        if TcpStream::connect((PG_HOST, PG_PORT)).is_ok() {
+            bail!(
+                "port {PG_PORT} on {PG_HOST} is taken by another program; stop it (or the other \
+                 Quire checkout's stack) and run `cargo xtask stack up` again"
+            );
+        }
+        util::step(&format!("stack: starting PostgreSQL on {PG_HOST}:{PG_PORT}"));
+        pg.start(&p)?;
+    }
+
+    let db_url = format!("postgresql://{SUPERUSER}:{password}@{PG_HOST}:{PG_PORT}/postgres");
+    migrate(&password)?;
+    set_role_passwords(&password, &secrets)?;
+
+    let mut fields = Map::new();
+    fields.insert("db_url".into(), json!(db_url));
+    let stack = Stack { fields, password };
+    write_private(&p.stack_json, &serde_json::to_vec_pretty(&stack.fields)?)?;
+    util::step("stack: up (described in .quire/stack.json)");
+    Ok(stack)
+}
+
+pub fn down() -> Result<()> {
+    let p = paths();
+    if !p.pg_data.join("PG_VERSION").is_file() {
+        println!("stack: nothing to stop (no cluster in .quire/pg)");
+        return Ok(());
+    }
+    let pg = Postgres::find()?;
+    if pg.running(&p) {
+        util::step("stack: stopping PostgreSQL");
+        pg.as_owner(&pg.bin("pg_ctl"))
+            .args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(&p.pg_data)
+            .run()?;
+    } else {
+        println!("stack: PostgreSQL is not running");
+    }
+    let _ = std::fs::remove_file(&p.stack_json);
+    Ok(())
+}
+
+pub fn status() -> Result<()> {
+    let p = paths();
+    if !p.pg_data.join("PG_VERSION").is_file() {
+        println!("postgres   not created (run `cargo xtask stack up`)");
+        return Ok(());
+    }
+    let pg = Postgres::find()?;
+    if pg.running(&p) {
+        println!("postgres   running on {PG_HOST}:{PG_PORT}, data in .quire/pg");
+    } else {
+        println!("postgres   stopped (data in .quire/pg)");
+    }
+    Ok(())
+}
+
+/// Random passwords for the superuser and the login roles, kept in `.quire/secrets.json` (0600).
+fn secrets(p: &Paths) -> Result<Map<String, Value>> {
+    let mut secrets: Map<String, Value> = match std::fs::read(&p.secrets) {
+        Ok(bytes) => serde_json::from_slice(&bytes).context("reading .quire/secrets.json")?,
+        Err(_) => Map::new(),
+    };
+    let mut changed = false;
+    for name in std::iter::once(SUPERUSER).chain(LOGIN_ROLES.iter().copied()) {
+        if !secrets.contains_key(name) {
+            secrets.insert(name.into(), json!(util::random_hex(24)?));
+            changed = true;
+        }
+    }
+    if changed {
+        write_private(&p.secrets, &serde_json::to_vec_pretty(&secrets)?)?;
+    }
+    Ok(secrets)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+    }
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The machine's PostgreSQL server binaries, and who runs them.
+struct Postgres {
+    bin_dir: PathBuf,
+    /// Root cannot run PostgreSQL: then the cluster belongs to the `postgres` OS user.
+    run_as_postgres: bool,
+}
+
+impl Postgres {
+    fn find() -> Result<Self> {
+        let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let version = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").is_file().then_some((version, bin))
+            })
+            .collect();
+        candidates.sort();
+        let Some((_, bin_dir)) = candidates.pop() else {
+            bail!(
+                "no PostgreSQL server found in /usr/lib/postgresql/*/bin: run `cargo xtask setup`"
+            );
+        };
+        Ok(Self {
+            bin_dir,
+            run_as_postgres: util::is_root(),
+        })
+    }
+
+    fn bin(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    /// A command run as the cluster's owner.
+    fn as_owner(&self, program: &Path) -> Cmd {
+        if self.run_as_postgres {
+            let mut c = cmd("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            cmd(program)
+        }
+    }
+
+    fn chown_to_owner(&self, path: &Path) -> Result<()> {
+        if self.run_as_postgres {
+            cmd("chown").arg("postgres:postgres").arg(path).run()?;
+        }
+        Ok(())
+    }
+
+    fn init(&self, p: &Paths, password: &str) -> Result<()> {
+        std::fs::create_dir_all(&p.pg_data)?;
+        self.chown_to_owner(&p.pg_data)?;
+        if self.run_as_postgres && !cmd("runuser")
+            .args(["-u", "postgres", "--", "test", "-w"])
+            .arg(&p.pg_data)
+            .succeeds()
+        {
+            bail!(
+                "the `postgres` user cannot write {} (a directory above it is closed to other \
+                 users); clone Quire somewhere the postgres user can reach, or open the parent \
+                 directories with `chmod o+x`",
+                p.pg_data.display()
+            );
+        }
+        // initdb reads the superuser password from a file the owner can read; it lives only
+        // for the duration of initdb.
+        let pwfile = p.dir.join("initdb-password");
+        write_private(&pwfile, password.as_bytes())?;
+        self.chown_to_owner(&pwfile)?;
+        let result = self
+            .as_owner(&self.bin("initdb"))
+            .arg("-D")
+            .arg(&p.pg_data)
+            .args(["-U", SUPERUSER, "-E", "UTF8", "--locale=C.UTF-8"])
+            .args(["--auth-host=scram-sha-256", "--auth-local=scram-sha-256"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .read();
+        let _ = std::fs::remove_file(&pwfile);
+        result.context("initdb failed")?;
+        let conf = format!(
+            "\n# Quire dev stack (cargo xtask stack)\n\
+             listen_addresses = '{PG_HOST}'\n\
+             port = {PG_PORT}\n\
+             unix_socket_directories = ''\n\
+             max_connections = 200\n\
+             shared_buffers = 128MB\n\
+             wal_level = logical\n"
+        );
+        let conf_path = p.pg_data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_path)?;
+        existing.push_str(&conf);
+        std::fs::write(&conf_path, existing)?;
+        Ok(())
+    }
+
+    fn running(&self, p: &Paths) -> bool {
+        self.as_owner(&self.bin("pg_ctl"))
+            .args(["status", "-D"])
+            .arg(&p.pg_data)
+            .succeeds()
+    }
+
+    fn start(&self, p: &Paths) -> Result<()> {
+        if !p.pg_log.exists() {
+            std::fs::write(&p.pg_log, b"")?;
+        }
+        self.chown_to_owner(&p.pg_log)?;
+        self.as_owner(&self.bin("pg_ctl"))
+            .args(["start", "-w", "-t", "60", "-D"])
+            .arg(&p.pg_data)
+            .arg("-l")
+            .arg(&p.pg_log)
+            .read()
+            .with_context(|| format!("PostgreSQL did not start; see {}", p.pg_log.display()))?;
+        for _ in 0..50 {
+            if TcpStream::connect((PG_HOST, PG_PORT)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("PostgreSQL started but does not accept connections on {PG_HOST}:{PG_PORT}")
+    }
+}
+
+fn psql(password: &str) -> Cmd {
+    let mut c = cmd("psql");
+    c.env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .args(["-h", PG_HOST, "-p", &PG_PORT.to_string(), "-U", SUPERUSER, "-d", "postgres"]);
+    c
+}
+
+/// Applies `db/platform/*.sql` then `db/app/*.sql`, each file in one transaction, skipping files
+/// already applied with the same content. The files are idempotent, so a changed file is simply
+/// applied again.
+fn migrate(password: &str) -> Result<()> {
+    psql(password)
+        .args([
+            "-c",
+            "create schema if not exists supabase_migrations; \
+             create table if not exists supabase_migrations.schema_migrations \
+             (version text primary key, checksum text not null, applied_at timestamptz not null default now())",
+        ])
+        .read()?;
+    let applied = psql(password)
+        .args([
+            "-tA",
+            "-F",
+            " ",
+            "-c",
+            "select version, checksum from supabase_migrations.schema_migrations",
+        ])
+        .read()?;
+    let applied: Vec<(String, String)> = applied
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(v, c)| (v.to_owned(), c.to_owned()))
+        .collect();
+    let root = util::repo_root();
+    for tree in ["platform", "app"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("db").join(tree))
+            .with_context(|| format!("reading db/{tree}"))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .collect();
+        files.sort();
+        for file in files {
+            let version = format!("{tree}/{}", file.file_name().unwrap().to_string_lossy());
+            let sql = std::fs::read(&file)?;
+            let mut h = DefaultHasher::new();
+            sql.hash(&mut h);
+            let checksum = format!("{:016x}", h.finish());
+            if applied.iter().any(|(v, c)| *v == version && *c == checksum) {
+                continue;
+            }
+            util::step(&format!("stack: applying db/{version}"));
+            psql(password)
+                .arg("-1")
+                .arg("-f")
+                .arg(&file)
+                .read()
+                .with_context(|| format!("applying db/{version}"))?;
+            psql(password)
+                .arg("-c")
+                .arg(format!(
+                    "insert into supabase_migrations.schema_migrations (version, checksum) \
+                     values ('{}', '{checksum}') on conflict (version) do update \
+                     set checksum = excluded.checksum, applied_at = now()",
+                    version.replace('\'', "''")
+                ))
+                .read()?;
+        }
+    }
+    Ok(())
+}
+
+/// The services log in as the platform's login roles; their passwords live in .quire/secrets.json.
+fn set_role_passwords(password: &str, secrets: &Map<String, Value>) -> Result<()> {
+    let mut sql = String::new();
+    for role in LOGIN_ROLES {
+        let pw = secrets[*role].as_str().unwrap_or_default();
+        // Hex passwords: nothing to escape. Roles that db/platform does not define are skipped.
+        sql.push_str(&format!(
+            "do $$ begin if exists (select from pg_roles where rolname = '{role}') then \
+             execute format('alter role %I with login password %L', '{role}', '{pw}'); end if; end $$;\n"
+        ));
+    }
+    psql(password).args(["-c", &sql]).read()?;
+    Ok(())
+}
