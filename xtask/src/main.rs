@@ -88,11 +88,35 @@ fn test(args: &[&str]) -> Result<()> {
     util::step("cargo test");
     let mut cargo_test = util::cmd("cargo");
     cargo_test
-        .args(["test", "--workspace", "--no-fail-fast"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "quire-e2e",
+            "--no-fail-fast",
+        ])
         .current_dir(&root);
     if !args.is_empty() {
         cargo_test.arg("--").args(args);
     }
-    cargo_test.run()?;
+    let unit = cargo_test.run();
+
+    // The real window needs a display and a session bus: a private Xvfb and D-Bus per run, so
+    // nothing is left behind (shared/reference/TAURI-ON-LINUX.md, "Other gotchas").
+    util::step("end-to-end tests of the app window (Xvfb + dbus-run-session + tauri-driver)");
+    let e2e = util::cmd("xvfb-run")
+        .args([
+            "-a",
+            "-s",
+            "-screen 0 1280x800x24",
+            "dbus-run-session",
+            "--",
+        ])
+        .args(["cargo", "test", "-p", "quire-e2e", "--no-fail-fast"])
+        .env("NO_AT_BRIDGE", "1")
+        .current_dir(&root)
+        .run();
+    unit?;
+    e2e?;
     Ok(())
 }

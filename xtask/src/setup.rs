@@ -17,19 +17,31 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("curl", "Tauri build prerequisite"),
     ("wget", "Tauri build prerequisite"),
     ("file", "Tauri build prerequisite"),
-    ("libwebkit2gtk-4.1-dev", "WebKitGTK, the desktop app's web view"),
+    (
+        "libwebkit2gtk-4.1-dev",
+        "WebKitGTK, the desktop app's web view",
+    ),
     ("libxdo-dev", "Tauri (keyboard/menu support)"),
     ("libssl-dev", "TLS for build scripts"),
     ("libayatana-appindicator3-dev", "Tauri tray support"),
     ("librsvg2-dev", "Tauri icons"),
     ("libdbus-1-dev", "keyring's Secret Service backend"),
     // The local platform.
-    ("postgresql", "the database under the sandbox and every integration test"),
+    (
+        "postgresql",
+        "the database under the sandbox and every integration test",
+    ),
     ("postgresql-contrib", "pg_trgm for fuzzy search"),
     // Running and testing the app without a display.
     ("xvfb", "a virtual display for the app's end-to-end tests"),
-    ("webkit2gtk-driver", "WebKitWebDriver, which tauri-driver drives"),
-    ("dbus", "dbus-run-session for the keyring and the app under test"),
+    (
+        "webkit2gtk-driver",
+        "WebKitWebDriver, which tauri-driver drives",
+    ),
+    (
+        "dbus",
+        "dbus-run-session for the keyring and the app under test",
+    ),
     ("dbus-x11", "a session bus for GTK programs"),
     ("gnome-keyring", "the Secret Service keyring backend"),
     ("libsecret-tools", "secret-tool, to inspect the keyring"),
@@ -99,7 +111,10 @@ fn apt() -> Result<()> {
             install.replace("apt-get", "sudo apt-get")
         );
     };
-    util::step(&format!("setup: installing {} package(s) with apt-get", missing.len()));
+    util::step(&format!(
+        "setup: installing {} package(s) with apt-get",
+        missing.len()
+    ));
     let apt = |args: &[&str]| -> Result<()> {
         let mut c = match sudo {
             Some(s) => {
@@ -157,7 +172,11 @@ fn npm() -> Result<()> {
             continue;
         }
         util::step(&format!("setup: installing npm packages in {project}/"));
-        let verb = if dir.join("package-lock.json").is_file() { "ci" } else { "install" };
+        let verb = if dir.join("package-lock.json").is_file() {
+            "ci"
+        } else {
+            "install"
+        };
         cmd("npm")
             .args([verb, "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
@@ -185,14 +204,17 @@ fn tauri_driver() -> Result<()> {
         .args(["install", "--list"])
         .read()
         .unwrap_or_default();
-    if installed
-        .lines()
-        .any(|l| l.starts_with("tauri-driver v2."))
-    {
+    if installed.lines().any(|l| l.starts_with("tauri-driver v2.")) {
         return Ok(());
     }
     util::step("setup: installing tauri-driver 2.x (cargo install, about a minute)");
     cmd("cargo")
-        .args(["install", "tauri-driver", "--locked", "--version", TAURI_DRIVER_REQ])
+        .args([
+            "install",
+            "tauri-driver",
+            "--locked",
+            "--version",
+            TAURI_DRIVER_REQ,
+        ])
         .run()
 }

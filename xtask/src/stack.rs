@@ -84,7 +84,9 @@ pub fn up() -> Result<Stack> {
                  Quire checkout's stack) and run `cargo xtask stack up` again"
             );
         }
-        util::step(&format!("stack: starting PostgreSQL on {PG_HOST}:{PG_PORT}"));
+        util::step(&format!(
+            "stack: starting PostgreSQL on {PG_HOST}:{PG_PORT}"
+        ));
         pg.start(&p)?;
     }
 
@@ -229,10 +231,11 @@ impl Postgres {
     fn init(&self, p: &Paths, password: &str) -> Result<()> {
         std::fs::create_dir_all(&p.pg_data)?;
         self.chown_to_owner(&p.pg_data)?;
-        if self.run_as_postgres && !cmd("runuser")
-            .args(["-u", "postgres", "--", "test", "-w"])
-            .arg(&p.pg_data)
-            .succeeds()
+        if self.run_as_postgres
+            && !cmd("runuser")
+                .args(["-u", "postgres", "--", "test", "-w"])
+                .arg(&p.pg_data)
+                .succeeds()
         {
             bail!(
                 "the `postgres` user cannot write {} (a directory above it is closed to other \
@@ -306,7 +309,16 @@ fn psql(password: &str) -> Cmd {
     c.env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", PG_HOST, "-p", &PG_PORT.to_string(), "-U", SUPERUSER, "-d", "postgres"]);
+        .args([
+            "-h",
+            PG_HOST,
+            "-p",
+            &PG_PORT.to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            "postgres",
+        ]);
     c
 }
 
