@@ -53,7 +53,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 ];
 
 /// npm projects whose packages `setup` installs (relative to the repository root).
-const NPM_PROJECTS: &[&str] = &["ui"];
+const NPM_PROJECTS: &[&str] = &["ui", "tests/conformance"];
 
 /// tauri-driver must stay on 2.x: crates.io lists 3.0 alphas as "latest".
 const TAURI_DRIVER_REQ: &str = "^2";
