@@ -6,6 +6,7 @@
 //! - `demo`: setup + stack up + open Quire.
 //! - `test`: setup + every test of the project.
 
+mod services;
 mod setup;
 mod stack;
 mod util;

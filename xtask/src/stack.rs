@@ -15,10 +15,13 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
+use crate::services::{self, SANDBOX};
 use crate::util::{self, Cmd, cmd};
 
 pub const PG_PORT: u16 = 54322;
 const PG_HOST: &str = "127.0.0.1";
+/// The sandbox's address: the port the Supabase CLI's gateway uses.
+const SANDBOX_ADDR: &str = "127.0.0.1:54321";
 const SUPERUSER: &str = "postgres";
 /// Login roles of db/platform whose passwords the stack sets (the services connect as them).
 const LOGIN_ROLES: &[&str] = &[
@@ -95,6 +98,7 @@ pub fn up() -> Result<Stack> {
     set_role_passwords(&password, &secrets)?;
 
     let mut fields = Map::new();
+    sandbox(&p, &secrets, &mut fields)?;
     fields.insert("db_url".into(), json!(db_url));
     let stack = Stack { fields, password };
     write_private(&p.stack_json, &serde_json::to_vec_pretty(&stack.fields)?)?;
@@ -104,6 +108,9 @@ pub fn up() -> Result<Stack> {
 
 pub fn down() -> Result<()> {
     let p = paths();
+    if SANDBOX.stop(&p.dir)? {
+        util::step("stack: stopped the sandbox");
+    }
     if !p.pg_data.join("PG_VERSION").is_file() {
         println!("stack: nothing to stop (no cluster in .quire/pg)");
         return Ok(());
@@ -133,6 +140,76 @@ pub fn status() -> Result<()> {
         println!("postgres   running on {PG_HOST}:{PG_PORT}, data in .quire/pg");
     } else {
         println!("postgres   stopped (data in .quire/pg)");
+    }
+    match SANDBOX.running_pid(&p.dir) {
+        Some(pid) => println!(
+            "sandbox    running on http://{SANDBOX_ADDR} (pid {pid}), log in .quire/sandbox.log"
+        ),
+        None => println!("sandbox    stopped"),
+    }
+    Ok(())
+}
+
+/// Starts the sandbox (unless it already runs) and adds its URL and keys to `fields`.
+fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Value>) -> Result<()> {
+    let data_dir = p.dir.join("sandbox");
+    let keys_file = data_dir.join("keys.json");
+    if SANDBOX.running_pid(&p.dir).is_some() {
+        util::step("stack: the sandbox is already running");
+    } else {
+        if TcpStream::connect(SANDBOX_ADDR).is_ok() {
+            bail!(
+                "{SANDBOX_ADDR} is taken by another program; stop it and run `cargo xtask stack up` again"
+            );
+        }
+        let binary = SANDBOX.build()?;
+        let _ = std::fs::remove_file(&keys_file);
+        let url_as = |role: &str| {
+            let pw = secrets[role].as_str().unwrap_or_default();
+            format!("postgresql://{role}:{pw}@{PG_HOST}:{PG_PORT}/postgres")
+        };
+        util::step(&format!(
+            "stack: starting the sandbox on http://{SANDBOX_ADDR}"
+        ));
+        SANDBOX.start(
+            &p.dir,
+            &binary,
+            &[
+                ("QUIRE_SANDBOX_LISTEN", SANDBOX_ADDR.to_owned()),
+                ("QUIRE_SANDBOX_DATA_DIR", data_dir.display().to_string()),
+                ("QUIRE_SANDBOX_KEYS_FILE", keys_file.display().to_string()),
+                (
+                    "QUIRE_SANDBOX_DB_URL",
+                    format!("postgresql://{PG_HOST}:{PG_PORT}/postgres"),
+                ),
+                ("QUIRE_SANDBOX_AUTH_DB_URL", url_as("supabase_auth_admin")),
+                ("QUIRE_SANDBOX_REST_DB_URL", url_as("authenticator")),
+                (
+                    "QUIRE_SANDBOX_STORAGE_DB_URL",
+                    url_as("supabase_storage_admin"),
+                ),
+                (
+                    "QUIRE_SANDBOX_REALTIME_DB_URL",
+                    url_as("supabase_realtime_admin"),
+                ),
+                ("QUIRE_SANDBOX_AI_DB_URL", url_as("powabase_ai_admin")),
+            ],
+        )?;
+        services::wait_healthy(
+            SANDBOX_ADDR,
+            "/auth/v1/health",
+            Duration::from_secs(30),
+            &SANDBOX.log_file(&p.dir),
+        )?;
+    }
+    let keys: Map<String, Value> = serde_json::from_slice(
+        &std::fs::read(&keys_file).context("reading the sandbox's keys file")?,
+    )?;
+    for field in ["api_url", "anon_key", "service_role_key", "jwt_secret"] {
+        let value = keys
+            .get(field)
+            .with_context(|| format!("the sandbox's keys file has no `{field}`"))?;
+        fields.insert(field.into(), value.clone());
     }
     Ok(())
 }

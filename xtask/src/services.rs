@@ -1,0 +1,151 @@
+//! Background services of the dev stack (the sandbox, later the companion): started detached
+//! with their logs under `.quire/`, tracked by pid files, stopped with SIGTERM (then SIGKILL).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{self, cmd};
+
+/// One background service of the stack.
+pub struct Service {
+    /// Short name, used for `.quire/<name>.pid` and `.quire/<name>.log`.
+    pub name: &'static str,
+    /// The workspace package that builds it and its binary.
+    pub package: &'static str,
+    pub binary: &'static str,
+}
+
+pub const SANDBOX: Service = Service {
+    name: "sandbox",
+    package: "quire-sandbox",
+    binary: "quire-sandbox",
+};
+
+impl Service {
+    fn pid_file(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.pid", self.name))
+    }
+
+    pub fn log_file(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.log", self.name))
+    }
+
+    /// The pid of the running service, if its pid file names a live process.
+    pub fn running_pid(&self, dir: &Path) -> Option<u32> {
+        let pid: u32 = std::fs::read_to_string(self.pid_file(dir))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        // A recycled pid would belong to some other program.
+        String::from_utf8_lossy(&cmdline)
+            .contains(self.binary)
+            .then_some(pid)
+    }
+
+    /// Builds the service's binary (quietly when it is up to date) and returns its path.
+    pub fn build(&self) -> Result<PathBuf> {
+        util::step(&format!("stack: building {}", self.package));
+        cmd("cargo")
+            .args(["build", "--quiet", "-p", self.package])
+            .current_dir(util::repo_root())
+            .run()?;
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| util::repo_root().join("target"));
+        Ok(target.join("debug").join(self.binary))
+    }
+
+    /// Starts the binary detached (own process group, stdio to the log file), with `envs`.
+    pub fn start(&self, dir: &Path, binary: &Path, envs: &[(&str, String)]) -> Result<u32> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file(dir))?;
+        let mut command = Command::new(binary);
+        command
+            .current_dir(util::repo_root())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let pid = child.id();
+        std::fs::write(self.pid_file(dir), format!("{pid}\n"))?;
+        Ok(pid)
+    }
+
+    /// Stops the service if it runs: SIGTERM, up to 10 s for a graceful exit, then SIGKILL.
+    pub fn stop(&self, dir: &Path) -> Result<bool> {
+        let Some(pid) = self.running_pid(dir) else {
+            let _ = std::fs::remove_file(self.pid_file(dir));
+            return Ok(false);
+        };
+        signal(pid, "TERM");
+        let start = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+            if start.elapsed() > Duration::from_secs(10) {
+                signal(pid, "KILL");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(self.pid_file(dir));
+        Ok(true)
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// Waits until `GET http://<addr><path>` answers 200, or fails naming the log to read.
+pub fn wait_healthy(addr: &str, path: &str, within: Duration, log: &Path) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if http_status(addr, path).is_some_and(|s| s == 200) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "{addr}{path} did not answer within {within:?}; see {}",
+        log.display()
+    )
+}
+
+/// The status code of a plain HTTP/1.0 GET, if the server answers at all.
+pub fn http_status(addr: &str, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut head = [0u8; 32];
+    let n = stream.read(&mut head).ok()?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    line.split_whitespace().nth(1)?.parse().ok()
+}
