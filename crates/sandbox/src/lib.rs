@@ -1,0 +1,30 @@
+//! `quire-sandbox`: a local stand-in for a Powabase project — Auth, REST,
+//! Storage, Realtime and the AI `/api` — over a real PostgreSQL, faithful down
+//! to status codes and error bodies, for development, the demo and tests.
+//!
+//! Embedding it (tests do this):
+//!
+//! ```no_run
+//! # async fn demo(db_url: String, dir: std::path::PathBuf) -> anyhow::Result<()> {
+//! let sandbox = quire_sandbox::spawn(quire_sandbox::Config::new(dir, db_url)).await?;
+//! println!("listening on {}", sandbox.api_base());
+//! sandbox.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: [`server`] assembles the services' routers with
+//! the shared middleware; every handler gets an [`AppState`] holding the
+//! [`Config`], the [`keys::ProjectKeys`], the [`jwt::JwtKeys`] verifier and one
+//! connection pool per service ([`db::Databases`]).
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod jwt;
+pub mod keys;
+pub mod server;
+pub mod state;
+
+pub use config::Config;
+pub use server::{Sandbox, spawn};
+pub use state::AppState;
