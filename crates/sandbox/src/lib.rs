@@ -12,11 +12,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: [`server`] assembles the services' routers with
+//! Layout: [`server`] assembles the services' routers ([`auth`] so far) with
 //! the shared middleware; every handler gets an [`AppState`] holding the
 //! [`Config`], the [`keys::ProjectKeys`], the [`jwt::JwtKeys`] verifier and one
 //! connection pool per service ([`db::Databases`]).
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;

@@ -25,6 +25,7 @@ use crate::state::{AppState, Shared};
 /// exposes `pub fn router() -> Router<AppState>` from its module.
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .nest("/auth/v1", crate::auth::router())
         .fallback(http::no_route)
         // Layers run bottom-up on the request: mark credentials sensitive
         // first, so nothing later can print them.

@@ -1,0 +1,41 @@
+//! `GET /health` and `GET /settings`.
+
+use axum::extract::State;
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use super::authorize::PROVIDERS;
+use super::error::ok_json;
+use crate::state::AppState;
+
+/// The GoTrue version whose behaviour the sandbox follows.
+pub const GOTRUE_VERSION: &str = "v2.189.0";
+
+/// `GET /health`, as GoTrue answers it.
+pub async fn health() -> Response {
+    ok_json(&json!({
+        "version": GOTRUE_VERSION,
+        "name": "GoTrue",
+        "description": "GoTrue is a user registration and authentication API",
+    }))
+}
+
+/// `GET /settings`: which providers are on (every OAuth provider is, through
+/// the sandbox's sign-in page), sign-up and autoconfirm.
+pub async fn settings(State(state): State<AppState>) -> Response {
+    let mut external = Map::new();
+    external.insert("anonymous_users".into(), json!(false));
+    for provider in PROVIDERS {
+        external.insert((*provider).into(), json!(true));
+    }
+    external.insert("email".into(), json!(true));
+    external.insert("phone".into(), json!(false));
+    ok_json(&json!({
+        "external": Value::Object(external),
+        "disable_signup": state.config.disable_signup,
+        "mailer_autoconfirm": true,
+        "phone_autoconfirm": false,
+        "sms_provider": "",
+        "saml_enabled": false,
+    }))
+}
