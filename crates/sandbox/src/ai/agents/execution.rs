@@ -1,0 +1,633 @@
+//! One agent run, from its context to its persisted row (§5.3, §5.4).
+//!
+//! A run executes in a task of its own ([`spawn`]): the HTTP response only
+//! reads what the task sends, so a client that disconnects mid-stream stops
+//! nothing — the run goes on, and ends `completed` (or `failed`) in
+//! `ai.agent_runs` all the same. (The platform finishes the plain path in the
+//! background too; on its tool path it raises an abort signal instead. The
+//! sandbox always finishes, which is what DESIGN.md asks of a run.)
+//!
+//! The steps:
+//! 1. bind the session ([`sessions::bind`]); refused ⇒ the stream's only
+//!    event is `{"event":"error","error":"Session not found"}` (404 on `/run`);
+//! 2. gather the context: `context_items` (by reference from `ai.chunks`),
+//!    `context_override`, or a full-text pre-retrieval from `knowledge_bases`;
+//! 3. persist the run as `running`, send `start`;
+//! 4. on the tool path (the agent has tools, streaming only): `step_started`,
+//!    the model's tool calls (`tool_call`, the HTTP call, `tool_result`),
+//!    `step_completed`, and a second step for the answer;
+//! 5. stream the answer as `content_delta`s, then `chunk` with all of it;
+//! 6. persist `completed` with content, events, usage and tool calls; send
+//!    `complete`. Any failure on the way: the row is marked `failed` and the
+//!    stream ends with `error`.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::definitions::Agent;
+use super::events::{
+    CompleteDetails, LoopClock, LoopMeta, ResultMeta, StreamEvent, ToolCallRecord, Usage, preview,
+};
+use super::http_tool::{self, HttpToolConfig};
+use super::model::{self, Citation, ContextItem, ToolSpec};
+use super::request::{ContextSource, KnowledgeBaseRequest, RawItem, RunRequest};
+use super::sessions::{self, BindError, SESSION_NOT_FOUND};
+use super::store::{self, FinishedRun, NewRun};
+use super::tools::{self, CustomTool};
+use super::{call_id, text};
+use crate::ai::ApiCaller;
+use crate::state::AppState;
+
+/// Default `top_k` of a knowledge-base pre-retrieval (`KB_DEFAULT_TOP_K`).
+const DEFAULT_TOP_K: i64 = 5;
+
+/// Everything a run needs, checked before it starts.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub agent: Agent,
+    pub request: RunRequest,
+    pub caller: ApiCaller,
+    pub run_id: String,
+    /// `/run/stream` (tools, pacing) rather than `/run`.
+    pub streaming: bool,
+}
+
+/// How a run ended, for `/run`'s JSON answer.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The session was missing or not the caller's; nothing was persisted.
+    SessionNotFound,
+    Finished(Box<Finished>),
+    /// The run broke; it is `failed` in the database.
+    Failed {
+        run_id: String,
+        error: String,
+    },
+}
+
+/// A run that ran to its end.
+#[derive(Debug)]
+pub struct Finished {
+    pub run_id: String,
+    pub session_id: String,
+    pub is_new_session: bool,
+    pub content: String,
+    pub usage: Usage,
+    pub retrieved_items: usize,
+    /// Present when citations were enabled and the run had context items.
+    pub citation_candidates: Option<Vec<Citation>>,
+    pub citations: Vec<Citation>,
+}
+
+/// Starts the run in its own task. Stream frames go to `frames` (if any); a
+/// closed receiver is ignored.
+pub fn spawn(
+    state: AppState,
+    prepared: Prepared,
+    frames: Option<UnboundedSender<String>>,
+) -> JoinHandle<Outcome> {
+    tokio::spawn(run(state, prepared, Emitter { frames }))
+}
+
+struct Emitter {
+    frames: Option<UnboundedSender<String>>,
+}
+
+impl Emitter {
+    fn send(&self, event: &StreamEvent) {
+        if let Some(frames) = &self.frames {
+            // The client may be gone; the run goes on regardless.
+            let _ = frames.send(event.frame());
+        }
+    }
+}
+
+async fn run(state: AppState, prepared: Prepared, emit: Emitter) -> Outcome {
+    let run_id = prepared.run_id.clone();
+    match execute(&state, &prepared, &emit).await {
+        Ok(outcome) => outcome,
+        Err(err) => {
+            let error = format!("{err:#}");
+            tracing::error!(%run_id, %error, "agent run failed");
+            match state.db.ai.get().await {
+                Ok(client) => {
+                    if let Err(e) = store::fail(&client, &run_id, &error).await {
+                        tracing::error!(%run_id, error = %e, "could not mark the run failed");
+                    }
+                }
+                Err(e) => tracing::error!(%run_id, error = %e, "could not mark the run failed"),
+            }
+            emit.send(&StreamEvent::Error {
+                error: error.clone(),
+                run_id: Some(run_id.clone()),
+                context_handler_id: Some(None),
+            });
+            Outcome::Failed { run_id, error }
+        }
+    }
+}
+
+/// The run's context, gathered from the request.
+#[derive(Debug, Default)]
+struct Gathered {
+    items: Vec<ContextItem>,
+    text: Option<String>,
+    /// What `agent_runs.retrieved_context` records.
+    retrieved_context: Option<Value>,
+}
+
+async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyhow::Result<Outcome> {
+    let Prepared {
+        agent,
+        request,
+        caller,
+        run_id,
+        streaming,
+    } = prepared;
+    let client = state
+        .db
+        .ai
+        .get()
+        .await
+        .context("connecting to the database")?;
+
+    let session =
+        match sessions::bind(&client, agent.id, request.session_id.as_deref(), caller).await {
+            Ok(session) => session,
+            Err(BindError::NotFound) => {
+                emit.send(&StreamEvent::Error {
+                    error: SESSION_NOT_FOUND.to_owned(),
+                    run_id: None,
+                    context_handler_id: None,
+                });
+                return Ok(Outcome::SessionNotFound);
+            }
+            Err(BindError::Db(e)) => anyhow::bail!("binding the session: {e:?}"),
+        };
+    let gathered = gather(&client, &request.context, &request.message).await?;
+    let (custom_tools, has_tools) = if *streaming {
+        tools::assigned(&client, agent.id)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the agent's tools: {e:?}"))?
+    } else {
+        (Vec::new(), false)
+    };
+    let react = *streaming && has_tools;
+
+    let cite = request.citations_enabled;
+    let candidates: Option<Vec<Citation>> = (cite && !gathered.items.is_empty()).then(|| {
+        gathered
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| Citation::of_item(i, item, 0.0))
+            .collect()
+    });
+
+    store::insert_running(
+        &client,
+        &NewRun {
+            session_uuid: session.uuid,
+            run_id,
+            message: &request.message,
+            retrieved_context: gathered.retrieved_context.as_ref(),
+            agent_id: agent.id,
+            model: &agent.model,
+        },
+    )
+    .await
+    .context("persisting the run")?;
+    drop(client);
+
+    emit.send(&StreamEvent::Start {
+        run_id: run_id.clone(),
+        session_id: session.session_id.clone(),
+        context_handler_id: None,
+        reasoning_requested: false,
+        citation_candidates: if react { None } else { candidates.clone() },
+    });
+
+    let specs: Vec<ToolSpec> = custom_tools
+        .iter()
+        .map(|t| ToolSpec {
+            name: t.name.clone(),
+            input_schema: t.input_schema.clone(),
+        })
+        .collect();
+    let mut lp = Loop::default();
+    let mut step = 1;
+    let mut tool_calls: Vec<ToolCallRecord> = Vec::new();
+    if react {
+        lp.emit(emit, "step_started", |meta| StreamEvent::StepStarted {
+            meta,
+            step,
+            is_last_step: false,
+        });
+        let instructions = instructions(agent, &gathered);
+        let planned = model::plan_tool_calls(&request.message, &instructions, &specs);
+        if !planned.is_empty() {
+            for call in planned {
+                let record = call_tool(state, &custom_tools, &call, step, &mut lp, emit).await;
+                tool_calls.push(record);
+            }
+            lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
+                meta,
+                step,
+                finish_reason: "tool_calls".to_owned(),
+                has_tool_calls: true,
+            });
+            step += 1;
+            lp.emit(emit, "step_started", |meta| StreamEvent::StepStarted {
+                meta,
+                step,
+                is_last_step: false,
+            });
+        }
+    }
+
+    let tool_results: Vec<String> = tool_calls.iter().map(|c| c.result.clone()).collect();
+    let answer = model::answer(
+        &request.message,
+        model::Context {
+            items: &gathered.items,
+            text: gathered.text.as_deref(),
+            tool_results: &tool_results,
+            tools: &specs,
+        },
+        cite,
+    );
+    let deltas = model::deltas(&answer.content);
+    let delay = state.config.agents.token_delay();
+    for delta in &deltas {
+        if *streaming && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let meta = if react {
+            lp.clock.next("content_delta")
+        } else {
+            LoopClock::plain("content_delta")
+        };
+        emit.send(&StreamEvent::ContentDelta {
+            meta,
+            delta: delta.clone(),
+        });
+    }
+    if react {
+        lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
+            meta,
+            step,
+            finish_reason: "stop".to_owned(),
+            has_tool_calls: false,
+        });
+    }
+    if react || !answer.content.is_empty() {
+        emit.send(&StreamEvent::Chunk {
+            content: answer.content.clone(),
+        });
+    }
+
+    let prompt = format!(
+        "{}\n{}\n{}\n{}",
+        agent.system_prompt.as_deref().unwrap_or_default(),
+        gathered.text.as_deref().unwrap_or_default(),
+        gathered
+            .items
+            .iter()
+            .map(|i| i.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        tool_results.join("\n"),
+    );
+    let prompt_tokens = model::estimate_tokens(&prompt) + model::estimate_tokens(&request.message);
+    let completion_tokens = deltas.len() as u64;
+    let usage = Usage {
+        prompt_tokens,
+        completion_tokens,
+        reasoning_tokens: 0,
+        cached_tokens: 0,
+        total_tokens: prompt_tokens + completion_tokens,
+    };
+
+    let client = state
+        .db
+        .ai
+        .get()
+        .await
+        .context("connecting to the database")?;
+    store::finish(
+        &client,
+        run_id,
+        &FinishedRun {
+            completed: true,
+            content: &answer.content,
+            error: None,
+            steps: react.then_some(step),
+            events: (!lp.persisted.is_empty()).then(|| Value::Array(lp.persisted.clone())),
+            usage,
+            tool_calls: &tool_calls,
+        },
+    )
+    .await
+    .context("persisting the finished run")?;
+
+    let retrieved_items = gathered
+        .retrieved_context
+        .as_ref()
+        .and_then(Value::as_array)
+        .map_or(0, |rc| rc.len().saturating_sub(1));
+    let details = if react {
+        CompleteDetails::React {
+            steps: step,
+            tool_calls: tool_calls.clone(),
+            usage,
+        }
+    } else {
+        CompleteDetails::Plain {
+            context_handler_id: None,
+            retrieved_items,
+            is_new_session: session.is_new,
+        }
+    };
+    emit.send(&StreamEvent::Complete {
+        run_id: run_id.clone(),
+        session_id: session.session_id.clone(),
+        content: answer.content.clone(),
+        status: "completed".to_owned(),
+        error: None,
+        details,
+        citations: (!answer.citations.is_empty()).then(|| answer.citations.clone()),
+    });
+
+    Ok(Outcome::Finished(Box::new(Finished {
+        run_id: run_id.clone(),
+        session_id: session.session_id,
+        is_new_session: session.is_new,
+        content: answer.content,
+        usage,
+        retrieved_items,
+        citation_candidates: candidates,
+        citations: answer.citations,
+    })))
+}
+
+/// The agent loop's bookkeeping: numbering, and the events kept in
+/// `agent_runs.events`.
+#[derive(Default)]
+struct Loop {
+    clock: LoopClock,
+    persisted: Vec<Value>,
+}
+
+impl Loop {
+    fn emit(
+        &mut self,
+        emit: &Emitter,
+        kind: &'static str,
+        build: impl FnOnce(LoopMeta) -> StreamEvent,
+    ) {
+        let event = build(self.clock.next(kind));
+        if event.is_persisted() {
+            let mut value = event.to_value();
+            // Kept as the loop emits them: without the SSE `event` key.
+            value.as_object_mut().map(|o| o.remove("event"));
+            self.persisted.push(value);
+        }
+        emit.send(&event);
+    }
+}
+
+/// What the model reads as instructions: the system prompt and the context.
+fn instructions(agent: &Agent, gathered: &Gathered) -> String {
+    let mut out = agent.system_prompt.clone().unwrap_or_default();
+    if let Some(text) = &gathered.text {
+        out.push_str("\n\n");
+        out.push_str(text);
+    }
+    for item in &gathered.items {
+        out.push_str("\n\n");
+        out.push_str(&item.text);
+    }
+    out
+}
+
+fn http_client() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new)
+}
+
+async fn call_tool(
+    state: &AppState,
+    tools: &[CustomTool],
+    call: &model::PlannedCall,
+    step: u32,
+    lp: &mut Loop,
+    emit: &Emitter,
+) -> ToolCallRecord {
+    let id = call_id();
+    let arguments = Value::Object(call.arguments.clone());
+    lp.emit(emit, "tool_call", |meta| StreamEvent::ToolCall {
+        meta,
+        step,
+        tool_name: call.tool_name.clone(),
+        arguments: arguments.clone(),
+        call_id: id.clone(),
+    });
+    let started = Instant::now();
+    let result = match tools.iter().find(|t| t.name == call.tool_name) {
+        Some(tool) => {
+            let config = HttpToolConfig::from_config(&tool.config);
+            let allow_loopback = state.config.agents.allow_loopback_tool_endpoints;
+            http_tool::call(http_client(), &config, &call.arguments, allow_loopback).await
+        }
+        None => format!("Error: Unknown tool '{}'", call.tool_name),
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    lp.emit(emit, "tool_result", |meta| StreamEvent::ToolResult {
+        meta,
+        step,
+        tool_name: call.tool_name.clone(),
+        call_id: id,
+        result_preview: preview(&result),
+        result_meta: ResultMeta {
+            result_type: "text",
+            char_count: result.chars().count(),
+        },
+        duration_ms,
+    });
+    ToolCallRecord {
+        step,
+        tool_name: call.tool_name.clone(),
+        arguments,
+        result,
+        duration_ms,
+    }
+}
+
+async fn gather(
+    client: &deadpool_postgres::Client,
+    source: &ContextSource,
+    message: &str,
+) -> anyhow::Result<Gathered> {
+    match source {
+        ContextSource::None | ContextSource::Handler(_) => Ok(Gathered::default()),
+        ContextSource::Override(text) => Ok(Gathered {
+            items: Vec::new(),
+            text: Some(text.clone()),
+            retrieved_context: Some(
+                json!([{"_type": "retrieval_diagnostics", "source": "manual_override"}]),
+            ),
+        }),
+        ContextSource::Items(raw) => {
+            let items = resolve_items(client, raw).await?;
+            let retrieved_context = (!items.is_empty()).then(|| {
+                let mut rc =
+                    vec![json!({"_type": "retrieval_diagnostics", "source": "context_items"})];
+                rc.extend(
+                    items
+                        .iter()
+                        .map(|i| serde_json::to_value(i).expect("items serialize")),
+                );
+                Value::Array(rc)
+            });
+            Ok(Gathered {
+                items,
+                text: None,
+                retrieved_context,
+            })
+        }
+        ContextSource::KnowledgeBases(kbs) => search_knowledge_bases(client, kbs, message).await,
+    }
+}
+
+/// By-value items as given; by-reference items looked up in `ai.chunks`
+/// (with their source's name), in request order. Unknown ids are skipped,
+/// as on the platform.
+async fn resolve_items(
+    client: &deadpool_postgres::Client,
+    raw: &[RawItem],
+) -> anyhow::Result<Vec<ContextItem>> {
+    let ids: Vec<Uuid> = raw
+        .iter()
+        .filter_map(|i| match i {
+            RawItem::Ref(id) => Uuid::parse_str(id).ok(),
+            RawItem::Value { .. } => None,
+        })
+        .collect();
+    let mut found = std::collections::HashMap::new();
+    if !ids.is_empty() {
+        let rows = client
+            .query(
+                "select c.id, c.text, c.source_id, c.meta, s.name
+                   from ai.chunks c left join ai.sources s on s.id = c.source_id
+                  where c.id = any($1)",
+                &[&ids],
+            )
+            .await
+            .context("looking up context_items")?;
+        for row in rows {
+            let id: Uuid = row.get(0);
+            found.insert(
+                id,
+                ContextItem {
+                    id: Some(id.to_string()),
+                    text: row.get(1),
+                    source_id: Some(row.get::<_, Uuid>(2).to_string()),
+                    meta: row.get(3),
+                    source_name: Some(row.get::<_, Option<String>>(4).unwrap_or_default()),
+                },
+            );
+        }
+    }
+    Ok(raw
+        .iter()
+        .filter_map(|item| match item {
+            RawItem::Value { text, meta } => {
+                Some(ContextItem::by_value(text.clone(), meta.clone()))
+            }
+            RawItem::Ref(id) => Uuid::parse_str(id)
+                .ok()
+                .and_then(|id| found.get(&id).cloned()),
+        })
+        .collect())
+}
+
+/// `knowledge_bases` pre-retrieval: PostgreSQL full-text search (any of the
+/// message's topic words) over each knowledge base's chunks, best `top_k`
+/// first. Unknown knowledge bases contribute nothing.
+async fn search_knowledge_bases(
+    client: &deadpool_postgres::Client,
+    kbs: &[KnowledgeBaseRequest],
+    message: &str,
+) -> anyhow::Result<Gathered> {
+    let words = text::words(message);
+    let query = words.join(" | ");
+    let mut items = Vec::new();
+    let mut retrieved = Vec::new();
+    for kb in kbs {
+        let Ok(kb_id) = Uuid::parse_str(&kb.id) else {
+            continue;
+        };
+        let Some(config) = client
+            .query_opt(
+                "select retrieval_config from ai.knowledge_bases where id = $1",
+                &[&kb_id],
+            )
+            .await
+            .context("reading a knowledge base")?
+        else {
+            continue;
+        };
+        if words.is_empty() {
+            continue;
+        }
+        let configured: Value = config.get(0);
+        let top_k = kb
+            .top_k
+            .or_else(|| configured.get("top_k").and_then(Value::as_i64))
+            .unwrap_or(DEFAULT_TOP_K)
+            .clamp(1, 100);
+        let rows = client
+            .query(
+                "select c.id, c.text, c.source_id, c.meta, s.name, ts_rank_cd(c.fts, q)::float8 as score
+                   from ai.chunks c
+                   left join ai.sources s on s.id = c.source_id,
+                        to_tsquery('english', $2) q
+                  where c.knowledge_base_id = $1 and c.fts @@ q
+                  order by score desc, c.chunk_index, c.id
+                  limit $3",
+                &[&kb_id, &query, &top_k],
+            )
+            .await
+            .context("searching a knowledge base")?;
+        for row in rows {
+            let id: Uuid = row.get(0);
+            let item = ContextItem {
+                id: Some(id.to_string()),
+                text: row.get(1),
+                source_id: Some(row.get::<_, Uuid>(2).to_string()),
+                meta: row.get(3),
+                source_name: Some(row.get::<_, Option<String>>(4).unwrap_or_default()),
+            };
+            let mut entry = serde_json::to_value(&item).expect("items serialize");
+            entry["score"] = json!(row.get::<_, f64>(5));
+            entry["knowledge_base_id"] = json!(kb_id.to_string());
+            retrieved.push(entry);
+            items.push(item);
+        }
+    }
+    let mut rc = vec![
+        json!({"_type": "retrieval_diagnostics", "source": "knowledge_bases", "total_items": items.len()}),
+    ];
+    rc.extend(retrieved);
+    Ok(Gathered {
+        items,
+        text: None,
+        retrieved_context: Some(Value::Array(rc)),
+    })
+}

@@ -1,0 +1,219 @@
+//! Calling a custom HTTP tool the way the platform does
+//! (shared/reference/POWABASE.md §6.2; `agentic.CustomTool.execute`):
+//! `requests.request(method, endpoint, json=arguments, headers=config.headers,
+//! timeout=timeout_seconds)` — the arguments go as a JSON body whatever the
+//! method, only the tool's static headers are sent (no caller identity), a
+//! non-2xx answer or a transport failure becomes the tool result
+//! `"Error: …"` (the run goes on), and the response text is cut to
+//! 10 000 characters.
+
+use std::time::Duration;
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use super::endpoint;
+
+/// Default timeout of a custom tool call (`CUSTOM_TOOL_TIMEOUT`).
+pub const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
+/// Characters of a response kept as the tool result (`MAX_TOOL_OUTPUT_LENGTH`).
+pub const MAX_OUTPUT_CHARS: usize = 10_000;
+
+/// A custom tool's `config`: `endpoint`, `method` (default `POST`),
+/// `headers`, `timeout_seconds` (default 30).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpToolConfig {
+    pub endpoint: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+impl HttpToolConfig {
+    /// Reads a tool's stored `config` object; missing or odd values fall
+    /// back to the defaults (non-string header values are dropped).
+    pub fn from_config(config: &Value) -> Self {
+        let endpoint = config
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let method = config
+            .get("method")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .unwrap_or("POST")
+            .to_ascii_uppercase();
+        let headers = config
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let secs = config
+            .get("timeout_seconds")
+            .and_then(Value::as_f64)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .unwrap_or(DEFAULT_TIMEOUT_SECS);
+        HttpToolConfig {
+            endpoint,
+            method,
+            headers,
+            timeout: Duration::from_secs_f64(secs),
+        }
+    }
+}
+
+/// Calls the tool and returns its result: the response text (at most
+/// [`MAX_OUTPUT_CHARS`] characters) or an `Error: …` string, never a Rust
+/// error — a failing tool is something the model reads, not a failed run.
+pub async fn call(
+    client: &reqwest::Client,
+    config: &HttpToolConfig,
+    arguments: &Map<String, Value>,
+    allow_loopback: bool,
+) -> String {
+    let url = match endpoint::check(&config.endpoint, allow_loopback) {
+        Ok(url) => url,
+        Err(blocked) => return format!("Error: URL blocked — {blocked}"),
+    };
+    let method = match reqwest::Method::from_bytes(config.method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return format!("Error: Invalid HTTP method {:?}", config.method),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (name, value) in &config.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) else {
+            return format!("Error: Invalid header {name:?}");
+        };
+        headers.insert(name, value);
+    }
+    let body = serde_json::to_vec(arguments).expect("JSON arguments serialize");
+    let response = client
+        .request(method, url.clone())
+        .headers(headers)
+        .body(body)
+        .timeout(config.timeout)
+        .send()
+        .await;
+    let response = match response {
+        Ok(r) => r,
+        Err(err) => return format!("Error: {}", transport_error(&url, &err, config.timeout)),
+    };
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        let kind = if status.is_client_error() {
+            "Client"
+        } else {
+            "Server"
+        };
+        let reason = status.canonical_reason().unwrap_or("");
+        return format!(
+            "Error: {} {kind} Error: {reason} for url: {url}",
+            status.as_u16()
+        );
+    }
+    match response.text().await {
+        Ok(text) => text.chars().take(MAX_OUTPUT_CHARS).collect(),
+        Err(err) => format!("Error: {}", transport_error(&url, &err, config.timeout)),
+    }
+}
+
+/// A transport failure in the words of `requests`/urllib3, which is what the
+/// platform puts after `Error: `.
+fn transport_error(url: &url::Url, err: &reqwest::Error, timeout: Duration) -> String {
+    let pool = if url.scheme() == "https" {
+        "HTTPSConnectionPool"
+    } else {
+        "HTTPConnectionPool"
+    };
+    let host = url.host_str().unwrap_or_default();
+    let port = url.port_or_known_default().unwrap_or_default();
+    let secs = timeout.as_secs_f64();
+    let secs = if secs.fract() == 0.0 {
+        format!("{}", secs as u64)
+    } else {
+        format!("{secs}")
+    };
+    if err.is_timeout() {
+        format!("{pool}(host='{host}', port={port}): Read timed out. (read timeout={secs})")
+    } else if err.is_connect() {
+        format!(
+            "{pool}(host='{host}', port={port}): Max retries exceeded with url: {} \
+             (Caused by NewConnectionError('Failed to establish a new connection: {}'))",
+            url.path(),
+            root_cause(err)
+        )
+    } else {
+        format!("{pool}(host='{host}', port={port}): {}", root_cause(err))
+    }
+}
+
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn config_defaults_follow_the_platform() {
+        let c = HttpToolConfig::from_config(&json!({"endpoint": "https://x.example/t"}));
+        assert_eq!(c.method, "POST");
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert!(c.headers.is_empty());
+        let c = HttpToolConfig::from_config(&json!({
+            "endpoint": "https://x.example/t", "method": "get",
+            "headers": {"Authorization": "Bearer s", "X-N": 5}, "timeout_seconds": 2
+        }));
+        assert_eq!(c.method, "GET");
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        assert_eq!(
+            c.headers,
+            vec![("Authorization".to_owned(), "Bearer s".to_owned())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_blocked_endpoint_is_an_error_result() {
+        let client = reqwest::Client::new();
+        let config = HttpToolConfig::from_config(&json!({"endpoint": "http://127.0.0.1:9/x"}));
+        let result = call(&client, &config, &Map::new(), false).await;
+        assert_eq!(
+            result,
+            "Error: URL blocked — URL targets internal network: 127.0.0.1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_an_error_result() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client = reqwest::Client::new();
+        let config = HttpToolConfig::from_config(
+            &json!({"endpoint": format!("http://127.0.0.1:{port}/tool")}),
+        );
+        let result = call(&client, &config, &Map::new(), true).await;
+        assert!(
+            result.starts_with(&format!(
+                "Error: HTTPConnectionPool(host='127.0.0.1', port={port}): Max retries"
+            )),
+            "{result}"
+        );
+    }
+}
