@@ -17,6 +17,7 @@
 //! [`Config`], the [`keys::ProjectKeys`], the [`jwt::JwtKeys`] verifier and one
 //! connection pool per service ([`db::Databases`]).
 
+pub mod ai;
 pub mod auth;
 pub mod config;
 pub mod db;

@@ -1,0 +1,221 @@
+//! Page-aware chunking for knowledge-base indexing (`chunk_embed` strategy).
+//!
+//! A chunk never spans two pages, so every chunk has exactly one page number
+//! to cite. Within a page, chunks are at most `chunk_size` characters, cut at
+//! the last paragraph break, else sentence end, else whitespace in the back
+//! half of the window, and consecutive chunks share about `overlap`
+//! characters starting on a word boundary. Offsets count Unicode scalar
+//! values (what the platform's Python reports) and are relative to the page
+//! text that `GET /api/sources/{id}/page-texts?page=N` returns.
+
+/// One chunk of one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageChunk {
+    /// 1-based page number.
+    pub page: u32,
+    pub text: String,
+    /// Character offset of the chunk's first character in the page text.
+    pub start_char: usize,
+    /// Character offset one past the chunk's last character.
+    pub end_char: usize,
+}
+
+/// Chunk sizes, in characters. The platform's default `indexing_config` is
+/// `chunk_size: 1000, overlap: 200`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSpec {
+    pub chunk_size: usize,
+    pub overlap: usize,
+}
+
+impl Default for ChunkSpec {
+    fn default() -> Self {
+        ChunkSpec {
+            chunk_size: 1000,
+            overlap: 200,
+        }
+    }
+}
+
+impl ChunkSpec {
+    /// The spec from a knowledge base's `indexing_config`, falling back to
+    /// the defaults for missing or unusable values (overlap is kept below
+    /// half the chunk size so chunking always advances).
+    pub fn from_indexing_config(config: &serde_json::Value) -> ChunkSpec {
+        let get = |key: &str| config.get(key).and_then(serde_json::Value::as_u64);
+        let chunk_size = get("chunk_size")
+            .map(|n| n.clamp(50, 100_000) as usize)
+            .unwrap_or(ChunkSpec::default().chunk_size);
+        let overlap = get("overlap")
+            .or_else(|| get("chunk_overlap"))
+            .map(|n| n as usize)
+            .unwrap_or(ChunkSpec::default().overlap)
+            .min(chunk_size / 2);
+        ChunkSpec {
+            chunk_size,
+            overlap,
+        }
+    }
+}
+
+/// Chunks of every page, in page order then position. Pages with no text
+/// yield no chunks.
+pub fn chunk_pages(pages: &[String], spec: ChunkSpec) -> Vec<PageChunk> {
+    pages
+        .iter()
+        .enumerate()
+        .flat_map(|(i, text)| chunk_page(u32::try_from(i + 1).unwrap_or(u32::MAX), text, spec))
+        .collect()
+}
+
+fn chunk_page(page: u32, text: &str, spec: ChunkSpec) -> Vec<PageChunk> {
+    let chars: Vec<char> = text.chars().collect();
+    let n = chars.len();
+    let size = spec.chunk_size.max(1);
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    loop {
+        while start < n && chars[start].is_whitespace() {
+            start += 1;
+        }
+        if start >= n {
+            break;
+        }
+        let mut end = (start + size).min(n);
+        if end < n {
+            end = break_point(&chars, start + size / 2, end);
+        }
+        let mut trimmed_end = end;
+        while trimmed_end > start && chars[trimmed_end - 1].is_whitespace() {
+            trimmed_end -= 1;
+        }
+        chunks.push(PageChunk {
+            page,
+            text: chars[start..trimmed_end].iter().collect(),
+            start_char: start,
+            end_char: trimmed_end,
+        });
+        if end >= n {
+            break;
+        }
+        start = overlap_start(&chars, start, end, spec.overlap);
+    }
+    chunks
+}
+
+/// Where to end a chunk whose window is `..limit`: just after the last
+/// paragraph break, sentence end or whitespace at or after `earliest`, or
+/// `limit` itself inside one long word.
+fn break_point(chars: &[char], earliest: usize, limit: usize) -> usize {
+    let window = earliest..limit;
+    let after =
+        |pred: &dyn Fn(usize) -> bool| window.clone().rev().find(|&i| pred(i)).map(|i| i + 1);
+    after(&|i| chars[i] == '\n' && i > 0 && chars[i - 1] == '\n')
+        .or_else(|| {
+            after(&|i| {
+                chars[i].is_whitespace()
+                    && i > 0
+                    && matches!(chars[i - 1], '.' | '!' | '?' | ':' | ';')
+            })
+        })
+        .or_else(|| after(&|i| chars[i].is_whitespace()))
+        .unwrap_or(limit)
+}
+
+/// The start of the next chunk: about `overlap` characters before `end`,
+/// moved forward to the start of a word, and always past `start`.
+fn overlap_start(chars: &[char], start: usize, end: usize, overlap: usize) -> usize {
+    let mut next = end.saturating_sub(overlap).max(start + 1);
+    if next < end && next > 0 && !chars[next - 1].is_whitespace() {
+        while next < end && !chars[next].is_whitespace() {
+            next += 1;
+        }
+    }
+    next
+}
+
+/// A rough token count (about four characters a token), for `ai.chunks.tokens`.
+pub fn estimate_tokens(text: &str) -> usize {
+    text.chars().count().div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(chunk_size: usize, overlap: usize) -> ChunkSpec {
+        ChunkSpec {
+            chunk_size,
+            overlap,
+        }
+    }
+
+    fn slice(text: &str, c: &PageChunk) -> String {
+        text.chars()
+            .skip(c.start_char)
+            .take(c.end_char - c.start_char)
+            .collect()
+    }
+
+    #[test]
+    fn chunks_stay_on_their_page_and_offsets_point_into_it() {
+        let pages = vec![
+            "Alpha beta gamma. Delta epsilon zeta. Eta theta iota.".to_string(),
+            String::new(),
+            "  Kappa lambda mu nu xi omicron pi rho sigma tau upsilon.  ".to_string(),
+        ];
+        let chunks = chunk_pages(&pages, spec(24, 8));
+        assert!(chunks.len() > 3);
+        for c in &chunks {
+            assert!(c.page == 1 || c.page == 3, "{c:?}");
+            assert_eq!(slice(&pages[c.page as usize - 1], c), c.text);
+            assert!(c.text.chars().count() <= 24);
+            assert_eq!(c.text, c.text.trim());
+        }
+        assert_eq!(chunks[0].text, "Alpha beta gamma.");
+    }
+
+    #[test]
+    fn consecutive_chunks_overlap_on_word_boundaries() {
+        let words: Vec<String> = (0..300).map(|i| format!("word{i}")).collect();
+        let page = words.join(" ");
+        let chunks = chunk_pages(std::slice::from_ref(&page), spec(100, 30));
+        for pair in chunks.windows(2) {
+            assert!(pair[1].start_char < pair[0].end_char, "overlap: {pair:?}");
+            assert!(pair[1].start_char > pair[0].start_char);
+            assert!(pair[1].text.starts_with("word"), "{:?}", pair[1].text);
+        }
+        let last = chunks.last().unwrap();
+        assert!(last.text.ends_with("word299"));
+        let covered: std::collections::BTreeSet<&str> =
+            chunks.iter().flat_map(|c| c.text.split(' ')).collect();
+        assert_eq!(covered.len(), 300);
+    }
+
+    #[test]
+    fn one_long_word_is_cut_and_still_advances() {
+        let page = "x".repeat(250);
+        let chunks = chunk_pages(&[page], spec(100, 40));
+        assert_eq!(chunks[0].text.len(), 100);
+        assert_eq!(chunks.last().unwrap().end_char, 250);
+    }
+
+    #[test]
+    fn unicode_offsets_are_in_characters() {
+        let page = "Ünïcödé wörds hère. Ànd möre wörds thère.".to_string();
+        let chunks = chunk_pages(std::slice::from_ref(&page), spec(22, 5));
+        for c in &chunks {
+            assert_eq!(slice(&page, c), c.text);
+        }
+    }
+
+    #[test]
+    fn spec_from_indexing_config() {
+        let config = serde_json::json!({"strategy":"chunk_embed","chunk_size":400,"overlap":300});
+        assert_eq!(ChunkSpec::from_indexing_config(&config), spec(400, 200));
+        assert_eq!(
+            ChunkSpec::from_indexing_config(&serde_json::json!({})),
+            ChunkSpec::default()
+        );
+    }
+}
