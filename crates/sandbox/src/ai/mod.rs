@@ -1,6 +1,374 @@
 //! The AI service (`/api`): sources, knowledge bases, agents and runs, over
-//! the `ai` schema. So far: the document pipeline's building blocks.
+//! the `ai` schema, answering as the current platform does
+//! (`shared/reference/POWABASE.md` §2.3, §3, §7, §8, §12).
+//!
+//! Shared by every `/api` module:
+//! - [`ApiError`], the `{"error": …}` envelope every failure is sent in;
+//! - the bearer-token extractors of §2.3: [`ApiCaller`] (`@require_user_auth`:
+//!   the service key or a user's access token) and [`ServiceRole`]
+//!   (`@require_service_role`: the service key only; a user token gets 403);
+//! - [`JsonBody`], a request body parsed as JSON with the API's error shape;
+//! - [`timestamp`], how the service writes times.
+//!
+//! Background work (extraction, indexing) runs in tasks of the server's
+//! runtime; [`resume`] re-queues what a previous run left unfinished.
 
 pub mod chunking;
 pub mod extract;
 pub mod fixtures;
+pub mod sources;
+
+use axum::Router;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use secrecy::ExposeSecret as _;
+use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq as _;
+use uuid::Uuid;
+
+use crate::http::json_response;
+use crate::jwt::{Caller, JwtError, bearer_token};
+use crate::state::AppState;
+
+/// Every `/api` route. Nested under `/api` by the server.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(sources::router())
+        .fallback(not_found)
+}
+
+/// Re-queues the background work a previous run of the sandbox left
+/// unfinished: sources still `pending`/`extracting`, indexed sources still
+/// `pending`/`indexing`. Called once at start-up; failures are logged.
+pub async fn resume(state: &AppState) {
+    sources::resume_extractions(state).await;
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("Not found")
+}
+
+/// A failed `/api` request: a status and the JSON body
+/// `{"error": "<message>", …}` (§12). Server errors are logged with their
+/// cause and answered without it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: Map<String, Value>,
+}
+
+impl ApiError {
+    /// `{"error": message}` with `status`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::String(message.into()));
+        ApiError { status, body }
+    }
+
+    /// 400 `{"error": message}`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 404 `{"error": message}`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// 401 `{"error": message}`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    /// 403 `{"error": message}`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 500 `{"error": "Internal error"}`; `cause` (what was being attempted
+    /// and why it failed) goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "/api request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+    }
+
+    /// Adds a field next to `error` (e.g. `code`, `message`, `duplicate`).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.body.insert(key.into(), value.into());
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, &self.body)
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        ApiError::internal(format_args!("database: {err}"))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ApiError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        ApiError::internal(format_args!("database pool: {err}"))
+    }
+}
+
+/// The `403` text of `@require_service_role` (§2.3).
+pub const SERVICE_ROLE_REQUIRED: &str = "This endpoint requires the project's service role key";
+
+/// Who called an `/api` route, as `@require_user_auth` decides (§2.3).
+#[derive(Debug, Clone)]
+pub enum ApiCaller {
+    /// The bearer was exactly the project's service-role key.
+    ServiceRole,
+    /// A user's access token: HS256, `aud` `authenticated`, `exp` and a UUID `sub`.
+    User {
+        /// `sub`.
+        id: Uuid,
+        /// All verified claims.
+        claims: Caller,
+    },
+}
+
+impl ApiCaller {
+    /// The user id, or `None` for the service role.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self {
+            ApiCaller::ServiceRole => None,
+            ApiCaller::User { id, .. } => Some(*id),
+        }
+    }
+
+    /// True for the service role.
+    pub fn is_service_role(&self) -> bool {
+        matches!(self, ApiCaller::ServiceRole)
+    }
+
+    /// Authenticates the `Authorization` header. Only a bearer equal to the
+    /// service key is the service role — a user token claiming
+    /// `role: service_role` is still a user token and must pass the user checks.
+    pub fn authenticate(
+        state: &AppState,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Self, ApiError> {
+        let token = api_bearer(headers)
+            .ok_or_else(|| ApiError::unauthorized("Authorization header required"))?;
+        let service_key = state.keys.service_role_key().expose_secret().as_bytes();
+        if bool::from(token.as_bytes().ct_eq(service_key)) {
+            return Ok(ApiCaller::ServiceRole);
+        }
+        let claims = state
+            .jwt
+            .verify(token)
+            .map_err(|e| ApiError::unauthorized(token_error_text(&e)))?;
+        let Some(sub) = claims.claims().get("sub") else {
+            return Err(ApiError::unauthorized(
+                r#"Invalid token: Token is missing the "sub" claim"#,
+            ));
+        };
+        let audiences = claims.audiences();
+        if claims.claims().get("aud").is_none() {
+            return Err(ApiError::unauthorized(
+                r#"Invalid token: Token is missing the "aud" claim"#,
+            ));
+        }
+        if !audiences.contains(&"authenticated") {
+            return Err(ApiError::unauthorized("Invalid token audience"));
+        }
+        let id = sub
+            .as_str()
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| ApiError::unauthorized("Invalid token: sub must be a user id"))?;
+        Ok(ApiCaller::User { id, claims })
+    }
+}
+
+/// The bearer of `Authorization`, split on whitespace as the service does
+/// (`header.split()`; anything but exactly `Bearer <token>` is missing).
+fn api_bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    if let Some(token) = bearer_token(headers) {
+        return Some(token);
+    }
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let mut parts = value.split_whitespace();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(scheme), Some(token), None) if scheme.eq_ignore_ascii_case("bearer") => Some(token),
+        _ => None,
+    }
+}
+
+/// PyJWT's wording for a refused token, as the service reports it.
+fn token_error_text(err: &JwtError) -> String {
+    match err {
+        JwtError::Expired => "Token has expired".into(),
+        JwtError::BadSignature => "Invalid token: Signature verification failed".into(),
+        JwtError::WrongAlgorithm(_) => {
+            "Invalid token: The specified alg value is not allowed".into()
+        }
+        JwtError::NotYetValid => "Invalid token: The token is not yet valid (nbf)".into(),
+        JwtError::MissingExpiry => r#"Invalid token: Token is missing the "exp" claim"#.into(),
+        JwtError::Malformed(reason) => format!("Invalid token: {reason}"),
+    }
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        ApiCaller::authenticate(state, &parts.headers)
+    }
+}
+
+/// Extractor for `@require_service_role` routes: the bearer must be the
+/// service-role key. No or a bad token ⇒ 401 as [`ApiCaller`]; a valid user
+/// token ⇒ 403 [`SERVICE_ROLE_REQUIRED`].
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceRole;
+
+impl FromRequestParts<AppState> for ServiceRole {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match ApiCaller::authenticate(state, &parts.headers)? {
+            ApiCaller::ServiceRole => Ok(ServiceRole),
+            ApiCaller::User { .. } => Err(ApiError::forbidden(SERVICE_ROLE_REQUIRED)),
+        }
+    }
+}
+
+/// A JSON request body, as the service reads it (`request.get_json() or {}`):
+/// an empty body is `{}`, anything that is not JSON is 400
+/// `{"error":"Invalid JSON body"}`. Field validation is the handler's.
+#[derive(Debug, Clone)]
+pub struct JsonBody(pub Value);
+
+impl JsonBody {
+    /// The body as an object (`{}` for a non-object body).
+    pub fn object(&self) -> Map<String, Value> {
+        self.0.as_object().cloned().unwrap_or_default()
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(json!({})));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|_| ApiError::bad_request("Invalid JSON body"))
+    }
+}
+
+/// A time as the service writes it: ISO 8601 with microseconds and `+00:00`
+/// (Python's `datetime.isoformat()`).
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+/// Parses a path id; anything but a UUID is the resource's 404.
+pub fn parse_id(raw: &str, not_found: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(not_found))
+}
+
+/// `limit`/`offset` query values with the service's bounds: `limit` in
+/// `1..=max` (default `default`), `offset ≥ 0`; anything else is 400.
+pub fn page_bounds(
+    limit: Option<&str>,
+    offset: Option<&str>,
+    default: i64,
+    max: i64,
+) -> Result<(i64, i64), ApiError> {
+    let limit = match limit {
+        None | Some("") => default,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be an integer between 1 and {max}"))
+            })?,
+    };
+    let offset = match offset {
+        None | Some("") => 0,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::bad_request("offset must be a non-negative integer"))?,
+    };
+    Ok((limit, offset))
+}
+
+/// The `ai` schema's data directory: `<data_dir>/ai`.
+pub fn data_root(state: &AppState) -> std::path::PathBuf {
+    state.config.data_dir.join("ai")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderMap;
+
+    #[test]
+    fn bearer_is_split_on_whitespace() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(api_bearer(&headers), None);
+        for (value, expected) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer   abc ", Some("abc")),
+            ("Bearer", None),
+            ("Bearer a b", None),
+            ("Token abc", None),
+        ] {
+            headers.insert(axum::http::header::AUTHORIZATION, value.parse().unwrap());
+            assert_eq!(api_bearer(&headers), expected, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn page_bounds_are_checked() {
+        assert_eq!(page_bounds(None, None, 50, 200).unwrap(), (50, 0));
+        assert_eq!(
+            page_bounds(Some("200"), Some("5"), 50, 200).unwrap(),
+            (200, 5)
+        );
+        assert!(page_bounds(Some("201"), None, 50, 200).is_err());
+        assert!(page_bounds(Some("0"), None, 50, 200).is_err());
+        assert!(page_bounds(None, Some("-1"), 50, 200).is_err());
+    }
+
+    #[test]
+    fn timestamps_look_like_python_isoformat() {
+        let at = DateTime::parse_from_rfc3339("2024-05-01T12:00:00.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(timestamp(at), "2024-05-01T12:00:00.500000+00:00");
+    }
+}
