@@ -26,6 +26,7 @@ use crate::state::{AppState, Shared};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/auth/v1", crate::auth::router())
+        .nest("/api", crate::ai::router())
         .fallback(http::no_route)
         // Layers run bottom-up on the request: mark credentials sensitive
         // first, so nothing later can print them.
@@ -154,6 +155,11 @@ pub async fn spawn(config: Config) -> anyhow::Result<Sandbox> {
         db,
         shutdown: shutdown.clone(),
         config,
+    });
+    // Extractions and indexing a previous run left unfinished.
+    tokio::spawn({
+        let state = state.clone();
+        async move { crate::ai::resume(&state).await }
     });
     let app = router(state);
 

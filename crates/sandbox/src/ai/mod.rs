@@ -16,6 +16,7 @@
 pub mod chunking;
 pub mod extract;
 pub mod fixtures;
+pub mod knowledge_bases;
 pub mod sources;
 
 use axum::Router;
@@ -37,6 +38,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(sources::router())
+        .merge(knowledge_bases::router())
         .fallback(not_found)
 }
 
@@ -45,6 +47,7 @@ pub fn router() -> Router<AppState> {
 /// `pending`/`indexing`. Called once at start-up; failures are logged.
 pub async fn resume(state: &AppState) {
     sources::resume_extractions(state).await;
+    knowledge_bases::resume_indexing(state).await;
 }
 
 async fn not_found() -> ApiError {
