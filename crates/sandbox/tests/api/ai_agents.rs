@@ -1,0 +1,1548 @@
+//! `/api/agents`, `/api/tools`, sessions and runs: the route split of the
+//! current platform (service key vs a user's token), `run/stream` event by
+//! event against shared/reference/POWABASE.md §5.4, the offline model's
+//! answers and citations, custom HTTP tools (a tiny server on loopback), and
+//! a run that outlives its client.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use quire_sandbox::ai::agents::model::NOTHING_FOUND;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, json_of, spawn_app_with};
+
+const SERVICE_ONLY: &str = "This endpoint requires the project's service role key";
+const ONLY_ONE: &str = "Only one of 'knowledge_bases', 'context_handler_id', 'context_override', or 'context_items' may be provided";
+
+/// A sandbox that streams without pauses and lets tools call loopback.
+async fn app() -> TestApp {
+    spawn_app_with(|c| {
+        c.agents.token_delay_ms = 0;
+        c.agents.allow_loopback_tool_endpoints = true;
+    })
+    .await
+}
+
+/// Three context items from a blender manual, as Quire's companion sends them.
+fn manual() -> Value {
+    json!([
+        {"text": "The X200 blender has a 1200 W motor. It ships with two jars.",
+         "meta": {"chunk_id": "c-1", "document_id": "d-1", "page": 2, "title": "X200 manual"}},
+        {"text": "The warranty covers the motor for five years. Jars are covered for one year.",
+         "meta": {"chunk_id": "c-2", "document_id": "d-1", "page": 7, "title": "X200 manual"},
+         "source_id": "dropped-by-the-platform"},
+        {"text": "Clean the jars with warm water after every use.",
+         "meta": {"chunk_id": "c-3", "document_id": "d-1", "page": 9, "title": "X200 manual"}}
+    ])
+}
+
+async fn create_agent(app: &TestApp, system_prompt: &str) -> String {
+    let (status, body) = json_of(
+        app.api(Method::POST, "/api/agents")
+            .json(&json!({"name": "Quire", "system_prompt": system_prompt, "settings": {"temperature": 0}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+/// Registers a custom tool at `endpoint` and assigns it to `agent`.
+async fn add_tool(app: &TestApp, agent: &str, name: &str, endpoint: &str, timeout_seconds: u64) {
+    let (status, tool) = json_of(
+        app.api(Method::POST, "/api/tools")
+            .json(&json!({
+                "name": name, "description": "Search the signed-in user's documents", "type": "http",
+                "input_schema": {"type": "object", "properties": {
+                    "query": {"type": "string"}, "session_token": {"type": "string"}},
+                    "required": ["query", "session_token"]},
+                "config": {"endpoint": endpoint, "method": "POST",
+                           "headers": {"Authorization": "Bearer static-secret"},
+                           "timeout_seconds": timeout_seconds}
+            }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{tool}");
+    let (status, body) = json_of(
+        app.api(Method::POST, &format!("/api/agents/{agent}/tools"))
+            .json(&json!({"tool_type": "custom", "tool_name": name, "tool_id": tool["id"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// A signed-up user: (access token, user id).
+async fn user(app: &TestApp, email: &str) -> (String, String) {
+    let session = app.signed_up(email, "correct horse battery").await;
+    (
+        session["access_token"].as_str().unwrap().to_owned(),
+        session["user"]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `POST path` with the service key (`bearer` `None`) or a user's token.
+fn post(app: &TestApp, path: &str, bearer: Option<&str>) -> reqwest::RequestBuilder {
+    match bearer {
+        None => app.api(Method::POST, path),
+        Some(token) => app.request(Method::POST, path, Some(token)),
+    }
+}
+
+/// A whole SSE response: its events (the JSON of each `data:` line) and its
+/// comments, in order.
+#[derive(Debug)]
+struct Sse {
+    events: Vec<Value>,
+    comments: Vec<String>,
+    raw: String,
+}
+
+impl Sse {
+    fn parse(raw: String) -> Sse {
+        let mut events = Vec::new();
+        let mut comments = Vec::new();
+        for frame in raw.split("\n\n").filter(|f| !f.is_empty()) {
+            for line in frame.lines() {
+                if let Some(data) = line.strip_prefix("data: ") {
+                    events
+                        .push(serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}")));
+                } else if let Some(comment) = line.strip_prefix(':') {
+                    comments.push(comment.trim().to_owned());
+                } else {
+                    panic!("unexpected SSE line {line:?} in {raw:?}");
+                }
+            }
+        }
+        Sse {
+            events,
+            comments,
+            raw,
+        }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .map(|e| e["event"].as_str().unwrap())
+            .collect()
+    }
+
+    fn one(&self, name: &str) -> &Value {
+        let all: Vec<&Value> = self.events.iter().filter(|e| e["event"] == name).collect();
+        assert_eq!(all.len(), 1, "exactly one {name} in {:?}", self.names());
+        all[0]
+    }
+
+    fn deltas(&self) -> String {
+        self.events
+            .iter()
+            .filter(|e| e["event"] == "content_delta")
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect()
+    }
+}
+
+/// `POST /api/agents/{agent}/run/stream`, read to its end: the response
+/// headers and the events.
+async fn stream(
+    app: &TestApp,
+    agent: &str,
+    bearer: Option<&str>,
+    body: Value,
+) -> (reqwest::header::HeaderMap, Sse) {
+    let response = post(app, &format!("/api/agents/{agent}/run/stream"), bearer)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let headers = response.headers().clone();
+    (headers, Sse::parse(response.text().await.unwrap()))
+}
+
+fn keys(value: &Value) -> BTreeSet<&str> {
+    value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn set<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
+    names.iter().copied().collect()
+}
+
+/// The `[n]` markers of an answer.
+fn markers(content: &str) -> BTreeSet<String> {
+    content
+        .match_indices('[')
+        .filter_map(|(i, _)| content[i + 1..].split(']').next())
+        .filter(|n| n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn is_public_id(id: &Value, prefix: &str) -> bool {
+    id.as_str().is_some_and(|s| {
+        s.strip_prefix(prefix)
+            .is_some_and(|hex| hex.len() == 12 && hex.chars().all(|c| c.is_ascii_hexdigit()))
+    })
+}
+
+/// Polls `GET /api/agents/runs/{run_id}` (service key) until the run has
+/// ended, for at most a minute.
+async fn finished_run(app: &TestApp, run_id: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        let (status, body) = json_of(
+            app.api(Method::GET, &format!("/api/agents/runs/{run_id}"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if status == StatusCode::OK
+            && matches!(body["status"].as_str(), Some("completed" | "failed"))
+        {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {run_id} did not finish; last answer: {last}");
+}
+
+/// What a custom tool endpoint does.
+#[derive(Clone)]
+enum Behaviour {
+    Answer(Value),
+    Fail,
+    Slow(Duration),
+}
+
+/// The requests a tool endpoint received: headers and JSON body.
+type ToolLog = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+
+/// A tool endpoint on 127.0.0.1; returns its URL and what it receives.
+async fn tool_server(behaviour: Behaviour) -> (String, ToolLog) {
+    let log: ToolLog = Arc::default();
+    let seen = log.clone();
+    let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let seen = seen.clone();
+        let behaviour = behaviour.clone();
+        async move {
+            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            seen.lock().unwrap().push((headers, body));
+            match behaviour {
+                Behaviour::Answer(answer) => (axum::http::StatusCode::OK, answer.to_string()),
+                Behaviour::Fail => (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "boom".to_owned(),
+                ),
+                Behaviour::Slow(pause) => {
+                    tokio::time::sleep(pause).await;
+                    (axum::http::StatusCode::OK, "too late".to_owned())
+                }
+            }
+        }
+    };
+    let router = axum::Router::new().route("/tool", axum::routing::any(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/tool", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, log)
+}
+
+#[tokio::test]
+async fn management_routes_refuse_user_tokens_with_the_platform_message() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let (token, _) = user(&app, "a@example.com").await;
+    let routes = [
+        (
+            Method::POST,
+            "/api/agents".to_owned(),
+            json!({"name": "mine"}),
+        ),
+        (Method::GET, "/api/agents".to_owned(), Value::Null),
+        (Method::GET, format!("/api/agents/{agent}"), Value::Null),
+        (
+            Method::PATCH,
+            format!("/api/agents/{agent}"),
+            json!({"name": "x"}),
+        ),
+        (Method::DELETE, format!("/api/agents/{agent}"), Value::Null),
+        (
+            Method::POST,
+            format!("/api/agents/{agent}/tools"),
+            json!({"tool_type": "builtin", "tool_name": "web_search"}),
+        ),
+        (
+            Method::GET,
+            format!("/api/agents/{agent}/tools"),
+            Value::Null,
+        ),
+        (Method::POST, "/api/tools".to_owned(), json!({})),
+        (Method::GET, "/api/tools".to_owned(), Value::Null),
+    ];
+    for (method, path, body) in routes {
+        let request = app.request(method.clone(), &path, Some(&token));
+        let request = if body.is_null() {
+            request
+        } else {
+            request.json(&body)
+        };
+        let (status, answer) = json_of(request.send().await.unwrap()).await;
+        assert_eq!(
+            (status, answer),
+            (StatusCode::FORBIDDEN, json!({"error": SERVICE_ONLY})),
+            "{method} {path}"
+        );
+
+        let anonymous = app
+            .client
+            .request(method.clone(), format!("{}{path}", app.base))
+            .header("apikey", app.anon_key());
+        let (status, answer) = json_of(anonymous.send().await.unwrap()).await;
+        assert_eq!(
+            (status, answer),
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "Authorization header required"})
+            ),
+            "{method} {path}"
+        );
+    }
+    // The agent is still there: the refused DELETE did nothing.
+    let (status, _) = json_of(
+        app.api(Method::GET, &format!("/api/agents/{agent}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn agents_tools_and_assignments_have_the_platform_shapes() {
+    let app = app().await;
+    let (status, body) = json_of(
+        app.api(Method::POST, "/api/agents")
+            .json(&json!({"model": "x"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "Name is required"})
+        )
+    );
+
+    let (status, created) = json_of(
+        app.api(Method::POST, "/api/agents")
+            .json(&json!({"name": "Quire", "system_prompt": "Be brief.", "temperature": 0.3}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        keys(&created),
+        set(&["id", "name", "model", "system_prompt", "settings"])
+    );
+    assert_eq!(
+        created["settings"],
+        json!({}),
+        "top-level temperature is dropped"
+    );
+    let agent = created["id"].as_str().unwrap();
+    let (status, got) = json_of(
+        app.api(Method::GET, &format!("/api/agents/{agent}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(got["system_prompt"], "Be brief.");
+    assert!(got["created_at"].as_str().unwrap().ends_with("+00:00"));
+    let (status, body) = json_of(
+        app.api(Method::GET, "/api/agents/not-a-uuid")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"error": "Agent not found"}))
+    );
+
+    let (status, body) = json_of(
+        app.api(Method::POST, "/api/tools")
+            .json(&json!({"name": "t", "endpoint_url": "https://example.com/t", "method": "POST"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "name, description, type, and input_schema are required"})
+        )
+    );
+    let (status, tool) = json_of(
+        app.api(Method::POST, "/api/tools")
+            .json(&json!({"name": "lookup", "description": "d", "type": "http",
+                          "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
+                          "config": {"endpoint": "https://backend.example.com/tools/lookup"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{tool}");
+    assert_eq!(
+        keys(&tool),
+        set(&[
+            "id",
+            "name",
+            "description",
+            "type",
+            "input_schema",
+            "config",
+            "created_at"
+        ])
+    );
+
+    let (status, body) = json_of(
+        app.api(Method::POST, &format!("/api/agents/{agent}/tools"))
+            .json(&json!({"tool_name": "lookup"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "tool_type and tool_name are required"})
+        )
+    );
+    let (status, assigned) = json_of(
+        app.api(Method::POST, &format!("/api/agents/{agent}/tools"))
+            .json(&json!({"tool_type": "custom", "tool_name": "lookup", "tool_id": tool["id"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(keys(&assigned), set(&["id", "tool_name"]));
+    let (_, listed) = json_of(
+        app.api(Method::GET, &format!("/api/agents/{agent}/tools"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        listed,
+        json!({"tools": [{"id": assigned["id"], "tool_type": "custom", "tool_name": "lookup",
+                          "tool_id": tool["id"], "config_override": {}}]})
+    );
+
+    let (_, all) = json_of(app.api(Method::GET, "/api/tools").send().await.unwrap()).await;
+    let tools = all["tools"].as_array().unwrap();
+    assert!(
+        tools
+            .iter()
+            .any(|t| t["name"] == "web_search" && t["id"].is_null() && t["type"] == "builtin")
+    );
+    assert!(tools.iter().any(|t| t["id"] == tool["id"]));
+    let (status, body) = json_of(
+        app.api(
+            Method::DELETE,
+            &format!("/api/tools/{}", tool["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"deleted": true})));
+}
+
+#[tokio::test]
+async fn loopback_tool_endpoints_are_refused_unless_the_sandbox_allows_them() {
+    let strict = spawn_app_with(|c| c.agents.token_delay_ms = 0).await;
+    for endpoint in [
+        "http://127.0.0.1:9/tool",
+        "http://localhost:9/tool",
+        "http://[::1]:9/tool",
+        "http://10.0.0.7/tool",
+        "ftp://example.com/x",
+    ] {
+        let (status, body) = json_of(
+            strict
+                .api(Method::POST, "/api/tools")
+                .json(&json!({"name": "t", "description": "d", "type": "http",
+                              "input_schema": {"type": "object"}, "config": {"endpoint": endpoint}}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("Invalid endpoint: "),
+            "{body}"
+        );
+    }
+
+    let relaxed = app().await;
+    let (status, body) = json_of(
+        relaxed
+            .api(Method::POST, "/api/tools")
+            .json(&json!({"name": "t", "description": "d", "type": "http",
+                          "input_schema": {"type": "object"}, "config": {"endpoint": "http://127.0.0.1:9/tool"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // Only loopback is relaxed: private networks stay refused.
+    let (status, _) = json_of(
+        relaxed
+            .api(Method::POST, "/api/tools")
+            .json(&json!({"name": "u", "description": "d", "type": "http",
+                          "input_schema": {"type": "object"}, "config": {"endpoint": "http://192.168.1.10/tool"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn plain_stream_events_match_the_reference() {
+    let app = app().await;
+    let agent = create_agent(&app, "Answer from the user's documents.").await;
+    let question = "How long is the warranty on the motor?";
+    let (headers, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": question, "context_items": manual(), "citations_enabled": true}),
+    )
+    .await;
+
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-accel-buffering"], "no");
+
+    let names = sse.names();
+    assert_eq!(names.first(), Some(&"start"));
+    assert_eq!(&names[names.len() - 2..], ["chunk", "complete"]);
+    assert!(
+        names[1..names.len() - 2]
+            .iter()
+            .all(|n| *n == "content_delta"),
+        "{names:?}"
+    );
+    assert!(
+        names.len() > 4,
+        "the answer is streamed in pieces: {names:?}"
+    );
+
+    let start = sse.one("start");
+    assert_eq!(
+        keys(start),
+        set(&[
+            "event",
+            "run_id",
+            "session_id",
+            "context_handler_id",
+            "reasoning_requested",
+            "citation_candidates"
+        ])
+    );
+    assert!(is_public_id(&start["run_id"], "run_"), "{start}");
+    assert!(is_public_id(&start["session_id"], "sess_"), "{start}");
+    assert!(start["context_handler_id"].is_null());
+    assert_eq!(start["reasoning_requested"], false);
+    assert_eq!(start["citation_candidates"].as_array().unwrap().len(), 3);
+
+    for delta in sse.events.iter().filter(|e| e["event"] == "content_delta") {
+        assert_eq!(keys(delta), set(&["event", "type", "delta"]), "{delta}");
+        assert_eq!(delta["type"], "content_delta");
+    }
+    let chunk = sse.one("chunk");
+    assert_eq!(keys(chunk), set(&["event", "content"]));
+    assert_eq!(
+        chunk["content"],
+        sse.deltas(),
+        "chunk carries the whole answer once"
+    );
+
+    let complete = sse.one("complete");
+    assert_eq!(
+        keys(complete),
+        set(&[
+            "event",
+            "run_id",
+            "session_id",
+            "context_handler_id",
+            "content",
+            "retrieved_items",
+            "is_new_session",
+            "status",
+            "error",
+            "citations"
+        ])
+    );
+    assert_eq!(complete["run_id"], start["run_id"]);
+    assert_eq!(complete["session_id"], start["session_id"]);
+    assert_eq!(complete["content"], chunk["content"]);
+    assert_eq!(complete["status"], "completed");
+    assert!(complete["error"].is_null());
+    assert_eq!(complete["retrieved_items"], 3);
+    assert_eq!(complete["is_new_session"], true);
+
+    let content = complete["content"].as_str().unwrap();
+    assert!(content.contains("five years"), "{content}");
+    let citations = complete["citations"].as_array().unwrap();
+    let cited: BTreeSet<String> = citations
+        .iter()
+        .map(|c| c["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        cited,
+        markers(content),
+        "citations match the markers of {content:?}"
+    );
+    let items = manual();
+    for citation in citations {
+        let n: usize = citation["key"].as_str().unwrap().parse().unwrap();
+        let item = &items[n - 1];
+        assert_eq!(citation["meta"], item["meta"]);
+        assert_eq!(citation["chunk_id"], item["meta"]["chunk_id"]);
+        assert_eq!(citation["page"], item["meta"]["page"]);
+        assert_eq!(citation["source_name"], "X200 manual");
+        assert!(
+            item["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(citation["text"].as_str().unwrap())
+        );
+        assert!(citation["score"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(cited, BTreeSet::from(["2".to_owned()]));
+
+    // Persisted: the row, and what GET /api/agents/runs/{id} shows.
+    let run = finished_run(&app, start["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["content"], complete["content"]);
+    assert_eq!(
+        run["input_messages"],
+        json!([{"role": "user", "content": question}])
+    );
+    assert_eq!(run["output_messages"][0]["content"], complete["content"]);
+    let retrieved = run["retrieved_context"].as_array().unwrap();
+    assert_eq!(
+        retrieved[0],
+        json!({"_type": "retrieval_diagnostics", "source": "context_items"})
+    );
+    assert_eq!(retrieved.len(), 4);
+    assert_eq!(
+        retrieved[2],
+        json!({"text": items[1]["text"], "meta": items[1]["meta"]}),
+        "only text and meta are kept"
+    );
+    assert!(run["started_at"].is_string() && run["completed_at"].is_string());
+    let db = app.db.admin().await;
+    let row = db
+        .query_one(
+            "select r.status, r.content, s.session_id from ai.agent_runs r join ai.agent_sessions s on s.id = r.session_id
+              where r.run_id = $1",
+            &[&start["run_id"].as_str().unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "completed");
+    assert_eq!(row.get::<_, String>(1), content);
+    assert_eq!(
+        row.get::<_, String>(2),
+        start["session_id"].as_str().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_tool_path_calls_the_tool_with_its_headers_and_uses_its_result() {
+    let app = app().await;
+    let (endpoint, log) = tool_server(Behaviour::Answer(json!({
+        "results": [{"text": "Invoice INV-7 is due on 3 March 2025.", "page": 2, "title": "Invoices"}]
+    })))
+    .await;
+    let agent = create_agent(&app, "You answer questions about the user's documents.").await;
+    add_tool(&app, &agent, "search_my_documents", &endpoint, 30).await;
+
+    let mut items = manual();
+    items.as_array_mut().unwrap().push(json!({
+        "text": "To search the user's documents, call search_my_documents with session_token = tok_abc.",
+        "meta": {"kind": "instruction"}
+    }));
+    let question = "When is invoice INV-7 due?";
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": question, "context_items": items, "citations_enabled": true}),
+    )
+    .await;
+
+    let names = sse.names();
+    let deltas = names.iter().filter(|n| **n == "content_delta").count();
+    assert!(deltas > 1);
+    let mut expected = vec![
+        "start",
+        "step_started",
+        "tool_call",
+        "tool_result",
+        "step_completed",
+        "step_started",
+    ];
+    expected.extend(std::iter::repeat_n("content_delta", deltas));
+    expected.extend(["step_completed", "chunk", "complete"]);
+    assert_eq!(names, expected);
+
+    // Events from the agent loop repeat their name as `type` and carry seq 1, 2, … and ts.
+    let loop_events: Vec<&Value> = sse
+        .events
+        .iter()
+        .filter(|e| !matches!(e["event"].as_str(), Some("start" | "chunk" | "complete")))
+        .collect();
+    for (i, event) in loop_events.iter().enumerate() {
+        assert_eq!(event["type"], event["event"], "{event}");
+        assert_eq!(event["seq"], json!(i + 1), "{event}");
+        assert!(
+            event["ts"].as_str().is_some_and(|ts| ts.contains('T')),
+            "{event}"
+        );
+    }
+    let loop_keys = ["event", "type", "seq", "ts"];
+    let with = |extra: &[&'static str]| -> BTreeSet<&'static str> {
+        loop_keys.iter().chain(extra).copied().collect()
+    };
+
+    let start = sse.one("start");
+    assert_eq!(
+        keys(start),
+        set(&[
+            "event",
+            "run_id",
+            "session_id",
+            "context_handler_id",
+            "reasoning_requested"
+        ])
+    );
+    let steps: Vec<&Value> = sse
+        .events
+        .iter()
+        .filter(|e| e["event"] == "step_started")
+        .collect();
+    assert_eq!(keys(steps[0]), with(&["step", "is_last_step"]));
+    assert_eq!(
+        (steps[0]["step"].clone(), steps[1]["step"].clone()),
+        (json!(1), json!(2))
+    );
+    assert_eq!(steps[0]["is_last_step"], false);
+
+    let call = sse.one("tool_call");
+    assert_eq!(
+        keys(call),
+        with(&["step", "tool_name", "arguments", "call_id"])
+    );
+    assert_eq!(call["step"], 1);
+    assert_eq!(call["tool_name"], "search_my_documents");
+    assert_eq!(
+        call["arguments"],
+        json!({"query": question, "session_token": "tok_abc"})
+    );
+    assert!(call["call_id"].as_str().unwrap().starts_with("call_"));
+
+    let result = sse.one("tool_result");
+    assert_eq!(
+        keys(result),
+        with(&[
+            "step",
+            "tool_name",
+            "call_id",
+            "result_preview",
+            "result_meta",
+            "duration_ms"
+        ])
+    );
+    assert_eq!(result["call_id"], call["call_id"]);
+    assert!(result["result_preview"].as_str().unwrap().contains("INV-7"));
+    assert!(result["result_preview"].as_str().unwrap().chars().count() <= 200);
+    assert_eq!(result["result_meta"]["result_type"], "text");
+    assert!(result["result_meta"]["char_count"].as_u64().unwrap() > 0);
+    assert!(result["duration_ms"].is_u64());
+
+    let completed: Vec<&Value> = sse
+        .events
+        .iter()
+        .filter(|e| e["event"] == "step_completed")
+        .collect();
+    assert_eq!(
+        keys(completed[0]),
+        with(&["step", "finish_reason", "has_tool_calls"])
+    );
+    assert_eq!(
+        (
+            completed[0]["finish_reason"].clone(),
+            completed[0]["has_tool_calls"].clone()
+        ),
+        (json!("tool_calls"), json!(true))
+    );
+    assert_eq!(
+        (
+            completed[1]["finish_reason"].clone(),
+            completed[1]["has_tool_calls"].clone()
+        ),
+        (json!("stop"), json!(false))
+    );
+    for delta in sse.events.iter().filter(|e| e["event"] == "content_delta") {
+        assert_eq!(keys(delta), with(&["delta"]));
+    }
+
+    // The tool got the JSON arguments and its static headers — nothing else.
+    let requests = log.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1);
+    let (headers, body) = &requests[0];
+    assert_eq!(
+        body,
+        &json!({"query": question, "session_token": "tok_abc"})
+    );
+    assert_eq!(headers["authorization"], "Bearer static-secret");
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+
+    // Its result reaches the answer.
+    let chunk = sse.one("chunk");
+    assert_eq!(chunk["content"], sse.deltas());
+    let complete = sse.one("complete");
+    assert_eq!(
+        keys(complete)
+            .difference(&set(&["citations"]))
+            .copied()
+            .collect::<BTreeSet<_>>(),
+        set(&[
+            "event",
+            "run_id",
+            "session_id",
+            "content",
+            "status",
+            "steps",
+            "tool_calls",
+            "usage",
+            "error"
+        ])
+    );
+    let content = complete["content"].as_str().unwrap();
+    assert!(content.contains("due on 3 March 2025"), "{content}");
+    assert!(
+        !content.contains("tok_abc"),
+        "instructions are not quoted: {content}"
+    );
+    assert_eq!(complete["steps"], 2);
+    assert_eq!(complete["status"], "completed");
+    assert!(complete["error"].is_null());
+    let usage = &complete["usage"];
+    assert_eq!(
+        keys(usage),
+        set(&[
+            "prompt_tokens",
+            "completion_tokens",
+            "reasoning_tokens",
+            "cached_tokens",
+            "total_tokens"
+        ])
+    );
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+    );
+    let full = json!({"results": [{"text": "Invoice INV-7 is due on 3 March 2025.", "page": 2, "title": "Invoices"}]}).to_string();
+    let calls = complete["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        keys(&calls[0]),
+        set(&["step", "tool_name", "arguments", "result", "duration_ms"])
+    );
+    assert_eq!(
+        calls[0]["result"], full,
+        "complete.tool_calls has the full result"
+    );
+    // No marker points at a tool result; any marker cites a context item.
+    let cited: BTreeSet<String> = complete["citations"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|c| c["key"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(cited, markers(content));
+
+    let run = finished_run(&app, start["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["steps"], 2);
+    assert_eq!(run["tool_calls"][0]["result"], full);
+    let events = run["events"].as_array().unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        [
+            "step_started",
+            "tool_call",
+            "tool_result",
+            "step_completed",
+            "step_started",
+            "step_completed"
+        ],
+        "persisted events leave the deltas out"
+    );
+}
+
+#[tokio::test]
+async fn failing_and_slow_tools_are_reported_as_the_platform_does() {
+    let app = spawn_app_with(|c| {
+        c.agents.token_delay_ms = 0;
+        c.agents.allow_loopback_tool_endpoints = true;
+        c.agents.keepalive_ms = 100;
+    })
+    .await;
+    let (failing, _) = tool_server(Behaviour::Fail).await;
+    let (slow, slow_log) = tool_server(Behaviour::Slow(Duration::from_secs(5))).await;
+    let agent = create_agent(
+        &app,
+        "Call broken_search and slow_search for every question.",
+    )
+    .await;
+    add_tool(&app, &agent, "broken_search", &failing, 30).await;
+    add_tool(&app, &agent, "slow_search", &slow, 1).await;
+
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": "How long is the warranty?", "context_items": manual()}),
+    )
+    .await;
+    let results: Vec<&Value> = sse
+        .events
+        .iter()
+        .filter(|e| e["event"] == "tool_result")
+        .collect();
+    assert_eq!(results.len(), 2, "{:?}", sse.names());
+    assert_eq!(results[0]["tool_name"], "broken_search");
+    assert_eq!(
+        results[0]["result_preview"],
+        format!("Error: 500 Server Error: Internal Server Error for url: {failing}")
+    );
+    let port = slow
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/tool");
+    assert_eq!(
+        results[1]["result_preview"],
+        format!(
+            "Error: HTTPConnectionPool(host='127.0.0.1', port={port}): Read timed out. (read timeout=1)"
+        )
+    );
+    assert_eq!(slow_log.lock().unwrap().len(), 1);
+    // The silence while the slow tool ran was broken by keepalive comments.
+    assert!(
+        sse.comments.iter().any(|c| c == "keepalive"),
+        "{:?}",
+        sse.raw
+    );
+    let keepalive_at = sse.raw.find(": keepalive\n\n").unwrap();
+    let slow_result_at = sse.raw.find("Read timed out").unwrap();
+    assert!(keepalive_at < slow_result_at);
+
+    // The run goes on and answers from the context.
+    let complete = sse.one("complete");
+    assert_eq!(complete["status"], "completed");
+    assert!(complete["content"].as_str().unwrap().contains("five years"));
+    assert!(
+        complete["tool_calls"][0]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("Error: 500")
+    );
+}
+
+#[tokio::test]
+async fn a_question_the_context_cannot_answer_gets_the_plain_answer() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": "What is the capital of France?", "context_items": manual(), "citations_enabled": true}),
+    )
+    .await;
+    let complete = sse.one("complete");
+    assert_eq!(complete["content"], NOTHING_FOUND);
+    assert_eq!(sse.one("chunk")["content"], NOTHING_FOUND);
+    assert!(
+        complete.get("citations").is_none(),
+        "no citations: {complete}"
+    );
+    assert!(markers(NOTHING_FOUND).is_empty());
+
+    // Without any context at all, the same.
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": "How long is the warranty?"}),
+    )
+    .await;
+    assert_eq!(sse.one("complete")["content"], NOTHING_FOUND);
+    assert_eq!(sse.one("complete")["retrieved_items"], 0);
+}
+
+#[tokio::test]
+async fn a_run_whose_client_disconnects_still_completes_and_is_persisted() {
+    let app = spawn_app_with(|c| c.agents.token_delay_ms = 50).await;
+    let agent = create_agent(&app, "").await;
+    let body = json!({"message": "What about the jars and the motor warranty?", "context_items": manual(), "citations_enabled": true});
+
+    let mut response = app
+        .api(Method::POST, &format!("/api/agents/{agent}/run/stream"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut received = String::new();
+    while !received.contains("\"content_delta\"") {
+        let chunk = response
+            .chunk()
+            .await
+            .unwrap()
+            .expect("the stream goes on until a delta");
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let start = Sse::parse(received.split("\n\n").next().unwrap().to_owned() + "\n\n");
+    let run_id = start.one("start")["run_id"].as_str().unwrap().to_owned();
+    drop(response);
+
+    let run = finished_run(&app, &run_id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    // The same question without a disconnect gives the same (deterministic) answer.
+    let (status, whole) = json_of(
+        app.api(Method::POST, &format!("/api/agents/{agent}/run"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["content"], whole["content"]);
+    assert!(run["content"].as_str().unwrap().len() > 40);
+    assert!(run["completed_at"].is_string());
+}
+
+#[tokio::test]
+async fn users_run_only_in_their_own_sessions() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let (alice, _) = user(&app, "alice@example.com").await;
+    let (bob, _) = user(&app, "bob@example.com").await;
+
+    // Alice opens a session and runs in it with her own token.
+    let (status, created) = json_of(
+        post(&app, &format!("/api/agents/{agent}/sessions"), Some(&alice))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let session = created["session_id"].as_str().unwrap().to_owned();
+    assert!(is_public_id(&created["session_id"], "sess_"));
+    let (_, sse) = stream(&app, &agent, Some(&alice), json!({"message": "How long is the warranty?", "session_id": session, "context_items": manual()})).await;
+    let complete = sse.one("complete");
+    assert_eq!(complete["session_id"], session.as_str());
+    assert_eq!(complete["is_new_session"], false);
+    let run_id = complete["run_id"].as_str().unwrap().to_owned();
+
+    // Bob can neither continue it nor name a session of his own choosing.
+    for target in [session.as_str(), "sess_made_up_by_bob"] {
+        let (status, body) = json_of(
+            post(&app, &format!("/api/agents/{agent}/run"), Some(&bob))
+                .json(&json!({"message": "hi", "session_id": target}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, json!({"error": "Session not found"})),
+            "{target}"
+        );
+        let (_, sse) = stream(
+            &app,
+            &agent,
+            Some(&bob),
+            json!({"message": "hi", "session_id": target}),
+        )
+        .await;
+        assert_eq!(
+            sse.events,
+            vec![json!({"event": "error", "error": "Session not found"})],
+            "{target}"
+        );
+    }
+    let db = app.db.admin().await;
+    let made_up = db
+        .query_opt(
+            "select 1 from ai.agent_sessions where session_id = 'sess_made_up_by_bob'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        made_up.is_none(),
+        "a user never creates a session under an id of their choosing"
+    );
+
+    // A run without a session starts one owned by the caller.
+    let (_, sse) = stream(&app, &agent, Some(&bob), json!({"message": "hi"})).await;
+    let bobs_session = sse.one("complete")["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(sse.one("complete")["is_new_session"], true);
+
+    // Each lists their own; the service role sees both.
+    let list = |token: Option<String>| {
+        let app = &app;
+        let agent = agent.clone();
+        async move {
+            let path = format!("/api/agents/{agent}/sessions");
+            let request = match &token {
+                Some(t) => app.request(Method::GET, &path, Some(t)),
+                None => app.api(Method::GET, &path),
+            };
+            let (status, body) = json_of(request.send().await.unwrap()).await;
+            assert_eq!(status, StatusCode::OK);
+            body["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["session_id"].as_str().unwrap().to_owned())
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    assert_eq!(
+        list(Some(alice.clone())).await,
+        BTreeSet::from([session.clone()])
+    );
+    assert_eq!(
+        list(Some(bob.clone())).await,
+        BTreeSet::from([bobs_session.clone()])
+    );
+    assert_eq!(
+        list(None).await,
+        BTreeSet::from([session.clone(), bobs_session.clone()])
+    );
+
+    // Runs: Alice reads hers, Bob gets 404, the service role reads any.
+    let path = format!("/api/agents/runs/{run_id}");
+    let (status, run) = json_of(
+        app.request(Method::GET, &path, Some(&alice))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["run_id"], run_id.as_str());
+    let (status, body) = json_of(
+        app.request(Method::GET, &path, Some(&bob))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"error": "Run not found"}))
+    );
+    let (status, _) = json_of(app.api(Method::GET, &path).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Deleting: Bob's attempt on Alice's session is 404, Alice's is 204.
+    let delete = format!("/api/agents/{agent}/sessions/{session}");
+    let (status, body) = json_of(
+        app.request(Method::DELETE, &delete, Some(&bob))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"error": "Session not found"}))
+    );
+    let response = app
+        .request(Method::DELETE, &delete, Some(&alice))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = json_of(app.api(Method::GET, &path).send().await.unwrap()).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the session's runs went with it"
+    );
+}
+
+#[tokio::test]
+async fn user_runs_may_not_reach_stored_data() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let (token, user_id) = user(&app, "carol@example.com").await;
+    let cases = [
+        (
+            json!({"message": "q", "knowledge_bases": [{"id": "00000000-0000-0000-0000-000000000000"}]}),
+            "knowledge_bases may only be set with the project's service role key; an end user's run uses the knowledge bases configured on the agent",
+        ),
+        (
+            json!({"message": "q", "context_items": [{"text": "fine"}, {"item_id": "00000000-0000-0000-0000-000000000000"}]}),
+            "context_items[].item_id may only be set with the project's service role key; an end user's run uses the knowledge bases configured on the agent",
+        ),
+        (
+            json!({"message": "q", "context_handler_id": "h", "runtime_knowledge_bases": [{"id": "k"}]}),
+            "runtime_knowledge_bases, context_handler_id may only be set with the project's service role key; an end user's run uses the knowledge bases configured on the agent",
+        ),
+    ];
+    for (body, message) in cases {
+        for route in ["run", "run/stream"] {
+            let (status, answer) = json_of(
+                post(&app, &format!("/api/agents/{agent}/{route}"), Some(&token))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(
+                (status, answer),
+                (StatusCode::FORBIDDEN, json!({"error": message})),
+                "{route} {body}"
+            );
+        }
+    }
+    // What a user may send: their own text as context.
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        Some(&token),
+        json!({"message": "warranty?", "context_override": "The warranty lasts two years."}),
+    )
+    .await;
+    assert_eq!(
+        sse.one("complete")["content"],
+        "The warranty lasts two years."
+    );
+
+    // Only the service role names a session's owner.
+    let (status, body) = json_of(
+        post(&app, &format!("/api/agents/{agent}/sessions"), Some(&token))
+            .json(&json!({"user_id": user_id}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::FORBIDDEN,
+            json!({"error": "Service role required to set user_id"})
+        )
+    );
+    let (status, created) = json_of(
+        app.api(Method::POST, &format!("/api/agents/{agent}/sessions"))
+            .json(&json!({"user_id": user_id, "initial_messages": [
+                {"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi, how can I help?"}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, listed) = json_of(
+        app.request(
+            Method::GET,
+            &format!("/api/agents/{agent}/sessions"),
+            Some(&token),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let mine: Vec<&Value> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["session_id"] == created["session_id"])
+        .collect();
+    assert_eq!(mine.len(), 1, "{listed}");
+    assert_eq!(
+        mine[0]["run_count"], 1,
+        "the seed pair is one synthetic run"
+    );
+    assert_eq!(mine[0]["first_message"], "Hello");
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        Some(&token),
+        json!({"message": "warranty?", "session_id": created["session_id"]}),
+    )
+    .await;
+    assert_eq!(
+        sse.one("complete")["status"],
+        "completed",
+        "the user continues the session made for them"
+    );
+    let (status, body) = json_of(
+        app.api(Method::POST, &format!("/api/agents/{agent}/sessions"))
+            .json(&json!({"initial_messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "user_id is required to seed initial_messages as service role"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn run_bodies_are_checked_before_anything_runs() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let cases = [
+        (json!({}), StatusCode::BAD_REQUEST, "message is required"),
+        (
+            json!({"message": ""}),
+            StatusCode::BAD_REQUEST,
+            "message is required",
+        ),
+        (
+            json!({"message": "q", "context_override": "a", "context_items": [{"text": "b"}]}),
+            StatusCode::BAD_REQUEST,
+            ONLY_ONE,
+        ),
+        (
+            json!({"message": "q", "knowledge_bases": [{"id": "k"}], "context_override": "a"}),
+            StatusCode::BAD_REQUEST,
+            ONLY_ONE,
+        ),
+        (
+            json!({"message": "q", "session_id": "x".repeat(256)}),
+            StatusCode::BAD_REQUEST,
+            "session_id must be a string of at most 255 characters",
+        ),
+        (
+            json!({"message": "q", "context_handler_id": "h"}),
+            StatusCode::NOT_FOUND,
+            "Context handler not found",
+        ),
+    ];
+    for (body, status, message) in cases {
+        for route in ["run", "run/stream"] {
+            let (got, answer) = json_of(
+                app.api(Method::POST, &format!("/api/agents/{agent}/{route}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(
+                (got, answer),
+                (status, json!({"error": message})),
+                "{route} {body}"
+            );
+        }
+    }
+    // Empty context sources do not count for the only-one-of rule.
+    let (_, sse) = stream(&app, &agent, None, json!({"message": "warranty", "context_items": [], "context_override": "Warranty: two years."})).await;
+    assert_eq!(sse.one("complete")["status"], "completed");
+    let (status, body) = json_of(
+        app.api(
+            Method::POST,
+            "/api/agents/00000000-0000-0000-0000-000000000000/run/stream",
+        )
+        .json(&json!({"message": "q"}))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"error": "Agent not found"}))
+    );
+    let (status, _) = json_of(
+        app.api(Method::POST, &format!("/api/agents/{agent}/run"))
+            .json(&json!({"message": "q", "runtime_knowledge_bases": []}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_non_streaming_run_answers_with_citations() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let (status, body) = json_of(
+        app.api(Method::POST, &format!("/api/agents/{agent}/run"))
+            .json(&json!({"message": "How do I clean the jars?", "context_items": manual(), "citations_enabled": true}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        keys(&body),
+        set(&[
+            "run_id",
+            "session_id",
+            "context_handler_id",
+            "content",
+            "error",
+            "usage",
+            "retrieved_items",
+            "status",
+            "is_new_session",
+            "citation_candidates",
+            "citations"
+        ])
+    );
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["retrieved_items"], 3);
+    assert_eq!(body["citation_candidates"].as_array().unwrap().len(), 3);
+    let content = body["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("Clean the jars with warm water after every use [3]."),
+        "{content}"
+    );
+    let cited: BTreeSet<String> = body["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(cited, markers(content));
+}
+
+#[tokio::test]
+async fn by_reference_items_are_read_from_ai_chunks() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let db = app.db.admin().await;
+    let chunk: uuid::Uuid = db
+        .query_one(
+            "with s as (insert into ai.sources (name, file_type, extraction_status) values ('handbook.pdf', 'application/pdf', 'extracted') returning id),
+                  k as (insert into ai.knowledge_bases (name) values ('kb') returning id),
+                  i as (insert into ai.indexed_sources (knowledge_base_id, source_id, index_status)
+                        select k.id, s.id, 'indexed' from k, s returning id, knowledge_base_id, source_id)
+             insert into ai.chunks (indexed_source_id, knowledge_base_id, source_id, text, chunk_index, meta)
+             select i.id, i.knowledge_base_id, i.source_id, 'Holidays must be requested two weeks in advance.', 0, '{\"page\": 4}'
+               from i returning id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": "When must holidays be requested?", "citations_enabled": true,
+               "context_items": [{"item_id": chunk.to_string()}, {"item_id": uuid::Uuid::new_v4().to_string()}]}),
+    )
+    .await;
+    let complete = sse.one("complete");
+    assert_eq!(
+        complete["content"],
+        "Holidays must be requested two weeks in advance [1]."
+    );
+    assert_eq!(complete["retrieved_items"], 1, "unknown ids are skipped");
+    let citation = &complete["citations"][0];
+    assert_eq!(citation["item_id"], chunk.to_string());
+    assert_eq!(citation["chunk_id"], chunk.to_string());
+    assert_eq!(citation["source_name"], "handbook.pdf");
+    assert_eq!(citation["page"], 4);
+    assert!(citation["source_id"].is_string());
+}
