@@ -175,6 +175,7 @@ fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Val
             &p.dir,
             &binary,
             &[
+                ("NO_COLOR", "1".to_owned()),
                 ("QUIRE_SANDBOX_LISTEN", SANDBOX_ADDR.to_owned()),
                 ("QUIRE_SANDBOX_DATA_DIR", data_dir.display().to_string()),
                 ("QUIRE_SANDBOX_KEYS_FILE", keys_file.display().to_string()),
