@@ -111,6 +111,9 @@ pub struct Config {
     #[arg(long, env = "QUIRE_SANDBOX_PASSWORD_HASH_MEMORY_KIB", default_value_t = argon2::Params::DEFAULT_M_COST, hide = true)]
     pub password_hash_memory_kib: u32,
 
+    #[command(flatten)]
+    pub agents: crate::ai::agents::AgentsConfig,
+
     /// Write `{api_url, anon_key, service_role_key, jwt_secret}` (0600) to this
     /// file once the server is listening.
     #[arg(long, env = "QUIRE_SANDBOX_KEYS_FILE")]
@@ -180,6 +183,7 @@ impl Config {
             disable_signup: false,
             min_password_length: DEFAULT_MIN_PASSWORD_LENGTH,
             password_hash_memory_kib: argon2::Params::DEFAULT_M_COST,
+            agents: crate::ai::agents::AgentsConfig::default(),
             keys_file: None,
         }
     }

@@ -26,6 +26,7 @@ pub mod jwt;
 pub mod keys;
 pub mod server;
 pub mod state;
+pub mod storage;
 
 pub use config::Config;
 pub use server::{Sandbox, spawn};

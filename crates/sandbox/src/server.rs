@@ -161,6 +161,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Sandbox> {
         let state = state.clone();
         async move { crate::ai::resume(&state).await }
     });
+    let agents_model = state.config.agents.model_description();
     let app = router(state);
 
     let stop = shutdown.clone();
@@ -173,6 +174,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Sandbox> {
         .await
     });
     tracing::info!(%addr, api_url = %api_url.as_str().trim_end_matches('/'), "quire-sandbox listening");
+    tracing::info!("agents answer with {agents_model}");
 
     Ok(Sandbox {
         addr,

@@ -18,6 +18,9 @@ pub mod extract;
 pub mod fixtures;
 pub mod knowledge_bases;
 pub mod sources;
+// The agents module (agents, tools, sessions, runs, streaming, the offline
+// model) declares itself here:
+pub mod agents;
 
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -39,6 +42,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(sources::router())
         .merge(knowledge_bases::router())
+        // Agents, tools, sessions and runs:
+        .merge(agents::router())
         .fallback(not_found)
 }
 
