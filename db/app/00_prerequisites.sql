@@ -1,0 +1,44 @@
+-- Quire on a Powabase project: prerequisites.
+--
+-- Needs: a Powabase (or Supabase) project: schemas auth, storage and realtime
+-- with their standard helpers (auth.uid(), storage.foldername(),
+-- realtime.topic(), realtime.send()), and the pg_trgm extension, which this
+-- file enables in schema `extensions` (where Supabase-style projects keep
+-- extensions) unless it is already there.
+--
+-- How to apply db/app: as the project's `postgres` role (it owns the tables
+-- created here and may add policies to storage.objects and
+-- realtime.messages), every file in file-name order, each in one
+-- transaction, e.g.
+--   for f in db/app/*.sql; do psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -1 -f "$f"; done
+-- Every file is idempotent: running them again converges grants, policies
+-- and functions and leaves data alone.
+
+create schema if not exists extensions;
+create extension if not exists pg_trgm with schema extensions;
+
+do $$
+declare
+  trgm_schema text;
+begin
+  if to_regprocedure('auth.uid()') is null then
+    raise exception 'Quire needs the Powabase auth schema (auth.uid() is missing)';
+  end if;
+  if to_regprocedure('storage.foldername(text)') is null then
+    raise exception 'Quire needs the Powabase storage schema (storage.foldername(text) is missing)';
+  end if;
+  if to_regprocedure('realtime.topic()') is null
+     or to_regprocedure('realtime.send(jsonb, text, text, boolean)') is null then
+    raise exception 'Quire needs the Powabase realtime schema (realtime.topic() or realtime.send() is missing)';
+  end if;
+
+  select n.nspname into trgm_schema
+  from pg_catalog.pg_extension e
+  join pg_catalog.pg_namespace n on n.oid = e.extnamespace
+  where e.extname = 'pg_trgm';
+  if trgm_schema is distinct from 'extensions' then
+    raise exception 'Quire''s search_chunks needs pg_trgm in schema "extensions"; it is in "%"', trgm_schema
+      using hint = 'alter extension pg_trgm set schema extensions';
+  end if;
+end
+$$;
