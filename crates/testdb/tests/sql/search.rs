@@ -1,0 +1,390 @@
+//! search_chunks: ranking on a small library of realistic documents, and
+//! that it searches only the caller's chunks of `ready` documents.
+
+use crate::fixtures::{TwoUsers, assert_denied, chunk, document};
+use quire_testdb::Caller;
+use uuid::Uuid;
+
+/// A's library (three ready documents and one still indexing) and B's.
+struct Library {
+    t: TwoUsers,
+    glacier: [Uuid; 3],
+    sourdough: [Uuid; 3],
+    lease: [Uuid; 3],
+    lease_doc: Uuid,
+    trial_doc: Uuid,
+    falcon_doc: Uuid,
+}
+
+async fn library() -> Library {
+    let t = TwoUsers::new().await;
+    let (db, a, b) = (&t.db, t.a, t.b);
+
+    let doc = document(db, a, "Rhône Glacier field report", "ready").await;
+    let glacier = [
+        chunk(db, a, doc, 1, "The Rhône Glacier has retreated nearly two kilometres since the first survey in 1856. \
+            Meltwater now forms a proglacial lake at the former terminus, and the ice front loses about ten metres a year.").await,
+        chunk(db, a, doc, 2, "Field teams measured ice thickness with ground-penetrating radar along six transects. \
+            The thickest ice, 420 metres, lies beneath the upper accumulation basin.").await,
+        chunk(db, a, doc, 3, "Summer temperatures at the weather station averaged 6.4 °C, two degrees warmer than the \
+            1961–1990 baseline, which explains most of the accelerated melt.").await,
+    ];
+    let doc = document(db, a, "Sourdough notes", "ready").await;
+    let sourdough = [
+        chunk(db, a, doc, 1, "Feed the starter twice a day with equal weights of flour and water; a healthy starter \
+            doubles within six hours at 24 °C.").await,
+        chunk(db, a, doc, 1, "Bulk fermentation ends when the dough has grown by half and shows bubbles at the edges. \
+            Shape gently, then proof overnight in the refrigerator.").await,
+        chunk(db, a, doc, 2, "Bake at 250 °C in a preheated Dutch oven: twenty minutes with the lid on, then \
+            twenty-five without, until the crust is deep brown.").await,
+    ];
+    let lease_doc = document(db, a, "Apartment lease", "ready").await;
+    let lease = [
+        chunk(
+            db,
+            a,
+            lease_doc,
+            1,
+            "The tenant must give sixty days of written notice before terminating this lease. \
+            Notice sent by email is valid if the landlord acknowledges receipt.",
+        )
+        .await,
+        chunk(
+            db,
+            a,
+            lease_doc,
+            2,
+            "The security deposit of two months' rent is returned within thirty days after the \
+            keys are handed back, minus the cost of repairing damage beyond normal wear.",
+        )
+        .await,
+        chunk(
+            db,
+            a,
+            lease_doc,
+            3,
+            "Pets are allowed with the landlord's written consent; the tenant is liable for any \
+            damage they cause.",
+        )
+        .await,
+    ];
+    let trial_doc = document(db, a, "Vaccine trial summary", "indexing").await;
+    chunk(
+        db,
+        a,
+        trial_doc,
+        1,
+        "Participants received two doses of the candidate vaccine four weeks apart; \
+        neutralising antibody titres peaked fourteen days after the second dose.",
+    )
+    .await;
+    let falcon_doc = document(db, b, "Falcon roadmap", "ready").await;
+    chunk(
+        db,
+        b,
+        falcon_doc,
+        1,
+        "Project Falcon will launch the orbital telescope in March; the mirror segments \
+        are polished in Jena.",
+    )
+    .await;
+
+    Library {
+        t,
+        glacier,
+        sourdough,
+        lease,
+        lease_doc,
+        trial_doc,
+        falcon_doc,
+    }
+}
+
+/// The ids of the hits, best first.
+async fn search(caller: &Caller, query: &str) -> Vec<Uuid> {
+    caller
+        .query("select id from search_chunks($1)", &[&query])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_question_with_a_known_answer_returns_that_chunk_first() {
+    // Arrange
+    let lib = library().await;
+    let a = lib.t.as_a();
+
+    // Act / Assert: every word present, then questions worded unlike the text.
+    assert_eq!(
+        search(&a, "How thick is the ice?").await.first(),
+        Some(&lib.glacier[1])
+    );
+    assert_eq!(
+        search(&a, "security deposit returned").await.first(),
+        Some(&lib.lease[1])
+    );
+    assert_eq!(
+        search(
+            &a,
+            "How much notice must the tenant give before ending the lease?"
+        )
+        .await
+        .first(),
+        Some(&lib.lease[0])
+    );
+    assert_eq!(
+        search(&a, "How long does bulk fermentation take?")
+            .await
+            .first(),
+        Some(&lib.sourdough[1])
+    );
+    assert_eq!(
+        search(&a, "Is my dog allowed in the flat?").await.first(),
+        Some(&lib.lease[2])
+    );
+}
+
+#[tokio::test]
+async fn match_count_keeps_the_best_hits() {
+    // Arrange: "ice" is in two glacier chunks, twice in the second.
+    let lib = library().await;
+
+    // Act
+    let best = lib
+        .t
+        .as_a()
+        .query("select id from search_chunks('ice', 1)", &[])
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(
+        best.iter().map(|r| r.get::<_, Uuid>(0)).collect::<Vec<_>>(),
+        vec![lib.glacier[1]]
+    );
+}
+
+#[tokio::test]
+async fn a_misspelled_query_still_finds_the_answer() {
+    // Arrange
+    let lib = library().await;
+    let a = lib.t.as_a();
+
+    // Act / Assert
+    assert_eq!(
+        search(&a, "securty deposit").await.first(),
+        Some(&lib.lease[1])
+    );
+    assert_eq!(
+        search(&a, "glaicer retreat").await.first(),
+        Some(&lib.glacier[0])
+    );
+    assert_eq!(
+        search(&a, "dutch ovn").await.first(),
+        Some(&lib.sourdough[2])
+    );
+    assert_eq!(
+        search(&a, "fermentat").await.first(),
+        Some(&lib.sourdough[1]),
+        "a fragment of a word"
+    );
+}
+
+#[tokio::test]
+async fn hits_carry_the_document_title_page_platform_chunk_and_score() {
+    // Arrange
+    let lib = library().await;
+
+    // Act
+    let row = lib.t.as_a()
+        .query_one("select id, document_id, chunk_id, title, page, text, score from search_chunks('radar transects')", &[])
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(row.get::<_, Uuid>("id"), lib.glacier[1]);
+    assert_eq!(row.get::<_, String>("title"), "Rhône Glacier field report");
+    assert_eq!(row.get::<_, i32>("page"), 2);
+    assert!(
+        row.get::<_, String>("text")
+            .starts_with("Field teams measured")
+    );
+    assert!(row.get::<_, f32>("score") > 0.0);
+    let platform_chunk: Uuid = lib
+        .t
+        .db
+        .admin()
+        .await
+        .query_one(
+            "select chunk_id from document_chunks where id = $1",
+            &[&lib.glacier[1]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(row.get::<_, Uuid>("chunk_id"), platform_chunk);
+}
+
+#[tokio::test]
+async fn a_user_never_finds_another_users_text() {
+    // Arrange
+    let lib = library().await;
+
+    // Act
+    let a_asks_about_b = search(&lib.t.as_a(), "orbital telescope mirror").await;
+    let a_misspells_b = search(&lib.t.as_a(), "Falcon telescop").await;
+    let a_names_bs_document = lib
+        .t
+        .as_a()
+        .query(
+            "select id from search_chunks('telescope', 8, array[$1]::uuid[])",
+            &[&lib.falcon_doc],
+        )
+        .await
+        .unwrap();
+    let b_asks_about_a = search(&lib.t.as_b(), "security deposit").await;
+    let b_finds_own = search(&lib.t.as_b(), "orbital telescope mirror").await;
+
+    // Assert
+    assert!(a_asks_about_b.is_empty());
+    assert!(a_misspells_b.is_empty());
+    assert!(a_names_bs_document.is_empty());
+    assert!(b_asks_about_a.is_empty());
+    assert_eq!(b_finds_own.len(), 1);
+}
+
+#[tokio::test]
+async fn documents_that_are_not_ready_are_not_searched() {
+    // Arrange
+    let lib = library().await;
+    let a = lib.t.as_a();
+
+    // Act
+    let while_indexing = search(&a, "neutralising antibody titres").await;
+    lib.t
+        .db
+        .as_service()
+        .execute(
+            "update documents set status = 'ready' where id = $1",
+            &[&lib.trial_doc],
+        )
+        .await
+        .unwrap();
+    let once_ready = search(&a, "neutralising antibody titres").await;
+
+    // Assert
+    assert!(while_indexing.is_empty());
+    assert_eq!(once_ready.len(), 1);
+}
+
+#[tokio::test]
+async fn document_ids_and_match_count_narrow_the_search() {
+    // Arrange
+    let lib = library().await;
+    let a = lib.t.as_a();
+
+    // Act
+    let in_lease = a
+        .query(
+            "select document_id from search_chunks('written', 8, array[$1]::uuid[])",
+            &[&lib.lease_doc],
+        )
+        .await
+        .unwrap();
+    let two = a
+        .query("select id from search_chunks('the tenant', 2)", &[])
+        .await
+        .unwrap();
+    let clamped = a
+        .query("select id from search_chunks('tenant', 100000)", &[])
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(in_lease.len(), 2);
+    assert!(
+        in_lease
+            .iter()
+            .all(|r| r.get::<_, Uuid>(0) == lib.lease_doc)
+    );
+    assert_eq!(two.len(), 2);
+    assert_eq!(clamped.len(), 2);
+}
+
+#[tokio::test]
+async fn only_signed_in_users_may_search() {
+    // Arrange
+    let lib = library().await;
+
+    // Act
+    let anon = lib
+        .t
+        .db
+        .as_anon()
+        .query("select * from search_chunks('tenant')", &[])
+        .await;
+    let service = lib
+        .t
+        .db
+        .as_service()
+        .query("select * from search_chunks('tenant')", &[])
+        .await;
+    let anon_ranks = lib
+        .t
+        .db
+        .as_anon()
+        .query(
+            "select * from private.rank_own_chunks('tenant', 8, null)",
+            &[],
+        )
+        .await;
+    let b_ranks = lib
+        .t
+        .as_b()
+        .query(
+            "select id from private.rank_own_chunks('tenant', 8, null)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let a_ranks = lib
+        .t
+        .as_a()
+        .query(
+            "select id from private.rank_own_chunks('tenant', 8, null)",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let privileges = lib.t.db.admin().await
+        .query_one(
+            "select has_function_privilege('anon', 'public.search_chunks(text, integer, uuid[])', 'execute'), \
+                    has_function_privilege('service_role', 'public.search_chunks(text, integer, uuid[])', 'execute'), \
+                    has_function_privilege('authenticated', 'public.search_chunks(text, integer, uuid[])', 'execute')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    // Assert
+    assert_denied(anon);
+    assert_denied(service);
+    assert_eq!(
+        (
+            privileges.get::<_, bool>(0),
+            privileges.get::<_, bool>(1),
+            privileges.get::<_, bool>(2)
+        ),
+        (false, false, true)
+    );
+    assert_denied(anon_ranks);
+    assert!(
+        b_ranks.is_empty(),
+        "the ranking helper only ever ranks the caller's chunks"
+    );
+    assert_eq!(a_ranks.len(), 2);
+}
