@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/auth/v1", crate::auth::router())
         .nest("/api", crate::ai::router())
+        .nest("/storage/v1", crate::storage::router(&state))
         .fallback(http::no_route)
         // Layers run bottom-up on the request: mark credentials sensitive
         // first, so nothing later can print them.
