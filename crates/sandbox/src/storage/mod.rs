@@ -19,6 +19,7 @@ pub mod files;
 pub mod key;
 pub mod objects;
 pub mod range;
+pub mod resumable;
 pub mod rows;
 pub mod tus;
 pub mod upload;
@@ -175,6 +176,7 @@ pub fn router(app: &AppState) -> Router<AppState> {
         Ok(storage) => Router::new()
             .merge(buckets::routes())
             .merge(objects::routes())
+            .merge(resumable::routes())
             .fallback(not_found)
             .with_state(storage),
         Err(e) => {
