@@ -271,6 +271,7 @@ async fn management_routes_refuse_user_tokens_with_the_platform_message() {
     let app = app().await;
     let agent = create_agent(&app, "").await;
     let (token, _) = user(&app, "a@example.com").await;
+    let some = uuid::Uuid::new_v4();
     let routes = [
         (
             Method::POST,
@@ -297,6 +298,23 @@ async fn management_routes_refuse_user_tokens_with_the_platform_message() {
         ),
         (Method::POST, "/api/tools".to_owned(), json!({})),
         (Method::GET, "/api/tools".to_owned(), Value::Null),
+        (Method::GET, format!("/api/tools/{some}"), Value::Null),
+        (
+            Method::PUT,
+            format!("/api/tools/{some}"),
+            json!({"name": "x"}),
+        ),
+        (Method::DELETE, format!("/api/tools/{some}"), Value::Null),
+        (
+            Method::PATCH,
+            format!("/api/agents/{agent}/tools/{some}"),
+            json!({"config_override": {}}),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/agents/{agent}/tools/{some}"),
+            Value::Null,
+        ),
     ];
     for (method, path, body) in routes {
         let request = app.request(method.clone(), &path, Some(&token));
@@ -1545,4 +1563,50 @@ async fn by_reference_items_are_read_from_ai_chunks() {
     assert_eq!(citation["source_name"], "handbook.pdf");
     assert_eq!(citation["page"], 4);
     assert!(citation["source_id"].is_string());
+}
+
+#[tokio::test]
+async fn the_service_role_can_pre_retrieve_from_knowledge_bases() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let db = app.db.admin().await;
+    let kb: uuid::Uuid = db
+        .query_one(
+            "with s as (insert into ai.sources (name, file_type, extraction_status)
+                        values ('policies.pdf', 'application/pdf', 'extracted') returning id),
+                  k as (insert into ai.knowledge_bases (name) values ('policies') returning id),
+                  i as (insert into ai.indexed_sources (knowledge_base_id, source_id, index_status)
+                        select k.id, s.id, 'indexed' from k, s returning id, knowledge_base_id, source_id),
+                  c as (insert into ai.chunks (indexed_source_id, knowledge_base_id, source_id, text, chunk_index, meta)
+                        select i.id, i.knowledge_base_id, i.source_id, t.text, t.n, jsonb_build_object('page', t.n + 1)
+                          from i, (values (0, 'Expenses are reimbursed within ten working days.'),
+                                          (1, 'The office is closed on public holidays.')) as t (n, text)
+                        returning knowledge_base_id)
+             select distinct knowledge_base_id from c",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": "How fast are expenses reimbursed?", "citations_enabled": true,
+               "knowledge_bases": [{"id": kb.to_string(), "top_k": 3}]}),
+    )
+    .await;
+    let complete = sse.one("complete");
+    assert_eq!(
+        complete["content"],
+        "Expenses are reimbursed within ten working days [1]."
+    );
+    assert_eq!(complete["retrieved_items"], 1);
+    assert_eq!(complete["citations"][0]["source_name"], "policies.pdf");
+    assert_eq!(complete["citations"][0]["page"], 1);
+    let run = finished_run(&app, sse.one("start")["run_id"].as_str().unwrap()).await;
+    let retrieved = run["retrieved_context"].as_array().unwrap();
+    assert_eq!(retrieved[0]["_type"], "retrieval_diagnostics");
+    assert_eq!(retrieved[1]["knowledge_base_id"], kb.to_string());
+    assert!(retrieved[1]["score"].as_f64().unwrap() > 0.0);
 }
