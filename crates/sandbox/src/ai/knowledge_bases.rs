@@ -577,7 +577,9 @@ async fn remove_source(
 
 fn spawn_indexing(state: AppState, indexed_source_id: Uuid, task_id: String) {
     let job_state = state.clone();
-    spawn_job(&state, async move {
+    // One job per dispatch: a re-add (new task) must not wait for the old one.
+    let job_id = Uuid::parse_str(&task_id).unwrap_or(indexed_source_id);
+    spawn_job(&state, "index", job_id, async move {
         if let Err(err) = index_source(&job_state, indexed_source_id, &task_id).await {
             tracing::error!(%indexed_source_id, error = %err, "indexing failed");
             let failed = async {

@@ -16,9 +16,10 @@
 //! need the platform's converters or OCR: their extraction fails with
 //! `error_code = "unsupported_format"`.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -467,14 +468,43 @@ fn worker_slots() -> Arc<Semaphore> {
     SLOTS.get_or_init(|| Arc::new(Semaphore::new(2))).clone()
 }
 
-/// Runs `job` in the background once a worker slot is free; the sandbox's
-/// shutdown abandons it (it is picked up again by [`super::resume`]).
-pub(super) fn spawn_job<F>(state: &AppState, job: F)
+/// Background jobs queued or running in this process, by kind and row id.
+fn jobs_in_flight() -> &'static Mutex<HashSet<(&'static str, Uuid)>> {
+    static IN_FLIGHT: OnceLock<Mutex<HashSet<(&'static str, Uuid)>>> = OnceLock::new();
+    IN_FLIGHT.get_or_init(Mutex::default)
+}
+
+/// Removes a job from [`jobs_in_flight`] when it ends, however it ends.
+struct InFlight((&'static str, Uuid));
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        jobs_in_flight()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.0);
+    }
+}
+
+/// Runs `job` in the background once a worker slot is free, unless a job of
+/// the same `kind` for the same row is already queued or running here (the
+/// start-up [`super::resume`] can meet a row a request has just queued).
+/// The sandbox's shutdown abandons the job; the next start resumes it.
+pub(super) fn spawn_job<F>(state: &AppState, kind: &'static str, id: Uuid, job: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    let newly_queued = jobs_in_flight()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert((kind, id));
+    if !newly_queued {
+        return;
+    }
+    let in_flight = InFlight((kind, id));
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
+        let _in_flight = in_flight;
         let Ok(_slot) = worker_slots().acquire_owned().await else {
             return;
         };
@@ -487,7 +517,7 @@ where
 
 fn spawn_extraction(state: AppState, id: Uuid) {
     let job_state = state.clone();
-    spawn_job(&state, async move {
+    spawn_job(&state, "extract", id, async move {
         if let Err(err) = extract_source(&job_state, id).await {
             tracing::error!(source_id = %id, error = %err, "source extraction could not finish");
         }
@@ -612,7 +642,16 @@ async fn extract_source(state: &AppState, id: Uuid) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     if updated == 0 {
-        remove_source_files(&root, id).await;
+        // Deleted meanwhile: its files were removed by the delete, but the
+        // page texts written above may have landed after that.
+        let gone = client
+            .query_opt("select 1 from ai.sources where id = $1", &[&id])
+            .await
+            .map_err(|e| e.to_string())?
+            .is_none();
+        if gone {
+            remove_source_files(&root, id).await;
+        }
     } else {
         tracing::info!(source_id = %id, status, error_code, "source extraction finished");
     }
