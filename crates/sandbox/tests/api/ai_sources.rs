@@ -1,0 +1,803 @@
+//! `/api/sources` and `/api/knowledge-bases`: upload → extraction → indexing
+//! → `items` / `search` on PDFs generated here, the failure classes, dedup,
+//! download, deletion, and the route split of the current platform
+//! (service key only: a user token is 403, no token 401).
+
+use std::time::Duration;
+
+use quire_sandbox::ai::fixtures;
+use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, spawn_app};
+
+const PAGES: [&str; 3] = [
+    "The aurora borealis glows over the northern sky.\nSolar wind meets the magnetosphere.",
+    "Photosynthesis turns light into sugar.\nChlorophyll absorbs red and blue light in the leaf.",
+    "Basalt forms when volcanic lava cools quickly.\nIt is the most common rock of the ocean floor.",
+];
+
+/// Bounded wait for background work: polls `GET path` with the service key
+/// until `done(body)`, and fails the test with the last body after a minute.
+async fn wait_for(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..1200 {
+        let response = app.api(reqwest::Method::GET, path).send().await.unwrap();
+        last = response.json().await.unwrap();
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} did not reach the expected state; last answer: {last:#}");
+}
+
+async fn upload(app: &TestApp, filename: &str, bytes: Vec<u8>) -> reqwest::Response {
+    let form = Form::new()
+        .part("file", Part::bytes(bytes).file_name(filename.to_owned()))
+        .text("metadata", r#"{"origin":"test"}"#);
+    app.api(reqwest::Method::POST, "/api/sources/upload")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Uploads and waits for extraction to end; returns the source.
+async fn uploaded_source(app: &TestApp, filename: &str, bytes: Vec<u8>) -> Value {
+    let response = upload(app, filename, bytes).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    wait_for(app, &format!("/api/sources/{id}"), |s| {
+        matches!(
+            s["extraction_status"].as_str(),
+            Some("extracted" | "failed")
+        )
+    })
+    .await
+}
+
+async fn create_kb(app: &TestApp, body: Value) -> Value {
+    let response = app
+        .api(reqwest::Method::POST, "/api/knowledge-bases")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+/// Adds a source to a KB and waits for indexing to end; returns the list item.
+async fn indexed(app: &TestApp, kb: &str, source: &str) -> Value {
+    let response = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/knowledge-bases/{kb}/sources"),
+        )
+        .json(&json!({"source_id": source}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let added: Value = response.json().await.unwrap();
+    assert_eq!(added["index_status"], "pending");
+    assert_eq!(added["source_id"], source);
+    let id = added["id"].as_str().unwrap().to_owned();
+    let list = wait_for(app, &format!("/api/knowledge-bases/{kb}/sources"), |list| {
+        list["items"].as_array().is_some_and(|items| {
+            items.iter().any(|i| {
+                i["id"] == id.as_str()
+                    && matches!(i["index_status"].as_str(), Some("indexed" | "failed"))
+            })
+        })
+    })
+    .await;
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id.as_str())
+        .unwrap()
+        .clone()
+}
+
+async fn post_json(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+    let response = app
+        .api(reqwest::Method::POST, path)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
+    let app = spawn_app().await;
+
+    // Upload: 201 with the platform's shape, then the status lifecycle.
+    let response = upload(&app, "Field Notes.pdf", fixtures::text_pdf(&PAGES)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.unwrap();
+    assert_eq!(created["extraction_status"], "pending");
+    assert_eq!(created["name"], "Field Notes.pdf");
+    assert_eq!(created["file_type"], "application/pdf");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created["storage_path"],
+        format!("sources/{id}/original/Field_Notes.pdf")
+    );
+    assert!(created["task_id"].is_string());
+
+    let source = wait_for(&app, &format!("/api/sources/{id}"), |s| {
+        s["extraction_status"] == "extracted"
+    })
+    .await;
+    assert_eq!(source["derivatives"]["page_count"], 3);
+    assert_eq!(source["metadata"], json!({"origin": "test"}));
+    assert_eq!(source["error_code"], Value::Null);
+
+    let (status, texts) = get(&app, &format!("/api/sources/{id}/page-texts")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(texts["count"], 3);
+    for (i, page) in PAGES.iter().enumerate() {
+        assert_eq!(texts["page_texts"][i], json!({"page": i + 1, "text": page}));
+    }
+    let (_, page2) = get(&app, &format!("/api/sources/{id}/page-texts?page=2")).await;
+    assert_eq!(page2, json!({"text": PAGES[1], "page": 2, "count": 3}));
+    let (status, _) = get(&app, &format!("/api/sources/{id}/page-texts?page=4")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A knowledge base with small chunks, so every page gives several.
+    let kb = create_kb(
+        &app,
+        json!({"name": "notes", "indexing_config": {"chunk_size": 60, "overlap": 15}}),
+    )
+    .await;
+    assert_eq!(kb["indexing_config"]["strategy"], "chunk_embed");
+    assert_eq!(kb["retrieval_config"]["method"], "hybrid");
+    assert_eq!(kb["retrieval_config"]["top_k"], 5);
+    let kb_id = kb["id"].as_str().unwrap().to_owned();
+
+    let item = indexed(&app, &kb_id, &id).await;
+    assert_eq!(item["index_status"], "indexed", "{item:#}");
+    assert_eq!(item["source_name"], "Field Notes.pdf");
+    let chunk_count = item["stats"]["chunk_count"].as_u64().unwrap();
+    assert!(chunk_count >= 6, "{item:#}");
+
+    let (_, kb_now) = get(&app, &format!("/api/knowledge-bases/{kb_id}")).await;
+    assert_eq!(kb_now["source_counts"]["indexed"], 1);
+    assert_eq!(kb_now["source_counts"]["total"], 1);
+
+    // items: every chunk, its text found on the page its meta names, at its span.
+    let (status, items) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/items"),
+        json!({"source_ids": [id]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(items["total"], chunk_count);
+    assert_eq!(items["strategy"], "chunk_embed");
+    assert_eq!(items["source_ids"], json!([id]));
+    let mut pages_seen = std::collections::BTreeSet::new();
+    for chunk in items["items"].as_array().unwrap() {
+        let meta = &chunk["meta"];
+        let page = meta["page"].as_u64().unwrap() as usize;
+        pages_seen.insert(page);
+        let (start, end) = (
+            meta["start_char"].as_u64().unwrap() as usize,
+            meta["end_char"].as_u64().unwrap() as usize,
+        );
+        let span: String = PAGES[page - 1]
+            .chars()
+            .skip(start)
+            .take(end - start)
+            .collect();
+        assert_eq!(chunk["text"], span.as_str(), "{chunk:#}");
+        assert_eq!(meta["source_name"], "Field Notes.pdf");
+    }
+    assert_eq!(pages_seen, [1, 2, 3].into());
+
+    // The rows in Postgres agree.
+    let db = app.db.admin().await;
+    let rows = db
+        .query(
+            "select (meta->>'page')::int, text from ai.chunks where source_id = $1 order by chunk_index",
+            &[&Uuid::parse_str(&id).unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len() as u64, chunk_count);
+
+    // search: each method finds chlorophyll on page 2.
+    for method in ["full_text", "hybrid", "vector_search"] {
+        let (status, found) = post_json(
+            &app,
+            &format!("/api/knowledge-bases/{kb_id}/search"),
+            json!({"query": "chlorophyll", "retrieval_method": method, "top_k": 3}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{found:#}");
+        assert_eq!(found["retrieval_method"], method);
+        assert_eq!(found["query"], "chlorophyll");
+        let first = &found["results"][0];
+        assert_eq!(first["meta"]["page"], 2, "{method}: {found:#}");
+        assert!(first["text"].as_str().unwrap().contains("Chlorophyll"));
+        assert_eq!(first["source_id"], id.as_str());
+        assert!(first["chunk_id"].is_string() && first["score"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            found["total_results"],
+            found["results"].as_array().unwrap().len()
+        );
+    }
+    // A misspelling: no full-text hit, a similarity hit on the right page.
+    let (_, typo) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/search"),
+        json!({"query": "magnetosfere", "retrieval_method": "full_text"}),
+    )
+    .await;
+    assert_eq!(typo["total_results"], 0);
+    let (_, typo) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/search"),
+        json!({"query": "magnetosfere"}),
+    )
+    .await;
+    assert_eq!(typo["retrieval_method"], "hybrid");
+    assert_eq!(typo["results"][0]["meta"]["page"], 1, "{typo:#}");
+    // Filters: another source id finds nothing; metadata must match.
+    let (_, none) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/search"),
+        json!({"query": "basalt", "source_ids": [Uuid::new_v4()]}),
+    )
+    .await;
+    assert_eq!(none["total_results"], 0);
+    let (_, by_page) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/search"),
+        json!({"query": "light", "retrieval_method": "full_text", "filter_metadata": {"page": 2}, "top_k": 10}),
+    )
+    .await;
+    assert!(by_page["total_results"].as_u64().unwrap() >= 1);
+    assert!(
+        by_page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["meta"]["page"] == 2)
+    );
+
+    // Removing the source from the KB removes its chunks and keeps the source.
+    let ix = item["id"].as_str().unwrap();
+    let response = app
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/knowledge-bases/{kb_id}/sources/{ix}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let left: i64 = db
+        .query_one(
+            "select count(*) from ai.chunks where knowledge_base_id = $1",
+            &[&Uuid::parse_str(&kb_id).unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let (status, _) = get(&app, &format!("/api/sources/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn get(app: &TestApp, path: &str) -> (StatusCode, Value) {
+    let response = app.api(reqwest::Method::GET, path).send().await.unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn unreadable_files_fail_with_their_code_and_scans_extract_empty() {
+    let app = spawn_app().await;
+    let text = fixtures::text_pdf(&["Quarterly numbers", "More numbers"]);
+
+    let encrypted = uploaded_source(
+        &app,
+        "locked.pdf",
+        fixtures::encrypted_pdf(&PAGES, "hunter2"),
+    )
+    .await;
+    assert_eq!(encrypted["extraction_status"], "failed");
+    assert_eq!(encrypted["error_code"], "encrypted");
+    assert!(
+        encrypted["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("password")
+    );
+
+    let truncated = uploaded_source(&app, "cut.pdf", fixtures::truncated(&text)).await;
+    assert_eq!(truncated["extraction_status"], "failed");
+    assert_eq!(truncated["error_code"], "corrupt");
+
+    // The platform checks the extension only, so a renamed file is accepted
+    // and fails in extraction.
+    let renamed = uploaded_source(&app, "holiday.pdf", fixtures::not_a_pdf()).await;
+    assert_eq!(renamed["extraction_status"], "failed");
+    assert_eq!(renamed["error_code"], "not_a_pdf");
+
+    let scan = uploaded_source(&app, "scan.pdf", fixtures::image_only_pdf(2)).await;
+    assert_eq!(scan["extraction_status"], "extracted");
+    let (_, texts) = get(
+        &app,
+        &format!("/api/sources/{}/page-texts", scan["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        texts,
+        json!({"page_texts": [{"page": 1, "text": ""}, {"page": 2, "text": ""}], "count": 2})
+    );
+
+    // A scan indexes to no chunks; a failed source cannot be added at all.
+    let kb = create_kb(&app, json!({"name": "mixed"})).await;
+    let kb_id = kb["id"].as_str().unwrap();
+    let item = indexed(&app, kb_id, scan["id"].as_str().unwrap()).await;
+    assert_eq!(item["index_status"], "indexed");
+    assert_eq!(item["stats"]["chunk_count"], 0);
+    let (status, body) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/sources"),
+        json!({"source_id": encrypted["id"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        json!({"error": "Source must be extracted first (status: failed)"})
+    );
+
+    // Extensions outside the platform's list are refused up front.
+    let response = upload(&app, "tool.exe", b"MZ".to_vec()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unsupported file type '.exe'"),
+        "{body}"
+    );
+    let response = app
+        .api(reqwest::Method::POST, "/api/sources/upload")
+        .multipart(Form::new().text("name", "nothing"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"error": "No file provided"})
+    );
+}
+
+#[tokio::test]
+async fn the_same_bytes_twice_are_a_409_naming_the_first_source() {
+    let app = spawn_app().await;
+    let pdf = fixtures::text_pdf(&["Only once, please"]);
+    let first = upload(&app, "a.pdf", pdf.clone()).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+
+    let second = upload(&app, "b-renamed.pdf", pdf).await;
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["error"], "duplicate_source");
+    assert!(body["message"].is_string());
+    assert_eq!(body["duplicate"]["id"], first["id"]);
+    assert_eq!(body["duplicate"]["name"], "a.pdf");
+    assert_eq!(body["duplicate"]["file_type"], "application/pdf");
+    assert!(body["duplicate"]["extraction_status"].is_string());
+    assert!(body["duplicate"]["created_at"].is_string());
+
+    let (_, list) = get(&app, "/api/sources").await;
+    assert_eq!(list["total"], 1);
+}
+
+#[tokio::test]
+async fn download_returns_the_original_bytes_and_delete_removes_everything() {
+    let app = spawn_app().await;
+    let pdf = fixtures::text_pdf(&PAGES);
+    let source = uploaded_source(&app, "report.pdf", pdf.clone()).await;
+    let id = source["id"].as_str().unwrap();
+
+    let response = app
+        .api(reqwest::Method::GET, &format!("/api/sources/{id}/download"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"report.pdf\""
+    );
+    assert_eq!(response.bytes().await.unwrap().as_ref(), pdf.as_slice());
+
+    // List with filters.
+    let (_, list) = get(
+        &app,
+        "/api/sources?status=extracted&q=repo&sort=name&order=asc&limit=10",
+    )
+    .await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["limit"], 10);
+    assert_eq!(list["sources"][0]["id"], id);
+    let (_, list) = get(&app, "/api/sources?status=failed").await;
+    assert_eq!(list["total"], 0);
+    let (status, _) = get(&app, "/api/sources?sort=size").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let kb = create_kb(&app, json!({"name": "kb"})).await;
+    indexed(&app, kb["id"].as_str().unwrap(), id).await;
+    let response = app
+        .api(reqwest::Method::DELETE, &format!("/api/sources/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "Source deleted");
+    assert!(body["warning"].is_string(), "{body}");
+    let (status, body) = get(&app, &format!("/api/sources/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, json!({"error": "Source not found"}));
+    let chunks: i64 = app
+        .db
+        .admin()
+        .await
+        .query_one("select count(*) from ai.chunks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(chunks, 0);
+    // The same bytes can come back as a new source.
+    assert_eq!(
+        upload(&app, "report.pdf", pdf).await.status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn knowledge_base_requests_are_validated() {
+    let app = spawn_app().await;
+    let (status, body) = post_json(&app, "/api/knowledge-bases", json!({})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "name is required"})
+        )
+    );
+    let kb = create_kb(&app, json!({"name": "v", "description": "d"})).await;
+    let kb_id = kb["id"].as_str().unwrap();
+    let search = format!("/api/knowledge-bases/{kb_id}/search");
+    for (body, expected) in [
+        (json!({}), "query is required"),
+        (
+            json!({"query": "x", "top_k": 0}),
+            "top_k must be an integer between 1 and 100",
+        ),
+        (
+            json!({"query": "x", "retrieval_method": "psychic"}),
+            "retrieval_method must be one of: vector_search, full_text, hybrid, tree_search",
+        ),
+        (
+            json!({"query": "x", "retrieval_method": "tree_search"}),
+            "tree_search requires a page_index knowledge base",
+        ),
+        (
+            json!({"query": "x", "source_ids": ["nope"]}),
+            "source_ids must be a list of UUID strings",
+        ),
+    ] {
+        let (status, answer) = post_json(&app, &search, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"], expected);
+    }
+    let (status, answer) = post_json(&app, &search, json!({"query": "nothing indexed"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["results"], json!([]));
+    let (status, answer) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/items"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "source_ids is required"})
+        )
+    );
+    let (status, answer) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/sources"),
+        json!({"source_id": Uuid::new_v4()}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer),
+        (StatusCode::NOT_FOUND, json!({"error": "Source not found"}))
+    );
+    let (status, answer) = get(&app, &format!("/api/knowledge-bases/{}", Uuid::new_v4())).await;
+    assert_eq!(
+        (status, answer),
+        (
+            StatusCode::NOT_FOUND,
+            json!({"error": "Knowledge base not found"})
+        )
+    );
+}
+
+/// Every sources/KB route with each kind of credential (POWABASE.md §2.3, §3).
+#[tokio::test]
+async fn sources_and_knowledge_bases_need_the_service_key() {
+    let app = spawn_app().await;
+    let user = app.db.create_user("a@example.com").await;
+    let id = Uuid::new_v4();
+    let routes: Vec<(reqwest::Method, String)> = vec![
+        (reqwest::Method::POST, "/api/sources/upload".into()),
+        (reqwest::Method::GET, "/api/sources".into()),
+        (reqwest::Method::GET, format!("/api/sources/{id}")),
+        (reqwest::Method::GET, format!("/api/sources/{id}/download")),
+        (
+            reqwest::Method::GET,
+            format!("/api/sources/{id}/page-texts"),
+        ),
+        (reqwest::Method::DELETE, format!("/api/sources/{id}")),
+        (reqwest::Method::POST, "/api/knowledge-bases".into()),
+        (reqwest::Method::GET, "/api/knowledge-bases".into()),
+        (reqwest::Method::GET, format!("/api/knowledge-bases/{id}")),
+        (reqwest::Method::PATCH, format!("/api/knowledge-bases/{id}")),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/knowledge-bases/{id}"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/knowledge-bases/{id}/sources"),
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/api/knowledge-bases/{id}/sources"),
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("/api/knowledge-bases/{id}/sources/{id}"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/knowledge-bases/{id}/items"),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/knowledge-bases/{id}/search"),
+        ),
+    ];
+    let now = chrono::Utc::now().timestamp();
+    let user_token = app.sign(
+        &json!({"sub": user, "aud": "authenticated", "role": "authenticated", "exp": now + 600}),
+    );
+    // A user token claiming the service role is still a user token.
+    let claims_service = app.sign(
+        &json!({"sub": user, "aud": "authenticated", "role": "service_role", "exp": now + 600}),
+    );
+    let expired = app.sign(
+        &json!({"sub": user, "aud": "authenticated", "role": "authenticated", "exp": now - 10}),
+    );
+    let wrong_aud =
+        app.sign(&json!({"sub": user, "aud": "other", "role": "authenticated", "exp": now + 600}));
+    let not_a_user = app.sign(&json!({"sub": "service", "aud": "authenticated", "role": "authenticated", "exp": now + 600}));
+    let anon = app.anon_key();
+
+    for (method, path) in &routes {
+        let call = |bearer: Option<String>| {
+            let mut request = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.base))
+                .header("apikey", app.anon_key());
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+        let expect = |(status, body): (StatusCode, Value), want: StatusCode, error: &str| {
+            assert_eq!(status, want, "{method} {path}: {body}");
+            assert_eq!(body, json!({"error": error}), "{method} {path}");
+        };
+        expect(
+            call(None).await,
+            StatusCode::UNAUTHORIZED,
+            "Authorization header required",
+        );
+        let forbidden = "This endpoint requires the project's service role key";
+        expect(
+            call(Some(user_token.clone())).await,
+            StatusCode::FORBIDDEN,
+            forbidden,
+        );
+        expect(
+            call(Some(claims_service.clone())).await,
+            StatusCode::FORBIDDEN,
+            forbidden,
+        );
+        expect(
+            call(Some(expired.clone())).await,
+            StatusCode::UNAUTHORIZED,
+            "Token has expired",
+        );
+        expect(
+            call(Some(wrong_aud.clone())).await,
+            StatusCode::UNAUTHORIZED,
+            "Invalid token audience",
+        );
+        expect(
+            call(Some(not_a_user.clone())).await,
+            StatusCode::UNAUTHORIZED,
+            "Invalid token: sub must be a user id",
+        );
+        expect(
+            call(Some(anon.clone())).await,
+            StatusCode::UNAUTHORIZED,
+            r#"Invalid token: Token is missing the "sub" claim"#,
+        );
+        let (status, body) = call(Some(app.service_key())).await;
+        assert!(
+            !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
+            "{method} {path} with the service key: {status} {body}"
+        );
+    }
+}
+
+/// A sandbox restarted on the same database and data directory picks up
+/// extraction and indexing that were left unfinished.
+#[tokio::test]
+async fn a_restarted_sandbox_resumes_unfinished_extraction_and_indexing() {
+    let db = quire_testdb::TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = || quire_sandbox::spawn(quire_sandbox::Config::new(dir.path(), db.url()));
+    let client = reqwest::Client::new();
+    let call = |sandbox: &quire_sandbox::Sandbox, method: reqwest::Method, path: &str| {
+        use secrecy::ExposeSecret as _;
+        let key = sandbox.service_role_key().expose_secret().to_owned();
+        client
+            .request(method, format!("{}{path}", sandbox.api_base()))
+            .header("apikey", &key)
+            .bearer_auth(key)
+    };
+    let poll = |sandbox: &quire_sandbox::Sandbox, path: String, done: fn(&Value) -> bool| {
+        let request = call(sandbox, reqwest::Method::GET, &path);
+        async move {
+            let mut last = Value::Null;
+            for _ in 0..1200 {
+                last = request
+                    .try_clone()
+                    .unwrap()
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if done(&last) {
+                    return last;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("{path} did not reach the expected state; last answer: {last:#}");
+        }
+    };
+
+    // First run: two extracted sources, one of them indexed.
+    let first = start().await.unwrap();
+    let mut ids = Vec::new();
+    for (name, page) in [
+        ("a.pdf", "Alpha centauri is a star system"),
+        ("b.pdf", "Betelgeuse is a red supergiant"),
+    ] {
+        let form = Form::new().part(
+            "file",
+            Part::bytes(fixtures::text_pdf(&[page])).file_name(name),
+        );
+        let created: Value = call(&first, reqwest::Method::POST, "/api/sources/upload")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        poll(&first, format!("/api/sources/{id}"), |s| {
+            s["extraction_status"] == "extracted"
+        })
+        .await;
+        ids.push(id);
+    }
+    let kb: Value = call(&first, reqwest::Method::POST, "/api/knowledge-bases")
+        .json(&json!({"name": "stars"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kb_id = kb["id"].as_str().unwrap().to_owned();
+    call(
+        &first,
+        reqwest::Method::POST,
+        &format!("/api/knowledge-bases/{kb_id}/sources"),
+    )
+    .json(&json!({"source_id": ids[1]}))
+    .send()
+    .await
+    .unwrap();
+    poll(&first, format!("/api/knowledge-bases/{kb_id}"), |kb| {
+        kb["source_counts"]["indexed"] == 1
+    })
+    .await;
+    first.shutdown().await.unwrap();
+
+    // As if the first run had stopped mid-way: one source still extracting,
+    // one indexing with no chunks written yet.
+    let admin = db.admin().await;
+    let a = Uuid::parse_str(&ids[0]).unwrap();
+    let b = Uuid::parse_str(&ids[1]).unwrap();
+    admin
+        .execute("update ai.sources set extraction_status = 'extracting', derivatives = '{}' where id = $1", &[&a])
+        .await
+        .unwrap();
+    admin
+        .execute("update ai.indexed_sources set index_status = 'indexing', indexed_at = null where source_id = $1", &[&b])
+        .await
+        .unwrap();
+    admin
+        .execute("delete from ai.chunks where source_id = $1", &[&b])
+        .await
+        .unwrap();
+
+    let second = start().await.unwrap();
+    let source = poll(&second, format!("/api/sources/{a}"), |s| {
+        s["extraction_status"] == "extracted"
+    })
+    .await;
+    assert_eq!(source["derivatives"]["page_count"], 1);
+    poll(&second, format!("/api/knowledge-bases/{kb_id}"), |kb| {
+        kb["source_counts"]["indexed"] == 1
+    })
+    .await;
+    let chunks: i64 = admin
+        .query_one("select count(*) from ai.chunks where source_id = $1", &[&b])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(chunks, 1);
+    second.shutdown().await.unwrap();
+}
