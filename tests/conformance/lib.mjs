@@ -3,6 +3,8 @@
 // QUIRE_SERVICE_KEY).
 import { createClient } from '@supabase/supabase-js';
 import { randomUUID } from 'node:crypto';
+// Node 20 has no global WebSocket; realtime-js takes a transport (supabase-js docs, Node < 22).
+import WebSocket from 'ws';
 
 export const url = need('QUIRE_API_URL');
 export const anonKey = need('QUIRE_ANON_KEY');
@@ -28,7 +30,7 @@ export function memoryStorage() {
 export function client(options = {}) {
   return createClient(url, anonKey, {
     auth: { storage: memoryStorage(), persistSession: true, autoRefreshToken: false, ...options.auth },
-    realtime: { params: { vsn: '1.0.0' }, ...options.realtime },
+    realtime: { transport: WebSocket, params: { vsn: '1.0.0' }, ...options.realtime },
   });
 }
 
@@ -36,6 +38,7 @@ export function client(options = {}) {
 export function service() {
   return createClient(url, serviceKey, {
     auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { transport: WebSocket },
   });
 }
 

@@ -1,0 +1,73 @@
+//! The official client against the sandbox: `@supabase/supabase-js` (installed by
+//! `cargo xtask setup` in `tests/conformance/`) runs its suites with node's test runner against a
+//! sandbox on port 0. Whatever supabase-js does must work as against a real project, and its
+//! error objects must carry the real codes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::helpers::spawn_app_with;
+
+/// The sandbox's refresh-token reuse window in this run; the suite waits it out.
+const REUSE_INTERVAL: Duration = Duration::from_secs(1);
+
+fn suite_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/conformance")
+}
+
+async fn run_suites(files: &[&str]) {
+    let dir = suite_dir();
+    assert!(
+        dir.join("node_modules/@supabase/supabase-js").is_dir(),
+        "tests/conformance has no node_modules: run `cargo xtask setup` (or `npm ci` there)"
+    );
+    let app = spawn_app_with(|c| c.refresh_token_reuse_interval_secs = REUSE_INTERVAL.as_secs())
+        .await;
+    let output = tokio::process::Command::new("node")
+        .arg("--test")
+        .arg("--test-reporter=spec")
+        .args(files)
+        .current_dir(&dir)
+        .env("QUIRE_API_URL", &app.base)
+        .env("QUIRE_ANON_KEY", app.anon_key())
+        .env("QUIRE_SERVICE_KEY", app.service_key())
+        .env("QUIRE_REUSE_WAIT_MS", (REUSE_INTERVAL.as_millis() + 1500).to_string())
+        .env("NO_COLOR", "1")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs (installed by `cargo xtask setup`)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{report}");
+    assert!(
+        output.status.success(),
+        "supabase-js conformance failed ({}):\n{report}",
+        output.status
+    );
+    // A run that executed nothing must not pass: node prints "ℹ pass N" (spec reporter).
+    let passed: u32 = report
+        .lines()
+        .find_map(|l| l.trim_start_matches(['ℹ', '#', ' ']).strip_prefix("pass "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(passed > 0, "the runner executed no test:\n{report}");
+}
+
+#[tokio::test]
+async fn supabase_js_auth_and_pkce() {
+    run_suites(&["auth.test.mjs", "pkce.test.mjs"]).await;
+}
+
+#[tokio::test]
+async fn supabase_js_rest() {
+    run_suites(&["rest.test.mjs"]).await;
+}
+
+#[tokio::test]
+async fn supabase_js_storage() {
+    run_suites(&["storage.test.mjs"]).await;
+}

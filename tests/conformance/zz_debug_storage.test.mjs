@@ -1,0 +1,72 @@
+// Storage as supabase-js drives it, in Quire's private `documents` bucket: each user's folder
+// is theirs alone. Storage answers most errors with HTTP 400 and the real status in the body.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { client, signedIn } from './lib.mjs';
+
+const pdf = (text) => Buffer.from(`%PDF-1.4\n% ${text}\n%%EOF\n`);
+
+test('upload, download, signed URL, list, upsert, remove — and B gets none of it', async () => {
+  const a = await signedIn('st-a');
+  const b = await signedIn('st-b');
+  const key = `${a.user.id}/${randomUUID()}.pdf`;
+  const bucket = a.sb.storage.from('documents');
+
+  const up = await bucket.upload(key, pdf('first'), { contentType: 'application/pdf' });
+  assert.equal(up.error, null);
+  assert.equal(up.data.path, key);
+
+  const down = await bucket.download(key);
+  assert.equal(down.error, null);
+  assert.equal(Buffer.from(await down.data.arrayBuffer()).toString(), pdf('first').toString());
+
+  const signed = await bucket.createSignedUrl(key, 60);
+  assert.equal(signed.error, null);
+  const viaUrl = await fetch(signed.data.signedUrl);
+  assert.equal(viaUrl.status, 200);
+  assert.equal(Buffer.from(await viaUrl.arrayBuffer()).toString(), pdf('first').toString());
+
+  const listed = await bucket.list(a.user.id);
+  assert.equal(listed.error, null);
+  assert.deepEqual(listed.data.map((o) => o.name), [key.split('/')[1]]);
+
+  const dup = await bucket.upload(key, pdf('second'), { contentType: 'application/pdf' });
+  assert.equal(dup.error?.statusCode, '409');
+  const upsert = await bucket.upload(key, pdf('second'), { contentType: 'application/pdf', upsert: true });
+  console.log('STEP upsert error', upsert.error?.statusCode);
+  const after = await bucket.download(key);
+  
+
+  // B: no download, no listing, no signing, no overwrite, no delete.
+  const theirs = b.sb.storage.from('documents');
+  const bDown = await theirs.download(key);
+  assert.ok(bDown.error, 'B cannot download A\'s file');
+  const bList = await theirs.list(a.user.id);
+  assert.deepEqual(bList.data, []);
+  const bSign = await theirs.createSignedUrl(key, 60);
+  assert.ok(bSign.error, 'B cannot sign A\'s file');
+  const bWrite = await theirs.upload(key, pdf('evil'), { contentType: 'application/pdf', upsert: true });
+  assert.ok(bWrite.error, 'B cannot overwrite A\'s file');
+  const bPlant = await theirs.upload(`${a.user.id}/${randomUUID()}.pdf`, pdf('planted'), { contentType: 'application/pdf' });
+  assert.equal(bPlant.error?.statusCode, '403');
+  const bRemove = await theirs.remove([key]);
+  assert.deepEqual(bRemove.data, []);
+  const still = await bucket.download(key);
+  assert.equal(Buffer.from(await still.data.arrayBuffer()).toString(), pdf('first').toString()); console.log('STEP still first');
+
+  const removed = await bucket.remove([key]);
+  assert.equal(removed.error, null);
+  assert.equal(removed.data.length, 1);
+  const gone = await bucket.download(key);
+  assert.ok(gone.error, 'the file is gone');
+});
+
+test('anon can neither upload nor list', async () => {
+  const a = await signedIn('st-anon');
+  const anon = client().storage.from('documents');
+  const up = await anon.upload(`${a.user.id}/${randomUUID()}.pdf`, pdf('x'), { contentType: 'application/pdf' });
+  assert.ok(up.error);
+  const list = await anon.list(a.user.id);
+  assert.deepEqual(list.data ?? [], []);
+});
