@@ -31,6 +31,8 @@ use uuid::Uuid;
 
 use cluster::{Cluster, SUPERUSER, TEMPLATE};
 
+/// The tokio-postgres this crate speaks, so tests name the same `Row`,
+/// `Error` and `SqlState` types without a dependency of their own.
 pub use tokio_postgres;
 
 static CLUSTER: OnceCell<Result<Cluster, String>> = OnceCell::const_new();
