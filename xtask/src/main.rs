@@ -21,6 +21,8 @@ commands:
   stack up|down|status  the local dev stack: PostgreSQL on 127.0.0.1:54322 (data in .quire/pg)
   demo                  setup, bring the stack up, open Quire
   test                  setup, then run every test (what CI runs)
+  bench                 measure the stack against its baselines, side by side (prints ratios)
+  fuzz [SECONDS]        fuzz the PostgREST query-string parser for a bounded time (default 60 s)
 ";
 
 fn main() {
@@ -40,6 +42,9 @@ fn run() -> Result<()> {
         ["stack", "status"] => stack::status(),
         ["demo", rest @ ..] => demo(rest),
         ["test", rest @ ..] => test(rest),
+        ["bench"] => bench(),
+        ["fuzz"] => fuzz(60),
+        ["fuzz", secs] => fuzz(secs.parse().map_err(|_| anyhow::anyhow!("fuzz takes a number of seconds"))?),
         [] | ["help"] | ["--help"] | ["-h"] => {
             print!("{USAGE}");
             Ok(())
@@ -66,6 +71,34 @@ fn demo(args: &[&str]) -> Result<()> {
          and the desktop app arrive with the next issues. Nothing else was started."
     );
     Ok(())
+}
+
+/// Benchmarks print measurements next to a baseline measured in the same run; nothing asserts.
+fn bench() -> Result<()> {
+    setup::run()?;
+    util::step("bench: the sandbox (REST vs direct Postgres, TUS upload vs disk)");
+    util::cmd("cargo")
+        .args(["bench", "-p", "quire-sandbox", "--bench", "platform"])
+        .current_dir(util::repo_root())
+        .run()
+}
+
+/// Runs the REST query-string fuzz target for `seconds` (cargo-fuzz, installed on demand).
+fn fuzz(seconds: u64) -> Result<()> {
+    let root = util::repo_root();
+    if !util::cmd("cargo").args(["fuzz", "--version"]).succeeds() {
+        util::step("fuzz: installing cargo-fuzz");
+        util::cmd("cargo").args(["install", "cargo-fuzz", "--locked"]).run()?;
+    }
+    util::step(&format!("fuzz: rest_query for {seconds} s"));
+    // cargo-fuzz needs nightly flags; the machine has only stable, so let stable accept them
+    // and run without a sanitizer (libFuzzer's coverage guidance still works).
+    util::cmd("cargo")
+        .args(["fuzz", "run", "--sanitizer", "none", "rest_query", "--"])
+        .arg(format!("-max_total_time={seconds}"))
+        .env("RUSTC_BOOTSTRAP", "1")
+        .current_dir(root.join("crates/sandbox"))
+        .run()
 }
 
 /// Bundles `ui/` into `ui/dist`, which the desktop shell embeds at compile time.
