@@ -400,7 +400,7 @@ async fn remove(
         .await?
         .ok_or(StorageError::NoSuchKey)?;
     if let Some(version) = version {
-        storage.files.remove(&bucket, &key, &version).await?;
+        remove_bytes(&storage, &bucket, &key, &version).await;
     }
     Ok(json_ok(&json!({"message": "Successfully deleted"})))
 }
@@ -430,10 +430,19 @@ async fn remove_many(
         .await?;
     for obj in &deleted {
         if let Some(version) = &obj.version {
-            storage.files.remove(&bucket, &obj.name, version).await?;
+            remove_bytes(&storage, &bucket, &obj.name, version).await;
         }
     }
     Ok(json_ok(&deleted))
+}
+
+/// Removes a deleted object's bytes. The row is already gone (committed), so
+/// the delete has happened whatever the file system says; a file that cannot
+/// be removed is logged, not reported to the caller.
+async fn remove_bytes(storage: &Storage, bucket: &str, key: &str, version: &str) {
+    if let Err(e) = storage.files.remove(bucket, key, version).await {
+        tracing::warn!(error = %e, bucket, "storage: a deleted object's bytes could not be removed");
+    }
 }
 
 fn string_array(body: &Map<String, Value>, field: &str) -> Result<Vec<String>> {
