@@ -24,9 +24,9 @@ pub mod db;
 pub mod http;
 pub mod jwt;
 pub mod keys;
+pub mod realtime;
 pub mod server;
 pub mod state;
-pub mod storage;
 
 pub use config::Config;
 pub use server::{Sandbox, spawn};

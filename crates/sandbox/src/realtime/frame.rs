@@ -1,0 +1,319 @@
+//! Phoenix channel frames, serializer vsn 1.0.0: one JSON object per text frame.
+//!
+//! Client frames carry `topic`, `event`, `payload`, `ref` and optionally
+//! `join_ref`; server frames carry `topic`, `event`, `payload` and `ref`, never
+//! `join_ref` (Phoenix's V1 serializer drops it; see
+//! `shared/reference/SUPABASE-PROTOCOLS.md` §2.2). Refs are echoed back exactly
+//! as the client sent them (phoenix.js sends strings; anything JSON is kept).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// The topic of socket-level messages (heartbeats).
+pub const PHOENIX_TOPIC: &str = "phoenix";
+
+/// Event names of the Phoenix channel protocol.
+pub mod event {
+    /// Client joins a channel.
+    pub const JOIN: &str = "phx_join";
+    /// Client leaves a channel.
+    pub const LEAVE: &str = "phx_leave";
+    /// Server reply to a client push.
+    pub const REPLY: &str = "phx_reply";
+    /// Server closed a channel normally.
+    pub const CLOSE: &str = "phx_close";
+    /// Server-side channel crash.
+    pub const ERROR: &str = "phx_error";
+    /// Socket keep-alive on the `phoenix` topic.
+    pub const HEARTBEAT: &str = "heartbeat";
+    /// Realtime: new JWT for a joined channel.
+    pub const ACCESS_TOKEN: &str = "access_token";
+    /// Realtime: broadcast message.
+    pub const BROADCAST: &str = "broadcast";
+    /// Realtime: presence track/untrack.
+    pub const PRESENCE: &str = "presence";
+    /// Realtime: server-side status of a channel.
+    pub const SYSTEM: &str = "system";
+    /// Realtime: full presence list after a join.
+    pub const PRESENCE_STATE: &str = "presence_state";
+    /// Realtime: presence joins and leaves.
+    pub const PRESENCE_DIFF: &str = "presence_diff";
+}
+
+/// A frame received from a client.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClientFrame {
+    /// `realtime:<name>` for channel messages, `phoenix` for heartbeats.
+    pub topic: String,
+    /// The event name.
+    pub event: String,
+    /// Any JSON; a missing payload reads as `{}`.
+    #[serde(default = "empty_object")]
+    pub payload: Value,
+    /// The push's ref, echoed in the reply (`null` when absent).
+    #[serde(rename = "ref", default)]
+    pub reference: Value,
+    /// The ref of the `phx_join` this message belongs to (`null` when absent).
+    #[serde(default)]
+    pub join_ref: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Map::new())
+}
+
+/// Why a text frame is not a Phoenix message. The socket logs it and carries
+/// on; nothing a client sends can end the connection by its shape alone.
+#[derive(Debug, thiserror::Error)]
+#[error("not a Phoenix vsn 1.0.0 message: {0}")]
+pub struct FrameError(#[from] serde_json::Error);
+
+impl ClientFrame {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Result<Self, FrameError> {
+        Ok(serde_json::from_str(text)?)
+    }
+}
+
+/// A frame sent to a client. Serializes to `{topic, event, payload, ref}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerFrame<'a> {
+    /// The channel topic (`realtime:<name>`) or `phoenix`.
+    pub topic: &'a str,
+    /// The event name.
+    pub event: &'a str,
+    /// The payload.
+    pub payload: Value,
+    /// The ref being answered; `null` for server pushes.
+    #[serde(rename = "ref")]
+    pub reference: &'a Value,
+}
+
+/// Status of a `phx_reply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyStatus {
+    /// `"ok"`.
+    Ok,
+    /// `"error"`.
+    Error,
+}
+
+impl ReplyStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ReplyStatus::Ok => "ok",
+            ReplyStatus::Error => "error",
+        }
+    }
+}
+
+static NULL: Value = Value::Null;
+
+impl<'a> ServerFrame<'a> {
+    /// A push with `"ref": null` (broadcasts, `system`, presence).
+    pub fn push(topic: &'a str, event: &'a str, payload: Value) -> Self {
+        ServerFrame {
+            topic,
+            event,
+            payload,
+            reference: &NULL,
+        }
+    }
+
+    /// A `phx_reply` to the push with ref `reference`.
+    pub fn reply(
+        topic: &'a str,
+        reference: &'a Value,
+        status: ReplyStatus,
+        response: Value,
+    ) -> Self {
+        ServerFrame {
+            topic,
+            event: event::REPLY,
+            payload: json!({"status": status.as_str(), "response": response}),
+            reference,
+        }
+    }
+
+    /// A `phx_close` for the channel joined with `join_ref`.
+    pub fn close(topic: &'a str, join_ref: &'a Value) -> Self {
+        ServerFrame {
+            topic,
+            event: event::CLOSE,
+            payload: empty_object(),
+            reference: join_ref,
+        }
+    }
+
+    /// A `system` message about channel `channel` (the name without `realtime:`).
+    pub fn system(topic: &'a str, channel: &str, status: ReplyStatus, message: &str) -> Self {
+        Self::push(
+            topic,
+            event::SYSTEM,
+            json!({
+                "extension": "system",
+                "status": status.as_str(),
+                "message": message,
+                "channel": channel,
+            }),
+        )
+    }
+
+    /// The frame as JSON text.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).expect("server frames serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_join_frame_parses() {
+        let frame = ClientFrame::parse(
+            r#"{"topic":"realtime:room:1","event":"phx_join","payload":{"config":{}},"ref":"1","join_ref":"1"}"#,
+        )
+        .unwrap();
+        assert_eq!(frame.topic, "realtime:room:1");
+        assert_eq!(frame.event, "phx_join");
+        assert_eq!(frame.payload, json!({"config": {}}));
+        assert_eq!(frame.reference, json!("1"));
+        assert_eq!(frame.join_ref, json!("1"));
+    }
+
+    #[test]
+    fn optional_parts_default_and_unknown_keys_are_ignored() {
+        let frame =
+            ClientFrame::parse(r#"{"topic":"phoenix","event":"heartbeat","extra":[1]}"#).unwrap();
+        assert_eq!(frame.payload, json!({}));
+        assert_eq!(frame.reference, Value::Null);
+        assert_eq!(frame.join_ref, Value::Null);
+
+        let frame =
+            ClientFrame::parse(r#"{"topic":"t","event":"e","payload":null,"ref":7}"#).unwrap();
+        assert_eq!(frame.payload, Value::Null);
+        assert_eq!(frame.reference, json!(7));
+    }
+
+    #[test]
+    fn malformed_frames_are_errors_not_panics() {
+        for text in [
+            "",
+            "   ",
+            "null",
+            "[]",
+            "\"phoenix\"",
+            "{",
+            "{}",
+            r#"{"topic":"phoenix"}"#,
+            r#"{"event":"heartbeat"}"#,
+            r#"{"topic":1,"event":"heartbeat"}"#,
+            r#"{"topic":"phoenix","event":null}"#,
+            r#"[null,"1","phoenix","heartbeat",{}]"#,
+            "\u{0}",
+        ] {
+            assert!(ClientFrame::parse(text).is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn server_frames_never_carry_join_ref() {
+        let r = json!("3");
+        let reply = ServerFrame::reply("phoenix", &r, ReplyStatus::Ok, json!({})).to_text();
+        let value: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(
+            value,
+            json!({"topic":"phoenix","event":"phx_reply","ref":"3","payload":{"status":"ok","response":{}}})
+        );
+        assert!(!reply.contains("join_ref"));
+
+        let push = ServerFrame::push("realtime:a", "broadcast", json!({"x": 1})).to_text();
+        let value: Value = serde_json::from_str(&push).unwrap();
+        assert_eq!(value["ref"], Value::Null);
+        assert_eq!(value.as_object().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn close_and_system_frames_have_the_realtime_shapes() {
+        let join_ref = json!("5");
+        let close: Value =
+            serde_json::from_str(&ServerFrame::close("realtime:a", &join_ref).to_text()).unwrap();
+        assert_eq!(
+            close,
+            json!({"topic":"realtime:a","event":"phx_close","payload":{},"ref":"5"})
+        );
+
+        let system: Value = serde_json::from_str(
+            &ServerFrame::system(
+                "realtime:a",
+                "a",
+                ReplyStatus::Error,
+                "Token has expired 0 seconds ago",
+            )
+            .to_text(),
+        )
+        .unwrap();
+        assert_eq!(
+            system["payload"],
+            json!({"extension":"system","status":"error","message":"Token has expired 0 seconds ago","channel":"a"})
+        );
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            ".*".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".*") {
+            let _ = ClientFrame::parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(value in json_value()) {
+            let _ = ClientFrame::parse(&value.to_string());
+        }
+
+        #[test]
+        fn well_formed_frames_round_trip(
+            topic in ".*",
+            event in ".*",
+            payload in json_value(),
+            reference in prop_oneof![Just(Value::Null), "[0-9]{1,5}".prop_map(Value::String)],
+            join_ref in prop_oneof![Just(Value::Null), "[0-9]{1,5}".prop_map(Value::String)],
+        ) {
+            let text = json!({
+                "topic": topic, "event": event, "payload": payload,
+                "ref": reference, "join_ref": join_ref,
+            })
+            .to_string();
+            let frame = ClientFrame::parse(&text).unwrap();
+            prop_assert_eq!(frame.topic, topic);
+            prop_assert_eq!(frame.event, event);
+            prop_assert_eq!(frame.payload, payload);
+            prop_assert_eq!(frame.reference, reference);
+            prop_assert_eq!(frame.join_ref, join_ref);
+        }
+
+        #[test]
+        fn truncated_frames_are_rejected(cut in 0usize..60) {
+            let text = r#"{"topic":"realtime:a","event":"broadcast","payload":{"type":"broadcast"},"ref":"2"}"#;
+            let cut = cut.min(text.len() - 1);
+            prop_assert!(ClientFrame::parse(&text[..cut]).is_err());
+        }
+    }
+}
