@@ -4,7 +4,8 @@
 //!
 //! Shared by every `/api` module:
 //! - [`ApiError`], the `{"error": …}` envelope every failure is sent in;
-//! - the bearer-token extractors of §2.3: [`ApiCaller`] (`@require_user_auth`:
+//! - the gateway's `apikey` check ([`check_gateway_key`], Kong's `key-auth`)
+//!   and the bearer-token extractors of §2.3: [`ApiCaller`] (`@require_user_auth`:
 //!   the service key or a user's access token) and [`ServiceRole`]
 //!   (`@require_service_role`: the service key only; a user token gets 403);
 //! - [`JsonBody`], a request body parsed as JSON with the API's error shape;
@@ -101,6 +102,16 @@ impl ApiError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "/api request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
+    }
+
+    /// Kong's own 401 in front of the service: `{"message": …}`, no `error`.
+    fn gateway(message: &str) -> Self {
+        let mut body = Map::new();
+        body.insert("message".into(), Value::String(message.into()));
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            body,
+        }
     }
 
     /// Adds a field next to `error` (e.g. `code`, `message`, `duplicate`).
@@ -234,6 +245,33 @@ fn token_error_text(err: &JwtError) -> String {
     }
 }
 
+/// Kong's `key-auth` in front of `/api` (§1): the `apikey` header or query
+/// parameter must be the anon or the service-role key. A user's JWT is not
+/// a consumer key.
+pub fn check_gateway_key(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+    let from_query = || {
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .find(|(name, _)| name == "apikey")
+            .map(|(_, value)| value.into_owned())
+    };
+    let given = match parts.headers.get("apikey") {
+        Some(value) => value.to_str().ok().map(str::to_owned),
+        None => from_query(),
+    };
+    let Some(given) = given else {
+        return Err(ApiError::gateway("No API key found in request"));
+    };
+    let known = [state.keys.anon_key(), state.keys.service_role_key()];
+    if known
+        .iter()
+        .any(|key| bool::from(key.expose_secret().as_bytes().ct_eq(given.as_bytes())))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::gateway("Invalid authentication credentials"))
+    }
+}
+
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = ApiError;
 
@@ -241,6 +279,7 @@ impl FromRequestParts<AppState> for ApiCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        check_gateway_key(state, parts)?;
         ApiCaller::authenticate(state, &parts.headers)
     }
 }
@@ -258,6 +297,7 @@ impl FromRequestParts<AppState> for ServiceRole {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        check_gateway_key(state, parts)?;
         match ApiCaller::authenticate(state, &parts.headers)? {
             ApiCaller::ServiceRole => Ok(ServiceRole),
             ApiCaller::User { .. } => Err(ApiError::forbidden(SERVICE_ROLE_REQUIRED)),

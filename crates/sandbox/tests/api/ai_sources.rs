@@ -637,6 +637,36 @@ async fn sources_and_knowledge_bases_need_the_service_key() {
             StatusCode::UNAUTHORIZED,
             "Authorization header required",
         );
+        // The gateway first: no apikey, or a user token as apikey.
+        let gateway = |apikey: Option<String>| {
+            let mut request = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.base))
+                .bearer_auth(app.service_key());
+            if let Some(apikey) = apikey {
+                request = request.header("apikey", apikey);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status(), response.json::<Value>().await.unwrap())
+            }
+        };
+        assert_eq!(
+            gateway(None).await,
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "No API key found in request"})
+            ),
+            "{method} {path}"
+        );
+        assert_eq!(
+            gateway(Some(user_token.clone())).await,
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({"message": "Invalid authentication credentials"})
+            ),
+            "{method} {path}"
+        );
         let forbidden = "This endpoint requires the project's service role key";
         expect(
             call(Some(user_token.clone())).await,
