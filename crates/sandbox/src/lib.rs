@@ -27,6 +27,7 @@ pub mod keys;
 pub mod realtime;
 pub mod server;
 pub mod state;
+pub mod storage;
 
 pub use config::Config;
 pub use server::{Sandbox, spawn};
