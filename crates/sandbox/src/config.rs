@@ -112,6 +112,9 @@ pub struct Config {
     pub password_hash_memory_kib: u32,
 
     #[command(flatten)]
+    pub realtime: crate::realtime::RealtimeConfig,
+
+    #[command(flatten)]
     pub agents: crate::ai::agents::AgentsConfig,
 
     /// Write `{api_url, anon_key, service_role_key, jwt_secret}` (0600) to this
@@ -183,6 +186,7 @@ impl Config {
             disable_signup: false,
             min_password_length: DEFAULT_MIN_PASSWORD_LENGTH,
             password_hash_memory_kib: argon2::Params::DEFAULT_M_COST,
+            realtime: crate::realtime::RealtimeConfig::default(),
             agents: crate::ai::agents::AgentsConfig::default(),
             keys_file: None,
         }

@@ -26,6 +26,7 @@ use crate::state::{AppState, Shared};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/auth/v1", crate::auth::router())
+        .nest("/realtime/v1", crate::realtime::router())
         .nest("/api", crate::ai::router())
         .nest("/storage/v1", crate::storage::router(&state))
         .fallback(http::no_route)
@@ -154,9 +155,20 @@ pub async fn spawn(config: Config) -> anyhow::Result<Sandbox> {
         keys: keys.clone(),
         api_url: api_url.clone(),
         db,
+        realtime: crate::realtime::Hub::new(),
         shutdown: shutdown.clone(),
         config,
     });
+    crate::realtime::start(&state);
+    if !state
+        .realtime
+        .wait_listening(std::time::Duration::from_secs(5))
+        .await
+    {
+        tracing::warn!(
+            "realtime is not listening to the database yet; broadcasts from SQL wait for it"
+        );
+    }
     // Extractions and indexing a previous run left unfinished.
     tokio::spawn({
         let state = state.clone();

@@ -29,6 +29,8 @@ pub struct Shared {
     pub jwt: JwtKeys,
     /// One connection pool per service.
     pub db: Databases,
+    /// Realtime's subscribers and database listener.
+    pub realtime: crate::realtime::Hub,
     /// Cancelled when the sandbox shuts down: long-lived streams (WebSockets,
     /// SSE) watch it and close, so that graceful shutdown does not wait forever.
     pub shutdown: CancellationToken,
