@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { client, signedIn } from './lib.mjs';
+import { client, service, signedIn } from './lib.mjs';
 
 const pdf = (text) => Buffer.from(`%PDF-1.4\n% ${text}\n%%EOF\n`);
 
@@ -33,10 +33,12 @@ test('upload, download, signed URL, list, upsert, remove — and B gets none of 
 
   const dup = await bucket.upload(key, pdf('second'), { contentType: 'application/pdf' });
   assert.equal(dup.error?.statusCode, '409');
-  const upsert = await bucket.upload(key, pdf('second'), { contentType: 'application/pdf', upsert: true });
-  assert.equal(upsert.error, null);
+  // Quire's bucket has no UPDATE policy (db/app/50_storage.sql): a stored file is the one that
+  // was indexed, so even its owner cannot upsert over it.
+  const ownUpsert = await bucket.upload(key, pdf('second'), { contentType: 'application/pdf', upsert: true });
+  assert.equal(ownUpsert.error?.statusCode, '403');
   const after = await bucket.download(key);
-  assert.equal(Buffer.from(await after.data.arrayBuffer()).toString(), pdf('second').toString());
+  assert.equal(Buffer.from(await after.data.arrayBuffer()).toString(), pdf('first').toString());
 
   // B: no download, no listing, no signing, no overwrite, no delete.
   const theirs = b.sb.storage.from('documents');
@@ -53,7 +55,7 @@ test('upload, download, signed URL, list, upsert, remove — and B gets none of 
   const bRemove = await theirs.remove([key]);
   assert.deepEqual(bRemove.data, []);
   const still = await bucket.download(key);
-  assert.equal(Buffer.from(await still.data.arrayBuffer()).toString(), pdf('second').toString());
+  assert.equal(Buffer.from(await still.data.arrayBuffer()).toString(), pdf('first').toString());
 
   const removed = await bucket.remove([key]);
   assert.equal(removed.error, null);
@@ -69,4 +71,28 @@ test('anon can neither upload nor list', async () => {
   assert.ok(up.error);
   const list = await anon.list(a.user.id);
   assert.deepEqual(list.data ?? [], []);
+});
+
+test('upsert replaces an object where the policies allow it (service role, scratch bucket)', async () => {
+  const svc = service();
+  const name = `conformance-${randomUUID().slice(0, 8)}`;
+  const made = await svc.storage.createBucket(name, { public: false });
+  assert.equal(made.error, null);
+  const listed = await svc.storage.listBuckets();
+  assert.ok(listed.data.some((b) => b.id === name));
+  const bucket = svc.storage.from(name);
+  const first = await bucket.upload('notes/a.txt', Buffer.from('one'), { contentType: 'text/plain' });
+  assert.equal(first.error, null);
+  const again = await bucket.upload('notes/a.txt', Buffer.from('two'), { contentType: 'text/plain' });
+  assert.equal(again.error?.statusCode, '409');
+  const upsert = await bucket.upload('notes/a.txt', Buffer.from('two'), { contentType: 'text/plain', upsert: true });
+  assert.equal(upsert.error, null);
+  const down = await bucket.download('notes/a.txt');
+  assert.equal(await down.data.text(), 'two');
+  const listing = await bucket.list('notes');
+  assert.deepEqual(listing.data.map((o) => o.name), ['a.txt']);
+  const folders = await bucket.list();
+  assert.deepEqual(folders.data.map((o) => [o.name, o.id]), [['notes', null]]);
+  const removed = await bucket.remove(['notes/a.txt']);
+  assert.equal(removed.data.length, 1);
 });
