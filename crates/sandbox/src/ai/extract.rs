@@ -249,8 +249,10 @@ fn page_text(doc: &Document, page_id: ObjectId) -> Result<String, lopdf::Error> 
 }
 
 /// Trailing blanks off every line, at most one empty line in a row, no
-/// blank lines at either end.
+/// blank lines at either end, and typographic ligatures spelled out (TeX
+/// sets "ﬁ" as one glyph; searches type "fi").
 fn tidy(text: &str) -> String {
+    let text = expand_ligatures(text);
     let mut out = String::with_capacity(text.len());
     let mut blank_run = 0;
     for line in text.lines().map(str::trim_end) {
@@ -263,6 +265,22 @@ fn tidy(text: &str) -> String {
         }
         blank_run = 0;
         out.push_str(line);
+    }
+    out
+}
+
+fn expand_ligatures(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{FB00}' => out.push_str("ff"),
+            '\u{FB01}' => out.push_str("fi"),
+            '\u{FB02}' => out.push_str("fl"),
+            '\u{FB03}' => out.push_str("ffi"),
+            '\u{FB04}' => out.push_str("ffl"),
+            '\u{FB05}' | '\u{FB06}' => out.push_str("st"),
+            c => out.push(c),
+        }
     }
     out
 }
@@ -358,5 +376,9 @@ mod tests {
     #[test]
     fn tidy_collapses_blank_lines() {
         assert_eq!(tidy("  \na  \n\n\n b\n\n"), "a\n\n b");
+        assert_eq!(
+            tidy("speci\u{FB01}cation \u{FB00}\u{FB02}"),
+            "specification fffl"
+        );
     }
 }
