@@ -846,14 +846,31 @@ async fn items(
     .into_response())
 }
 
-/// A search request, validated.
-struct SearchRequest {
-    query: String,
-    top_k: i64,
-    method: String,
-    threshold: f64,
-    filter: Value,
-    source_ids: Option<Vec<Uuid>>,
+/// A validated knowledge-base search, as `POST …/search` takes it.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// The user's words (`websearch_to_tsquery` syntax for full text).
+    pub query: String,
+    /// At most this many results.
+    pub top_k: i64,
+    /// `full_text`, `vector_search` or `hybrid` (see the module docs).
+    pub method: String,
+    /// Results scoring below this (in the method's similarity) are dropped.
+    pub threshold: f64,
+    /// Chunks whose `meta` contains this object (`{}` for all).
+    pub filter: Value,
+    /// Only chunks of these sources, when given.
+    pub source_ids: Option<Vec<Uuid>>,
+}
+
+/// One search result: the chunk and its score.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    pub chunk_id: Uuid,
+    pub text: String,
+    pub score: f64,
+    pub source_id: Uuid,
+    pub meta: Value,
 }
 
 fn search_request(
@@ -931,57 +948,16 @@ async fn search(
     let kb = load_kb(&client, kb_id).await?;
     let request = search_request(&body, &kb.get("retrieval_config"))?;
 
-    // Each list is cut at a generous depth so that fusion has material.
-    let depth = (request.top_k * 4).max(20);
-    let threshold = request.threshold;
-    let hits = match request.method.as_str() {
-        "full_text" => {
-            ranked(
-                &client,
-                kb_id,
-                &request,
-                Ranking::FullText,
-                threshold,
-                request.top_k,
-            )
-            .await?
-        }
-        "vector_search" => {
-            ranked(
-                &client,
-                kb_id,
-                &request,
-                Ranking::Similarity,
-                threshold,
-                request.top_k,
-            )
-            .await?
-        }
-        _ => {
-            // The threshold is a similarity threshold: it applies to the
-            // similarity list before fusion, as to vector hits on the platform.
-            let full_text = ranked(&client, kb_id, &request, Ranking::FullText, 0.0, depth).await?;
-            let similar = ranked(
-                &client,
-                kb_id,
-                &request,
-                Ranking::Similarity,
-                threshold,
-                depth,
-            )
-            .await?;
-            fuse(vec![full_text, similar], request.top_k)
-        }
-    };
+    let hits = search_chunks(&client, kb_id, &request).await?;
     let results: Vec<Value> = hits
-        .iter()
+        .into_iter()
         .map(|hit| {
             json!({
-                "chunk_id": hit.row.get::<_, Uuid>("id"),
-                "text": hit.row.get::<_, String>("text"),
+                "chunk_id": hit.chunk_id,
+                "text": hit.text,
                 "score": hit.score,
-                "source_id": hit.row.get::<_, Uuid>("source_id"),
-                "meta": hit.row.get::<_, Value>("meta"),
+                "source_id": hit.source_id,
+                "meta": hit.meta,
             })
         })
         .collect();
@@ -992,6 +968,68 @@ async fn search(
         "retrieval_method": request.method,
     }))
     .into_response())
+}
+
+/// Searches one knowledge base's chunks (the work of `POST …/search`, for
+/// callers inside the sandbox such as an agent's `knowledge_search`).
+/// `request.method` must be `full_text`, `vector_search` or `hybrid`.
+pub async fn search_chunks(
+    client: &deadpool_postgres::Client,
+    kb_id: Uuid,
+    request: &SearchRequest,
+) -> Result<Vec<SearchHit>, tokio_postgres::Error> {
+    // Each list is cut at a generous depth so that fusion has material.
+    let depth = (request.top_k * 4).max(20);
+    let threshold = request.threshold;
+    let hits = match request.method.as_str() {
+        "full_text" => {
+            ranked(
+                client,
+                kb_id,
+                request,
+                Ranking::FullText,
+                threshold,
+                request.top_k,
+            )
+            .await?
+        }
+        "vector_search" => {
+            ranked(
+                client,
+                kb_id,
+                request,
+                Ranking::Similarity,
+                threshold,
+                request.top_k,
+            )
+            .await?
+        }
+        _ => {
+            // The threshold is a similarity threshold: it applies to the
+            // similarity list before fusion, as to vector hits on the platform.
+            let full_text = ranked(client, kb_id, request, Ranking::FullText, 0.0, depth).await?;
+            let similar = ranked(
+                client,
+                kb_id,
+                request,
+                Ranking::Similarity,
+                threshold,
+                depth,
+            )
+            .await?;
+            fuse(vec![full_text, similar], request.top_k)
+        }
+    };
+    Ok(hits
+        .into_iter()
+        .map(|hit| SearchHit {
+            chunk_id: hit.row.get("id"),
+            text: hit.row.get("text"),
+            score: hit.score,
+            source_id: hit.row.get("source_id"),
+            meta: hit.row.get("meta"),
+        })
+        .collect())
 }
 
 #[derive(Clone, Copy)]
@@ -1007,7 +1045,7 @@ async fn ranked(
     ranking: Ranking,
     threshold: f64,
     limit: i64,
-) -> Result<Vec<Hit>, ApiError> {
+) -> Result<Vec<Hit>, tokio_postgres::Error> {
     let (score, matches) = match ranking {
         Ranking::FullText => (
             "ts_rank_cd(c.fts, websearch_to_tsquery('english', $1), 32)::float8",
