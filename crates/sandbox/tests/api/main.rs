@@ -1,0 +1,9 @@
+//! Integration tests of the sandbox's HTTP API: one binary, one module per
+//! area, each test against a real server on port 0 and its own database.
+
+mod ai_agents;
+mod ai_sources;
+mod conformance;
+mod helpers;
+mod server;
+mod storage;
