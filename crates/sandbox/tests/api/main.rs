@@ -3,6 +3,7 @@
 
 mod ai_agents;
 mod ai_sources;
+mod auth;
 mod conformance;
 mod helpers;
 mod server;

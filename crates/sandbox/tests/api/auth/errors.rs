@@ -1,0 +1,111 @@
+//! Both of GoTrue's error shapes, `/health` and `/settings`.
+
+use reqwest::Method;
+use serde_json::json;
+
+use super::support::PASSWORD_A;
+use crate::helpers::{json_of, spawn_app};
+
+#[tokio::test]
+async fn the_dated_api_version_gets_the_newer_error_shape() {
+    let app = spawn_app().await;
+    app.signed_up("alice@example.com", PASSWORD_A).await;
+
+    let response = app
+        .request(Method::POST, "/auth/v1/token?grant_type=password", None)
+        .header("X-Supabase-Api-Version", "2024-01-01")
+        .json(&json!({"email": "alice@example.com", "password": "wrong password"}))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.headers()["x-supabase-api-version"], "2024-01-01");
+    assert_eq!(response.headers()["x-sb-error-code"], "invalid_credentials");
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"code": "invalid_credentials", "message": "Invalid login credentials"})
+    );
+
+    let response = app
+        .request(Method::POST, "/auth/v1/signup", None)
+        .header("X-Supabase-Api-Version", "2024-01-01")
+        .json(&json!({"email": "bob@example.com", "password": "123"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body,
+        json!({"code": "weak_password", "message": "Password should be at least 6 characters.",
+               "weak_password": {"reasons": ["length"]}})
+    );
+}
+
+#[tokio::test]
+async fn old_or_unparsable_versions_get_the_original_shape() {
+    let app = spawn_app().await;
+    for version in [None, Some("2023-06-01"), Some("yesterday")] {
+        let mut request = app
+            .request(Method::POST, "/auth/v1/token?grant_type=password", None)
+            .json(&json!({"email": "nobody@example.com", "password": "whatever"}));
+        if let Some(version) = version {
+            request = request.header("X-Supabase-Api-Version", version);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.headers().get("x-supabase-api-version").is_none());
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            body,
+            json!({"code": 400, "error_code": "invalid_credentials", "msg": "Invalid login credentials"}),
+            "{version:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_and_settings() {
+    let app = spawn_app().await;
+
+    let (status, health) = json_of(app.health().await).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["name"], "GoTrue");
+    assert_eq!(health["version"], "v2.189.0");
+
+    let (status, settings) = json_of(app.settings().await).await;
+    assert_eq!(status, 200);
+    assert_eq!(settings["external"]["email"], true);
+    assert_eq!(settings["external"]["github"], true);
+    assert_eq!(settings["external"]["phone"], false);
+    assert_eq!(settings["disable_signup"], false);
+    assert_eq!(settings["mailer_autoconfirm"], true);
+}
+
+#[tokio::test]
+async fn unknown_paths_get_the_gateways_answer() {
+    let app = spawn_app().await;
+    let (status, body) = json_of(
+        app.client
+            .get(format!("{}/nowhere/v1/x", app.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"message": "no Route matched with those values"})
+    );
+
+    let response = app
+        .client
+        .delete(format!("{}/auth/v1/signup", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+}
