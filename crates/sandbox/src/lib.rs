@@ -25,6 +25,7 @@ pub mod http;
 pub mod jwt;
 pub mod keys;
 pub mod realtime;
+pub mod rest;
 pub mod server;
 pub mod state;
 pub mod storage;
