@@ -26,6 +26,7 @@ use crate::state::{AppState, Shared};
 pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/auth/v1", crate::auth::router())
+        .nest("/rest/v1", crate::rest::router())
         .nest("/realtime/v1", crate::realtime::router())
         .nest("/api", crate::ai::router())
         .nest("/storage/v1", crate::storage::router(&state))

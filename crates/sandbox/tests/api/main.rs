@@ -6,5 +6,6 @@ mod ai_sources;
 mod auth;
 mod conformance;
 mod helpers;
+mod rest;
 mod server;
 mod storage;
