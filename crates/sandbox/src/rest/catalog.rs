@@ -3,20 +3,18 @@
 //!
 //! Every identifier the REST service puts into SQL comes from here: a name in
 //! a request is only ever used to *look up* an entry, and the SQL is written
-//! from the entry's own name. The cache is loaded per schema on first use and
-//! reloaded when a request names something it does not know (at most once
-//! per [`RELOAD_INTERVAL`]), which stands in for PostgREST's
-//! `NOTIFY pgrst, 'reload schema'`.
+//! from the entry's own name. The cache is loaded per schema on first use.
+//! When a request names something it does not know, the service asks
+//! PostgreSQL for the schema's DDL [`fingerprint`] (one small query) and
+//! reloads only if it changed since the load — this stands in for
+//! PostgREST's `NOTIFY pgrst, 'reload schema'`, and a stream of unknown names
+//! costs one cheap query each, never a reload each.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
-
-/// How often a miss may trigger a reload of one schema.
-pub const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A column of a table, view or function result.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -204,7 +202,7 @@ fn similarity(a: &str, b: &str) -> f64 {
 /// The per-server store of schema caches.
 #[derive(Default)]
 pub struct Catalog {
-    schemas: Mutex<HashMap<String, (Arc<SchemaCache>, Instant)>>,
+    schemas: Mutex<HashMap<String, (Arc<SchemaCache>, String)>>,
 }
 
 impl Catalog {
@@ -218,26 +216,28 @@ impl Catalog {
         if let Some((cache, _)) = schemas.get(schema) {
             return Ok(cache.clone());
         }
+        let print = fingerprint(client, schema).await?;
         let cache = Arc::new(load(client, schema).await?);
-        schemas.insert(schema.to_string(), (cache.clone(), Instant::now()));
+        schemas.insert(schema.to_string(), (cache.clone(), print));
         Ok(cache)
     }
 
-    /// Reloads `schema` unless it was loaded less than [`RELOAD_INTERVAL`]
-    /// ago; returns the (possibly new) cache.
-    pub async fn reload(
+    /// Reloads `schema` if its DDL changed since it was loaded; returns the
+    /// (possibly new) cache.
+    pub async fn refresh(
         &self,
         client: &tokio_postgres::Client,
         schema: &str,
     ) -> Result<Arc<SchemaCache>, tokio_postgres::Error> {
         let mut schemas = self.schemas.lock().await;
-        if let Some((cache, at)) = schemas.get(schema)
-            && at.elapsed() < RELOAD_INTERVAL
+        let print = fingerprint(client, schema).await?;
+        if let Some((cache, loaded)) = schemas.get(schema)
+            && *loaded == print
         {
             return Ok(cache.clone());
         }
         let cache = Arc::new(load(client, schema).await?);
-        schemas.insert(schema.to_string(), (cache.clone(), Instant::now()));
+        schemas.insert(schema.to_string(), (cache.clone(), print));
         Ok(cache)
     }
 
@@ -246,6 +246,28 @@ impl Catalog {
         self.schemas.lock().await.clear();
     }
 }
+
+/// Changes whenever a relation or function of `schema` is created, altered
+/// (its `pg_class`/`pg_proc` row rewritten, as adding a column does) or
+/// dropped: the count and newest `xmin` of those rows.
+pub async fn fingerprint(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<String, tokio_postgres::Error> {
+    let row = client.query_one(FINGERPRINT_SQL, &[&schema]).await?;
+    Ok(row.get(0))
+}
+
+const FINGERPRINT_SQL: &str = "
+select (select count(*)::text || ':' || coalesce(max(c.xmin::text::int8), 0)::text
+        from pg_catalog.pg_class c
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = $1)
+    || '/' ||
+       (select count(*)::text || ':' || coalesce(max(p.xmin::text::int8), 0)::text
+        from pg_catalog.pg_proc p
+        join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = $1)";
 
 const COLUMNS_SQL: &str = "
 select c.relname::text, c.relkind::text,

@@ -878,7 +878,7 @@ fn plan_call(
     })
 }
 
-/// Errors that a stale schema cache could cause: worth one reload.
+/// Errors that a stale schema cache could cause: worth checking for DDL.
 fn cache_miss(e: &RestError) -> bool {
     matches!(
         e.code.as_str(),
@@ -911,7 +911,7 @@ async fn execute(
         Err(e) if cache_miss(&e) => {
             let fresh = service
                 .catalog
-                .reload(&client, p.schema)
+                .refresh(&client, p.schema)
                 .await
                 .map_err(db_err)?;
             plan(p, &fresh)?

@@ -219,6 +219,21 @@ async fn world(app: &TestApp) -> World {
         )
         .await
         .unwrap();
+    let message: Uuid = admin
+        .query_one(
+            "insert into public.chat_messages (conversation_id, owner_id, seq, role, content) values ($1, $2, 0, 'assistant', 'A secret answer') returning id",
+            &[&a_conv, &a],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    admin
+        .execute(
+            "insert into public.chat_events (conversation_id, message_id, owner_id, seq, kind, payload) values ($1, $2, $3, 0, 'delta', '{\"text\": \"A secret answer\"}')",
+            &[&a_conv, &message, &a],
+        )
+        .await
+        .unwrap();
     World {
         a,
         b,
@@ -291,6 +306,22 @@ async fn reads_are_scoped_by_row_level_security() {
     assert_eq!(chunks.rows().len(), 1);
     let conv = rest.get("/conversations?select=title", &w.b_tok).await;
     assert_eq!(titles(&conv), ["B chat"]);
+    for table in ["chat_messages", "chat_events"] {
+        let a_rows = rest.get(&format!("/{table}"), &w.a_tok).await;
+        assert_eq!(a_rows.rows().len(), 1, "{table}: {}", a_rows.body);
+        let b_rows = rest.get(&format!("/{table}"), &w.b_tok).await;
+        assert_eq!(b_rows.body, json!([]), "{table}");
+        let b_delete = rest.delete(&format!("/{table}"), &w.b_tok, "").await;
+        assert_eq!(
+            (b_delete.status.as_u16(), b_delete.code()),
+            (403, "42501"),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        count(&app, "select count(*) from public.chat_events").await,
+        1
+    );
 
     // anon has no grant on owner-scoped tables: 42501, 401 for anon.
     for table in [
@@ -1561,6 +1592,13 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
             "PGRST301",
             "Empty JWT is sent in Authorization header",
         ),
+        (
+            "a non-string audience",
+            app.sign(&json!({"sub": w.b, "role": "authenticated", "aud": 7, "exp": now() + 60})),
+            401,
+            "PGRST303",
+            "The JWT 'aud' claim must be a string or an array of strings",
+        ),
     ];
     let targets = [
         (Method::GET, "/documents".to_owned(), None),
@@ -1636,6 +1674,18 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
         (401, Some("Invalid authentication credentials"))
     );
 
+    // PostgREST checks no audience (jwt-aud is unset): a token for B with
+    // another audience is still only B.
+    let other_aud = Who::Token(app.sign(
+        &json!({"sub": w.b, "role": "authenticated", "aud": "elsewhere", "exp": now() + 60}),
+    ));
+    let r = rest.get("/documents?select=title", &other_aud).await;
+    assert_eq!(titles(&r), ["B private"]);
+    let r = rest
+        .delete(&format!("/documents?id=eq.{}", w.a_docs[0]), &other_aud, "")
+        .await;
+    assert_eq!(r.status, 204);
+
     // Nothing ran.
     canary_alive(&app).await;
     assert_eq!(
@@ -1650,6 +1700,49 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
         .await,
         0
     );
+}
+
+#[tokio::test]
+async fn the_schema_cache_follows_ddl() {
+    let app = spawn_app().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
+    let r = rest.get("/late", &w.a_tok).await;
+    assert_eq!((r.status.as_u16(), r.code()), (404, "PGRST205"));
+    let admin = app.db.admin().await;
+    admin
+        .batch_execute(
+            "create table public.late (id int primary key);
+             insert into public.late values (1);
+             grant select on public.late to authenticated;",
+        )
+        .await
+        .unwrap();
+    let r = rest.get("/late", &w.a_tok).await;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (StatusCode::OK, json!([{"id": 1}]))
+    );
+    admin
+        .batch_execute("alter table public.late add column note text default 'hi'")
+        .await
+        .unwrap();
+    let r = rest.get("/late?select=note", &w.a_tok).await;
+    assert_eq!(r.body, json!([{"note": "hi"}]), "{}", r.status);
+    admin
+        .batch_execute(
+            "create function public.late_fn() returns int language sql stable as $$ select 42 $$;
+             grant execute on function public.late_fn() to authenticated;",
+        )
+        .await
+        .unwrap();
+    let r = rest.get("/rpc/late_fn", &w.a_tok).await;
+    assert_eq!(r.body, json!(42), "{}", r.status);
+    // Unknown names cost a fingerprint query, not a reload, and stay unknown.
+    for i in 0..20 {
+        let r = rest.get(&format!("/missing_{i}"), &w.a_tok).await;
+        assert_eq!(r.code(), "PGRST205");
+    }
 }
 
 #[tokio::test]
