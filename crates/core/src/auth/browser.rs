@@ -1,0 +1,282 @@
+//! OAuth sign-in with PKCE in the system browser (RFC 8252 loopback
+//! redirect; SUPABASE-PROTOCOLS.md §3.5).
+//!
+//! 1. A one-shot callback server listens on `127.0.0.1:<random port>`.
+//! 2. The browser opens `/auth/v1/authorize?provider=…&redirect_to=
+//!    http://127.0.0.1:<port>/callback?state=<random>&code_challenge=…&
+//!    code_challenge_method=S256` (built with the `oauth2` crate; GoTrue
+//!    reads `redirect_to`, not `redirect_uri`, and ignores the rest).
+//! 3. GoTrue sends the browser back to the callback with `?code=` (or
+//!    `error`, `error_description`). The `state` in the callback URL must be
+//!    ours: anything else is answered 400 and ignored.
+//! 4. The code and verifier are exchanged (`grant_type=pkce`); the browser
+//!    tab then gets a page saying it can be closed (or what went wrong).
+//!
+//! Opening the browser goes through [`Browser`], so tests can drive the
+//! authorize page over HTTP themselves.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use oauth2::basic::BasicClient;
+use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use url::Url;
+
+use super::{Auth, User};
+use crate::error::{Error, Result};
+use crate::http::Api;
+
+/// Opens a URL for the person to sign in.
+pub trait Browser: Send + Sync {
+    /// Shows `url` to the person (in the system browser, normally).
+    fn open(&self, url: &Url) -> Result<()>;
+}
+
+/// The system's default browser (`webbrowser` crate).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemBrowser;
+
+impl Browser for SystemBrowser {
+    fn open(&self, url: &Url) -> Result<()> {
+        webbrowser::open(url.as_str()).map_err(|e| {
+            Error::SignInCancelled(format!(
+                "could not open a web browser ({e}). Sign in with email and password instead"
+            ))
+        })
+    }
+}
+
+/// Options of a browser sign-in.
+#[derive(Debug, Clone)]
+pub struct BrowserSignIn {
+    /// The OAuth provider GoTrue should use (`github`, `google`, …).
+    pub provider: String,
+    /// How long to wait for the person to finish in the browser.
+    pub timeout: Duration,
+}
+
+impl Default for BrowserSignIn {
+    fn default() -> Self {
+        BrowserSignIn {
+            provider: "github".to_owned(),
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+pub(crate) async fn sign_in(
+    auth: &Auth,
+    api: &Api,
+    browser: &dyn Browser,
+    options: &BrowserSignIn,
+) -> Result<User> {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|e| {
+        Error::SignInCancelled(format!("could not listen for the browser's answer: {e}"))
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| {
+            Error::SignInCancelled(format!("could not listen for the browser's answer: {e}"))
+        })?
+        .port();
+    let state = CsrfToken::new_random();
+    let redirect = format!("http://127.0.0.1:{port}/callback?state={}", state.secret());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+
+    let authorize = AuthUrl::new(api.url("/auth/v1/authorize")).map_err(|e| {
+        Error::NotConfigured(format!("api_url does not make an authorize URL: {e}"))
+    })?;
+    let client = BasicClient::new(ClientId::new("quire".to_owned()))
+        .set_auth_uri(authorize)
+        .set_redirect_uri(
+            RedirectUrl::new(redirect.clone())
+                .map_err(|e| Error::NotConfigured(format!("bad loopback redirect: {e}")))?,
+        );
+    let (url, _) = client
+        .authorize_url(|| state.clone())
+        .set_pkce_challenge(challenge)
+        .add_extra_param("provider", options.provider.clone())
+        .add_extra_param("redirect_to", redirect)
+        .url();
+    let url = Url::parse(url.as_str()).expect("oauth2 builds valid URLs");
+
+    browser.open(&url)?;
+
+    let (callback, mut stream) = tokio::time::timeout(
+        options.timeout,
+        wait_for_callback(&listener, state.secret()),
+    )
+    .await
+    .map_err(|_| {
+        Error::SignInCancelled("nobody finished signing in in the browser in time".into())
+    })??;
+    drop(listener);
+
+    let outcome = match callback {
+        Callback::Code(code) => auth.sign_in_with_code(&code, verifier.secret()).await,
+        Callback::Refused(description) => Err(Error::SignInCancelled(description)),
+    };
+    let page = match &outcome {
+        Ok(_) => page(
+            "200 OK",
+            "You are signed in to Quire",
+            "You can close this tab and go back to Quire.",
+        ),
+        Err(e) => page(
+            "400 Bad Request",
+            "Signing in to Quire did not work",
+            &format!("{e} You can close this tab and try again from Quire."),
+        ),
+    };
+    let _ = stream.write_all(page.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    outcome
+}
+
+enum Callback {
+    Code(String),
+    Refused(String),
+}
+
+/// Serves the loopback port until a request to `/callback` with our state
+/// arrives; answers everything else with 404 (or 400 for a wrong state).
+async fn wait_for_callback(listener: &TcpListener, state: &str) -> Result<(Callback, TcpStream)> {
+    loop {
+        let (mut stream, _) = listener.accept().await.map_err(|e| {
+            Error::SignInCancelled(format!("the browser's answer could not be read: {e}"))
+        })?;
+        let Some(target) = read_request_target(&mut stream).await else {
+            continue;
+        };
+        let Ok(url) = Url::parse(&format!("http://127.0.0.1{target}")) else {
+            respond(&mut stream, "400 Bad Request", "Not a sign-in answer", "").await;
+            continue;
+        };
+        if url.path() != "/callback" {
+            respond(&mut stream, "404 Not Found", "Nothing here", "").await;
+            continue;
+        }
+        let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        if query.get("state").map(String::as_str) != Some(state) {
+            respond(
+                &mut stream,
+                "400 Bad Request",
+                "This sign-in answer is not for this Quire",
+                "Start signing in again from Quire.",
+            )
+            .await;
+            continue;
+        }
+        if let Some(code) = query.get("code").filter(|c| !c.is_empty()) {
+            return Ok((Callback::Code(code.clone()), stream));
+        }
+        let description = query
+            .get("error_description")
+            .or_else(|| query.get("error"))
+            .cloned()
+            .unwrap_or_else(|| "the browser came back without a sign-in code".to_owned());
+        return Ok((Callback::Refused(description), stream));
+    }
+}
+
+/// The request target of an HTTP/1.x request line (`GET <target> HTTP/1.1`).
+async fn read_request_target(stream: &mut TcpStream) -> Option<String> {
+    let mut buffer = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    // Only the request line matters; cap what a stray client can make us hold.
+    while !buffer.windows(2).any(|w| w == b"\r\n") && buffer.len() < 16 * 1024 {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if read == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..read]);
+    }
+    let line = String::from_utf8_lossy(&buffer);
+    let line = line.lines().next()?;
+    let mut parts = line.split(' ');
+    let method = parts.next()?;
+    let target = parts.next()?;
+    (method == "GET" && target.starts_with('/')).then(|| target.to_owned())
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, title: &str, text: &str) {
+    let _ = stream.write_all(page(status, title, text).as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn page(status: &str, title: &str, text: &str) -> String {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <style>body{{font:16px/1.5 system-ui,sans-serif;display:grid;place-items:center;min-height:90vh;\
+         margin:0;background:#f4f4f5;color:#18181b}}main{{max-width:28rem;padding:2rem;background:#fff;\
+         border:1px solid #e4e4e7;border-radius:12px}}</style></head>\
+         <body><main><h1>{title}</h1><p>{text}</p></main></body></html>",
+        title = escape(title),
+        text = escape(text),
+    );
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
+         Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_callback_server_ignores_strangers_and_wrong_states() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let waiting = tokio::spawn(async move {
+            let (callback, _stream) = wait_for_callback(&listener, "good").await.unwrap();
+            match callback {
+                Callback::Code(code) => code,
+                Callback::Refused(e) => panic!("{e}"),
+            }
+        });
+        let get = |path: &str| {
+            let path = path.to_owned();
+            async move {
+                let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                stream
+                    .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).await.unwrap();
+                answer
+            }
+        };
+        assert!(get("/favicon.ico").await.starts_with("HTTP/1.1 404"));
+        assert!(
+            get("/callback?state=evil&code=x")
+                .await
+                .starts_with("HTTP/1.1 400")
+        );
+        let client = tokio::spawn(get("/callback?state=good&code=the-code"));
+        assert_eq!(waiting.await.unwrap(), "the-code");
+        drop(client);
+    }
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let html = page("400 Bad Request", "Oops", "<script>x</script>");
+        assert!(!html.contains("<script>"));
+        assert!(html.contains("Content-Security-Policy: default-src 'none'"));
+    }
+}

@@ -1,0 +1,373 @@
+//! The core's errors: one enum the desktop shell and the CLI branch on, each
+//! variant with a small [`ErrorCode`] for the UI and a message written for the
+//! person reading it (what happened, what to do).
+//!
+//! When a service answers something unexpected its raw body is kept in the
+//! error (`body`), cut to a few kilobytes: debugging a platform quirk without
+//! it is guesswork.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// The core's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the UI switches on. Serialized in `snake_case` (`not_signed_in`, …);
+/// never derived from message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The API URL, anon key or companion URL is missing or malformed.
+    NotConfigured,
+    /// Nobody is signed in (or the session ended).
+    NotSignedIn,
+    /// Wrong email or password.
+    InvalidCredentials,
+    /// The person cancelled or failed the sign-in in the browser.
+    SignInCancelled,
+    /// A service could not be reached.
+    Offline,
+    /// A service answered with a server error.
+    PlatformUnavailable,
+    /// The signed-in person may not do this.
+    Forbidden,
+    /// The thing does not exist, or is not the person's.
+    NotFound,
+    /// The file's bytes are not a PDF.
+    NotAPdf,
+    /// The file is empty.
+    EmptyFile,
+    /// The file is over the size limit.
+    TooLarge,
+    /// The request conflicts with what is stored.
+    Conflict,
+    /// A service refused the request's content.
+    BadInput,
+    /// Too many requests; try again later.
+    RateLimited,
+    /// The OS keyring could not be used.
+    KeyringUnavailable,
+    /// The operation was cancelled.
+    Cancelled,
+    /// A file could not be read.
+    FileUnreadable,
+    /// A service answered something the core does not understand.
+    Unexpected,
+}
+
+impl ErrorCode {
+    /// The code as the UI sees it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::NotConfigured => "not_configured",
+            ErrorCode::NotSignedIn => "not_signed_in",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::SignInCancelled => "sign_in_cancelled",
+            ErrorCode::Offline => "offline",
+            ErrorCode::PlatformUnavailable => "platform_unavailable",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::NotAPdf => "not_a_pdf",
+            ErrorCode::EmptyFile => "empty_file",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::BadInput => "bad_input",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::KeyringUnavailable => "keyring_unavailable",
+            ErrorCode::Cancelled => "cancelled",
+            ErrorCode::FileUnreadable => "file_unreadable",
+            ErrorCode::Unexpected => "unexpected",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which remote service an error came from, named for a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    /// `/auth/v1`.
+    Auth,
+    /// `/rest/v1`.
+    Database,
+    /// `/storage/v1`.
+    Storage,
+    /// `/realtime/v1`.
+    Realtime,
+    /// The Quire companion.
+    Companion,
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Service::Auth => "the sign-in service",
+            Service::Database => "the Quire database",
+            Service::Storage => "file storage",
+            Service::Realtime => "live updates",
+            Service::Companion => "the Quire companion",
+        })
+    }
+}
+
+/// Why a session ended without the person asking for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SignOutReason {
+    /// The server no longer accepts the saved session (revoked, expired,
+    /// signed out elsewhere); `message` is the server's.
+    SessionEnded { message: String },
+    /// The saved sign-in is missing from the keyring.
+    KeyringEmpty,
+}
+
+impl fmt::Display for SignOutReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SignOutReason::SessionEnded { message } => write!(
+                f,
+                "your session ended ({message}); sign in again to continue"
+            ),
+            SignOutReason::KeyringEmpty => f.write_str(
+                "the saved sign-in is no longer in the system keyring; sign in again to continue",
+            ),
+        }
+    }
+}
+
+/// Everything the core can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Quire is not set up: {0}")]
+    NotConfigured(String),
+
+    #[error("You are not signed in. Sign in and try again.")]
+    NotSignedIn,
+
+    #[error("You were signed out: {0}.")]
+    SignedOut(SignOutReason),
+
+    #[error("That email and password do not match an account. Check them and try again.")]
+    InvalidCredentials,
+
+    #[error("Signing in did not finish in the browser: {0}")]
+    SignInCancelled(String),
+
+    #[error("Could not reach {service}. Check your connection and try again.")]
+    Offline {
+        service: Service,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    #[error("{service} is having trouble (HTTP {status}). Try again in a moment.")]
+    PlatformUnavailable {
+        service: Service,
+        status: u16,
+        body: String,
+    },
+
+    #[error("You are not allowed to do that: {message}")]
+    Forbidden { service: Service, message: String },
+
+    #[error("That {what} was not found. It may have been deleted, or it is not yours.")]
+    NotFound { what: String },
+
+    #[error("{} is not a PDF (its content does not start like one). Choose a PDF file.", .path.display())]
+    NotAPdf { path: PathBuf },
+
+    #[error("{} is empty. Choose a PDF that has content.", .path.display())]
+    EmptyFile { path: PathBuf },
+
+    #[error("{} is {}, over the {} limit. Choose a smaller PDF.", .path.display(), human_bytes(*.size), human_bytes(*.limit))]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+
+    #[error("{service} refused this because it conflicts with what is already there: {message}")]
+    Conflict { service: Service, message: String },
+
+    #[error("{service} refused the request: {message}")]
+    BadInput { service: Service, message: String },
+
+    #[error("{service} is busy. Wait a little and try again.")]
+    RateLimited { service: Service },
+
+    #[error(
+        "The system keyring could not be used ({0}). Quire keeps your sign-in there; unlock or start your keyring and try again."
+    )]
+    KeyringUnavailable(String),
+
+    #[error("Cancelled.")]
+    Cancelled,
+
+    #[error("Could not read {}: {source}", .path.display())]
+    FileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{service} answered something Quire does not understand ({detail}).")]
+    Unexpected {
+        service: Service,
+        detail: String,
+        /// The raw body (cut to a few KB), for debugging.
+        body: String,
+    },
+}
+
+impl Error {
+    /// The code the UI switches on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::NotConfigured(_) => ErrorCode::NotConfigured,
+            Error::NotSignedIn | Error::SignedOut(_) => ErrorCode::NotSignedIn,
+            Error::InvalidCredentials => ErrorCode::InvalidCredentials,
+            Error::SignInCancelled(_) => ErrorCode::SignInCancelled,
+            Error::Offline { .. } => ErrorCode::Offline,
+            Error::PlatformUnavailable { .. } => ErrorCode::PlatformUnavailable,
+            Error::Forbidden { .. } => ErrorCode::Forbidden,
+            Error::NotFound { .. } => ErrorCode::NotFound,
+            Error::NotAPdf { .. } => ErrorCode::NotAPdf,
+            Error::EmptyFile { .. } => ErrorCode::EmptyFile,
+            Error::TooLarge { .. } => ErrorCode::TooLarge,
+            Error::Conflict { .. } => ErrorCode::Conflict,
+            Error::BadInput { .. } => ErrorCode::BadInput,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::KeyringUnavailable(_) => ErrorCode::KeyringUnavailable,
+            Error::Cancelled => ErrorCode::Cancelled,
+            Error::FileUnreadable { .. } => ErrorCode::FileUnreadable,
+            Error::Unexpected { .. } => ErrorCode::Unexpected,
+        }
+    }
+
+    /// Whether trying the same thing again later may work (network trouble,
+    /// server errors, rate limits).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Offline { .. } | Error::PlatformUnavailable { .. } | Error::RateLimited { .. }
+        )
+    }
+
+    pub(crate) fn offline(
+        service: Service,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Offline {
+            service,
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn unexpected(
+        service: Service,
+        detail: impl Into<String>,
+        body: impl AsRef<str>,
+    ) -> Error {
+        Error::Unexpected {
+            service,
+            detail: detail.into(),
+            body: cut(body.as_ref()),
+        }
+    }
+
+    /// The error as the UI receives it: `{code, message}`.
+    pub fn to_view(&self) -> ErrorView {
+        ErrorView {
+            code: self.code(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// An error as the UI receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorView {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Keeps at most 4 KB of a body (on a character boundary).
+pub(crate) fn cut(body: &str) -> String {
+    const MAX: usize = 4096;
+    if body.len() <= MAX {
+        return body.to_owned();
+    }
+    let mut end = MAX;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &body[..end])
+}
+
+/// `1.5 MB`-style sizes for messages.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
+    if bytes < 1000 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        value /= 1000.0;
+        unit = u;
+        if value < 1000.0 {
+            break;
+        }
+    }
+    if value < 10.0 {
+        format!("{value:.1} {unit}")
+    } else {
+        format!("{value:.0} {unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_snake_case_on_the_wire() {
+        let view = Error::NotSignedIn.to_view();
+        assert_eq!(
+            serde_json::to_value(&view).unwrap(),
+            serde_json::json!({"code": "not_signed_in", "message": "You are not signed in. Sign in and try again."})
+        );
+        assert_eq!(ErrorCode::NotAPdf.as_str(), "not_a_pdf");
+    }
+
+    #[test]
+    fn sizes_read_like_a_person_writes_them() {
+        assert_eq!(human_bytes(12), "12 bytes");
+        assert_eq!(human_bytes(1_500_000), "1.5 MB");
+        assert_eq!(human_bytes(52_428_800), "52 MB");
+        let error = Error::TooLarge {
+            path: "/tmp/big.pdf".into(),
+            size: 60_000_000,
+            limit: 50_000_000,
+        };
+        assert_eq!(
+            error.to_string(),
+            "/tmp/big.pdf is 60 MB, over the 50 MB limit. Choose a smaller PDF."
+        );
+    }
+
+    #[test]
+    fn bodies_are_cut_on_character_boundaries() {
+        let long = "é".repeat(5000);
+        let kept = cut(&long);
+        assert!(kept.len() <= 4096 + "…".len());
+        assert!(kept.ends_with('…'));
+    }
+}

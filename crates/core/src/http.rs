@@ -1,0 +1,205 @@
+//! The one HTTP client every part of the core shares, and the mapping of
+//! each service's error shape to [`Error`].
+//!
+//! Error shapes (shared/reference/SUPABASE-PROTOCOLS.md §3.6, §4.2, §5.4):
+//! GoTrue `{code, error_code, msg}` or `{code, message}`; PostgREST
+//! `{code, message, details, hint}`; Storage `{statusCode, error, message}`
+//! with the real status in `statusCode` (HTTP is usually 400); TUS a plain
+//! text body with the real status; the companion `{error, code?}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::error::{Error, Service};
+
+/// The shared client and the project configuration.
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub http: reqwest::Client,
+    pub config: Arc<Config>,
+}
+
+impl Api {
+    pub fn new(config: Config) -> Api {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("quire-core/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the TLS backend initializes");
+        Api {
+            http,
+            config: Arc::new(config),
+        }
+    }
+
+    /// `<api_url><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.api_base())
+    }
+
+    /// `<companion_url><path>`.
+    pub fn companion_url(&self, path: &str) -> String {
+        format!("{}{path}", self.config.companion_base())
+    }
+
+    pub fn anon_key(&self) -> &str {
+        &self.config.anon_key
+    }
+}
+
+/// Sends a request, turning transport failures into [`Error::Offline`].
+pub(crate) async fn send(
+    service: Service,
+    request: reqwest::RequestBuilder,
+) -> Result<Response, Error> {
+    request.send().await.map_err(|e| Error::offline(service, e))
+}
+
+/// A successful response's JSON, or the service's error.
+pub(crate) async fn json<T: serde::de::DeserializeOwned>(
+    service: Service,
+    response: Response,
+) -> Result<T, Error> {
+    let response = check(service, response).await?;
+    let text = response
+        .text()
+        .await
+        .map_err(|e| Error::offline(service, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::unexpected(
+            service,
+            format!("an answer that is not the expected JSON: {e}"),
+            &text,
+        )
+    })
+}
+
+/// The response when its status is a success, else the service's error.
+pub(crate) async fn check(service: Service, response: Response) -> Result<Response, Error> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    Err(error_from(service, status, &body))
+}
+
+/// A service's error body as an [`Error`].
+pub(crate) fn error_from(service: Service, status: StatusCode, body: &str) -> Error {
+    let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    // Storage answers 400 with the real status in `statusCode` (a string).
+    let status = match json.get("statusCode") {
+        Some(Value::String(s)) => s
+            .parse::<u16>()
+            .ok()
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(status),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(status),
+        _ => status,
+    };
+    let message = message_of(&json).unwrap_or_else(|| {
+        let text = body.trim();
+        if text.is_empty() || text.len() > 300 {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text.to_owned()
+        }
+    });
+    match status.as_u16() {
+        401 => Error::NotSignedIn,
+        403 => Error::Forbidden { service, message },
+        404 => Error::NotFound {
+            what: match service {
+                Service::Storage => "file".into(),
+                Service::Companion => "item".into(),
+                _ => "item".into(),
+            },
+        },
+        409 => Error::Conflict { service, message },
+        413 => Error::BadInput {
+            service,
+            message: format!("the file is larger than {service} accepts ({message})"),
+        },
+        429 => Error::RateLimited { service },
+        400..=499 => Error::BadInput { service, message },
+        500..=599 => Error::PlatformUnavailable {
+            service,
+            status: status.as_u16(),
+            body: crate::error::cut(body),
+        },
+        other => Error::unexpected(service, format!("HTTP {other}"), body),
+    }
+}
+
+/// The human message of any of the services' error shapes, as supabase-js
+/// reads it: `msg`, `message`, `error_description`, `error`.
+pub(crate) fn message_of(json: &Value) -> Option<String> {
+    ["msg", "message", "error_description", "error"]
+        .iter()
+        .find_map(|key| json.get(*key).and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+/// GoTrue's machine code: `error_code`, or `code` when it is a string.
+pub(crate) fn auth_code_of(json: &Value) -> Option<String> {
+    json.get("error_code")
+        .and_then(Value::as_str)
+        .or_else(|| json.get("code").and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_use_the_status_in_the_body() {
+        let body = r#"{"statusCode":"409","code":"Duplicate","error":"Duplicate","message":"The resource already exists"}"#;
+        let error = error_from(Service::Storage, StatusCode::BAD_REQUEST, body);
+        assert_eq!(error.code(), crate::ErrorCode::Conflict);
+        let body = r#"{"statusCode":"403","error":"Unauthorized","message":"new row violates row-level security policy"}"#;
+        let error = error_from(Service::Storage, StatusCode::BAD_REQUEST, body);
+        assert_eq!(error.code(), crate::ErrorCode::Forbidden);
+        assert!(error.to_string().contains("row-level security"), "{error}");
+    }
+
+    #[test]
+    fn postgrest_and_gotrue_messages_are_kept() {
+        let body = r#"{"code":"22P02","message":"invalid input syntax for type uuid","details":null,"hint":null}"#;
+        let error = error_from(Service::Database, StatusCode::BAD_REQUEST, body);
+        assert_eq!(error.code(), crate::ErrorCode::BadInput);
+        assert!(
+            error.to_string().contains("invalid input syntax"),
+            "{error}"
+        );
+        let body = r#"{"code":400,"error_code":"validation_failed","msg":"bad"}"#;
+        assert_eq!(
+            auth_code_of(&serde_json::from_str(body).unwrap()).as_deref(),
+            Some("validation_failed")
+        );
+    }
+
+    #[test]
+    fn server_errors_keep_the_raw_body() {
+        let error = error_from(
+            Service::Companion,
+            StatusCode::BAD_GATEWAY,
+            "<html>upstream</html>",
+        );
+        match error {
+            Error::PlatformUnavailable { status, body, .. } => {
+                assert_eq!(status, 502);
+                assert_eq!(body, "<html>upstream</html>");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

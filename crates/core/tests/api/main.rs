@@ -1,0 +1,5 @@
+//! `quire-core` against a real sandbox, in-process: one binary, one module
+//! per area. Two users in every test that could leak: A acts, B sees nothing.
+
+mod signin;
+mod support;
