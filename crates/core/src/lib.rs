@@ -14,6 +14,8 @@ pub mod config;
 pub mod error;
 mod http;
 mod quire;
+mod rest;
+pub mod search;
 
 pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};
 pub use auth::store::{KeyringStore, TokenStore};
@@ -21,3 +23,4 @@ pub use auth::{AuthStatus, User};
 pub use config::Config;
 pub use error::{Error, ErrorCode, ErrorView, Result, SignOutReason};
 pub use quire::Quire;
+pub use search::ChunkHit;

@@ -7,12 +7,16 @@ use crate::auth::{Auth, AuthStatus, KeyringStore, TokenStore, User};
 use crate::config::Config;
 use crate::error::Result;
 use crate::http::Api;
+use crate::rest::Rest;
+use crate::search::{self, ChunkHit};
+use uuid::Uuid;
 
 /// A signed-in (or not yet) Quire client for one project. Cheap to clone.
 #[derive(Clone)]
 pub struct Quire {
     api: Api,
     auth: Arc<Auth>,
+    rest: Rest,
 }
 
 impl Quire {
@@ -28,7 +32,8 @@ impl Quire {
     pub fn with_token_store(config: Config, store: Arc<dyn TokenStore>) -> Quire {
         let api = Api::new(config);
         let auth = Auth::new(api.clone(), store);
-        Quire { api, auth }
+        let rest = Rest::new(api.clone(), auth.clone());
+        Quire { api, auth, rest }
     }
 
     /// The project configuration.
@@ -68,5 +73,16 @@ impl Quire {
     /// Signs out here: server logout, keyring entry removed.
     pub async fn sign_out(&self) -> Result<()> {
         self.auth.sign_out().await
+    }
+
+    /// The user's chunks that best match `query` (at most `match_count`,
+    /// clamped to 1..=50 by the server), optionally only in `document_ids`.
+    pub async fn search(
+        &self,
+        query: &str,
+        match_count: u32,
+        document_ids: Option<&[Uuid]>,
+    ) -> Result<Vec<ChunkHit>> {
+        search::search_chunks(&self.rest, query, match_count, document_ids).await
     }
 }

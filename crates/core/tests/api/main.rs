@@ -1,5 +1,6 @@
 //! `quire-core` against a real sandbox, in-process: one binary, one module
 //! per area. Two users in every test that could leak: A acts, B sees nothing.
 
+mod search;
 mod signin;
 mod support;

@@ -1,0 +1,51 @@
+//! User-scoped retrieval: `search_chunks` through PostgREST under the user's
+//! token (DESIGN.md "Ask" step 1). RLS decides what is visible; the hits are
+//! shown as "sources used" before the answer and their ids go to the
+//! companion.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::Result;
+use crate::rest::Rest;
+
+/// How many chunks a question retrieves by default.
+pub const DEFAULT_MATCH_COUNT: u32 = 8;
+
+/// One retrieved chunk of one of the user's documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChunkHit {
+    /// The `document_chunks` row id: what the companion is sent.
+    pub id: Uuid,
+    pub document_id: Uuid,
+    /// The platform's chunk id (shared by users who uploaded the same file).
+    pub chunk_id: Uuid,
+    /// The document's title.
+    pub title: String,
+    /// 1-based page, when the extraction knew it.
+    pub page: Option<i32>,
+    pub text: String,
+    /// Rank of the stage that answered (scales differ between stages).
+    pub score: f32,
+}
+
+pub(crate) async fn search_chunks(
+    rest: &Rest,
+    query: &str,
+    match_count: u32,
+    document_ids: Option<&[Uuid]>,
+) -> Result<Vec<ChunkHit>> {
+    if query.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    rest.rpc(
+        "search_chunks",
+        &json!({
+            "query": query,
+            "match_count": match_count,
+            "document_ids": document_ids,
+        }),
+    )
+    .await
+}

@@ -1,0 +1,100 @@
+//! Retrieval through `search_chunks` under each user's own token.
+
+use quire_core::ErrorCode;
+use uuid::Uuid;
+
+use crate::support::{Stack, spawn_stack};
+
+/// A `ready` document of `owner` with one chunk per page, written as the
+/// companion would (service role bypasses RLS).
+pub async fn ready_document(stack: &Stack, owner: Uuid, title: &str, pages: &[&str]) -> Uuid {
+    let db = stack.db.admin().await;
+    let id: Uuid = db
+        .query_one(
+            "insert into public.documents (owner_id, title, byte_size, status, page_count) \
+             values ($1, $2, 1000, 'ready', $3) returning id",
+            &[&owner, &title, &(pages.len() as i32)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    for (n, text) in pages.iter().enumerate() {
+        db.execute(
+            "insert into public.document_chunks (owner_id, document_id, chunk_id, page, ordinal, text) \
+             values ($1, $2, gen_random_uuid(), $3, $4, $5)",
+            &[&owner, &id, &(n as i32 + 1), &(n as i32), text],
+        )
+        .await
+        .unwrap();
+    }
+    id
+}
+
+#[tokio::test]
+async fn each_user_finds_only_their_own_chunks() {
+    let stack = spawn_stack().await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    let (b, b_id) = stack.signed_in("bob@example.com").await;
+    let lease = ready_document(
+        &stack,
+        a_id,
+        "Tenancy agreement",
+        &[
+            "The rent is due on the first day of each month.",
+            "Pets are allowed with the landlord's written consent.",
+        ],
+    )
+    .await;
+    ready_document(&stack, b_id, "Bob's lease", &["Bob pays rent weekly."]).await;
+
+    let hits = a.search("pets allowed", 8, None).await.unwrap();
+
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].document_id, lease);
+    assert_eq!(hits[0].title, "Tenancy agreement");
+    assert_eq!(hits[0].page, Some(2));
+    assert!(hits[0].text.contains("Pets are allowed"));
+    assert!(hits[0].score > 0.0);
+
+    let bobs = b.search("pets allowed", 8, None).await.unwrap();
+    assert!(bobs.is_empty(), "B sees nothing of A: {bobs:?}");
+    let bobs = b.search("rent", 8, Some(&[lease])).await.unwrap();
+    assert!(
+        bobs.is_empty(),
+        "naming A's document does not help B: {bobs:?}"
+    );
+    let rent = b.search("rent", 8, None).await.unwrap();
+    assert_eq!(rent.len(), 1);
+    assert_eq!(rent[0].title, "Bob's lease");
+}
+
+#[tokio::test]
+async fn searching_signed_out_is_not_signed_in() {
+    let stack = spawn_stack().await;
+    let (quire, _) = stack.client();
+    let error = quire.search("anything", 8, None).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::NotSignedIn);
+}
+
+#[tokio::test]
+async fn many_tasks_needing_a_token_share_one_refresh() {
+    let stack = crate::support::spawn_stack_with(|c| c.jwt_expiry_secs = 2).await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    ready_document(&stack, a_id, "Notes", &["Quire keeps notes."]).await;
+    // Let the token run past its refresh point without anyone asking.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let before = a.auth().refreshes();
+
+    let searches = (0..20).map(|_| {
+        let a = a.clone();
+        tokio::spawn(async move { a.search("notes", 8, None).await })
+    });
+    for search in searches {
+        assert_eq!(search.await.unwrap().unwrap().len(), 1);
+    }
+
+    assert!(
+        a.auth().refreshes() - before <= 1,
+        "one refresh served all twenty"
+    );
+}
