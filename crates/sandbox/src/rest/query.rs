@@ -180,6 +180,22 @@ impl SimpleOperator {
         }
     }
 
+    /// Operators that take `(any)`/`(all)`.
+    pub fn quantifiable(self) -> bool {
+        matches!(
+            self,
+            Self::Eq
+                | Self::Gt
+                | Self::Gte
+                | Self::Lt
+                | Self::Lte
+                | Self::Like
+                | Self::ILike
+                | Self::Match
+                | Self::IMatch
+        )
+    }
+
     pub const ALL: [SimpleOperator; 18] = [
         Self::Eq,
         Self::Neq,
@@ -270,10 +286,38 @@ impl IsValue {
     }
 }
 
+/// `op(any)` / `op(all)`: compare with every element of an array value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quantifier {
+    Any,
+    All,
+}
+
+impl Quantifier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Quantifier::Any => "any",
+            Quantifier::All => "all",
+        }
+    }
+
+    /// The SQL keyword (a fixed string, never input).
+    pub fn sql(self) -> &'static str {
+        match self {
+            Quantifier::Any => "ANY",
+            Quantifier::All => "ALL",
+        }
+    }
+}
+
 /// The right-hand side of a filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     Simple(SimpleOperator, String),
+    /// `like(any).{a*,b*}`: the value is an array literal.
+    Quantified(SimpleOperator, Quantifier, String),
+    /// `isdistinct.value`
+    IsDistinct(String),
     In(Vec<String>),
     Is(IsValue),
     Fts(FtsOperator, Option<String>, String),
@@ -677,9 +721,26 @@ fn has_operator(v: &str) -> bool {
     match parts.as_slice() {
         ["not", _, ..] => true,
         ["is", ..] | ["in", ..] => true,
-        [x, ..] => SimpleOperator::from_name(x).is_some() || FtsOperator::from_name(x).is_some(),
+        [x, ..] => {
+            SimpleOperator::from_name(x).is_some()
+                || FtsOperator::from_name(x).is_some()
+                || *x == "isdistinct"
+                || quantified_operator(x).is_some()
+        }
         [] => false,
     }
+}
+
+/// `like(any)` → (`like`, any), for the operators that take a quantifier.
+fn quantified_operator(name: &str) -> Option<(SimpleOperator, Quantifier)> {
+    let (op, quant) = name.strip_suffix(')')?.split_once('(')?;
+    let op = SimpleOperator::from_name(op).filter(|o| o.quantifiable())?;
+    let quant = match quant {
+        "any" => Quantifier::Any,
+        "all" => Quantifier::All,
+        _ => return None,
+    };
+    Some((op, quant))
 }
 
 fn has_fts_operator(v: &str) -> bool {
@@ -1334,6 +1395,12 @@ fn p_operation(p: &mut P, kind: ValueKind) -> PResult<Operation> {
     };
     let op_name: String = p.chars[p.pos..p.pos + dot].iter().collect();
     p.pos += dot + 1;
+    if op_name == "isdistinct" {
+        return Ok(Operation::IsDistinct(p_value(p, kind)?));
+    }
+    if let Some((op, quant)) = quantified_operator(&op_name) {
+        return Ok(Operation::Quantified(op, quant, p_value(p, kind)?));
+    }
     let Some(op) = SimpleOperator::from_name(&op_name) else {
         return Err(p.fail_message(format!("unknown single value operator {op_name}")));
     };
@@ -1601,6 +1668,12 @@ pub fn render_op_expr(expr: &OpExpr) -> String {
         Operation::Simple(op, v) => {
             let _ = write!(s, "{}.{v}", op.name());
         }
+        Operation::Quantified(op, q, v) => {
+            let _ = write!(s, "{}({}).{v}", op.name(), q.name());
+        }
+        Operation::IsDistinct(v) => {
+            let _ = write!(s, "isdistinct.{v}");
+        }
         Operation::In(vals) => {
             s.push_str("in.(");
             let quoted: Vec<String> = vals.iter().map(|v| quote_list_value(v)).collect();
@@ -1728,6 +1801,39 @@ mod tests {
             q.filters[0].1.expr.operation,
             Operation::In(vec!["".into()])
         );
+    }
+
+    #[test]
+    fn quantifiers_and_isdistinct() {
+        let q = filter("title", "like(any).{a*,*b}").unwrap();
+        assert_eq!(
+            q.filters[0].1.expr.operation,
+            Operation::Quantified(SimpleOperator::Like, Quantifier::Any, "{a*,*b}".into())
+        );
+        let q = parse("or=(id.eq(all).{1,2},title.isdistinct.x)").unwrap();
+        let LogicTree::Expr { children, .. } = &q.logic[0].1 else {
+            panic!()
+        };
+        assert_eq!(
+            children[0],
+            LogicTree::Stmt(Filter {
+                field: Field {
+                    name: "id".into(),
+                    json_path: vec![]
+                },
+                expr: OpExpr {
+                    negated: false,
+                    operation: Operation::Quantified(
+                        SimpleOperator::Eq,
+                        Quantifier::All,
+                        "{1,2}".into()
+                    )
+                }
+            })
+        );
+        assert!(filter("a.b", "cs(any).{1}").is_err());
+        assert_eq!(filter("a", "cs(any).{1}").unwrap().params.len(), 1);
+        assert!(filter("a.b", "like(some).x").is_err());
     }
 
     #[test]
@@ -1997,7 +2103,26 @@ mod props {
         ])
         .prop_map(Operation::Is);
         let list = prop::collection::vec(value(), 1..4).prop_map(Operation::In);
-        prop_oneof![simple, fts, is, list]
+        let quantified = (
+            prop::sample::select(
+                SimpleOperator::ALL
+                    .into_iter()
+                    .filter(|o| o.quantifiable())
+                    .collect::<Vec<_>>(),
+            ),
+            any::<bool>(),
+            value(),
+        )
+            .prop_map(|(op, any, v)| {
+                let q = if any {
+                    Quantifier::Any
+                } else {
+                    Quantifier::All
+                };
+                Operation::Quantified(op, q, v)
+            });
+        let distinct = value().prop_map(Operation::IsDistinct);
+        prop_oneof![simple, fts, is, list, quantified, distinct]
     }
 
     fn filter() -> impl Strategy<Value = Filter> {
@@ -2019,6 +2144,14 @@ mod props {
             Operation::Simple(op, v) => {
                 s.push_str(op.name());
                 s.push('.');
+                s.push_str(&quote_list_value(v));
+            }
+            Operation::Quantified(op, q, v) => {
+                s.push_str(&format!("{}({}).", op.name(), q.name()));
+                s.push_str(&quote_list_value(v));
+            }
+            Operation::IsDistinct(v) => {
+                s.push_str("isdistinct.");
                 s.push_str(&quote_list_value(v));
             }
             Operation::Fts(op, lang, v) => {

@@ -158,6 +158,14 @@ pub fn fmt_filter(p: &mut Params, rel: &Rel, f: &Filter) -> Result<String, RestE
             };
             format!("{field} {} {}", op.sql(), p.bind(v))
         }
+        Operation::Quantified(op, q, v) => {
+            let v = match op {
+                SimpleOperator::Like | SimpleOperator::ILike => v.replace('*', "%"),
+                _ => v.clone(),
+            };
+            format!("{field} {} {}({})", op.sql(), q.sql(), p.bind(v))
+        }
+        Operation::IsDistinct(v) => format!("{field} IS DISTINCT FROM {}", p.bind(v.as_str())),
         Operation::In(vals) => {
             if vals.len() == 1 && vals[0].is_empty() {
                 format!("{field} = ANY('{{}}')")

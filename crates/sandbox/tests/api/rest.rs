@@ -390,6 +390,14 @@ async fn select_filters_order_and_casts() {
     assert_eq!(titles(&r), ["Gamma draft", "Beta notes", "Alpha report"]);
     let r = get("select=title&title=in.()").await;
     assert_eq!(r.body, json!([]));
+    let r = get("select=title&title=like(any).{Alpha*,*notes}&order=title").await;
+    assert_eq!(titles(&r), ["Alpha report", "Beta notes"]);
+    let r = get("select=title&title=ilike(all).{*A*,*R*}&order=title").await;
+    assert_eq!(titles(&r), ["Alpha report", "Gamma draft"]);
+    let r = get("select=title&byte_size=eq(any).{100,300}&order=title").await;
+    assert_eq!(titles(&r), ["Alpha report", "Gamma draft"]);
+    let r = get("select=title&error=isdistinct.x&status=not.isdistinct.failed").await;
+    assert_eq!(titles(&r), ["Gamma draft"]);
 
     // A value of the wrong type is PostgreSQL's own error, as in PostgREST.
     let r = get("byte_size=eq.abc").await;
