@@ -210,6 +210,15 @@ impl RestError {
         .details(format!("Invalid preferences: {}", prefs.join(", ")))
     }
 
+    /// `PGRST123`: aggregates are off (`db-aggregates-enabled = false`).
+    pub fn aggregates_not_allowed() -> Self {
+        RestError::new(
+            StatusCode::BAD_REQUEST,
+            "PGRST123",
+            "Use of aggregate functions is not allowed",
+        )
+    }
+
     /// `PGRST124`, `max-affected` exceeded with `handling=strict`.
     pub fn max_affected(n: i64) -> Self {
         RestError::new(

@@ -439,7 +439,8 @@ async fn serve(
     let resource = resource(&path)?;
     let schema = schema_for(&parts.headers, &parts.method)?;
     let action = action(&resource, &parts.method)?;
-    let query = query::parse_pairs(&pairs).map_err(RestError::query_param)?;
+    let rpc_read = matches!(action, Action::Invoke { read: true, .. });
+    let query = query::parse_pairs(&pairs, rpc_read).map_err(RestError::query_param)?;
 
     let prefs = Preferences::parse(
         parts
@@ -1346,7 +1347,7 @@ mod tests {
 
     #[test]
     fn ranges() {
-        let q = query::parse("limit=-1").unwrap();
+        let q = query::parse("limit=-1", false).unwrap();
         assert_eq!(
             top_level_range(&Method::GET, &HeaderMap::new(), &q)
                 .unwrap_err()
@@ -1355,7 +1356,7 @@ mod tests {
         );
         let mut h = HeaderMap::new();
         h.insert("range", "5-2".parse().unwrap());
-        let q = query::parse("").unwrap();
+        let q = query::parse("", false).unwrap();
         let e = top_level_range(&Method::GET, &h, &q).unwrap_err();
         assert!(
             e.details
@@ -1364,7 +1365,7 @@ mod tests {
                 .starts_with("The lower boundary")
         );
         h.insert("range", "0-9".parse().unwrap());
-        let q = query::parse("offset=5").unwrap();
+        let q = query::parse("offset=5", false).unwrap();
         assert_eq!(
             top_level_range(&Method::GET, &h, &q).unwrap(),
             RowRange {
@@ -1374,7 +1375,7 @@ mod tests {
         );
         // Range is only for GET.
         assert_eq!(
-            top_level_range(&Method::HEAD, &h, &query::parse("").unwrap()).unwrap(),
+            top_level_range(&Method::HEAD, &h, &query::parse("", false).unwrap()).unwrap(),
             RowRange::ALL
         );
     }

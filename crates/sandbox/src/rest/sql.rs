@@ -326,6 +326,7 @@ pub fn fmt_select(
             SelectItem::Relation { name, .. } => {
                 return Err(RestError::no_relationship(parent.1, name, parent.0));
             }
+            SelectItem::Aggregate { .. } => return Err(RestError::aggregates_not_allowed()),
         }
     }
     Ok((out.join(", "), used))
@@ -1006,7 +1007,7 @@ mod tests {
     }
 
     fn read_sql(qs: &str) -> Result<Statement, RestError> {
-        let q = parse(qs).unwrap();
+        let q = parse(qs, false).unwrap();
         let filters: Vec<Filter> = q.filters.iter().map(|(_, f)| f.clone()).collect();
         let logic: Vec<LogicTree> = q.logic.iter().map(|(_, t)| t.clone()).collect();
         let order: Vec<OrderTerm> = q.order.iter().flat_map(|(_, o)| o.clone()).collect();
@@ -1151,7 +1152,7 @@ mod tests {
             return_type: "record".into(),
             result_columns: vec![col("id", "uuid"), col("score", "real")],
         };
-        let q = query::parse("score=gt.0.5").unwrap();
+        let q = query::parse("score=gt.0.5", false).unwrap();
         let filters: Vec<Filter> = q.filters.iter().map(|(_, f)| f.clone()).collect();
         let s = call(
             &r,

@@ -1227,17 +1227,29 @@ async fn errors_have_postgrest_codes_and_statuses() {
     assert_eq!(r.body["message"], "column documents.nope does not exist");
     let r = rest.get("/documents?nope=eq.1", &w.a_tok).await;
     assert_eq!((r.status.as_u16(), r.code()), (400, "42703"));
+    // v14: every parameter that is not reserved must be a filter.
     let r = rest.get("/documents?id=eq1", &w.a_tok).await;
-    assert_eq!(r.status, 200, "not an operator: ignored, as PostgREST does");
-    let r = rest.get("/documents?id=noop.1", &w.a_tok).await;
-    assert_eq!(r.status, 200);
+    assert_eq!((r.status.as_u16(), r.code()), (400, "PGRST100"));
+    assert_eq!(
+        r.body["message"],
+        "\"failed to parse filter (eq1)\" (line 1, column 3)"
+    );
+    assert_eq!(
+        r.body["details"],
+        "unexpected \"1\" expecting operator (eq, gt, ...)"
+    );
     let r = rest.get("/documents?a.b=noop.0", &w.a_tok).await;
     assert_eq!((r.status.as_u16(), r.code()), (400, "PGRST100"));
     assert_eq!(
         r.body["message"],
-        "\"failed to parse filter (noop.0)\" (line 1, column 6)"
+        "\"failed to parse filter (noop.0)\" (line 1, column 1)"
     );
-    assert_eq!(r.body["details"], "unknown single value operator noop");
+    assert_eq!(
+        r.body["details"],
+        "unexpected \"o\" expecting \"not\" or operator (eq, gt, ...)"
+    );
+    let r = rest.get("/documents?select=count()", &w.a_tok).await;
+    assert_eq!((r.status.as_u16(), r.code()), (400, "PGRST123"));
     let r = rest.get("/documents?id=eq", &w.a_tok).await;
     assert_eq!((r.status.as_u16(), r.code()), (400, "PGRST100"));
     let r = rest
