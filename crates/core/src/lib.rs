@@ -10,17 +10,26 @@
 
 pub mod auth;
 mod backoff;
+pub mod chat;
+mod companion;
 pub mod config;
 pub mod error;
+pub mod follow;
 mod http;
 mod quire;
 mod rest;
 pub mod search;
+pub mod state;
 
 pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};
 pub use auth::store::{KeyringStore, TokenStore};
 pub use auth::{AuthStatus, User};
+pub use chat::{Answer, ChatEvent, Citation, EventBody, HistoryPage, MessageStatus, Stopper};
 pub use config::Config;
 pub use error::{Error, ErrorCode, ErrorView, Result, SignOutReason};
+pub use follow::{FollowOptions, FollowStatus, Follower};
 pub use quire::Quire;
 pub use search::ChunkHit;
+pub use state::{
+    Conversation, Document, DocumentStatus, Message, Role, State, Update, UploadProgress,
+};

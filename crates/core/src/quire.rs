@@ -1,22 +1,33 @@
-//! [`Quire`]: the one handle the desktop shell and the CLI hold.
+//! [`Quire`]: the one handle the desktop shell and the CLI hold. Every
+//! decision lives behind these functions; the shell's commands are a few
+//! lines each.
 
 use std::sync::Arc;
 
-use crate::auth::browser::{self, Browser, BrowserSignIn};
-use crate::auth::{Auth, AuthStatus, KeyringStore, TokenStore, User};
-use crate::config::Config;
-use crate::error::Result;
-use crate::http::Api;
-use crate::rest::Rest;
-use crate::search::{self, ChunkHit};
+use serde_json::json;
 use uuid::Uuid;
 
-/// A signed-in (or not yet) Quire client for one project. Cheap to clone.
+use crate::auth::browser::{self, Browser, BrowserSignIn};
+use crate::auth::{Auth, AuthStatus, KeyringStore, TokenStore, User};
+use crate::chat::{self, Answer, HistoryPage, sse};
+use crate::companion::Companion;
+use crate::config::Config;
+use crate::error::Result;
+use crate::follow::{self, FollowOptions, Follower};
+use crate::http::Api;
+use crate::rest::Rest;
+use crate::search::{self, ChunkHit, DEFAULT_MATCH_COUNT};
+use crate::state::{Conversation, Document, State};
+
+/// A Quire client for one project. Cheap to clone; clones share the
+/// session and the state model.
 #[derive(Clone)]
 pub struct Quire {
-    api: Api,
-    auth: Arc<Auth>,
-    rest: Rest,
+    pub(crate) api: Api,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) rest: Rest,
+    pub(crate) companion: Companion,
+    pub(crate) state: Arc<State>,
 }
 
 impl Quire {
@@ -32,8 +43,13 @@ impl Quire {
     pub fn with_token_store(config: Config, store: Arc<dyn TokenStore>) -> Quire {
         let api = Api::new(config);
         let auth = Auth::new(api.clone(), store);
-        let rest = Rest::new(api.clone(), auth.clone());
-        Quire { api, auth, rest }
+        Quire {
+            rest: Rest::new(api.clone(), auth.clone()),
+            companion: Companion::new(api.clone(), auth.clone()),
+            state: Arc::new(State::new()),
+            api,
+            auth,
+        }
     }
 
     /// The project configuration.
@@ -44,6 +60,11 @@ impl Quire {
     /// The session holder.
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    /// The state model every view renders from.
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
     /// Who is signed in.
@@ -84,5 +105,95 @@ impl Quire {
         document_ids: Option<&[Uuid]>,
     ) -> Result<Vec<ChunkHit>> {
         search::search_chunks(&self.rest, query, match_count, document_ids).await
+    }
+
+    /// Asks a question: retrieves the user's chunks, then streams the
+    /// companion's answer. `conversation` `None` starts a new conversation.
+    pub async fn ask(&self, conversation: Option<Uuid>, text: &str) -> Result<Answer> {
+        let sources = self.search(text, DEFAULT_MATCH_COUNT, None).await?;
+        self.ask_with_sources(conversation, text, sources).await
+    }
+
+    /// [`Quire::ask`] with sources the caller already retrieved (so the UI
+    /// could show them first).
+    pub async fn ask_with_sources(
+        &self,
+        conversation: Option<Uuid>,
+        text: &str,
+        sources: Vec<ChunkHit>,
+    ) -> Result<Answer> {
+        let chunk_ids: Vec<Uuid> = sources.iter().map(|hit| hit.id).collect();
+        let response = self.companion.chat(conversation, text, &chunk_ids).await?;
+        let events = sse::chat_events(response.bytes_stream());
+        Ok(Answer::new(
+            sources,
+            events,
+            self.state.clone(),
+            self.companion.clone(),
+        ))
+    }
+
+    /// Stops an answer by its message id (from any device).
+    pub async fn stop(&self, message_id: Uuid) -> Result<String> {
+        self.companion.stop(message_id).await
+    }
+
+    /// Conversations, most recently updated first (`archived` includes
+    /// archived ones).
+    pub async fn conversations(
+        &self,
+        limit: u32,
+        offset: u32,
+        archived: bool,
+    ) -> Result<Vec<Conversation>> {
+        chat::conversations(&self.rest, &self.state, limit, offset, archived).await
+    }
+
+    /// Creates an empty conversation.
+    pub async fn create_conversation(&self, title: &str) -> Result<Conversation> {
+        chat::create(&self.rest, &self.state, title).await
+    }
+
+    /// Renames a conversation.
+    pub async fn rename_conversation(&self, id: Uuid, title: &str) -> Result<Conversation> {
+        chat::rename(&self.rest, &self.state, id, title).await
+    }
+
+    /// Archives (`true`) or unarchives a conversation.
+    pub async fn archive_conversation(&self, id: Uuid, archived: bool) -> Result<Conversation> {
+        let at = archived.then(|| chrono::Utc::now().to_rfc3339());
+        chat::update_conversation(&self.rest, &self.state, id, json!({"archived_at": at})).await
+    }
+
+    /// Deletes a conversation with its messages.
+    pub async fn delete_conversation(&self, id: Uuid) -> Result<()> {
+        chat::delete(&self.rest, &self.state, id).await
+    }
+
+    /// A page of a conversation's history, oldest first: up to `limit`
+    /// messages before the message at seq `before` (the latest when `None`).
+    pub async fn history(
+        &self,
+        conversation: Uuid,
+        before: Option<i32>,
+        limit: u32,
+    ) -> Result<HistoryPage> {
+        chat::history(&self.rest, &self.state, conversation, before, limit).await
+    }
+
+    /// Starts following the user's live updates (Realtime), feeding
+    /// [`Quire::state`]. One follower per client is enough.
+    pub fn follow(&self) -> Follower {
+        self.follow_with(FollowOptions::default())
+    }
+
+    /// [`Quire::follow`] with other timing.
+    pub fn follow_with(&self, options: FollowOptions) -> Follower {
+        follow::start(self.clone(), options)
+    }
+
+    /// The user's documents, newest first (also applied to the state).
+    pub async fn documents(&self) -> Result<Vec<Document>> {
+        follow::sync_documents(self).await
     }
 }

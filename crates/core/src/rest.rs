@@ -47,6 +47,11 @@ impl Rest {
         Rest { api, auth }
     }
 
+    /// The signed-in user's id.
+    pub fn user_id(&self) -> Result<uuid::Uuid> {
+        self.auth.user().map(|u| u.id)
+    }
+
     fn request(&self, method: Method, path: &str, token: &SecretString) -> RequestBuilder {
         self.api
             .http

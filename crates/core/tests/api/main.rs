@@ -1,6 +1,8 @@
 //! `quire-core` against a real sandbox, in-process: one binary, one module
 //! per area. Two users in every test that could leak: A acts, B sees nothing.
 
+mod chat;
+mod follow;
 mod search;
 mod signin;
 mod support;

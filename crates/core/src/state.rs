@@ -1,0 +1,733 @@
+//! The one local state model — conversations, messages with their streaming
+//! state, documents with status and upload progress — and the one place
+//! where backfill, live Realtime events and the asking client's own answer
+//! stream are applied. The desktop and the CLI render from it, so they show
+//! the same truth.
+//!
+//! Reconciliation rules:
+//! * A message's text is the concatenation, in `seq` order, of its delta
+//!   rows. A row from the log (Realtime or backfill) is applied once per
+//!   `(message_id, seq)`; a second copy is a duplicate and changes nothing.
+//!   Rows may arrive out of order: a row that fills a gap re-derives the
+//!   text.
+//! * The asking client's SSE deltas are *pieces* of a row (several may share
+//!   a `seq`); they are appended to that row until the whole row arrives
+//!   from the log, which replaces them (their concatenation is the row).
+//! * A terminal event (`complete`, `error`) or a final `chat_messages` row
+//!   carries the whole text, which then wins.
+//! * Document status updates older than what is shown (`updated_at`) are
+//!   ignored.
+//!
+//! Every change is announced as an [`Update`] on a broadcast channel. A
+//! receiver that lags (more than [`UPDATE_BUFFER`] behind) gets `Lagged` and
+//! should re-read the snapshots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use crate::chat::event::{ChatEvent, Citation, ContextChunk, EventBody, MessageStatus};
+
+/// Updates kept for slow receivers before they lag.
+pub const UPDATE_BUFFER: usize = 4096;
+
+/// A conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: Uuid,
+    #[serde(default)]
+    pub title: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// A message as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    /// Position in the conversation (unknown until the row is read).
+    pub seq: Option<i32>,
+    pub role: Role,
+    pub status: MessageStatus,
+    /// The text so far (the whole text once final).
+    pub content: String,
+    pub citations: Vec<Citation>,
+    /// The chunks the answer was given (`context` event).
+    pub sources: Vec<ContextChunk>,
+    /// For an answer: the question's message id.
+    pub question_id: Option<Uuid>,
+    /// Why it failed, for a person.
+    pub error: Option<String>,
+    /// Names of the tools the agent called so far.
+    pub tools: Vec<String>,
+}
+
+/// A `chat_messages` row.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct MessageRow {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub seq: i32,
+    pub role: Role,
+    pub status: MessageStatus,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub citations: Vec<Citation>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `documents.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    Uploading,
+    Stored,
+    Extracting,
+    Indexing,
+    Ready,
+    Failed,
+    NoText,
+}
+
+impl DocumentStatus {
+    /// Whether ingestion is over (ready, failed or no text).
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            DocumentStatus::Ready | DocumentStatus::Failed | DocumentStatus::NoText
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Uploading => "uploading",
+            DocumentStatus::Stored => "stored",
+            DocumentStatus::Extracting => "extracting",
+            DocumentStatus::Indexing => "indexing",
+            DocumentStatus::Ready => "ready",
+            DocumentStatus::Failed => "failed",
+            DocumentStatus::NoText => "no_text",
+        }
+    }
+}
+
+/// Bytes sent of a file being uploaded from this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UploadProgress {
+    pub sent: u64,
+    pub total: u64,
+}
+
+/// A document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub id: Uuid,
+    pub title: String,
+    pub status: DocumentStatus,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub page_count: Option<i32>,
+    #[serde(default)]
+    pub byte_size: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+    /// Set while this device uploads it.
+    #[serde(skip_deserializing)]
+    pub upload: Option<UploadProgress>,
+}
+
+/// One change to the state, for the UI.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Update {
+    Conversation(Conversation),
+    ConversationRemoved {
+        id: Uuid,
+    },
+    /// A message changed. `appended` is set when the change only added text
+    /// at the end (the UI may append it); otherwise re-render `content`.
+    Message {
+        message: Message,
+        appended: Option<String>,
+    },
+    Document(Document),
+    DocumentRemoved {
+        id: Uuid,
+    },
+}
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// The event log (Realtime or backfill): one whole row per seq.
+    Log,
+    /// This client's own answer stream: deltas are pieces of rows.
+    Stream,
+}
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// It changed the state.
+    Changed,
+    /// A copy of a row already applied (or nothing to change).
+    Duplicate,
+}
+
+#[derive(Default)]
+struct Part {
+    text: String,
+    /// The whole row (from the log), not SSE pieces.
+    whole: bool,
+}
+
+struct MessageState {
+    view: Message,
+    /// Delta text by seq.
+    parts: BTreeMap<i32, Part>,
+    /// Seqs of log rows already applied (any kind).
+    rows: std::collections::BTreeSet<i32>,
+    /// The whole text, once a terminal event or final row said it.
+    final_content: Option<String>,
+}
+
+impl MessageState {
+    fn new(id: Uuid, conversation_id: Uuid, role: Role) -> MessageState {
+        MessageState {
+            view: Message {
+                id,
+                conversation_id,
+                seq: None,
+                role,
+                status: MessageStatus::Streaming,
+                content: String::new(),
+                citations: Vec::new(),
+                sources: Vec::new(),
+                question_id: None,
+                error: None,
+                tools: Vec::new(),
+            },
+            parts: BTreeMap::new(),
+            rows: Default::default(),
+            final_content: None,
+        }
+    }
+
+    fn derive_content(&mut self) {
+        self.view.content = match &self.final_content {
+            Some(text) => text.clone(),
+            None => self.parts.values().map(|p| p.text.as_str()).collect(),
+        };
+    }
+}
+
+#[derive(Default)]
+struct Model {
+    conversations: HashMap<Uuid, Conversation>,
+    messages: HashMap<Uuid, MessageState>,
+    documents: HashMap<Uuid, Document>,
+}
+
+/// The state model. Shared (`Arc<State>`) by the follower, `ask`, uploads
+/// and the UI.
+pub struct State {
+    model: Mutex<Model>,
+    updates: broadcast::Sender<Update>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+impl State {
+    pub fn new() -> State {
+        State {
+            model: Mutex::new(Model::default()),
+            updates: broadcast::channel(UPDATE_BUFFER).0,
+        }
+    }
+
+    /// Every change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
+    /// Conversations, most recently updated first (archived ones last).
+    pub fn conversations(&self) -> Vec<Conversation> {
+        let model = self.model.lock().unwrap();
+        let mut list: Vec<Conversation> = model.conversations.values().cloned().collect();
+        list.sort_by(|a, b| {
+            (a.archived_at.is_some(), std::cmp::Reverse(a.updated_at))
+                .cmp(&(b.archived_at.is_some(), std::cmp::Reverse(b.updated_at)))
+        });
+        list
+    }
+
+    /// A conversation's messages known here, in order.
+    pub fn messages(&self, conversation_id: Uuid) -> Vec<Message> {
+        let model = self.model.lock().unwrap();
+        let mut list: Vec<&MessageState> = model
+            .messages
+            .values()
+            .filter(|m| m.view.conversation_id == conversation_id)
+            .collect();
+        list.sort_by_key(|m| {
+            (
+                m.view.seq.unwrap_or(i32::MAX),
+                m.view.role == Role::Assistant,
+            )
+        });
+        list.into_iter().map(|m| m.view.clone()).collect()
+    }
+
+    /// One message.
+    pub fn message(&self, id: Uuid) -> Option<Message> {
+        self.model
+            .lock()
+            .unwrap()
+            .messages
+            .get(&id)
+            .map(|m| m.view.clone())
+    }
+
+    /// Documents, newest first.
+    pub fn documents(&self) -> Vec<Document> {
+        let model = self.model.lock().unwrap();
+        let mut list: Vec<Document> = model.documents.values().cloned().collect();
+        list.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.title.cmp(&b.title)));
+        list
+    }
+
+    /// One document.
+    pub fn document(&self, id: Uuid) -> Option<Document> {
+        self.model.lock().unwrap().documents.get(&id).cloned()
+    }
+
+    pub(crate) fn knows_message(&self, id: Uuid) -> bool {
+        self.model.lock().unwrap().messages.contains_key(&id)
+    }
+
+    pub(crate) fn knows_conversation(&self, id: Uuid) -> bool {
+        self.model.lock().unwrap().conversations.contains_key(&id)
+    }
+
+    /// Messages not final yet, with the highest seq below which every row
+    /// has been applied from the log (`None`: start from the beginning).
+    pub(crate) fn unfinished(&self) -> Vec<(Uuid, Option<i32>)> {
+        let model = self.model.lock().unwrap();
+        model
+            .messages
+            .values()
+            .filter(|m| m.view.role == Role::Assistant && !m.view.status.is_final())
+            .map(|m| (m.view.id, contiguous_rows(&m.rows)))
+            .collect()
+    }
+
+    fn emit(&self, update: Update) {
+        let _ = self.updates.send(update);
+    }
+
+    /// Applies a chat event.
+    pub(crate) fn apply_event(&self, event: &ChatEvent, source: Source) -> Applied {
+        let mut model = self.model.lock().unwrap();
+        let state = model.messages.entry(event.message_id).or_insert_with(|| {
+            MessageState::new(event.message_id, event.conversation_id, Role::Assistant)
+        });
+        // Over SSE only deltas are pieces of a row; every other event is its
+        // row, so its log copy is a duplicate.
+        let is_row = source == Source::Log || !matches!(event.body, EventBody::Delta { .. });
+        if is_row && !state.rows.insert(event.seq) {
+            return Applied::Duplicate;
+        }
+        let before = state.view.content.clone();
+        let status_before = state.view.status;
+        match &event.body {
+            EventBody::Context {
+                user_message_id,
+                chunks,
+                ..
+            } => {
+                state.view.question_id = *user_message_id;
+                state.view.sources = chunks.clone();
+            }
+            EventBody::Delta { text } => {
+                let part = state.parts.entry(event.seq).or_default();
+                match source {
+                    Source::Log => {
+                        part.text = text.clone();
+                        part.whole = true;
+                    }
+                    // A piece arriving after its whole row is already in it.
+                    Source::Stream if part.whole => {}
+                    Source::Stream => part.text.push_str(text),
+                }
+            }
+            EventBody::ToolCall { tool_name, .. } => {
+                if let Some(name) = tool_name {
+                    state.view.tools.push(name.clone());
+                }
+            }
+            EventBody::ToolResult { .. } | EventBody::Status { .. } | EventBody::Unknown { .. } => {
+            }
+            EventBody::Complete {
+                status,
+                content,
+                citations,
+                ..
+            } => {
+                state.view.status = *status;
+                state.view.citations = citations.clone();
+                state.final_content = Some(content.clone());
+            }
+            EventBody::Error {
+                message, content, ..
+            } => {
+                state.view.status = MessageStatus::Failed;
+                state.view.error = Some(message.clone());
+                state.final_content = Some(content.clone());
+            }
+        }
+        state.derive_content();
+        let view = state.view.clone();
+        let changed_text = view.content != before;
+        drop(model);
+        if !changed_text
+            && view.status == status_before
+            && !matches!(
+                event.body,
+                EventBody::Context { .. } | EventBody::ToolCall { .. }
+            )
+        {
+            return Applied::Duplicate;
+        }
+        let appended = (changed_text && view.content.starts_with(&before))
+            .then(|| view.content[before.len()..].to_owned());
+        self.emit(Update::Message {
+            message: view,
+            appended,
+        });
+        Applied::Changed
+    }
+
+    /// Applies a `chat_messages` row (history, backfill).
+    pub(crate) fn apply_message_row(&self, row: &MessageRow) {
+        let mut model = self.model.lock().unwrap();
+        let state = model
+            .messages
+            .entry(row.id)
+            .or_insert_with(|| MessageState::new(row.id, row.conversation_id, row.role));
+        let before = state.view.clone();
+        state.view.seq = Some(row.seq);
+        state.view.role = row.role;
+        if row.role == Role::User || row.status.is_final() {
+            state.view.status = row.status;
+            state.view.citations = row.citations.clone();
+            state.view.error = row.error.clone();
+            state.final_content = Some(row.content.clone());
+        }
+        state.derive_content();
+        let view = state.view.clone();
+        drop(model);
+        if view != before {
+            let appended = (view.content != before.content
+                && view.content.starts_with(&before.content))
+            .then(|| view.content[before.content.len()..].to_owned());
+            self.emit(Update::Message {
+                message: view,
+                appended,
+            });
+        }
+    }
+
+    pub(crate) fn apply_conversation(&self, conversation: &Conversation) {
+        let changed = {
+            let mut model = self.model.lock().unwrap();
+            model
+                .conversations
+                .insert(conversation.id, conversation.clone())
+                .as_ref()
+                != Some(conversation)
+        };
+        if changed {
+            self.emit(Update::Conversation(conversation.clone()));
+        }
+    }
+
+    pub(crate) fn remove_conversation(&self, id: Uuid) {
+        let removed = {
+            let mut model = self.model.lock().unwrap();
+            model.messages.retain(|_, m| m.view.conversation_id != id);
+            model.conversations.remove(&id).is_some()
+        };
+        if removed {
+            self.emit(Update::ConversationRemoved { id });
+        }
+    }
+
+    /// Applies a document row or status broadcast; older news than what is
+    /// shown is ignored.
+    pub(crate) fn apply_document(&self, document: &Document) {
+        let update = {
+            let mut model = self.model.lock().unwrap();
+            match model.documents.get_mut(&document.id) {
+                Some(current) if current.updated_at > document.updated_at => None,
+                Some(current) => {
+                    let upload = if document.status == DocumentStatus::Uploading {
+                        current.upload
+                    } else {
+                        None
+                    };
+                    let next = Document {
+                        upload,
+                        ..document.clone()
+                    };
+                    (*current != next).then(|| {
+                        *current = next.clone();
+                        next
+                    })
+                }
+                None => {
+                    model.documents.insert(document.id, document.clone());
+                    Some(document.clone())
+                }
+            }
+        };
+        if let Some(document) = update {
+            self.emit(Update::Document(document));
+        }
+    }
+
+    pub(crate) fn remove_document(&self, id: Uuid) {
+        let removed = self.model.lock().unwrap().documents.remove(&id).is_some();
+        if removed {
+            self.emit(Update::DocumentRemoved { id });
+        }
+    }
+
+    /// Records upload progress of a document this device is sending.
+    pub(crate) fn upload_progress(&self, id: Uuid, sent: u64, total: u64) {
+        let update = {
+            let mut model = self.model.lock().unwrap();
+            model.documents.get_mut(&id).and_then(|document| {
+                let progress = Some(UploadProgress { sent, total });
+                (document.upload != progress && document.status == DocumentStatus::Uploading).then(
+                    || {
+                        document.upload = progress;
+                        document.clone()
+                    },
+                )
+            })
+        };
+        if let Some(document) = update {
+            self.emit(Update::Document(document));
+        }
+    }
+}
+
+/// The highest seq `s` such that every seq from 0 to `s` is in `rows`.
+fn contiguous_rows(rows: &std::collections::BTreeSet<i32>) -> Option<i32> {
+    let mut expected = 0;
+    for seq in rows {
+        if *seq != expected {
+            break;
+        }
+        expected += 1;
+    }
+    (expected > 0).then(|| expected - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(message: Uuid, seq: i32, kind: &str, payload: serde_json::Value) -> ChatEvent {
+        ChatEvent::from_json(json!({
+            "message_id": message, "conversation_id": Uuid::nil(), "seq": seq, "kind": kind, "payload": payload
+        }))
+        .unwrap()
+    }
+
+    fn delta(message: Uuid, seq: i32, text: &str) -> ChatEvent {
+        event(message, seq, "delta", json!({"text": text}))
+    }
+
+    fn appended(updates: &mut broadcast::Receiver<Update>) -> String {
+        let mut text = String::new();
+        while let Ok(update) = updates.try_recv() {
+            if let Update::Message {
+                appended: Some(piece),
+                ..
+            } = update
+            {
+                text.push_str(&piece);
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn backfill_then_live_with_duplicates_applies_each_row_once() {
+        let state = State::new();
+        let mut updates = state.subscribe();
+        let m = Uuid::new_v4();
+        // Backfill brings rows 0..=2; the live stream re-delivers 2 and goes on.
+        state.apply_event(&event(m, 0, "context", json!({"chunks": []})), Source::Log);
+        state.apply_event(&delta(m, 1, "Hello"), Source::Log);
+        state.apply_event(&delta(m, 2, ", wor"), Source::Log);
+        assert_eq!(
+            state.apply_event(&delta(m, 2, ", wor"), Source::Log),
+            Applied::Duplicate
+        );
+        state.apply_event(&delta(m, 3, "ld"), Source::Log);
+        assert_eq!(
+            state.apply_event(&delta(m, 1, "Hello"), Source::Log),
+            Applied::Duplicate
+        );
+
+        assert_eq!(state.message(m).unwrap().content, "Hello, world");
+        assert_eq!(
+            appended(&mut updates),
+            "Hello, world",
+            "every piece announced once, in order"
+        );
+        assert_eq!(state.unfinished(), vec![(m, Some(3))]);
+    }
+
+    #[test]
+    fn out_of_order_rows_fill_their_gap() {
+        let state = State::new();
+        let m = Uuid::new_v4();
+        state.apply_event(&delta(m, 1, "a"), Source::Log);
+        state.apply_event(&delta(m, 3, "c"), Source::Log);
+        assert_eq!(state.message(m).unwrap().content, "ac");
+        assert_eq!(state.unfinished(), vec![(m, None)], "row 0 still missing");
+        state.apply_event(&delta(m, 2, "b"), Source::Log);
+        state.apply_event(&event(m, 0, "context", json!({})), Source::Log);
+        assert_eq!(state.message(m).unwrap().content, "abc");
+        assert_eq!(state.unfinished(), vec![(m, Some(3))]);
+    }
+
+    #[test]
+    fn stream_pieces_are_replaced_by_their_whole_row() {
+        let state = State::new();
+        let mut updates = state.subscribe();
+        let m = Uuid::new_v4();
+        state.apply_event(&delta(m, 1, "Hel"), Source::Stream);
+        state.apply_event(&delta(m, 1, "lo"), Source::Stream);
+        assert_eq!(
+            state.apply_event(&delta(m, 1, "Hello"), Source::Log),
+            Applied::Duplicate
+        );
+        // A late piece of a row already whole changes nothing.
+        state.apply_event(&delta(m, 1, "lo"), Source::Stream);
+        state.apply_event(&delta(m, 2, " there"), Source::Log);
+        state.apply_event(&delta(m, 2, " there"), Source::Stream);
+        assert_eq!(state.message(m).unwrap().content, "Hello there");
+        assert_eq!(appended(&mut updates), "Hello there");
+    }
+
+    #[test]
+    fn the_terminal_event_carries_the_whole_text_and_status() {
+        let state = State::new();
+        let m = Uuid::new_v4();
+        state.apply_event(&delta(m, 1, "Partial"), Source::Log);
+        state.apply_event(
+            &event(
+                m,
+                5,
+                "complete",
+                json!({"status": "stopped", "content": "Partial answer", "citations": [{"key": "1", "page": 3}]}),
+            ),
+            Source::Log,
+        );
+        let message = state.message(m).unwrap();
+        assert_eq!(message.status, MessageStatus::Stopped);
+        assert_eq!(message.content, "Partial answer");
+        assert_eq!(message.citations[0].page, Some(3));
+        assert!(state.unfinished().is_empty());
+        // A late delta cannot undo the final text.
+        state.apply_event(&delta(m, 2, " more"), Source::Log);
+        assert_eq!(state.message(m).unwrap().content, "Partial answer");
+    }
+
+    #[test]
+    fn message_rows_order_a_conversation_and_final_rows_win() {
+        let state = State::new();
+        let c = Uuid::new_v4();
+        let (q, a) = (Uuid::new_v4(), Uuid::new_v4());
+        let row = |id, seq, role, status, content: &str| MessageRow {
+            id,
+            conversation_id: c,
+            seq,
+            role,
+            status,
+            content: content.into(),
+            citations: vec![],
+            error: None,
+        };
+        state.apply_message_row(&row(a, 1, Role::Assistant, MessageStatus::Streaming, ""));
+        state.apply_message_row(&row(q, 0, Role::User, MessageStatus::Complete, "Why?"));
+        let list = state.messages(c);
+        assert_eq!(list.iter().map(|m| m.id).collect::<Vec<_>>(), [q, a]);
+        assert_eq!(list[0].content, "Why?");
+        assert_eq!(list[1].status, MessageStatus::Streaming);
+        state.apply_message_row(&row(
+            a,
+            1,
+            Role::Assistant,
+            MessageStatus::Complete,
+            "Because.",
+        ));
+        assert_eq!(state.message(a).unwrap().content, "Because.");
+    }
+
+    #[test]
+    fn older_document_news_is_ignored() {
+        let state = State::new();
+        let id = Uuid::new_v4();
+        let at = |secs| DateTime::<Utc>::from_timestamp(secs, 0).unwrap();
+        let doc = |status, secs| Document {
+            id,
+            title: "Lease".into(),
+            status,
+            error: None,
+            page_count: None,
+            byte_size: Some(10),
+            updated_at: at(secs),
+            upload: None,
+        };
+        state.apply_document(&doc(DocumentStatus::Uploading, 10));
+        state.upload_progress(id, 5, 10);
+        assert_eq!(
+            state.document(id).unwrap().upload,
+            Some(UploadProgress { sent: 5, total: 10 })
+        );
+        state.apply_document(&doc(DocumentStatus::Indexing, 30));
+        state.apply_document(&doc(DocumentStatus::Extracting, 20));
+        let shown = state.document(id).unwrap();
+        assert_eq!(shown.status, DocumentStatus::Indexing);
+        assert_eq!(shown.upload, None);
+        state.remove_document(id);
+        assert!(state.documents().is_empty());
+    }
+}

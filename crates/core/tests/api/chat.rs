@@ -1,0 +1,165 @@
+//! Conversations and history through PostgREST, as each user sees them.
+//! (Answers themselves stream from the companion: see `follow.rs` for the
+//! event log written the way the companion writes it.)
+
+use quire_core::{ErrorCode, MessageStatus, Role};
+use uuid::Uuid;
+
+use crate::support::{Stack, spawn_stack};
+
+/// A conversation of `owner` with `pairs` question/answer pairs, written as
+/// the companion writes them. Returns its id and the answers' ids.
+pub async fn conversation(
+    stack: &Stack,
+    owner: Uuid,
+    title: &str,
+    pairs: usize,
+) -> (Uuid, Vec<Uuid>) {
+    let db = stack.db.admin().await;
+    let id: Uuid = db
+        .query_one(
+            "insert into public.conversations (owner_id, title) values ($1, $2) returning id",
+            &[&owner, &title],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let mut answers = Vec::new();
+    for n in 0..pairs {
+        let seq = (n * 2) as i32;
+        db.execute(
+            "insert into public.chat_messages (conversation_id, owner_id, seq, role, status, content) \
+             values ($1, $2, $3, 'user', 'complete', $4)",
+            &[&id, &owner, &seq, &format!("Question {n}?")],
+        )
+        .await
+        .unwrap();
+        let answer: Uuid = db
+            .query_one(
+                "insert into public.chat_messages (conversation_id, owner_id, seq, role, status, content) \
+                 values ($1, $2, $3, 'assistant', 'complete', $4) returning id",
+                &[&id, &owner, &(seq + 1), &format!("Answer {n}.")],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        answers.push(answer);
+    }
+    (id, answers)
+}
+
+#[tokio::test]
+async fn each_user_lists_renames_and_deletes_only_their_own_conversations() {
+    let stack = spawn_stack().await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    let (b, b_id) = stack.signed_in("bob@example.com").await;
+    let (alices, _) = conversation(&stack, a_id, "Lease questions", 1).await;
+    conversation(&stack, b_id, "Bob's", 1).await;
+
+    let listed = a.conversations(50, 0, false).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, alices);
+
+    let renamed = a
+        .rename_conversation(alices, "  Pets and rent ")
+        .await
+        .unwrap();
+    assert_eq!(renamed.title.as_deref(), Some("Pets and rent"));
+    assert_eq!(
+        a.state().conversations()[0].title.as_deref(),
+        Some("Pets and rent")
+    );
+
+    // B can neither rename nor delete A's conversation, and learns nothing.
+    let error = b.rename_conversation(alices, "mine now").await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::NotFound);
+    assert_eq!(
+        b.delete_conversation(alices).await.unwrap_err().code(),
+        ErrorCode::NotFound
+    );
+    assert_eq!(b.history(alices, None, 50).await.unwrap().messages.len(), 0);
+
+    let archived = a.archive_conversation(alices, true).await.unwrap();
+    assert!(archived.archived_at.is_some());
+    assert!(a.conversations(50, 0, false).await.unwrap().is_empty());
+    assert_eq!(a.conversations(50, 0, true).await.unwrap().len(), 1);
+
+    a.delete_conversation(alices).await.unwrap();
+    assert!(a.conversations(50, 0, true).await.unwrap().is_empty());
+    assert!(a.state().conversations().is_empty());
+    let left: i64 = stack
+        .db
+        .admin()
+        .await
+        .query_one(
+            "select count(*) from public.chat_messages where conversation_id = $1",
+            &[&alices],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "its messages went with it");
+}
+
+#[tokio::test]
+async fn a_new_conversation_belongs_to_its_creator() {
+    let stack = spawn_stack().await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    let created = a.create_conversation("Fresh").await.unwrap();
+    let owner: Uuid = stack
+        .db
+        .admin()
+        .await
+        .query_one(
+            "select owner_id from public.conversations where id = $1",
+            &[&created.id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(owner, a_id);
+}
+
+#[tokio::test]
+async fn history_pages_backwards_oldest_first_within_a_page() {
+    let stack = spawn_stack().await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    let (id, _) = conversation(&stack, a_id, "Long", 5).await;
+
+    let latest = a.history(id, None, 4).await.unwrap();
+    let seqs: Vec<i32> = latest.messages.iter().map(|m| m.seq.unwrap()).collect();
+    assert_eq!(seqs, [6, 7, 8, 9]);
+    assert_eq!(latest.messages[0].role, Role::User);
+    assert_eq!(latest.messages[3].content, "Answer 4.");
+    assert_eq!(latest.messages[3].status, MessageStatus::Complete);
+
+    let older = a.history(id, latest.before, 4).await.unwrap();
+    assert_eq!(
+        older
+            .messages
+            .iter()
+            .map(|m| m.seq.unwrap())
+            .collect::<Vec<_>>(),
+        [2, 3, 4, 5]
+    );
+    let oldest = a.history(id, older.before, 4).await.unwrap();
+    assert_eq!(
+        oldest
+            .messages
+            .iter()
+            .map(|m| m.seq.unwrap())
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    assert_eq!(oldest.before, None);
+    assert_eq!(a.state().messages(id).len(), 10);
+}
+
+#[tokio::test]
+async fn asking_without_a_companion_is_offline_after_the_sources_are_found() {
+    let stack = spawn_stack().await;
+    let (a, _) = stack.signed_in("alice@example.com").await;
+    let error = a.ask(None, "anything").await.err().unwrap();
+    assert_eq!(error.code(), ErrorCode::Offline);
+    assert!(error.to_string().contains("companion"), "{error}");
+}
