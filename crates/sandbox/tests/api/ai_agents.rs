@@ -1610,3 +1610,227 @@ async fn the_service_role_can_pre_retrieve_from_knowledge_bases() {
     assert_eq!(retrieved[1]["knowledge_base_id"], kb.to_string());
     assert!(retrieved[1]["score"].as_f64().unwrap() > 0.0);
 }
+
+/// The requests a fake model received: headers and JSON body.
+type ModelLog = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+
+/// An OpenAI-compatible endpoint on 127.0.0.1 (`…/v1`): it asks for
+/// `search_my_documents` when tools are offered and no tool has answered
+/// yet, then streams an answer quoting the tool; a message containing
+/// `FAIL` gets a 500.
+async fn fake_model() -> (String, ModelLog) {
+    let log: ModelLog = Arc::default();
+    let seen = log.clone();
+    let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            seen.lock().unwrap().push((headers, body.clone()));
+            let messages = body["messages"].as_array().unwrap();
+            if messages
+                .iter()
+                .any(|m| m["content"].as_str().is_some_and(|c| c.contains("FAIL")))
+            {
+                return axum::response::Response::builder()
+                    .status(500)
+                    .body(axum::body::Body::from(
+                        r#"{"error":{"message":"model overloaded"}}"#,
+                    ))
+                    .unwrap();
+            }
+            let answered = messages.iter().any(|m| m["role"] == "tool");
+            let chunks: Vec<Value> = if body.get("tools").is_some() && !answered {
+                vec![
+                    json!({"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [{"index": 0,
+                        "id": "call_model_1", "type": "function",
+                        "function": {"name": "search_my_documents", "arguments": "{\"query\": \"INV-7\","}}]}}]}),
+                    json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+                        "function": {"arguments": " \"session_token\": \"tok_abc\"}"}}]}}]}),
+                    json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+                    json!({"choices": [], "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55}}),
+                ]
+            } else {
+                let mut pieces: Vec<Value> =
+                    ["Invoice ", "INV-7 ", "is due ", "on 3 March ", "[1][7]."]
+                        .iter()
+                        .map(|p| json!({"choices": [{"index": 0, "delta": {"content": p}}]}))
+                        .collect();
+                pieces
+                    .push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
+                pieces.push(json!({"choices": [], "usage": {"prompt_tokens": 80, "completion_tokens": 9, "total_tokens": 89}}));
+                pieces
+            };
+            let mut sse: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+            sse.push_str("data: [DONE]\n\n");
+            axum::response::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(axum::body::Body::from(sse))
+                .unwrap()
+        }
+    };
+    let router = axum::Router::new().route("/v1/chat/completions", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, log)
+}
+
+#[tokio::test]
+async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
+    let (model_url, model_log) = fake_model().await;
+    let (tool_url, tool_log) = tool_server(Behaviour::Answer(json!({
+        "results": [{"text": "Invoice INV-7 is due on 3 March 2025."}]
+    })))
+    .await;
+    let app = spawn_app_with(|c| {
+        c.agents.token_delay_ms = 0;
+        c.agents.allow_loopback_tool_endpoints = true;
+        c.agents.llm_url = Some(url::Url::parse(&model_url).unwrap());
+        c.agents.llm_api_key = Some(secrecy::SecretString::from("sk-test".to_owned()));
+        c.agents.llm_model = "test-model".to_owned();
+    })
+    .await;
+    let agent = create_agent(&app, "You answer from the user's documents.").await;
+    add_tool(&app, &agent, "search_my_documents", &tool_url, 30).await;
+
+    let items =
+        json!([{"text": "Invoices are issued monthly.", "meta": {"chunk_id": "c-9", "page": 1}}]);
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": "When is INV-7 due?", "context_items": items, "citations_enabled": true}),
+    )
+    .await;
+    let names = sse.names();
+    assert_eq!(
+        &names[..6],
+        [
+            "start",
+            "step_started",
+            "tool_call",
+            "tool_result",
+            "step_completed",
+            "step_started"
+        ]
+    );
+    assert_eq!(
+        &names[names.len() - 3..],
+        ["step_completed", "chunk", "complete"]
+    );
+    assert_eq!(
+        sse.events
+            .iter()
+            .filter(|e| e["event"] == "content_delta")
+            .count(),
+        5
+    );
+
+    let call = sse.one("tool_call");
+    assert_eq!(call["call_id"], "call_model_1");
+    assert_eq!(
+        call["arguments"],
+        json!({"query": "INV-7", "session_token": "tok_abc"})
+    );
+    assert_eq!(
+        tool_log.lock().unwrap()[0].1,
+        json!({"query": "INV-7", "session_token": "tok_abc"})
+    );
+
+    // `chunk` is what streamed; `complete` has the markers checked against the one item.
+    assert_eq!(
+        sse.one("chunk")["content"],
+        "Invoice INV-7 is due on 3 March [1][7]."
+    );
+    let complete = sse.one("complete");
+    assert_eq!(complete["content"], "Invoice INV-7 is due on 3 March [1].");
+    assert_eq!(complete["citations"][0]["chunk_id"], "c-9");
+    assert_eq!(complete["steps"], 2);
+    assert_eq!(complete["usage"]["total_tokens"], 144);
+    assert_eq!(complete["status"], "completed");
+
+    let requests = model_log.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    let (headers, first) = &requests[0];
+    assert_eq!(headers["authorization"], "Bearer sk-test");
+    assert_eq!(first["model"], "test-model");
+    assert_eq!(first["stream"], true);
+    assert_eq!(first["tools"][0]["function"]["name"], "search_my_documents");
+    let system = first["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.starts_with(
+            "You answer from the user's documents.\n\nContext:\n[1] Invoices are issued monthly."
+        ),
+        "{system}"
+    );
+    assert!(
+        system.contains("include citations in brackets like [1], [2]"),
+        "{system}"
+    );
+    assert_eq!(
+        first["messages"][1],
+        json!({"role": "user", "content": "When is INV-7 due?"})
+    );
+    let second = &requests[1].1;
+    let tool_message = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap();
+    assert_eq!(tool_message["tool_call_id"], "call_model_1");
+    assert!(
+        tool_message["content"]
+            .as_str()
+            .unwrap()
+            .contains("3 March 2025")
+    );
+
+    // The next run in the session gives the model the history, markers removed.
+    let session = complete["session_id"].clone();
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        None,
+        json!({"message": "Thanks!", "session_id": session}),
+    )
+    .await;
+    assert_eq!(sse.one("complete")["status"], "completed");
+    let third = model_log.lock().unwrap()[2].1.clone();
+    let history: Vec<&Value> = third["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] != "system")
+        .collect();
+    assert_eq!(
+        history[0],
+        &json!({"role": "user", "content": "When is INV-7 due?"})
+    );
+    assert_eq!(
+        history[1],
+        &json!({"role": "assistant", "content": "Invoice INV-7 is due on 3 March."})
+    );
+    assert_eq!(history[2], &json!({"role": "user", "content": "Thanks!"}));
+
+    // A failing model fails the run: on the plain path an `error` event, then `complete`.
+    let plain = create_agent(&app, "").await;
+    let (_, sse) = stream(&app, &plain, None, json!({"message": "FAIL please"})).await;
+    assert_eq!(sse.names(), ["start", "error", "complete"]);
+    let error = sse.one("error");
+    assert_eq!(keys(error), set(&["event", "error", "run_id"]));
+    assert!(error["error"].as_str().unwrap().contains("500"), "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("model overloaded"),
+        "the raw body is kept: {error}"
+    );
+    let complete = sse.one("complete");
+    assert_eq!(complete["status"], "failed");
+    assert_eq!(complete["error"], error["error"]);
+    let run = finished_run(&app, complete["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error"], error["error"]);
+}

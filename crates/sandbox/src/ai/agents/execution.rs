@@ -35,6 +35,7 @@ use super::events::{
     CompleteDetails, LoopClock, LoopMeta, ResultMeta, StreamEvent, ToolCallRecord, Usage, preview,
 };
 use super::http_tool::{self, HttpToolConfig};
+use super::llm::Llm;
 use super::model::{self, Citation, ContextItem, ToolSpec};
 use super::request::{ContextSource, KnowledgeBaseRequest, RawItem, RunRequest};
 use super::sessions::{self, BindError, SESSION_NOT_FOUND};
@@ -77,6 +78,9 @@ pub struct Finished {
     pub run_id: String,
     pub session_id: String,
     pub is_new_session: bool,
+    /// `completed`, or `failed` when the model failed.
+    pub status: &'static str,
+    pub error: Option<String>,
     pub content: String,
     pub usage: Usage,
     pub retrieved_items: usize,
@@ -221,98 +225,38 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
         })
         .collect();
     let mut lp = Loop::default();
-    let mut step = 1;
-    let mut tool_calls: Vec<ToolCallRecord> = Vec::new();
-    if react {
-        lp.emit(emit, "step_started", |meta| StreamEvent::StepStarted {
-            meta,
-            step,
-            is_last_step: false,
-        });
-        let instructions = instructions(agent, &gathered);
-        let planned = model::plan_tool_calls(&request.message, &instructions, &specs);
-        if !planned.is_empty() {
-            for call in planned {
-                let record = call_tool(state, &custom_tools, &call, step, &mut lp, emit).await;
-                tool_calls.push(record);
-            }
-            lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
-                meta,
-                step,
-                finish_reason: "tool_calls".to_owned(),
-                has_tool_calls: true,
-            });
-            step += 1;
-            lp.emit(emit, "step_started", |meta| StreamEvent::StepStarted {
-                meta,
-                step,
-                is_last_step: false,
-            });
-        }
-    }
-
-    let tool_results: Vec<String> = tool_calls.iter().map(|c| c.result.clone()).collect();
-    let answer = model::answer(
-        &request.message,
-        model::Context {
-            items: &gathered.items,
-            text: gathered.text.as_deref(),
-            tool_results: &tool_results,
-            tools: &specs,
-        },
-        cite,
-    );
-    let deltas = model::deltas(&answer.content);
-    let delay = state.config.agents.token_delay();
-    for delta in &deltas {
-        if *streaming && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let meta = if react {
-            lp.clock.next("content_delta")
-        } else {
-            LoopClock::plain("content_delta")
-        };
-        emit.send(&StreamEvent::ContentDelta {
-            meta,
-            delta: delta.clone(),
-        });
-    }
-    if react {
-        lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
-            meta,
-            step,
-            finish_reason: "stop".to_owned(),
-            has_tool_calls: false,
-        });
-    }
-    if react || !answer.content.is_empty() {
-        emit.send(&StreamEvent::Chunk {
-            content: answer.content.clone(),
-        });
-    }
-
-    let prompt = format!(
-        "{}\n{}\n{}\n{}",
-        agent.system_prompt.as_deref().unwrap_or_default(),
-        gathered.text.as_deref().unwrap_or_default(),
-        gathered
-            .items
-            .iter()
-            .map(|i| i.text.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        tool_results.join("\n"),
-    );
-    let prompt_tokens = model::estimate_tokens(&prompt) + model::estimate_tokens(&request.message);
-    let completion_tokens = deltas.len() as u64;
-    let usage = Usage {
-        prompt_tokens,
-        completion_tokens,
-        reasoning_tokens: 0,
-        cached_tokens: 0,
-        total_tokens: prompt_tokens + completion_tokens,
+    let turn = Turn {
+        state,
+        prepared,
+        gathered: &gathered,
+        tools: &custom_tools,
+        react,
+        emit,
     };
+    let generated = match Llm::from_config(&state.config.agents) {
+        None => turn.offline(&specs, &mut lp).await,
+        Some(llm) => turn.with_model(&llm, session.uuid, &mut lp).await?,
+    };
+
+    // The tool path's `chunk` is what was streamed; the plain path's is the
+    // answer after its markers were checked (as on the platform).
+    if react {
+        emit.send(&StreamEvent::Chunk {
+            content: generated.streamed.clone(),
+        });
+    } else if !generated.content.is_empty() {
+        emit.send(&StreamEvent::Chunk {
+            content: generated.content.clone(),
+        });
+    }
+    if let (false, Some(error)) = (react, &generated.error) {
+        // The plain path announces a failed run before `complete`, as the platform does.
+        emit.send(&StreamEvent::Error {
+            error: error.clone(),
+            run_id: Some(run_id.clone()),
+            context_handler_id: None,
+        });
+    }
 
     let client = state
         .db
@@ -324,13 +268,13 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
         &client,
         run_id,
         &FinishedRun {
-            completed: true,
-            content: &answer.content,
-            error: None,
-            steps: react.then_some(step),
+            completed: generated.error.is_none(),
+            content: &generated.content,
+            error: generated.error.as_deref(),
+            steps: react.then_some(generated.steps),
             events: (!lp.persisted.is_empty()).then(|| Value::Array(lp.persisted.clone())),
-            usage,
-            tool_calls: &tool_calls,
+            usage: generated.usage,
+            tool_calls: &generated.tool_calls,
         },
     )
     .await
@@ -343,9 +287,9 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
         .map_or(0, |rc| rc.len().saturating_sub(1));
     let details = if react {
         CompleteDetails::React {
-            steps: step,
-            tool_calls: tool_calls.clone(),
-            usage,
+            steps: generated.steps,
+            tool_calls: generated.tool_calls.clone(),
+            usage: generated.usage,
         }
     } else {
         CompleteDetails::Plain {
@@ -354,26 +298,425 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
             is_new_session: session.is_new,
         }
     };
+    let status = if generated.error.is_none() {
+        "completed"
+    } else {
+        "failed"
+    };
     emit.send(&StreamEvent::Complete {
         run_id: run_id.clone(),
         session_id: session.session_id.clone(),
-        content: answer.content.clone(),
-        status: "completed".to_owned(),
-        error: None,
+        content: generated.content.clone(),
+        status: status.to_owned(),
+        error: generated.error.clone(),
         details,
-        citations: (!answer.citations.is_empty()).then(|| answer.citations.clone()),
+        citations: (!generated.citations.is_empty()).then(|| generated.citations.clone()),
     });
 
     Ok(Outcome::Finished(Box::new(Finished {
         run_id: run_id.clone(),
         session_id: session.session_id,
         is_new_session: session.is_new,
-        content: answer.content,
-        usage,
+        status,
+        error: generated.error,
+        content: generated.content,
+        usage: generated.usage,
         retrieved_items,
         citation_candidates: candidates,
-        citations: answer.citations,
+        citations: generated.citations,
     })))
+}
+
+/// What the model produced in a run.
+#[derive(Debug, Default)]
+struct Generated {
+    /// The answer, citation markers checked.
+    content: String,
+    /// The `content_delta`s put together.
+    streamed: String,
+    citations: Vec<Citation>,
+    /// Steps of the agent loop (1 without tool calls).
+    steps: u32,
+    tool_calls: Vec<ToolCallRecord>,
+    usage: Usage,
+    /// Set when the model failed; the run is then `failed`.
+    error: Option<String>,
+}
+
+/// One run's turn of the model: what it reads and where its events go.
+struct Turn<'a> {
+    state: &'a AppState,
+    prepared: &'a Prepared,
+    gathered: &'a Gathered,
+    tools: &'a [CustomTool],
+    /// The tool path (agent loop events, tools offered to the model).
+    react: bool,
+    emit: &'a Emitter,
+}
+
+impl Turn<'_> {
+    fn delta_meta(&self, lp: &mut Loop) -> LoopMeta {
+        if self.react {
+            lp.clock.next("content_delta")
+        } else {
+            LoopClock::plain("content_delta")
+        }
+    }
+
+    /// The offline model: at most one round of tool calls, then an
+    /// extractive answer streamed word by word at the configured pace.
+    async fn offline(&self, specs: &[ToolSpec], lp: &mut Loop) -> Generated {
+        let Prepared { agent, request, .. } = self.prepared;
+        let emit = self.emit;
+        let mut step = 1;
+        let mut tool_calls: Vec<ToolCallRecord> = Vec::new();
+        if self.react {
+            lp.emit(emit, "step_started", |meta| StreamEvent::StepStarted {
+                meta,
+                step,
+                is_last_step: false,
+            });
+            let instructions = instructions(agent, self.gathered);
+            let planned = model::plan_tool_calls(&request.message, &instructions, specs);
+            if !planned.is_empty() {
+                for call in planned {
+                    let record = call_tool(
+                        self.state,
+                        self.tools,
+                        &call.tool_name,
+                        call_id(),
+                        call.arguments,
+                        step,
+                        lp,
+                        emit,
+                    )
+                    .await;
+                    tool_calls.push(record);
+                }
+                lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
+                    meta,
+                    step,
+                    finish_reason: "tool_calls".to_owned(),
+                    has_tool_calls: true,
+                });
+                step += 1;
+                lp.emit(emit, "step_started", |meta| StreamEvent::StepStarted {
+                    meta,
+                    step,
+                    is_last_step: false,
+                });
+            }
+        }
+
+        let tool_results: Vec<String> = tool_calls.iter().map(|c| c.result.clone()).collect();
+        let answer = model::answer(
+            &request.message,
+            model::Context {
+                items: &self.gathered.items,
+                text: self.gathered.text.as_deref(),
+                tool_results: &tool_results,
+                tools: specs,
+            },
+            request.citations_enabled,
+        );
+        let deltas = model::deltas(&answer.content);
+        let delay = self.state.config.agents.token_delay();
+        for delta in &deltas {
+            if self.prepared.streaming && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let meta = self.delta_meta(lp);
+            emit.send(&StreamEvent::ContentDelta {
+                meta,
+                delta: delta.clone(),
+            });
+        }
+        if self.react {
+            lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
+                meta,
+                step,
+                finish_reason: "stop".to_owned(),
+                has_tool_calls: false,
+            });
+        }
+
+        let prompt = format!(
+            "{}\n{}\n{}\n{}\n{}",
+            agent.system_prompt.as_deref().unwrap_or_default(),
+            self.gathered.text.as_deref().unwrap_or_default(),
+            self.gathered
+                .items
+                .iter()
+                .map(|i| i.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            tool_results.join("\n"),
+            request.message,
+        );
+        let prompt_tokens = model::estimate_tokens(&prompt);
+        let completion_tokens = deltas.len() as u64;
+        Generated {
+            streamed: answer.content.clone(),
+            content: answer.content,
+            citations: answer.citations,
+            steps: step,
+            tool_calls,
+            usage: Usage {
+                prompt_tokens,
+                completion_tokens,
+                reasoning_tokens: 0,
+                cached_tokens: 0,
+                total_tokens: prompt_tokens + completion_tokens,
+            },
+            error: None,
+        }
+    }
+
+    /// The OpenAI-compatible model: the platform's prompt (system prompt,
+    /// `Context:`, the citation instruction), the session's history, and an
+    /// agent loop of up to `settings.max_steps` (25) calls, the last one
+    /// without tools. A model failure fails the run.
+    async fn with_model(
+        &self,
+        llm: &Llm,
+        session: Uuid,
+        lp: &mut Loop,
+    ) -> anyhow::Result<Generated> {
+        let Prepared { agent, request, .. } = self.prepared;
+        let emit = self.emit;
+        let cite = request.citations_enabled;
+
+        let mut system = agent.system_prompt.clone().unwrap_or_default();
+        let context = format_context(self.gathered, cite);
+        if !context.is_empty() {
+            system.push_str("\n\nContext:\n");
+            system.push_str(&context);
+        }
+        if cite && (!self.gathered.items.is_empty() || self.react) {
+            system.push_str("\n\n");
+            system.push_str(CITATION_INSTRUCTION);
+        }
+        let mut messages = Vec::new();
+        if !system.trim().is_empty() {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.extend(history(self.state, session).await?);
+        messages.push(json!({"role": "user", "content": request.message}));
+
+        let offered: Vec<Value> = if self.react {
+            self.tools
+                .iter()
+                .map(|t| {
+                    json!({"type": "function", "function": {
+                        "name": t.name, "description": t.description, "parameters": t.input_schema}})
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let max_steps = agent
+            .settings
+            .get("max_steps")
+            .and_then(Value::as_u64)
+            .unwrap_or(DEFAULT_MAX_STEPS)
+            .clamp(1, 100) as u32;
+
+        let mut generated = Generated::default();
+        let mut step = 1;
+        loop {
+            let last = step >= max_steps;
+            if self.react {
+                lp.emit(emit, "step_started", |meta| StreamEvent::StepStarted {
+                    meta,
+                    step,
+                    is_last_step: last,
+                });
+            }
+            let step_tools: &[Value] = if last { &[] } else { &offered };
+            let result = {
+                let content = &mut generated.streamed;
+                let react = self.react;
+                let mut on_delta = |delta: &str| {
+                    content.push_str(delta);
+                    let meta = if react {
+                        lp.clock.next("content_delta")
+                    } else {
+                        LoopClock::plain("content_delta")
+                    };
+                    emit.send(&StreamEvent::ContentDelta {
+                        meta,
+                        delta: delta.to_owned(),
+                    });
+                };
+                llm.complete(http_client(), &messages, step_tools, &mut on_delta)
+                    .await
+            };
+            let completion = match result {
+                Ok(completion) => completion,
+                Err(e) => {
+                    tracing::warn!(run_id = %self.prepared.run_id, error = %e, "the model failed");
+                    generated.error = Some(e.to_string());
+                    break;
+                }
+            };
+            if let Some(usage) = completion.usage {
+                generated.usage = add(generated.usage, usage);
+            }
+            let calls = if self.react && !last {
+                completion.tool_calls
+            } else {
+                Vec::new()
+            };
+            let has_tool_calls = !calls.is_empty();
+            let finish_reason = completion
+                .finish_reason
+                .unwrap_or_else(|| if has_tool_calls { "tool_calls" } else { "stop" }.to_owned());
+            if has_tool_calls {
+                messages.push(json!({
+                    "role": "assistant",
+                    "content": (!completion.content.is_empty()).then_some(completion.content),
+                    "tool_calls": calls.iter().map(|c| json!({
+                        "id": c.id, "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments}})).collect::<Vec<_>>(),
+                }));
+                for call in calls {
+                    let arguments = serde_json::from_str::<Value>(&call.arguments)
+                        .ok()
+                        .and_then(|v| v.as_object().cloned())
+                        .unwrap_or_default();
+                    let id = if call.id.is_empty() {
+                        call_id()
+                    } else {
+                        call.id.clone()
+                    };
+                    let record = call_tool(
+                        self.state,
+                        self.tools,
+                        &call.name,
+                        id.clone(),
+                        arguments,
+                        step,
+                        lp,
+                        emit,
+                    )
+                    .await;
+                    messages.push(
+                        json!({"role": "tool", "tool_call_id": id, "content": record.result}),
+                    );
+                    generated.tool_calls.push(record);
+                }
+            }
+            if self.react {
+                lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
+                    meta,
+                    step,
+                    finish_reason,
+                    has_tool_calls,
+                });
+            }
+            if !has_tool_calls {
+                break;
+            }
+            step += 1;
+        }
+        generated.steps = step;
+        generated.content = generated.streamed.clone();
+        if cite {
+            let (content, citations) =
+                model::parse_citations(&generated.streamed, &self.gathered.items);
+            generated.content = content;
+            generated.citations = citations;
+        }
+        Ok(generated)
+    }
+}
+
+/// Default `settings.max_steps` of an agent.
+const DEFAULT_MAX_STEPS: u64 = 25;
+
+/// The platform's citation instruction, appended to the system prompt when
+/// citations are enabled.
+const CITATION_INSTRUCTION: &str = "When referencing the provided context, include citations in brackets like \
+     [1], [2]. Each citation should be in its own brackets — use [1][2], not [1, 2]. If no specific context \
+     is referenced, do not include a citation. In tool results, each citable unit carries its key: a [n] \
+     label before the text, or a \"cite\": \"[n]\" field on a JSON item. Cite that key.";
+
+/// The run's context as the model reads it: the override text, or the items
+/// (each labelled `[n]` when citations are enabled).
+fn format_context(gathered: &Gathered, cite: bool) -> String {
+    if let Some(text) = &gathered.text {
+        return text.clone();
+    }
+    gathered
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            if cite {
+                format!("[{}] {}", i + 1, item.text)
+            } else {
+                item.text.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+/// The session's earlier turns (completed runs only, as the platform loads
+/// history), with citation markers removed from the answers.
+async fn history(state: &AppState, session: Uuid) -> anyhow::Result<Vec<Value>> {
+    let client = state
+        .db
+        .ai
+        .get()
+        .await
+        .context("connecting to the database")?;
+    let rows = client
+        .query(
+            "select input_messages, output_messages from ai.agent_runs
+              where session_id = $1 and status = 'completed' order by created_at, id",
+            &[&session],
+        )
+        .await
+        .context("loading the session's history")?;
+    let mut messages = Vec::new();
+    for row in rows {
+        let input: Option<Value> = row.get(0);
+        let output: Option<Value> = row.get(1);
+        for (value, role) in [(input, "user"), (output, "assistant")] {
+            for message in value
+                .as_ref()
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if message.get("role").and_then(Value::as_str) != Some(role) {
+                    continue;
+                }
+                let content = message
+                    .get("content")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let content = if role == "assistant" {
+                    model::strip_markers(content)
+                } else {
+                    content.to_owned()
+                };
+                messages.push(json!({"role": role, "content": content}));
+            }
+        }
+    }
+    Ok(messages)
+}
+
+fn add(a: Usage, b: Usage) -> Usage {
+    Usage {
+        prompt_tokens: a.prompt_tokens + b.prompt_tokens,
+        completion_tokens: a.completion_tokens + b.completion_tokens,
+        reasoning_tokens: a.reasoning_tokens + b.reasoning_tokens,
+        cached_tokens: a.cached_tokens + b.cached_tokens,
+        total_tokens: a.total_tokens + b.total_tokens,
+    }
 }
 
 /// The agent loop's bookkeeping: numbering, and the events kept in
@@ -421,37 +764,39 @@ fn http_client() -> &'static reqwest::Client {
     CLIENT.get_or_init(reqwest::Client::new)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn call_tool(
     state: &AppState,
     tools: &[CustomTool],
-    call: &model::PlannedCall,
+    tool_name: &str,
+    id: String,
+    arguments: serde_json::Map<String, Value>,
     step: u32,
     lp: &mut Loop,
     emit: &Emitter,
 ) -> ToolCallRecord {
-    let id = call_id();
-    let arguments = Value::Object(call.arguments.clone());
+    let shown = Value::Object(arguments.clone());
     lp.emit(emit, "tool_call", |meta| StreamEvent::ToolCall {
         meta,
         step,
-        tool_name: call.tool_name.clone(),
-        arguments: arguments.clone(),
+        tool_name: tool_name.to_owned(),
+        arguments: shown.clone(),
         call_id: id.clone(),
     });
     let started = Instant::now();
-    let result = match tools.iter().find(|t| t.name == call.tool_name) {
+    let result = match tools.iter().find(|t| t.name == tool_name) {
         Some(tool) => {
             let config = HttpToolConfig::from_config(&tool.config);
             let allow_loopback = state.config.agents.allow_loopback_tool_endpoints;
-            http_tool::call(http_client(), &config, &call.arguments, allow_loopback).await
+            http_tool::call(http_client(), &config, &arguments, allow_loopback).await
         }
-        None => format!("Error: Unknown tool '{}'", call.tool_name),
+        None => format!("Error: Unknown tool '{tool_name}'"),
     };
     let duration_ms = started.elapsed().as_millis() as u64;
     lp.emit(emit, "tool_result", |meta| StreamEvent::ToolResult {
         meta,
         step,
-        tool_name: call.tool_name.clone(),
+        tool_name: tool_name.to_owned(),
         call_id: id,
         result_preview: preview(&result),
         result_meta: ResultMeta {
@@ -462,8 +807,8 @@ async fn call_tool(
     });
     ToolCallRecord {
         step,
-        tool_name: call.tool_name.clone(),
-        arguments,
+        tool_name: tool_name.to_owned(),
+        arguments: shown,
         result,
         duration_ms,
     }

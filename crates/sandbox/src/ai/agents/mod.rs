@@ -14,7 +14,8 @@
 //! - [`runs`]: `/run`, `/run/stream`, `GET /runs/{run_id}`;
 //! - [`execution`]: one run, from context to persisted row, in its own task
 //!   so that a client that goes away stops nothing;
-//! - [`model`], [`text`]: the offline extractive model;
+//! - [`model`], [`text`]: the offline extractive model; [`llm`]: an
+//!   OpenAI-compatible model instead, when one is configured;
 //! - [`events`]: the SSE events and their framing;
 //! - [`endpoint`], [`http_tool`]: which tool URLs are allowed, and calling them.
 
@@ -24,6 +25,7 @@ pub mod endpoint;
 pub mod events;
 pub mod execution;
 pub mod http_tool;
+pub mod llm;
 pub mod model;
 pub mod request;
 pub mod runs;

@@ -421,6 +421,63 @@ fn collect_text(value: &Value, out: &mut Vec<String>) {
     }
 }
 
+/// The `[n]` markers of a model-written answer checked against the context
+/// items, as the platform's `parse_citations_from_response` does: markers
+/// naming an item become citations (ordered by key); markers naming none are
+/// removed from the text.
+pub fn parse_citations(content: &str, items: &[ContextItem]) -> (String, Vec<Citation>) {
+    let mut cleaned = String::with_capacity(content.len());
+    let mut keys = BTreeSet::new();
+    let mut rest = content;
+    while let Some((before, marker, after)) = next_marker(rest) {
+        cleaned.push_str(before);
+        match marker.parse::<usize>() {
+            Ok(n) if (1..=items.len()).contains(&n) => {
+                keys.insert(n);
+                cleaned.push_str(&format!("[{marker}]"));
+            }
+            _ => {}
+        }
+        rest = after;
+    }
+    cleaned.push_str(rest);
+    let citations = keys
+        .into_iter()
+        .map(|n| Citation::of_item(n - 1, &items[n - 1], 0.0))
+        .collect();
+    (cleaned, citations)
+}
+
+/// An answer without its `[n]` markers (and the spaces before them), as the
+/// platform strips them from the history it gives the model.
+pub fn strip_markers(content: &str) -> String {
+    let mut out = String::with_capacity(content.len());
+    let mut rest = content;
+    while let Some((before, _, after)) = next_marker(rest) {
+        out.push_str(before.trim_end());
+        rest = after;
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
+
+/// The first `[digits]` in `text`: what precedes it, the digits, what follows.
+fn next_marker(text: &str) -> Option<(&str, &str, &str)> {
+    let mut from = 0;
+    while let Some(open) = text[from..].find('[').map(|i| i + from) {
+        let digits = text[open + 1..]
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .count();
+        let close = open + 1 + digits;
+        if digits > 0 && text[close..].starts_with(']') {
+            return Some((&text[..open], &text[open + 1..close], &text[close + 1..]));
+        }
+        from = open + 1;
+    }
+    None
+}
+
 /// The answer cut into streaming pieces: each word with the whitespace that
 /// follows it. Concatenated, they give `content` back exactly.
 pub fn deltas(content: &str) -> Vec<String> {
@@ -642,6 +699,22 @@ mod tests {
             assert!(d.iter().all(|p| !p.is_empty()));
         }
         assert_eq!(deltas("a b  c"), vec!["a ", "b  ", "c"]);
+    }
+
+    #[test]
+    fn model_written_markers_are_checked_against_the_items() {
+        let items = items();
+        let (content, citations) =
+            parse_citations("Five years [2][9]. Jars [1], see [x] and [0].", &items);
+        assert_eq!(content, "Five years [2]. Jars [1], see [x] and .");
+        assert_eq!(
+            citations.iter().map(|c| c.key.as_str()).collect::<Vec<_>>(),
+            ["1", "2"]
+        );
+        assert_eq!(
+            strip_markers("Five years [2][9]. Jars [1]."),
+            "Five years. Jars."
+        );
     }
 
     #[test]

@@ -103,10 +103,10 @@ async fn run(
                 "session_id": done.session_id,
                 "context_handler_id": null,
                 "content": done.content,
-                "error": null,
+                "error": done.error,
                 "usage": done.usage,
                 "retrieved_items": done.retrieved_items,
-                "status": "completed",
+                "status": done.status,
                 "is_new_session": done.is_new_session,
             });
             if let (true, Some(candidates)) = (cite, done.citation_candidates) {
