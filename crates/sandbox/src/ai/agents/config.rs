@@ -23,7 +23,12 @@ pub struct AgentsConfig {
     /// runs on this machine. The real platform refuses them (as it refuses
     /// private and link-local addresses): there, a tool endpoint must be
     /// publicly reachable.
-    #[arg(long, env = "QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS")]
+    /// (The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.)
+    #[arg(
+        long,
+        env = "QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub allow_loopback_tool_endpoints: bool,
 
     /// Pause between two streamed pieces of an answer (`content_delta`), in
@@ -92,4 +97,50 @@ impl AgentsConfig {
 
 fn parse_secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agents: AgentsConfig,
+    }
+
+    #[test]
+    fn clap_defaults_match_the_embedding_default() {
+        let parsed = Cli::parse_from(["quire-sandbox"]).agents;
+        let built = AgentsConfig::default();
+        assert!(!parsed.allow_loopback_tool_endpoints);
+        assert_eq!(parsed.token_delay_ms, built.token_delay_ms);
+        assert_eq!(parsed.keepalive_ms, built.keepalive_ms);
+        assert_eq!(parsed.llm_model, built.llm_model);
+        assert!(parsed.llm_url.is_none());
+    }
+
+    #[test]
+    fn the_loopback_flag_is_a_switch() {
+        let parsed = Cli::parse_from(["quire-sandbox", "--allow-loopback-tool-endpoints"]).agents;
+        assert!(parsed.allow_loopback_tool_endpoints);
+    }
+
+    #[test]
+    fn the_start_up_line_names_the_model() {
+        let mut config = AgentsConfig::default();
+        assert!(
+            config
+                .model_description()
+                .starts_with("the offline extractive model")
+        );
+        config.llm_url = Some(url::Url::parse("https://api.example.com/v1/").unwrap());
+        config.llm_model = "m".to_owned();
+        assert_eq!(
+            config.model_description(),
+            "OpenAI-compatible model m at https://api.example.com/v1"
+        );
+    }
 }
