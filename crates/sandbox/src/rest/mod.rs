@@ -16,9 +16,14 @@
 //!    and for calls of stable/immutable functions — so that row-level
 //!    security is PostgreSQL's own.
 //!
-//! Not served (deviations from PostgREST): resource embedding (`PGRST200`),
-//! `PUT` upserts, CSV and other media types, the OpenAPI root (`PGRST126`),
-//! `count=planned|estimated` (both count exactly).
+//! Not served (deviations from PostgREST, each answered with an error rather
+//! than a guess): resource embedding and related orders (`PGRST200`,
+//! `PGRST108`), aggregates (`PGRST123`, as on the platform), `PUT` upserts
+//! (`PGRST127`), CSV, GeoJSON and plan media types (`PGRST107`/`PGRST102`),
+//! the OpenAPI root (`PGRST126`). Also: `count=planned|estimated` count
+//! exactly, `Prefer: tx=…` and `timezone=…` are not applied, and the parse
+//! errors' `details` imitate Parsec's wording without reproducing every
+//! merge of its expectations.
 
 pub mod auth;
 pub mod catalog;
