@@ -1,7 +1,131 @@
-//! `quire-companion`: verified users, safe agent runs, persisted streams and ingestion.
-//! It arrives with the companion issue.
+//! `quire-companion`: Quire's trusted backend.
+//!
+//! ```text
+//! quire-companion [serve]                 run the server (QUIRE_COMPANION_* settings)
+//! quire-companion provision --out <file>  find or create the agent and knowledge base,
+//!                                         write {"agent_id", "knowledge_base_id"} to <file>
+//! ```
 
-fn main() {
-    eprintln!("quire-companion: not built yet (it arrives with the companion issue)");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use quire_companion::config::{Config, PlatformConfig};
+use quire_companion::platform::Platform;
+use quire_companion::provision;
+
+const USAGE: &str = "usage:
+  quire-companion [serve]
+      Runs the companion. Settings come from QUIRE_COMPANION_* environment
+      variables (crates/companion/README.md lists them; the startup error
+      names anything missing or malformed).
+  quire-companion provision [--out <file>]
+      Finds or creates Quire's agent and knowledge base on the platform
+      (QUIRE_COMPANION_API_URL, QUIRE_COMPANION_ANON_KEY,
+      QUIRE_COMPANION_SERVICE_ROLE_KEY) and prints, or writes to <file>,
+      {\"agent_id\": …, \"knowledge_base_id\": …}. Ids already in <file> are
+      reused while they exist.";
+
+fn main() -> ExitCode {
+    init_logs();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("quire-companion: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match args.first().map(String::as_str) {
+        None | Some("serve") if args.len() <= 1 => runtime.block_on(serve()),
+        Some("provision") => match provision_out(&args[1..]) {
+            Ok(out) => runtime.block_on(run_provision(out)),
+            Err(err) => Err(err),
+        },
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(anyhow::anyhow!("unknown arguments {args:?}\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("quire-companion: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("QUIRE_COMPANION_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn provision_out(args: &[String]) -> anyhow::Result<Option<PathBuf>> {
+    match args {
+        [] => Ok(None),
+        [flag, path] if flag == "--out" => Ok(Some(PathBuf::from(path))),
+        _ => Err(anyhow::anyhow!("unknown arguments {args:?}\n{USAGE}")),
+    }
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let companion = quire_companion::spawn(config).await?;
+    let stop = companion.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    companion.wait().await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn run_provision(out: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = PlatformConfig::from_env()?;
+    let platform = Platform::new(&config)?;
+    let known = out.as_deref().and_then(provision::read_known);
+    let ids = provision::provision(&platform, known)
+        .await
+        .context("provisioning the agent and knowledge base")?;
+    match out {
+        Some(path) => {
+            provision::write(&path, &ids)?;
+            tracing::info!(agent_id = %ids.agent_id, knowledge_base_id = %ids.knowledge_base_id,
+                           file = %path.display(), "provisioned");
+        }
+        None => println!("{}", serde_json::to_string(&ids)?),
+    }
+    Ok(())
 }

@@ -1,0 +1,420 @@
+//! `POST /api/chat` and `POST /api/chat/{message_id}/stop` (DESIGN.md, Ask).
+//!
+//! A question is checked in this order, and nothing is written until every
+//! check has passed: the user's token; the body (a non-empty message within
+//! the length limit, at most `max_chunk_ids` chunk ids); the user's run
+//! limit (429); the conversation, read under the user's own token (404 for
+//! one that is not theirs, exactly as for one that does not exist). Then
+//! the chunk ids are re-read under the user's token — RLS drops any id that
+//! is not theirs, and the client's text is never used — the question and the
+//! answer's `streaming` row are written, a `session_token` is minted, and
+//! the run starts ([`run`]). The response is the run's events as SSE
+//! ([`events`]).
+
+pub mod events;
+pub mod run;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::auth::User;
+use crate::error::ApiError;
+use crate::limits::RUN_RETRY_AFTER_SECS;
+use crate::platform::{Auth, in_list};
+use crate::server::AppState;
+use crate::tool;
+use run::{ContextChunk, Turn};
+
+/// Characters of the question used as a new conversation's title.
+const TITLE_CHARS: usize = 80;
+/// How long Stop waits for the run to be persisted before answering.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// The body of `POST /api/chat`.
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    #[serde(default)]
+    conversation_id: Option<Uuid>,
+    message: String,
+    #[serde(default)]
+    chunk_ids: Vec<Uuid>,
+}
+
+#[derive(Deserialize)]
+struct ConversationRow {
+    id: Uuid,
+    agent_session_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChunkRow {
+    id: Uuid,
+    document_id: Uuid,
+    chunk_id: Uuid,
+    page: Option<i32>,
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct TitleRow {
+    id: Uuid,
+    title: String,
+}
+
+#[derive(Deserialize)]
+struct TurnRow {
+    user_message_id: Uuid,
+    message_id: Uuid,
+}
+
+/// `POST /api/chat`.
+pub async fn chat(
+    State(state): State<AppState>,
+    user: User,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("The request body must be JSON {{conversation_id?, message, chunk_ids}}: {e}"),
+        )
+    })?;
+    let question = request.message.trim().to_owned();
+    if question.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_message",
+            "The message is empty. Type a question.",
+        ));
+    }
+    let limits = &state.config.limits;
+    if question.chars().count() > limits.max_message_chars {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_long",
+            format!(
+                "The message is longer than {} characters. Shorten it.",
+                limits.max_message_chars
+            ),
+        ));
+    }
+    let mut chunk_ids = request.chunk_ids;
+    if chunk_ids.len() > limits.max_chunk_ids {
+        return Err(ApiError::bad_request(
+            "too_many_chunks",
+            format!(
+                "At most {} chunk ids may be sent with a question.",
+                limits.max_chunk_ids
+            ),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    chunk_ids.retain(|id| seen.insert(*id));
+
+    let slot = state.run_slots.try_take(user.id).ok_or_else(|| {
+        ApiError::rate_limited(
+            "You already have answers being written. Wait for one to finish.",
+            RUN_RETRY_AFTER_SECS,
+        )
+    })?;
+
+    let (conversation_id, session_id) =
+        conversation(&state, &user, request.conversation_id, &question).await?;
+    let (context, dropped) = own_chunks(&state, &user, &chunk_ids).await?;
+
+    let turn: Vec<TurnRow> = state
+        .platform
+        .rpc(
+            Auth::Service,
+            "begin_chat_turn",
+            &json!({"conversation_id": conversation_id, "owner_id": user.id, "content": question}),
+        )
+        .await
+        .map_err(|err| match err.status() {
+            // Deleted between the check and now.
+            Some(404) => ApiError::not_found("conversation"),
+            _ => ApiError::platform(&err),
+        })?;
+    let turn_row = turn
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("begin_chat_turn returned no row"))?;
+
+    let (token, token_hash) = tool::mint_session_token();
+    let expires_at = chrono::Utc::now()
+        + chrono::Duration::from_std(state.config.run_timeout + Duration::from_secs(60))
+            .unwrap_or(chrono::Duration::hours(1));
+    if let Err(err) = state
+        .platform
+        .insert::<Value>(
+            Auth::Service,
+            "tool_sessions",
+            &json!({"token_hash": token_hash, "owner_id": user.id,
+                    "conversation_id": conversation_id, "expires_at": expires_at}),
+        )
+        .await
+    {
+        // The answer's row exists: end it as failed rather than leave it streaming.
+        let _ = state
+            .platform
+            .rpc::<Value>(
+                Auth::Service,
+                "finish_chat_message",
+                &json!({"message_id": turn_row.message_id, "events": [], "status": "failed",
+                        "content": "", "error": "The answer could not be started. Try again."}),
+            )
+            .await;
+        return Err(ApiError::platform(&err));
+    }
+
+    let (tx, rx) = mpsc::unbounded_channel();
+    let message_id = turn_row.message_id;
+    run::start(
+        &state,
+        Turn {
+            owner: user.id,
+            conversation_id,
+            message_id,
+            user_message_id: turn_row.user_message_id,
+            session_id,
+            question,
+            context,
+            dropped,
+            token,
+            token_hash,
+        },
+        tx,
+        slot,
+    );
+
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        Some((Ok::<_, Infallible>(event.to_sse()), rx))
+    });
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Ok(v) = HeaderValue::from_str(&conversation_id.to_string()) {
+        headers.insert("x-quire-conversation-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&message_id.to_string()) {
+        headers.insert("x-quire-message-id", v);
+    }
+    Ok(response)
+}
+
+/// The conversation to answer in and its platform session: the user's own
+/// (checked under their token), or a new one.
+async fn conversation(
+    state: &AppState,
+    user: &User,
+    requested: Option<Uuid>,
+    question: &str,
+) -> Result<(Uuid, String), ApiError> {
+    let Some(id) = requested else {
+        let session_id = create_session(state, user.id).await?;
+        let title: String = question.chars().take(TITLE_CHARS).collect();
+        let rows: Vec<ConversationRow> = state
+            .platform
+            .insert(
+                Auth::Service,
+                "conversations",
+                &json!({"owner_id": user.id, "title": title, "agent_session_id": session_id}),
+            )
+            .await?;
+        let row = rows
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("inserting a conversation returned no row"))?;
+        return Ok((row.id, session_id));
+    };
+
+    let rows: Vec<ConversationRow> = state
+        .platform
+        .select(
+            Auth::User(user.token()),
+            "conversations",
+            &[
+                ("select", "id,agent_session_id".to_owned()),
+                ("id", format!("eq.{id}")),
+            ],
+        )
+        .await?;
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("conversation"))?;
+    if let Some(session_id) = row.agent_session_id {
+        return Ok((row.id, session_id));
+    }
+    // A conversation the client created itself: give it a session, unless
+    // a concurrent question just did.
+    let session_id = create_session(state, user.id).await?;
+    let updated: Vec<ConversationRow> = state
+        .platform
+        .update(
+            Auth::Service,
+            "conversations",
+            &[
+                ("id", format!("eq.{id}")),
+                ("owner_id", format!("eq.{}", user.id)),
+                ("agent_session_id", "is.null".to_owned()),
+            ],
+            &json!({"agent_session_id": session_id}),
+        )
+        .await?;
+    if updated.is_empty() {
+        let rows: Vec<ConversationRow> = state
+            .platform
+            .select(
+                Auth::User(user.token()),
+                "conversations",
+                &[
+                    ("select", "id,agent_session_id".to_owned()),
+                    ("id", format!("eq.{id}")),
+                ],
+            )
+            .await?;
+        let existing = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.agent_session_id)
+            .ok_or_else(|| ApiError::not_found("conversation"))?;
+        return Ok((id, existing));
+    }
+    Ok((id, session_id))
+}
+
+/// A platform session owned by the user (shared/reference/POWABASE.md §3:
+/// made by the service role with `user_id`, so the user could list it).
+async fn create_session(state: &AppState, user: Uuid) -> Result<String, ApiError> {
+    let body: Value = state
+        .platform
+        .json(
+            "POST /api/agents/{id}/sessions",
+            state
+                .platform
+                .request(
+                    Method::POST,
+                    &format!("/api/agents/{}/sessions", state.config.agent_id),
+                    Auth::Service,
+                )
+                .json(&json!({"user_id": user})),
+        )
+        .await?;
+    body.get("session_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::internal(format_args!("session without a session_id: {body}")))
+}
+
+/// The chunks among `ids` the user may read, with their documents' titles,
+/// in the order given; and how many ids were dropped.
+async fn own_chunks(
+    state: &AppState,
+    user: &User,
+    ids: &[Uuid],
+) -> Result<(Vec<ContextChunk>, usize), ApiError> {
+    if ids.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let rows: Vec<ChunkRow> = state
+        .platform
+        .select(
+            Auth::User(user.token()),
+            "document_chunks",
+            &[
+                ("select", "id,document_id,chunk_id,page,text".to_owned()),
+                ("id", in_list(ids)),
+            ],
+        )
+        .await?;
+    let mut documents: Vec<Uuid> = rows.iter().map(|r| r.document_id).collect();
+    documents.sort_unstable();
+    documents.dedup();
+    let titles: HashMap<Uuid, String> = if documents.is_empty() {
+        HashMap::new()
+    } else {
+        state
+            .platform
+            .select::<TitleRow>(
+                Auth::User(user.token()),
+                "documents",
+                &[
+                    ("select", "id,title".to_owned()),
+                    ("id", in_list(&documents)),
+                ],
+            )
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.title))
+            .collect()
+    };
+    let mut by_id: HashMap<Uuid, ChunkRow> = rows.into_iter().map(|r| (r.id, r)).collect();
+    let context: Vec<ContextChunk> = ids
+        .iter()
+        .filter_map(|id| by_id.remove(id))
+        .filter_map(|row| {
+            let title = titles.get(&row.document_id)?.clone();
+            Some(ContextChunk {
+                id: row.id,
+                document_id: row.document_id,
+                chunk_id: row.chunk_id,
+                page: row.page,
+                title,
+                text: row.text,
+            })
+        })
+        .collect();
+    let dropped = ids.len() - context.len();
+    Ok((context, dropped))
+}
+
+/// `POST /api/chat/{message_id}/stop`.
+pub async fn stop(
+    State(state): State<AppState>,
+    user: User,
+    Path(message_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let message_id = Uuid::parse_str(&message_id).map_err(|_| ApiError::not_found("answer"))?;
+    if let Some(status) = state.runs.stop(message_id, user.id, STOP_WAIT).await {
+        return Ok(Json(json!({"message_id": message_id, "status": status})).into_response());
+    }
+    // Not running here: another companion's, an orphan, or finished.
+    let status: Option<String> = state
+        .platform
+        .rpc(
+            Auth::Service,
+            "stop_chat_message",
+            &json!({"message_id": message_id, "owner_id": user.id}),
+        )
+        .await?;
+    match status.as_deref() {
+        None => Err(ApiError::not_found("answer")),
+        Some("stopped") => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"message_id": message_id, "status": "stopped"})),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_running",
+            format!("This answer has already finished ({other})."),
+        )),
+    }
+}

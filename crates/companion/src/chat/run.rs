@@ -1,0 +1,896 @@
+//! One answer, from `run/stream` to the finished `chat_messages` row.
+//!
+//! The run lives in its own task: the client's SSE stream is only a
+//! listener, so a client that goes away stops nothing (DESIGN.md, Ask §4).
+//! Three things happen as each platform event arrives:
+//!
+//! 1. it is translated into Quire's vocabulary ([`super::events`]) and sent
+//!    to the client at once;
+//! 2. deltas are gathered into one row per coalescing interval, other
+//!    events are rows of their own, each with the next `seq`;
+//! 3. rows go to the [`recorder`], a second task that writes them through
+//!    `append_chat_events` — batching whatever queued up while the previous
+//!    write was in flight, so a slow database never delays the relay.
+//!
+//! The run ends in exactly one terminal event — `complete` (finished or
+//! stopped) or `error` — written with the final row by
+//! `finish_chat_message` in one transaction.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use reqwest::Method;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::events::{ChatEvent, EventRow, Kind};
+use crate::limits::RunSlot;
+use crate::platform::sse::{Ending, SseParser};
+use crate::platform::{Auth, PlatformError};
+use crate::server::AppState;
+use crate::tool::TOOL_NAME;
+
+/// Characters of a chunk quoted in a citation's `excerpt`.
+const EXCERPT_CHARS: usize = 300;
+
+/// A question, ready to be answered.
+pub struct Turn {
+    pub owner: Uuid,
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
+    pub user_message_id: Uuid,
+    /// The conversation's platform session (`sess_…`).
+    pub session_id: String,
+    pub question: String,
+    /// The user's own chunks, re-read under their identity, in the order
+    /// the client ranked them. Context item `n` (1-based) is `context[n-1]`.
+    pub context: Vec<ContextChunk>,
+    /// Chunk ids the client sent that the user's RLS did not return.
+    pub dropped: usize,
+    /// The run's `session_token` and its hash (the `tool_sessions` key).
+    pub token: SecretString,
+    pub token_hash: String,
+}
+
+/// A chunk given to the agent as a by-value context item.
+#[derive(Debug, Clone, Serialize)]
+pub struct ContextChunk {
+    /// `document_chunks.id`: the id the client sent.
+    pub id: Uuid,
+    pub document_id: Uuid,
+    /// The platform's `ai.chunks` id.
+    pub chunk_id: Uuid,
+    pub page: Option<i32>,
+    pub title: String,
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// Why a run was asked to end early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Its owner pressed Stop here.
+    User,
+    /// The answer's row left `streaming` (Stop reached another companion).
+    Elsewhere,
+    /// The companion is shutting down.
+    Shutdown,
+}
+
+/// How to stop a run, shared with the registry.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    cancel: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+impl RunControl {
+    /// Asks the run to end; the first reason given wins.
+    pub fn stop(&self, reason: StopReason) {
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(reason);
+        self.cancel.cancel();
+    }
+
+    fn reason(&self) -> Option<StopReason> {
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The runs of this process, by answer id.
+#[derive(Debug, Clone, Default)]
+pub struct Runs {
+    inner: Arc<Mutex<HashMap<Uuid, RunEntry>>>,
+}
+
+#[derive(Debug, Clone)]
+struct RunEntry {
+    owner: Uuid,
+    control: Arc<RunControl>,
+    /// The final status once persisted.
+    done: watch::Receiver<Option<String>>,
+}
+
+impl Runs {
+    fn insert(&self, message_id: Uuid, entry: RunEntry) {
+        self.lock().insert(message_id, entry);
+    }
+
+    fn remove(&self, message_id: Uuid) {
+        self.lock().remove(&message_id);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RunEntry>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops `owner`'s run of answer `message_id` if this process runs it,
+    /// and waits (up to `wait`) for its final status. `None` when no such
+    /// run is here.
+    pub async fn stop(&self, message_id: Uuid, owner: Uuid, wait: Duration) -> Option<String> {
+        let entry = self.lock().get(&message_id).cloned()?;
+        if entry.owner != owner {
+            return None;
+        }
+        entry.control.stop(StopReason::User);
+        let mut done = entry.done;
+        let finished = tokio::time::timeout(wait, done.wait_for(Option::is_some)).await;
+        match finished {
+            Ok(Ok(status)) => status.clone(),
+            _ => Some("stopped".to_owned()),
+        }
+    }
+
+    /// Stops every run (shutdown) and waits until all are persisted or
+    /// `wait` has passed.
+    pub async fn stop_all(&self, wait: Duration) {
+        let entries: Vec<RunEntry> = self.lock().values().cloned().collect();
+        for entry in &entries {
+            entry.control.stop(StopReason::Shutdown);
+        }
+        let all = async {
+            for entry in entries {
+                let mut done = entry.done;
+                let _ = done.wait_for(Option::is_some).await;
+            }
+        };
+        let _ = tokio::time::timeout(wait, all).await;
+    }
+
+    /// How many runs are in flight.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no run is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Starts answering `turn` in the background; its events go to `client`.
+pub fn start(
+    state: &AppState,
+    turn: Turn,
+    client: mpsc::UnboundedSender<ChatEvent>,
+    slot: RunSlot,
+) {
+    let control = Arc::new(RunControl::default());
+    let (done_tx, done_rx) = watch::channel(None);
+    state.runs.insert(
+        turn.message_id,
+        RunEntry {
+            owner: turn.owner,
+            control: control.clone(),
+            done: done_rx,
+        },
+    );
+    let state = state.clone();
+    tokio::spawn(async move {
+        let message_id = turn.message_id;
+        let status = run(&state, turn, client, control).await;
+        state.runs.remove(message_id);
+        drop(slot);
+        let _ = done_tx.send(Some(status.unwrap_or_else(|| "unknown".to_owned())));
+    });
+}
+
+/// How the platform's stream ended.
+enum Outcome {
+    Complete {
+        content: Option<String>,
+        citations: Vec<Value>,
+    },
+    Failed {
+        code: &'static str,
+        message: String,
+    },
+    Stopped(StopReason),
+}
+
+/// What the recorder is given.
+enum Record {
+    Rows(Vec<EventRow>, String),
+    Finish {
+        rows: Vec<EventRow>,
+        status: &'static str,
+        content: String,
+        citations: Value,
+        run_id: Option<String>,
+        error: Option<String>,
+    },
+}
+
+/// Sends events to the client and rows to the recorder, numbering them.
+struct Emitter {
+    message_id: Uuid,
+    conversation_id: Uuid,
+    next_seq: i32,
+    interval: Duration,
+    group: Option<Group>,
+    content: String,
+    client: Option<mpsc::UnboundedSender<ChatEvent>>,
+    recorder: mpsc::UnboundedSender<Record>,
+}
+
+/// The deltas of the current coalescing interval: one row.
+struct Group {
+    seq: i32,
+    text: String,
+    deadline: Instant,
+}
+
+impl Emitter {
+    fn event(&self, seq: i32, kind: Kind, payload: Value) -> ChatEvent {
+        ChatEvent {
+            message_id: self.message_id,
+            conversation_id: self.conversation_id,
+            seq,
+            kind,
+            payload,
+        }
+    }
+
+    fn send_to_client(&mut self, event: ChatEvent) {
+        if let Some(client) = &self.client
+            && client.send(event).is_err()
+        {
+            tracing::debug!(message_id = %self.message_id, "the client went away; the run goes on");
+            self.client = None;
+        }
+    }
+
+    fn take_seq(&mut self) -> i32 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// A non-delta, non-terminal event.
+    fn emit(&mut self, kind: Kind, payload: Value) {
+        self.close_group();
+        let seq = self.take_seq();
+        self.send_to_client(self.event(seq, kind, payload.clone()));
+        let _ = self.recorder.send(Record::Rows(
+            vec![EventRow { seq, kind, payload }],
+            self.content.clone(),
+        ));
+    }
+
+    fn delta(&mut self, text: &str) {
+        if text.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        if self.group.as_ref().is_none_or(|g| now >= g.deadline) {
+            self.close_group();
+            let seq = self.take_seq();
+            self.group = Some(Group {
+                seq,
+                text: String::new(),
+                deadline: now + self.interval,
+            });
+        }
+        let group = self.group.as_mut().expect("opened above");
+        group.text.push_str(text);
+        let seq = group.seq;
+        self.content.push_str(text);
+        self.send_to_client(self.event(seq, Kind::Delta, json!({"text": text})));
+    }
+
+    /// Ends the current delta row and hands it to the recorder.
+    fn close_group(&mut self) {
+        if let Some(group) = self.group.take() {
+            let _ = self.recorder.send(Record::Rows(
+                vec![EventRow {
+                    seq: group.seq,
+                    kind: Kind::Delta,
+                    payload: json!({"text": group.text}),
+                }],
+                self.content.clone(),
+            ));
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.group.as_ref().map(|g| g.deadline)
+    }
+
+    /// The terminal event and the final row.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &mut self,
+        kind: Kind,
+        payload: Value,
+        status: &'static str,
+        content: String,
+        citations: Value,
+        run_id: Option<String>,
+        error: Option<String>,
+    ) {
+        self.close_group();
+        let seq = self.take_seq();
+        self.send_to_client(self.event(seq, kind, payload.clone()));
+        let _ = self.recorder.send(Record::Finish {
+            rows: vec![EventRow { seq, kind, payload }],
+            status,
+            content,
+            citations,
+            run_id,
+            error,
+        });
+    }
+}
+
+/// Answers `turn`; returns the final status as persisted.
+async fn run(
+    state: &AppState,
+    turn: Turn,
+    client: mpsc::UnboundedSender<ChatEvent>,
+    control: Arc<RunControl>,
+) -> Option<String> {
+    let (record_tx, record_rx) = mpsc::unbounded_channel();
+    let recorder = tokio::spawn(recorder(
+        state.clone(),
+        turn.message_id,
+        record_rx,
+        control.clone(),
+    ));
+    let mut out = Emitter {
+        message_id: turn.message_id,
+        conversation_id: turn.conversation_id,
+        next_seq: 0,
+        interval: state.config.delta_interval,
+        group: None,
+        content: String::new(),
+        client: Some(client),
+        recorder: record_tx,
+    };
+
+    out.emit(
+        Kind::Context,
+        json!({
+            "user_message_id": turn.user_message_id,
+            "chunks": turn.context,
+            "dropped": turn.dropped,
+        }),
+    );
+
+    let mut run_id: Option<String> = None;
+    let outcome = stream_answer(state, &turn, &control, &mut out, &mut run_id).await;
+
+    match outcome {
+        Outcome::Complete { content, citations } => {
+            let content = content.unwrap_or_else(|| out.content.clone());
+            let citations = Value::Array(self::citations(&citations, &turn.context));
+            out.finish(
+                Kind::Complete,
+                json!({"status": "complete", "content": content, "citations": citations, "run_id": run_id}),
+                "complete",
+                content,
+                citations,
+                run_id,
+                None,
+            );
+        }
+        Outcome::Stopped(StopReason::User | StopReason::Elsewhere) => {
+            let content = out.content.clone();
+            out.finish(
+                Kind::Complete,
+                json!({"status": "stopped", "content": content, "citations": [], "run_id": run_id}),
+                "stopped",
+                content,
+                json!([]),
+                run_id,
+                None,
+            );
+        }
+        Outcome::Stopped(StopReason::Shutdown) => {
+            let message = "The answer was interrupted because Quire's server restarted. Ask again.";
+            let content = out.content.clone();
+            out.finish(
+                Kind::Error,
+                json!({"code": "interrupted", "message": message, "content": content}),
+                "failed",
+                content,
+                json!([]),
+                run_id,
+                Some(message.to_owned()),
+            );
+        }
+        Outcome::Failed { code, message } => {
+            let content = out.content.clone();
+            out.finish(
+                Kind::Error,
+                json!({"code": code, "message": message, "content": content}),
+                "failed",
+                content,
+                json!([]),
+                run_id,
+                Some(message),
+            );
+        }
+    }
+    // The client's stream stays open until the rows are written and the
+    // token is gone: a client that sees it end finds the whole answer.
+    let client = out.client.take();
+    drop(out);
+    let status = recorder.await.ok().flatten();
+
+    // The token has done its work: nobody may search with it any more.
+    if let Err(err) = state
+        .platform
+        .delete(
+            Auth::Service,
+            "tool_sessions",
+            &[("token_hash", format!("eq.{}", turn.token_hash))],
+        )
+        .await
+    {
+        tracing::warn!(error = %err, "could not delete a run's tool session (it expires on its own)");
+    }
+    drop(client);
+    status
+}
+
+/// Calls `run/stream` and relays it until it ends, fails or is stopped.
+async fn stream_answer(
+    state: &AppState,
+    turn: &Turn,
+    control: &RunControl,
+    out: &mut Emitter,
+    run_id: &mut Option<String>,
+) -> Outcome {
+    let deadline = Instant::now() + state.config.run_timeout;
+    let mut items: Vec<Value> = turn
+        .context
+        .iter()
+        .map(|c| {
+            json!({"text": c.text, "meta": {
+                "chunk_id": c.id, "document_id": c.document_id, "page": c.page, "title": c.title}})
+        })
+        .collect();
+    items.push(json!({
+        "text": format!(
+            "To search the user's documents beyond this context, call {TOOL_NAME} with \
+             session_token = {} and the user's question as query.",
+            turn.token.expose_secret()
+        ),
+        "meta": {"kind": "instruction"},
+    }));
+    let body = json!({
+        "message": turn.question,
+        "session_id": turn.session_id,
+        "context_items": items,
+        "citations_enabled": true,
+    });
+    let what = "POST /api/agents/{id}/run/stream";
+    let request = state
+        .platform
+        .request(
+            Method::POST,
+            &format!("/api/agents/{}/run/stream", state.config.agent_id),
+            Auth::Service,
+        )
+        .header("Accept", "text/event-stream")
+        .json(&body);
+
+    let response = tokio::select! {
+        biased;
+        () = control.cancel.cancelled() => return stopped(control),
+        () = tokio::time::sleep_until(deadline) => return timed_out(),
+        response = state.platform.send(what, request) => response,
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(err) => return platform_failure(&err),
+    };
+
+    let mut body = response.bytes_stream();
+    let mut parser = SseParser::default();
+    let mut final_text: Option<String> = None;
+    loop {
+        let group_deadline = out.deadline();
+        tokio::select! {
+            biased;
+            () = control.cancel.cancelled() => return stopped(control),
+            () = tokio::time::sleep_until(deadline) => return timed_out(),
+            () = sleep_until_some(group_deadline) => out.close_group(),
+            piece = body.next() => match piece {
+                Some(Ok(bytes)) => {
+                    let events = match parser.push(&bytes) {
+                        Ok(events) => events,
+                        Err(err) => return Outcome::Failed {
+                            code: "platform_error",
+                            message: format!("The AI service sent something Quire could not read ({err})."),
+                        },
+                    };
+                    for event in events {
+                        let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+                            tracing::warn!(data = %event.data, "run/stream sent an event that is not JSON");
+                            continue;
+                        };
+                        if let Some(outcome) = relay(&value, out, run_id, &mut final_text) {
+                            return outcome;
+                        }
+                    }
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "run/stream broke off");
+                    return stream_ended();
+                }
+                None => {
+                    if parser.finish() == Ending::Truncated {
+                        tracing::warn!("run/stream ended in the middle of an event");
+                    }
+                    return stream_ended();
+                }
+            },
+        }
+    }
+}
+
+/// Translates one platform event (shared/reference/POWABASE.md §5.4);
+/// `Some` when it ends the run.
+fn relay(
+    event: &Value,
+    out: &mut Emitter,
+    run_id: &mut Option<String>,
+    final_text: &mut Option<String>,
+) -> Option<Outcome> {
+    let text = |key: &str| event.get(key).and_then(Value::as_str);
+    match text("event").unwrap_or_default() {
+        "start" => {
+            *run_id = text("run_id").map(str::to_owned);
+            out.emit(Kind::Status, json!({"state": "running", "run_id": run_id}));
+        }
+        "content_delta" => out.delta(text("delta").unwrap_or_default()),
+        "tool_call" => {
+            let mut arguments = event.get("arguments").cloned().unwrap_or(json!({}));
+            // The token is the run's capability: it stays between the
+            // agent and the companion.
+            if let Some(args) = arguments.as_object_mut() {
+                args.remove("session_token");
+            }
+            out.emit(
+                Kind::ToolCall,
+                json!({"tool_name": event.get("tool_name"), "call_id": event.get("call_id"),
+                       "arguments": arguments}),
+            );
+        }
+        "tool_result" => out.emit(
+            Kind::ToolResult,
+            json!({"tool_name": event.get("tool_name"), "call_id": event.get("call_id"),
+                   "preview": event.get("result_preview"), "duration_ms": event.get("duration_ms")}),
+        ),
+        // The whole answer once, after the deltas (§13.3): it replaces them.
+        "chunk" => *final_text = text("content").map(str::to_owned),
+        "complete" => {
+            if let Some(id) = text("run_id") {
+                *run_id = Some(id.to_owned());
+            }
+            if text("status") == Some("failed") {
+                tracing::warn!(error = ?event.get("error"), "the platform's run failed");
+                return Some(Outcome::Failed {
+                    code: "platform_error",
+                    message: "The AI service could not finish this answer. Try asking again."
+                        .to_owned(),
+                });
+            }
+            let content = text("content")
+                .map(str::to_owned)
+                .or_else(|| final_text.take());
+            let citations = event
+                .get("citations")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            return Some(Outcome::Complete {
+                content,
+                citations,
+            });
+        }
+        "error" => {
+            tracing::warn!(error = ?event.get("error"), "the platform's run stream reported an error");
+            return Some(Outcome::Failed {
+                code: "platform_error",
+                message: "The AI service could not finish this answer. Try asking again.".to_owned(),
+            });
+        }
+        _ => {}
+    }
+    None
+}
+
+/// Quire's citations: the platform's, matched back to the context items by
+/// their `[n]` key — never by ids the platform echoes.
+pub fn citations(platform: &[Value], context: &[ContextChunk]) -> Vec<Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for citation in platform {
+        let key = match citation.get("key") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        let Some(index) = key.parse::<usize>().ok().and_then(|n| n.checked_sub(1)) else {
+            continue;
+        };
+        let Some(chunk) = context.get(index) else {
+            continue;
+        };
+        if !seen.insert(index) {
+            continue;
+        }
+        let excerpt: String = chunk.text.chars().take(EXCERPT_CHARS).collect();
+        out.push(json!({
+            "key": key,
+            "chunk_id": chunk.id,
+            "document_id": chunk.document_id,
+            "title": chunk.title,
+            "page": chunk.page,
+            "excerpt": excerpt,
+            "score": citation.get("score"),
+        }));
+    }
+    out
+}
+
+fn stopped(control: &RunControl) -> Outcome {
+    Outcome::Stopped(control.reason().unwrap_or(StopReason::User))
+}
+
+fn timed_out() -> Outcome {
+    Outcome::Failed {
+        code: "timeout",
+        message: "The answer took too long and was cut off. Try a narrower question.".to_owned(),
+    }
+}
+
+fn stream_ended() -> Outcome {
+    Outcome::Failed {
+        code: "platform_stream_ended",
+        message: "The AI service stopped in the middle of the answer. What arrived is kept; ask again for the rest."
+            .to_owned(),
+    }
+}
+
+fn platform_failure(err: &PlatformError) -> Outcome {
+    tracing::warn!(error = %err, "run/stream could not start");
+    let message = match err.status() {
+        Some(402) => "The project has run out of AI credits. Ask its owner to top them up.",
+        _ => "The AI service is not answering right now. Try again in a moment.",
+    };
+    Outcome::Failed {
+        code: "platform_unavailable",
+        message: message.to_owned(),
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes rows as they come, batching what queued up meanwhile; ends with
+/// the final row. Returns the final status as persisted.
+async fn recorder(
+    state: AppState,
+    message_id: Uuid,
+    mut rx: mpsc::UnboundedReceiver<Record>,
+    control: Arc<RunControl>,
+) -> Option<String> {
+    loop {
+        let first = rx.recv().await?;
+        let mut rows = Vec::new();
+        let mut content = String::new();
+        let mut finish = None;
+        let mut absorb = |record: Record, rows: &mut Vec<EventRow>| match record {
+            Record::Rows(mut more, text) => {
+                rows.append(&mut more);
+                content = text;
+                None
+            }
+            Record::Finish {
+                rows: mut last,
+                status,
+                content,
+                citations,
+                run_id,
+                error,
+            } => {
+                rows.append(&mut last);
+                Some((status, content, citations, run_id, error))
+            }
+        };
+        if let Some(f) = absorb(first, &mut rows) {
+            finish = Some(f);
+        }
+        while finish.is_none() {
+            match rx.try_recv() {
+                Ok(record) => finish = absorb(record, &mut rows),
+                Err(_) => break,
+            }
+        }
+
+        if let Some((status, content, citations, run_id, error)) = finish {
+            let args = json!({
+                "message_id": message_id, "events": rows, "status": status, "content": content,
+                "citations": citations, "run_id": run_id, "error": error,
+            });
+            let result: Option<Option<String>> =
+                write_with_retries(&state, "finish_chat_message", &args, 8).await;
+            return result.flatten();
+        }
+        let args = json!({"message_id": message_id, "events": rows, "content": content});
+        let streaming: Option<bool> =
+            write_with_retries(&state, "append_chat_events", &args, 5).await;
+        if streaming == Some(false) {
+            control.stop(StopReason::Elsewhere);
+        }
+    }
+}
+
+/// Calls `function` as the service role, retrying transient failures with
+/// backoff; `None` when it never succeeded (logged).
+async fn write_with_retries<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    function: &str,
+    args: &Value,
+    attempts: u32,
+) -> Option<T> {
+    let mut wait = Duration::from_millis(100);
+    for attempt in 1..=attempts {
+        match state.platform.rpc::<T>(Auth::Service, function, args).await {
+            Ok(value) => return Some(value),
+            Err(err) if err.is_transient() && attempt < attempts => {
+                tracing::warn!(error = %err, attempt, "writing chat events failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "writing chat events failed");
+                return None;
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(n: u8, page: i32) -> ContextChunk {
+        ContextChunk {
+            id: Uuid::from_bytes([n; 16]),
+            document_id: Uuid::from_bytes([100 + n; 16]),
+            chunk_id: Uuid::from_bytes([200 + n; 16]),
+            page: Some(page),
+            title: format!("Doc {n}"),
+            text: "x".repeat(400),
+        }
+    }
+
+    #[test]
+    fn citations_are_matched_by_key_not_by_echoed_ids() {
+        let context = vec![chunk(1, 2), chunk(2, 7)];
+        let platform = vec![
+            json!({"key": "2", "chunk_id": "forged", "meta": {"document_id": "someone-else"}, "score": 0.5}),
+            json!({"key": "2", "score": 0.1}),
+            json!({"key": "3", "score": 0.9}),
+            json!({"key": "zero"}),
+            json!({"key": 1, "score": 0.2}),
+        ];
+        let out = citations(&platform, &context);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0]["chunk_id"], json!(context[1].id));
+        assert_eq!(out[0]["document_id"], json!(context[1].document_id));
+        assert_eq!(out[0]["page"], 7);
+        assert_eq!(out[0]["excerpt"].as_str().unwrap().chars().count(), 300);
+        assert_eq!(out[1]["key"], "1");
+    }
+
+    fn emitter(
+        interval: Duration,
+    ) -> (
+        Emitter,
+        mpsc::UnboundedReceiver<ChatEvent>,
+        mpsc::UnboundedReceiver<Record>,
+    ) {
+        let (client, client_rx) = mpsc::unbounded_channel();
+        let (recorder, record_rx) = mpsc::unbounded_channel();
+        (
+            Emitter {
+                message_id: Uuid::nil(),
+                conversation_id: Uuid::nil(),
+                next_seq: 0,
+                interval,
+                group: None,
+                content: String::new(),
+                client: Some(client),
+                recorder,
+            },
+            client_rx,
+            record_rx,
+        )
+    }
+
+    fn rows(rx: &mut mpsc::UnboundedReceiver<Record>) -> Vec<EventRow> {
+        let mut out = Vec::new();
+        while let Ok(record) = rx.try_recv() {
+            match record {
+                Record::Rows(rows, _) | Record::Finish { rows, .. } => out.extend(rows),
+            }
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deltas_of_one_interval_share_a_row_and_its_seq() {
+        let (mut out, mut client, mut recorder) = emitter(Duration::from_millis(100));
+        out.emit(Kind::Context, json!({}));
+        out.delta("Hel");
+        out.delta("lo");
+        tokio::time::advance(Duration::from_millis(150)).await;
+        out.delta(" wor");
+        out.emit(Kind::ToolCall, json!({}));
+        out.delta("ld");
+        out.finish(
+            Kind::Complete,
+            json!({}),
+            "complete",
+            "Hello world".into(),
+            json!([]),
+            None,
+            None,
+        );
+
+        let mut sent = Vec::new();
+        while let Ok(e) = client.try_recv() {
+            sent.push((e.seq, e.kind, e.payload));
+        }
+        let seqs: Vec<i32> = sent.iter().map(|s| s.0).collect();
+        assert_eq!(seqs, [0, 1, 1, 2, 3, 4, 5]);
+        let written = rows(&mut recorder);
+        let written_seqs: Vec<i32> = written.iter().map(|r| r.seq).collect();
+        assert_eq!(
+            written_seqs,
+            [0, 1, 2, 3, 4, 5],
+            "strictly increasing, one row each"
+        );
+        assert_eq!(written[1].payload, json!({"text": "Hello"}));
+        assert_eq!(written[2].payload, json!({"text": " wor"}));
+        assert_eq!(written[4].payload, json!({"text": "ld"}));
+        assert_eq!(out.content, "Hello world");
+    }
+}

@@ -1,0 +1,545 @@
+//! The companion's configuration, read from `QUIRE_COMPANION_*` environment
+//! variables (see [`Config::from_env`] for the list and defaults).
+//!
+//! Secrets (the service-role key, the JWT secret, the tool-callback secret)
+//! are kept in [`SecretString`]s: `Debug` shows them as `[REDACTED]`, so no
+//! log line can carry them. Every problem with the environment is reported at
+//! once, each naming its variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use url::Url;
+use uuid::Uuid;
+
+/// Default listen address (DESIGN.md, "Local ports").
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:54380";
+/// Default interval at which streamed deltas are coalesced into `chat_events` rows.
+pub const DEFAULT_DELTA_INTERVAL_MS: u64 = 100;
+/// Shortest secret accepted for the JWT secret and the tool-callback secret.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Everything `quire-companion serve` needs.
+#[derive(Clone)]
+pub struct Config {
+    /// `QUIRE_COMPANION_LISTEN`: address to listen on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// `QUIRE_COMPANION_API_URL`, `…_ANON_KEY`, `…_SERVICE_ROLE_KEY`: the platform.
+    pub platform: PlatformConfig,
+    /// `QUIRE_COMPANION_JWT_SECRET`: the project's JWT secret (verifies user
+    /// tokens, signs the tool's short-lived user tokens).
+    pub jwt_secret: SecretString,
+    /// `QUIRE_COMPANION_AGENT_ID`: the agent that answers.
+    pub agent_id: Uuid,
+    /// `QUIRE_COMPANION_KNOWLEDGE_BASE_ID`: the knowledge base documents are indexed into.
+    pub knowledge_base_id: Uuid,
+    /// `QUIRE_COMPANION_PUBLIC_URL`: the companion's base URL as the platform
+    /// reaches it (tool callbacks). Default: `http://<bound address>`.
+    pub public_url: Option<Url>,
+    /// `QUIRE_COMPANION_TOOL_SECRET`: sent by the platform in the tool's
+    /// `Authorization` header; at least 32 bytes.
+    pub tool_secret: SecretString,
+    /// `QUIRE_COMPANION_DELTA_INTERVAL_MS` (default 100).
+    pub delta_interval: Duration,
+    /// `QUIRE_COMPANION_RUN_TIMEOUT_SECS` (default 600): the longest answer,
+    /// and the lifetime of its `session_token`.
+    pub run_timeout: Duration,
+    pub limits: Limits,
+    pub ingest: IngestConfig,
+}
+
+/// Where the platform is and the keys to call it with.
+#[derive(Clone)]
+pub struct PlatformConfig {
+    /// Base URL: `/auth/v1`, `/rest/v1`, `/storage/v1`, `/api` hang off it.
+    pub api_url: Url,
+    pub anon_key: SecretString,
+    pub service_role_key: SecretString,
+}
+
+/// Per-user and per-request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `QUIRE_COMPANION_MAX_RUNS_PER_USER` (default 2): answers streaming at
+    /// once per user, per companion process.
+    pub max_runs_per_user: usize,
+    /// `QUIRE_COMPANION_MAX_UPLOADS_PER_USER` (default 8): documents a user
+    /// may have registered and not yet finished (`uploading` … `indexing`).
+    pub max_uploads_per_user: usize,
+    /// `QUIRE_COMPANION_MAX_MESSAGE_CHARS` (default 8000).
+    pub max_message_chars: usize,
+    /// `QUIRE_COMPANION_MAX_CHUNK_IDS` (default 20).
+    pub max_chunk_ids: usize,
+    /// `QUIRE_COMPANION_MAX_DOCUMENT_BYTES` (default 200 MiB).
+    pub max_document_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_runs_per_user: 2,
+            max_uploads_per_user: 8,
+            max_message_chars: 8000,
+            max_chunk_ids: 20,
+            max_document_bytes: 200 * 1024 * 1024,
+        }
+    }
+}
+
+/// The ingestion worker.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// `QUIRE_COMPANION_INGEST_WORKERS` (default 2; 0 disables ingestion in
+    /// this process).
+    pub workers: usize,
+    /// `QUIRE_COMPANION_INGEST_LEASE_SECS` (default 60).
+    pub lease: Duration,
+    /// `QUIRE_COMPANION_POLL_INITIAL_MS` (default 250): first wait when
+    /// polling extraction or indexing; doubles up to the maximum.
+    pub poll_initial: Duration,
+    /// `QUIRE_COMPANION_POLL_MAX_MS` (default 5000).
+    pub poll_max: Duration,
+    /// `QUIRE_COMPANION_INGEST_IDLE_MS` (default 2000): how often an idle
+    /// worker looks for work queued by another companion.
+    pub idle_poll: Duration,
+    /// `QUIRE_COMPANION_INGEST_MAX_ATTEMPTS` (default 8): claims of one
+    /// document before it is `failed`.
+    pub max_attempts: u32,
+    /// `QUIRE_COMPANION_WORKER_ID`: the name leases are taken under.
+    /// Default: host name, process id and a random suffix.
+    pub worker_id: Option<String>,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            workers: 2,
+            lease: Duration::from_secs(60),
+            poll_initial: Duration::from_millis(250),
+            poll_max: Duration::from_secs(5),
+            idle_poll: Duration::from_secs(2),
+            max_attempts: 8,
+            worker_id: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("platform", &self.platform)
+            .field("agent_id", &self.agent_id)
+            .field("knowledge_base_id", &self.knowledge_base_id)
+            .field("public_url", &self.public_url.as_ref().map(Url::as_str))
+            .field("delta_interval", &self.delta_interval)
+            .field("run_timeout", &self.run_timeout)
+            .field("limits", &self.limits)
+            .field("ingest", &self.ingest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for PlatformConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlatformConfig")
+            .field("api_url", &self.api_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every problem found in the environment, one per line, each naming its
+/// variable.
+#[derive(Debug, thiserror::Error)]
+#[error("the companion's configuration is incomplete:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+/// Reads variables and collects problems.
+struct Reader<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<String>,
+}
+
+impl Reader<'_> {
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn required(&mut self, name: &str, what: &str) -> Option<String> {
+        let value = self.raw(name);
+        if value.is_none() {
+            self.problems.push(format!("{name} is not set ({what})"));
+        }
+        value
+    }
+
+    fn url(&mut self, name: &str, what: &str, required: bool) -> Option<Url> {
+        let raw = if required {
+            self.required(name, what)?
+        } else {
+            self.raw(name)?
+        };
+        match Url::parse(&raw) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            _ => {
+                self.problems.push(format!(
+                    "{name} is not an http(s) URL ({what}); got {raw:?}"
+                ));
+                None
+            }
+        }
+    }
+
+    fn secret(&mut self, name: &str, what: &str, min_len: usize) -> Option<SecretString> {
+        let value = self.required(name, what)?;
+        if value.len() < min_len {
+            // The value itself is never echoed.
+            self.problems.push(format!(
+                "{name} is too short ({what}): at least {min_len} bytes are needed"
+            ));
+            return None;
+        }
+        Some(SecretString::from(value))
+    }
+
+    fn uuid(&mut self, name: &str, what: &str) -> Option<Uuid> {
+        let raw = self.required(name, what)?;
+        match Uuid::parse_str(&raw) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.problems
+                    .push(format!("{name} is not a UUID ({what}); got {raw:?}"));
+                None
+            }
+        }
+    }
+
+    fn number<T>(&mut self, name: &str, default: T, min: T) -> T
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(raw) = self.raw(name) else {
+            return default;
+        };
+        match raw.parse::<T>() {
+            Ok(value) if value >= min => value,
+            _ => {
+                self.problems.push(format!(
+                    "{name} must be a whole number of at least {min}; got {raw:?}"
+                ));
+                default
+            }
+        }
+    }
+
+    fn finish<T>(self, value: Option<T>) -> Result<T, ConfigError> {
+        match value {
+            Some(value) if self.problems.is_empty() => Ok(value),
+            _ => Err(ConfigError {
+                problems: self.problems,
+            }),
+        }
+    }
+}
+
+impl PlatformConfig {
+    fn read(r: &mut Reader<'_>) -> Option<PlatformConfig> {
+        let api_url = r.url(
+            "QUIRE_COMPANION_API_URL",
+            "the platform's base URL, e.g. http://127.0.0.1:54321",
+            true,
+        );
+        let anon_key = r
+            .required("QUIRE_COMPANION_ANON_KEY", "the project's anon key")
+            .map(SecretString::from);
+        let service_role_key = r
+            .required(
+                "QUIRE_COMPANION_SERVICE_ROLE_KEY",
+                "the project's service-role key",
+            )
+            .map(SecretString::from);
+        Some(PlatformConfig {
+            api_url: api_url?,
+            anon_key: anon_key?,
+            service_role_key: service_role_key?,
+        })
+    }
+
+    /// The platform settings alone (what `quire-companion provision` needs).
+    pub fn from_env() -> Result<PlatformConfig, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// [`PlatformConfig::from_env`] over any lookup (tests).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+        let value = PlatformConfig::read(&mut r);
+        r.finish(value)
+    }
+
+    /// `api_url` without a trailing slash.
+    pub fn base(&self) -> &str {
+        self.api_url.as_str().trim_end_matches('/')
+    }
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    ///
+    /// Required: `QUIRE_COMPANION_API_URL`, `QUIRE_COMPANION_ANON_KEY`,
+    /// `QUIRE_COMPANION_SERVICE_ROLE_KEY`, `QUIRE_COMPANION_JWT_SECRET`,
+    /// `QUIRE_COMPANION_AGENT_ID`, `QUIRE_COMPANION_KNOWLEDGE_BASE_ID`,
+    /// `QUIRE_COMPANION_TOOL_SECRET`. Optional (defaults in the field docs):
+    /// `LISTEN`, `PUBLIC_URL`, `DELTA_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
+    /// `MAX_RUNS_PER_USER`, `MAX_UPLOADS_PER_USER`, `MAX_MESSAGE_CHARS`,
+    /// `MAX_CHUNK_IDS`, `MAX_DOCUMENT_BYTES`, `INGEST_WORKERS`,
+    /// `INGEST_LEASE_SECS`, `POLL_INITIAL_MS`, `POLL_MAX_MS`,
+    /// `INGEST_IDLE_MS`, `INGEST_MAX_ATTEMPTS`, `WORKER_ID` (all prefixed
+    /// `QUIRE_COMPANION_`).
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    /// [`Config::from_env`] over any lookup (tests).
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut r = Reader {
+            lookup,
+            problems: Vec::new(),
+        };
+        let listen = match r.raw("QUIRE_COMPANION_LISTEN") {
+            None => Some(DEFAULT_LISTEN.parse().expect("the default address parses")),
+            Some(raw) => match raw.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    r.problems.push(format!(
+                        "QUIRE_COMPANION_LISTEN is not an address like 127.0.0.1:54380; got {raw:?}"
+                    ));
+                    None
+                }
+            },
+        };
+        let platform = PlatformConfig::read(&mut r);
+        let jwt_secret = r.secret(
+            "QUIRE_COMPANION_JWT_SECRET",
+            "the project's JWT secret",
+            MIN_SECRET_BYTES,
+        );
+        let agent_id = r.uuid(
+            "QUIRE_COMPANION_AGENT_ID",
+            "the agent's id; `quire-companion provision` creates one",
+        );
+        let knowledge_base_id = r.uuid(
+            "QUIRE_COMPANION_KNOWLEDGE_BASE_ID",
+            "the knowledge base's id; `quire-companion provision` creates one",
+        );
+        let public_url = r.url(
+            "QUIRE_COMPANION_PUBLIC_URL",
+            "the companion's URL as the platform reaches it",
+            false,
+        );
+        let tool_secret = r.secret(
+            "QUIRE_COMPANION_TOOL_SECRET",
+            "the secret the platform presents when it calls the search tool",
+            MIN_SECRET_BYTES,
+        );
+        let delta_ms = r.number(
+            "QUIRE_COMPANION_DELTA_INTERVAL_MS",
+            DEFAULT_DELTA_INTERVAL_MS,
+            1,
+        );
+        let run_timeout = r.number("QUIRE_COMPANION_RUN_TIMEOUT_SECS", 600u64, 1);
+        let d = Limits::default();
+        let limits = Limits {
+            max_runs_per_user: r.number(
+                "QUIRE_COMPANION_MAX_RUNS_PER_USER",
+                d.max_runs_per_user,
+                1,
+            ),
+            max_uploads_per_user: r.number(
+                "QUIRE_COMPANION_MAX_UPLOADS_PER_USER",
+                d.max_uploads_per_user,
+                1,
+            ),
+            max_message_chars: r.number(
+                "QUIRE_COMPANION_MAX_MESSAGE_CHARS",
+                d.max_message_chars,
+                1,
+            ),
+            max_chunk_ids: r.number("QUIRE_COMPANION_MAX_CHUNK_IDS", d.max_chunk_ids, 0),
+            max_document_bytes: r.number(
+                "QUIRE_COMPANION_MAX_DOCUMENT_BYTES",
+                d.max_document_bytes,
+                1,
+            ),
+        };
+        let i = IngestConfig::default();
+        let ingest = IngestConfig {
+            workers: r.number("QUIRE_COMPANION_INGEST_WORKERS", i.workers, 0),
+            lease: Duration::from_secs(r.number(
+                "QUIRE_COMPANION_INGEST_LEASE_SECS",
+                i.lease.as_secs(),
+                3,
+            )),
+            poll_initial: Duration::from_millis(r.number(
+                "QUIRE_COMPANION_POLL_INITIAL_MS",
+                millis(i.poll_initial),
+                1,
+            )),
+            poll_max: Duration::from_millis(r.number(
+                "QUIRE_COMPANION_POLL_MAX_MS",
+                millis(i.poll_max),
+                1,
+            )),
+            idle_poll: Duration::from_millis(r.number(
+                "QUIRE_COMPANION_INGEST_IDLE_MS",
+                millis(i.idle_poll),
+                1,
+            )),
+            max_attempts: r.number("QUIRE_COMPANION_INGEST_MAX_ATTEMPTS", i.max_attempts, 1),
+            worker_id: r.raw("QUIRE_COMPANION_WORKER_ID"),
+        };
+
+        let value = (|| {
+            Some(Config {
+                listen: listen?,
+                platform: platform?,
+                jwt_secret: jwt_secret?,
+                agent_id: agent_id?,
+                knowledge_base_id: knowledge_base_id?,
+                public_url,
+                tool_secret: tool_secret?,
+                delta_interval: Duration::from_millis(delta_ms),
+                run_timeout: Duration::from_secs(run_timeout),
+                limits,
+                ingest,
+            })
+        })();
+        r.finish(value)
+    }
+
+    /// A configuration with every default, listening on `127.0.0.1:0`, for
+    /// embedding the companion (tests).
+    pub fn new(
+        platform: PlatformConfig,
+        jwt_secret: SecretString,
+        agent_id: Uuid,
+        knowledge_base_id: Uuid,
+        tool_secret: SecretString,
+    ) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            platform,
+            jwt_secret,
+            agent_id,
+            knowledge_base_id,
+            public_url: None,
+            tool_secret,
+            delta_interval: Duration::from_millis(DEFAULT_DELTA_INTERVAL_MS),
+            run_timeout: Duration::from_secs(600),
+            limits: Limits::default(),
+            ingest: IngestConfig::default(),
+        }
+    }
+
+    /// True when the JWT secret is as long as [`MIN_SECRET_BYTES`].
+    pub fn has_strong_secrets(&self) -> bool {
+        self.jwt_secret.expose_secret().len() >= MIN_SECRET_BYTES
+            && self.tool_secret.expose_secret().len() >= MIN_SECRET_BYTES
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn complete() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("QUIRE_COMPANION_API_URL", "http://127.0.0.1:54321"),
+            ("QUIRE_COMPANION_ANON_KEY", "anon"),
+            ("QUIRE_COMPANION_SERVICE_ROLE_KEY", "service-key-value"),
+            (
+                "QUIRE_COMPANION_JWT_SECRET",
+                "0123456789abcdef0123456789abcdef-jwt",
+            ),
+            (
+                "QUIRE_COMPANION_AGENT_ID",
+                "6f1e4c1a-1111-4c1a-8c1a-1c1a1c1a1c1a",
+            ),
+            (
+                "QUIRE_COMPANION_KNOWLEDGE_BASE_ID",
+                "6f1e4c1a-2222-4c1a-8c1a-1c1a1c1a1c1a",
+            ),
+            (
+                "QUIRE_COMPANION_TOOL_SECRET",
+                "0123456789abcdef0123456789abcdef-tool",
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_complete_environment_gives_the_defaults() {
+        let config = Config::from_lookup(&lookup(&complete())).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.delta_interval, Duration::from_millis(100));
+        assert_eq!(config.limits.max_chunk_ids, 20);
+        assert_eq!(config.ingest.workers, 2);
+        assert!(config.public_url.is_none());
+        assert!(config.has_strong_secrets());
+    }
+
+    #[test]
+    fn every_missing_or_malformed_setting_is_named_and_no_secret_is_shown() {
+        let mut env = complete();
+        env.retain(|(k, _)| *k != "QUIRE_COMPANION_SERVICE_ROLE_KEY");
+        env.retain(|(k, _)| *k != "QUIRE_COMPANION_JWT_SECRET");
+        env.push(("QUIRE_COMPANION_JWT_SECRET", "short-secret-value"));
+        env.retain(|(k, _)| *k != "QUIRE_COMPANION_AGENT_ID");
+        env.push(("QUIRE_COMPANION_AGENT_ID", "not-a-uuid"));
+        env.push(("QUIRE_COMPANION_DELTA_INTERVAL_MS", "fast"));
+        env.push(("QUIRE_COMPANION_LISTEN", "nowhere"));
+        let err = Config::from_lookup(&lookup(&env)).unwrap_err();
+        let text = err.to_string();
+        for name in [
+            "QUIRE_COMPANION_SERVICE_ROLE_KEY is not set",
+            "QUIRE_COMPANION_JWT_SECRET is too short",
+            "QUIRE_COMPANION_AGENT_ID is not a UUID",
+            "QUIRE_COMPANION_DELTA_INTERVAL_MS must be",
+            "QUIRE_COMPANION_LISTEN is not an address",
+        ] {
+            assert!(text.contains(name), "{name} in {text}");
+        }
+        assert!(!text.contains("short-secret-value"), "{text}");
+        assert_eq!(err.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = Config::from_lookup(&lookup(&complete())).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("service-key-value"), "{shown}");
+        assert!(!shown.contains("0123456789abcdef"), "{shown}");
+    }
+}

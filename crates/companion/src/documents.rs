@@ -1,0 +1,371 @@
+//! `POST /api/documents`, `POST /api/documents/{id}/ingest`,
+//! `DELETE /api/documents/{id}` (DESIGN.md, Upload).
+//!
+//! Every id in a path is looked up under the user's own token first, so a
+//! document that is someone else's answers exactly like one that does not
+//! exist (404). Nothing is written until the request has passed its checks.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::User;
+use crate::error::ApiError;
+use crate::platform::{Auth, PlatformError};
+use crate::server::AppState;
+
+/// Seconds a client is told to wait when a user has too many uploads in flight.
+pub const UPLOAD_RETRY_AFTER_SECS: u64 = 30;
+/// Bytes of an object read to check that it is a PDF (readers look for the
+/// header within the first 1024).
+const HEADER_BYTES: usize = 1024;
+/// A document still `uploading` after this long no longer counts against
+/// the upload limit (its client gave up).
+const STALE_UPLOAD: chrono::Duration = chrono::Duration::hours(1);
+
+#[derive(Debug, Deserialize)]
+struct NewDocument {
+    title: String,
+    byte_size: i64,
+    #[serde(default)]
+    sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DocumentRow {
+    id: Uuid,
+    storage_path: String,
+    status: String,
+    #[serde(default)]
+    byte_size: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Deleted {
+    storage_path: String,
+    source_id: Option<Uuid>,
+    indexed_source_id: Option<Uuid>,
+    source_still_used: bool,
+}
+
+/// `POST /api/documents` `{title, byte_size, sha256?}` → 201
+/// `{document_id, storage_path, status}`.
+pub async fn register(
+    State(state): State<AppState>,
+    user: User,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: NewDocument = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("The request body must be JSON {{title, byte_size, sha256?}}: {e}"),
+        )
+    })?;
+    let title = request.title.trim();
+    if title.is_empty() || title.chars().count() > 1024 {
+        return Err(ApiError::bad_request(
+            "invalid_title",
+            "The title must be 1 to 1024 characters.",
+        ));
+    }
+    if request.byte_size <= 0 {
+        return Err(ApiError::bad_request(
+            "empty_file",
+            "The file is empty. Choose a PDF with content.",
+        ));
+    }
+    let max = state.config.limits.max_document_bytes;
+    if u64::try_from(request.byte_size).is_ok_and(|size| size > max) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "The file is larger than {} MB. Split it and upload the parts.",
+                max / (1024 * 1024)
+            ),
+        ));
+    }
+    let sha256 = match request.sha256.as_deref().map(str::to_ascii_lowercase) {
+        None => None,
+        Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => Some(s),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_sha256",
+                "sha256 must be 64 hexadecimal digits.",
+            ));
+        }
+    };
+
+    let limit = state.config.limits.max_uploads_per_user;
+    let since =
+        (chrono::Utc::now() - STALE_UPLOAD).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let in_flight: Vec<Value> = state
+        .platform
+        .select(
+            Auth::User(user.token()),
+            "documents",
+            &[
+                ("select", "id".to_owned()),
+                (
+                    "status",
+                    "in.(uploading,stored,extracting,indexing)".to_owned(),
+                ),
+                ("updated_at", format!("gt.{since}")),
+                ("limit", limit.to_string()),
+            ],
+        )
+        .await?;
+    if in_flight.len() >= limit {
+        return Err(ApiError::rate_limited(
+            format!(
+                "You have {limit} documents still uploading or being read. Wait for one to be ready."
+            ),
+            UPLOAD_RETRY_AFTER_SECS,
+        ));
+    }
+
+    let rows: Vec<DocumentRow> = state
+        .platform
+        .insert(
+            Auth::Service,
+            "documents",
+            &json!({"owner_id": user.id, "title": title, "byte_size": request.byte_size, "sha256": sha256}),
+        )
+        .await?;
+    let row = rows
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("inserting a document returned no row"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"document_id": row.id, "storage_path": row.storage_path, "status": row.status}),
+        ),
+    )
+        .into_response())
+}
+
+/// The user's document `id`, read under their token; 404 otherwise.
+async fn own_document(state: &AppState, user: &User, id: &str) -> Result<DocumentRow, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("document"))?;
+    let rows: Vec<DocumentRow> = state
+        .platform
+        .select(
+            Auth::User(user.token()),
+            "documents",
+            &[
+                ("select", "id,storage_path,status,byte_size".to_owned()),
+                ("id", format!("eq.{id}")),
+            ],
+        )
+        .await?;
+    rows.into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found("document"))
+}
+
+/// `POST /api/documents/{id}/ingest`: after the client's Storage upload.
+/// Checks, under the user's identity, that the object is there, not empty,
+/// a PDF and of the registered size; then queues it → 202 `{document_id,
+/// status}`. Asking again for a document already queued answers 200 with its
+/// status; a `failed` one is queued again.
+pub async fn ingest(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let document = own_document(&state, &user, &id).await?;
+    if !matches!(document.status.as_str(), "uploading" | "failed") {
+        return Ok(
+            Json(json!({"document_id": document.id, "status": document.status})).into_response(),
+        );
+    }
+
+    let path = format!(
+        "/storage/v1/object/authenticated/documents/{}",
+        document.storage_path
+    );
+    let object = state
+        .platform
+        .send(
+            "GET /storage/v1/object/authenticated/documents/…",
+            state
+                .platform
+                .request(Method::GET, &path, Auth::User(user.token())),
+        )
+        .await;
+    let object = match object {
+        Ok(object) => object,
+        Err(err) if matches!(err.status(), Some(400 | 403 | 404)) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_uploaded",
+                "The file has not been uploaded yet. Upload it to storage first, then ask again.",
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let size = object.content_length();
+    let mut head = Vec::with_capacity(HEADER_BYTES);
+    let mut stream = object.bytes_stream();
+    let mut read: u64 = 0;
+    while head.len() < HEADER_BYTES {
+        match stream.next().await {
+            Some(Ok(piece)) => {
+                read += piece.len() as u64;
+                let room = HEADER_BYTES - head.len();
+                head.extend_from_slice(&piece[..piece.len().min(room)]);
+            }
+            Some(Err(err)) => {
+                return Err(ApiError::platform(&PlatformError::Transport {
+                    what: "reading the uploaded object".to_owned(),
+                    source: err,
+                }));
+            }
+            None => break,
+        }
+    }
+    drop(stream);
+    let size = size.unwrap_or(read);
+    if size == 0 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_file",
+            "The uploaded file is empty. Delete this document and upload the PDF again.",
+        ));
+    }
+    if !head.windows(5).any(|w| w == b"%PDF-") {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_a_pdf",
+            "The uploaded file is not a PDF. Delete this document and upload a PDF.",
+        ));
+    }
+    if i64::try_from(size).ok() != Some(document.byte_size) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "size_mismatch",
+            format!(
+                "The uploaded file has {size} bytes, not the {} registered. Upload it again.",
+                document.byte_size
+            ),
+        ));
+    }
+
+    let status: Option<String> = state
+        .platform
+        .rpc(
+            Auth::Service,
+            "queue_ingest",
+            &json!({"document_id": document.id}),
+        )
+        .await?;
+    let status = status.ok_or_else(|| ApiError::not_found("document"))?;
+    state.ingest_wakeup.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"document_id": document.id, "status": status})),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/documents/{id}` → 204: the Storage object, the row (its
+/// chunks and job go with it), then — unless another document still uses
+/// the same platform source — its knowledge-base entry and the source.
+pub async fn delete(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let document = own_document(&state, &user, &id).await?;
+
+    // The file first: if that fails nothing is gone and the client can retry.
+    let path = format!("/storage/v1/object/documents/{}", document.storage_path);
+    match state
+        .platform
+        .call(
+            "DELETE /storage/v1/object/documents/…",
+            state.platform.request(Method::DELETE, &path, Auth::Service),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(err) if err.status() == Some(404) => {}
+        Err(err) => return Err(err.into()),
+    }
+
+    let deleted: Vec<Deleted> = state
+        .platform
+        .rpc(
+            Auth::Service,
+            "delete_document",
+            &json!({"document_id": document.id, "owner_id": user.id}),
+        )
+        .await?;
+    let Some(deleted) = deleted.into_iter().next() else {
+        return Err(ApiError::not_found("document"));
+    };
+    if deleted.storage_path != document.storage_path {
+        tracing::warn!(document_id = %document.id, "a deleted document's storage path changed meanwhile");
+    }
+    if let Some(source) = deleted.source_id
+        && !deleted.source_still_used
+    {
+        let state = state.clone();
+        // The platform's copies are the companion's to tidy; the user's
+        // request is done whatever happens here.
+        tokio::spawn(async move {
+            if let Err(err) = remove_source(&state, source, deleted.indexed_source_id).await {
+                tracing::warn!(%source, error = %err, "could not remove an unused platform source");
+            }
+        });
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn remove_source(
+    state: &AppState,
+    source: Uuid,
+    entry: Option<Uuid>,
+) -> Result<(), PlatformError> {
+    let kb = state.config.knowledge_base_id;
+    let gone = |r: Result<(), PlatformError>| match r {
+        Err(err) if err.status() == Some(404) => Ok(()),
+        other => other,
+    };
+    if let Some(entry) = entry {
+        gone(
+            state
+                .platform
+                .call(
+                    "DELETE /api/knowledge-bases/{id}/sources/{entry}",
+                    state.platform.request(
+                        Method::DELETE,
+                        &format!("/api/knowledge-bases/{kb}/sources/{entry}"),
+                        Auth::Service,
+                    ),
+                )
+                .await,
+        )?;
+    }
+    gone(
+        state
+            .platform
+            .call(
+                "DELETE /api/sources/{id}",
+                state.platform.request(
+                    Method::DELETE,
+                    &format!("/api/sources/{source}"),
+                    Auth::Service,
+                ),
+            )
+            .await,
+    )
+}

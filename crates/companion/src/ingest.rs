@@ -1,0 +1,794 @@
+//! The ingestion worker (DESIGN.md, Upload): from a stored PDF to a
+//! `ready` document whose chunks the user can search.
+//!
+//! State lives in Postgres (`private.ingest_jobs`, `public.documents`;
+//! db/app/60_ingest.sql), reached through PostgREST RPCs with the service
+//! key. Each worker loop claims one job at a time under a lease
+//! (`claim_ingest_job`: `for update skip locked`), renews it while working,
+//! and records every step under it — so a restarted companion resumes where
+//! the last one stopped, and two companions never work on one document.
+//!
+//! The steps, each skipped when a previous attempt already recorded it:
+//!
+//! 1. stream the object from Storage into `POST /api/sources/upload`
+//!    (never held in memory; a 409 duplicate reuses `duplicate.id`, §13.8)
+//!    → `extracting`;
+//! 2. wait for extraction, polling with backoff; a PDF without a text layer
+//!    is `no_text`; a failed extraction is `failed` with a reason a person
+//!    can act on;
+//! 3. add the source to the knowledge base (unless it is already there —
+//!    another user's copy of the same file) → `indexing`;
+//! 4. wait for indexing;
+//! 5. copy the chunks (`items`) into `document_chunks` (idempotent);
+//!    `ready`, or `no_text` when there were none.
+//!
+//! Transient failures (the platform unreachable, 5xx) put the job back with
+//! a growing delay; after `max_attempts` claims the document is `failed`.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::platform::{Auth, PlatformError};
+use crate::server::AppState;
+
+/// Chunks copied per `items` page.
+const ITEMS_PAGE: i64 = 500;
+/// Timeout of the upload of one file into the AI service.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// Times one job may find its source gone and start over within one claim.
+const MAX_RESTARTS: u32 = 2;
+
+/// A claimed job (`claim_ingest_job`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Job {
+    pub document_id: Uuid,
+    pub owner_id: Uuid,
+    pub storage_path: String,
+    pub title: String,
+    pub byte_size: i64,
+    pub status: String,
+    pub source_id: Option<Uuid>,
+    pub indexed_source_id: Option<Uuid>,
+    pub attempts: i32,
+}
+
+/// Why a job did not finish in this claim.
+#[derive(Debug)]
+enum Stop {
+    /// Worth another attempt later.
+    Transient(String),
+    /// The document cannot be ingested; the reason is for its owner.
+    Permanent(String),
+    /// Another worker holds the job, or the document was deleted.
+    LeaseLost,
+    /// This companion is shutting down.
+    Shutdown,
+}
+
+impl From<PlatformError> for Stop {
+    fn from(err: PlatformError) -> Self {
+        if err.status() == Some(409) && err.message().is_some_and(|m| m.contains("lease lost")) {
+            return Stop::LeaseLost;
+        }
+        if err.is_transient() {
+            Stop::Transient(err.to_string())
+        } else {
+            Stop::Permanent(format!(
+                "The document service refused this file ({}). Delete it and upload it again.",
+                err.message().unwrap_or_else(|| "no details".to_owned())
+            ))
+        }
+    }
+}
+
+/// How a job ended.
+struct Done {
+    status: &'static str,
+    page_count: Option<i32>,
+}
+
+/// Starts the configured number of worker loops.
+pub fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..state.config.ingest.workers)
+        .map(|n| {
+            let state = state.clone();
+            tokio::spawn(async move { worker(state, n).await })
+        })
+        .collect()
+}
+
+async fn worker(state: AppState, n: usize) {
+    let worker_id = format!("{}#{n}", state.worker_id);
+    loop {
+        if state.shutdown.is_cancelled() {
+            return;
+        }
+        let claimed: Result<Vec<Job>, PlatformError> = state
+            .platform
+            .rpc(
+                Auth::Service,
+                "claim_ingest_job",
+                &json!({"worker": worker_id, "lease_seconds": lease_secs(&state)}),
+            )
+            .await;
+        match claimed {
+            Ok(jobs) if !jobs.is_empty() => {
+                for job in jobs {
+                    process(&state, &worker_id, job).await;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "could not look for documents to ingest"),
+        }
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = state.ingest_wakeup.notified() => {}
+            () = tokio::time::sleep(state.config.ingest.idle_poll) => {}
+        }
+    }
+}
+
+fn lease_secs(state: &AppState) -> i64 {
+    i64::try_from(state.config.ingest.lease.as_secs()).unwrap_or(60)
+}
+
+/// Works on one claimed job until it finishes, must wait, or is lost.
+async fn process(state: &AppState, worker: &str, job: Job) {
+    let document_id = job.document_id;
+    tracing::info!(%document_id, attempts = job.attempts, "ingesting");
+    let lost = CancellationToken::new();
+    let keeper = tokio::spawn(keep_lease(
+        state.clone(),
+        worker.to_owned(),
+        document_id,
+        lost.clone(),
+    ));
+
+    let outcome = if job.attempts > i32::try_from(state.config.ingest.max_attempts).unwrap_or(8) {
+        Err(Stop::Permanent(
+            "Quire could not process this document after several attempts. Delete it and upload it again later."
+                .to_owned(),
+        ))
+    } else {
+        tokio::select! {
+            biased;
+            () = state.shutdown.cancelled() => Err(Stop::Shutdown),
+            () = lost.cancelled() => Err(Stop::LeaseLost),
+            outcome = steps(state, worker, &job) => outcome,
+        }
+    };
+    keeper.abort();
+
+    let result = match outcome {
+        Ok(done) => {
+            tracing::info!(%document_id, status = done.status, "ingestion finished");
+            finish(
+                state,
+                worker,
+                document_id,
+                done.status,
+                None,
+                done.page_count,
+            )
+            .await
+        }
+        Err(Stop::Permanent(reason)) => {
+            tracing::info!(%document_id, %reason, "ingestion failed");
+            finish(state, worker, document_id, "failed", Some(&reason), None).await
+        }
+        Err(Stop::Transient(cause)) => {
+            let delay = 2i64.saturating_pow(u32::try_from(job.attempts.clamp(1, 8)).unwrap_or(8));
+            tracing::warn!(%document_id, %cause, delay, "ingestion will be retried");
+            retry(state, worker, document_id, delay, &cause).await
+        }
+        Err(Stop::Shutdown) => retry(state, worker, document_id, 0, "the companion stopped").await,
+        Err(Stop::LeaseLost) => {
+            tracing::info!(%document_id, "another companion has this document now, or it was deleted");
+            Ok(())
+        }
+    };
+    if let Err(err) = result {
+        tracing::warn!(%document_id, error = %err, "could not record the end of an ingestion attempt");
+    }
+}
+
+async fn finish(
+    state: &AppState,
+    worker: &str,
+    document_id: Uuid,
+    status: &str,
+    error: Option<&str>,
+    page_count: Option<i32>,
+) -> Result<(), PlatformError> {
+    state
+        .platform
+        .rpc::<Value>(
+            Auth::Service,
+            "finish_ingest_job",
+            &json!({"document_id": document_id, "worker": worker, "status": status,
+                    "error": error, "page_count": page_count}),
+        )
+        .await
+        .map(drop)
+}
+
+async fn retry(
+    state: &AppState,
+    worker: &str,
+    document_id: Uuid,
+    delay_seconds: i64,
+    error: &str,
+) -> Result<(), PlatformError> {
+    state
+        .platform
+        .rpc::<Value>(
+            Auth::Service,
+            "retry_ingest_job",
+            &json!({"document_id": document_id, "worker": worker,
+                    "delay_seconds": delay_seconds, "error": error}),
+        )
+        .await
+        .map(drop)
+}
+
+/// Renews the lease every third of its length; cancels `lost` when it is gone.
+async fn keep_lease(state: AppState, worker: String, document_id: Uuid, lost: CancellationToken) {
+    let every = state.config.ingest.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let renewed = state
+            .platform
+            .rpc::<Value>(
+                Auth::Service,
+                "renew_ingest_lease",
+                &json!({"document_id": document_id, "worker": worker,
+                        "lease_seconds": lease_secs(&state)}),
+            )
+            .await;
+        match renewed {
+            Ok(_) => {}
+            Err(err) if err.status() == Some(409) => {
+                lost.cancel();
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(%document_id, error = %err, "could not renew an ingest lease")
+            }
+        }
+    }
+}
+
+/// `record_ingest_step` under the lease.
+async fn record(
+    state: &AppState,
+    worker: &str,
+    document_id: Uuid,
+    step: Value,
+) -> Result<(), Stop> {
+    let mut args = json!({"document_id": document_id, "worker": worker});
+    if let (Some(args), Some(step)) = (args.as_object_mut(), step.as_object()) {
+        args.extend(step.clone());
+    }
+    state
+        .platform
+        .rpc::<Value>(Auth::Service, "record_ingest_step", &args)
+        .await?;
+    Ok(())
+}
+
+/// What a source's extraction came to.
+struct Extracted {
+    name: String,
+    page_count: Option<i32>,
+    has_text: bool,
+}
+
+async fn steps(state: &AppState, worker: &str, job: &Job) -> Result<Done, Stop> {
+    let document_id = job.document_id;
+    let mut source_id = job.source_id;
+    let mut indexed = job.indexed_source_id;
+    let mut status = job.status.clone();
+    let mut restarts = 0;
+
+    loop {
+        let source = match source_id {
+            Some(id) => id,
+            None => {
+                let id = upload(state, job).await?;
+                record(
+                    state,
+                    worker,
+                    document_id,
+                    json!({"status": "extracting", "source_id": id}),
+                )
+                .await?;
+                status = "extracting".to_owned();
+                source_id = Some(id);
+                id
+            }
+        };
+        if status == "stored" {
+            record(state, worker, document_id, json!({"status": "extracting"})).await?;
+            status = "extracting".to_owned();
+        }
+
+        let Some(extracted) = wait_for_extraction(state, source).await? else {
+            // The source vanished (deleted by the last other owner of the
+            // same file): upload again.
+            restarts += 1;
+            if restarts > MAX_RESTARTS {
+                return Err(Stop::Transient(
+                    "the platform source keeps vanishing".to_owned(),
+                ));
+            }
+            record(state, worker, document_id, json!({"forget_source": true})).await?;
+            source_id = None;
+            indexed = None;
+            continue;
+        };
+        if !extracted.has_text {
+            return Ok(Done {
+                status: "no_text",
+                page_count: extracted.page_count,
+            });
+        }
+
+        let kb = state.config.knowledge_base_id;
+        let entry = match indexed {
+            Some(entry) => entry,
+            None => {
+                let entry = add_to_knowledge_base(state, kb, source, &extracted.name).await?;
+                // One status change, one broadcast: the page count travels with it.
+                record(
+                    state,
+                    worker,
+                    document_id,
+                    json!({"status": "indexing", "indexed_source_id": entry,
+                           "page_count": extracted.page_count}),
+                )
+                .await?;
+                status = "indexing".to_owned();
+                entry
+            }
+        };
+        if status != "indexing" {
+            record(state, worker, document_id, json!({"status": "indexing"})).await?;
+            status = "indexing".to_owned();
+        }
+
+        if !wait_for_indexing(state, kb, source, entry, &extracted.name).await? {
+            // The entry was removed meanwhile: add it again.
+            restarts += 1;
+            if restarts > MAX_RESTARTS {
+                return Err(Stop::Transient(
+                    "the knowledge-base entry keeps vanishing".to_owned(),
+                ));
+            }
+            indexed = None;
+            continue;
+        }
+
+        let copied = copy_chunks(state, worker, document_id, kb, source).await?;
+        return Ok(Done {
+            status: if copied == 0 { "no_text" } else { "ready" },
+            page_count: extracted.page_count,
+        });
+    }
+}
+
+/// Streams the object from Storage into `POST /api/sources/upload`; the
+/// source's id (an existing one for a duplicate).
+async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
+    let path = format!(
+        "/storage/v1/object/authenticated/documents/{}",
+        job.storage_path
+    );
+    let object = state
+        .platform
+        .send(
+            "GET /storage/v1/object/authenticated/documents/…",
+            state.platform.request(Method::GET, &path, Auth::Service),
+        )
+        .await
+        .map_err(|err| match err.status() {
+            Some(404) => Stop::Permanent(
+                "The uploaded file is missing from storage. Delete this document and upload it again."
+                    .to_owned(),
+            ),
+            _ => Stop::from(err),
+        })?;
+    let length = object.content_length();
+    let body = reqwest::Body::wrap_stream(object.bytes_stream());
+    let part = match length {
+        Some(length) => Part::stream_with_length(body, length),
+        None => Part::stream(body),
+    }
+    .file_name(format!("{}.pdf", job.document_id))
+    .mime_str("application/pdf")
+    .map_err(|e| Stop::Transient(e.to_string()))?;
+    // The source is named after the document, not its title: sources are
+    // project-wide and a title can be personal.
+    let form = Form::new()
+        .text("name", job.document_id.to_string())
+        .part("file", part);
+    let uploaded = state
+        .platform
+        .send(
+            "POST /api/sources/upload",
+            state
+                .platform
+                .request(Method::POST, "/api/sources/upload", Auth::Service)
+                .timeout(UPLOAD_TIMEOUT)
+                .multipart(form),
+        )
+        .await;
+    let body: Value = match uploaded {
+        Ok(response) => response
+            .json()
+            .await
+            .map_err(|e| Stop::Transient(format!("reading the upload's answer: {e}")))?,
+        Err(err) if err.status() == Some(409) => {
+            // Same bytes already uploaded, by anyone (§13.8).
+            let duplicate = err.body_json().and_then(|b| {
+                b.get("duplicate")?
+                    .get("id")?
+                    .as_str()?
+                    .parse::<Uuid>()
+                    .ok()
+            });
+            return duplicate.ok_or_else(|| Stop::from(err));
+        }
+        Err(err) => {
+            return Err(match err.status() {
+                Some(402) => Stop::Permanent(
+                    "The project has run out of AI credits. Ask its owner to top them up, then upload again."
+                        .to_owned(),
+                ),
+                Some(413) => Stop::Permanent(
+                    "This file is larger than the document service accepts. Split it and upload the parts."
+                        .to_owned(),
+                ),
+                _ => Stop::from(err),
+            });
+        }
+    };
+    body.get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Stop::Transient(format!("the upload's answer has no id: {body}")))
+}
+
+/// Polls the source until extraction ends; `None` when the source is gone.
+async fn wait_for_extraction(state: &AppState, source: Uuid) -> Result<Option<Extracted>, Stop> {
+    let mut wait = state.config.ingest.poll_initial;
+    loop {
+        let fetched: Result<Value, PlatformError> = state
+            .platform
+            .json(
+                "GET /api/sources/{id}",
+                state.platform.request(
+                    Method::GET,
+                    &format!("/api/sources/{source}"),
+                    Auth::Service,
+                ),
+            )
+            .await;
+        let body = match fetched {
+            Ok(body) => body,
+            Err(err) if err.status() == Some(404) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let status = body
+            .get("extraction_status")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match status {
+            "extracted" => return Ok(Some(extracted(&body))),
+            "failed" => return Err(Stop::Permanent(extraction_failure(&body))),
+            "attention_required" => {
+                return Err(Stop::Permanent(
+                    "Only part of this PDF could be read. Export it again as PDF (or print it to PDF) and upload the new copy."
+                        .to_owned(),
+                ));
+            }
+            "cancelled" => {
+                return Err(Stop::Permanent(
+                    "The text extraction of this PDF was cancelled. Delete it and upload it again."
+                        .to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(state.config.ingest.poll_max);
+    }
+}
+
+fn extracted(source: &Value) -> Extracted {
+    let derivatives = source.get("derivatives").cloned().unwrap_or(Value::Null);
+    let pages = derivatives.get("page_text").and_then(Value::as_array);
+    let page_count = derivatives
+        .get("page_count")
+        .or_else(|| source.get("auto_metadata")?.get("page_count"))
+        .and_then(Value::as_i64)
+        .or_else(|| pages.map(|p| p.len() as i64))
+        .and_then(|n| i32::try_from(n).ok());
+    // When the platform lists its page texts with their sizes, a PDF whose
+    // pages are all empty has no text layer; otherwise indexing will tell.
+    let has_text = match pages {
+        Some(pages) if !pages.is_empty() && pages.iter().all(|p| p.get("char_count").is_some()) => {
+            pages
+                .iter()
+                .any(|p| p.get("char_count").and_then(Value::as_i64).unwrap_or(0) > 0)
+        }
+        _ => true,
+    };
+    Extracted {
+        name: source
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        page_count,
+        has_text,
+    }
+}
+
+/// A reason a person can act on, from the source's `error_code`.
+fn extraction_failure(source: &Value) -> String {
+    let code = source
+        .get("error_code")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match code {
+        "not_a_pdf" | "unsupported_format" => {
+            "This file is not a PDF Quire can read. Export it as a PDF and upload it again.".to_owned()
+        }
+        "encrypted" => {
+            "This PDF is protected with a password. Save a copy without the password and upload that."
+                .to_owned()
+        }
+        "corrupt" => {
+            "This PDF is damaged or incomplete. Download or export it again, then upload the new copy."
+                .to_owned()
+        }
+        _ => {
+            let detail = source
+                .get("error_message")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
+            format!(
+                "The text of this PDF could not be extracted ({detail}). Delete it and upload it again; if that fails too, export it again as PDF."
+            )
+        }
+    }
+}
+
+/// The knowledge base's entry for `source`, if it has one.
+async fn find_entry(
+    state: &AppState,
+    kb: Uuid,
+    source: Uuid,
+    name: &str,
+) -> Result<Option<Value>, Stop> {
+    let mut offset = 0;
+    loop {
+        let page: Value = state
+            .platform
+            .json(
+                "GET /api/knowledge-bases/{id}/sources",
+                state
+                    .platform
+                    .request(
+                        Method::GET,
+                        &format!("/api/knowledge-bases/{kb}/sources"),
+                        Auth::Service,
+                    )
+                    .query(&[
+                        ("q", name.to_owned()),
+                        ("limit", "200".to_owned()),
+                        ("offset", offset.to_string()),
+                    ]),
+            )
+            .await?;
+        let items = page
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(found) = items.iter().find(|i| {
+            i.get("source_id").and_then(Value::as_str) == Some(source.to_string().as_str())
+        }) {
+            return Ok(Some(found.clone()));
+        }
+        let total = page.get("total").and_then(Value::as_i64).unwrap_or(0);
+        offset += items.len() as i64;
+        if items.is_empty() || offset >= total {
+            return Ok(None);
+        }
+    }
+}
+
+/// Adds `source` to the knowledge base, or reuses its entry when it is
+/// already there and not failed (re-adding would re-index another user's
+/// document under them).
+async fn add_to_knowledge_base(
+    state: &AppState,
+    kb: Uuid,
+    source: Uuid,
+    name: &str,
+) -> Result<Uuid, Stop> {
+    if let Some(entry) = find_entry(state, kb, source, name).await?
+        && !matches!(
+            entry.get("index_status").and_then(Value::as_str),
+            Some("failed" | "cancelled")
+        )
+        && let Some(id) = entry
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+    {
+        return Ok(id);
+    }
+    let added: Value = state
+        .platform
+        .json(
+            "POST /api/knowledge-bases/{id}/sources",
+            state
+                .platform
+                .request(
+                    Method::POST,
+                    &format!("/api/knowledge-bases/{kb}/sources"),
+                    Auth::Service,
+                )
+                .json(&json!({"source_id": source})),
+        )
+        .await
+        .map_err(|err| match err.status() {
+            // "Source must be extracted first": it was, a moment ago.
+            Some(400) => Stop::Transient(err.to_string()),
+            _ => Stop::from(err),
+        })?;
+    added
+        .get("id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Stop::Transient(format!("adding to the knowledge base answered {added}")))
+}
+
+/// Polls the entry until indexing ends: `true` when indexed, `false` when
+/// the entry is gone.
+async fn wait_for_indexing(
+    state: &AppState,
+    kb: Uuid,
+    source: Uuid,
+    entry: Uuid,
+    name: &str,
+) -> Result<bool, Stop> {
+    let mut wait = state.config.ingest.poll_initial;
+    loop {
+        let Some(found) = find_entry(state, kb, source, name).await? else {
+            return Ok(false);
+        };
+        if found.get("id").and_then(Value::as_str) != Some(entry.to_string().as_str()) {
+            return Ok(false);
+        }
+        match found.get("index_status").and_then(Value::as_str) {
+            Some("indexed") => return Ok(true),
+            Some("failed") => {
+                let detail = found
+                    .get("error_message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no details");
+                return Err(Stop::Permanent(format!(
+                    "Indexing this PDF failed ({detail}). Delete it and upload it again later."
+                )));
+            }
+            Some("cancelled") => return Ok(false),
+            _ => {}
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(state.config.ingest.poll_max);
+    }
+}
+
+/// Copies the source's chunks into the document's owner's index; the
+/// number of chunks the source has.
+async fn copy_chunks(
+    state: &AppState,
+    worker: &str,
+    document_id: Uuid,
+    kb: Uuid,
+    source: Uuid,
+) -> Result<i64, Stop> {
+    let mut offset = 0i64;
+    let mut seen = 0i64;
+    loop {
+        let page: Value = state
+            .platform
+            .json(
+                "POST /api/knowledge-bases/{id}/items",
+                state
+                    .platform
+                    .request(
+                        Method::POST,
+                        &format!("/api/knowledge-bases/{kb}/items"),
+                        Auth::Service,
+                    )
+                    .json(&json!({"source_ids": [source], "limit": ITEMS_PAGE, "offset": offset})),
+            )
+            .await?;
+        let items = page
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if items.is_empty() {
+            return Ok(seen);
+        }
+        let chunks: Vec<Value> = items
+            .iter()
+            .filter_map(|item| {
+                let chunk_id = item.get("id")?.as_str()?;
+                let text = item.get("text")?.as_str()?;
+                let page = item
+                    .get("meta")
+                    .and_then(|m| m.get("page"))
+                    .and_then(Value::as_i64)
+                    .filter(|p| *p >= 1);
+                let ordinal = item.get("chunk_index").and_then(Value::as_i64).unwrap_or(0);
+                Some(json!({"chunk_id": chunk_id, "page": page, "ordinal": ordinal, "text": text}))
+            })
+            .collect();
+        state
+            .platform
+            .rpc::<Value>(
+                Auth::Service,
+                "copy_ingest_chunks",
+                &json!({"document_id": document_id, "worker": worker, "chunks": chunks}),
+            )
+            .await?;
+        seen += items.len() as i64;
+        offset += items.len() as i64;
+        let total = page.get("total").and_then(Value::as_i64).unwrap_or(0);
+        if offset >= total {
+            return Ok(seen);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pdf_whose_pages_are_all_empty_has_no_text() {
+        let none = json!({"name": "d", "derivatives": {"page_count": 2, "page_text": [
+            {"page": 1, "char_count": 0}, {"page": 2, "char_count": 0}]}});
+        let some = json!({"name": "d", "derivatives": {"page_count": 2, "page_text": [
+            {"page": 1, "char_count": 0}, {"page": 2, "char_count": 12}]}});
+        let unknown = json!({"name": "d", "derivatives": {}});
+        assert!(!extracted(&none).has_text);
+        assert_eq!(extracted(&none).page_count, Some(2));
+        assert!(extracted(&some).has_text);
+        assert!(extracted(&unknown).has_text, "indexing decides");
+    }
+
+    #[test]
+    fn failures_say_what_to_do() {
+        for code in ["not_a_pdf", "encrypted", "corrupt", "something_new"] {
+            let reason = extraction_failure(&json!({"error_code": code, "error_message": "x"}));
+            assert!(
+                reason.contains("upload") || reason.contains("Upload"),
+                "{code}: {reason}"
+            );
+        }
+    }
+}

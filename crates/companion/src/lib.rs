@@ -1,0 +1,35 @@
+//! `quire-companion`: Quire's trusted backend — the only component that
+//! holds the service-role key and the JWT secret (DESIGN.md, Ask and Upload).
+//!
+//! It verifies users' tokens ([`auth`]), answers questions by running the
+//! agent with the user's own chunks and streaming Quire's events
+//! ([`chat`]; the vocabulary is in `EVENTS.md`), gives the agent a search
+//! tool that acts as the user ([`tool`]), registers and ingests documents
+//! ([`documents`], [`ingest`]), and provisions the agent and knowledge base
+//! ([`provision`]). It reaches the platform only through `/rest/v1`,
+//! `/storage/v1` and `/api` ([`platform`]).
+//!
+//! Embedding it (tests do this):
+//!
+//! ```no_run
+//! # async fn demo(config: quire_companion::Config) -> anyhow::Result<()> {
+//! let companion = quire_companion::spawn(config).await?;
+//! println!("listening on {}", companion.url());
+//! companion.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod documents;
+pub mod error;
+pub mod ingest;
+pub mod limits;
+pub mod platform;
+pub mod provision;
+pub mod server;
+pub mod tool;
+
+pub use config::Config;
+pub use server::{Companion, spawn};

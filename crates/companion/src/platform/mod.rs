@@ -1,0 +1,395 @@
+//! Calling the platform: `/rest/v1` (PostgREST), `/storage/v1`, `/api` —
+//! the only ways the companion reaches Powabase (DESIGN.md, Components).
+//!
+//! Two identities ([`Auth`]): the service role (`apikey` and bearer both the
+//! service key, shared/reference/POWABASE.md §1) for what only the companion
+//! may do, and a user (anon `apikey`, the user's bearer) for everything that
+//! must pass the user's row-level security — re-reading chunk ids,
+//! conversations, documents, checking a Storage object.
+//!
+//! Errors ([`PlatformError`]) separate "could not reach it" from "it said
+//! no", and keep the raw body of any unexpected answer.
+
+pub mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::PlatformConfig;
+
+/// Timeout of an ordinary (non-streaming) platform call.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Characters of an unexpected body kept in an error.
+const BODY_KEPT: usize = 2000;
+
+/// Who a call is made as.
+#[derive(Clone, Copy)]
+pub enum Auth<'a> {
+    /// The service-role key: bypasses RLS; every `/api` route.
+    Service,
+    /// A user's access token (or one the companion signed for them).
+    User(&'a str),
+}
+
+/// A platform call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// No answer: connection refused, reset, timed out.
+    #[error("{what}: no answer from the platform: {source}")]
+    Transport {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer with an error status. For Storage, `status` is the real one
+    /// from the body's `statusCode` (Storage answers most errors with HTTP
+    /// 400, SUPABASE-PROTOCOLS.md §4.2).
+    #[error("{what}: the platform answered {status}: {body}")]
+    Status {
+        what: String,
+        status: u16,
+        body: String,
+    },
+    /// A success whose body is not what was expected.
+    #[error("{what}: unexpected answer ({detail}): {body}")]
+    Decode {
+        what: String,
+        detail: String,
+        body: String,
+    },
+}
+
+impl PlatformError {
+    /// The (effective) HTTP status of a [`PlatformError::Status`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            PlatformError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Worth retrying later: no answer, 5xx, 429, 408.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PlatformError::Transport { .. } => true,
+            PlatformError::Status { status, .. } => {
+                *status >= 500 || *status == 429 || *status == 408
+            }
+            PlatformError::Decode { .. } => false,
+        }
+    }
+
+    /// The body of a [`PlatformError::Status`] as JSON, if it is JSON.
+    pub fn body_json(&self) -> Option<Value> {
+        match self {
+            PlatformError::Status { body, .. } => serde_json::from_str(body).ok(),
+            _ => None,
+        }
+    }
+
+    /// The `/api` error message (`{"error": …}`) or PostgREST's `message`.
+    pub fn message(&self) -> Option<String> {
+        let body = self.body_json()?;
+        ["message", "error", "msg"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(Value::as_str).map(str::to_owned))
+    }
+}
+
+/// The platform client (cheap to clone).
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    anon_key: SecretString,
+    service_key: SecretString,
+}
+
+impl Platform {
+    /// A client for `config`'s platform.
+    pub fn new(config: &PlatformConfig) -> anyhow::Result<Platform> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Platform {
+            inner: Arc::new(Inner {
+                http,
+                base: config.base().to_owned(),
+                anon_key: config.anon_key.clone(),
+                service_key: config.service_role_key.clone(),
+            }),
+        })
+    }
+
+    /// The base URL (no trailing slash).
+    pub fn base(&self) -> &str {
+        &self.inner.base
+    }
+
+    /// A request to `path` (starting with `/`) as `auth`.
+    pub fn request(&self, method: Method, path: &str, auth: Auth<'_>) -> RequestBuilder {
+        let url = format!("{}{path}", self.inner.base);
+        let (apikey, bearer) = match auth {
+            Auth::Service => (
+                self.inner.service_key.expose_secret(),
+                self.inner.service_key.expose_secret(),
+            ),
+            Auth::User(token) => (self.inner.anon_key.expose_secret(), token),
+        };
+        self.inner
+            .http
+            .request(method, url)
+            .header("apikey", apikey)
+            .bearer_auth(bearer)
+    }
+
+    /// Sends `request`; a non-2xx answer becomes [`PlatformError::Status`].
+    pub async fn send(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+    ) -> Result<Response, PlatformError> {
+        let response = request
+            .send()
+            .await
+            .map_err(|source| PlatformError::Transport {
+                what: what.to_owned(),
+                source,
+            })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(status_error(what, response).await)
+    }
+
+    /// Sends `request` with [`CALL_TIMEOUT`] and decodes a JSON answer.
+    pub async fn json<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        request: RequestBuilder,
+    ) -> Result<T, PlatformError> {
+        let response = self.send(what, request.timeout(CALL_TIMEOUT)).await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| PlatformError::Transport {
+                what: what.to_owned(),
+                source,
+            })?;
+        serde_json::from_slice(&bytes).map_err(|e| PlatformError::Decode {
+            what: what.to_owned(),
+            detail: e.to_string(),
+            body: kept(&String::from_utf8_lossy(&bytes)),
+        })
+    }
+
+    /// Sends `request` with [`CALL_TIMEOUT`], ignoring the body.
+    pub async fn call(&self, what: &str, request: RequestBuilder) -> Result<(), PlatformError> {
+        self.send(what, request.timeout(CALL_TIMEOUT)).await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ PostgREST
+
+    /// `GET /rest/v1/<table>?<query>` → rows.
+    pub async fn select<T: DeserializeOwned>(
+        &self,
+        auth: Auth<'_>,
+        table: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, PlatformError> {
+        let what = format!("GET /rest/v1/{table}");
+        self.json(
+            &what,
+            self.request(Method::GET, &format!("/rest/v1/{table}"), auth)
+                .query(query),
+        )
+        .await
+    }
+
+    /// `POST /rest/v1/<table>` with `Prefer: return=representation` → the
+    /// inserted rows.
+    pub async fn insert<T: DeserializeOwned>(
+        &self,
+        auth: Auth<'_>,
+        table: &str,
+        body: &impl Serialize,
+    ) -> Result<Vec<T>, PlatformError> {
+        let what = format!("POST /rest/v1/{table}");
+        self.json(
+            &what,
+            self.request(Method::POST, &format!("/rest/v1/{table}"), auth)
+                .header("Prefer", "return=representation")
+                .json(body),
+        )
+        .await
+    }
+
+    /// `PATCH /rest/v1/<table>?<filters>` with `Prefer: return=representation`.
+    pub async fn update<T: DeserializeOwned>(
+        &self,
+        auth: Auth<'_>,
+        table: &str,
+        filters: &[(&str, String)],
+        body: &impl Serialize,
+    ) -> Result<Vec<T>, PlatformError> {
+        let what = format!("PATCH /rest/v1/{table}");
+        self.json(
+            &what,
+            self.request(Method::PATCH, &format!("/rest/v1/{table}"), auth)
+                .query(filters)
+                .header("Prefer", "return=representation")
+                .json(body),
+        )
+        .await
+    }
+
+    /// `DELETE /rest/v1/<table>?<filters>`.
+    pub async fn delete(
+        &self,
+        auth: Auth<'_>,
+        table: &str,
+        filters: &[(&str, String)],
+    ) -> Result<(), PlatformError> {
+        let what = format!("DELETE /rest/v1/{table}");
+        self.call(
+            &what,
+            self.request(Method::DELETE, &format!("/rest/v1/{table}"), auth)
+                .query(filters),
+        )
+        .await
+    }
+
+    /// `POST /rest/v1/rpc/<function>` with named arguments → its JSON result
+    /// (rows for a set-returning function, a scalar otherwise; `null` for
+    /// `void`, which PostgREST answers with 204).
+    pub async fn rpc<T: DeserializeOwned>(
+        &self,
+        auth: Auth<'_>,
+        function: &str,
+        args: &Value,
+    ) -> Result<T, PlatformError> {
+        let what = format!("POST /rest/v1/rpc/{function}");
+        let response = self
+            .send(
+                &what,
+                self.request(Method::POST, &format!("/rest/v1/rpc/{function}"), auth)
+                    .timeout(CALL_TIMEOUT)
+                    .json(args),
+            )
+            .await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| PlatformError::Transport {
+                what: what.clone(),
+                source,
+            })?;
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes).map_err(|e| PlatformError::Decode {
+            what,
+            detail: e.to_string(),
+            body: kept(&String::from_utf8_lossy(bytes)),
+        })
+    }
+}
+
+/// Reads an error answer into [`PlatformError::Status`].
+pub async fn status_error(what: &str, response: Response) -> PlatformError {
+    let http_status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    PlatformError::Status {
+        what: what.to_owned(),
+        status: effective_status(http_status, &body),
+        body: kept(&body),
+    }
+}
+
+/// Storage puts the real status in the body's `statusCode` (a string) and
+/// answers HTTP 400 (SUPABASE-PROTOCOLS.md §4.2); other services use the
+/// HTTP status.
+fn effective_status(status: StatusCode, body: &str) -> u16 {
+    if status == StatusCode::BAD_REQUEST
+        && let Ok(json) = serde_json::from_str::<Value>(body)
+        && let Some(code) = json
+            .get("statusCode")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u16>().ok())
+    {
+        return code;
+    }
+    status.as_u16()
+}
+
+fn kept(body: &str) -> String {
+    if body.chars().count() <= BODY_KEPT {
+        body.to_owned()
+    } else {
+        let mut cut: String = body.chars().take(BODY_KEPT).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+/// `in.(a,b,c)` for a PostgREST filter.
+pub fn in_list<T: std::fmt::Display>(values: &[T]) -> String {
+    let joined: Vec<String> = values.iter().map(ToString::to_string).collect();
+    format!("in.({})", joined.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_carry_their_real_status_in_the_body() {
+        let body = r#"{"statusCode":"404","error":"not_found","message":"Object not found"}"#;
+        assert_eq!(effective_status(StatusCode::BAD_REQUEST, body), 404);
+        assert_eq!(effective_status(StatusCode::BAD_REQUEST, "{}"), 400);
+        assert_eq!(effective_status(StatusCode::CONFLICT, body), 409);
+    }
+
+    #[test]
+    fn transient_errors_are_told_apart() {
+        let status = |s| PlatformError::Status {
+            what: "x".into(),
+            status: s,
+            body: String::new(),
+        };
+        assert!(status(503).is_transient());
+        assert!(status(429).is_transient());
+        assert!(!status(404).is_transient());
+        assert!(!status(409).is_transient());
+    }
+
+    #[test]
+    fn messages_come_from_either_envelope() {
+        let api = PlatformError::Status {
+            what: "x".into(),
+            status: 400,
+            body: r#"{"error":"Source must be extracted first"}"#.into(),
+        };
+        assert_eq!(
+            api.message().as_deref(),
+            Some("Source must be extracted first")
+        );
+        let rest = PlatformError::Status {
+            what: "x".into(),
+            status: 409,
+            body: r#"{"code":"PT409","message":"ingest lease lost","details":null,"hint":null}"#
+                .into(),
+        };
+        assert_eq!(rest.message().as_deref(), Some("ingest lease lost"));
+    }
+}

@@ -1,0 +1,300 @@
+//! The companion's HTTP server: routes, shared state, start and stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use url::Url;
+
+use crate::auth::JwtKeys;
+use crate::chat::run::Runs;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::limits::RunSlots;
+use crate::platform::{Platform, PlatformError};
+use crate::{chat, documents, ingest, tool};
+
+/// Largest request body the companion reads (JSON only; files go to Storage).
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long start-up keeps trying to reach the platform.
+const STARTUP_ATTEMPTS: u32 = 10;
+/// How long shutdown waits for running answers to be persisted.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
+/// What every handler shares (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub config: Config,
+    pub platform: Platform,
+    pub jwt: JwtKeys,
+    pub run_slots: RunSlots,
+    pub runs: Runs,
+    /// Woken when a document is queued here, so an idle worker starts at once.
+    pub ingest_wakeup: Notify,
+    /// The name this process takes ingest leases under.
+    pub worker_id: String,
+    pub shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/api/chat", post(chat::chat))
+        .route("/api/chat/{message_id}/stop", post(chat::stop))
+        .route("/api/documents", post(documents::register))
+        .route("/api/documents/{id}/ingest", post(documents::ingest))
+        .route("/api/documents/{id}", delete(documents::delete))
+        .route(tool::TOOL_PATH, post(tool::search_documents))
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            HeaderName::from_static("apikey"),
+        ]))
+        .with_state(state)
+}
+
+/// `GET /health` → `{"status": "ok", …}`; no credentials needed.
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "service": "quire-companion",
+        "version": env!("CARGO_PKG_VERSION"),
+        "agent_id": state.config.agent_id,
+        "knowledge_base_id": state.config.knowledge_base_id,
+        "runs": state.runs.len(),
+    }))
+    .into_response()
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.")
+}
+
+/// A running companion.
+pub struct Companion {
+    addr: SocketAddr,
+    url: Url,
+    state: AppState,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    workers: Vec<JoinHandle<()>>,
+    stop_serving: CancellationToken,
+}
+
+impl std::fmt::Debug for Companion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Companion")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Companion {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>` without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The URL the platform calls the tool at.
+    pub fn public_url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The name this process takes ingest leases under.
+    pub fn worker_id(&self) -> &str {
+        &self.state.worker_id
+    }
+
+    /// Stops: ingestion workers give their jobs back, running answers are
+    /// ended and persisted as interrupted, then the server stops.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.state.shutdown.cancel();
+        for worker in self.workers.drain(..) {
+            let _ = worker.await;
+        }
+        self.state.runs.stop_all(SHUTDOWN_WAIT).await;
+        self.stop_serving.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .context("the server task failed")?
+                .context("the server stopped with an error")?;
+        }
+        Ok(())
+    }
+
+    /// A token that starts [`Companion::shutdown`]'s work when cancelled
+    /// from elsewhere (a signal handler) — pair with [`Companion::wait`].
+    pub fn shutdown_handle(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Waits until [`Companion::shutdown_handle`] is cancelled, then shuts down.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.state.shutdown.cancelled().await;
+        self.shutdown().await
+    }
+}
+
+impl Drop for Companion {
+    fn drop(&mut self) {
+        self.state.shutdown.cancel();
+        self.stop_serving.cancel();
+    }
+}
+
+/// Starts the companion: binds, registers the search tool with the
+/// platform (retrying while the platform is not up yet), starts the
+/// ingestion workers and serves. Returns once it accepts connections.
+pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
+    let platform = Platform::new(&config.platform).context("building the platform client")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => Url::parse(&format!("http://{addr}")).context("building the public URL")?,
+    };
+
+    let tool_id = register_tool(&platform, &config, url.as_str()).await?;
+    tracing::info!(%tool_id, endpoint = %format!("{}{}", url.as_str().trim_end_matches('/'), tool::TOOL_PATH), "search tool registered");
+
+    let worker_id = config
+        .ingest
+        .worker_id
+        .clone()
+        .unwrap_or_else(default_worker_id);
+    let state = AppState(Arc::new(Shared {
+        jwt: JwtKeys::new(&config.jwt_secret),
+        run_slots: RunSlots::new(config.limits.max_runs_per_user),
+        runs: Runs::default(),
+        ingest_wakeup: Notify::new(),
+        worker_id,
+        shutdown: CancellationToken::new(),
+        platform,
+        config,
+    }));
+    let workers = ingest::start(&state);
+    let purge = tokio::spawn(purge_expired_tool_sessions(state.clone()));
+    drop(purge);
+
+    let stop_serving = CancellationToken::new();
+    let app = router(state.clone());
+    let stop = stop_serving.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+    });
+    tracing::info!(%addr, worker_id = %state.worker_id, "quire-companion listening");
+    Ok(Companion {
+        addr,
+        url,
+        state,
+        server: Some(server),
+        workers,
+        stop_serving,
+    })
+}
+
+async fn register_tool(
+    platform: &Platform,
+    config: &Config,
+    public: &str,
+) -> anyhow::Result<uuid::Uuid> {
+    let mut wait = Duration::from_millis(250);
+    for attempt in 1..=STARTUP_ATTEMPTS {
+        match tool::ensure_registered(platform, config.agent_id, public, &config.tool_secret).await
+        {
+            Ok(id) => return Ok(id),
+            Err(err) if err.is_transient() && attempt < STARTUP_ATTEMPTS => {
+                tracing::warn!(error = %err, "the platform is not answering yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(startup_error(err)),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+fn startup_error(err: PlatformError) -> anyhow::Error {
+    let hint = match err.status() {
+        Some(401 | 403) => " (is QUIRE_COMPANION_SERVICE_ROLE_KEY the project's service-role key?)",
+        Some(404) => {
+            " (does QUIRE_COMPANION_AGENT_ID name an existing agent? `quire-companion provision` makes one)"
+        }
+        Some(400) => {
+            " (the platform refuses the tool's endpoint: QUIRE_COMPANION_PUBLIC_URL must be reachable by the platform; a local sandbox needs QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS=1)"
+        }
+        _ => " (is QUIRE_COMPANION_API_URL right and the platform up?)",
+    };
+    anyhow::anyhow!("registering the search tool with the platform failed{hint}: {err}")
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "companion".to_owned());
+    let mut suffix = [0u8; 3];
+    getrandom::fill(&mut suffix).expect("the OS random number generator works");
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}-{}-{suffix}", std::process::id())
+}
+
+/// Deletes expired `session_token`s now and then (runs delete their own;
+/// this catches runs a crash cut short).
+async fn purge_expired_tool_sessions(state: AppState) {
+    loop {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        if let Err(err) = state
+            .platform
+            .delete(
+                crate::platform::Auth::Service,
+                "tool_sessions",
+                &[("expires_at", format!("lt.{now}"))],
+            )
+            .await
+        {
+            tracing::debug!(error = %err, "could not purge expired tool sessions");
+        }
+        tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(300)) => {}
+        }
+    }
+}

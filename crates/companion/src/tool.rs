@@ -1,0 +1,318 @@
+//! The user-aware search tool `search_my_documents` (DESIGN.md, Ask §5).
+//!
+//! Custom HTTP tools receive no user identity from the platform
+//! (shared/reference/POWABASE.md §6.2, §13.9): only the arguments the model
+//! chose and the tool's static headers. So each run gets an opaque
+//! `session_token` ([`mint_session_token`], stored as its sha-256 in
+//! `tool_sessions` with owner, conversation and expiry), the instruction
+//! item tells the agent to pass it, and the endpoint ([`search_documents`])
+//!
+//! 1. checks the static callback secret (the tool's `Authorization` header);
+//! 2. resolves the token to its owner — an unknown, expired or finished
+//!    token gets the same 401 as a missing secret, and nothing else;
+//! 3. signs a 60-second token for that user and calls `search_chunks`
+//!    through PostgREST under it, so RLS is still the gate;
+//! 4. answers compact JSON the agent can quote.
+//!
+//! [`ensure_registered`] makes sure, at start-up, that the tool exists with
+//! this companion's endpoint and secret and is assigned to the agent.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use reqwest::Method;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+use uuid::Uuid;
+
+use crate::auth::bearer;
+use crate::platform::{Auth, Platform, PlatformError};
+use crate::server::AppState;
+
+/// The tool's name, as the agent sees it.
+pub const TOOL_NAME: &str = "search_my_documents";
+/// The endpoint's path on the companion.
+pub const TOOL_PATH: &str = "/internal/tools/search-documents";
+/// Results returned per search.
+const MATCH_COUNT: i64 = 8;
+/// Characters of one result's text (the platform cuts a tool's answer at
+/// 10 000 characters, §6.2).
+const RESULT_CHARS: usize = 1000;
+
+/// A new `session_token` and the hash stored for it.
+pub fn mint_session_token() -> (SecretString, String) {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random number generator works");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let token = format!("qst_{hex}");
+    let hash = token_hash(&token);
+    (SecretString::from(token), hash)
+}
+
+/// The sha-256 (hex) under which a token is stored.
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The tool's definition for `POST`/`PUT /api/tools`.
+fn definition(endpoint: &str, secret: &SecretString) -> Value {
+    json!({
+        "name": TOOL_NAME,
+        "description": "Search the signed-in user's own uploaded documents. Returns passages with \
+                        their document title and page.",
+        "type": "http",
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "description": "What to look for."},
+                "session_token": {"type": "string",
+                                  "description": "The session_token given in the context, exactly."}
+            },
+            "required": ["query", "session_token"]
+        },
+        "config": {
+            "endpoint": endpoint,
+            "method": "POST",
+            "headers": {"Authorization": format!("Bearer {}", secret.expose_secret())},
+            "timeout_seconds": 30
+        }
+    })
+}
+
+/// Creates or updates the tool so it calls `public_base` + [`TOOL_PATH`]
+/// with `secret`, and assigns it to `agent` (once). Idempotent.
+pub async fn ensure_registered(
+    platform: &Platform,
+    agent: Uuid,
+    public_base: &str,
+    secret: &SecretString,
+) -> Result<Uuid, PlatformError> {
+    let endpoint = format!("{}{TOOL_PATH}", public_base.trim_end_matches('/'));
+    let definition = definition(&endpoint, secret);
+
+    let listed: Value = platform
+        .json(
+            "GET /api/tools",
+            platform.request(Method::GET, "/api/tools", Auth::Service),
+        )
+        .await?;
+    let existing = listed
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| t.get("name").and_then(Value::as_str) == Some(TOOL_NAME))
+        .find_map(|t| t.get("id").and_then(Value::as_str)?.parse::<Uuid>().ok());
+    let tool_id = match existing {
+        Some(id) => {
+            platform
+                .call(
+                    "PUT /api/tools/{id}",
+                    platform
+                        .request(Method::PUT, &format!("/api/tools/{id}"), Auth::Service)
+                        .json(&definition),
+                )
+                .await?;
+            id
+        }
+        None => {
+            let created: Value = platform
+                .json(
+                    "POST /api/tools",
+                    platform
+                        .request(Method::POST, "/api/tools", Auth::Service)
+                        .json(&definition),
+                )
+                .await?;
+            created
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| PlatformError::Decode {
+                    what: "POST /api/tools".to_owned(),
+                    detail: "no id".to_owned(),
+                    body: created.to_string(),
+                })?
+        }
+    };
+
+    let path = format!("/api/agents/{agent}/tools");
+    let assigned: Value = platform
+        .json(
+            "GET /api/agents/{id}/tools",
+            platform.request(Method::GET, &path, Auth::Service),
+        )
+        .await?;
+    let mut ours = false;
+    for assignment in assigned
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|a| a.get("tool_name").and_then(Value::as_str) == Some(TOOL_NAME))
+    {
+        let same_tool =
+            assignment.get("tool_id").and_then(Value::as_str) == Some(tool_id.to_string().as_str());
+        if same_tool && !ours {
+            ours = true;
+            continue;
+        }
+        // A stale or duplicate assignment would make the agent call twice.
+        if let Some(id) = assignment.get("id").and_then(Value::as_str) {
+            platform
+                .call(
+                    "DELETE /api/agents/{id}/tools/{assignment}",
+                    platform.request(Method::DELETE, &format!("{path}/{id}"), Auth::Service),
+                )
+                .await?;
+        }
+    }
+    if !ours {
+        platform
+            .call(
+                "POST /api/agents/{id}/tools",
+                platform.request(Method::POST, &path, Auth::Service).json(
+                    &json!({"tool_type": "custom", "tool_name": TOOL_NAME, "tool_id": tool_id}),
+                ),
+            )
+            .await?;
+    }
+    Ok(tool_id)
+}
+
+#[derive(Deserialize)]
+struct ToolSession {
+    owner_id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct Hit {
+    id: Uuid,
+    document_id: Uuid,
+    title: String,
+    page: Option<i32>,
+    text: String,
+}
+
+/// The one answer to every caller that is not a live run of a user.
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": "unauthorized"})),
+    )
+        .into_response()
+}
+
+/// `POST /internal/tools/search-documents` (called by the platform).
+pub async fn search_documents(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let secret = state.config.tool_secret.expose_secret().as_bytes();
+    let presented = bearer(&headers).unwrap_or_default().as_bytes();
+    if !bool::from(presented.ct_eq(secret)) {
+        return unauthorized();
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return unauthorized();
+    };
+    let Some(token) = body.get("session_token").and_then(Value::as_str) else {
+        return unauthorized();
+    };
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let sessions: Result<Vec<ToolSession>, _> = state
+        .platform
+        .select(
+            Auth::Service,
+            "tool_sessions",
+            &[
+                ("select", "owner_id".to_owned()),
+                ("token_hash", format!("eq.{}", token_hash(token))),
+                ("expires_at", format!("gt.{now}")),
+            ],
+        )
+        .await;
+    let owner = match sessions {
+        Ok(rows) => match rows.into_iter().next() {
+            Some(row) => row.owner_id,
+            None => return unauthorized(),
+        },
+        Err(err) => {
+            tracing::warn!(error = %err, "resolving a tool session failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "temporarily unavailable"})),
+            )
+                .into_response();
+        }
+    };
+
+    let query = body
+        .get("query")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .unwrap_or_default();
+    if query.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "query is required"})),
+        )
+            .into_response();
+    }
+    let user_token = state.jwt.sign_user_token(owner);
+    let hits: Result<Vec<Hit>, _> = state
+        .platform
+        .rpc(
+            Auth::User(&user_token),
+            "search_chunks",
+            &json!({"query": query, "match_count": MATCH_COUNT}),
+        )
+        .await;
+    match hits {
+        Ok(hits) => {
+            let results: Vec<Value> = hits
+                .into_iter()
+                .map(|h| {
+                    let text: String = h.text.chars().take(RESULT_CHARS).collect();
+                    json!({"title": h.title, "page": h.page, "text": text,
+                           "document_id": h.document_id, "chunk_id": h.id})
+                })
+                .collect();
+            Json(json!({"results": results})).into_response()
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the search tool's search failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "search is temporarily unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_stored_only_as_their_hash() {
+        let (a, hash_a) = mint_session_token();
+        let (b, _) = mint_session_token();
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert!(a.expose_secret().starts_with("qst_"));
+        assert_eq!(a.expose_secret().len(), 4 + 64);
+        assert_eq!(hash_a, token_hash(a.expose_secret()));
+        assert_eq!(hash_a.len(), 64);
+        assert!(!hash_a.contains(&a.expose_secret()[4..]));
+    }
+}
