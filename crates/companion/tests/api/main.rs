@@ -1,0 +1,11 @@
+//! Integration tests of the companion: each test runs a sandbox in process
+//! (port 0, its own database), Quire's agent and knowledge base provisioned on
+//! it, and the companion on port 0 in front of it — with two users.
+
+mod attacks;
+mod bad_input;
+mod chat;
+mod documents;
+mod faults;
+mod helpers;
+mod proxy;
