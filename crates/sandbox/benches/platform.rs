@@ -42,8 +42,14 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let token = session["access_token"].as_str().unwrap_or_default().to_owned();
-    let uid = session["user"]["id"].as_str().unwrap_or_default().to_owned();
+    let token = session["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let uid = session["user"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let admin = db.admin().await;
     let row = admin
         .query_one(
@@ -91,7 +97,11 @@ async fn rest_vs_direct(
             .bearer_auth(token)
             .send()
             .await?;
-        anyhow::ensure!(response.status() == 200, "REST answered {}", response.status());
+        anyhow::ensure!(
+            response.status() == 200,
+            "REST answered {}",
+            response.status()
+        );
         let body = response.bytes().await?;
         anyhow::ensure!(body.len() > 2, "REST returned no row");
         Ok::<_, anyhow::Error>(())
@@ -115,46 +125,24 @@ async fn rest_vs_direct(
     };
     let claims = claims.to_string();
     let mut direct_client = db.client_as("authenticator").await;
-    let one_direct = |client: &mut tokio_postgres::Client| {
-        let claims = claims.clone();
-        let conversation = conversation.to_owned();
-        async move {
-            let tx = client.transaction().await?;
-            tx.execute(
-                "select set_config('role', 'authenticated', true), \
-                 set_config('request.jwt.claims', $1, true), \
-                 set_config('search_path', 'public', true)",
-                &[&claims],
-            )
-            .await?;
-            let row = tx
-                .query_one(
-                    "select coalesce(json_agg(t), '[]')::text from \
-                     (select * from public.conversations where id = $1::text::uuid) t",
-                    &[&conversation],
-                )
-                .await?;
-            let body: String = row.get(0);
-            anyhow::ensure!(body.len() > 2, "direct query returned no row");
-            tx.commit().await?;
-            Ok::<_, anyhow::Error>(())
-        }
-    };
     for _ in 0..REST_WARMUP {
-        one_direct(&mut direct_client).await?;
+        direct_once(&mut direct_client, &claims, conversation).await?;
     }
     let mut samples = Vec::with_capacity(REST_REQUESTS);
     let start = Instant::now();
     for _ in 0..REST_REQUESTS {
         let t = Instant::now();
-        one_direct(&mut direct_client).await?;
+        direct_once(&mut direct_client, &claims, conversation).await?;
         samples.push(t.elapsed());
     }
     let direct = stats(samples, start.elapsed());
 
     println!("single-row select, {REST_REQUESTS} sequential requests");
     println!("  {:<34} {:>9} {:>10} {:>10}", "", "req/s", "p50", "p99");
-    for (name, s) in [("sandbox /rest/v1 (HTTP + JWT)", &rest), ("direct connection, same role", &direct)] {
+    for (name, s) in [
+        ("sandbox /rest/v1 (HTTP + JWT)", &rest),
+        ("direct connection, same role", &direct),
+    ] {
         println!(
             "  {name:<34} {:>9.0} {:>10.2?} {:>10.2?}",
             s.per_sec, s.p50, s.p99
@@ -166,6 +154,33 @@ async fn rest_vs_direct(
         rest.p50.as_secs_f64() / direct.p50.as_secs_f64(),
         rest.p99.as_secs_f64() / direct.p99.as_secs_f64(),
     );
+    Ok(())
+}
+
+/// One request's worth of PostgREST's work, done directly: the same preamble and statement.
+async fn direct_once(
+    client: &mut tokio_postgres::Client,
+    claims: &str,
+    conversation: &str,
+) -> anyhow::Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute(
+        "select set_config('role', 'authenticated', true), \
+         set_config('request.jwt.claims', $1, true), \
+         set_config('search_path', 'public', true)",
+        &[&claims],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "select coalesce(json_agg(t), '[]')::text from \
+             (select * from public.conversations where id = $1::text::uuid) t",
+            &[&conversation],
+        )
+        .await?;
+    let body: String = row.get(0);
+    anyhow::ensure!(body.len() > 2, "direct query returned no row");
+    tx.commit().await?;
     Ok(())
 }
 
@@ -198,7 +213,11 @@ async fn upload_vs_disk(
         )
         .send()
         .await?;
-    anyhow::ensure!(created.status() == 201, "TUS create answered {}", created.status());
+    anyhow::ensure!(
+        created.status() == 201,
+        "TUS create answered {}",
+        created.status()
+    );
     let location = created
         .headers()
         .get("location")
@@ -218,7 +237,11 @@ async fn upload_vs_disk(
             .body(bytes[offset..end].to_vec())
             .send()
             .await?;
-        anyhow::ensure!(patched.status() == 204, "TUS PATCH answered {}", patched.status());
+        anyhow::ensure!(
+            patched.status() == 204,
+            "TUS PATCH answered {}",
+            patched.status()
+        );
         offset = end;
     }
     let upload = start.elapsed();
@@ -238,8 +261,21 @@ async fn upload_vs_disk(
 
     let mbps = |d: Duration| UPLOAD_BYTES as f64 / (1024.0 * 1024.0) / d.as_secs_f64();
     println!("100 MB upload");
-    println!("  {:<34} {:>9.1} MB/s ({:.2?})", "sandbox TUS, 6 MiB chunks", mbps(upload), upload);
-    println!("  {:<34} {:>9.1} MB/s ({:.2?})", "write + fsync to the same disk", mbps(disk), disk);
-    println!("  ratio sandbox/disk throughput: {:.2}x\n", mbps(upload) / mbps(disk));
+    println!(
+        "  {:<34} {:>9.1} MB/s ({:.2?})",
+        "sandbox TUS, 6 MiB chunks",
+        mbps(upload),
+        upload
+    );
+    println!(
+        "  {:<34} {:>9.1} MB/s ({:.2?})",
+        "write + fsync to the same disk",
+        mbps(disk),
+        disk
+    );
+    println!(
+        "  ratio sandbox/disk throughput: {:.2}x\n",
+        mbps(upload) / mbps(disk)
+    );
     Ok(())
 }
