@@ -1834,3 +1834,130 @@ async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
     assert_eq!(run["status"], "failed");
     assert_eq!(run["error"], error["error"]);
 }
+
+#[tokio::test]
+async fn session_routes_show_a_user_their_own_conversation_only() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let (alice, alice_id) = user(&app, "dora@example.com").await;
+    let (bob, _) = user(&app, "eve@example.com").await;
+    let (_, sse) = stream(
+        &app,
+        &agent,
+        Some(&alice),
+        json!({"message": "How long is the warranty on the motor?", "context_items": manual(), "citations_enabled": true}),
+    )
+    .await;
+    let complete = sse.one("complete");
+    let session = complete["session_id"].as_str().unwrap().to_owned();
+    let run_id = complete["run_id"].as_str().unwrap().to_owned();
+    // A second turn in the same session.
+    let (_, _) = stream(
+        &app,
+        &agent,
+        Some(&alice),
+        json!({"message": "warranty?", "session_id": session}),
+    )
+    .await;
+
+    let get = |path: String, token: Option<String>| {
+        let app = &app;
+        async move {
+            let request = match &token {
+                Some(t) => app.request(Method::GET, &path, Some(t)),
+                None => app.api(Method::GET, &path),
+            };
+            json_of(request.send().await.unwrap()).await
+        }
+    };
+    let base = format!("/api/sessions/{session}");
+    let (status, shown) = get(base.clone(), Some(alice.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        keys(&shown),
+        set(&[
+            "id",
+            "session_id",
+            "agent_id",
+            "user_id",
+            "session_data",
+            "metadata",
+            "created_at",
+            "updated_at"
+        ])
+    );
+    assert_eq!(shown["user_id"], alice_id.as_str());
+    assert_eq!(shown["agent_id"], agent.as_str());
+
+    let (status, messages) = get(format!("{base}/messages"), Some(alice.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    let list = messages["messages"].as_array().unwrap();
+    assert_eq!(list.len(), 4);
+    assert_eq!(list[0]["role"], "user");
+    assert_eq!(list[0]["content"], "How long is the warranty on the motor?");
+    assert_eq!(list[1]["role"], "assistant");
+    assert_eq!(list[1]["content"], complete["content"]);
+    assert_eq!(list[1]["run_id"], run_id.as_str());
+    assert_eq!(list[1]["citations"], complete["citations"]);
+    let (_, last_two) = get(format!("{base}/messages?limit=2"), Some(alice.clone())).await;
+    assert_eq!(
+        last_two["messages"].as_array().unwrap()[0]["content"],
+        "warranty?"
+    );
+
+    let (status, runs) = get(format!("{base}/runs"), Some(alice.clone())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 2);
+    assert_eq!(runs["runs"][1]["run_id"], run_id.as_str(), "newest first");
+    assert_eq!(runs["runs"][1]["agent_id"], agent.as_str());
+    let (status, retrieved) = get(
+        format!("{base}/runs/{run_id}/retrieved-context"),
+        Some(alice.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(retrieved["retrieved_context"][0]["source"], "context_items");
+
+    for path in [
+        base.clone(),
+        format!("{base}/messages"),
+        format!("{base}/runs"),
+        format!("{base}/runs/{run_id}/retrieved-context"),
+    ] {
+        let (status, body) = get(path.clone(), Some(bob.clone())).await;
+        assert_eq!(
+            (status, body),
+            (StatusCode::NOT_FOUND, json!({"error": "Session not found"})),
+            "{path}"
+        );
+        let (status, _) = get(path.clone(), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let (status, body) = json_of(
+        app.request(Method::DELETE, &base, Some(&bob))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::NOT_FOUND, json!({"error": "Session not found"}))
+    );
+    let (status, body) = json_of(
+        app.request(Method::DELETE, &base, Some(&alice))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"success": true, "message": "Session deleted"})
+        )
+    );
+    let (status, _) = get(base, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

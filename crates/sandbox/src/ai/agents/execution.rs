@@ -275,6 +275,7 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
             events: (!lp.persisted.is_empty()).then(|| Value::Array(lp.persisted.clone())),
             usage: generated.usage,
             tool_calls: &generated.tool_calls,
+            citations: &generated.citations,
         },
     )
     .await

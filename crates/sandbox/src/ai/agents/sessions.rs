@@ -11,6 +11,12 @@
 //!   completed runs, one per user/assistant pair.
 //! - `DELETE /api/agents/{id}/sessions/{session_id}` → 204; 404 for a missing
 //!   session, another agent's, or (for a user) one that is not theirs.
+//!
+//! And the session routes of §9, by public session id: `GET` and `DELETE
+//! /api/sessions/{session_id}`, `…/messages` (the conversation rebuilt from
+//! completed runs), `…/runs` and `…/runs/{run_id}/retrieved-context`. A
+//! user reaches only their own sessions; anything else is 404 `Session not
+//! found`.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -23,6 +29,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::public_id;
+use super::store::{RUN_COLUMNS, run_json};
 use crate::ai::{ApiCaller, ApiError, JsonBody, timestamp};
 use crate::http::json_response;
 use crate::state::AppState;
@@ -44,6 +51,16 @@ pub fn router() -> Router<AppState> {
         .route(
             "/agents/{agent_id}/sessions/{session_id}",
             delete(delete_session),
+        )
+        .route(
+            "/sessions/{session_id}",
+            get(get_session).delete(delete_by_id),
+        )
+        .route("/sessions/{session_id}/messages", get(messages))
+        .route("/sessions/{session_id}/runs", get(runs))
+        .route(
+            "/sessions/{session_id}/runs/{run_id}/retrieved-context",
+            get(retrieved_context),
         )
 }
 
@@ -374,6 +391,210 @@ async fn delete_session(
         .execute("delete from ai.agent_sessions where id = $1", &[&uuid])
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The session `session_id` if the caller may see it (a user: only their
+/// own): its internal id and its row as `GET /api/sessions/{id}` shows it.
+async fn visible_session(
+    client: &deadpool_postgres::Client,
+    caller: &ApiCaller,
+    session_id: &str,
+) -> Result<(Uuid, Value), ApiError> {
+    if session_id.chars().count() > MAX_SESSION_ID_CHARS {
+        return Err(ApiError::bad_request(
+            "session_id must be a string of at most 255 characters",
+        ));
+    }
+    let row = client
+        .query_opt(
+            "select id, session_id, agent_id, user_id, session_data, metadata, created_at, updated_at
+               from ai.agent_sessions where session_id = $1",
+            &[&session_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found(SESSION_NOT_FOUND))?;
+    let owner: Option<Uuid> = row.get(3);
+    if let ApiCaller::User { id, .. } = caller
+        && owner != Some(*id)
+    {
+        return Err(ApiError::not_found(SESSION_NOT_FOUND));
+    }
+    let shown = json!({
+        "id": row.get::<_, Uuid>(0).to_string(),
+        "session_id": row.get::<_, String>(1),
+        "agent_id": row.get::<_, Option<Uuid>>(2).map(|u| u.to_string()),
+        "user_id": owner.map(|u| u.to_string()),
+        "session_data": row.get::<_, Value>(4),
+        "metadata": row.get::<_, Value>(5),
+        "created_at": timestamp(row.get::<_, DateTime<Utc>>(6)),
+        "updated_at": timestamp(row.get::<_, DateTime<Utc>>(7)),
+    });
+    Ok((row.get(0), shown))
+}
+
+async fn get_session(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(session_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = state.db.ai.get().await?;
+    let (_, shown) = visible_session(&client, &caller, &session_id).await?;
+    Ok(json_response(StatusCode::OK, &shown))
+}
+
+async fn delete_by_id(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(session_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = state.db.ai.get().await?;
+    let (uuid, _) = visible_session(&client, &caller, &session_id).await?;
+    client
+        .execute("delete from ai.agent_sessions where id = $1", &[&uuid])
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"success": true, "message": "Session deleted"}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// The conversation of a session, rebuilt from its completed runs (a failed
+/// run leaves no trace here, as on the platform); `limit` (≤200) keeps the
+/// most recent messages.
+async fn messages(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(session_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let client = state.db.ai.get().await?;
+    let (uuid, _) = visible_session(&client, &caller, &session_id).await?;
+    let rows = client
+        .query(
+            "select run_id, input_messages, output_messages, coalesce(started_at, created_at),
+                    coalesce(completed_at, created_at)
+               from ai.agent_runs where session_id = $1 and status = 'completed'
+              order by created_at, id",
+            &[&uuid],
+        )
+        .await?;
+    let mut messages = Vec::new();
+    for row in &rows {
+        let run_id: String = row.get(0);
+        let turns = [
+            (row.get::<_, Option<Value>>(1), "user", 3),
+            (row.get::<_, Option<Value>>(2), "assistant", 4),
+        ];
+        for (list, role, at) in turns {
+            for message in list
+                .as_ref()
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if message.get("role").and_then(Value::as_str) != Some(role) {
+                    continue;
+                }
+                let mut shown = json!({
+                    "role": role,
+                    "content": message.get("content").cloned().unwrap_or(Value::Null),
+                    "run_id": run_id,
+                    "timestamp": timestamp(row.get::<_, DateTime<Utc>>(at)),
+                });
+                if let Some(citations) = message.get("citations") {
+                    shown["citations"] = citations.clone();
+                }
+                messages.push(shown);
+            }
+        }
+    }
+    if let Some(limit) = query.limit.and_then(|l| l.trim().parse::<usize>().ok()) {
+        let limit = limit.clamp(1, 200);
+        let skip = messages.len().saturating_sub(limit);
+        messages.drain(..skip);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"session_id": session_id, "messages": messages}),
+    ))
+}
+
+/// The session's runs, newest first (`limit` ≤ 100, default 100; `offset`).
+async fn runs(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path(session_id): Path<String>,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query
+        .limit
+        .and_then(|l| l.trim().parse::<i64>().ok())
+        .unwrap_or(100)
+        .clamp(1, 100);
+    let offset = query
+        .offset
+        .and_then(|o| o.trim().parse::<i64>().ok())
+        .unwrap_or(0)
+        .max(0);
+    let client = state.db.ai.get().await?;
+    let (uuid, _) = visible_session(&client, &caller, &session_id).await?;
+    let rows = client
+        .query(
+            &format!(
+                "select {RUN_COLUMNS}, r.context_handler_id, r.agent_id, r.model
+                   from ai.agent_runs r where r.session_id = $1
+                  order by r.created_at desc, r.id limit $2 offset $3"
+            ),
+            &[&uuid, &limit, &offset],
+        )
+        .await?;
+    let runs: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            let mut run = run_json(row);
+            run["context_handler_id"] = json!(
+                row.get::<_, Option<Uuid>>("context_handler_id")
+                    .map(|u| u.to_string())
+            );
+            run["agent_id"] = json!(
+                row.get::<_, Option<Uuid>>("agent_id")
+                    .map(|u| u.to_string())
+            );
+            run["model"] = json!(row.get::<_, Option<String>>("model"));
+            run
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"session_id": session_id, "runs": runs, "limit": limit, "offset": offset}),
+    ))
+}
+
+async fn retrieved_context(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Path((session_id, run_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let client = state.db.ai.get().await?;
+    let (uuid, _) = visible_session(&client, &caller, &session_id).await?;
+    let row = client
+        .query_opt(
+            "select retrieved_context from ai.agent_runs where session_id = $1 and run_id = $2",
+            &[&uuid, &run_id],
+        )
+        .await?
+        .ok_or_else(|| ApiError::not_found("Run not found"))?;
+    let retrieved: Value = row.get::<_, Option<Value>>(0).unwrap_or_else(|| json!([]));
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"session_id": session_id, "run_id": run_id, "retrieved_context": retrieved}),
+    ))
 }
 
 #[cfg(test)]

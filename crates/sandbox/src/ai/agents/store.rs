@@ -13,6 +13,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::events::{ToolCallRecord, Usage};
+use super::model::Citation;
 use crate::ai::timestamp;
 
 /// A run about to start.
@@ -69,6 +70,8 @@ pub struct FinishedRun<'a> {
     pub events: Option<Value>,
     pub usage: Usage,
     pub tool_calls: &'a [ToolCallRecord],
+    /// Kept on the assistant message, for `GET /api/sessions/{id}/messages`.
+    pub citations: &'a [Citation],
 }
 
 /// Records the end of a run: status, content, output message, events,
@@ -81,6 +84,9 @@ pub async fn finish(
     let mut message = json!({"role": "assistant", "content": run.content});
     if !run.tool_calls.is_empty() {
         message["tool_calls"] = json!(run.tool_calls);
+    }
+    if !run.citations.is_empty() {
+        message["citations"] = json!(run.citations);
     }
     let errors = run
         .tool_calls
