@@ -13,13 +13,17 @@
 //! 2. gather the context: `context_items` (by reference from `ai.chunks`),
 //!    `context_override`, or a full-text pre-retrieval from `knowledge_bases`;
 //! 3. persist the run as `running`, send `start`;
-//! 4. on the tool path (the agent has tools, streaming only): `step_started`,
-//!    the model's tool calls (`tool_call`, the HTTP call, `tool_result`),
-//!    `step_completed`, and a second step for the answer;
-//! 5. stream the answer as `content_delta`s, then `chunk` with all of it;
-//! 6. persist `completed` with content, events, usage and tool calls; send
-//!    `complete`. Any failure on the way: the row is marked `failed` and the
-//!    stream ends with `error`.
+//! 4. let the model answer — the offline one ([`super::model`]) or, when
+//!    configured, an OpenAI-compatible one ([`super::llm`]). On the
+//!    tool path (the agent has tools, streaming only) each model call is a
+//!    step: `step_started`, `content_delta`s, the tool calls (`tool_call`,
+//!    the HTTP call, `tool_result`), `step_completed`; on the plain path
+//!    there are only the deltas;
+//! 5. send `chunk` with the whole answer;
+//! 6. persist `completed` (or `failed`, when the model failed) with content,
+//!    events, usage, tool calls and citations; send `complete`. Any other
+//!    failure on the way: the row is marked `failed` and the stream ends
+//!    with `error`.
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -165,7 +165,7 @@ const ABBREVIATIONS: &[&str] = &[
     "ms", "no", "p", "pp", "prof", "sr", "st", "vol", "vs",
 ];
 
-/// True for a word that carries no topic (see [`STOP_WORDS`]).
+/// True for a word that carries no topic (articles, pronouns, question words, …).
 pub fn is_stop_word(word: &str) -> bool {
     STOP_WORDS.binary_search(&word).is_ok()
 }
