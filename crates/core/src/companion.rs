@@ -100,7 +100,12 @@ impl Companion {
     }
 
     /// Registers a file about to be uploaded.
-    pub async fn register(&self, title: &str, byte_size: u64, sha256: &str) -> Result<Registered> {
+    pub async fn register(
+        &self,
+        title: &str,
+        byte_size: u64,
+        sha256: Option<&str>,
+    ) -> Result<Registered> {
         let body = json!({"title": title, "byte_size": byte_size, "sha256": sha256});
         let response = self
             .send(Method::POST, "/api/documents", Some(&body))

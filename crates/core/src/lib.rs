@@ -20,6 +20,7 @@ mod quire;
 mod rest;
 pub mod search;
 pub mod state;
+pub mod upload;
 
 pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};
 pub use auth::store::{KeyringStore, TokenStore};
@@ -33,3 +34,5 @@ pub use search::ChunkHit;
 pub use state::{
     Conversation, Document, DocumentStatus, Message, Role, State, Update, UploadProgress,
 };
+pub use tokio_util::sync::CancellationToken;
+pub use upload::{UploadEvent, UploadOptions};

@@ -2,7 +2,11 @@
 //! decision lives behind these functions; the shell's commands are a few
 //! lines each.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use serde_json::json;
 use uuid::Uuid;
@@ -18,6 +22,7 @@ use crate::http::Api;
 use crate::rest::Rest;
 use crate::search::{self, ChunkHit, DEFAULT_MATCH_COUNT};
 use crate::state::{Conversation, Document, State};
+use crate::upload::{self, UploadEvent, UploadOptions};
 
 /// A Quire client for one project. Cheap to clone; clones share the
 /// session and the state model.
@@ -124,9 +129,20 @@ impl Quire {
     ) -> Result<Answer> {
         let chunk_ids: Vec<Uuid> = sources.iter().map(|hit| hit.id).collect();
         let response = self.companion.chat(conversation, text, &chunk_ids).await?;
+        // The companion names the conversation and answer in headers, so Stop
+        // works before the first event.
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<Uuid>().ok())
+        };
+        let ids = header("x-quire-conversation-id").zip(header("x-quire-message-id"));
         let events = sse::chat_events(response.bytes_stream());
         Ok(Answer::new(
             sources,
+            ids,
             events,
             self.state.clone(),
             self.companion.clone(),
@@ -195,5 +211,26 @@ impl Quire {
     /// The user's documents, newest first (also applied to the state).
     pub async fn documents(&self) -> Result<Vec<Document>> {
         follow::sync_documents(self).await
+    }
+
+    /// Uploads PDFs: each is checked before anything is sent, registered
+    /// with the companion, stored with progress, then handed to ingestion.
+    /// Results are in the order of `paths`; `events` (optional) reports each
+    /// file's progress; cancelling `cancel` stops the batch.
+    pub async fn upload(
+        &self,
+        paths: &[PathBuf],
+        options: &UploadOptions,
+        events: Option<mpsc::UnboundedSender<UploadEvent>>,
+        cancel: CancellationToken,
+    ) -> Vec<Result<Document>> {
+        upload::upload_all(self, paths, options, events, cancel).await
+    }
+
+    /// Deletes a document everywhere (through the companion).
+    pub async fn delete_document(&self, id: Uuid) -> Result<()> {
+        self.companion.delete_document(id).await?;
+        self.state.remove_document(id);
+        Ok(())
     }
 }

@@ -41,6 +41,7 @@ pub struct Answer {
 impl Answer {
     pub(crate) fn new(
         sources: Vec<ChunkHit>,
+        ids: Option<(Uuid, Uuid)>,
         events: impl Stream<Item = Result<ChatEvent>> + Send + 'static,
         state: Arc<State>,
         companion: Companion,
@@ -48,7 +49,7 @@ impl Answer {
         Answer {
             sources,
             events: Box::pin(events),
-            ids: watch::channel(None).0,
+            ids: watch::channel(ids).0,
             state,
             companion,
         }

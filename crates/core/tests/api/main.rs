@@ -1,8 +1,10 @@
 //! `quire-core` against a real sandbox, in-process: one binary, one module
 //! per area. Two users in every test that could leak: A acts, B sees nothing.
 
+mod ask;
 mod chat;
 mod follow;
 mod search;
 mod signin;
 mod support;
+mod uploads;

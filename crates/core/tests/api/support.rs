@@ -20,11 +20,12 @@ use uuid::Uuid;
 pub const PASSWORD_A: &str = "correct horse battery A";
 pub const PASSWORD_B: &str = "correct horse battery B";
 
-/// A running sandbox and its database.
+/// A running sandbox and its database, and the companion when asked for.
 pub struct Stack {
     pub db: TestDb,
     pub sandbox: Sandbox,
     pub http: reqwest::Client,
+    pub companion: Option<quire_companion::Companion>,
     _dir: TempDir,
 }
 
@@ -47,12 +48,52 @@ pub async fn spawn_stack_with(adjust: impl FnOnce(&mut quire_sandbox::Config)) -
     Stack {
         db,
         sandbox,
+        companion: None,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
         _dir: dir,
     }
+}
+
+/// The full stack: a sandbox (the offline model at `token_delay_ms` per
+/// piece), Quire's agent and knowledge base provisioned on it, and a
+/// companion in front.
+pub async fn spawn_full_stack(token_delay_ms: u64) -> Stack {
+    use quire_companion::config::{Config as CompanionConfig, PlatformConfig};
+    let mut stack = spawn_stack_with(|c| {
+        c.agents.allow_loopback_tool_endpoints = true;
+        c.agents.token_delay_ms = token_delay_ms;
+    })
+    .await;
+    let platform = PlatformConfig {
+        api_url: stack.api_base().parse().unwrap(),
+        anon_key: stack.sandbox.anon_key().clone(),
+        service_role_key: stack.sandbox.service_role_key().clone(),
+    };
+    let ids = quire_companion::provision::provision(
+        &quire_companion::platform::Platform::new(&platform).unwrap(),
+        None,
+    )
+    .await
+    .expect("provisioning the agent and knowledge base");
+    let mut config = CompanionConfig::new(
+        platform,
+        stack.sandbox.jwt_secret().clone(),
+        ids.agent_id,
+        ids.knowledge_base_id,
+        SecretString::from(format!("tool-secret-{}", Uuid::new_v4().simple())),
+    );
+    config.ingest.poll_initial = std::time::Duration::from_millis(20);
+    config.ingest.poll_max = std::time::Duration::from_millis(300);
+    config.ingest.idle_poll = std::time::Duration::from_millis(200);
+    stack.companion = Some(
+        quire_companion::spawn(config)
+            .await
+            .expect("the companion starts"),
+    );
+    stack
 }
 
 fn init_logs() {
@@ -90,13 +131,16 @@ impl Stack {
         .unwrap()
     }
 
+    /// The companion's URL, when one runs.
+    pub fn companion_url(&self) -> Option<String> {
+        self.companion.as_ref().map(|c| c.url())
+    }
+
     /// A client whose refresh token is kept by a [`MemoryTokens`].
     pub fn client(&self) -> (Quire, Arc<MemoryTokens>) {
         let tokens = Arc::new(MemoryTokens::default());
-        (
-            Quire::with_token_store(self.config(None), tokens.clone()),
-            tokens,
-        )
+        let config = self.config(self.companion_url().as_deref());
+        (Quire::with_token_store(config, tokens.clone()), tokens)
     }
 
     /// Creates a confirmed user through the admin API; returns its id.
@@ -288,6 +332,8 @@ pub struct Proxy {
     cut: tokio::sync::watch::Sender<u64>,
     upload_budget: Arc<std::sync::atomic::AtomicI64>,
     pub cuts: Arc<std::sync::atomic::AtomicU64>,
+    /// Bytes sent towards the server so far, over all connections.
+    pub uploaded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Proxy {
@@ -298,14 +344,21 @@ impl Proxy {
         let (cut, _) = tokio::sync::watch::channel(0u64);
         let upload_budget = Arc::new(AtomicI64::new(i64::MAX));
         let cuts = Arc::new(AtomicU64::new(0));
-        let (cut_tx, budget, cut_count) = (cut.clone(), upload_budget.clone(), cuts.clone());
+        let uploaded = Arc::new(AtomicU64::new(0));
+        let (cut_tx, budget, cut_count, uploaded_total) = (
+            cut.clone(),
+            upload_budget.clone(),
+            cuts.clone(),
+            uploaded.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
                 let mut cut_rx = cut_tx.subscribe();
-                let (budget, cut_count) = (budget.clone(), cut_count.clone());
+                let (budget, cut_count, uploaded_total) =
+                    (budget.clone(), cut_count.clone(), uploaded_total.clone());
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(target).await else {
                         return;
@@ -322,6 +375,7 @@ impl Proxy {
                                 // Keep the downstream half going until it ends.
                                 std::future::pending::<()>().await;
                             }
+                            uploaded_total.fetch_add(n as u64, Ordering::SeqCst);
                             if budget.fetch_sub(n as i64, Ordering::SeqCst) - (n as i64) < 0 {
                                 budget.store(i64::MAX, Ordering::SeqCst);
                                 cut_count.fetch_add(1, Ordering::SeqCst);
@@ -346,6 +400,7 @@ impl Proxy {
             cut,
             upload_budget,
             cuts,
+            uploaded,
         }
     }
 

@@ -1,0 +1,152 @@
+//! Asking through the real companion: sources first, the answer streaming,
+//! citations pointing at the right page; Stop; a second device following.
+
+use std::path::PathBuf;
+
+use quire_core::{
+    CancellationToken, DocumentStatus, EventBody, MessageStatus, Quire, UploadOptions,
+};
+use quire_sandbox::ai::fixtures;
+
+use crate::support::{Stack, eventually, spawn_full_stack};
+
+/// A three-page lease; the pet rule is on page 2.
+pub const LEASE: [&str; 3] = [
+    "Tenancy agreement between the landlord and the tenant.\nThe rent is 900 euros per month.",
+    "Pets are allowed only with the landlord's written consent.\nSmoking is not allowed inside the flat.",
+    "The deposit is two months of rent.\nIt is returned within thirty days of moving out.",
+];
+
+/// Uploads the lease for `quire` and waits until it is ready.
+pub async fn ready_lease(quire: &Quire, dir: &tempfile::TempDir) -> uuid::Uuid {
+    let path: PathBuf = dir.path().join("Lease.pdf");
+    std::fs::write(&path, fixtures::text_pdf(&LEASE)).unwrap();
+    let follower = quire.follow();
+    follower.ready().await;
+    let results = quire
+        .upload(
+            &[path],
+            &UploadOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await;
+    let id = results.into_iter().next().unwrap().unwrap().id;
+    eventually(120, "the lease is ready", async || {
+        quire
+            .state()
+            .document(id)
+            .is_some_and(|d| d.status == DocumentStatus::Ready)
+    })
+    .await;
+    follower.stop().await;
+    id
+}
+
+async fn full(stack_delay: u64) -> (Stack, Quire, tempfile::TempDir) {
+    let stack = spawn_full_stack(stack_delay).await;
+    let (a, _) = stack.signed_in("alice@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    (stack, a, dir)
+}
+
+#[tokio::test]
+async fn an_answer_streams_after_its_sources_and_cites_the_right_page() {
+    let (stack, a, dir) = full(0).await;
+    let lease = ready_lease(&a, &dir).await;
+    let (device2, _) = stack.client();
+    device2
+        .sign_in_with_password("alice@example.com", crate::support::PASSWORD_A)
+        .await
+        .unwrap();
+    let follower = device2.follow();
+    follower.ready().await;
+
+    let mut answer = a.ask(None, "Are pets allowed in the flat?").await.unwrap();
+
+    assert!(!answer.sources.is_empty());
+    assert_eq!(answer.sources[0].document_id, lease);
+    assert_eq!(answer.sources[0].page, Some(2));
+    let mut streamed = String::new();
+    let mut last = None;
+    while let Some(event) = answer.next().await {
+        let event = event.unwrap();
+        if let EventBody::Delta { text } = &event.body {
+            streamed.push_str(text);
+        }
+        last = Some(event);
+    }
+    let last = last.unwrap();
+    let EventBody::Complete {
+        status,
+        content,
+        citations,
+        ..
+    } = &last.body
+    else {
+        panic!("ended with {last:?}");
+    };
+    assert_eq!(*status, MessageStatus::Complete);
+    assert_eq!(*content, streamed);
+    assert!(content.contains("Pets are allowed"), "{content}");
+    assert!(
+        citations
+            .iter()
+            .any(|c| c.document_id == Some(lease) && c.page == Some(2)),
+        "{citations:?}"
+    );
+    let message = a.state().message(last.message_id).unwrap();
+    assert_eq!(message.content, streamed);
+    assert_eq!(message.status, MessageStatus::Complete);
+
+    // The second device ends with exactly the same text.
+    eventually(60, "device 2 has the answer", async || {
+        device2
+            .state()
+            .message(last.message_id)
+            .is_some_and(|m| m.status == MessageStatus::Complete)
+    })
+    .await;
+    assert_eq!(
+        device2.state().message(last.message_id).unwrap().content,
+        streamed
+    );
+    follower.stop().await;
+}
+
+#[tokio::test]
+async fn stop_ends_an_answer_as_stopped() {
+    // A slow model, so there is time to stop.
+    let (_stack, a, dir) = full(40).await;
+    ready_lease(&a, &dir).await;
+    let mut answer = a
+        .ask(
+            None,
+            "What does the lease say about the deposit and the rent?",
+        )
+        .await
+        .unwrap();
+    let stopper = answer.stopper();
+    assert!(
+        answer.message_id().is_some(),
+        "the ids arrive with the headers"
+    );
+
+    // First piece of text, then Stop.
+    loop {
+        let event = answer.next().await.unwrap().unwrap();
+        if matches!(event.body, EventBody::Delta { .. }) {
+            break;
+        }
+    }
+    let status = stopper.stop().await.unwrap();
+    assert_eq!(status, "stopped");
+    let mut last = None;
+    while let Some(event) = answer.next().await {
+        last = Some(event.unwrap());
+    }
+    match last.map(|e| e.body) {
+        Some(EventBody::Complete { status, .. }) => assert_eq!(status, MessageStatus::Stopped),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,262 @@
+//! Uploads: refused before any request, stored with progress, resumed after
+//! a cut, many at once, through the companion to `ready`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use quire_core::{CancellationToken, DocumentStatus, ErrorCode, Quire, UploadEvent, UploadOptions};
+use quire_sandbox::ai::fixtures;
+use tokio::sync::mpsc;
+
+use crate::support::{
+    MemoryTokens, PASSWORD_A, Proxy, Stack, eventually, spawn_full_stack, spawn_stack,
+};
+
+fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// A client whose API and companion traffic both go through `proxy`.
+async fn client_through(stack: &Stack, proxy: &Proxy, companion: &str) -> Quire {
+    let config = quire_core::Config::new(&proxy.url(), &stack.anon_key(), companion).unwrap();
+    let quire = Quire::with_token_store(config, Arc::new(MemoryTokens::default()));
+    quire
+        .sign_in_with_password("alice@example.com", PASSWORD_A)
+        .await
+        .unwrap();
+    quire
+}
+
+#[tokio::test]
+async fn bad_files_are_refused_before_any_request() {
+    let stack = spawn_stack().await;
+    stack.create_user("alice@example.com", PASSWORD_A).await;
+    let proxy = Proxy::start(stack.sandbox.addr()).await;
+    let companion_proxy = Proxy::start(stack.sandbox.addr()).await;
+    let quire = client_through(&stack, &proxy, &companion_proxy.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let html = write(&dir, "report.pdf", b"<!doctype html><p>not a pdf</p>");
+    let empty = write(&dir, "empty.pdf", b"");
+    let big = write(
+        &dir,
+        "big.pdf",
+        &[fixtures::text_pdf(&["x"]), vec![b' '; 4096]].concat(),
+    );
+    let sent_before = proxy.uploaded.load(Ordering::SeqCst);
+    let options = UploadOptions {
+        max_file_bytes: 4096,
+        ..UploadOptions::default()
+    };
+    let (events, mut received) = mpsc::unbounded_channel();
+
+    let results = quire
+        .upload(
+            &[html, empty, big],
+            &options,
+            Some(events),
+            CancellationToken::new(),
+        )
+        .await;
+
+    let codes: Vec<ErrorCode> = results
+        .iter()
+        .map(|r| r.as_ref().unwrap_err().code())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ErrorCode::NotAPdf,
+            ErrorCode::EmptyFile,
+            ErrorCode::TooLarge
+        ]
+    );
+    assert_eq!(
+        proxy.uploaded.load(Ordering::SeqCst),
+        sent_before,
+        "nothing went to the API"
+    );
+    assert_eq!(
+        companion_proxy.uploaded.load(Ordering::SeqCst),
+        0,
+        "nothing went to the companion"
+    );
+    let mut failures = 0;
+    while let Ok(event) = received.try_recv() {
+        assert!(matches!(event, UploadEvent::Failed { .. }), "{event:?}");
+        failures += 1;
+    }
+    assert_eq!(failures, 3);
+    let rows: i64 = stack
+        .db
+        .admin()
+        .await
+        .query_one("select count(*) from public.documents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn a_pdf_is_stored_with_progress_and_reaches_ready_on_every_device() {
+    let stack = spawn_full_stack(0).await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    let (device2, _) = (stack.client().0, ());
+    device2
+        .sign_in_with_password("alice@example.com", crate::support::PASSWORD_A)
+        .await
+        .unwrap();
+    let follower = device2.follow();
+    follower.ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pdf = fixtures::text_pdf(&crate::ask::LEASE);
+    let path = write(&dir, "Lease.pdf", &pdf);
+    let (events, mut received) = mpsc::unbounded_channel();
+
+    let results = a
+        .upload(
+            &[path],
+            &UploadOptions::default(),
+            Some(events),
+            CancellationToken::new(),
+        )
+        .await;
+
+    let document = results.into_iter().next().unwrap().unwrap();
+    assert_eq!(document.title, "Lease");
+    let mut last_progress = 0;
+    let mut stored = false;
+    while let Ok(event) = received.try_recv() {
+        match event {
+            UploadEvent::Progress { sent, total, .. } => {
+                assert!(sent >= last_progress && sent <= total);
+                last_progress = sent;
+            }
+            UploadEvent::Stored { document_id } => stored = document_id == document.id,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        last_progress,
+        pdf.len() as u64,
+        "progress reached the whole file"
+    );
+    assert!(stored);
+    let object: i64 = stack
+        .db
+        .admin()
+        .await
+        .query_one(
+            "select count(*) from storage.objects where bucket_id = 'documents' and name = $1",
+            &[&format!("{a_id}/{}.pdf", document.id)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(object, 1);
+    eventually(120, "the second device sees it ready", async || {
+        device2
+            .state()
+            .document(document.id)
+            .is_some_and(|d| d.status == DocumentStatus::Ready)
+    })
+    .await;
+    assert_eq!(
+        device2.state().document(document.id).unwrap().page_count,
+        Some(3)
+    );
+    follower.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_file_resumes_after_a_dropped_connection_instead_of_restarting() {
+    let stack = spawn_full_stack(0).await;
+    let (_, a_id) = stack.signed_in("alice@example.com").await;
+    let proxy = Proxy::start(stack.sandbox.addr()).await;
+    let quire = client_through(&stack, &proxy, &stack.companion_url().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A real PDF with a long comment after the header: 3 MB of bytes.
+    let mut pdf = b"%PDF-1.7\n%".to_vec();
+    pdf.extend(std::iter::repeat_n(b'q', 3 * 1024 * 1024));
+    pdf.push(b'\n');
+    pdf.extend_from_slice(&fixtures::text_pdf(&["Big file."])[9..]);
+    let path = write(&dir, "Big.pdf", &pdf);
+    let options = UploadOptions {
+        resumable_above: 256 * 1024,
+        chunk_bytes: 512 * 1024,
+        ..UploadOptions::default()
+    };
+    let sent_before = proxy.uploaded.load(Ordering::SeqCst);
+    // The connection dies in the middle of the third chunk.
+    proxy.cut_after_upload(1200 * 1024);
+
+    let results = quire
+        .upload(&[path], &options, None, CancellationToken::new())
+        .await;
+
+    let document = results.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        proxy.cuts.load(Ordering::SeqCst),
+        1,
+        "the connection was cut once"
+    );
+    let sent = proxy.uploaded.load(Ordering::SeqCst) - sent_before;
+    assert!(
+        sent < pdf.len() as u64 + 2 * 512 * 1024,
+        "resumed, not restarted: {sent} bytes sent for {}",
+        pdf.len()
+    );
+    let size: i64 = stack
+        .db
+        .admin()
+        .await
+        .query_one(
+            "select (metadata->>'size')::bigint from storage.objects where name = $1",
+            &[&format!("{a_id}/{}.pdf", document.id)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(size, pdf.len() as i64, "every byte arrived once");
+}
+
+#[tokio::test]
+async fn ten_files_at_once_all_reach_ready() {
+    let stack = spawn_full_stack(0).await;
+    let (a, _) = stack.signed_in("alice@example.com").await;
+    let follower = a.follow();
+    follower.ready().await;
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = (0..10)
+        .map(|n| {
+            let text = format!("Document number {n} talks about topic{n}.");
+            write(&dir, &format!("Doc {n}.pdf"), &fixtures::text_pdf(&[&text]))
+        })
+        .collect();
+
+    let results = a
+        .upload(
+            &paths,
+            &UploadOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await;
+
+    let ids: Vec<_> = results.into_iter().map(|r| r.unwrap().id).collect();
+    eventually(300, "all ten are ready", async || {
+        ids.iter().all(|id| {
+            a.state()
+                .document(*id)
+                .is_some_and(|d| d.status == DocumentStatus::Ready)
+        })
+    })
+    .await;
+    let hits = a.search("topic7", 8, None).await.unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].title, "Doc 7");
+    follower.stop().await;
+}
