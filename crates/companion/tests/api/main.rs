@@ -5,6 +5,7 @@
 mod attacks;
 mod bad_input;
 mod chat;
+mod cli;
 mod documents;
 mod faults;
 mod helpers;
