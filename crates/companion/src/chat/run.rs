@@ -194,11 +194,7 @@ pub fn start(
     );
     let state = state.clone();
     tokio::spawn(async move {
-        let message_id = turn.message_id;
-        let status = run(&state, turn, client, control).await;
-        state.runs.remove(message_id);
-        drop(slot);
-        let _ = done_tx.send(Some(status.unwrap_or_else(|| "unknown".to_owned())));
+        run(&state, turn, client, control, slot, done_tx).await;
     });
 }
 
@@ -349,13 +345,16 @@ impl Emitter {
     }
 }
 
-/// Answers `turn`; returns the final status as persisted.
+/// Answers `turn`, persists it, and only then lets go of the client's
+/// stream, the user's run slot and the registry entry.
 async fn run(
     state: &AppState,
     turn: Turn,
     client: mpsc::UnboundedSender<ChatEvent>,
     control: Arc<RunControl>,
-) -> Option<String> {
+    slot: RunSlot,
+    done: watch::Sender<Option<String>>,
+) {
     let (record_tx, record_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(recorder(
         state.clone(),
@@ -456,8 +455,12 @@ async fn run(
     {
         tracing::warn!(error = %err, "could not delete a run's tool session (it expires on its own)");
     }
+    // In this order, so that a client that sees its stream end may ask again
+    // at once, and a Stop that waited learns the outcome.
+    state.runs.remove(turn.message_id);
+    drop(slot);
+    let _ = done.send(Some(status.unwrap_or_else(|| "unknown".to_owned())));
     drop(client);
-    status
 }
 
 /// Calls `run/stream` and relays it until it ends, fails or is stopped.
