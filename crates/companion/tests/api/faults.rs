@@ -10,7 +10,9 @@ use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{MANUAL, PATIENCE, Setup, one, spawn_app, spawn_app_with, streamed_text};
+use crate::helpers::{
+    MANUAL, PATIENCE, Setup, SseReader, one, spawn_app, spawn_app_with, streamed_text,
+};
 
 #[tokio::test]
 async fn a_platform_stream_that_dies_mid_answer_fails_the_answer_and_keeps_its_text() {
@@ -322,6 +324,24 @@ async fn two_companions_ingest_ten_documents_and_none_is_processed_twice() {
         .unwrap()
         .get(0);
     assert_eq!(sources, 10);
+    // Both registered the search tool at start-up: one tool, assigned once.
+    let tools: i64 = db
+        .query_one(
+            "select count(*) from ai.tools where name = 'search_my_documents'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let assignments: i64 = db
+        .query_one(
+            "select count(*) from ai.agent_tools where tool_name = 'search_my_documents'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((tools, assignments), (1, 1));
     second.shutdown().await.unwrap();
 }
 
@@ -382,4 +402,54 @@ async fn the_same_file_from_a_second_user_becomes_their_own_ready_document() {
         .unwrap()
         .get(0);
     assert_eq!(sources, 1, "B still uses the source");
+}
+
+#[tokio::test]
+async fn stop_sent_to_another_companion_ends_the_answer_where_it_runs() {
+    let app = spawn_app_with(Setup {
+        token_delay_ms: 150,
+        ..Setup::default()
+    })
+    .await;
+    let other = quire_companion::spawn(app.config.clone()).await.unwrap();
+    let a = app.user("a@example.com").await;
+    app.ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
+        .await;
+    let hits = app.search(&a, "warranty motor").await;
+    let ids: Vec<&Value> = hits.iter().map(|h| &h["id"]).collect();
+    let response = app
+        .chat_response(
+            &a,
+            &json!({"message": "How long is the warranty on the motor?", "chunk_ids": ids}),
+        )
+        .await;
+    let mut reader = SseReader::new(response);
+    let mut events = Vec::new();
+    while let Some(event) = reader.next().await {
+        let is_delta = event["kind"] == "delta";
+        events.push(event);
+        if is_delta {
+            break;
+        }
+    }
+    let message_id = events[0]["message_id"].as_str().unwrap().to_owned();
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/chat/{message_id}/stop", other.url()))
+        .bearer_auth(&a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+
+    while let Some(event) = reader.next().await {
+        events.push(event);
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last["kind"], "complete");
+    assert_eq!(last["payload"]["status"], "stopped");
+    let (status, content) = app.wait_message(message_id.parse().unwrap()).await;
+    assert_eq!(status, "stopped");
+    assert_eq!(content, streamed_text(&events));
+    other.shutdown().await.unwrap();
 }
