@@ -1,6 +1,593 @@
-//! `quire-cli`: the Quire core in a terminal. Its commands arrive with the core issue.
+//! `quire-cli`: the Quire core in a terminal — sign in, upload, ask, read
+//! history, follow what the user's other devices do. The same `quire-core`
+//! functions the desktop app calls; the sign-in lives in the OS keyring.
+//!
+//! Errors are one line on stderr (`quire-cli: …`) and a non-zero exit code.
 
-fn main() {
-    eprintln!("quire-cli: no commands yet (they arrive with the core issue)");
-    std::process::exit(2);
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use clap::{Parser, Subcommand};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use quire_core::state::Role;
+use quire_core::{
+    BrowserSignIn, CancellationToken, Config, DocumentStatus, EventBody, MessageStatus, Quire,
+    SystemBrowser, Update, UploadEvent, UploadOptions,
+};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "quire-cli",
+    version,
+    about = "Chat with your own PDFs, from a terminal."
+)]
+struct Cli {
+    /// Read api_url, anon_key and companion_url from a stack file
+    /// (`cargo xtask stack up` writes `.quire/stack.json`).
+    #[arg(long, global = true, value_name = "FILE")]
+    stack: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sign in with email and password, or in the browser.
+    Login {
+        /// Sign in through the browser (OAuth with PKCE).
+        #[arg(long)]
+        browser: bool,
+        /// The OAuth provider for --browser.
+        #[arg(long, default_value = "github")]
+        provider: String,
+        /// Your email (asked for when missing).
+        #[arg(long)]
+        email: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Sign out on this device (the keyring entry is removed).
+    Logout,
+    /// Show who is signed in.
+    Whoami,
+    /// Upload PDFs and wait until they are ready to ask about.
+    Upload {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Return once the files are stored, without waiting for indexing.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// List your documents.
+    Docs,
+    /// Ask a question about your documents.
+    Ask {
+        question: String,
+        /// Continue this conversation (a new one otherwise).
+        #[arg(long)]
+        conversation: Option<Uuid>,
+    },
+    /// List conversations, or show one conversation's messages.
+    History {
+        /// The conversation to show.
+        #[arg(long)]
+        conversation: Option<Uuid>,
+        /// How many conversations or messages.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Print what your other devices ask, the answers as they stream, and
+    /// document status changes, until interrupted.
+    Follow,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("quire-cli: could not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the core's message is written for a person.
+            let message = match error.downcast_ref::<quire_core::Error>() {
+                Some(core) => core.to_string(),
+                None => format!("{error:#}"),
+            };
+            eprintln!("quire-cli: {}", message.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.stack.as_deref())?;
+    let quire = Quire::new(config);
+    match cli.command {
+        Command::Login {
+            browser,
+            provider,
+            email,
+            password_stdin,
+        } => login(&quire, browser, provider, email, password_stdin).await,
+        Command::Logout => {
+            quire.restore().await.ok();
+            quire.sign_out().await?;
+            println!("Signed out.");
+            Ok(())
+        }
+        Command::Whoami => {
+            let user = signed_in(&quire).await?;
+            println!(
+                "{} ({})",
+                user.email.as_deref().unwrap_or("no email"),
+                user.id
+            );
+            Ok(())
+        }
+        Command::Upload { files, no_wait } => upload(&quire, files, no_wait).await,
+        Command::Docs => docs(&quire).await,
+        Command::Ask {
+            question,
+            conversation,
+        } => ask(&quire, &question, conversation).await,
+        Command::History {
+            conversation,
+            limit,
+        } => history(&quire, conversation, limit).await,
+        Command::Follow => follow(&quire).await,
+    }
+}
+
+async fn signed_in(quire: &Quire) -> anyhow::Result<quire_core::User> {
+    match quire.restore().await? {
+        Some(user) => Ok(user),
+        None => Err(quire
+            .auth()
+            .user()
+            .err()
+            .unwrap_or(quire_core::Error::NotSignedIn)
+            .into()),
+    }
+}
+
+async fn login(
+    quire: &Quire,
+    browser: bool,
+    provider: String,
+    email: Option<String>,
+    password_stdin: bool,
+) -> anyhow::Result<()> {
+    let user = if browser {
+        eprintln!("Opening your browser to sign in…");
+        let options = BrowserSignIn {
+            provider,
+            ..BrowserSignIn::default()
+        };
+        quire.sign_in_with_browser(&SystemBrowser, &options).await?
+    } else {
+        let email = match email {
+            Some(email) => email,
+            None => prompt("Email: ")?,
+        };
+        let password = if password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        } else if std::io::stdin().is_terminal() {
+            rpassword::prompt_password("Password: ").context("reading the password")?
+        } else {
+            return Err(anyhow!(
+                "no password: pass --password-stdin or run in a terminal"
+            ));
+        };
+        quire.sign_in_with_password(&email, &password).await?
+    };
+    println!(
+        "Signed in as {}.",
+        user.email.as_deref().unwrap_or("(no email)")
+    );
+    Ok(())
+}
+
+fn prompt(label: &str) -> anyhow::Result<String> {
+    eprint!("{label}");
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading from the terminal")?;
+    Ok(line.trim().to_owned())
+}
+
+async fn upload(quire: &Quire, files: Vec<PathBuf>, no_wait: bool) -> anyhow::Result<()> {
+    signed_in(quire).await?;
+    let follower = (!no_wait).then(|| quire.follow());
+    if let Some(follower) = &follower {
+        follower.ready().await;
+    }
+    let bars = MultiProgress::new();
+    if !std::io::stderr().is_terminal() {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let style =
+        ProgressStyle::with_template("{prefix:20!} {bar:30} {bytes:>9}/{total_bytes:9} {msg}")
+            .expect("a valid template");
+    let by_path: std::collections::HashMap<PathBuf, ProgressBar> = files
+        .iter()
+        .map(|path| {
+            let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
+            bar.set_prefix(
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            (path.clone(), bar)
+        })
+        .collect();
+    let (events, mut received) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let uploading = {
+        let (quire, files, cancel) = (quire.clone(), files.clone(), cancel.clone());
+        tokio::spawn(async move {
+            quire
+                .upload(&files, &UploadOptions::default(), Some(events), cancel)
+                .await
+        })
+    };
+    let mut by_id = std::collections::HashMap::new();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => cancel.cancel(),
+            event = received.recv() => match event {
+                None => break,
+                Some(UploadEvent::Checked { path, bytes }) => {
+                    if let Some(bar) = by_path.get(&path) {
+                        bar.set_length(bytes);
+                        bar.set_message("waiting");
+                    }
+                }
+                Some(UploadEvent::Registered { path, document_id }) => {
+                    if let Some(bar) = by_path.get(&path) {
+                        bar.set_message("uploading");
+                        by_id.insert(document_id, bar.clone());
+                    }
+                }
+                Some(UploadEvent::Progress { document_id, sent, .. }) => {
+                    if let Some(bar) = by_id.get(&document_id) {
+                        bar.set_position(sent);
+                    }
+                }
+                Some(UploadEvent::Stored { document_id }) => {
+                    if let Some(bar) = by_id.get(&document_id) {
+                        bar.set_message("stored");
+                    }
+                }
+                Some(UploadEvent::Failed { path, error }) => {
+                    if let Some(bar) = by_path.get(&path) {
+                        bar.abandon_with_message(format!("failed: {}", error.message));
+                    }
+                }
+            }
+        }
+    }
+    let results = uploading.await.context("the upload task")?;
+    let mut failed: Vec<String> = Vec::new();
+    let mut stored = Vec::new();
+    for (path, result) in files.iter().zip(results) {
+        match result {
+            Ok(document) => stored.push(document.id),
+            Err(error) => failed.push(format!("{}: {error}", path.display())),
+        }
+    }
+    if let Some(follower) = follower {
+        // The indexing states, as they arrive (from this or any device).
+        let mut updates = quire.state().subscribe();
+        let settled = |quire: &Quire| {
+            stored.iter().all(|id| {
+                quire
+                    .state()
+                    .document(*id)
+                    .is_some_and(|d| d.status.is_settled())
+            })
+        };
+        while !settled(quire) {
+            tokio::select! {
+                update = updates.recv() => {
+                    if let Ok(Update::Document(document)) = update
+                        && let Some(bar) = by_id.get(&document.id)
+                    {
+                        bar.set_message(document.status.as_str().replace('_', " "));
+                    }
+                }
+                () = tokio::time::sleep(Duration::from_secs(5)) => {
+                    // Nothing heard for a while: ask the database directly.
+                    quire.documents().await?;
+                }
+            }
+        }
+        follower.stop().await;
+        for id in &stored {
+            let document = quire
+                .state()
+                .document(*id)
+                .expect("settled documents are known");
+            let bar = by_id.get(id);
+            let line = match document.status {
+                DocumentStatus::Ready => {
+                    format!("ready ({} pages)", document.page_count.unwrap_or(0))
+                }
+                DocumentStatus::NoText => {
+                    "stored, but it has no text to search (a scan?)".to_owned()
+                }
+                _ => format!(
+                    "failed: {}",
+                    document.error.as_deref().unwrap_or("unknown reason")
+                ),
+            };
+            if let Some(bar) = bar {
+                bar.finish_with_message(line.clone());
+            }
+            println!("{}\t{}\t{}", document.id, document.title, line);
+            if document.status == DocumentStatus::Failed {
+                failed.push(format!("{}: {line}", document.title));
+            }
+        }
+    } else {
+        for id in &stored {
+            println!("{id}\tstored");
+        }
+    }
+    if !failed.is_empty() {
+        return Err(anyhow!(
+            "{} of {} files failed: {}",
+            failed.len(),
+            files.len(),
+            failed.join("; ")
+        ));
+    }
+    Ok(())
+}
+
+async fn docs(quire: &Quire) -> anyhow::Result<()> {
+    signed_in(quire).await?;
+    let documents = quire.documents().await?;
+    if documents.is_empty() {
+        println!("No documents yet. Upload one with: quire-cli upload <file.pdf>");
+    }
+    for document in documents {
+        println!(
+            "{}\t{}\t{}\t{} pages\t{}",
+            document.id,
+            document.title,
+            document.status.as_str(),
+            document
+                .page_count
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "?".into()),
+            document
+                .byte_size
+                .map(|b| quire_core::error::human_bytes(b.max(0) as u64))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyhow::Result<()> {
+    signed_in(quire).await?;
+    let mut answer = quire.ask(conversation, question).await?;
+    if answer.sources.is_empty() {
+        println!("Sources: none of your documents matched.");
+    } else {
+        println!("Sources:");
+        for (n, source) in answer.sources.iter().enumerate() {
+            println!(
+                "  [{}] {} (page {})",
+                n + 1,
+                source.title,
+                page(source.page)
+            );
+        }
+    }
+    println!();
+    let stopper = answer.stopper();
+    let mut stdout = std::io::stdout();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut stopping = false;
+    loop {
+        let event = tokio::select! {
+            _ = &mut ctrl_c, if !stopping => {
+                stopping = true;
+                let stopper = stopper.clone();
+                tokio::spawn(async move { stopper.stop().await });
+                continue;
+            }
+            event = answer.next() => event,
+        };
+        let Some(event) = event else { break };
+        let event = event?;
+        match event.body {
+            EventBody::Delta { text } => {
+                print!("{text}");
+                stdout.flush().ok();
+            }
+            EventBody::ToolCall { tool_name, .. } => {
+                eprintln!(
+                    "\n(searching your documents with {})",
+                    tool_name.unwrap_or_default()
+                );
+            }
+            EventBody::Complete {
+                status, citations, ..
+            } => {
+                println!();
+                if status == MessageStatus::Stopped {
+                    println!("(stopped)");
+                }
+                if !citations.is_empty() {
+                    println!("\nCitations:");
+                    for citation in citations {
+                        println!(
+                            "  [{}] {} (page {})",
+                            citation.key.as_deref().unwrap_or("?"),
+                            citation.title.as_deref().unwrap_or("untitled"),
+                            page(citation.page)
+                        );
+                    }
+                }
+                println!("\nconversation {}", event.conversation_id);
+            }
+            EventBody::Error { message, .. } => {
+                println!();
+                return Err(anyhow!("the answer failed: {message}"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn page(page: Option<i32>) -> String {
+    page.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+}
+
+async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyhow::Result<()> {
+    signed_in(quire).await?;
+    let Some(conversation) = conversation else {
+        let conversations = quire.conversations(limit, 0, false).await?;
+        if conversations.is_empty() {
+            println!("No conversations yet. Ask something with: quire-cli ask \"…\"");
+        }
+        for c in conversations {
+            println!(
+                "{}\t{}\t{}",
+                c.id,
+                c.updated_at.format("%Y-%m-%d %H:%M"),
+                c.title.as_deref().unwrap_or("(untitled)")
+            );
+        }
+        return Ok(());
+    };
+    let page = quire.history(conversation, None, limit).await?;
+    if page.messages.is_empty() {
+        return Err(quire_core::Error::NotFound {
+            what: "conversation".into(),
+        }
+        .into());
+    }
+    for message in page.messages {
+        let who = match message.role {
+            Role::User => "you",
+            Role::Assistant => "quire",
+        };
+        let status = match message.status {
+            MessageStatus::Streaming => " (still answering)",
+            MessageStatus::Stopped => " (stopped)",
+            MessageStatus::Failed => " (failed)",
+            MessageStatus::Complete => "",
+        };
+        println!("{who}{status}: {}\n", message.content);
+    }
+    Ok(())
+}
+
+async fn follow(quire: &Quire) -> anyhow::Result<()> {
+    let user = signed_in(quire).await?;
+    let mut updates = quire.state().subscribe();
+    let follower = quire.follow();
+    let mut status = follower.watch();
+    eprintln!(
+        "Following {} — press Ctrl-C to stop.",
+        user.email.as_deref().unwrap_or("you")
+    );
+    let mut shown_questions = std::collections::HashSet::new();
+    let mut open_answer: Option<Uuid> = None;
+    let mut stdout = std::io::stdout();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = status.borrow_and_update().clone();
+                match now {
+                    quire_core::FollowStatus::Joined { backfilled: true } => eprintln!("(live)"),
+                    quire_core::FollowStatus::Reconnecting { error, .. } => eprintln!("(reconnecting: {error})"),
+                    quire_core::FollowStatus::SignedOut => {
+                        return Err(quire.auth().user().err().unwrap_or(quire_core::Error::NotSignedIn).into());
+                    }
+                    _ => {}
+                }
+            }
+            update = updates.recv() => {
+                let update = match update {
+                    Ok(update) => update,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                match update {
+                    Update::Message { message, appended } => {
+                        if message.role == Role::User {
+                            if !message.content.is_empty() && shown_questions.insert(message.id) {
+                                println!("\n> {}", message.content);
+                            }
+                            continue;
+                        }
+                        if open_answer != Some(message.id) {
+                            println!();
+                            open_answer = Some(message.id);
+                            if let Some(piece) = &appended && piece.len() == message.content.len() {
+                                print!("{piece}");
+                            } else {
+                                print!("{}", message.content);
+                            }
+                        } else if let Some(piece) = appended {
+                            print!("{piece}");
+                        }
+                        if message.status.is_final() {
+                            println!("\n({})", match message.status {
+                                MessageStatus::Complete => "complete",
+                                MessageStatus::Stopped => "stopped",
+                                _ => "failed",
+                            });
+                            open_answer = None;
+                        }
+                        stdout.flush().ok();
+                    }
+                    Update::Document(document) if document.upload.is_none() => {
+                        println!("document {}: {}", document.title, document.status.as_str().replace('_', " "));
+                    }
+                    Update::DocumentRemoved { id } => println!("document {id}: deleted"),
+                    _ => {}
+                }
+            }
+        }
+    }
+    follower.stop().await;
+    Ok(())
 }

@@ -230,23 +230,6 @@ mod tests {
     }
 
     #[test]
-    fn the_stack_file_yields_only_the_three_client_fields() {
-        let stack = r#"{"api_url":"http://127.0.0.1:54321","anon_key":"a","service_role_key":"SERVICE",
-            "jwt_secret":"SECRET","db_url":"postgres://x","companion_url":"http://127.0.0.1:54380",
-            "agent_id":"ag","knowledge_base_id":"kb","demo_users":[{"email":"e","password":"p"}]}"#;
-        let config = Config::from_sources(None, env(&[]), Some(stack)).unwrap();
-        let shown = format!("{config:?}");
-        assert!(
-            !shown.contains("SERVICE") && !shown.contains("SECRET"),
-            "{shown}"
-        );
-        assert!(
-            !shown.contains("\"a\""),
-            "the anon key is not printed: {shown}"
-        );
-    }
-
-    #[test]
     fn bad_urls_are_named() {
         let error = Config::from_sources(
             None,

@@ -3,6 +3,7 @@
 
 mod ask;
 mod chat;
+mod config;
 mod follow;
 mod search;
 mod signin;
