@@ -24,7 +24,7 @@ pub mod upload;
 
 pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};
 pub use auth::store::{KeyringStore, TokenStore};
-pub use auth::{AuthStatus, User};
+pub use auth::{AuthStatus, AuthWatch, User};
 pub use chat::{Answer, ChatEvent, Citation, EventBody, HistoryPage, MessageStatus, Stopper};
 pub use config::Config;
 pub use error::{Error, ErrorCode, ErrorView, Result, SignOutReason};

@@ -54,6 +54,31 @@ pub enum AuthStatus {
     },
 }
 
+/// Follows [`AuthStatus`] changes; see [`Auth::watch`].
+pub struct AuthWatch {
+    inner: watch::Receiver<AuthState>,
+    last: AuthStatus,
+}
+
+impl AuthWatch {
+    /// The next change of who is signed in; `None` once the client is gone.
+    pub async fn changed(&mut self) -> Option<AuthStatus> {
+        loop {
+            self.inner.changed().await.ok()?;
+            let status = self.inner.borrow_and_update().status();
+            if status != self.last {
+                self.last = status.clone();
+                return Some(status);
+            }
+        }
+    }
+
+    /// The status last seen.
+    pub fn status(&self) -> &AuthStatus {
+        &self.last
+    }
+}
+
 /// A live session (in memory only).
 pub(crate) struct Session {
     pub access_token: SecretString,
@@ -141,6 +166,14 @@ impl Auth {
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<AuthState> {
         self.state.subscribe()
+    }
+
+    /// Sign-in and sign-out changes (token refreshes are not changes), for
+    /// the UI.
+    pub fn watch(&self) -> AuthWatch {
+        let mut inner = self.state.subscribe();
+        let last = inner.borrow_and_update().status();
+        AuthWatch { inner, last }
     }
 
     /// Signs in with email and password.
@@ -405,6 +438,21 @@ mod tests {
         let error = auth.restore().await.unwrap_err();
         assert_eq!(error.code(), crate::ErrorCode::Offline);
         assert!(store.load().unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_watch_reports_a_forced_sign_out_with_its_reason() {
+        let store = Arc::new(MemoryStore::default());
+        let auth = auth(store);
+        let mut watch = auth.watch();
+        assert_eq!(watch.status(), &AuthStatus::SignedOut { reason: None });
+        auth.end(Some(SignOutReason::KeyringEmpty)).await;
+        assert_eq!(
+            watch.changed().await,
+            Some(AuthStatus::SignedOut {
+                reason: Some(SignOutReason::KeyringEmpty)
+            })
+        );
     }
 
     #[tokio::test]

@@ -388,3 +388,53 @@ async fn signing_out_stops_following() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_sandbox_restart_mid_answer_loses_nothing_and_doubles_nothing() {
+    let mut stack = spawn_stack().await;
+    let (device2, a_id) = stack.signed_in("alice@example.com").await;
+    let follower = device2.follow_with(quick());
+    follower.ready().await;
+
+    let mut writer = AnswerWriter::start(&stack, a_id, "Are pets allowed?").await;
+    for piece in &PIECES[..3] {
+        writer.delta(&stack, piece).await;
+    }
+    eventually(60, "the first pieces", async || {
+        device2
+            .state()
+            .message(writer.answer)
+            .is_some_and(|m| m.content == PIECES[..3].concat())
+    })
+    .await;
+
+    stack.stop_sandbox();
+    eventually(60, "the follower notices", async || {
+        !matches!(follower.status(), FollowStatus::Joined { .. })
+    })
+    .await;
+    // The companion goes on writing while the platform's API is down.
+    for piece in &PIECES[3..6] {
+        writer.delta(&stack, piece).await;
+    }
+    stack.restart_sandbox().await;
+    for piece in &PIECES[6..] {
+        writer.delta(&stack, piece).await;
+    }
+    let full: String = PIECES.concat();
+    writer.complete(&stack, &full).await;
+
+    eventually(120, "device 2 caught up", async || {
+        device2
+            .state()
+            .message(writer.answer)
+            .is_some_and(|m| m.status == MessageStatus::Complete)
+    })
+    .await;
+    assert_eq!(
+        device2.state().message(writer.answer).unwrap().content,
+        full
+    );
+    assert!(follower.joins() >= 2);
+    follower.stop().await;
+}

@@ -26,6 +26,8 @@ pub struct Stack {
     pub sandbox: Sandbox,
     pub http: reqwest::Client,
     pub companion: Option<quire_companion::Companion>,
+    /// The sandbox's configuration, to restart it.
+    pub sandbox_config: quire_sandbox::Config,
     _dir: TempDir,
 }
 
@@ -42,6 +44,7 @@ pub async fn spawn_stack_with(adjust: impl FnOnce(&mut quire_sandbox::Config)) -
     let mut config = quire_sandbox::Config::new(dir.path(), db.url());
     config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
     adjust(&mut config);
+    let sandbox_config = config.clone();
     let sandbox = quire_sandbox::spawn(config)
         .await
         .expect("the sandbox starts");
@@ -49,6 +52,7 @@ pub async fn spawn_stack_with(adjust: impl FnOnce(&mut quire_sandbox::Config)) -
         db,
         sandbox,
         companion: None,
+        sandbox_config,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -129,6 +133,30 @@ impl Stack {
             companion.unwrap_or("http://127.0.0.1:9"),
         )
         .unwrap()
+    }
+
+    /// Stops the sandbox (every connection to it ends).
+    pub fn stop_sandbox(&self) {
+        self.sandbox.shutdown_handle().cancel();
+    }
+
+    /// Starts the sandbox again on the same port, data directory and
+    /// database (after [`Stack::stop_sandbox`]).
+    pub async fn restart_sandbox(&mut self) {
+        let mut config = self.sandbox_config.clone();
+        config.listen = self.sandbox.addr();
+        let mut tries = 0;
+        let sandbox = loop {
+            match quire_sandbox::spawn(config.clone()).await {
+                Ok(sandbox) => break sandbox,
+                Err(e) => {
+                    tries += 1;
+                    assert!(tries < 100, "the sandbox does not come back: {e:#}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        };
+        drop(std::mem::replace(&mut self.sandbox, sandbox));
     }
 
     /// The companion's URL, when one runs.
@@ -331,6 +359,7 @@ pub struct Proxy {
     pub addr: std::net::SocketAddr,
     cut: tokio::sync::watch::Sender<u64>,
     upload_budget: Arc<std::sync::atomic::AtomicI64>,
+    stall: Arc<std::sync::atomic::AtomicBool>,
     pub cuts: Arc<std::sync::atomic::AtomicU64>,
     /// Bytes sent towards the server so far, over all connections.
     pub uploaded: Arc<std::sync::atomic::AtomicU64>,
@@ -345,11 +374,13 @@ impl Proxy {
         let upload_budget = Arc::new(AtomicI64::new(i64::MAX));
         let cuts = Arc::new(AtomicU64::new(0));
         let uploaded = Arc::new(AtomicU64::new(0));
-        let (cut_tx, budget, cut_count, uploaded_total) = (
+        let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (cut_tx, budget, cut_count, uploaded_total, stalling) = (
             cut.clone(),
             upload_budget.clone(),
             cuts.clone(),
             uploaded.clone(),
+            stall.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -357,8 +388,12 @@ impl Proxy {
                     return;
                 };
                 let mut cut_rx = cut_tx.subscribe();
-                let (budget, cut_count, uploaded_total) =
-                    (budget.clone(), cut_count.clone(), uploaded_total.clone());
+                let (budget, cut_count, uploaded_total, stalling) = (
+                    budget.clone(),
+                    cut_count.clone(),
+                    uploaded_total.clone(),
+                    stalling.clone(),
+                );
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(target).await else {
                         return;
@@ -378,6 +413,10 @@ impl Proxy {
                             uploaded_total.fetch_add(n as u64, Ordering::SeqCst);
                             if budget.fetch_sub(n as i64, Ordering::SeqCst) - (n as i64) < 0 {
                                 budget.store(i64::MAX, Ordering::SeqCst);
+                                if stalling.load(Ordering::SeqCst) {
+                                    // Hold the connection, forward nothing more.
+                                    std::future::pending::<()>().await;
+                                }
                                 cut_count.fetch_add(1, Ordering::SeqCst);
                                 return;
                             }
@@ -399,6 +438,7 @@ impl Proxy {
             addr,
             cut,
             upload_budget,
+            stall,
             cuts,
             uploaded,
         }
@@ -412,6 +452,14 @@ impl Proxy {
     /// Drops every connection open now.
     pub fn cut(&self) {
         self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Stops forwarding (without closing) once more than `bytes` have been
+    /// sent towards the server: a connection that hangs.
+    pub fn stall_after_upload(&self, bytes: i64) {
+        self.stall.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.upload_budget
+            .store(bytes, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Drops the connection that makes the total sent towards the server

@@ -260,3 +260,52 @@ async fn ten_files_at_once_all_reach_ready() {
     assert_eq!(hits[0].title, "Doc 7");
     follower.stop().await;
 }
+
+#[tokio::test]
+async fn a_cancelled_upload_stops_and_leaves_no_document() {
+    let stack = spawn_full_stack(0).await;
+    stack.create_user("alice@example.com", PASSWORD_A).await;
+    let proxy = Proxy::start(stack.sandbox.addr()).await;
+    let quire = client_through(&stack, &proxy, &stack.companion_url().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut pdf = fixtures::text_pdf(&["Soon cancelled."]);
+    pdf.extend(std::iter::repeat_n(b' ', 2 * 1024 * 1024));
+    let path = write(&dir, "Cancelled.pdf", &pdf);
+    // The storage connection hangs after 100 KB: only Cancel can end it.
+    proxy.stall_after_upload(100 * 1024);
+    let (events, mut received) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let uploading = {
+        let (quire, cancel) = (quire.clone(), cancel.clone());
+        tokio::spawn(async move {
+            quire
+                .upload(&[path], &UploadOptions::default(), Some(events), cancel)
+                .await
+        })
+    };
+    while let Some(event) = received.recv().await {
+        if let UploadEvent::Progress { sent, .. } = event
+            && sent > 0
+        {
+            break;
+        }
+    }
+
+    cancel.cancel();
+
+    let results = uploading.await.unwrap();
+    assert_eq!(
+        results[0].as_ref().unwrap_err().code(),
+        ErrorCode::Cancelled
+    );
+    let rows: i64 = stack
+        .db
+        .admin()
+        .await
+        .query_one("select count(*) from public.documents", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 0, "the registration was withdrawn");
+    assert!(quire.state().documents().is_empty());
+}
