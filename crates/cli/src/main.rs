@@ -220,10 +220,9 @@ fn prompt(label: &str) -> anyhow::Result<String> {
 
 async fn upload(quire: &Quire, files: Vec<PathBuf>, no_wait: bool) -> anyhow::Result<()> {
     signed_in(quire).await?;
+    // Started first so that no status change is missed; the upload does not
+    // wait for it (when Realtime is unreachable the status is polled).
     let follower = (!no_wait).then(|| quire.follow());
-    if let Some(follower) = &follower {
-        follower.ready().await;
-    }
     let bars = MultiProgress::new();
     if !std::io::stderr().is_terminal() {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());

@@ -44,7 +44,9 @@ impl Companion {
 
     async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Response> {
         let response = authorized(&self.auth, Service::Companion, |token| {
-            let request = self.request(method.clone(), path, token);
+            let request = self
+                .request(method.clone(), path, token)
+                .timeout(http::REQUEST_TIMEOUT);
             match body {
                 Some(body) => request.json(body),
                 None => request,

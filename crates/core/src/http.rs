@@ -16,6 +16,9 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::error::{Error, Service};
 
+/// How long a plain request (not a stream, not an upload) may take.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The shared client and the project configuration.
 #[derive(Clone)]
 pub(crate) struct Api {

@@ -56,6 +56,7 @@ impl Rest {
         self.api
             .http
             .request(method, self.api.url(&format!("/rest/v1/{path}")))
+            .timeout(http::REQUEST_TIMEOUT)
             .header("apikey", self.api.anon_key())
             .bearer_auth(token.expose_secret())
     }

@@ -111,6 +111,7 @@ async fn grant(api: &Api, grant_type: &str, body: &Value) -> Result<TokenRespons
     let request = api
         .http
         .post(api.url("/auth/v1/token"))
+        .timeout(http::REQUEST_TIMEOUT)
         .query(&[("grant_type", grant_type)])
         .header("apikey", api.anon_key())
         .bearer_auth(api.anon_key())
@@ -138,6 +139,7 @@ pub(crate) async fn logout(api: &Api, access_token: &SecretString) -> Result<(),
     let request = api
         .http
         .post(api.url("/auth/v1/logout"))
+        .timeout(http::REQUEST_TIMEOUT)
         .query(&[("scope", "local")])
         .header("apikey", api.anon_key())
         .bearer_auth(access_token.expose_secret());
