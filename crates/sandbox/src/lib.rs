@@ -12,10 +12,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: [`server`] assembles the services' routers ([`auth`] so far) with
-//! the shared middleware; every handler gets an [`AppState`] holding the
+//! Layout: [`server::router`] nests each service's `router()` under its
+//! public prefix ([`auth`] `/auth/v1`, [`rest`] `/rest/v1`, [`storage`]
+//! `/storage/v1`, [`realtime`] `/realtime/v1`, [`ai`] `/api`) with the shared
+//! middleware of [`http`]; every handler gets an [`AppState`] holding the
 //! [`Config`], the [`keys::ProjectKeys`], the [`jwt::JwtKeys`] verifier and one
-//! connection pool per service ([`db::Databases`]).
+//! connection pool per service ([`db::Databases`]). Each service answers in
+//! its own error shape.
 
 pub mod ai;
 pub mod auth;
