@@ -30,7 +30,8 @@ export function memoryStorage() {
 export function client(options = {}) {
   return createClient(url, anonKey, {
     auth: { storage: memoryStorage(), persistSession: true, autoRefreshToken: false, ...options.auth },
-    realtime: { transport: WebSocket, params: { vsn: '1.0.0' }, ...options.realtime },
+    // The sandbox speaks vsn 1.0.0 (JSON frames), as Quire's core does; supabase-js defaults to 2.0.0.
+    realtime: { transport: WebSocket, vsn: '1.0.0', ...options.realtime },
   });
 }
 

@@ -16,26 +16,44 @@ fn suite_dir() -> PathBuf {
 }
 
 async fn run_suites(files: &[&str]) {
+    run_suites_with(files, |_| {}).await;
+}
+
+async fn run_suites_with(files: &[&str], adjust: impl FnOnce(&mut quire_sandbox::Config)) {
     let dir = suite_dir();
     assert!(
         dir.join("node_modules/@supabase/supabase-js").is_dir(),
         "tests/conformance has no node_modules: run `cargo xtask setup` (or `npm ci` there)"
     );
-    let app = spawn_app_with(|c| c.refresh_token_reuse_interval_secs = REUSE_INTERVAL.as_secs())
-        .await;
-    let output = tokio::process::Command::new("node")
+    let app = spawn_app_with(|c| {
+        c.refresh_token_reuse_interval_secs = REUSE_INTERVAL.as_secs();
+        // The real server waits 5 s before a join error; a short delay keeps the suite quick.
+        c.realtime.channel_error_delay_ms = 200;
+        adjust(c);
+    })
+    .await;
+    let node = tokio::process::Command::new("node")
         .arg("--test")
         .arg("--test-reporter=spec")
+        // Open sockets must not keep a finished run alive; no single test may hang the suite.
+        .arg("--test-force-exit")
+        .arg("--test-timeout=60000")
         .args(files)
         .current_dir(&dir)
         .env("QUIRE_API_URL", &app.base)
         .env("QUIRE_ANON_KEY", app.anon_key())
         .env("QUIRE_SERVICE_KEY", app.service_key())
-        .env("QUIRE_REUSE_WAIT_MS", (REUSE_INTERVAL.as_millis() + 1500).to_string())
+        .env("QUIRE_DB_URL", app.db.url())
+        .env(
+            "QUIRE_REUSE_WAIT_MS",
+            (REUSE_INTERVAL.as_millis() + 1500).to_string(),
+        )
         .env("NO_COLOR", "1")
         .kill_on_drop(true)
-        .output()
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), node)
         .await
+        .expect("the supabase-js suites finished within 3 minutes")
         .expect("node runs (installed by `cargo xtask setup`)");
     let report = format!(
         "{}{}",
@@ -70,4 +88,18 @@ async fn supabase_js_rest() {
 #[tokio::test]
 async fn supabase_js_storage() {
     run_suites(&["storage.test.mjs"]).await;
+}
+
+#[tokio::test]
+async fn supabase_js_realtime() {
+    run_suites(&["realtime.test.mjs"]).await;
+}
+
+#[tokio::test]
+async fn supabase_js_realtime_token_expiry() {
+    run_suites_with(&["realtime-expiry.test.mjs"], |c| {
+        c.jwt_expiry_secs = 3;
+        c.realtime.token_check_interval_ms = 250;
+    })
+    .await;
 }
