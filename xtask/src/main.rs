@@ -44,7 +44,10 @@ fn run() -> Result<()> {
         ["test", rest @ ..] => test(rest),
         ["bench"] => bench(),
         ["fuzz"] => fuzz(60),
-        ["fuzz", secs] => fuzz(secs.parse().map_err(|_| anyhow::anyhow!("fuzz takes a number of seconds"))?),
+        ["fuzz", secs] => fuzz(
+            secs.parse()
+                .map_err(|_| anyhow::anyhow!("fuzz takes a number of seconds"))?,
+        ),
         [] | ["help"] | ["--help"] | ["-h"] => {
             print!("{USAGE}");
             Ok(())
@@ -88,15 +91,28 @@ fn fuzz(seconds: u64) -> Result<()> {
     let root = util::repo_root();
     if !util::cmd("cargo").args(["fuzz", "--version"]).succeeds() {
         util::step("fuzz: installing cargo-fuzz");
-        util::cmd("cargo").args(["install", "cargo-fuzz", "--locked"]).run()?;
+        util::cmd("cargo")
+            .args(["install", "cargo-fuzz", "--locked"])
+            .run()?;
     }
     util::step(&format!("fuzz: rest_query for {seconds} s"));
-    // cargo-fuzz needs nightly flags; the machine has only stable, so let stable accept them
-    // and run without a sanitizer (libFuzzer's coverage guidance still works).
-    util::cmd("cargo")
-        .args(["fuzz", "run", "--sanitizer", "none", "rest_query", "--"])
-        .arg(format!("-max_total_time={seconds}"))
-        .env("RUSTC_BOOTSTRAP", "1")
+    // cargo-fuzz needs a nightly compiler. Use the machine's nightly toolchain when rustup has
+    // one (with AddressSanitizer); otherwise let stable accept nightly flags and run without a
+    // sanitizer (libFuzzer's coverage guidance still works).
+    let nightly = util::cmd("rustup")
+        .args(["toolchain", "list"])
+        .read()
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("nightly"));
+    let mut fuzz = util::cmd("cargo");
+    if nightly {
+        fuzz.args(["+nightly", "fuzz", "run", "rest_query", "--"]);
+    } else {
+        fuzz.args(["fuzz", "run", "--sanitizer", "none", "rest_query", "--"])
+            .env("RUSTC_BOOTSTRAP", "1");
+    }
+    fuzz.arg(format!("-max_total_time={seconds}"))
         .current_dir(root.join("crates/sandbox"))
         .run()
 }

@@ -27,6 +27,12 @@ pub const SANDBOX: Service = Service {
     binary: "quire-sandbox",
 };
 
+pub const COMPANION: Service = Service {
+    name: "companion",
+    package: "quire-companion",
+    binary: "quire-companion",
+};
+
 impl Service {
     fn pid_file(&self, dir: &Path) -> PathBuf {
         dir.join(format!("{}.pid", self.name))

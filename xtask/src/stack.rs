@@ -15,13 +15,15 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
-use crate::services::{self, SANDBOX};
+use crate::services::{self, COMPANION, SANDBOX};
 use crate::util::{self, Cmd, cmd};
 
 pub const PG_PORT: u16 = 54322;
 const PG_HOST: &str = "127.0.0.1";
 /// The sandbox's address: the port the Supabase CLI's gateway uses.
 const SANDBOX_ADDR: &str = "127.0.0.1:54321";
+/// The companion's address (DESIGN.md, "Local ports, keys, files").
+const COMPANION_ADDR: &str = "127.0.0.1:54380";
 const SUPERUSER: &str = "postgres";
 /// Login roles of db/platform whose passwords the stack sets (the services connect as them).
 const LOGIN_ROLES: &[&str] = &[
@@ -31,6 +33,8 @@ const LOGIN_ROLES: &[&str] = &[
     "supabase_realtime_admin",
     "powabase_ai_admin",
 ];
+/// Random secrets of the stack that are not database passwords.
+const OTHER_SECRETS: &[&str] = &["companion_tool_secret"];
 
 /// What `stack up` brought up; written to `.quire/stack.json`.
 pub struct Stack {
@@ -100,6 +104,7 @@ pub fn up() -> Result<Stack> {
     let mut fields = Map::new();
     sandbox(&p, &secrets, &mut fields)?;
     fields.insert("db_url".into(), json!(db_url));
+    companion(&p, &secrets, &mut fields)?;
     let stack = Stack { fields, password };
     write_private(&p.stack_json, &serde_json::to_vec_pretty(&stack.fields)?)?;
     util::step("stack: up (described in .quire/stack.json)");
@@ -108,6 +113,9 @@ pub fn up() -> Result<Stack> {
 
 pub fn down() -> Result<()> {
     let p = paths();
+    if COMPANION.stop(&p.dir)? {
+        util::step("stack: stopped the companion");
+    }
     if SANDBOX.stop(&p.dir)? {
         util::step("stack: stopped the sandbox");
     }
@@ -147,6 +155,12 @@ pub fn status() -> Result<()> {
         ),
         None => println!("sandbox    stopped"),
     }
+    match COMPANION.running_pid(&p.dir) {
+        Some(pid) => println!(
+            "companion  running on http://{COMPANION_ADDR} (pid {pid}), log in .quire/companion.log"
+        ),
+        None => println!("companion  stopped"),
+    }
     Ok(())
 }
 
@@ -177,6 +191,12 @@ fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Val
             &[
                 ("NO_COLOR", "1".to_owned()),
                 ("QUIRE_SANDBOX_LISTEN", SANDBOX_ADDR.to_owned()),
+                // The companion's tool endpoint is on loopback, which the real platform
+                // refuses; the dev stack allows it.
+                (
+                    "QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS",
+                    "1".to_owned(),
+                ),
                 ("QUIRE_SANDBOX_DATA_DIR", data_dir.display().to_string()),
                 ("QUIRE_SANDBOX_KEYS_FILE", keys_file.display().to_string()),
                 (
@@ -215,6 +235,85 @@ fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Val
     Ok(())
 }
 
+/// Provisions the agent and knowledge base (idempotent), starts the companion unless it runs,
+/// and adds its URL and those ids to `fields`.
+fn companion(
+    p: &Paths,
+    secrets: &Map<String, Value>,
+    fields: &mut Map<String, Value>,
+) -> Result<()> {
+    let binary = COMPANION.build()?;
+    let str_field = |name: &str| fields[name].as_str().unwrap_or_default().to_owned();
+    let platform = [
+        ("QUIRE_COMPANION_API_URL", str_field("api_url")),
+        ("QUIRE_COMPANION_ANON_KEY", str_field("anon_key")),
+        (
+            "QUIRE_COMPANION_SERVICE_ROLE_KEY",
+            str_field("service_role_key"),
+        ),
+    ];
+    let ids_file = p.dir.join("companion.json");
+    util::step("stack: provisioning the agent and knowledge base");
+    let mut provision = cmd(&binary);
+    provision.arg("provision").arg("--out").arg(&ids_file);
+    for (k, v) in &platform {
+        provision.env(k, v);
+    }
+    provision
+        .read()
+        .context("provisioning the companion's agent and knowledge base")?;
+    let ids: Map<String, Value> = serde_json::from_slice(&std::fs::read(&ids_file)?)?;
+    let id = |name: &str| -> Result<String> {
+        ids.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .with_context(|| format!("the companion's provision output has no `{name}`"))
+    };
+    let (agent_id, kb_id) = (id("agent_id")?, id("knowledge_base_id")?);
+
+    if COMPANION.running_pid(&p.dir).is_some() {
+        util::step("stack: the companion is already running");
+    } else {
+        if TcpStream::connect(COMPANION_ADDR).is_ok() {
+            bail!(
+                "{COMPANION_ADDR} is taken by another program; stop it and run `cargo xtask stack up` again"
+            );
+        }
+        util::step(&format!(
+            "stack: starting the companion on http://{COMPANION_ADDR}"
+        ));
+        let mut envs: Vec<(&str, String)> = platform.to_vec();
+        envs.extend([
+            ("NO_COLOR", "1".to_owned()),
+            ("QUIRE_COMPANION_JWT_SECRET", str_field("jwt_secret")),
+            ("QUIRE_COMPANION_AGENT_ID", agent_id.clone()),
+            ("QUIRE_COMPANION_KNOWLEDGE_BASE_ID", kb_id.clone()),
+            (
+                "QUIRE_COMPANION_TOOL_SECRET",
+                secrets["companion_tool_secret"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            ("QUIRE_COMPANION_LISTEN", COMPANION_ADDR.to_owned()),
+        ]);
+        COMPANION.start(&p.dir, &binary, &envs)?;
+        services::wait_healthy(
+            COMPANION_ADDR,
+            "/health",
+            Duration::from_secs(30),
+            &COMPANION.log_file(&p.dir),
+        )?;
+    }
+    fields.insert(
+        "companion_url".into(),
+        json!(format!("http://{COMPANION_ADDR}")),
+    );
+    fields.insert("agent_id".into(), json!(agent_id));
+    fields.insert("knowledge_base_id".into(), json!(kb_id));
+    Ok(())
+}
+
 /// Random passwords for the superuser and the login roles, kept in `.quire/secrets.json` (0600).
 fn secrets(p: &Paths) -> Result<Map<String, Value>> {
     let mut secrets: Map<String, Value> = match std::fs::read(&p.secrets) {
@@ -222,7 +321,10 @@ fn secrets(p: &Paths) -> Result<Map<String, Value>> {
         Err(_) => Map::new(),
     };
     let mut changed = false;
-    for name in std::iter::once(SUPERUSER).chain(LOGIN_ROLES.iter().copied()) {
+    for name in std::iter::once(SUPERUSER)
+        .chain(LOGIN_ROLES.iter().copied())
+        .chain(OTHER_SECRETS.iter().copied())
+    {
         if !secrets.contains_key(name) {
             secrets.insert(name.into(), json!(util::random_hex(24)?));
             changed = true;
