@@ -76,14 +76,55 @@ fn demo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The benchmarks `cargo xtask bench` runs: (package, bench target, what it measures).
+const BENCHES: &[(&str, &str, &str)] = &[
+    (
+        "quire-sandbox",
+        "platform",
+        "sandbox REST vs direct Postgres; TUS upload vs disk",
+    ),
+    (
+        "quire-sandbox",
+        "realtime",
+        "realtime.send() commit to receipt, 1 and 100 subscribers",
+    ),
+    (
+        "quire-companion",
+        "chat",
+        "answers through the companion vs run/stream directly",
+    ),
+    (
+        "quire-core",
+        "follow",
+        "second-device lag, 1 and 50 followers",
+    ),
+];
+
 /// Benchmarks print measurements next to a baseline measured in the same run; nothing asserts.
 fn bench() -> Result<()> {
     setup::run()?;
-    util::step("bench: the sandbox (REST vs direct Postgres, TUS upload vs disk)");
-    util::cmd("cargo")
-        .args(["bench", "-p", "quire-sandbox", "--bench", "platform"])
-        .current_dir(util::repo_root())
-        .run()
+    let root = util::repo_root();
+    for (package, bench, what) in BENCHES {
+        let dir = match *package {
+            "quire-sandbox" => "crates/sandbox",
+            "quire-companion" => "crates/companion",
+            _ => "crates/core",
+        };
+        if !root
+            .join(dir)
+            .join("benches")
+            .join(format!("{bench}.rs"))
+            .is_file()
+        {
+            continue;
+        }
+        util::step(&format!("bench: {what}"));
+        util::cmd("cargo")
+            .args(["bench", "-p", package, "--bench", bench])
+            .current_dir(&root)
+            .run()?;
+    }
+    Ok(())
 }
 
 /// Runs the REST query-string fuzz target for `seconds` (cargo-fuzz, installed on demand).
