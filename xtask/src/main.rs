@@ -66,12 +66,18 @@ fn demo(args: &[&str]) -> Result<()> {
     setup::run()?;
     let stack = stack::up()?;
     println!();
-    println!("The stack is up: PostgreSQL at {}", stack.db_url_redacted());
-    println!("Its description is in .quire/stack.json; `cargo xtask stack down` stops it.");
+    println!("The stack is up (details in .quire/stack.json; `cargo xtask stack down` stops it):");
+    println!("  PostgreSQL  {}", stack.db_url_redacted());
+    println!(
+        "  sandbox     {}  (Auth, REST, Storage, Realtime, AI)",
+        stack.field("api_url")
+    );
+    println!("  companion   {}", stack.field("companion_url"));
+    println!("  demo user   demo@quire.test / quire-demo");
     println!();
     println!(
-        "Quire itself cannot open yet: the sandbox (Auth, REST, Storage, Realtime, AI), the companion \
-         and the desktop app arrive with the next issues. Nothing else was started."
+        "The desktop window does not open yet: the app arrives with the desktop issue. Until then \
+         the same account works from the terminal:\n  cargo run -p quire-cli -- --stack .quire/stack.json login"
     );
     Ok(())
 }

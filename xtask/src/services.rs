@@ -155,3 +155,26 @@ pub fn http_status(addr: &str, path: &str) -> Option<u16> {
     let line = String::from_utf8_lossy(&head[..n]);
     line.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// A plain HTTP/1.0 request with a JSON body; returns the status code.
+pub fn http_post_json(addr: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Result<u16> {
+    let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!(
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no HTTP answer from {addr}{path}"))
+}

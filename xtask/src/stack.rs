@@ -43,6 +43,14 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A string field of `.quire/stack.json` (empty when absent).
+    pub fn field(&self, name: &str) -> &str {
+        self.fields
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
     /// The database URL with the password masked, for printing.
     pub fn db_url_redacted(&self) -> String {
         self.fields["db_url"]
@@ -105,6 +113,7 @@ pub fn up() -> Result<Stack> {
     sandbox(&p, &secrets, &mut fields)?;
     fields.insert("db_url".into(), json!(db_url));
     companion(&p, &secrets, &mut fields)?;
+    demo_user(&mut fields)?;
     let stack = Stack { fields, password };
     write_private(&p.stack_json, &serde_json::to_vec_pretty(&stack.fields)?)?;
     util::step("stack: up (described in .quire/stack.json)");
@@ -311,6 +320,33 @@ fn companion(
     );
     fields.insert("agent_id".into(), json!(agent_id));
     fields.insert("knowledge_base_id".into(), json!(kb_id));
+    Ok(())
+}
+
+/// The demo account (created once through the sandbox's admin API; 422 means it exists).
+const DEMO_EMAIL: &str = "demo@quire.test";
+const DEMO_PASSWORD: &str = "quire-demo";
+
+fn demo_user(fields: &mut Map<String, Value>) -> Result<()> {
+    let service = fields["service_role_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let bearer = format!("Bearer {service}");
+    let body = json!({"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "email_confirm": true});
+    let status = services::http_post_json(
+        SANDBOX_ADDR,
+        "/auth/v1/admin/users",
+        &[("apikey", &service), ("Authorization", &bearer)],
+        &body.to_string(),
+    )?;
+    if status != 200 && status != 422 {
+        bail!("creating the demo user answered HTTP {status}; see .quire/sandbox.log");
+    }
+    fields.insert(
+        "demo_users".into(),
+        json!([{"email": DEMO_EMAIL, "password": DEMO_PASSWORD}]),
+    );
     Ok(())
 }
 
