@@ -206,10 +206,12 @@ async fn websocket(
                 .collect()
         })
         .unwrap_or_default();
+    // A repeated parameter counts by its last value, as Plug decodes queries
+    // (realtime-js given `params: {vsn}` sends `vsn=<that>&vsn=<its own>`).
     let param = |name: &str| {
         params
             .iter()
-            .find(|(k, _)| k == name)
+            .rfind(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
 

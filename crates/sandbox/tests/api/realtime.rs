@@ -958,6 +958,13 @@ async fn connect_refusals_are_http_errors() {
         body["error"].as_str().unwrap().contains("vsn=1.0.0"),
         "{body}"
     );
+    // The last of repeated parameters counts, as Phoenix (Plug) reads them.
+    let (status, _) = refusal(format!(
+        "{ws_base}?vsn=1.0.0&apikey={}&vsn=2.0.0",
+        app.anon_key()
+    ))
+    .await;
+    assert_eq!(status, 400);
 
     // The x-api-key header works in place of the query parameter.
     let mut request =
