@@ -213,6 +213,15 @@ async fn upload(
         "sources/{id}/original/{}",
         safe_filename(&file.filename, &file.extension)
     );
+    // The file is in place before its row exists: whoever sees a `pending` row (this request's
+    // job, or a restarted sandbox resuming extractions) finds its bytes.
+    let destination = data_root(&state).join(&storage_path);
+    if let Err(err) = file.tmp.persist(&destination).await {
+        return Err(
+            ApiError::internal(format_args!("storing source {id}: {err}"))
+                .with("error", "Storage error"),
+        );
+    }
     let auto_metadata = json!({
         "origin_path": file.filename,
         "extraction_model": extraction_model,
@@ -236,6 +245,7 @@ async fn upload(
         )
         .await;
     if let Err(err) = inserted {
+        let _ = tokio::fs::remove_file(&destination).await;
         // Two identical uploads at once: the unique index picks the winner.
         if err.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
             && let Some(existing) = find_duplicate(&client, &file.sha256).await?
@@ -245,18 +255,6 @@ async fn upload(
         return Err(err.into());
     }
     drop(client);
-
-    let destination = data_root(&state).join(&storage_path);
-    if let Err(err) = file.tmp.persist(&destination).await {
-        let client = state.db.ai.get().await?;
-        client
-            .execute("delete from ai.sources where id = $1", &[&id])
-            .await?;
-        return Err(
-            ApiError::internal(format_args!("storing source {id}: {err}"))
-                .with("error", "Storage error"),
-        );
-    }
 
     spawn_extraction(state, id);
     Ok((
