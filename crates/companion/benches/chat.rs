@@ -101,13 +101,21 @@ async fn main() -> anyhow::Result<()> {
         .body(pdf)
         .send()
         .await?;
-    anyhow::ensure!(stored.status() == 200, "upload answered {}", stored.status());
+    anyhow::ensure!(
+        stored.status() == 200,
+        "upload answered {}",
+        stored.status()
+    );
     let ingest = http
         .post(format!("{url}/api/documents/{document}/ingest"))
         .bearer_auth(&token)
         .send()
         .await?;
-    anyhow::ensure!(ingest.status() == 202, "ingest answered {}", ingest.status());
+    anyhow::ensure!(
+        ingest.status() == 202,
+        "ingest answered {}",
+        ingest.status()
+    );
     let admin = db.admin().await;
     let started = Instant::now();
     loop {
@@ -142,8 +150,10 @@ async fn main() -> anyhow::Result<()> {
         let request = http
             .post(format!("{url}/api/chat"))
             .bearer_auth(&token)
-            .json(&json!({"conversation_id": conversation, "message": QUESTION,
-                          "chunk_ids": chunk_ids}));
+            .json(
+                &json!({"conversation_id": conversation, "message": QUESTION,
+                          "chunk_ids": chunk_ids}),
+            );
         timed(request, "delta", "complete")
     };
     let first = ask(None).await?;
@@ -192,8 +202,10 @@ async fn main() -> anyhow::Result<()> {
             .header("apikey", &service)
             .bearer_auth(&service)
             .header("Accept", "text/event-stream")
-            .json(&json!({"message": QUESTION, "session_id": platform_session["session_id"],
-                          "context_items": items, "citations_enabled": true}));
+            .json(
+                &json!({"message": QUESTION, "session_id": platform_session["session_id"],
+                          "context_items": items, "citations_enabled": true}),
+            );
         timed(request, "content_delta", "complete")
     };
     for _ in 0..WARMUP {
@@ -210,7 +222,9 @@ async fn main() -> anyhow::Result<()> {
         let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
         (at(0.50), at(0.99))
     };
-    println!("chat benchmarks (2 cores, loopback, offline model at zero pace, {RUNS} answers each)\n");
+    println!(
+        "chat benchmarks (2 cores, loopback, offline model at zero pace, {RUNS} answers each)\n"
+    );
     println!(
         "  {:<36} {:>10} {:>10} {:>10} {:>10}",
         "", "1st p50", "1st p99", "end p50", "end p99"
@@ -240,7 +254,8 @@ async fn main() -> anyhow::Result<()> {
         ratio(c_end.0, d_end.0),
         ratio(c_end.1, d_end.1),
     );
-    let deltas = |runs: &[Timing]| runs.iter().map(|t| t.deltas).sum::<usize>() as f64 / RUNS as f64;
+    let deltas =
+        |runs: &[Timing]| runs.iter().map(|t| t.deltas).sum::<usize>() as f64 / RUNS as f64;
     println!(
         "  deltas per answer: companion {:.1}, direct {:.1}",
         deltas(&through),

@@ -126,7 +126,10 @@ async fn main() -> anyhow::Result<()> {
         }
         samples.sort();
         let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-        let name = format!("{followers} follower{}", if followers == 1 { "" } else { "s" });
+        let name = format!(
+            "{followers} follower{}",
+            if followers == 1 { "" } else { "s" }
+        );
         println!("  {name:<16} {:>10.2?} {:>10.2?}", at(0.50), at(0.99));
 
         for (_, follower, reader) in devices {
@@ -164,10 +167,10 @@ async fn applied(
             .strip_prefix('<')
             .and_then(|p| p.strip_suffix('>'))
             .and_then(|p| p.parse().ok());
-        if let Some(n) = number {
-            if tx.send((n, at)).is_err() {
-                return;
-            }
+        if let Some(n) = number
+            && tx.send((n, at)).is_err()
+        {
+            return;
         }
     }
 }
@@ -186,11 +189,18 @@ impl TokenStore for MemoryTokens {
             .map(SecretString::from))
     }
     fn save(&self, token: &SecretString) -> quire_core::Result<()> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token.expose_secret().to_owned());
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(token.expose_secret().to_owned());
         Ok(())
     }
     fn clear(&self) -> quire_core::Result<()> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         Ok(())
     }
 }

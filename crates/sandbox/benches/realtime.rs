@@ -114,7 +114,10 @@ async fn main() -> anyhow::Result<()> {
             match tokio::time::timeout(PATIENCE, rx.recv()).await {
                 Ok(Some((m, _))) if m >= first => delivered += 1,
                 Ok(Some(_)) => {}
-                _ => anyhow::bail!("only {delivered} of {} deliveries arrived", burst * subscribers),
+                _ => anyhow::bail!(
+                    "only {delivered} of {} deliveries arrived",
+                    burst * subscribers
+                ),
             }
         }
         let per_sec = delivered as f64 / start.elapsed().as_secs_f64();
@@ -134,8 +137,14 @@ async fn main() -> anyhow::Result<()> {
          (1 subscriber) / {BURST_MANY} (100 subscribers) messages"
     );
     println!("\n  Supabase's published medians, for reference (not measured here):");
-    println!("  {:<28} {:>7.0} ms", "broadcast", SUPABASE_BROADCAST_MEDIAN_MS);
-    println!("  {:<28} {:>7.0} ms", "RLS-authorized channels", SUPABASE_RLS_MEDIAN_MS);
+    println!(
+        "  {:<28} {:>7.0} ms",
+        "broadcast", SUPABASE_BROADCAST_MEDIAN_MS
+    );
+    println!(
+        "  {:<28} {:>7.0} ms",
+        "RLS-authorized channels", SUPABASE_RLS_MEDIAN_MS
+    );
     for (subscribers, p50) in results {
         let ms = p50.as_secs_f64() * 1000.0;
         println!(
@@ -177,10 +186,7 @@ async fn subscribe(
         if let Some(Ok(Message::Text(text))) = frame {
             let frame: Value = serde_json::from_str(text.as_str())?;
             if frame["event"] == "phx_reply" && frame["ref"] == "1" {
-                anyhow::ensure!(
-                    frame["payload"]["status"] == "ok",
-                    "join refused: {frame}"
-                );
+                anyhow::ensure!(frame["payload"]["status"] == "ok", "join refused: {frame}");
                 break;
             }
         } else if !matches!(frame, Some(Ok(Message::Ping(_) | Message::Pong(_)))) {
@@ -199,10 +205,10 @@ async fn subscribe(
             if frame["event"] != "broadcast" {
                 continue;
             }
-            if let Some(n) = frame["payload"]["payload"]["n"].as_i64() {
-                if tx.send((n, at)).is_err() {
-                    return;
-                }
+            if let Some(n) = frame["payload"]["payload"]["n"].as_i64()
+                && tx.send((n, at)).is_err()
+            {
+                return;
             }
         }
     }))
