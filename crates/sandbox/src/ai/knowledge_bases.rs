@@ -34,8 +34,11 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::chunking::{self, ChunkSpec};
-use super::sources::{escape_like, read_page_texts, spawn_job};
-use super::{ApiError, JsonBody, ServiceRole, page_bounds, parse_id, timestamp};
+use super::sources::{read_page_texts, spawn_job};
+use super::{
+    ApiError, JsonBody, ServiceRole, contains_pattern, page_bounds, parse_id, sort_direction,
+    timestamp,
+};
 use crate::state::AppState;
 
 const KB_NOT_FOUND: &str = "Knowledge base not found";
@@ -251,10 +254,7 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset) = page_bounds(query.limit.as_deref(), query.offset.as_deref(), 50, 200)?;
-    let pattern = query
-        .q
-        .filter(|q| !q.is_empty())
-        .map(|q| format!("%{}%", escape_like(&q)));
+    let pattern = contains_pattern(query.q);
     let client = state.db.ai.get().await?;
     let total: i64 = client
         .query_one(
@@ -488,24 +488,8 @@ async fn list_sources(
             )));
         }
     };
-    let order = match query
-        .order
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("") | Some("desc") => "desc nulls last",
-        Some("asc") => "asc nulls last",
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid order '{other}'. Valid: asc, desc"
-            )));
-        }
-    };
-    let pattern = query
-        .q
-        .filter(|q| !q.is_empty())
-        .map(|q| format!("%{}%", escape_like(&q)));
+    let order = format!("{} nulls last", sort_direction(query.order.as_deref())?);
+    let pattern = contains_pattern(query.q);
     let client = state.db.ai.get().await?;
     load_kb(&client, kb_id).await?;
     let filter = "ix.knowledge_base_id = $1 and ($2::text is null or ix.index_status = $2) \

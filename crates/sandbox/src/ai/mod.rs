@@ -345,6 +345,33 @@ pub fn parse_id(raw: &str, not_found: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(not_found))
 }
 
+/// The `ilike` pattern for a list route's `q`: a substring match with `%`, `_` and `\` taken
+/// literally; `None` when `q` is absent or empty.
+pub fn contains_pattern(q: Option<String>) -> Option<String> {
+    q.filter(|q| !q.is_empty()).map(|q| {
+        let escaped: String = q
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        format!("%{escaped}%")
+    })
+}
+
+/// A list route's `order` parameter: `asc`, or `desc` by default (any case); anything else is
+/// the platform's 400.
+pub fn sort_direction(order: Option<&str>) -> Result<&'static str, ApiError> {
+    match order.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("desc") => Ok("desc"),
+        Some("asc") => Ok("asc"),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid order '{other}'. Valid: asc, desc"
+        ))),
+    }
+}
+
 /// `limit`/`offset` query values with the service's bounds: `limit` in
 /// `1..=max` (default `default`), `offset ≥ 0`; anything else is 400.
 pub fn page_bounds(

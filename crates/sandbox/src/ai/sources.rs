@@ -37,7 +37,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::extract::{self, ExtractError};
-use super::{ApiError, ServiceRole, data_root, page_bounds, parse_id, timestamp};
+use super::{
+    ApiError, ServiceRole, contains_pattern, data_root, page_bounds, parse_id, sort_direction,
+    timestamp,
+};
 use crate::state::AppState;
 
 /// Extensions `POST /api/sources/upload` accepts (§7).
@@ -778,24 +781,8 @@ async fn list(
             )));
         }
     };
-    let order = match query
-        .order
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
-        None | Some("") | Some("desc") => "desc",
-        Some("asc") => "asc",
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "Invalid order '{other}'. Valid: asc, desc"
-            )));
-        }
-    };
-    let pattern = query
-        .q
-        .filter(|q| !q.is_empty())
-        .map(|q| format!("%{}%", escape_like(&q)));
+    let order = sort_direction(query.order.as_deref())?;
+    let pattern = contains_pattern(query.q);
 
     let client = state.db.ai.get().await?;
     let filter =
@@ -824,16 +811,6 @@ async fn list(
         "offset": offset,
     }))
     .into_response())
-}
-
-/// `%`, `_` and `\` taken literally in an `ilike` pattern.
-pub(super) fn escape_like(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| match c {
-            '%' | '_' | '\\' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect()
 }
 
 async fn download(
@@ -979,6 +956,10 @@ mod tests {
 
     #[test]
     fn like_patterns_are_escaped() {
-        assert_eq!(escape_like("50%_a\\b"), "50\\%\\_a\\\\b");
+        assert_eq!(
+            contains_pattern(Some("50%_a\\b".into())).as_deref(),
+            Some("%50\\%\\_a\\\\b%")
+        );
+        assert_eq!(contains_pattern(Some(String::new())), None);
     }
 }

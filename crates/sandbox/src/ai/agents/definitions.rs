@@ -24,7 +24,9 @@ use uuid::Uuid;
 
 use super::config::DEFAULT_AGENT_MODEL;
 use super::truthy;
-use crate::ai::{ApiError, JsonBody, ServiceRole, page_bounds, parse_id, timestamp};
+use crate::ai::{
+    ApiError, JsonBody, ServiceRole, contains_pattern, page_bounds, parse_id, timestamp,
+};
 use crate::http::json_response;
 use crate::state::AppState;
 
@@ -161,10 +163,7 @@ async fn list_agents(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let (limit, offset) = page_bounds(query.limit.as_deref(), query.offset.as_deref(), 50, 200)?;
-    let pattern = query
-        .q
-        .filter(|q| !q.is_empty())
-        .map(|q| format!("%{}%", escape_like(&q)));
+    let pattern = contains_pattern(query.q);
     let client = state.db.ai.get().await?;
     let total: i64 = client
         .query_one(
@@ -203,12 +202,6 @@ async fn list_agents(
         StatusCode::OK,
         &json!({"agents": agents, "total": total, "limit": limit, "offset": offset}),
     ))
-}
-
-fn escape_like(raw: &str) -> String {
-    raw.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 async fn update_agent(
