@@ -32,6 +32,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     stack: Option<PathBuf>,
 
+    /// The profile whose sign-in to use (its own keyring entry; the desktop
+    /// app's `--profile` names the same one).
+    #[arg(long, global = true, env = "QUIRE_PROFILE", default_value = quire_core::Profile::DEFAULT)]
+    profile: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -116,7 +121,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.stack.as_deref())?;
-    let quire = Quire::new(config);
+    let profile = quire_core::Profile::new(&cli.profile)?;
+    let quire = Quire::with_profile(config, &profile);
     match cli.command {
         Command::Login {
             browser,

@@ -53,6 +53,8 @@ pub enum ErrorCode {
     Cancelled,
     /// A file could not be read.
     FileUnreadable,
+    /// A file could not be written.
+    FileUnwritable,
     /// A service answered something the core does not understand.
     Unexpected,
 }
@@ -78,6 +80,7 @@ impl ErrorCode {
             ErrorCode::KeyringUnavailable => "keyring_unavailable",
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::FileUnreadable => "file_unreadable",
+            ErrorCode::FileUnwritable => "file_unwritable",
             ErrorCode::Unexpected => "unexpected",
         }
     }
@@ -217,6 +220,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("Could not write {}: {source}. Choose another place to save it.", .path.display())]
+    FileUnwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("{service} answered something Quire does not understand ({detail}).")]
     Unexpected {
         service: Service,
@@ -247,6 +257,7 @@ impl Error {
             Error::KeyringUnavailable(_) => ErrorCode::KeyringUnavailable,
             Error::Cancelled => ErrorCode::Cancelled,
             Error::FileUnreadable { .. } => ErrorCode::FileUnreadable,
+            Error::FileUnwritable { .. } => ErrorCode::FileUnwritable,
             Error::Unexpected { .. } => ErrorCode::Unexpected,
         }
     }

@@ -13,6 +13,7 @@ mod backoff;
 pub mod chat;
 mod companion;
 pub mod config;
+mod documents;
 pub mod error;
 pub mod follow;
 mod http;
@@ -23,7 +24,7 @@ pub mod state;
 pub mod upload;
 
 pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};
-pub use auth::store::{KeyringStore, TokenStore};
+pub use auth::store::{KeyringStore, Profile, TokenStore};
 pub use auth::{AuthStatus, AuthWatch, User};
 pub use chat::{Answer, ChatEvent, Citation, EventBody, HistoryPage, MessageStatus, Stopper};
 pub use config::Config;

@@ -2,7 +2,7 @@
 //! decision lives behind these functions; the shell's commands are a few
 //! lines each.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -12,10 +12,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::browser::{self, Browser, BrowserSignIn};
+use crate::auth::store::Profile;
 use crate::auth::{Auth, AuthStatus, KeyringStore, TokenStore, User};
 use crate::chat::{self, Answer, HistoryPage, sse};
 use crate::companion::Companion;
 use crate::config::Config;
+use crate::documents;
 use crate::error::Result;
 use crate::follow::{self, FollowOptions, Follower};
 use crate::http::Api;
@@ -39,7 +41,13 @@ impl Quire {
     /// A client that keeps its sign-in in the OS keyring. Needs a tokio
     /// runtime (it starts the token refresher).
     pub fn new(config: Config) -> Quire {
-        let store = Arc::new(KeyringStore::new(&config.api_url));
+        Quire::with_profile(config, &Profile::default())
+    }
+
+    /// A client whose sign-in is `profile`'s keyring entry (see [`Profile`]):
+    /// the desktop app and `quire-cli` with the same profile share it.
+    pub fn with_profile(config: Config, profile: &Profile) -> Quire {
+        let store = Arc::new(KeyringStore::for_profile(&config.api_url, profile));
         Quire::with_token_store(config, store)
     }
 
@@ -165,6 +173,13 @@ impl Quire {
         chat::conversations(&self.rest, &self.state, limit, offset, archived).await
     }
 
+    /// The user's conversations whose title or any message's text contains
+    /// `query` (case-insensitive), most recently updated first. RLS scopes it
+    /// to the user. An empty query lists the recent conversations.
+    pub async fn search_conversations(&self, query: &str) -> Result<Vec<Conversation>> {
+        chat::search(&self.rest, &self.state, query).await
+    }
+
     /// Creates an empty conversation.
     pub async fn create_conversation(&self, title: &str) -> Result<Conversation> {
         chat::create(&self.rest, &self.state, title).await
@@ -225,6 +240,52 @@ impl Quire {
         cancel: CancellationToken,
     ) -> Vec<Result<Document>> {
         upload::upload_all(self, paths, options, events, cancel).await
+    }
+
+    /// A document's PDF, downloaded from Storage under the user's identity
+    /// (another user's document is [`Error::NotFound`](crate::Error::NotFound)).
+    pub async fn document_pdf(&self, id: Uuid) -> Result<Vec<u8>> {
+        documents::pdf(self, id).await
+    }
+
+    /// Streams a document's PDF to `dest` (through a temporary file next to
+    /// it, renamed when complete); returns the bytes written.
+    pub async fn save_document(&self, id: Uuid, dest: &Path) -> Result<u64> {
+        documents::save(self, id, dest).await
+    }
+
+    /// Uploads `path` again in place of the document `id` (a failed one):
+    /// the old document is deleted first, then `path` goes through
+    /// [`Quire::upload`].
+    pub async fn reupload(
+        &self,
+        id: Uuid,
+        path: &Path,
+        options: &UploadOptions,
+        events: Option<mpsc::UnboundedSender<UploadEvent>>,
+        cancel: CancellationToken,
+    ) -> Result<Document> {
+        // Check the file first: a retry that cannot read it keeps the old row.
+        let prepared = match upload::check(path, options.max_file_bytes).await {
+            Ok(_) => match self.delete_document(id).await {
+                Ok(()) | Err(crate::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = prepared {
+            if let Some(events) = &events {
+                let _ = events.send(UploadEvent::Failed {
+                    path: path.to_owned(),
+                    error: e.to_view(),
+                });
+            }
+            return Err(e);
+        }
+        self.upload(&[path.to_owned()], options, events, cancel)
+            .await
+            .pop()
+            .expect("one result per path")
     }
 
     /// Deletes a document everywhere (through the companion).

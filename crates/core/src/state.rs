@@ -18,9 +18,11 @@
 //! * Document status updates older than what is shown (`updated_at`) are
 //!   ignored.
 //!
-//! Every change is announced as an [`Update`] on a broadcast channel. A
-//! receiver that lags (more than [`UPDATE_BUFFER`] behind) gets `Lagged` and
-//! should re-read the snapshots.
+//! Every change is announced as an [`Update`] on a broadcast channel, sent
+//! while the change's lock is still held, so updates arrive in the order the
+//! changes were made (a receiver that keeps the last update per entity keeps
+//! the newest). A receiver that lags (more than [`UPDATE_BUFFER`] behind)
+//! gets `Lagged` and should re-read the snapshots.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -409,7 +411,6 @@ impl State {
         state.derive_content();
         let view = state.view.clone();
         let changed_text = view.content != before;
-        drop(model);
         if !changed_text
             && view.status == status_before
             && !matches!(
@@ -425,6 +426,7 @@ impl State {
             message: view,
             appended,
         });
+        drop(model);
         Applied::Changed
     }
 
@@ -446,7 +448,6 @@ impl State {
         }
         state.derive_content();
         let view = state.view.clone();
-        drop(model);
         if view != before {
             let appended = (view.content != before.content
                 && view.content.starts_with(&before.content))
@@ -456,29 +457,25 @@ impl State {
                 appended,
             });
         }
+        drop(model);
     }
 
     pub(crate) fn apply_conversation(&self, conversation: &Conversation) {
-        let changed = {
-            let mut model = self.model.lock().unwrap();
-            model
-                .conversations
-                .insert(conversation.id, conversation.clone())
-                .as_ref()
-                != Some(conversation)
-        };
+        let mut model = self.model.lock().unwrap();
+        let changed = model
+            .conversations
+            .insert(conversation.id, conversation.clone())
+            .as_ref()
+            != Some(conversation);
         if changed {
             self.emit(Update::Conversation(conversation.clone()));
         }
     }
 
     pub(crate) fn remove_conversation(&self, id: Uuid) {
-        let removed = {
-            let mut model = self.model.lock().unwrap();
-            model.messages.retain(|_, m| m.view.conversation_id != id);
-            model.conversations.remove(&id).is_some()
-        };
-        if removed {
+        let mut model = self.model.lock().unwrap();
+        model.messages.retain(|_, m| m.view.conversation_id != id);
+        if model.conversations.remove(&id).is_some() {
             self.emit(Update::ConversationRemoved { id });
         }
     }
@@ -486,8 +483,8 @@ impl State {
     /// Applies a document row or status broadcast; older news than what is
     /// shown is ignored.
     pub(crate) fn apply_document(&self, document: &Document) {
+        let mut model = self.model.lock().unwrap();
         let update = {
-            let mut model = self.model.lock().unwrap();
             match model.documents.get_mut(&document.id) {
                 Some(current) if current.updated_at > document.updated_at => None,
                 Some(current) => {
@@ -517,16 +514,16 @@ impl State {
     }
 
     pub(crate) fn remove_document(&self, id: Uuid) {
-        let removed = self.model.lock().unwrap().documents.remove(&id).is_some();
-        if removed {
+        let mut model = self.model.lock().unwrap();
+        if model.documents.remove(&id).is_some() {
             self.emit(Update::DocumentRemoved { id });
         }
     }
 
     /// Records upload progress of a document this device is sending.
     pub(crate) fn upload_progress(&self, id: Uuid, sent: u64, total: u64) {
+        let mut model = self.model.lock().unwrap();
         let update = {
-            let mut model = self.model.lock().unwrap();
             model.documents.get_mut(&id).and_then(|document| {
                 let progress = Some(UploadProgress { sent, total });
                 (document.upload != progress && document.status == DocumentStatus::Uploading).then(

@@ -609,11 +609,17 @@ where
 /// `<api_url>/storage/v1/object/documents/<key>`, each key segment
 /// percent-encoded.
 fn object_url(quire: &Quire, key: &str) -> Result<String> {
+    storage_url(quire, &["object", "documents"], key)
+}
+
+/// `<api_url>/storage/v1/<route…>/<key>`, each key segment percent-encoded.
+pub(crate) fn storage_url(quire: &Quire, route: &[&str], key: &str) -> Result<String> {
     let mut url = quire.api.config.api_url.clone();
     url.path_segments_mut()
         .map_err(|()| Error::NotConfigured("api_url cannot have a path".into()))?
         .pop_if_empty()
-        .extend(["storage", "v1", "object", "documents"])
+        .extend(["storage", "v1"])
+        .extend(route)
         .extend(key.split('/'));
     Ok(url.to_string())
 }

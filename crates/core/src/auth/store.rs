@@ -3,9 +3,11 @@
 //!
 //! [`KeyringStore`] uses the platform's native store through the `keyring`
 //! crate: Secret Service on Linux (gnome-keyring, KWallet), Keychain on macOS,
-//! Credential Manager on Windows. One entry per project: service `quire`,
-//! account = the project's API URL, so signing in to two projects keeps two
-//! entries.
+//! Credential Manager on Windows. One entry per project and profile: service
+//! `quire`, account = the project's API URL for the profile `default`,
+//! `<api_url>#<profile>` for any other (see [`Profile`]), so two projects, or
+//! two profiles of one (two "devices" on one machine), keep two entries. The
+//! desktop app and `quire-cli` use the same rule.
 //!
 //! The `keyring` calls block (D-Bus round trips), so the core runs them on
 //! tokio's blocking pool.
@@ -28,17 +30,88 @@ pub trait TokenStore: Send + Sync + 'static {
 /// The keyring service name of Quire's entries.
 pub const KEYRING_SERVICE: &str = "quire";
 
+/// A named sign-in on one machine: its own keyring entry, and in the desktop
+/// app its own window, window state and single-instance lock. `default`
+/// unless `--profile` / `QUIRE_PROFILE` says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Profile(String);
+
+impl Profile {
+    /// The name of the profile used when none is given.
+    pub const DEFAULT: &'static str = "default";
+
+    /// A profile by name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`, not
+    /// starting with `.` (it names a directory, so nothing else is accepted).
+    pub fn new(name: &str) -> Result<Profile, Error> {
+        let valid = (1..=64).contains(&name.len())
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if valid {
+            Ok(Profile(name.to_owned()))
+        } else {
+            Err(Error::NotConfigured(format!(
+                "the profile name {name:?} is not valid: use 1 to 64 letters, digits, '-', '_' or '.'"
+            )))
+        }
+    }
+
+    /// The profile's name.
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the `default` profile.
+    pub fn is_default(&self) -> bool {
+        self.0 == Profile::DEFAULT
+    }
+
+    /// The keyring account of this profile for the project at `api_url`:
+    /// `<api_url>` for `default`, `<api_url>#<name>` otherwise.
+    pub fn keyring_account(&self, api_url: &url::Url) -> String {
+        let base = api_url.as_str().trim_end_matches('/');
+        if self.is_default() {
+            base.to_owned()
+        } else {
+            format!("{base}#{}", self.0)
+        }
+    }
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Profile(Profile::DEFAULT.to_owned())
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// The OS keyring.
 pub struct KeyringStore {
     account: String,
 }
 
 impl KeyringStore {
-    /// The entry for the project at `api_url`.
+    /// The entry for the project at `api_url` (profile `default`).
     pub fn new(api_url: &url::Url) -> KeyringStore {
+        KeyringStore::for_profile(api_url, &Profile::default())
+    }
+
+    /// The entry of `profile` for the project at `api_url`.
+    pub fn for_profile(api_url: &url::Url, profile: &Profile) -> KeyringStore {
         KeyringStore {
-            account: api_url.as_str().trim_end_matches('/').to_owned(),
+            account: profile.keyring_account(api_url),
         }
+    }
+
+    /// The keyring account this store uses (service [`KEYRING_SERVICE`]).
+    pub fn account(&self) -> &str {
+        &self.account
     }
 
     fn entry(&self) -> Result<keyring::Entry, Error> {
@@ -78,6 +151,51 @@ fn keyring_error(error: keyring::Error) -> Error {
         other => other.to_string(),
     };
     Error::KeyringUnavailable(detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_name_keyring_accounts_the_way_the_cli_and_app_share() {
+        let url = url::Url::parse("http://127.0.0.1:54321/").unwrap();
+        assert_eq!(KeyringStore::new(&url).account(), "http://127.0.0.1:54321");
+        let second = Profile::new("A2").unwrap();
+        assert_eq!(
+            KeyringStore::for_profile(&url, &second).account(),
+            "http://127.0.0.1:54321#A2"
+        );
+        assert_eq!(
+            KeyringStore::for_profile(&url, &Profile::new("default").unwrap()).account(),
+            "http://127.0.0.1:54321"
+        );
+    }
+
+    #[test]
+    fn profile_names_are_safe_directory_names() {
+        for good in ["default", "A", "work-laptop", "b_2", "v1.2"] {
+            assert!(Profile::new(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(65);
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "a b",
+            "é",
+            long.as_str(),
+        ] {
+            assert_eq!(
+                Profile::new(bad).unwrap_err().code(),
+                crate::ErrorCode::NotConfigured,
+                "{bad:?}"
+            );
+        }
+    }
 }
 
 /// A store in memory, for the core's unit tests.

@@ -149,6 +149,89 @@ pub(crate) async fn conversations(
     Ok(rows)
 }
 
+/// Conversations whose title or any message's content contains `query`
+/// (case-insensitive `ilike` through PostgREST under the user's token, so
+/// RLS keeps it to the user's own rows), most recently updated first.
+pub(crate) async fn search(rest: &Rest, state: &State, query: &str) -> Result<Vec<Conversation>> {
+    /// Matches per kind of row; a sidebar shows far fewer.
+    const LIMIT: usize = 100;
+    let query = query.trim();
+    if query.is_empty() {
+        return conversations(rest, state, LIMIT as u32, 0, true).await;
+    }
+    let pattern = format!("ilike.*{}*", like_literal(query));
+    let mut found: Vec<Conversation> = rest
+        .select(
+            "conversations",
+            &[
+                ("select", CONVERSATION_COLUMNS.to_owned()),
+                ("title", pattern.clone()),
+                ("order", "updated_at.desc,id.asc".to_owned()),
+                ("limit", LIMIT.to_string()),
+            ],
+        )
+        .await?;
+    #[derive(serde::Deserialize)]
+    struct Hit {
+        conversation_id: Uuid,
+    }
+    let hits: Vec<Hit> = rest
+        .select(
+            "chat_messages",
+            &[
+                ("select", "conversation_id".to_owned()),
+                ("content", pattern),
+                ("order", "updated_at.desc,id.asc".to_owned()),
+                ("limit", (LIMIT * 4).to_string()),
+            ],
+        )
+        .await?;
+    let mut more: Vec<String> = Vec::new();
+    for hit in hits {
+        let id = hit.conversation_id;
+        let id_text = id.to_string();
+        if !found.iter().any(|c| c.id == id) && !more.contains(&id_text) && more.len() < LIMIT {
+            more.push(id_text);
+        }
+    }
+    if !more.is_empty() {
+        let rows: Vec<Conversation> = rest
+            .select(
+                "conversations",
+                &[
+                    ("select", CONVERSATION_COLUMNS.to_owned()),
+                    ("id", format!("in.({})", more.join(","))),
+                ],
+            )
+            .await?;
+        found.extend(rows);
+    }
+    found.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.id.cmp(&b.id)));
+    found.truncate(LIMIT);
+    for row in &found {
+        state.apply_conversation(row);
+    }
+    Ok(found)
+}
+
+/// `text` as a literal inside a PostgREST `ilike` pattern: LIKE's own
+/// wildcards and escape are escaped; PostgREST turns every `*` into `%` and
+/// has no escape for it, so a `*` in the text matches any one character.
+pub(crate) fn like_literal(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '%' | '_' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '*' => out.push('_'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Renames a conversation (`title`), or archives / unarchives it.
 pub(crate) async fn update_conversation(
     rest: &Rest,
@@ -287,5 +370,18 @@ pub(crate) async fn catch_up_message(
         if count < PAGE {
             return Ok(applied);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_text_is_literal_in_a_like_pattern() {
+        assert_eq!(like_literal("rent"), "rent");
+        assert_eq!(like_literal("50%_off\\"), "50\\%\\_off\\\\");
+        assert_eq!(like_literal("a*b"), "a_b");
+        assert_eq!(like_literal("(x, y).z"), "(x, y).z");
     }
 }

@@ -163,3 +163,69 @@ async fn asking_without_a_companion_is_offline_after_the_sources_are_found() {
     assert_eq!(error.code(), ErrorCode::Offline);
     assert!(error.to_string().contains("companion"), "{error}");
 }
+
+#[tokio::test]
+async fn search_finds_titles_and_message_text_of_ones_own_conversations_only() {
+    let stack = spawn_stack().await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    let (b, b_id) = stack.signed_in("bob@example.com").await;
+    let (lease, _) = conversation(&stack, a_id, "Lease questions", 1).await;
+    let (pets, _) = conversation(&stack, a_id, "Pets", 1).await;
+    let (other, _) = conversation(&stack, a_id, "Groceries", 1).await;
+    let (bobs, _) = conversation(&stack, b_id, "Bob's lease", 1).await;
+    let db = stack.db.admin().await;
+    // A message of A's that mentions what B will search for, and a literal %.
+    db.execute(
+        "insert into public.chat_messages (conversation_id, owner_id, seq, role, status, content) \
+         values ($1, $2, 2, 'user', 'complete', 'Can the PINEAPPLE tree stay? 100% sure?')",
+        &[&pets, &a_id],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "update public.conversations set updated_at = now() + interval '1 minute' where id = $1",
+        &[&pets],
+    )
+    .await
+    .unwrap();
+
+    let by_title = a.search_conversations("LEASE").await.unwrap();
+    let by_text = a.search_conversations("pineapple").await.unwrap();
+    let both = a.search_conversations("e").await.unwrap();
+    let literal = a.search_conversations("0% s").await.unwrap();
+    let wildcard_is_literal = a.search_conversations("1_0").await.unwrap();
+
+    assert_eq!(by_title.iter().map(|c| c.id).collect::<Vec<_>>(), [lease]);
+    assert_eq!(by_text.iter().map(|c| c.id).collect::<Vec<_>>(), [pets]);
+    assert_eq!(
+        both.first().map(|c| c.id),
+        Some(pets),
+        "newest first: {both:?}"
+    );
+    assert!(both.iter().all(|c| c.id != bobs));
+    assert_eq!(literal.iter().map(|c| c.id).collect::<Vec<_>>(), [pets]);
+    assert!(wildcard_is_literal.is_empty(), "_ is not a wildcard");
+    assert!(
+        a.search_conversations("Question 0")
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| [lease, pets, other].contains(&c.id))
+    );
+
+    // B's matching text never returns A's conversations.
+    assert!(
+        b.search_conversations("pineapple")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let bs = b.search_conversations("lease").await.unwrap();
+    assert_eq!(bs.iter().map(|c| c.id).collect::<Vec<_>>(), [bobs]);
+    let bs = b.search_conversations("Question").await.unwrap();
+    assert_eq!(bs.iter().map(|c| c.id).collect::<Vec<_>>(), [bobs]);
+    assert!(
+        b.state().conversations().iter().all(|c| c.id == bobs),
+        "nothing of A's entered B's state"
+    );
+}

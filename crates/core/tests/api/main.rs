@@ -4,6 +4,7 @@
 mod ask;
 mod chat;
 mod config;
+mod documents;
 mod follow;
 mod search;
 mod signin;

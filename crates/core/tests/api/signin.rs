@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use quire_core::{
-    AuthStatus, BrowserSignIn, ErrorCode, KeyringStore, Quire, SignOutReason, TokenStore,
+    AuthStatus, BrowserSignIn, ErrorCode, KeyringStore, Profile, Quire, SignOutReason, TokenStore,
 };
 use serde_json::json;
 
@@ -261,4 +261,44 @@ async fn keyring_pkce_sign_in() {
     assert_eq!(user.id, a);
     assert!(KeyringStore::new(&config.api_url).load().unwrap().is_some());
     quire.sign_out().await.unwrap();
+}
+
+/// Two profiles on one machine are two keyring entries: A's second "device"
+/// and B sign in side by side, and one signing out leaves the other.
+#[tokio::test]
+async fn keyring_profiles_keep_separate_sign_ins() {
+    if !in_keyring_session("signin::keyring_profiles_keep_separate_sign_ins") {
+        return;
+    }
+    let stack = spawn_stack().await;
+    let a = stack.create_user("alice@example.com", PASSWORD_A).await;
+    let b = stack.create_user("bob@example.com", PASSWORD_B).await;
+    let config = stack.config(None);
+    let profile_b = Profile::new("B").unwrap();
+    Quire::new(config.clone())
+        .sign_in_with_password("alice@example.com", PASSWORD_A)
+        .await
+        .unwrap();
+    Quire::with_profile(config.clone(), &profile_b)
+        .sign_in_with_password("bob@example.com", PASSWORD_B)
+        .await
+        .unwrap();
+
+    let default_again = Quire::with_profile(config.clone(), &Profile::default());
+    let b_again = Quire::with_profile(config.clone(), &profile_b);
+
+    assert_eq!(default_again.restore().await.unwrap().unwrap().id, a);
+    assert_eq!(b_again.restore().await.unwrap().unwrap().id, b);
+    b_again.sign_out().await.unwrap();
+    assert!(
+        KeyringStore::for_profile(&config.api_url, &profile_b)
+            .load()
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        KeyringStore::new(&config.api_url).load().unwrap().is_some(),
+        "the default profile is still signed in"
+    );
+    default_again.sign_out().await.unwrap();
 }
