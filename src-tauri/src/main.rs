@@ -1,10 +1,8 @@
-//! `quire`: the desktop shell. Every decision lives in `quire-core`; this crate builds the
-//! window and wires commands. The window shows a placeholder until the desktop issue.
+//! `quire`: the desktop shell. Every decision lives in `quire-core`; this
+//! binary only starts [`quire_desktop::run`].
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
-fn main() {
-    tauri::Builder::default()
-        .run(tauri::generate_context!("../tauri.conf.json"))
-        .expect("error while running the Quire window");
+fn main() -> std::process::ExitCode {
+    quire_desktop::run()
 }

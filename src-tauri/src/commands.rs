@@ -1,0 +1,506 @@
+//! The commands of IPC.md. Each is a few lines calling one `quire-core`
+//! function; errors reach the web view as the core's [`ErrorView`]. No
+//! command takes or returns a token, and none logs its arguments (a
+//! password is one).
+
+use std::path::PathBuf;
+
+use quire_core::{
+    BrowserSignIn, CancellationToken, ChunkHit, Conversation, Document, Error, ErrorView, Message,
+    SystemBrowser, UploadOptions, User, search::DEFAULT_MATCH_COUNT,
+};
+use serde::Serialize;
+use tauri::{AppHandle, State, WebviewWindow};
+use tauri_plugin_opener::OpenerExt;
+use uuid::Uuid;
+
+use crate::events::{AuthView, LiveView};
+use crate::shell::Shell;
+
+/// Every command the web view may call, as registered with Tauri (the
+/// security tests call each one and check no token comes back).
+pub const COMMANDS: &[&str] = &[
+    "session",
+    "sign_in",
+    "sign_in_browser",
+    "cancel_sign_in",
+    "sign_out",
+    "snapshot",
+    "open_conversation",
+    "search_conversations",
+    "rename_conversation",
+    "delete_conversation",
+    "retrieve",
+    "ask",
+    "stop",
+    "upload_files",
+    "pick_files",
+    "retry_document",
+    "delete_document",
+    "document_pdf",
+    "save_document",
+    "open_link",
+];
+
+/// The handler of every command in [`COMMANDS`].
+pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
+{
+    tauri::generate_handler![
+        session,
+        sign_in,
+        sign_in_browser,
+        cancel_sign_in,
+        sign_out,
+        snapshot,
+        open_conversation,
+        search_conversations,
+        rename_conversation,
+        delete_conversation,
+        retrieve,
+        ask,
+        stop,
+        upload_files,
+        pick_files,
+        retry_document,
+        delete_document,
+        document_pdf,
+        save_document,
+        open_link,
+    ]
+}
+
+type Reply<T> = Result<T, ErrorView>;
+
+fn view(error: Error) -> ErrorView {
+    error.to_view()
+}
+
+/// Messages per history page when the UI does not say.
+const PAGE: u32 = 50;
+/// Conversations a snapshot reads from the server.
+const SNAPSHOT_CONVERSATIONS: u32 = 200;
+
+#[derive(Serialize)]
+pub struct SessionView {
+    status: AuthView,
+    live: LiveView,
+    profile: String,
+    api_host: String,
+}
+
+#[tauri::command]
+pub async fn session(shell: State<'_, Shell>) -> Reply<SessionView> {
+    let quire = shell.quire()?;
+    shell.restored().await;
+    let url = &quire.config().api_url;
+    let api_host = match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => url.as_str().to_owned(),
+    };
+    Ok(SessionView {
+        status: AuthView::from(&quire.status()),
+        live: shell.live(),
+        profile: shell.profile.name().to_owned(),
+        api_host,
+    })
+}
+
+#[tauri::command]
+pub async fn sign_in(shell: State<'_, Shell>, email: String, password: String) -> Reply<User> {
+    shell
+        .quire()?
+        .sign_in_with_password(&email, &password)
+        .await
+        .map_err(view)
+}
+
+#[tauri::command]
+pub async fn sign_in_browser(shell: State<'_, Shell>) -> Reply<User> {
+    let quire = shell.quire()?;
+    let cancel = CancellationToken::new();
+    if let Some(earlier) = shell.sign_in.lock().unwrap().replace(cancel.clone()) {
+        earlier.cancel();
+    }
+    let options = BrowserSignIn::default();
+    tokio::select! {
+        user = quire.sign_in_with_browser(&SystemBrowser, &options) => user.map_err(view),
+        () = cancel.cancelled() => Err(view(Error::SignInCancelled("it was cancelled in Quire".into()))),
+    }
+}
+
+#[tauri::command]
+pub async fn cancel_sign_in(shell: State<'_, Shell>) -> Reply<()> {
+    if let Some(pending) = shell.sign_in.lock().unwrap().take() {
+        pending.cancel();
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn sign_out(shell: State<'_, Shell>) -> Reply<()> {
+    let quire = shell.quire()?;
+    shell.cancel_all();
+    quire.sign_out().await.map_err(view)
+}
+
+#[derive(Serialize)]
+pub struct Snapshot {
+    rev: u64,
+    conversations: Vec<Conversation>,
+    documents: Vec<Document>,
+}
+
+#[tauri::command]
+pub async fn snapshot(shell: State<'_, Shell>) -> Reply<Snapshot> {
+    let quire = shell.quire()?;
+    let (conversations, documents) = tokio::join!(
+        quire.conversations(SNAPSHOT_CONVERSATIONS, 0, true),
+        quire.documents()
+    );
+    for result in [conversations.map(drop), documents.map(drop)] {
+        match result {
+            // Offline: what the state holds is still the best there is.
+            Err(e) if e.is_transient() => tracing::warn!(error = %e, "snapshot from local state"),
+            other => other.map_err(view)?,
+        }
+    }
+    // The rev first, then the state: every update numbered up to it is in
+    // what is read (see `events::Revs`).
+    let rev = shell.revs.current();
+    Ok(Snapshot {
+        rev,
+        conversations: quire.state().conversations(),
+        documents: quire.state().documents(),
+    })
+}
+
+#[derive(Serialize)]
+pub struct Page {
+    rev: u64,
+    messages: Vec<Message>,
+    before: Option<i32>,
+}
+
+#[tauri::command]
+pub async fn open_conversation(
+    shell: State<'_, Shell>,
+    id: Uuid,
+    before: Option<i32>,
+    limit: Option<u32>,
+) -> Reply<Page> {
+    let quire = shell.quire()?;
+    let page = quire
+        .history(id, before, limit.unwrap_or(PAGE).clamp(1, 500))
+        .await
+        .map_err(view)?;
+    let rev = shell.revs.current();
+    let messages = page
+        .messages
+        .iter()
+        .filter_map(|m| quire.state().message(m.id))
+        .collect();
+    Ok(Page {
+        rev,
+        messages,
+        before: page.before,
+    })
+}
+
+#[tauri::command]
+pub async fn search_conversations(
+    shell: State<'_, Shell>,
+    query: String,
+) -> Reply<Vec<Conversation>> {
+    shell
+        .quire()?
+        .search_conversations(&query)
+        .await
+        .map_err(view)
+}
+
+#[tauri::command]
+pub async fn rename_conversation(
+    shell: State<'_, Shell>,
+    id: Uuid,
+    title: String,
+) -> Reply<Conversation> {
+    shell
+        .quire()?
+        .rename_conversation(id, &title)
+        .await
+        .map_err(view)
+}
+
+#[tauri::command]
+pub async fn delete_conversation(shell: State<'_, Shell>, id: Uuid) -> Reply<()> {
+    shell.quire()?.delete_conversation(id).await.map_err(view)
+}
+
+#[tauri::command]
+pub async fn retrieve(shell: State<'_, Shell>, text: String) -> Reply<Vec<ChunkHit>> {
+    shell
+        .quire()?
+        .search(&text, DEFAULT_MATCH_COUNT, None)
+        .await
+        .map_err(view)
+}
+
+#[derive(Serialize)]
+pub struct Asked {
+    conversation_id: Uuid,
+    message_id: Uuid,
+}
+
+#[tauri::command]
+pub async fn ask(
+    shell: State<'_, Shell>,
+    conversation_id: Option<Uuid>,
+    text: String,
+    sources: Vec<ChunkHit>,
+) -> Reply<Asked> {
+    let quire = shell.quire()?.clone();
+    let mut answer = quire
+        .ask_with_sources(conversation_id, &text, sources)
+        .await
+        .map_err(view)?;
+    // The companion names both in headers; an older one only in the first event.
+    if answer.message_id().is_none() {
+        match answer.next().await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(view(e)),
+            None => {
+                return Err(view(Error::Cancelled));
+            }
+        }
+    }
+    let (Some(conversation), Some(message)) = (answer.conversation_id(), answer.message_id())
+    else {
+        return Err(view(Error::Cancelled));
+    };
+    shell
+        .answers
+        .lock()
+        .unwrap()
+        .insert(message, answer.stopper());
+    // The question's row and a new conversation, for this window's state
+    // (the follower would bring them too, but only while it is connected).
+    let fetch = quire.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = fetch.history(conversation, None, 2).await {
+            tracing::warn!(error = %e, "could not read the new question");
+        }
+        if !fetch
+            .state()
+            .conversations()
+            .iter()
+            .any(|c| c.id == conversation)
+            && let Err(e) = fetch.conversations(SNAPSHOT_CONVERSATIONS, 0, true).await
+        {
+            tracing::warn!(error = %e, "could not read the conversation");
+        }
+    });
+    let answers = shell.answers.clone();
+    tauri::async_runtime::spawn(async move {
+        // Each event is applied to the state as it comes; the forwarder
+        // emits it. A stream that breaks off is caught up by the follower.
+        while let Some(event) = answer.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "the answer stream broke off");
+                break;
+            }
+        }
+        answers.lock().unwrap().remove(&message);
+    });
+    Ok(Asked {
+        conversation_id: conversation,
+        message_id: message,
+    })
+}
+
+#[tauri::command]
+pub async fn stop(shell: State<'_, Shell>, message_id: Uuid) -> Reply<()> {
+    let quire = shell.quire()?;
+    let stopper = shell.answers.lock().unwrap().get(&message_id).cloned();
+    match stopper {
+        Some(stopper) => stopper.stop().await,
+        None => quire.stop(message_id).await,
+    }
+    .map(drop)
+    .map_err(view)
+}
+
+/// Starts uploading `paths` in the background (events: `quire://upload`).
+fn start_upload<R: tauri::Runtime>(
+    app: &AppHandle<R>,
+    shell: &Shell,
+    paths: Vec<PathBuf>,
+) -> Reply<()> {
+    let quire = shell.quire()?.clone();
+    shell.spawn_upload(app, move |events, cancel| async move {
+        quire
+            .upload(&paths, &UploadOptions::default(), Some(events), cancel)
+            .await;
+    });
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn upload_files<R: tauri::Runtime>(
+    app: AppHandle<R>,
+    shell: State<'_, Shell>,
+    paths: Vec<PathBuf>,
+) -> Reply<()> {
+    start_upload(&app, &shell, paths)
+}
+
+#[tauri::command]
+pub async fn pick_files<R: tauri::Runtime>(
+    app: AppHandle<R>,
+    window: WebviewWindow<R>,
+    shell: State<'_, Shell>,
+) -> Reply<usize> {
+    shell.quire()?;
+    let picked = rfd::AsyncFileDialog::new()
+        .set_title("Add PDFs to Quire")
+        .add_filter("PDF documents", &["pdf", "PDF"])
+        .set_parent(&window)
+        .pick_files()
+        .await
+        .unwrap_or_default();
+    let paths: Vec<PathBuf> = picked.iter().map(|f| f.path().to_owned()).collect();
+    let count = paths.len();
+    if count > 0 {
+        start_upload(&app, &shell, paths)?;
+    }
+    Ok(count)
+}
+
+#[tauri::command]
+pub async fn retry_document<R: tauri::Runtime>(
+    app: AppHandle<R>,
+    shell: State<'_, Shell>,
+    id: Uuid,
+) -> Reply<()> {
+    let quire = shell.quire()?.clone();
+    let Some(path) = shell.sources.get(id) else {
+        return Err(view(Error::NotFound {
+            what: "file this document was uploaded from on this device".into(),
+        }));
+    };
+    let sources = shell.sources.clone();
+    shell.spawn_upload(&app, move |events, cancel| async move {
+        let result = quire
+            .reupload(id, &path, &UploadOptions::default(), Some(events), cancel)
+            .await;
+        if result.is_ok() {
+            sources.forget(id);
+        }
+    });
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn delete_document(shell: State<'_, Shell>, id: Uuid) -> Reply<()> {
+    shell.quire()?.delete_document(id).await.map_err(view)?;
+    shell.sources.forget(id);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn document_pdf(shell: State<'_, Shell>, id: Uuid) -> Reply<tauri::ipc::Response> {
+    let bytes = shell.quire()?.document_pdf(id).await.map_err(view)?;
+    Ok(tauri::ipc::Response::new(bytes))
+}
+
+#[tauri::command]
+pub async fn save_document<R: tauri::Runtime>(
+    window: WebviewWindow<R>,
+    shell: State<'_, Shell>,
+    id: Uuid,
+) -> Reply<bool> {
+    let quire = shell.quire()?;
+    let title = quire
+        .state()
+        .document(id)
+        .map(|d| d.title)
+        .unwrap_or_else(|| "Document".into());
+    let Some(dest) = rfd::AsyncFileDialog::new()
+        .set_title("Save PDF")
+        .set_file_name(format!("{}.pdf", file_name(&title)))
+        .add_filter("PDF documents", &["pdf"])
+        .set_parent(&window)
+        .save_file()
+        .await
+    else {
+        return Ok(false);
+    };
+    quire
+        .save_document(id, dest.path())
+        .await
+        .map(|_| true)
+        .map_err(view)
+}
+
+/// A title as a file name: no path separators or control characters.
+fn file_name(title: &str) -> String {
+    let name: String = title
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let name = name.trim().trim_start_matches('.').to_owned();
+    if name.is_empty() {
+        "Document".to_owned()
+    } else {
+        name
+    }
+}
+
+#[tauri::command]
+pub async fn open_link<R: tauri::Runtime>(app: AppHandle<R>, url: String) -> Reply<()> {
+    let url = crate::links::external(&url).ok_or_else(|| ErrorView {
+        code: quire_core::ErrorCode::BadInput,
+        message: "Quire opens only web (http, https) and email (mailto) links.".into(),
+    })?;
+    app.opener()
+        .open_url(url.as_str(), None::<&str>)
+        .map_err(|e| ErrorView {
+            code: quire_core::ErrorCode::Unexpected,
+            message: format!("The link could not be opened in your browser ({e})."),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_list_is_the_contract() {
+        let contract = include_str!("../IPC.md");
+        let section = contract
+            .split("## Commands")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("IPC.md has a Commands section");
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|rest| rest.split('`').next())
+            .collect();
+        assert_eq!(documented, COMMANDS);
+    }
+
+    #[test]
+    fn titles_become_safe_file_names() {
+        assert_eq!(file_name("Lease 2024"), "Lease 2024");
+        assert_eq!(file_name("../etc/passwd"), "_etc_passwd");
+        assert_eq!(file_name("a:b*c?"), "a_b_c_");
+        assert_eq!(file_name("  "), "Document");
+    }
+}

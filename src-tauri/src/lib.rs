@@ -1,0 +1,153 @@
+//! `quire-desktop`: the Tauri shell. Every decision lives in `quire-core`;
+//! this crate builds the window and wires the commands and events of
+//! `IPC.md` to it.
+//!
+//! * `main.rs` starts [`run`]; [`run`] picks the profile, takes its
+//!   single-instance lock ([`instance`]), loads the configuration and builds
+//!   the window with its remembered size ([`window_state`]).
+//! * [`commands`]: one function per command, a few lines each.
+//! * [`events`]: the forwarders of state updates, auth and live status.
+//! * [`shell`]: what the commands share (the client, the follower, stoppers,
+//!   upload batches).
+
+pub mod commands;
+pub mod events;
+pub mod instance;
+pub mod links;
+pub mod profile;
+pub mod shell;
+pub mod window_state;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tauri::{Manager, WebviewWindowBuilder};
+use tauri_plugin_opener::OpenerExt;
+
+pub use commands::COMMANDS;
+pub use events::EVENTS;
+
+/// Runs the app; returns when its window is closed (or at once, after
+/// focusing the running window, when this profile already has one).
+pub fn run() -> ExitCode {
+    init_logs();
+    let profile = match profile::from_args(std::env::args(), std::env::var("QUIRE_PROFILE").ok()) {
+        Ok(profile) => profile,
+        Err(e) => {
+            eprintln!("quire: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dir = match profile::data_dir(&profile) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("quire: could not create the profile's data directory: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let guard = match instance::acquire(&dir) {
+        Ok(instance::Instance::Primary(guard)) => guard,
+        Ok(instance::Instance::Secondary) => {
+            tracing::info!(profile = %profile, "this profile's window is already open; brought it forward");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!(
+                "quire: could not check for a running Quire window of profile {profile}: {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(profile = %profile, "starting");
+    let config = quire_core::Config::load(None);
+
+    let result = tauri::Builder::default()
+        .plugin(tauri_plugin_opener::init())
+        .invoke_handler(commands::handler())
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            let shell = tauri::async_runtime::block_on(async {
+                shell::Shell::start(&handle, profile.clone(), &dir, config)
+            });
+            app.manage(shell);
+            build_window(app, &profile, &dir)?;
+            guard.serve(move || focus(&handle));
+            Ok(())
+        })
+        .run(tauri::generate_context!("../tauri.conf.json"));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quire: the window could not run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The main window from `tauri.conf.json` (which does not create it, so the
+/// navigation guard and the remembered size are set before it loads).
+fn build_window(
+    app: &mut tauri::App,
+    profile: &quire_core::Profile,
+    dir: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let config = app
+        .config()
+        .app
+        .windows
+        .iter()
+        .find(|w| w.label == "main")
+        .cloned()
+        .ok_or("tauri.conf.json has no main window")?;
+    let dev_url = app.config().build.dev_url.clone().filter(|_| cfg!(dev));
+    let opener = app.handle().clone();
+    let state = window_state::WindowState::new(dir);
+    let mut builder =
+        WebviewWindowBuilder::from_config(app.handle(), &config)?.on_navigation(move |url| {
+            links::allow_navigation(url, dev_url.as_ref(), |link| {
+                if let Err(e) = opener.opener().open_url(link.as_str(), None::<&str>) {
+                    tracing::warn!(error = %e, "could not open a link in the browser");
+                }
+            })
+        });
+    if !profile.is_default() {
+        builder = builder.title(format!("{} — {}", config.title, profile.name()));
+    }
+    let window = state.apply(builder).build()?;
+    state.track(&window);
+    Ok(())
+}
+
+/// Brings the window forward (a second launch of this profile asked).
+fn focus<R: tauri::Runtime>(app: &tauri::AppHandle<R>) {
+    if let Some(window) = app.get_webview_window("main") {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+    }
+}
+
+/// Logs to stderr (`QUIRE_LOG`, default `info`). The HTTP and WebSocket
+/// libraries stay at `info` whatever is asked: at `debug`/`trace` they print
+/// headers and frames, and those carry tokens.
+fn init_logs() {
+    let asked = std::env::var("QUIRE_LOG").unwrap_or_else(|_| "info".to_owned());
+    let capped = [
+        "tungstenite",
+        "tokio_tungstenite",
+        "hyper",
+        "hyper_util",
+        "reqwest",
+        "h2",
+        "rustls",
+    ]
+    .iter()
+    .map(|target| format!(",{target}=info"))
+    .collect::<String>();
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{asked}{capped}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info{capped}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
