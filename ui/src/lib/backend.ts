@@ -1,0 +1,132 @@
+// The one module through which the UI reaches the Rust shell (src-tauri/IPC.md).
+// Components receive a `Backend`; `createTauriBackend()` is the real one, and
+// `createFakeBackend()` (fake-backend.ts) stands in for tests and `?fake` dev runs.
+
+import type {
+  AskResult,
+  AuthStatus,
+  ChunkHit,
+  Conversation,
+  ConversationPage,
+  DragDrop,
+  ErrorView,
+  LiveState,
+  Session,
+  Snapshot,
+  UpdateEvent,
+  UploadEvent,
+  User,
+  Uuid,
+} from './types';
+
+export type Unlisten = () => void;
+
+export interface Backend {
+  session(): Promise<Session>;
+  signIn(email: string, password: string): Promise<User>;
+  signInBrowser(): Promise<User>;
+  cancelSignIn(): Promise<void>;
+  signOut(): Promise<void>;
+
+  snapshot(): Promise<Snapshot>;
+  openConversation(id: Uuid, before?: number, limit?: number): Promise<ConversationPage>;
+  searchConversations(query: string): Promise<Conversation[]>;
+  renameConversation(id: Uuid, title: string): Promise<Conversation>;
+  deleteConversation(id: Uuid): Promise<void>;
+
+  retrieve(text: string): Promise<ChunkHit[]>;
+  ask(conversationId: Uuid | null, text: string, sources: ChunkHit[]): Promise<AskResult>;
+  stop(messageId: Uuid): Promise<void>;
+
+  uploadFiles(paths: string[]): Promise<void>;
+  pickFiles(): Promise<number>;
+  retryDocument(id: Uuid): Promise<void>;
+  deleteDocument(id: Uuid): Promise<void>;
+  documentPdf(id: Uuid): Promise<Uint8Array>;
+  saveDocument(id: Uuid): Promise<boolean>;
+  openLink(url: string): Promise<void>;
+
+  onAuth(handler: (status: AuthStatus) => void): Promise<Unlisten>;
+  onLive(handler: (live: LiveState) => void): Promise<Unlisten>;
+  onUpdate(handler: (event: UpdateEvent) => void): Promise<Unlisten>;
+  onResync(handler: () => void): Promise<Unlisten>;
+  onUpload(handler: (event: UploadEvent) => void): Promise<Unlisten>;
+  onDragDrop(handler: (event: DragDrop) => void): Promise<Unlisten>;
+}
+
+/** Turns whatever a rejected command gave into an `ErrorView`. */
+export function toErrorView(error: unknown): ErrorView {
+  if (error && typeof error === 'object' && 'code' in error && 'message' in error) {
+    const { code, message } = error as { code: unknown; message: unknown };
+    return { code: String(code), message: String(message) };
+  }
+  if (typeof error === 'string') return { code: 'unexpected', message: error };
+  if (error instanceof Error) return { code: 'unexpected', message: error.message };
+  return { code: 'unexpected', message: 'Something went wrong.' };
+}
+
+/** The real backend: Tauri commands and events. Loaded lazily so tests never touch Tauri. */
+export async function createTauriBackend(): Promise<Backend> {
+  const { invoke } = await import('@tauri-apps/api/core');
+  const { listen } = await import('@tauri-apps/api/event');
+  const { getCurrentWebview } = await import('@tauri-apps/api/webview');
+
+  const call = async <T>(command: string, args?: Record<string, unknown>): Promise<T> => {
+    try {
+      return await invoke<T>(command, args);
+    } catch (error) {
+      throw toErrorView(error);
+    }
+  };
+  const on = <T>(name: string, handler: (payload: T) => void): Promise<Unlisten> =>
+    listen<T>(name, (event) => handler(event.payload));
+
+  return {
+    session: () => call<Session>('session'),
+    signIn: (email, password) => call<User>('sign_in', { email, password }),
+    signInBrowser: () => call<User>('sign_in_browser'),
+    cancelSignIn: () => call<null>('cancel_sign_in').then(() => undefined),
+    signOut: () => call<null>('sign_out').then(() => undefined),
+
+    snapshot: () => call<Snapshot>('snapshot'),
+    openConversation: (id, before, limit) => {
+      const args: Record<string, unknown> = { id };
+      if (before !== undefined) args.before = before;
+      if (limit !== undefined) args.limit = limit;
+      return call<ConversationPage>('open_conversation', args);
+    },
+    searchConversations: (query) => call<Conversation[]>('search_conversations', { query }),
+    renameConversation: (id, title) => call<Conversation>('rename_conversation', { id, title }),
+    deleteConversation: (id) => call<null>('delete_conversation', { id }).then(() => undefined),
+
+    retrieve: (text) => call<ChunkHit[]>('retrieve', { text }),
+    ask: (conversationId, text, sources) =>
+      call<AskResult>('ask', { conversation_id: conversationId, text, sources }),
+    stop: (messageId) => call<null>('stop', { message_id: messageId }).then(() => undefined),
+
+    uploadFiles: (paths) => call<null>('upload_files', { paths }).then(() => undefined),
+    pickFiles: () => call<number>('pick_files'),
+    retryDocument: (id) => call<null>('retry_document', { id }).then(() => undefined),
+    deleteDocument: (id) => call<null>('delete_document', { id }).then(() => undefined),
+    documentPdf: async (id) => {
+      const bytes = await call<ArrayBuffer | number[]>('document_pdf', { id });
+      return bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : Uint8Array.from(bytes);
+    },
+    saveDocument: (id) => call<boolean>('save_document', { id }),
+    openLink: (url) => call<null>('open_link', { url }).then(() => undefined),
+
+    onAuth: (handler) => on<AuthStatus>('quire://auth', handler),
+    onLive: (handler) => on<LiveState>('quire://live', handler),
+    onUpdate: (handler) => on<UpdateEvent>('quire://update', handler),
+    onResync: (handler) => on<null>('quire://resync', () => handler()),
+    onUpload: (handler) => on<UploadEvent>('quire://upload', handler),
+    onDragDrop: (handler) =>
+      getCurrentWebview().onDragDropEvent((event) => {
+        const p = event.payload;
+        if (p.type === 'leave') handler({ type: 'leave' });
+        else if (p.type === 'drop') handler({ type: 'drop', paths: p.paths });
+        else if (p.type === 'enter') handler({ type: 'enter', paths: p.paths });
+        else handler({ type: 'over', paths: [] });
+      }),
+  };
+}

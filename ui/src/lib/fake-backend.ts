@@ -1,0 +1,444 @@
+// An in-memory stand-in for the Rust shell: Vitest uses it, and `vite dev`
+// serves it at `?fake` so the UI can be worked on without the desktop build.
+// It follows IPC.md's shapes and rev rules (one increasing counter).
+
+import type { Backend, Unlisten } from './backend';
+import { makePdf } from './fake-pdf';
+import type {
+  AuthStatus,
+  ChunkHit,
+  Conversation,
+  Document,
+  DragDrop,
+  ErrorView,
+  LiveState,
+  Message,
+  Update,
+  UpdateEvent,
+  UploadEvent,
+  Uuid,
+} from './types';
+
+export interface FakeOptions {
+  signedIn?: boolean;
+  /** Milliseconds between streamed deltas. */
+  tokenMs?: number;
+  /** Seed conversations and documents. */
+  seed?: boolean;
+}
+
+export interface FakeBackend extends Backend {
+  /** Streams an answer as if asked on another device. */
+  remoteAnswer(conversationId?: Uuid): void;
+  setLive(state: LiveState['state']): void;
+  /** Makes the next `resync` happen. */
+  resync(): void;
+}
+
+type Handler<T> = (payload: T) => void;
+
+let counter = 0;
+function uuid(): Uuid {
+  counter += 1;
+  const hex = counter.toString(16).padStart(12, '0');
+  return `00000000-0000-4000-8000-${hex}`;
+}
+
+const now = (offsetMs = 0) => new Date(Date.now() + offsetMs).toISOString();
+const fail = (code: string, message: string): ErrorView => ({ code, message });
+
+const PAGES: Record<string, string[][]> = {};
+
+function pagesFor(title: string, count: number): string[][] {
+  const pages: string[][] = [];
+  for (let p = 1; p <= count; p++) {
+    pages.push([
+      `${title} - page ${p}`,
+      '',
+      p === 2 ? 'The tenant must give sixty days written notice before moving out.' : 'This page is filler text.',
+      p === 3 ? 'Rent increases are capped at three percent per year.' : 'Nothing on this line matters.',
+      'The quick brown fox jumps over the lazy dog.',
+    ]);
+  }
+  return pages;
+}
+
+const ANSWER = [
+  'Based on your lease, you must give **sixty days** written notice before moving out [1].',
+  '',
+  'A few other points worth knowing:',
+  '',
+  '- Rent increases are capped at *three percent* per year [2].',
+  '- The notice has to be in writing; an email counts if the landlord agreed to it.',
+  '',
+  'See also the [tenant guide](https://example.org/tenants) for background.',
+].join('\n');
+
+export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
+  const tokenMs = options.tokenMs ?? 30;
+  let rev = 0;
+  let signedIn = options.signedIn ?? false;
+  let email = 'ada@example.org';
+  let live: LiveState = { state: 'live', detail: null, retry_in_ms: null };
+  const conversations = new Map<Uuid, Conversation>();
+  const documents = new Map<Uuid, Document>();
+  const messages = new Map<Uuid, Message>();
+  const stopped = new Set<Uuid>();
+  const handlers = {
+    auth: new Set<Handler<AuthStatus>>(),
+    live: new Set<Handler<LiveState>>(),
+    update: new Set<Handler<UpdateEvent>>(),
+    resync: new Set<Handler<void>>(),
+    upload: new Set<Handler<UploadEvent>>(),
+    drag: new Set<Handler<DragDrop>>(),
+  };
+
+  const subscribe = <T>(set: Set<Handler<T>>, handler: Handler<T>): Promise<Unlisten> => {
+    set.add(handler);
+    return Promise.resolve(() => set.delete(handler));
+  };
+  const emit = (update: Update) => {
+    rev += 1;
+    const event = { rev, update: structuredClone(update) };
+    for (const h of handlers.update) h(event);
+  };
+  const later = (ms: number, fn: () => void) => setTimeout(fn, ms);
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const needSignIn = () => {
+    if (!signedIn) throw fail('not_signed_in', 'You are not signed in. Sign in and try again.');
+  };
+
+  function addDocument(title: string, status: Document['status'], extra: Partial<Document> = {}): Document {
+    const doc: Document = {
+      id: uuid(),
+      title,
+      status,
+      error: null,
+      page_count: 3,
+      byte_size: 48_000,
+      updated_at: now(),
+      upload: null,
+      ...extra,
+    };
+    documents.set(doc.id, doc);
+    PAGES[doc.id] = pagesFor(title, doc.page_count ?? 3);
+    return doc;
+  }
+
+  function addConversation(title: string | null, ageMs: number): Conversation {
+    const c: Conversation = { id: uuid(), title, created_at: now(-ageMs), updated_at: now(-ageMs), archived_at: null };
+    conversations.set(c.id, c);
+    return c;
+  }
+
+  function addMessage(conversation: Conversation, role: Message['role'], content: string, extra: Partial<Message> = {}): Message {
+    const seq = [...messages.values()].filter((m) => m.conversation_id === conversation.id).length;
+    const m: Message = {
+      id: uuid(),
+      conversation_id: conversation.id,
+      seq,
+      role,
+      status: 'complete',
+      content,
+      citations: [],
+      sources: [],
+      question_id: null,
+      error: null,
+      tools: [],
+      ...extra,
+    };
+    messages.set(m.id, m);
+    return m;
+  }
+
+  if (options.seed ?? true) {
+    const lease = addDocument('Apartment lease 2026.pdf', 'ready', { page_count: 4 });
+    addDocument('Scanned receipt.pdf', 'no_text', { page_count: 1 });
+    addDocument('Insurance policy.pdf', 'failed', { error: 'The text could not be extracted: the file is damaged.' });
+    addDocument('Employment contract.pdf', 'indexing');
+    const c1 = addConversation('Notice period in my lease', 60_000);
+    const q = addMessage(c1, 'user', 'How much notice do I need to give before moving out?');
+    addMessage(c1, 'assistant', ANSWER, {
+      question_id: q.id,
+      citations: [
+        { key: '1', document_id: lease.id, title: lease.title, page: 2, excerpt: 'The tenant must give sixty days written notice' },
+        { key: '2', document_id: lease.id, title: lease.title, page: 3, excerpt: 'Rent increases are capped at three percent' },
+      ],
+      sources: [
+        { id: uuid(), document_id: lease.id, chunk_id: uuid(), page: 2, title: lease.title },
+        { id: uuid(), document_id: lease.id, chunk_id: uuid(), page: 3, title: lease.title },
+      ],
+    });
+    const c2 = addConversation('A long conversation', 3_600_000);
+    for (let i = 0; i < 120; i++) {
+      addMessage(c2, i % 2 ? 'assistant' : 'user', i % 2 ? `Answer number ${i}: *fine*.` : `Question number ${i}?`);
+    }
+    addConversation('Comparing two contracts', 86_400_000);
+    addConversation(null, 2 * 86_400_000);
+  }
+
+  async function streamAnswer(conversation: Conversation, question: Message, sources: ChunkHit[]): Promise<Message> {
+    const answer: Message = {
+      id: uuid(),
+      conversation_id: conversation.id,
+      seq: (question.seq ?? 0) + 1,
+      role: 'assistant',
+      status: 'streaming',
+      content: '',
+      citations: [],
+      sources: sources.map((s) => ({ id: s.id, document_id: s.document_id, chunk_id: s.chunk_id, page: s.page, title: s.title })),
+      question_id: question.id,
+      error: null,
+      tools: [],
+    };
+    messages.set(answer.id, answer);
+    const run = async () => {
+      await wait(tokenMs * 4);
+      emit({ type: 'message', message: answer, appended: null });
+      const text = sources.length
+        ? ANSWER
+        : 'I could not find anything about that in your documents, so this answer comes from general knowledge: usually **thirty days** is common, but check your local rules.';
+      const words = text.split(/(?<=\s)/);
+      for (const word of words) {
+        if (stopped.has(answer.id)) break;
+        await wait(tokenMs);
+        answer.content += word;
+        emit({ type: 'message', message: answer, appended: word });
+      }
+      answer.status = stopped.has(answer.id) ? 'stopped' : 'complete';
+      if (sources.length && answer.status === 'complete') {
+        answer.citations = sources.slice(0, 2).map((s, i) => ({
+          key: String(i + 1),
+          document_id: s.document_id,
+          chunk_id: s.chunk_id,
+          title: s.title,
+          page: s.page,
+          excerpt: s.text.split('.')[0],
+        }));
+      }
+      emit({ type: 'message', message: answer, appended: null });
+      conversation.updated_at = now();
+      emit({ type: 'conversation', ...conversation });
+    };
+    void run();
+    return answer;
+  }
+
+  function setDoc(doc: Document, patch: Partial<Document>) {
+    Object.assign(doc, patch, { updated_at: now() });
+    emit({ type: 'document', ...doc });
+  }
+
+  function upload(path: string) {
+    const name = path.split(/[\\/]/).pop() ?? path;
+    const emitUpload = (e: UploadEvent) => handlers.upload.forEach((h) => h(e));
+    later(100, () => {
+      if (!name.toLowerCase().endsWith('.pdf')) {
+        emitUpload({ type: 'failed', path, error: fail('not_a_pdf', `${name} is not a PDF (its bytes do not start like one).`) });
+        return;
+      }
+      const total = 2_400_000;
+      emitUpload({ type: 'checked', path, bytes: total });
+      const doc = addDocument(name, 'uploading', { byte_size: total, upload: { sent: 0, total } });
+      emit({ type: 'document', ...doc });
+      emitUpload({ type: 'registered', path, document_id: doc.id });
+      let sent = 0;
+      const tick = () => {
+        if (!documents.has(doc.id)) return;
+        sent = Math.min(total, sent + total / 8);
+        doc.upload = { sent, total };
+        emitUpload({ type: 'progress', document_id: doc.id, sent, total });
+        emit({ type: 'document', ...doc });
+        if (sent < total) return later(250, tick);
+        emitUpload({ type: 'stored', document_id: doc.id });
+        setDoc(doc, { status: 'stored', upload: null });
+        later(600, () => setDoc(doc, { status: 'extracting' }));
+        later(1800, () => {
+          if (/broken/i.test(name)) setDoc(doc, { status: 'failed', error: 'The PDF could not be read: its cross-reference table is damaged.' });
+          else if (/scan/i.test(name)) setDoc(doc, { status: 'no_text' });
+          else setDoc(doc, { status: 'indexing' });
+        });
+        later(3200, () => {
+          if (doc.status === 'indexing') setDoc(doc, { status: 'ready' });
+        });
+      };
+      later(200, tick);
+    });
+  }
+
+  // HTML5 drag events stand in for Tauri's native drop (the file names act as paths).
+  if (typeof window !== 'undefined') {
+    let depth = 0;
+    window.addEventListener('dragenter', (e) => {
+      e.preventDefault();
+      depth += 1;
+      if (depth === 1) handlers.drag.forEach((h) => h({ type: 'enter', paths: [] }));
+    });
+    window.addEventListener('dragover', (e) => e.preventDefault());
+    window.addEventListener('dragleave', () => {
+      depth = Math.max(0, depth - 1);
+      if (depth === 0) handlers.drag.forEach((h) => h({ type: 'leave' }));
+    });
+    window.addEventListener('drop', (e) => {
+      e.preventDefault();
+      depth = 0;
+      const paths = [...(e.dataTransfer?.files ?? [])].map((f) => `/home/ada/Downloads/${f.name}`);
+      handlers.drag.forEach((h) => h({ type: 'drop', paths }));
+    });
+  }
+
+  const backend: FakeBackend = {
+    async session() {
+      return {
+        status: signedIn ? { state: 'signed_in', user: { id: uuid(), email } } : { state: 'signed_out', reason: null },
+        live,
+        profile: 'default',
+        api_host: 'quire.example.org',
+      };
+    },
+    async signIn(e, password) {
+      await wait(300);
+      if (!e.includes('@')) throw fail('bad_input', 'Enter your email address, like name@example.org.');
+      if (password !== 'password') throw fail('invalid_credentials', 'That email and password do not match an account. Check them and try again.');
+      signedIn = true;
+      email = e;
+      const user = { id: uuid(), email };
+      handlers.auth.forEach((h) => h({ state: 'signed_in', user }));
+      return user;
+    },
+    async signInBrowser() {
+      await wait(1500);
+      signedIn = true;
+      const user = { id: uuid(), email };
+      handlers.auth.forEach((h) => h({ state: 'signed_in', user }));
+      return user;
+    },
+    async cancelSignIn() {},
+    async signOut() {
+      signedIn = false;
+      handlers.auth.forEach((h) => h({ state: 'signed_out', reason: null }));
+    },
+    async snapshot() {
+      needSignIn();
+      return structuredClone({ rev, conversations: [...conversations.values()], documents: [...documents.values()] });
+    },
+    async openConversation(id, before, limit = 50) {
+      needSignIn();
+      await wait(80);
+      if (!conversations.has(id)) throw fail('not_found', 'That conversation no longer exists.');
+      const all = [...messages.values()]
+        .filter((m) => m.conversation_id === id && (before === undefined || (m.seq ?? 0) < before))
+        .sort((a, b) => (a.seq ?? 0) - (b.seq ?? 0));
+      const page = all.slice(-limit);
+      return structuredClone({ rev, messages: page, before: all.length > limit ? (page[0].seq ?? null) : null });
+    },
+    async searchConversations(query) {
+      needSignIn();
+      await wait(120);
+      const q = query.toLowerCase();
+      const hits = [...conversations.values()].filter(
+        (c) =>
+          (c.title ?? '').toLowerCase().includes(q) ||
+          [...messages.values()].some((m) => m.conversation_id === c.id && m.content.toLowerCase().includes(q)),
+      );
+      return structuredClone(hits.sort((a, b) => b.updated_at.localeCompare(a.updated_at)));
+    },
+    async renameConversation(id, title) {
+      const c = conversations.get(id);
+      if (!c) throw fail('not_found', 'That conversation no longer exists.');
+      c.title = title;
+      c.updated_at = now();
+      emit({ type: 'conversation', ...c });
+      return structuredClone(c);
+    },
+    async deleteConversation(id) {
+      conversations.delete(id);
+      for (const m of [...messages.values()]) if (m.conversation_id === id) messages.delete(m.id);
+      emit({ type: 'conversation_removed', id });
+    },
+    async retrieve(text) {
+      needSignIn();
+      await wait(400);
+      if (/weather|capital|recipe/i.test(text)) return [];
+      const lease = [...documents.values()].find((d) => d.status === 'ready');
+      if (!lease) return [];
+      return [
+        { id: uuid(), document_id: lease.id, chunk_id: uuid(), title: lease.title, page: 2, text: 'The tenant must give sixty days written notice before moving out.', score: 0.82 },
+        { id: uuid(), document_id: lease.id, chunk_id: uuid(), title: lease.title, page: 3, text: 'Rent increases are capped at three percent per year.', score: 0.61 },
+      ];
+    },
+    async ask(conversationId, text, sources) {
+      needSignIn();
+      if (live.state === 'offline') throw fail('offline', 'Quire cannot reach the server. Check your connection and try again.');
+      await wait(150);
+      let conversation = conversationId ? conversations.get(conversationId) : undefined;
+      if (!conversation) {
+        conversation = addConversation(text.slice(0, 48), 0);
+        emit({ type: 'conversation', ...conversation });
+      }
+      const question = addMessage(conversation, 'user', text);
+      emit({ type: 'message', message: question, appended: null });
+      const answer = await streamAnswer(conversation, question, sources);
+      return { conversation_id: conversation.id, message_id: answer.id };
+    },
+    async stop(messageId) {
+      stopped.add(messageId);
+    },
+    async uploadFiles(paths) {
+      needSignIn();
+      paths.forEach(upload);
+    },
+    async pickFiles() {
+      needSignIn();
+      const paths = ['/home/ada/Documents/Tax return 2025.pdf', '/home/ada/Documents/Old scan.pdf'];
+      paths.forEach(upload);
+      return paths.length;
+    },
+    async retryDocument(id) {
+      const doc = documents.get(id);
+      if (!doc) throw fail('not_found', 'That document no longer exists.');
+      setDoc(doc, { status: 'extracting', error: null });
+      later(1500, () => setDoc(doc, { status: 'indexing' }));
+      later(3000, () => setDoc(doc, { status: 'ready' }));
+    },
+    async deleteDocument(id) {
+      documents.delete(id);
+      emit({ type: 'document_removed', id });
+    },
+    async documentPdf(id) {
+      await wait(150);
+      const pages = PAGES[id];
+      if (!pages) throw fail('not_found', 'That document no longer exists.');
+      return makePdf(pages);
+    },
+    async saveDocument() {
+      await wait(200);
+      return true;
+    },
+    async openLink(url) {
+      console.info('[fake] open_link', url);
+    },
+    onAuth: (h) => subscribe(handlers.auth, h),
+    onLive: (h) => subscribe(handlers.live, h),
+    onUpdate: (h) => subscribe(handlers.update, h),
+    onResync: (h) => subscribe(handlers.resync, h),
+    onUpload: (h) => subscribe(handlers.upload, h),
+    onDragDrop: (h) => subscribe(handlers.drag, h),
+
+    remoteAnswer(conversationId) {
+      const conversation = (conversationId && conversations.get(conversationId)) || [...conversations.values()][0];
+      if (!conversation) return;
+      const question = addMessage(conversation, 'user', 'Asked on my phone: what about rent increases?');
+      emit({ type: 'message', message: question, appended: null });
+      void this.retrieve(question.content).then((hits) => streamAnswer(conversation, question, hits));
+    },
+    setLive(state) {
+      live = { state, detail: state === 'offline' ? 'No network connection.' : null, retry_in_ms: state === 'reconnecting' ? 4000 : null };
+      handlers.live.forEach((h) => h(live));
+    },
+    resync() {
+      handlers.resync.forEach((h) => h());
+    },
+  };
+  return backend;
+}

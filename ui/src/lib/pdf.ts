@@ -1,0 +1,29 @@
+// pdf.js, loaded on first use (a separate chunk), configured for the strict
+// CSP: the worker is a bundled file served from 'self', no eval, and the
+// standard font data sits beside the app (copied by vite.config.ts).
+
+import * as pdfjs from 'pdfjs-dist';
+import workerUrl from 'pdfjs-dist/build/pdf.worker.min.mjs?url';
+import 'pdfjs-dist/web/pdf_viewer.css';
+
+pdfjs.GlobalWorkerOptions.workerSrc = workerUrl;
+// pdf_viewer.mjs reads the library from this global.
+(globalThis as unknown as { pdfjsLib: typeof pdfjs }).pdfjsLib = pdfjs;
+
+const viewer = await import('pdfjs-dist/web/pdf_viewer.mjs');
+
+export const { EventBus, PDFViewer, PDFLinkService, PDFFindController } = viewer;
+
+const assets = import.meta.env.DEV ? '/node_modules/pdfjs-dist/' : './pdfjs/';
+
+export function openPdf(data: Uint8Array) {
+  return pdfjs.getDocument({
+    data,
+    isEvalSupported: false,
+    enableXfa: false,
+    useSystemFonts: true,
+    standardFontDataUrl: `${assets}standard_fonts/`,
+    cMapUrl: `${assets}cmaps/`,
+    cMapPacked: true,
+  }).promise;
+}
