@@ -1,7 +1,8 @@
 //! The commands of IPC.md. Each is a few lines calling one `quire-core`
 //! function; errors reach the web view as the core's [`ErrorView`]. No
 //! command takes or returns a token, and none logs its arguments (a
-//! password is one).
+//! password is one). Arguments are snake_case on the wire, as IPC.md names
+//! them (`rename_all`; Tauri's default would be camelCase).
 
 use std::path::PathBuf;
 
@@ -88,7 +89,7 @@ pub struct SessionView {
     api_host: String,
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn session(shell: State<'_, Shell>) -> Reply<SessionView> {
     let quire = shell.quire()?;
     shell.restored().await;
@@ -106,7 +107,7 @@ pub async fn session(shell: State<'_, Shell>) -> Reply<SessionView> {
     })
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn sign_in(shell: State<'_, Shell>, email: String, password: String) -> Reply<User> {
     shell
         .quire()?
@@ -115,7 +116,7 @@ pub async fn sign_in(shell: State<'_, Shell>, email: String, password: String) -
         .map_err(view)
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn sign_in_browser(shell: State<'_, Shell>) -> Reply<User> {
     let quire = shell.quire()?;
     let cancel = CancellationToken::new();
@@ -129,7 +130,7 @@ pub async fn sign_in_browser(shell: State<'_, Shell>) -> Reply<User> {
     }
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn cancel_sign_in(shell: State<'_, Shell>) -> Reply<()> {
     if let Some(pending) = shell.sign_in.lock().unwrap().take() {
         pending.cancel();
@@ -137,7 +138,7 @@ pub async fn cancel_sign_in(shell: State<'_, Shell>) -> Reply<()> {
     Ok(())
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn sign_out(shell: State<'_, Shell>) -> Reply<()> {
     let quire = shell.quire()?;
     shell.cancel_all();
@@ -151,7 +152,7 @@ pub struct Snapshot {
     documents: Vec<Document>,
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn snapshot(shell: State<'_, Shell>) -> Reply<Snapshot> {
     let quire = shell.quire()?;
     let (conversations, documents) = tokio::join!(
@@ -182,7 +183,7 @@ pub struct Page {
     before: Option<i32>,
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn open_conversation(
     shell: State<'_, Shell>,
     id: Uuid,
@@ -207,7 +208,7 @@ pub async fn open_conversation(
     })
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn search_conversations(
     shell: State<'_, Shell>,
     query: String,
@@ -219,7 +220,7 @@ pub async fn search_conversations(
         .map_err(view)
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn rename_conversation(
     shell: State<'_, Shell>,
     id: Uuid,
@@ -232,12 +233,12 @@ pub async fn rename_conversation(
         .map_err(view)
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn delete_conversation(shell: State<'_, Shell>, id: Uuid) -> Reply<()> {
     shell.quire()?.delete_conversation(id).await.map_err(view)
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn retrieve(shell: State<'_, Shell>, text: String) -> Reply<Vec<ChunkHit>> {
     shell
         .quire()?
@@ -252,7 +253,7 @@ pub struct Asked {
     message_id: Uuid,
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn ask(
     shell: State<'_, Shell>,
     conversation_id: Option<Uuid>,
@@ -318,7 +319,7 @@ pub async fn ask(
     })
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn stop(shell: State<'_, Shell>, message_id: Uuid) -> Reply<()> {
     let quire = shell.quire()?;
     let stopper = shell.answers.lock().unwrap().get(&message_id).cloned();
@@ -345,7 +346,7 @@ fn start_upload<R: tauri::Runtime>(
     Ok(())
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn upload_files<R: tauri::Runtime>(
     app: AppHandle<R>,
     shell: State<'_, Shell>,
@@ -354,7 +355,7 @@ pub async fn upload_files<R: tauri::Runtime>(
     start_upload(&app, &shell, paths)
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn pick_files<R: tauri::Runtime>(
     app: AppHandle<R>,
     window: WebviewWindow<R>,
@@ -376,7 +377,7 @@ pub async fn pick_files<R: tauri::Runtime>(
     Ok(count)
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn retry_document<R: tauri::Runtime>(
     app: AppHandle<R>,
     shell: State<'_, Shell>,
@@ -400,20 +401,20 @@ pub async fn retry_document<R: tauri::Runtime>(
     Ok(())
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn delete_document(shell: State<'_, Shell>, id: Uuid) -> Reply<()> {
     shell.quire()?.delete_document(id).await.map_err(view)?;
     shell.sources.forget(id);
     Ok(())
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn document_pdf(shell: State<'_, Shell>, id: Uuid) -> Reply<tauri::ipc::Response> {
     let bytes = shell.quire()?.document_pdf(id).await.map_err(view)?;
     Ok(tauri::ipc::Response::new(bytes))
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn save_document<R: tauri::Runtime>(
     window: WebviewWindow<R>,
     shell: State<'_, Shell>,
@@ -462,7 +463,7 @@ fn file_name(title: &str) -> String {
     }
 }
 
-#[tauri::command]
+#[tauri::command(rename_all = "snake_case")]
 pub async fn open_link<R: tauri::Runtime>(app: AppHandle<R>, url: String) -> Reply<()> {
     let url = crate::links::external(&url).ok_or_else(|| ErrorView {
         code: quire_core::ErrorCode::BadInput,
