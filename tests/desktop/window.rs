@@ -1,41 +1,25 @@
-//! The app starts and shows its window with the bundled UI (a placeholder until the desktop
-//! issue): the page's own script ran, so the CSP lets bundled scripts through.
+//! The app starts, shows its window with the bundled UI, and a fresh profile is signed out.
 
-use std::time::Duration;
+use anyhow::{Result, ensure};
 
-use fantoccini::Locator;
-
-use crate::driver::{App, eventually};
+use crate::driver::{App, Profile, UI};
 
 #[tokio::test]
-async fn the_window_opens_and_runs_its_bundled_script() -> anyhow::Result<()> {
-    let app = App::launch("window-opens").await?;
+async fn the_window_opens_on_the_sign_in_form() -> Result<()> {
+    let profile = Profile::new("window")?;
+    // `launch` also checks the app's environment: the three project values and the profile,
+    // nothing else of the test's QUIRE_* variables.
+    let app = App::launch("window", "fresh", &profile).await?;
 
-    let title = app
-        .client
-        .find(Locator::Css("#title"))
-        .await?
-        .text()
-        .await?;
-    assert_eq!(title, "Quire");
-    let status = eventually(Duration::from_secs(10), "the UI script to run", || async {
-        let text = app
-            .client
-            .find(Locator::Css("#status"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        (text != "Starting…").then_some(text)
-    })
-    .await?;
-    assert!(
-        status.contains("Chat with your own documents"),
-        "status line: {status}"
+    let email = app.wait_item("sign-in-email", "", UI).await?;
+    ensure!(email.visible, "the email field is not visible");
+    app.wait_item("sign-in-password", "", UI).await?;
+    app.wait_item("sign-in-submit", "", UI).await?;
+    ensure!(
+        app.item("composer", "").await?.is_none(),
+        "a fresh profile shows the composer before anyone signed in"
     );
     assert_eq!(app.client.title().await?, "Quire");
-
-    app.screenshot("window").await?;
+    app.screenshot("sign-in-form").await?;
     app.close().await
 }
