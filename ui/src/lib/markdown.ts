@@ -136,8 +136,14 @@ function addCitations(root: DocumentFragment, context: CitationContext): void {
       const at = match.index ?? 0;
       if (!target) continue;
       parts.append(text.data.slice(last, at));
-      parts.append(citationButton(doc, target));
-      last = at + match[0].length;
+      // Keep the marker on the line of the punctuation that follows it.
+      const end = at + match[0].length;
+      const trailing = /^[.,;:!?)\]]+/.exec(text.data.slice(end))?.[0] ?? '';
+      const wrap = doc.createElement('span');
+      wrap.className = 'cite';
+      wrap.append(citationButton(doc, target), trailing);
+      parts.append(wrap);
+      last = end + trailing.length;
     }
     if (last === 0) continue;
     parts.append(text.data.slice(last));

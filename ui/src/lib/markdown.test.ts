@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { renderMarkdown, renderMarkdownToString, resolveCitation, sanitize } from './markdown';
+
+const html = (markdown: string) => renderMarkdownToString(markdown);
+
+function host(markdown: string, context?: Parameters<typeof renderMarkdown>[1]): HTMLDivElement {
+  const div = document.createElement('div');
+  div.append(renderMarkdown(markdown, context));
+  return div;
+}
+
+describe('Markdown sanitiser against XSS', () => {
+  const payloads = [
+    '<script>alert(1)</script>',
+    '<SCRIPT SRC=//evil.example/xss.js></SCRIPT>',
+    '<img src=x onerror=alert(1)>',
+    '<svg onload=alert(1)><circle r=1 /></svg>',
+    '<a href="javascript:alert(1)">click</a>',
+    '<a href="JaVaScRiPt:alert(1)">click</a>',
+    '<a href=" javascript:alert(1)">click</a>',
+    '<a href="data:text/html,<script>alert(1)</script>">x</a>',
+    '<a href="vbscript:msgbox(1)">x</a>',
+    '<iframe src="https://evil.example"></iframe>',
+    '<object data="x.swf"></object><embed src="x.swf">',
+    '<div onclick="alert(1)" onmouseover="alert(2)">hover</div>',
+    '<p style="background:url(javascript:alert(1))">styled</p>',
+    '<style>body{display:none}</style>',
+    '<form action="https://evil.example"><input name=x><button>go</button></form>',
+    '<math><mi xlink:href="javascript:alert(1)">x</mi></math>',
+    '<details open ontoggle=alert(1)>x</details>',
+    '<button data-testid="citation" data-document-id="victim">1</button>',
+    '<meta http-equiv="refresh" content="0;url=https://evil.example">',
+    '<base href="https://evil.example/">',
+    '<link rel="stylesheet" href="https://evil.example/x.css">',
+    '[click](javascript:alert(1))',
+    '[click](  javascript:alert(1) )',
+    '[click](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)',
+    '![x](javascript:alert(1))',
+    '<img src="https://tracker.example/pixel.gif">',
+    '![beacon](https://tracker.example/pixel.png)',
+    '<img srcset="https://tracker.example/a.png 1x">',
+    '<video poster="https://tracker.example/p.png"></video>',
+    '<a href="https://ok.example" onclick="alert(1)">ok</a>',
+  ];
+
+  it.each(payloads)('neutralises %s', (payload) => {
+    const out = host(payload);
+    expect(out.querySelector('script, style, iframe, object, embed, form, meta, base, link, video, svg, math')).toBeNull();
+    for (const el of out.querySelectorAll('*')) {
+      for (const attr of el.getAttributeNames()) {
+        expect(attr.startsWith('on'), `${attr} on <${el.tagName}>`).toBe(false);
+        expect(attr).not.toBe('style');
+        expect(attr).not.toBe('srcset');
+      }
+      const href = el.getAttribute('href');
+      if (href !== null) expect(href).toMatch(/^(https?:|mailto:)/i);
+      const src = el.getAttribute('src');
+      if (src !== null) expect(src).toMatch(/^data:image\//);
+    }
+    // Nothing the agent writes can pose as a citation.
+    expect(out.querySelector('[data-testid]')).toBeNull();
+    expect(out.innerHTML.toLowerCase()).not.toContain('javascript:');
+  });
+
+  it('drops remote images but keeps their alt text, and keeps data: images', () => {
+    const out = host('![Floor plan](https://cdn.example/plan.png) and ![dot](data:image/png;base64,iVBORw0KGgo=)');
+    const imgs = out.querySelectorAll('img');
+    expect(imgs).toHaveLength(1);
+    expect(imgs[0].getAttribute('src')).toBe('data:image/png;base64,iVBORw0KGgo=');
+    expect(out.textContent).toContain('[image: Floor plan]');
+  });
+
+  it('keeps safe links with their href (clicks go to open_link)', () => {
+    const a = host('[guide](https://example.org/a?b=1) <mailto:ada@example.org>').querySelectorAll('a');
+    expect(a[0].getAttribute('href')).toBe('https://example.org/a?b=1');
+    expect(a[0].getAttribute('rel')).toContain('noreferrer');
+    expect(a[1].getAttribute('href')).toBe('mailto:ada@example.org');
+  });
+
+  it('sanitize() alone strips handlers from raw HTML', () => {
+    const div = document.createElement('div');
+    div.append(sanitize('<b onmouseover="x()">bold</b><script>x()</script>'));
+    expect(div.innerHTML).toBe('<b>bold</b>');
+  });
+
+  it('renders ordinary Markdown', () => {
+    expect(html('**bold** and `code`\n\n- a\n- b')).toBe('<p><strong>bold</strong> and <code>code</code></p>\n<ul>\n<li>a</li>\n<li>b</li>\n</ul>\n');
+  });
+});
+
+describe('citations', () => {
+  const context = {
+    citations: [{ key: '2', document_id: 'doc-b', page: 7, title: 'B.pdf', excerpt: 'the passage' }],
+    sources: [
+      { id: 's1', document_id: 'doc-a', page: 3, title: 'A.pdf' },
+      { id: 's2', document_id: 'doc-x', page: 1, title: 'X.pdf' },
+    ],
+  };
+
+  it('turns [n] into buttons: by citation key first, else the n-th source', () => {
+    const out = host('First [1], second [2]. Unknown [9].', context);
+    const buttons = [...out.querySelectorAll<HTMLButtonElement>('button[data-testid="citation"]')];
+    expect(buttons.map((b) => [b.dataset.n, b.dataset.documentId, b.dataset.page])).toEqual([
+      ['1', 'doc-a', '3'],
+      ['2', 'doc-b', '7'],
+    ]);
+    expect(out.textContent).toContain('[9]');
+    expect(buttons[1].getAttribute('aria-label')).toBe('Source 2: B.pdf, page 7');
+  });
+
+  it('leaves markers inside code alone', () => {
+    const out = host('`arr[1]`\n\n```\nx[2]\n```', context);
+    expect(out.querySelector('button')).toBeNull();
+  });
+
+  it('resolveCitation carries the excerpt for finding the passage', () => {
+    expect(resolveCitation(2, context)).toMatchObject({ documentId: 'doc-b', page: 7, excerpt: 'the passage' });
+    expect(resolveCitation(3, context)).toBeNull();
+  });
+});
