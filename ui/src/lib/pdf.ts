@@ -4,6 +4,7 @@
 // The legacy build: WebKitGTK (Tauri on Linux) lacks async iteration of
 // ReadableStream, which the modern build's text layer needs.
 
+import './stream-iter';
 import * as pdfjs from 'pdfjs-dist/legacy/build/pdf.mjs';
 import workerUrl from 'pdfjs-dist/legacy/build/pdf.worker.min.mjs?url';
 import 'pdfjs-dist/legacy/web/pdf_viewer.css';
