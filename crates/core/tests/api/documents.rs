@@ -108,7 +108,7 @@ async fn a_reupload_replaces_the_document_and_bad_files_keep_it() {
     std::fs::write(&path, fixtures::text_pdf(&crate::ask::LEASE)).unwrap();
     let first = a
         .upload(
-            &[path.clone()],
+            std::slice::from_ref(&path),
             &UploadOptions::default(),
             None,
             CancellationToken::new(),
