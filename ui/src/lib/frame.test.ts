@@ -1,0 +1,37 @@
+import { describe, expect, it, vi } from 'vitest';
+import { perFrame } from './frame';
+
+describe('per-frame coalescing', () => {
+  it('runs once per animation frame however often it is scheduled (200 deltas/s)', () => {
+    const frames: FrameRequestCallback[] = [];
+    vi.stubGlobal('requestAnimationFrame', (cb: FrameRequestCallback) => frames.push(cb));
+    vi.stubGlobal('cancelAnimationFrame', () => {});
+    const run = vi.fn();
+    const render = perFrame(run);
+    // One second of 200 deltas at 60 frames: ~3-4 deltas land in each frame.
+    let delta = 0;
+    for (let frame = 0; frame < 60; frame++) {
+      while (delta < ((frame + 1) * 200) / 60) {
+        render.schedule();
+        delta++;
+      }
+      frames.splice(0).forEach((cb) => cb(frame * 16));
+    }
+    expect(delta).toBe(200);
+    expect(run).toHaveBeenCalledTimes(60);
+    vi.unstubAllGlobals();
+  });
+
+  it('cancel drops a pending run', () => {
+    const frames: FrameRequestCallback[] = [];
+    vi.stubGlobal('requestAnimationFrame', (cb: FrameRequestCallback) => frames.push(cb));
+    vi.stubGlobal('cancelAnimationFrame', () => frames.splice(0));
+    const run = vi.fn();
+    const render = perFrame(run);
+    render.schedule();
+    render.cancel();
+    frames.forEach((cb) => cb(0));
+    expect(run).not.toHaveBeenCalled();
+    vi.unstubAllGlobals();
+  });
+});
