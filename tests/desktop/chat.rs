@@ -166,20 +166,19 @@ async fn an_answer_streams_with_citations_and_a_citation_opens_the_cited_page() 
         .await?
         .click()
         .await?;
-    let viewer = app
-        .wait_until("pdf-viewer", UI, |v| {
-            v.into_iter().next().filter(|v| !v.data("page").is_empty())
-        })
-        .await?;
+    // The viewer opens on page 1 and moves to the cited page once the PDF is loaded.
+    let viewer = app.wait_item("pdf-viewer", "", UI).await?;
+    ensure!(
+        viewer.data("documentId") == doc_id,
+        "the viewer shows {:?}, not the cited document {doc_id}",
+        viewer.data("documentId")
+    );
+    app.wait_item("pdf-viewer", r#"[data-page="2"]"#, UI)
+        .await
+        .context("the viewer did not show the cited page 2")?;
     // Let the page render before the picture.
     tokio::time::sleep(Duration::from_secs(1)).await;
     app.screenshot("viewer-at-cited-page").await?;
-    ensure!(
-        viewer.data("page") == "2" && viewer.data("documentId") == doc_id,
-        "the viewer shows {:?} of {:?}, not page 2 of {doc_id}",
-        viewer.data("page"),
-        viewer.data("documentId")
-    );
     let find = app.wait_item("pdf-find", "", UI).await?;
     let passage = support::squash(find.value.as_deref().unwrap_or_default());
     let passage = passage.trim_end_matches('…').trim();

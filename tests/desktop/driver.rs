@@ -114,6 +114,7 @@ impl App {
             bail!("no DISPLAY: run the end-to-end tests through `cargo xtask test` (Xvfb + D-Bus)");
         }
         let stack = support::stack()?;
+        support::ensure_keyring()?;
         let app = app_binary()?;
         let name = format!("{test}-{instance}");
         std::fs::create_dir_all(artifacts().join("logs"))?;

@@ -294,10 +294,16 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
                 let v = app
                     .client
                     .execute_async(
-                        "const done = arguments[0]; window.__e2eBrowser.then(done);",
+                        "const done = arguments[0];
+                         setTimeout(() => done({ pending: true }), 20000);
+                         window.__e2eBrowser.then(done);",
                         vec![],
                     )
                     .await?;
+                ensure!(
+                    v.get("pending").is_none(),
+                    "sign_in_browser still waits 20 s after cancel_sign_in"
+                );
                 results.push(("sign_in_browser".into(), v.to_string()));
                 // Whatever the cancelled browser sign-in did, go on signed in as A.
                 call(

@@ -209,6 +209,52 @@ impl Stack {
     }
 }
 
+/// Checks once that the Secret Service keyring the app keeps its sign-in in is usable in this
+/// D-Bus session (a store and a lookup with `secret-tool`), so a locked or missing keyring
+/// fails with that reason rather than as a sign-in that does not stick.
+pub fn ensure_keyring() -> Result<()> {
+    static CHECKED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    CHECKED
+        .get_or_init(|| {
+            use std::io::Write;
+            let account = format!("e2e-probe-{}", unique());
+            let mut store = std::process::Command::new("secret-tool")
+                .args([
+                    "store",
+                    "--label=quire e2e probe",
+                    "service",
+                    "quire-e2e-probe",
+                ])
+                .args(["username", &account])
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("running secret-tool (package libsecret-tools): {e}"))?;
+            let _ = store.stdin.take().map(|mut i| i.write_all(b"probe"));
+            let out = store.wait_with_output().map_err(|e| e.to_string())?;
+            let looked = std::process::Command::new("secret-tool")
+                .args(["lookup", "service", "quire-e2e-probe", "username", &account])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let _ = std::process::Command::new("secret-tool")
+                .args(["clear", "service", "quire-e2e-probe", "username", &account])
+                .output();
+            if out.status.success() && looked.stdout == b"probe" {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the Secret Service keyring is not usable in this D-Bus session ({}): run the \
+                     tests under dbus-run-session with gnome-keyring-daemon unlocked with a \
+                     non-empty password, e.g. `printf pw | gnome-keyring-daemon --unlock \
+                     --components=secrets`, and wait until it owns org.freedesktop.secrets",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            }
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
 /// Whether `haystack` contains `needle` (bytes).
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
     let needle = needle.as_bytes();
