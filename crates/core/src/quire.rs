@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::auth::browser::{self, Browser, BrowserSignIn};
 use crate::auth::store::Profile;
-use crate::auth::{Auth, AuthStatus, KeyringStore, TokenStore, User};
+use crate::auth::{Auth, AuthState, AuthStatus, KeyringStore, TokenStore, User};
 use crate::chat::{self, Answer, HistoryPage, sse};
 use crate::companion::Companion;
 use crate::config::Config;
@@ -56,10 +56,12 @@ impl Quire {
     pub fn with_token_store(config: Config, store: Arc<dyn TokenStore>) -> Quire {
         let api = Api::new(config);
         let auth = Auth::new(api.clone(), store);
+        let state = Arc::new(State::new());
+        tokio::spawn(forget_other_users(auth.subscribe(), Arc::downgrade(&state)));
         Quire {
             rest: Rest::new(api.clone(), auth.clone()),
             companion: Companion::new(api.clone(), auth.clone()),
-            state: Arc::new(State::new()),
+            state,
             api,
             auth,
         }
@@ -104,9 +106,12 @@ impl Quire {
         self.auth.restore().await
     }
 
-    /// Signs out here: server logout, keyring entry removed.
+    /// Signs out here: server logout, keyring entry removed, the state
+    /// model emptied.
     pub async fn sign_out(&self) -> Result<()> {
-        self.auth.sign_out().await
+        let signed_out = self.auth.sign_out().await;
+        self.state.clear();
+        signed_out
     }
 
     /// The user's chunks that best match `query` (at most `match_count`,
@@ -293,5 +298,29 @@ impl Quire {
         self.companion.delete_document(id).await?;
         self.state.remove_document(id);
         Ok(())
+    }
+}
+
+/// Empties the state model whenever nobody is signed in any more, or
+/// someone else is: one person's conversations and documents never stay on
+/// screen for the next (a forced sign-out included). Ends with the client.
+async fn forget_other_users(
+    mut auth: tokio::sync::watch::Receiver<AuthState>,
+    state: std::sync::Weak<State>,
+) {
+    let mut last: Option<Uuid> = None;
+    loop {
+        let user = match &*auth.borrow_and_update() {
+            AuthState::SignedIn(session) => Some(session.user.id),
+            AuthState::SignedOut(_) => None,
+        };
+        if last.is_some() && user != last {
+            let Some(state) = state.upgrade() else { return };
+            state.clear();
+        }
+        last = user;
+        if auth.changed().await.is_err() {
+            return;
+        }
     }
 }

@@ -520,6 +520,22 @@ impl State {
         }
     }
 
+    /// Forgets everything (the person signed out, or another signed in):
+    /// each conversation and document is announced as removed, and their
+    /// messages go with them.
+    pub(crate) fn clear(&self) {
+        let mut model = self.model.lock().unwrap();
+        let conversations: Vec<Uuid> = model.conversations.keys().copied().collect();
+        let documents: Vec<Uuid> = model.documents.keys().copied().collect();
+        *model = Model::default();
+        for id in conversations {
+            self.emit(Update::ConversationRemoved { id });
+        }
+        for id in documents {
+            self.emit(Update::DocumentRemoved { id });
+        }
+    }
+
     /// Records upload progress of a document this device is sending.
     pub(crate) fn upload_progress(&self, id: Uuid, sent: u64, total: u64) {
         let mut model = self.model.lock().unwrap();
@@ -696,6 +712,33 @@ mod tests {
             "Because.",
         ));
         assert_eq!(state.message(a).unwrap().content, "Because.");
+    }
+
+    #[test]
+    fn clearing_announces_every_removal_and_forgets_messages() {
+        let state = State::new();
+        let c = Uuid::new_v4();
+        let at = DateTime::<Utc>::from_timestamp(10, 0).unwrap();
+        state.apply_conversation(&Conversation {
+            id: c,
+            title: Some("Lease".into()),
+            created_at: at,
+            updated_at: at,
+            archived_at: None,
+        });
+        let m = Uuid::new_v4();
+        state.apply_event(&delta(m, 1, "Hello"), Source::Log);
+        let mut updates = state.subscribe();
+
+        state.clear();
+
+        assert_eq!(
+            updates.try_recv().unwrap(),
+            Update::ConversationRemoved { id: c }
+        );
+        assert!(state.conversations().is_empty());
+        assert!(state.message(m).is_none());
+        assert!(state.unfinished().is_empty());
     }
 
     #[test]

@@ -229,3 +229,29 @@ async fn search_finds_titles_and_message_text_of_ones_own_conversations_only() {
         "nothing of A's entered B's state"
     );
 }
+
+#[tokio::test]
+async fn one_client_signed_out_and_in_as_someone_else_keeps_nothing_of_the_first() {
+    let stack = spawn_stack().await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    let b_id = stack
+        .create_user("bob@example.com", crate::support::PASSWORD_B)
+        .await;
+    conversation(&stack, a_id, "Alice's lease", 1).await;
+    let (bobs, _) = conversation(&stack, b_id, "Bob's", 1).await;
+    a.conversations(50, 0, true).await.unwrap();
+    assert_eq!(a.state().conversations().len(), 1);
+
+    a.sign_out().await.unwrap();
+    assert!(
+        a.state().conversations().is_empty(),
+        "signing out empties the state"
+    );
+    a.sign_in_with_password("bob@example.com", crate::support::PASSWORD_B)
+        .await
+        .unwrap();
+    a.conversations(50, 0, true).await.unwrap();
+
+    let ids: Vec<Uuid> = a.state().conversations().iter().map(|c| c.id).collect();
+    assert_eq!(ids, [bobs]);
+}
