@@ -33,9 +33,15 @@ async fn a_second_device_follows_the_answer_live_and_b_sees_none_of_it() -> Resu
     a2.wait_live().await?;
     bw.wait_live().await?;
 
-    // B has a document of its own (the same file under another name), so B's sidebar is
-    // known to render what B owns.
-    let b_doc = upload_ready(&bw, files.path(), &b_title).await?;
+    // B has a document of its own (about other things), so B's sidebar is known to render
+    // what B owns.
+    let b_pdf = support::write_other_pdf(files.path(), &b_title)?;
+    bw.drop_files(&[&b_pdf]).await?;
+    let b_doc = bw
+        .wait_document(&b_title, "ready", INGEST)
+        .await?
+        .data("id")
+        .to_owned();
     let a_doc = upload_ready(&a1, files.path(), &a_title).await?;
     // A's second device learns of it live.
     a2.wait_document(&a_title, "ready", INGEST).await?;

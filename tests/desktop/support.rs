@@ -395,6 +395,27 @@ pub fn write_parade_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
     )
 }
 
+/// Writes a two-page PDF about other things (the glacier survey, the orchard) as
+/// `<dir>/<title>.pdf`: a document that answers nothing about the parade.
+pub fn write_other_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
+    let pages: Vec<String> = [GLACIER, ORCHARD]
+        .iter()
+        .map(|sentences| {
+            sentences
+                .iter()
+                .map(|s| wrap(s, 88))
+                .collect::<Vec<_>>()
+                .join("\n\n")
+        })
+        .collect();
+    let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+    write(
+        dir,
+        &format!("{title}.pdf"),
+        &quire_sandbox::ai::fixtures::text_pdf(&pages),
+    )
+}
+
 /// Writes bytes that are not a PDF under a `.pdf` name.
 pub fn write_not_a_pdf(dir: &Path, name: &str) -> Result<PathBuf> {
     write(dir, name, &quire_sandbox::ai::fixtures::not_a_pdf())
