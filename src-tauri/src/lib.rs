@@ -113,7 +113,8 @@ fn build_window(
     if !profile.is_default() {
         builder = builder.title(format!("{} — {}", config.title, profile.name()));
     }
-    let window = state.apply(builder).build()?;
+    let screens = window_state::screens(app.handle());
+    let window = state.apply(builder, &screens).build()?;
     state.track(&window);
     Ok(())
 }

@@ -22,6 +22,34 @@ pub struct Saved {
     pub maximized: bool,
 }
 
+impl Saved {
+    /// Whether a strip along the window's top (where its title bar is, 100
+    /// by 40 logical pixels at least) lies on one of `screens`.
+    fn visible_on(&self, screens: &[(f64, f64, f64, f64)]) -> bool {
+        screens.iter().any(|&(x, y, width, height)| {
+            let left = self.x.max(x);
+            let right = (self.x + self.width).min(x + width);
+            let top = self.y.max(y);
+            let bottom = (self.y + 40.0).min(y + height);
+            right - left >= 100.0 && bottom - top >= 40.0
+        })
+    }
+}
+
+/// The logical rectangles of the screens the app can show windows on.
+pub fn screens<R: Runtime>(app: &tauri::AppHandle<R>) -> Vec<(f64, f64, f64, f64)> {
+    app.available_monitors()
+        .unwrap_or_default()
+        .iter()
+        .map(|monitor| {
+            let scale = monitor.scale_factor();
+            let position = monitor.position().to_logical::<f64>(scale);
+            let size = monitor.size().to_logical::<f64>(scale);
+            (position.x, position.y, size.width, size.height)
+        })
+        .collect()
+}
+
 /// The profile's window-state file.
 #[derive(Clone)]
 pub struct WindowState {
@@ -47,17 +75,24 @@ impl WindowState {
         (finite && saved.width >= 200.0 && saved.height >= 200.0).then_some(saved)
     }
 
-    /// Applies the saved size and position to a window being built.
+    /// Applies the saved size and position to a window being built. The
+    /// position only when the window's title bar would be on one of
+    /// `screens` (logical `(x, y, width, height)`; a screen may be gone).
     pub fn apply<'a, R: Runtime, M: tauri::Manager<R>>(
         &self,
         builder: WebviewWindowBuilder<'a, R, M>,
+        screens: &[(f64, f64, f64, f64)],
     ) -> WebviewWindowBuilder<'a, R, M> {
-        match self.load() {
-            Some(saved) => builder
-                .inner_size(saved.width, saved.height)
-                .position(saved.x, saved.y)
-                .maximized(saved.maximized),
-            None => builder,
+        let Some(saved) = self.load() else {
+            return builder;
+        };
+        let builder = builder
+            .inner_size(saved.width, saved.height)
+            .maximized(saved.maximized);
+        if saved.visible_on(screens) {
+            builder.position(saved.x, saved.y)
+        } else {
+            builder
         }
     }
 
@@ -119,6 +154,26 @@ fn current<R: Runtime>(window: &WebviewWindow<R>) -> Option<Saved> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_is_kept_only_on_a_screen_that_is_still_there() {
+        let saved = Saved {
+            x: 40.0,
+            y: 30.0,
+            width: 900.0,
+            height: 650.0,
+            maximized: false,
+        };
+        let laptop = (0.0, 0.0, 1280.0, 800.0);
+        let right = (1280.0, 0.0, 1920.0, 1080.0);
+        assert!(saved.visible_on(&[laptop]));
+        let on_right = Saved { x: 1500.0, ..saved };
+        assert!(on_right.visible_on(&[laptop, right]));
+        assert!(!on_right.visible_on(&[laptop]), "that screen is gone");
+        let above = Saved { y: -500.0, ..saved };
+        assert!(!above.visible_on(&[laptop]));
+        assert!(!saved.visible_on(&[]));
+    }
 
     #[test]
     fn nonsense_on_disk_is_ignored() {
