@@ -338,6 +338,8 @@ fn start_upload<R: tauri::Runtime>(
     paths: Vec<PathBuf>,
 ) -> Reply<()> {
     let quire = shell.quire()?.clone();
+    // Signed out, every file would fail the same way: say it once.
+    quire.auth().user().map_err(view)?;
     shell.spawn_upload(app, move |events, cancel| async move {
         quire
             .upload(&paths, &UploadOptions::default(), Some(events), cancel)
@@ -361,7 +363,7 @@ pub async fn pick_files<R: tauri::Runtime>(
     window: WebviewWindow<R>,
     shell: State<'_, Shell>,
 ) -> Reply<usize> {
-    shell.quire()?;
+    shell.quire()?.auth().user().map_err(view)?;
     let picked = rfd::AsyncFileDialog::new()
         .set_title("Add PDFs to Quire")
         .add_filter("PDF documents", &["pdf", "PDF"])
@@ -384,6 +386,7 @@ pub async fn retry_document<R: tauri::Runtime>(
     id: Uuid,
 ) -> Reply<()> {
     let quire = shell.quire()?.clone();
+    quire.auth().user().map_err(view)?;
     let Some(path) = shell.sources.get(id) else {
         return Err(view(Error::NotFound {
             what: "file this document was uploaded from on this device".into(),
