@@ -299,10 +299,24 @@ pub fn answer(message: &str, context: Context<'_>, cite: bool) -> Answer {
     }
     let cutoff = (best * RELATIVE_CUTOFF).max(MIN_SCORE);
 
+    // Knowledge-base chunks overlap, so the start of one item is often the
+    // tail of a sentence another item holds whole: quote the whole sentence
+    // once, never the fragment beside it.
+    let lowered: Vec<String> = candidates
+        .iter()
+        .map(|c| c.sentence.to_lowercase())
+        .collect();
+    let fragment = |c: &Candidate| {
+        let own = c.sentence.to_lowercase();
+        lowered
+            .iter()
+            .any(|other| other.len() > own.len() && other.contains(own.as_str()))
+    };
     let mut seen = HashSet::new();
     let chosen: Vec<(f64, &Candidate)> = scored
         .into_iter()
         .filter(|(s, _)| *s >= cutoff)
+        .filter(|(_, c)| !fragment(c))
         .filter(|(_, c)| seen.insert(c.sentence.to_lowercase()))
         .take(MAX_SENTENCES)
         .collect();
@@ -595,6 +609,36 @@ mod tests {
         assert_eq!(
             answer("warranty", Context::default(), true).content,
             NOTHING_FOUND
+        );
+    }
+
+    #[test]
+    fn a_sentence_cut_by_a_chunk_boundary_is_quoted_once_whole() {
+        let items = vec![
+            ContextItem::by_value(
+                "The rafts are pushed out on the ebbing tide so the harbour glows until the last lantern burns out.",
+                json!({"document_id": "d", "page": 2}),
+            ),
+            ContextItem::by_value(
+                "so the harbour glows until the last lantern burns out. The band stops playing at midnight.",
+                json!({"document_id": "d", "page": 2}),
+            ),
+        ];
+        let answer = answer(
+            "when does the last lantern burn out in the harbour",
+            ctx(&items),
+            true,
+        );
+        assert_eq!(
+            answer.content.matches("harbour glows").count(),
+            1,
+            "{}",
+            answer.content
+        );
+        assert!(
+            answer.content.starts_with("The rafts are pushed out"),
+            "{}",
+            answer.content
         );
     }
 
