@@ -11,7 +11,11 @@ async function pickBackend(): Promise<Backend> {
     const params = new URLSearchParams(location.search);
     if (params.has('fake')) {
       const { createFakeBackend } = await import('./lib/fake-backend');
-      const fake = createFakeBackend({ signedIn: params.has('signed-in'), tokenMs: Number(params.get('token-ms') ?? 30) });
+      const fake = createFakeBackend({
+        signedIn: params.has('signed-in'),
+        tokenMs: Number(params.get('token-ms') ?? 30),
+        answerRepeat: Number(params.get('answer-repeat') ?? 1),
+      });
       (window as unknown as { quireFake: unknown }).quireFake = fake;
       return fake;
     }

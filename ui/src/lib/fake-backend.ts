@@ -25,6 +25,8 @@ export interface FakeOptions {
   tokenMs?: number;
   /** Seed conversations and documents. */
   seed?: boolean;
+  /** How many times the canned answer repeats (long answers for smoothness checks). */
+  answerRepeat?: number;
 }
 
 export interface FakeBackend extends Backend {
@@ -196,7 +198,7 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       await wait(tokenMs * 4);
       emit({ type: 'message', message: answer, appended: null });
       const text = sources.length
-        ? ANSWER
+        ? Array.from({ length: options.answerRepeat ?? 1 }, () => ANSWER).join('\n\n')
         : 'I could not find anything about that in your documents, so this answer comes from general knowledge: usually **thirty days** is common, but check your local rules.';
       const words = text.split(/(?<=\s)/);
       for (const word of words) {

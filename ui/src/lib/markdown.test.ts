@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderMarkdown, renderMarkdownToString, resolveCitation, sanitize } from './markdown';
+import { renderMarkdown, renderMarkdownToString, resolveCitation, sanitize, stableEnd, StreamingMarkdown } from './markdown';
 
 const html = (markdown: string) => renderMarkdownToString(markdown);
 
@@ -116,5 +116,39 @@ describe('citations', () => {
   it('resolveCitation carries the excerpt for finding the passage', () => {
     expect(resolveCitation(2, context)).toMatchObject({ documentId: 'doc-b', page: 7, excerpt: 'the passage' });
     expect(resolveCitation(3, context)).toBeNull();
+  });
+});
+
+describe('streaming render', () => {
+  it('stableEnd stops at the last blank line outside code fences', () => {
+    expect(stableEnd('one\n\ntwo')).toBe(5);
+    expect(stableEnd('one\n\ntwo\n\n')).toBe(10);
+    expect(stableEnd('no blank line yet')).toBe(0);
+    expect(stableEnd('a\n\n```\ncode\n\nmore code')).toBe(3);
+    expect(stableEnd('a\n\n```\ncode\n\n```\n\nafter')).toBe(18);
+  });
+
+  it('renders a growing text block by block and ends exactly as a full render', () => {
+    const text = 'Intro with a citation [1].\n\n- item one\n- item two\n\n```\nx = [2]\n\ny\n```\n\nThe **end** [2].';
+    const context = { citations: [], sources: [{ id: 's', document_id: 'd', page: 1, title: 'T' }, { id: 't', document_id: 'e', page: 2, title: 'U' }] };
+    const host = document.createElement('div');
+    const renderer = new StreamingMarkdown(host);
+    let firstBlock: Node | null = null;
+    for (let i = 1; i <= text.length; i += 3) {
+      renderer.render(text.slice(0, i), { ...context }, false);
+      if (i > 40) {
+        firstBlock ??= host.firstChild;
+        // Settled blocks are kept, not rebuilt.
+        expect(host.firstChild).toBe(firstBlock);
+      }
+    }
+    renderer.render(text, context, false);
+    const streamed = host.innerHTML;
+    const full = document.createElement('div');
+    full.append(renderMarkdown(text, context));
+    expect(streamed).toBe(full.innerHTML);
+    renderer.render(text, context, true);
+    expect(host.innerHTML).toBe(full.innerHTML);
+    expect(host.querySelectorAll('button.citation')).toHaveLength(2);
   });
 });

@@ -180,3 +180,73 @@ export function renderMarkdownToString(text: string, context?: CitationContext):
   host.append(renderMarkdown(text, context));
   return host.innerHTML;
 }
+
+/**
+ * Where the settled part of a streaming text ends: the last blank line that
+ * is not inside a fenced code block. Blocks before it will not change as more
+ * text arrives, so a streaming answer re-renders only its last block.
+ */
+export function stableEnd(text: string): number {
+  let inFence = false;
+  let fence = '';
+  let end = 0;
+  let lineStart = 0;
+  while (lineStart < text.length) {
+    let lineEnd = text.indexOf('\n', lineStart);
+    if (lineEnd === -1) break; // the last line is still being written
+    const line = text.slice(lineStart, lineEnd);
+    const marker = /^ {0,3}(`{3,}|~{3,})/.exec(line);
+    if (marker) {
+      if (!inFence) {
+        inFence = true;
+        fence = marker[1];
+      } else if (marker[1][0] === fence[0] && marker[1].length >= fence.length && line.trim() === marker[1]) {
+        inFence = false;
+      }
+    } else if (!inFence && line.trim() === '') {
+      end = lineEnd + 1;
+    }
+    lineStart = lineEnd + 1;
+  }
+  return end;
+}
+
+/**
+ * Renders a growing Markdown text into `host`, re-rendering only what changed
+ * since the last call: settled blocks stay in the DOM, the last block is
+ * replaced. `full` renders everything in one pass (the final text).
+ */
+export class StreamingMarkdown {
+  private settled = '';
+  private settledNodes = 0;
+  /** The citations and sources the settled blocks were rendered with. */
+  private contextKey = '';
+
+  constructor(private host: HTMLElement) {}
+
+  render(text: string, context: CitationContext, full: boolean): void {
+    const key = JSON.stringify(context);
+    if (full || key !== this.contextKey || !text.startsWith(this.settled)) {
+      this.contextKey = key;
+      if (full) {
+        this.host.replaceChildren(renderMarkdown(text, context));
+        this.settled = '';
+        this.settledNodes = 0;
+        return;
+      }
+      this.host.replaceChildren();
+      this.settled = '';
+      this.settledNodes = 0;
+    }
+    const end = stableEnd(text);
+    // Drop the previous tail.
+    while (this.host.childNodes.length > this.settledNodes) this.host.lastChild!.remove();
+    if (end > this.settled.length) {
+      const grown = renderMarkdown(text.slice(this.settled.length, end), context);
+      this.settledNodes += grown.childNodes.length;
+      this.host.append(grown);
+      this.settled = text.slice(0, end);
+    }
+    this.host.append(renderMarkdown(text.slice(this.settled.length), context));
+  }
+}
