@@ -1,8 +1,8 @@
 //! Uploads through the drop path (`upload_files`, the command a drop on the window calls): a
-//! PDF goes from uploading to ready in the sidebar; a file named `.pdf` that is not a PDF is
+//! PDF goes from uploading to ready (the shell's updates, and the sidebar); a file named `.pdf` that is not a PDF is
 //! refused, with its name and the reason, and nothing of it is stored.
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 
 use crate::driver::{App, INGEST, Profile, UI};
 use crate::signin::readable;
@@ -26,6 +26,7 @@ async fn a_dropped_pdf_becomes_ready_and_a_non_pdf_is_refused_with_its_name() ->
     let app = App::launch("documents", "a", &profile).await?;
     app.sign_in(&a.email, &a.password).await?;
     app.observe("documents", "document").await?;
+    app.record_events().await?;
     app.screenshot("signed-in").await?;
 
     // One drop with both files: the PDF is taken, the other refused.
@@ -55,32 +56,52 @@ async fn a_dropped_pdf_becomes_ready_and_a_non_pdf_is_refused_with_its_name() ->
     let doc_id = ready.data("id").to_owned();
     ensure!(!doc_id.is_empty(), "the document has no data-id: {ready:?}");
 
-    // Every state the sidebar showed for it, in lifecycle order, from before ready to ready.
-    let states: Vec<String> = app
+    // The shell sent the whole lifecycle of the document, in order: uploading … ready.
+    let events = app.recorded_events().await?;
+    let sent: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "quire://update")
+        .map(|e| &e["payload"]["update"])
+        .filter(|u| u["type"] == "document" && u["id"] == doc_id.as_str())
+        .map(|u| u["status"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    ensure!(
+        sent.first().is_some_and(|s| s == "uploading") && sent.last().is_some_and(|s| s == "ready"),
+        "the shell's document updates do not go from uploading to ready: {sent:?}"
+    );
+    in_lifecycle_order(&sent).context("the shell's document updates")?;
+
+    // The sidebar showed it, in lifecycle order, ending at ready. The UI renders once per
+    // animation frame, so which intermediate states a person sees depends on the frame rate;
+    // they are reported, not required.
+    let seen: Vec<_> = app
         .observed("documents")
         .await?
         .into_iter()
         .filter(|s| s.data("title") == title)
-        .map(|s| s.data("status").to_owned())
         .collect();
-    ensure!(
-        states.first().is_some_and(|s| s != "ready"),
-        "the sidebar never showed the document before it was ready: {states:?}"
-    );
+    let states: Vec<String> = seen.iter().map(|s| s.data("status").to_owned()).collect();
     ensure!(
         states.last().is_some_and(|s| s == "ready"),
         "the sidebar's last state is not ready: {states:?}"
     );
-    let positions: Vec<usize> = states
+    in_lifecycle_order(&states).context("the sidebar")?;
+    let timeline = |status: &str, at: f64| format!("{status}@{at:.0}ms");
+    let shown: Vec<String> = seen
         .iter()
-        .map(|s| LIFECYCLE.iter().position(|l| l == s))
-        .collect::<Option<_>>()
-        .ok_or_else(|| anyhow::anyhow!("a state outside the lifecycle: {states:?}"))?;
-    ensure!(
-        positions.windows(2).all(|w| w[0] <= w[1]),
-        "the document went backwards: {states:?}"
-    );
-    eprintln!("documents: the sidebar showed {states:?}");
+        .map(|s| timeline(s.data("status"), s.at))
+        .collect();
+    let arrived: Vec<String> = events
+        .iter()
+        .filter(|e| e["payload"]["update"]["id"] == doc_id.as_str())
+        .map(|e| {
+            timeline(
+                e["payload"]["update"]["status"].as_str().unwrap_or("?"),
+                e["at"].as_f64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    eprintln!("documents: the shell sent {arrived:?}; the sidebar showed {shown:?}");
 
     // The sidebar lists only the PDF.
     let listed: Vec<String> = app
@@ -119,4 +140,18 @@ async fn a_dropped_pdf_becomes_ready_and_a_non_pdf_is_refused_with_its_name() ->
     ensure!(seen.is_empty(), "B reads A's chunks: {seen:?}");
 
     app.close().await
+}
+
+/// Checks that `states` are document statuses that never go backwards in the lifecycle.
+fn in_lifecycle_order(states: &[String]) -> Result<()> {
+    let positions: Vec<usize> = states
+        .iter()
+        .map(|s| LIFECYCLE.iter().position(|l| l == s))
+        .collect::<Option<_>>()
+        .ok_or_else(|| anyhow::anyhow!("a state outside the lifecycle: {states:?}"))?;
+    ensure!(
+        positions.windows(2).all(|w| w[0] <= w[1]),
+        "the document went backwards: {states:?}"
+    );
+    Ok(())
 }

@@ -459,7 +459,7 @@ impl App {
                    const names = ['quire://auth', 'quire://live', 'quire://update', 'quire://resync', 'quire://upload'];
                    Promise.all(names.map(event => t.invoke('plugin:event|listen', {
                      event, target: { kind: 'Any' },
-                     handler: t.transformCallback(e => window.__e2eEvents.push({ event, payload: e.payload })),
+                     handler: t.transformCallback(e => window.__e2eEvents.push({ event, payload: e.payload, at: performance.now() })),
                    }))).then(() => done({ ok: true }), e => done({ err: String(e) }));"#,
                 vec![],
             )
@@ -492,6 +492,7 @@ impl App {
                    const state = {
                      data: Object.assign({}, el.dataset),
                      text: body ? (body.textContent ?? '') : (el.textContent ?? ''),
+                     at: performance.now(),
                    };
                    const id = el.dataset.id ?? '';
                    const k = JSON.stringify([state.data, state.text]);
@@ -634,6 +635,8 @@ impl Item {
 pub struct Seen {
     pub data: std::collections::BTreeMap<String, String>,
     pub text: String,
+    /// When, in the page's `performance.now()` milliseconds.
+    pub at: f64,
 }
 
 impl Seen {
