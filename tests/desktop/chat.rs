@@ -176,8 +176,9 @@ async fn an_answer_streams_with_citations_and_a_citation_opens_the_cited_page() 
     app.wait_item("pdf-viewer", r#"[data-page="2"]"#, UI)
         .await
         .context("the viewer did not show the cited page 2")?;
-    // Let the page render before the picture.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // pdf.js draws the page and the find highlight a few seconds later under Xvfb on a busy
+    // machine; the picture is for a person to look at.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     app.screenshot("viewer-at-cited-page").await?;
     let find = app.wait_item("pdf-find", "", UI).await?;
     let passage = support::squash(find.value.as_deref().unwrap_or_default());
