@@ -27,6 +27,8 @@ async fn a_second_device_follows_the_answer_live_and_b_sees_none_of_it() -> Resu
     let a1 = App::launch("devices", "a1", &pa1).await?;
     let a2 = App::launch("devices", "a2", &pa2).await?;
     let bw = App::launch("devices", "b", &pb).await?;
+    // Everything the shell sends B's web view, from before B signs in.
+    bw.record_events().await?;
     a1.sign_in(&a.email, &a.password).await?;
     a2.sign_in(&a.email, &a.password).await?;
     bw.sign_in(&b.email, &b.password).await?;
@@ -126,6 +128,34 @@ async fn a_second_device_follows_the_answer_live_and_b_sees_none_of_it() -> Resu
         !support::squash(&page).contains(&answer_piece),
         "B's window shows A's answer"
     );
+
+    // Nothing the shell sent B's web view was about A's things.
+    let b_events = bw.recorded_events().await?;
+    ensure!(
+        b_events
+            .iter()
+            .any(|e| e["payload"]["update"]["id"] == b_doc.as_str()),
+        "B's web view got no update about B's own document: the event check would see nothing"
+    );
+    for event in &b_events {
+        let text = event.to_string();
+        for (what, needle) in [
+            ("A's document id", a_doc.as_str()),
+            ("A's conversation id", conversation.as_str()),
+            ("A's answer id", id.as_str()),
+            ("A's document title", a_title.as_str()),
+            ("A's email", a.email.as_str()),
+        ] {
+            ensure!(
+                !text.contains(needle),
+                "B's web view was sent {what}: {text}"
+            );
+        }
+        ensure!(
+            !support::squash(&text).contains(&answer_piece),
+            "B's web view was sent A's answer"
+        );
+    }
 
     // B's web view asking the shell for A's things directly.
     let attempts = [
