@@ -26,12 +26,31 @@ describe('per-frame coalescing', () => {
     const frames: FrameRequestCallback[] = [];
     vi.stubGlobal('requestAnimationFrame', (cb: FrameRequestCallback) => frames.push(cb));
     vi.stubGlobal('cancelAnimationFrame', () => frames.splice(0));
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
     const run = vi.fn();
     const render = perFrame(run);
     render.schedule();
     render.cancel();
     frames.forEach((cb) => cb(0));
+    vi.advanceTimersByTime(500);
     expect(run).not.toHaveBeenCalled();
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+  });
+
+  it('still runs when the window gets no frames (hidden or covered)', () => {
+    vi.stubGlobal('requestAnimationFrame', () => 1);
+    vi.stubGlobal('cancelAnimationFrame', () => {});
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const run = vi.fn();
+    const render = perFrame(run);
+    render.schedule();
+    render.schedule();
+    vi.advanceTimersByTime(99);
+    expect(run).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(1);
+    expect(run).toHaveBeenCalledTimes(1);
+    vi.useRealTimers();
     vi.unstubAllGlobals();
   });
 });
