@@ -193,3 +193,13 @@ describe('conversations and documents', () => {
     expect(listener.mock.calls[1][0]).toMatchObject({ conversations: true, documents: false });
   });
 });
+
+describe('removal', () => {
+  it('wasRemoved tells a deleted conversation from one not loaded yet', () => {
+    const store = new QuireStore();
+    expect(store.wasRemoved(C)).toBe(false);
+    store.applyUpdate({ rev: 1, update: { type: 'conversation', ...conversation(C, '2026-01-01T00:00:00Z') } });
+    store.applyUpdate({ rev: 2, update: { type: 'conversation_removed', id: C } });
+    expect(store.wasRemoved(C)).toBe(true);
+  });
+});

@@ -101,6 +101,11 @@ export class QuireStore {
     return this.messages.get(id);
   }
 
+  /** Whether this conversation was deleted (here or on another device). */
+  wasRemoved(conversationId: Uuid): boolean {
+    return this.tombstones.has('c:' + conversationId) && !this.conversations.has(conversationId);
+  }
+
   /** Whether the latest page of this conversation has been read. */
   isOpened(conversationId: Uuid): boolean {
     return this.pages.has(conversationId);
