@@ -461,11 +461,22 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
     ));
     results.push(("page".into(), app.page_text().await?));
     let signed_in_events = app.recorded_events().await?;
+    let kept = stack
+        .keyring_secret(&profile.keyring_account(stack))?
+        .context("no keyring entry for the signed-in profile")?;
+    // Signing out deletes the session's refresh tokens: read them while they exist.
+    let mut issued = stack.refresh_tokens(&a.id).await?;
 
     call(&app, results, "sign_out", json!({}), short).await?;
     call(&app, results, "session", json!({}), short).await?;
     app.wait_item("sign-in-email", "", driver::UI).await?;
     app.screenshot("signed-out").await?;
+    ensure!(
+        stack
+            .keyring_secret(&profile.keyring_account(stack))?
+            .is_none(),
+        "signing out left the refresh token in the keyring"
+    );
     for event in app.recorded_events().await? {
         results.push((
             format!("event {}", event["event"]),
@@ -482,7 +493,9 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
     // The secrets to look for: the stack's keys, every refresh token A was issued (the
     // keyring entry among them), any JWT at all (the access token is one).
     let mut secrets = Secrets::of_stack(stack);
-    let issued = stack.refresh_tokens(&a.id).await?;
+    issued.extend(stack.refresh_tokens(&a.id).await?);
+    issued.sort();
+    issued.dedup();
     ensure!(
         !issued.is_empty(),
         "A has no refresh tokens in auth.refresh_tokens"
@@ -490,6 +503,11 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
     for (i, token) in issued.iter().enumerate() {
         secrets.add(format!("A's refresh token #{i}"), token.clone());
     }
+    ensure!(
+        issued.iter().any(|t| kept.contains(t.as_str())),
+        "the keyring entry holds none of A's refresh tokens"
+    );
+    secrets.add("the keyring entry", kept);
     let mine = stack.tokens(&a).await?;
 
     // Canary: the scan sees each kind of secret where it is.
