@@ -24,7 +24,9 @@ export function openPdf(data: Uint8Array) {
     data,
     isEvalSupported: false,
     enableXfa: false,
-    useSystemFonts: true,
+    // Metric-compatible fonts shipped with pdf.js for PDFs that do not embed theirs,
+    // so the text layer (and the highlighted passage) lines up with the glyphs.
+    useSystemFonts: false,
     standardFontDataUrl: `${assets}standard_fonts/`,
     cMapUrl: `${assets}cmaps/`,
     cMapPacked: true,
