@@ -104,6 +104,11 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "follow",
         "second-device lag, 1 and 50 followers",
     ),
+    (
+        "quire-core",
+        "upload",
+        "100 MiB PDF upload, core vs curl (TUS); the core's peak memory",
+    ),
 ];
 
 /// Benchmarks print measurements next to a baseline measured in the same run; nothing asserts.

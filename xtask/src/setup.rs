@@ -14,7 +14,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // Building the Tauri desktop shell (shared/reference/TAURI-ON-LINUX.md §1).
     ("build-essential", "C toolchain for -sys crates"),
     ("pkg-config", "locating system libraries"),
-    ("curl", "Tauri build prerequisite"),
+    (
+        "curl",
+        "Tauri build prerequisite; the upload bench's baseline",
+    ),
     ("wget", "Tauri build prerequisite"),
     ("file", "Tauri build prerequisite"),
     (

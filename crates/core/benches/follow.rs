@@ -5,12 +5,14 @@
 //!
 //! Numbers are printed, never asserted: benchmarks measure, tests decide.
 
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quire_core::{Config, FollowOptions, Quire, TokenStore, Update};
-use secrecy::{ExposeSecret as _, SecretString};
+use quire_core::{Config, FollowOptions, Quire, Update};
 use serde_json::{Value, json};
+use support::MemoryTokens;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
@@ -22,34 +24,16 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let db = quire_testdb::TestDb::new().await;
-    let dir = tempfile::tempdir()?;
-    let mut config = quire_sandbox::Config::new(dir.path(), db.url());
-    config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
-    let sandbox = quire_sandbox::spawn(config).await?;
-    let api = sandbox.api_base().to_owned();
-    let anon = sandbox.anon_key().expose_secret().to_owned();
-    let service = sandbox.service_role_key().expose_secret().to_owned();
-    let http = reqwest::Client::new();
-    let admin = db.admin().await;
+    let stack = support::sandbox(|_| {}).await?;
+    let api = stack.api();
+    let anon = stack.anon();
+    let admin = stack.db.admin().await;
 
     println!("second-device lag (2 cores, loopback): delta row committed → follower applied it\n");
     println!("  {:<16} {:>10} {:>10}", "", "p50", "p99");
     for (followers, deltas) in [(1, DELTAS_ONE), (50, DELTAS_MANY)] {
         let email = format!("bench-{followers}@example.test");
-        let created: Value = http
-            .post(format!("{api}/auth/v1/admin/users"))
-            .header("apikey", &service)
-            .bearer_auth(&service)
-            .json(&json!({"email": email, "password": PASSWORD, "email_confirm": true}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let owner: Uuid = created["id"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("no user id: {created}"))?
-            .parse()?;
+        let owner = stack.create_user(&email, PASSWORD).await?;
 
         let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
         let mut devices = Vec::with_capacity(followers);
@@ -172,35 +156,5 @@ async fn applied(
         {
             return;
         }
-    }
-}
-
-/// A refresh-token store in memory (the bench is not about the keyring).
-#[derive(Default)]
-struct MemoryTokens(Mutex<Option<String>>);
-
-impl TokenStore for MemoryTokens {
-    fn load(&self) -> quire_core::Result<Option<SecretString>> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-            .map(SecretString::from))
-    }
-    fn save(&self, token: &SecretString) -> quire_core::Result<()> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(token.expose_secret().to_owned());
-        Ok(())
-    }
-    fn clear(&self) -> quire_core::Result<()> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-        Ok(())
     }
 }
