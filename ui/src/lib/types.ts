@@ -21,6 +21,7 @@ export type ErrorCode =
   | 'keyring_unavailable'
   | 'cancelled'
   | 'file_unreadable'
+  | 'file_unwritable'
   | 'unexpected';
 
 /** Every rejected command carries one of these. */
