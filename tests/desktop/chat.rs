@@ -86,13 +86,12 @@ async fn an_answer_streams_with_citations_and_a_citation_opens_the_cited_page() 
 
     app.observe("messages", "message").await?;
     app.ask(QUESTION).await?;
-    let question = app
-        .wait_item("message", r#"[data-role="user"]"#, UI)
-        .await?;
-    ensure!(
-        support::squash(&question.text).contains(QUESTION),
-        "the question is not shown: {question:?}"
-    );
+    app.wait_until(r#"message[data-role="user"]"#, UI, |m| {
+        m.into_iter()
+            .find(|m| support::squash(&m.text).contains(QUESTION))
+    })
+    .await
+    .context("the question is not shown")?;
     let answer = app.wait_answer().await?;
     let id = answer.data("id").to_owned();
     app.screenshot("answer-arriving").await?;
@@ -302,9 +301,16 @@ async fn reopen(app: &App, conversation: &str, id: &str, kept: &str) -> Result<(
     if item.current.as_deref() != Some("page") {
         app.click("conversation", &extra).await?;
     }
+    // The row may be drawn a frame before its text: wait for the text, then compare.
     let message = app
-        .wait_item("message", &format!(r#"[data-id="{id}"]"#), UI)
-        .await?;
+        .wait_until(&format!(r#"message[data-id="{id}"]"#), UI, |m| {
+            m.into_iter().next().filter(|m| {
+                m.data("status") != "streaming"
+                    && !support::squash(m.body.as_deref().unwrap_or_default()).is_empty()
+            })
+        })
+        .await
+        .context("the reopened answer shows no text")?;
     ensure!(
         message.data("status") == "stopped",
         "the reopened answer is {:?}",
