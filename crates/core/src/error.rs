@@ -183,13 +183,13 @@ pub enum Error {
     #[error("That {what} was not found. It may have been deleted, or it is not yours.")]
     NotFound { what: String },
 
-    #[error("{} is not a PDF (its content does not start like one). Choose a PDF file.", .path.display())]
+    #[error("{} is not a PDF (its content does not start like one). Choose a PDF file.", file_name(.path))]
     NotAPdf { path: PathBuf },
 
-    #[error("{} is empty. Choose a PDF that has content.", .path.display())]
+    #[error("{} is empty. Choose a PDF that has content.", file_name(.path))]
     EmptyFile { path: PathBuf },
 
-    #[error("{} is {}, over the {} limit. Choose a smaller PDF.", .path.display(), human_bytes(*.size), human_bytes(*.limit))]
+    #[error("{} is {}, over the {} limit. Choose a smaller PDF.", file_name(.path), human_bytes(*.size), human_bytes(*.limit))]
     TooLarge {
         path: PathBuf,
         size: u64,
@@ -320,6 +320,14 @@ pub(crate) fn cut(body: &str) -> String {
         end -= 1;
     }
     format!("{}…", &body[..end])
+}
+
+/// A file as a person names it in a message: its name, not the whole path
+/// (the path is still in the error's fields).
+fn file_name(path: &std::path::Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 /// `1.5 MB`-style sizes for messages.
