@@ -109,6 +109,11 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "upload",
         "100 MiB PDF upload, core vs curl (TUS); the core's peak memory",
     ),
+    (
+        "quire-e2e",
+        "desktop",
+        "the release app under Xvfb: size, memory, launch, 200 deltas/s, 5,000 messages",
+    ),
 ];
 
 /// Benchmarks print measurements next to a baseline measured in the same run; nothing asserts.
@@ -119,6 +124,7 @@ fn bench() -> Result<()> {
         let dir = match *package {
             "quire-sandbox" => "crates/sandbox",
             "quire-companion" => "crates/companion",
+            "quire-e2e" => "tests",
             _ => "crates/core",
         };
         if !root
@@ -129,6 +135,9 @@ fn bench() -> Result<()> {
         {
             continue;
         }
+        if *package == "quire-e2e" {
+            release_app_for_bench()?;
+        }
         util::step(&format!("bench: {what}"));
         util::cmd("cargo")
             .args(["bench", "-p", package, "--bench", bench])
@@ -136,6 +145,47 @@ fn bench() -> Result<()> {
             .run()?;
     }
     Ok(())
+}
+
+/// The release app the desktop bench measures (`target/release/quire`). `ui/dist` is rebuilt
+/// only when something in `ui/` is newer than it (a fresh `dist` would make the shell recompile
+/// for nothing); cargo itself decides whether the binary is stale.
+fn release_app_for_bench() -> Result<()> {
+    let ui = util::repo_root().join("ui");
+    let built = modified(&ui.join("dist/index.html"));
+    let newest = newest_source(&ui);
+    if built.is_none() || newest > built {
+        build_ui()?;
+    }
+    util::step("app: cargo build --release -p quire-desktop --features custom-protocol");
+    util::cmd("cargo")
+        .args(["build", "--release", "-p", "quire-desktop"])
+        .args(["--features", "custom-protocol"])
+        .current_dir(util::repo_root())
+        .run()
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// The latest modification time of the UI's sources (everything but `dist/` and `node_modules/`).
+fn newest_source(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "dist" || name == "node_modules" {
+            continue;
+        }
+        let time = if path.is_dir() {
+            newest_source(&path)
+        } else {
+            modified(&path)
+        };
+        newest = newest.max(time);
+    }
+    newest
 }
 
 /// Runs the REST query-string fuzz target for `seconds` (cargo-fuzz, installed on demand).

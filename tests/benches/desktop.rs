@@ -1,0 +1,1203 @@
+//! `cargo xtask bench` (desktop part): the release app (`target/release/quire`, or
+//! `QUIRE_APP_BIN`) under Xvfb, side by side with a bare WebKitGTK window.
+//!
+//! 1. The binary's size, as built and stripped.
+//! 2. Launch: WebDriver new-session request → an interactive window (the composer, or the
+//!    sign-in form, present, visible and enabled), median of several launches — vs a bare
+//!    `WebKitWebDriver` session on `about:blank` in WebKitGTK's own `MiniBrowser` (same WebKit,
+//!    no app). Interactivity is polled through WebDriver `execute` every 10 ms; both sides pay
+//!    the same polling.
+//! 3. Memory: proportional set size (`/proc/<pid>/smaps_rollup` `Pss`) summed over the app
+//!    process and every process below it (WebKitWebProcess, WebKitNetworkProcess, …), after
+//!    start, after opening a 500-message conversation, and after opening a 5,000-message one —
+//!    vs the same sum for MiniBrowser on `about:blank`.
+//! 4. Streaming: 200 `delta` rows per second written into `chat_events` the way the companion
+//!    writes them (`append_chat_events`), so the app's Realtime follower path renders them
+//!    (the path a second device takes, and the heaviest one: the companion coalesces deltas,
+//!    this does not). Frame intervals are recorded inside the page with
+//!    `requestAnimationFrame`: max, p99, frames > 50 ms — vs the same page idle for as long.
+//! 5. Opening the 5,000-message conversation: click in the sidebar → its latest message in the
+//!    DOM and a frame painted after it, timed inside the page — vs the 500-message one.
+//!
+//! The bench brings up its own stack (a throwaway PostgreSQL, the sandbox, the companion), one
+//! user, and runs the app with its own HOME, profile and unlocked gnome-keyring. It re-executes
+//! itself under `xvfb-run` and `dbus-run-session` (shared/reference/TAURI-ON-LINUX.md).
+//!
+//! Numbers are printed, never asserted: benchmarks measure, tests decide.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use fantoccini::{Client, ClientBuilder, Locator};
+use quire_companion::config::{Config as CompanionConfig, PlatformConfig};
+use quire_companion::platform::Platform;
+use quire_companion::provision;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// Set in the re-executed child, which runs under Xvfb and its own session bus.
+const UNDER_XVFB: &str = "QUIRE_BENCH_UNDER_XVFB";
+const SCREEN: &str = "-screen 0 1280x800x24";
+const EMAIL: &str = "bench@quire.test";
+const PASSWORD: &str = "bench password, long enough";
+const PROFILE: &str = "bench";
+const KEYRING_PASSWORD: &str = "bench-keyring";
+const MINIBROWSER: &str = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser";
+/// Launches per side for the launch-time median.
+const LAUNCHES: usize = 5;
+/// How long a window is left alone before its memory is read.
+const SETTLE: Duration = Duration::from_secs(3);
+/// WebDriver polling interval while waiting for an interactive window.
+const POLL: Duration = Duration::from_millis(10);
+const DELTAS_PER_SECOND: u64 = 200;
+const STREAM_SECONDS: u64 = 10;
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn main() -> Result<()> {
+    if std::env::var_os(UNDER_XVFB).is_none() {
+        return reexec_under_xvfb();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+/// Runs this same binary again under a private Xvfb and D-Bus session, so nothing is left behind
+/// and every run sees the same 1280×800 screen.
+fn reexec_under_xvfb() -> Result<()> {
+    for tool in ["xvfb-run", "dbus-run-session", "gnome-keyring-daemon"] {
+        if !on_path(tool) {
+            bail!("{tool} is missing: `cargo xtask setup` installs it");
+        }
+    }
+    let status = Command::new("xvfb-run")
+        .args(["-a", "-s", SCREEN, "dbus-run-session", "--"])
+        .arg(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env(UNDER_XVFB, "1")
+        .env("NO_AT_BRIDGE", "1")
+        .status()
+        .context("running xvfb-run")?;
+    if !status.success() {
+        bail!("the desktop bench failed under Xvfb ({status})");
+    }
+    Ok(())
+}
+
+async fn run() -> Result<()> {
+    let app = app_binary()?;
+    println!(
+        "desktop app under Xvfb (1280x800x24, 2 cores): {}\n",
+        app.display()
+    );
+
+    // 1. Size.
+    let size = std::fs::metadata(&app)?.len();
+    let stripped = stripped_size(&app)?;
+    println!("  binary size");
+    println!("    {:<34} {:>10}", "target/release/quire", mib_bytes(size));
+    match stripped {
+        Some(s) if s != size => println!(
+            "    {:<34} {:>10}   ({:.0}% of the build)",
+            "stripped",
+            mib_bytes(s),
+            100.0 * s as f64 / size as f64
+        ),
+        Some(_) => println!("    {:<34} {:>10}", "stripped (already)", mib_bytes(size)),
+        None => println!("    {:<34} {:>10}", "stripped", "n/a (no strip)"),
+    }
+    println!();
+
+    // The session: own HOME (config, window state, WebKit caches), unlocked keyring.
+    let home = tempfile::tempdir()?;
+    let env = Env::new(home.path())?;
+    let _keyring = env.keyring()?;
+
+    // The stack.
+    let stack = Stack::up().await?;
+    let owner = stack.create_user(EMAIL, PASSWORD).await?;
+    let warm_up = stack.seed(owner, "bench: warm-up", 20).await?;
+    let seeded_20 = stack.seed(owner, "bench: 20 messages", 20).await?;
+    let seeded_500 = stack.seed(owner, "bench: 500 messages", 500).await?;
+    let seeded_5000 = stack.seed(owner, "bench: 5,000 messages", 5000).await?;
+    let mut env = env;
+    env.vars.extend([
+        ("QUIRE_API_URL".into(), stack.api.clone()),
+        ("QUIRE_ANON_KEY".into(), stack.anon.clone()),
+        ("QUIRE_COMPANION_URL".into(), stack.companion_url.clone()),
+        ("QUIRE_PROFILE".into(), PROFILE.into()),
+    ]);
+
+    // 2 + 3. Launch and memory: the baseline first.
+    let mut base_launch = Vec::new();
+    let mut base_session = Vec::new();
+    let mut base_pss = Vec::new();
+    for _ in 0..LAUNCHES {
+        let window = Window::minibrowser(&env).await?;
+        let (elapsed, _) = window.until_interactive(&[]).await?;
+        base_launch.push(elapsed);
+        base_session.push(window.connected);
+        tokio::time::sleep(SETTLE).await;
+        base_pss.push(window.pss()?);
+        window.close().await;
+    }
+
+    // The app: the first launch signs in through the form when the UI has one.
+    let first = Window::app(&app, &env).await?;
+    let (_, state) = first.until_interactive(&[]).await?;
+    let ui = match state {
+        Interactive::SignIn => {
+            first.sign_in(EMAIL, PASSWORD).await?;
+            true
+        }
+        Interactive::Composer => true,
+        _ => false,
+    };
+    first.close().await;
+
+    // Signed in (the UI) or not (the placeholder): every launch must end the same way.
+    let expected: &[Interactive] = if ui { &[Interactive::Composer] } else { &[] };
+    let mut app_launch = Vec::new();
+    let mut app_session = Vec::new();
+    let mut app_pss = Vec::new();
+    let mut marker = Interactive::Blank;
+    let mut kept = None;
+    for n in 0..LAUNCHES {
+        let window = Window::app(&app, &env).await?;
+        let (elapsed, state) = window.until_interactive(expected).await?;
+        marker = state;
+        app_launch.push(elapsed);
+        app_session.push(window.connected);
+        tokio::time::sleep(SETTLE).await;
+        app_pss.push(window.pss()?);
+        if n + 1 == LAUNCHES {
+            kept = Some(window);
+        } else {
+            window.close().await;
+        }
+    }
+    let window = kept.expect("LAUNCHES > 0");
+
+    let base_launch = median(&mut base_launch);
+    let app_launch = median(&mut app_launch);
+    let base_session = median(&mut base_session);
+    let app_session = median(&mut app_session);
+    println!(
+        "  launch → interactive window (median of {LAUNCHES}; WebDriver polled every {} ms)",
+        POLL.as_millis()
+    );
+    println!(
+        "    {:<34} {:>10} {:>10} {:>7}",
+        "", "baseline", "Quire", "ratio"
+    );
+    for (label, base, quire) in [
+        (
+            "new session → session established",
+            base_session,
+            app_session,
+        ),
+        (
+            &*format!("new session → {}", marker.describe()),
+            base_launch,
+            app_launch,
+        ),
+    ] {
+        println!(
+            "    {:<34} {:>10.0?} {:>10.0?} {:>6.1}×",
+            label,
+            base,
+            quire,
+            quire.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+    println!("    (baseline: WebKitWebDriver + MiniBrowser on about:blank, same WebKitGTK)\n");
+
+    let base = median_pss(&mut base_pss);
+    let start = median_pss(&mut app_pss);
+    println!(
+        "  memory: PSS of the app and its WebKit processes, {} s after each step",
+        SETTLE.as_secs()
+    );
+    println!(
+        "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>7}",
+        "", "app", "web", "network", "total", "ratio"
+    );
+    let row = |label: &str, pss: &Pss| {
+        println!(
+            "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>6.2}×",
+            label,
+            mib(pss.app),
+            mib(pss.web),
+            mib(pss.network + pss.other),
+            mib(pss.total()),
+            pss.total() as f64 / base.total() as f64
+        );
+    };
+    row("baseline: MiniBrowser about:blank", &base);
+    row(&format!("after start ({})", marker.describe()), &start);
+
+    if !ui {
+        println!(
+            "    500- and 5,000-message conversations: n/a (the window shows {}; no sign-in form yet)\n",
+            marker.describe()
+        );
+        println!(
+            "  streaming 200 deltas/s, opening a 5,000-message conversation: n/a until the UI lands\n"
+        );
+        window.close().await;
+        return Ok(());
+    }
+
+    // 3 (cont.) and 5: the 500-message conversation, after a warm-up opening (so the first
+    // measured one does not pay for the page's cold code paths) and a 20-message one.
+    window.open_conversation(&warm_up).await?;
+    let open_20 = window.open_conversation(&seeded_20).await?;
+    let open_500 = window.open_conversation(&seeded_500).await?;
+    tokio::time::sleep(SETTLE).await;
+    let pss_500 = window.pss()?;
+    row("after opening 500 messages", &pss_500);
+
+    // 4. 200 deltas per second into that conversation.
+    let idle = window
+        .frames(Duration::from_secs(STREAM_SECONDS), async {
+            Ok::<_, anyhow::Error>(())
+        })
+        .await?;
+    let answer = stack.begin_turn(owner, seeded_500.id).await?;
+    let pumped = window
+        .frames(Duration::ZERO, async {
+            let sent = stack.stream(&answer).await?;
+            let finished = Instant::now();
+            window.until_complete(answer.message_id).await?;
+            Ok((sent, finished.elapsed()))
+        })
+        .await?;
+    let ((sent, achieved), catch_up) = pumped.result;
+    tokio::time::sleep(SETTLE).await;
+    row(
+        &format!("after streaming {sent} deltas there"),
+        &window.pss()?,
+    );
+
+    // 5. The 5,000-message conversation.
+    let open_5000 = window.open_conversation(&seeded_5000).await?;
+    tokio::time::sleep(SETTLE).await;
+    let pss_5000 = window.pss()?;
+    row("after opening 5,000 messages", &pss_5000);
+    println!("    (ratio: against the baseline; \"network\" includes any other child process)\n");
+
+    println!(
+        "  streaming: {sent} deltas at {DELTAS_PER_SECOND}/s (achieved {achieved:.0}/s) as chat_events rows → Realtime → the app"
+    );
+    println!(
+        "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>7}",
+        "frames (requestAnimationFrame)", "frames", "max", "p99", "> 50 ms", "fps"
+    );
+    for (label, f) in [
+        ("baseline: same page, idle", &idle.intervals),
+        ("while streaming", &pumped.intervals),
+    ] {
+        let f = FrameStats(f);
+        println!(
+            "    {:<34} {:>10} {:>8.1}ms {:>8.1}ms {:>10} {:>7.1}",
+            label,
+            f.len(),
+            f.max(),
+            f.quantile(0.99),
+            f.longer_than(50.0),
+            f.fps()
+        );
+    }
+    println!("    last row written → answer shown complete: {catch_up:.0?} (polled every 50 ms)\n");
+
+    println!("  opening a conversation: click in the sidebar → latest message rendered (in-page)");
+    println!(
+        "    {:<34} {:>10} {:>10} {:>10} {:>7}",
+        "", "20", "500", "5,000", "ratio"
+    );
+    println!(
+        "    {:<34} {:>8.0}ms {:>8.0}ms {:>8.0}ms {:>6.1}×",
+        "click → last message painted",
+        open_20.0,
+        open_500.0,
+        open_5000.0,
+        open_5000.0 / open_20.0
+    );
+    println!(
+        "    {:<34} {:>10} {:>10} {:>10}",
+        "messages then in the DOM", open_20.1, open_500.1, open_5000.1
+    );
+    println!(
+        "    (baseline: a 20-message conversation; each opened once, after a warm-up opening)\n"
+    );
+    window.close().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stack
+
+struct Stack {
+    _db: quire_testdb::TestDb,
+    admin: tokio_postgres::Client,
+    _sandbox: quire_sandbox::Sandbox,
+    _companion: quire_companion::Companion,
+    _data: tempfile::TempDir,
+    api: String,
+    anon: String,
+    service: String,
+    companion_url: String,
+}
+
+/// A seeded conversation and the id of its latest message.
+struct Seeded {
+    id: Uuid,
+    last_message: Uuid,
+}
+
+/// An answer being streamed.
+struct Turn {
+    message_id: Uuid,
+}
+
+impl Stack {
+    async fn up() -> Result<Self> {
+        let db = quire_testdb::TestDb::new().await;
+        let data = tempfile::tempdir()?;
+        let mut config = quire_sandbox::Config::new(data.path(), db.url());
+        config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
+        config.agents.allow_loopback_tool_endpoints = true;
+        let sandbox = quire_sandbox::spawn(config).await?;
+        let api = sandbox.api_base().to_owned();
+        let platform = PlatformConfig {
+            api_url: api.parse()?,
+            anon_key: sandbox.anon_key().clone(),
+            service_role_key: sandbox.service_role_key().clone(),
+        };
+        let ids = provision::provision(&Platform::new(&platform)?, None).await?;
+        let config = CompanionConfig::new(
+            platform,
+            sandbox.jwt_secret().clone(),
+            ids.agent_id,
+            ids.knowledge_base_id,
+            SecretString::from(format!("tool-secret-{}", Uuid::new_v4().simple())),
+        );
+        let companion = quire_companion::spawn(config).await?;
+        let admin = db.admin().await;
+        Ok(Self {
+            api,
+            anon: sandbox.anon_key().expose_secret().to_owned(),
+            service: sandbox.service_role_key().expose_secret().to_owned(),
+            companion_url: companion.url(),
+            admin,
+            _db: db,
+            _sandbox: sandbox,
+            _companion: companion,
+            _data: data,
+        })
+    }
+
+    async fn create_user(&self, email: &str, password: &str) -> Result<Uuid> {
+        let created: Value = reqwest::Client::new()
+            .post(format!("{}/auth/v1/admin/users", self.api))
+            .header("apikey", &self.service)
+            .bearer_auth(&self.service)
+            .json(&json!({"email": email, "password": password, "email_confirm": true}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(created["id"]
+            .as_str()
+            .with_context(|| format!("no user id: {created}"))?
+            .parse()?)
+    }
+
+    /// A conversation of `messages` finished rows, questions and Markdown answers alternating,
+    /// as the companion leaves them (`complete`, no citations).
+    async fn seed(&self, owner: Uuid, title: &str, messages: i32) -> Result<Seeded> {
+        let id: Uuid = self
+            .admin
+            .query_one(
+                "insert into public.conversations (owner_id, title) values ($1, $2) returning id",
+                &[&owner, &title],
+            )
+            .await?
+            .get(0);
+        self.admin
+            .execute(
+                "insert into public.chat_messages (conversation_id, owner_id, seq, role, status, content, created_at) \
+                 select $1, $2, n, \
+                        case when n % 2 = 0 then 'user' else 'assistant' end, 'complete', \
+                        case when n % 2 = 0 \
+                          then 'Question ' || n || ': what does the manual say about part ' || (n % 37) || '?' \
+                          else '**Part ' || (n % 37) || '** is covered on page ' || (n % 211) || '.' || E'\\n\\n' \
+                               || '- It ships with two glass jars and a *1200 W* motor.' || E'\\n' \
+                               || '- Rinse the jars with warm water after every use; never put the base in water.' || E'\\n' \
+                               || '- The motor is covered for five years, the jars for one.' || E'\\n\\n' \
+                               || 'See `section ' || n || '` for the exploded view and the list of spare parts.' \
+                        end, \
+                        now() - make_interval(secs => $3 - n) \
+                 from generate_series(0, $3 - 1) as n",
+                &[&id, &owner, &messages],
+            )
+            .await?;
+        let last_message: Uuid = self
+            .admin
+            .query_one(
+                "select id from public.chat_messages where conversation_id = $1 order by seq desc limit 1",
+                &[&id],
+            )
+            .await?
+            .get(0);
+        Ok(Seeded { id, last_message })
+    }
+
+    /// The question's row and the answer's `streaming` row, as `begin_chat_turn` writes them.
+    async fn begin_turn(&self, owner: Uuid, conversation: Uuid) -> Result<Turn> {
+        let row = self
+            .admin
+            .query_one(
+                "select message_id from public.begin_chat_turn($1, $2, $3)",
+                &[
+                    &conversation,
+                    &owner,
+                    &"Summarise the warranty terms, please.",
+                ],
+            )
+            .await?;
+        Ok(Turn {
+            message_id: row.get(0),
+        })
+    }
+
+    /// Writes a `context` row, then one `delta` row every 1/200 s for `STREAM_SECONDS` (each
+    /// through `append_chat_events`, with the text so far), then finishes the answer. Returns the
+    /// deltas written and the rate achieved.
+    async fn stream(&self, turn: &Turn) -> Result<(u64, f64)> {
+        let append = "select public.append_chat_events($1, $2, $3)";
+        self.admin
+            .execute(
+                append,
+                &[
+                    &turn.message_id,
+                    &json!([{"seq": 0, "kind": "context", "payload": {"chunks": [], "dropped": 0}}]),
+                    &None::<String>,
+                ],
+            )
+            .await?;
+        let total = DELTAS_PER_SECOND * STREAM_SECONDS;
+        let mut content = String::new();
+        let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / DELTAS_PER_SECOND));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let started = Instant::now();
+        for n in 1..=total {
+            ticks.tick().await;
+            let piece = delta_text(n);
+            content.push_str(&piece);
+            self.admin
+                .execute(
+                    append,
+                    &[
+                        &turn.message_id,
+                        &json!([{"seq": n as i32, "kind": "delta", "payload": {"text": piece}}]),
+                        &content,
+                    ],
+                )
+                .await?;
+        }
+        let achieved = total as f64 / started.elapsed().as_secs_f64();
+        let complete = json!([{
+            "seq": total as i32 + 1,
+            "kind": "complete",
+            "payload": {"status": "complete", "content": content, "citations": [], "run_id": null},
+        }]);
+        self.admin
+            .execute(
+                "select public.finish_chat_message($1, $2, 'complete', $3)",
+                &[&turn.message_id, &complete, &content],
+            )
+            .await?;
+        Ok((total, achieved))
+    }
+}
+
+/// The n-th piece of a streamed answer: words, with some Markdown every so often.
+fn delta_text(n: u64) -> String {
+    const WORDS: [&str; 8] = [
+        "the", "motor", "is", "covered", "for", "five", "years", "and",
+    ];
+    let word = WORDS[(n % WORDS.len() as u64) as usize];
+    match n % 60 {
+        0 => "\n\n".to_owned(),
+        20 => format!(" **{word}**"),
+        40 => format!(" `{word}`"),
+        _ => format!(" {word}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The windows
+
+/// The environment every window runs in.
+struct Env {
+    vars: Vec<(String, String)>,
+}
+
+impl Env {
+    fn new(home: &Path) -> Result<Self> {
+        let runtime = home.join("run");
+        for dir in [".config", ".local/share", ".cache", "run"] {
+            std::fs::create_dir_all(home.join(dir))?;
+        }
+        std::fs::set_permissions(
+            &runtime,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )?;
+        let s = |p: PathBuf| p.to_string_lossy().into_owned();
+        Ok(Self {
+            vars: vec![
+                ("HOME".into(), s(home.to_path_buf())),
+                ("XDG_CONFIG_HOME".into(), s(home.join(".config"))),
+                ("XDG_DATA_HOME".into(), s(home.join(".local/share"))),
+                ("XDG_CACHE_HOME".into(), s(home.join(".cache"))),
+                ("XDG_RUNTIME_DIR".into(), s(runtime)),
+                ("NO_AT_BRIDGE".into(), "1".into()),
+            ],
+        })
+    }
+
+    /// An unlocked gnome-keyring (Secret Service) on this session bus, where the app keeps its
+    /// sign-in; ended when the returned guard drops.
+    fn keyring(&self) -> Result<Group> {
+        let mut daemon = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .envs(self.vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting gnome-keyring-daemon")?;
+        if let Some(mut stdin) = daemon.stdin.take() {
+            stdin.write_all(KEYRING_PASSWORD.as_bytes())?;
+        }
+        // Ready once it owns org.freedesktop.secrets on this session bus.
+        let start = Instant::now();
+        loop {
+            let owned = Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ])
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true"));
+            if owned {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("gnome-keyring-daemon did not register on the session bus");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Group(daemon))
+    }
+}
+
+/// What made a window count as interactive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interactive {
+    Composer,
+    SignIn,
+    Placeholder,
+    Blank,
+}
+
+impl Interactive {
+    fn describe(self) -> &'static str {
+        match self {
+            Interactive::Composer => "composer enabled",
+            Interactive::SignIn => "sign-in form enabled",
+            Interactive::Placeholder => "placeholder page, script ran",
+            Interactive::Blank => "about:blank loaded",
+        }
+    }
+}
+
+/// Returns which interactive state the page is in, or null.
+const PROBE: &str = r#"
+const ok = (e) => e && !e.disabled && e.getClientRects().length > 0;
+if (ok(document.querySelector('[data-testid="composer"]'))) return 'composer';
+if (ok(document.querySelector('[data-testid="sign-in-email"]'))) return 'sign-in';
+const status = document.querySelector('#status');
+if (status && status.textContent !== 'Starting…' && !document.querySelector('[data-testid]')) return 'placeholder';
+if (location.href === 'about:blank' && document.readyState === 'complete') return 'blank';
+return null;
+"#;
+
+/// Clicks a conversation in the sidebar (at the item's centre, as a pointer would) and records,
+/// in the page, the time until its latest message is in the DOM and a frame has been painted
+/// after it (two animation frames), and how many messages the DOM then holds.
+const OPEN: &str = r#"
+const [conversation, last] = arguments;
+window.__quireOpen = null;
+const item = document.querySelector(`[data-testid="conversation"][data-id="${conversation}"]`);
+if (!item) return 'no sidebar item';
+item.scrollIntoView({ block: 'center' });
+const r = item.getBoundingClientRect();
+let target = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+if (!target || !item.contains(target)) target = item.querySelector('button') || item;
+const t0 = performance.now();
+const check = () => {
+  if (document.querySelector(`[data-testid="message"][data-id="${last}"]`)) {
+    requestAnimationFrame(() => requestAnimationFrame(() => {
+      window.__quireOpen = {
+        ms: performance.now() - t0,
+        messages: document.querySelectorAll('[data-testid="message"]').length,
+      };
+    }));
+  } else {
+    requestAnimationFrame(check);
+  }
+};
+target.click();
+check();
+return null;
+"#;
+
+/// Records every animation frame's timestamp into `window.__quireFrames` until stopped.
+const FRAMES_START: &str = r#"
+const rec = { run: true, times: [] };
+window.__quireFrames = rec;
+const tick = (t) => { rec.times.push(t); if (rec.run) requestAnimationFrame(tick); };
+requestAnimationFrame(tick);
+return null;
+"#;
+
+const FRAMES_STOP: &str = r#"
+const rec = window.__quireFrames;
+rec.run = false;
+const out = [];
+for (let i = 1; i < rec.times.length; i++) out.push(rec.times[i] - rec.times[i - 1]);
+return out;
+"#;
+
+/// One window under WebDriver: the driver's process group and its session.
+struct Window {
+    client: Client,
+    driver: Group,
+    /// The program whose process (and descendants) the memory figures cover.
+    program: String,
+    requested: Instant,
+    /// New-session request → session established (the process is up and its web view
+    /// answers WebDriver).
+    connected: Duration,
+}
+
+impl Window {
+    /// Quire through tauri-driver, as the end-to-end tests run it (tests/desktop/driver.rs),
+    /// with the bench's environment and profile.
+    async fn app(app: &Path, env: &Env) -> Result<Self> {
+        let port = free_port()?;
+        let native = free_port()?;
+        let driver = Command::new(tauri_driver())
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .envs(env.vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting tauri-driver (installed by `cargo xtask setup`)")?;
+        let caps = json!({
+            "browserName": "wry",
+            "tauri:options": { "application": app, "args": ["--profile", PROFILE] },
+        });
+        Self::connect(Group(driver), port, caps, "quire").await
+    }
+
+    /// WebKitGTK's MiniBrowser through WebKitWebDriver directly, on about:blank.
+    async fn minibrowser(env: &Env) -> Result<Self> {
+        let port = free_port()?;
+        let driver = Command::new("WebKitWebDriver")
+            .arg(format!("--port={port}"))
+            .envs(env.vars.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("starting WebKitWebDriver")?;
+        let caps = json!({
+            "webkitgtk:browserOptions": { "binary": MINIBROWSER, "args": ["--automation"] },
+        });
+        Self::connect(Group(driver), port, caps, "MiniBrowser").await
+    }
+
+    async fn connect(driver: Group, port: u16, caps: Value, program: &str) -> Result<Self> {
+        wait_for_port(port, Duration::from_secs(20))?;
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        let requested = Instant::now();
+        let client = ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .with_context(|| format!("opening a WebDriver session on {program}"))?;
+        Ok(Self {
+            client,
+            driver,
+            program: program.to_owned(),
+            requested,
+            connected: requested.elapsed(),
+        })
+    }
+
+    /// Polls until the page is interactive (in one of the `accepted` ways, any when empty); the
+    /// time since the new-session request.
+    async fn until_interactive(&self, accepted: &[Interactive]) -> Result<(Duration, Interactive)> {
+        loop {
+            let state = self.client.execute(PROBE, vec![]).await;
+            let at = self.requested.elapsed();
+            let found = match state.ok().as_ref().and_then(Value::as_str) {
+                Some("composer") => Some(Interactive::Composer),
+                Some("sign-in") => Some(Interactive::SignIn),
+                Some("placeholder") => Some(Interactive::Placeholder),
+                Some("blank") => Some(Interactive::Blank),
+                _ => None,
+            };
+            if let Some(found) = found.filter(|f| accepted.is_empty() || accepted.contains(f)) {
+                return Ok((at, found));
+            }
+            if at > PATIENCE {
+                bail!("{} was not interactive after {PATIENCE:?}", self.program);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> Result<()> {
+        let c = &self.client;
+        c.find(Locator::Css(r#"[data-testid="sign-in-email"]"#))
+            .await?
+            .send_keys(email)
+            .await?;
+        c.find(Locator::Css(r#"[data-testid="sign-in-password"]"#))
+            .await?
+            .send_keys(password)
+            .await?;
+        c.find(Locator::Css(r#"[data-testid="sign-in-submit"]"#))
+            .await?
+            .click()
+            .await?;
+        let start = Instant::now();
+        loop {
+            let state = self
+                .client
+                .execute(
+                    r#"
+                    if (document.querySelector('[data-testid="composer"]')) return 'ok';
+                    const e = document.querySelector('[data-testid="sign-in-error"]');
+                    return e && e.textContent.trim() ? e.textContent.trim() : null;
+                    "#,
+                    vec![],
+                )
+                .await?;
+            match state.as_str() {
+                Some("ok") => return Ok(()),
+                Some(error) => bail!("signing in through the form failed: {error}"),
+                None if start.elapsed() > PATIENCE => {
+                    bail!("no composer {PATIENCE:?} after signing in")
+                }
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    async fn wait_for(&self, css: &str, what: &str) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let found = self
+                .client
+                .execute(
+                    "return document.querySelector(arguments[0]) !== null;",
+                    vec![json!(css)],
+                )
+                .await;
+            if matches!(found, Ok(Value::Bool(true))) {
+                return Ok(());
+            }
+            if start.elapsed() > PATIENCE {
+                bail!("timed out after {PATIENCE:?} waiting for {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Click in the sidebar → latest message painted, in milliseconds (timed in the page), and
+    /// the number of messages then in the DOM.
+    async fn open_conversation(&self, seeded: &Seeded) -> Result<(f64, u64)> {
+        let item = format!(r#"[data-testid="conversation"][data-id="{}"]"#, seeded.id);
+        self.wait_for(&item, "the conversation in the sidebar")
+            .await?;
+        // Already open (a UI may reopen the latest conversation at start): start from a new chat.
+        let selected = format!(r#"{item}[aria-current="page"]"#);
+        let open = self
+            .client
+            .execute(
+                "return document.querySelector(arguments[0]) !== null;",
+                vec![json!(selected)],
+            )
+            .await?;
+        if open == Value::Bool(true) {
+            self.client
+                .find(Locator::Css(r#"[data-testid="new-chat"]"#))
+                .await?
+                .click()
+                .await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let started = self
+            .client
+            .execute(
+                OPEN,
+                vec![
+                    json!(seeded.id.to_string()),
+                    json!(seeded.last_message.to_string()),
+                ],
+            )
+            .await?;
+        if let Some(problem) = started.as_str() {
+            bail!("opening {}: {problem}", seeded.id);
+        }
+        let start = Instant::now();
+        loop {
+            let done = self
+                .client
+                .execute("return window.__quireOpen;", vec![])
+                .await?;
+            if let Some(ms) = done["ms"].as_f64() {
+                return Ok((ms, done["messages"].as_u64().unwrap_or(0)));
+            }
+            if start.elapsed() > PATIENCE {
+                bail!("the latest message of {} never rendered", seeded.id);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn until_complete(&self, message: Uuid) -> Result<()> {
+        self.wait_for(
+            &format!(r#"[data-testid="message"][data-id="{message}"][data-status="complete"]"#),
+            "the streamed answer to show complete",
+        )
+        .await
+    }
+
+    /// Records animation frames while `work` runs, and at least for `at_least`.
+    async fn frames<T>(
+        &self,
+        at_least: Duration,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<Frames<T>> {
+        self.client.execute(FRAMES_START, vec![]).await?;
+        let started = Instant::now();
+        let result = work.await?;
+        if let Some(rest) = at_least.checked_sub(started.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+        let intervals: Vec<f64> =
+            serde_json::from_value(self.client.execute(FRAMES_STOP, vec![]).await?)?;
+        Ok(Frames { intervals, result })
+    }
+
+    /// The PSS of the windowed program's process and everything below it.
+    fn pss(&self) -> Result<Pss> {
+        let table = processes()?;
+        let app = descendants(&table, self.driver.0.id())
+            .into_iter()
+            .find(|pid| table[pid].1 == self.program)
+            .with_context(|| format!("no {} process below the driver", self.program))?;
+        let mut pss = Pss::default();
+        for pid in std::iter::once(app).chain(descendants(&table, app)) {
+            let kib = pss_kib(pid).unwrap_or(0);
+            match table[&pid].1.as_str() {
+                _ if pid == app => pss.app += kib,
+                "WebKitWebProces" | "WebKitWebProcess" => pss.web += kib,
+                "WebKitNetworkPr" | "WebKitNetworkProcess" => pss.network += kib,
+                _ => pss.other += kib,
+            }
+        }
+        Ok(pss)
+    }
+
+    /// Ends the session and every process below the driver, and waits until they are gone (the
+    /// next launch of the same profile must not find this one's single-instance lock).
+    async fn close(self) {
+        let tree = processes()
+            .map(|t| descendants(&t, self.driver.0.id()))
+            .unwrap_or_default();
+        let _ = self.client.clone().close().await;
+        drop(self.driver);
+        for pid in &tree {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let start = Instant::now();
+        while tree.iter().any(|&pid| alive(pid)) && start.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting to be reaped).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rfind(')')
+            .and_then(|close| stat[close + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
+struct Frames<T> {
+    /// Intervals between consecutive animation frames, in milliseconds.
+    intervals: Vec<f64>,
+    result: T,
+}
+
+/// Statistics over frame intervals (milliseconds).
+struct FrameStats<'a>(&'a [f64]);
+
+impl FrameStats<'_> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn fps(&self) -> f64 {
+        let total: f64 = self.0.iter().sum();
+        if total > 0.0 {
+            1000.0 * self.0.len() as f64 / total
+        } else {
+            0.0
+        }
+    }
+    fn max(&self) -> f64 {
+        self.0.iter().copied().fold(0.0, f64::max)
+    }
+    fn quantile(&self, q: f64) -> f64 {
+        let mut sorted = self.0.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+    }
+    fn longer_than(&self, ms: f64) -> usize {
+        self.0.iter().filter(|&&i| i > ms).count()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and memory
+
+/// A process group started by the bench, ended (SIGTERM to the whole group) on drop.
+struct Group(Child);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// PSS in KiB, by role.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pss {
+    app: u64,
+    web: u64,
+    network: u64,
+    other: u64,
+}
+
+impl Pss {
+    fn total(&self) -> u64 {
+        self.app + self.web + self.network + self.other
+    }
+}
+
+/// Every process: pid → (parent pid, comm).
+fn processes() -> Result<HashMap<u32, (u32, String)>> {
+    let mut table = HashMap::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_owned();
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        table.insert(pid, (ppid, comm));
+    }
+    Ok(table)
+}
+
+/// Every process below `root`, breadth first.
+fn descendants(table: &HashMap<u32, (u32, String)>, root: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut queue = vec![root];
+    while let Some(parent) = queue.pop() {
+        let mut children: Vec<u32> = table
+            .iter()
+            .filter(|(_, (ppid, _))| *ppid == parent)
+            .map(|(pid, _)| *pid)
+            .collect();
+        children.sort_unstable();
+        out.extend(&children);
+        queue.extend(children);
+    }
+    out
+}
+
+fn pss_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn median_pss(samples: &mut [Pss]) -> Pss {
+    samples.sort_by_key(Pss::total);
+    samples[samples.len() / 2]
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small things
+
+/// The app under test: `QUIRE_APP_BIN`, else the release build in the target dir.
+fn app_binary() -> Result<PathBuf> {
+    let path = match std::env::var_os("QUIRE_APP_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .parent()
+                    .expect("tests/ lives below the repository root")
+                    .join("target")
+            })
+            .join("release/quire"),
+    };
+    if !path.is_file() {
+        bail!(
+            "the release app {} does not exist: `cargo xtask bench` builds it",
+            path.display()
+        );
+    }
+    Ok(path.canonicalize()?)
+}
+
+/// The size of a stripped copy (`strip` from binutils), if `strip` is there.
+fn stripped_size(app: &Path) -> Result<Option<u64>> {
+    if !on_path("strip") {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("quire");
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&out)
+        .arg(app)
+        .stderr(Stdio::null())
+        .status()?
+        .success();
+    Ok(if ok {
+        Some(std::fs::metadata(&out)?.len())
+    } else {
+        None
+    })
+}
+
+/// A file size in bytes, in MiB.
+fn mib_bytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// A PSS in KiB, in MiB.
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn tauri_driver() -> PathBuf {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    cargo_home
+        .map(|h| h.join("bin/tauri-driver"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("tauri-driver"))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_for_port(port: u16, within: Duration) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the WebDriver server did not listen on port {port} within {within:?}")
+}
