@@ -3,9 +3,12 @@
 //! - `setup`: install what is missing on Debian/Ubuntu (system packages, npm packages, tauri-driver).
 //! - `stack up | down | status`: the local PostgreSQL cluster (and, as they land, the sandbox and
 //!   the companion), described in `.quire/stack.json`.
-//! - `demo`: setup + stack up + open Quire.
+//! - `demo [--second]`: setup + the release app + stack up + Quire open as the demo user.
+//! - `demo-pdfs`: regenerate `demo/*.pdf` from `demo/src/*.txt`.
 //! - `test`: setup + every test of the project.
 
+mod demo;
+mod pdf;
 mod services;
 mod setup;
 mod stack;
@@ -19,7 +22,9 @@ usage: cargo xtask <command>
 commands:
   setup                 install whatever is missing (system packages, npm packages, tauri-driver)
   stack up|down|status  the local dev stack: PostgreSQL on 127.0.0.1:54322 (data in .quire/pg)
-  demo                  setup, bring the stack up, open Quire
+  demo [--second]       setup, build the app, bring the stack up, open Quire signed in as the
+                        demo user with the demo PDFs ready (--second: a second window, same user)
+  demo-pdfs             regenerate demo/*.pdf from demo/src/*.txt
   test                  setup, then run every test (what CI runs)
   bench                 measure the stack against its baselines, side by side (prints ratios)
   fuzz [SECONDS]        fuzz the PostgREST query-string parser for a bounded time (default 60 s)
@@ -40,7 +45,9 @@ fn run() -> Result<()> {
         ["stack", "up"] => stack::up().map(|_| ()),
         ["stack", "down"] => stack::down(),
         ["stack", "status"] => stack::status(),
-        ["demo", rest @ ..] => demo(rest),
+        ["demo"] => demo::run(false),
+        ["demo", "--second"] => demo::run(true),
+        ["demo-pdfs"] => pdf::generate(),
         ["test", rest @ ..] => test(rest),
         ["bench"] => bench(),
         ["fuzz"] => fuzz(60),
@@ -57,29 +64,6 @@ fn run() -> Result<()> {
             bail!("unknown command: {}", args.join(" "))
         }
     }
-}
-
-fn demo(args: &[&str]) -> Result<()> {
-    if !args.is_empty() {
-        bail!("`cargo xtask demo` takes no arguments yet");
-    }
-    setup::run()?;
-    let stack = stack::up()?;
-    println!();
-    println!("The stack is up (details in .quire/stack.json; `cargo xtask stack down` stops it):");
-    println!("  PostgreSQL  {}", stack.db_url_redacted());
-    println!(
-        "  sandbox     {}  (Auth, REST, Storage, Realtime, AI)",
-        stack.field("api_url")
-    );
-    println!("  companion   {}", stack.field("companion_url"));
-    println!("  demo user   demo@quire.test / quire-demo");
-    println!();
-    println!(
-        "The desktop window does not open yet: the app arrives with the desktop issue. Until then \
-         the same account works from the terminal:\n  cargo run -p quire-cli -- --stack .quire/stack.json login"
-    );
-    Ok(())
 }
 
 /// The benchmarks `cargo xtask bench` runs: (package, bench target, what it measures).
@@ -136,7 +120,7 @@ fn bench() -> Result<()> {
             continue;
         }
         if *package == "quire-e2e" {
-            release_app_for_bench()?;
+            build_app()?;
         }
         util::step(&format!("bench: {what}"));
         util::cmd("cargo")
@@ -145,24 +129,6 @@ fn bench() -> Result<()> {
             .run()?;
     }
     Ok(())
-}
-
-/// The release app the desktop bench measures (`target/release/quire`). `ui/dist` is rebuilt
-/// only when something in `ui/` is newer than it (a fresh `dist` would make the shell recompile
-/// for nothing); cargo itself decides whether the binary is stale.
-fn release_app_for_bench() -> Result<()> {
-    let ui = util::repo_root().join("ui");
-    let built = modified(&ui.join("dist/index.html"));
-    let newest = newest_source(&ui);
-    if built.is_none() || newest > built {
-        build_ui()?;
-    }
-    util::step("app: cargo build --release -p quire-desktop --features custom-protocol");
-    util::cmd("cargo")
-        .args(["build", "--release", "-p", "quire-desktop"])
-        .args(["--features", "custom-protocol"])
-        .current_dir(util::repo_root())
-        .run()
 }
 
 fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
@@ -228,10 +194,70 @@ fn build_ui() -> Result<()> {
         .run()
 }
 
+/// The release app the demo, the end-to-end tests and the desktop bench run
+/// (`target/release/quire`); returns its path. `ui/dist` is rebuilt only when something in `ui/`
+/// is newer than it (a fresh `dist` would make the shell recompile for nothing); cargo itself
+/// decides whether the binary is stale.
+fn build_app() -> Result<std::path::PathBuf> {
+    let ui = util::repo_root().join("ui");
+    let built = modified(&ui.join("dist/index.html"));
+    let newest = newest_source(&ui);
+    if built.is_none() || newest > built {
+        build_ui()?;
+    }
+    util::step("app: cargo build --release -p quire-desktop --features custom-protocol");
+    let start = std::time::Instant::now();
+    util::cmd("cargo")
+        .args(["build", "--release", "-p", "quire-desktop"])
+        .args(["--features", "custom-protocol"])
+        .current_dir(util::repo_root())
+        .run()?;
+    let binary = util::target_dir().join("release/quire");
+    println!("    {} ({} s)", binary.display(), start.elapsed().as_secs());
+    Ok(binary)
+}
+
+/// The UI's unit tests (`npm test`, Vitest), when `ui/package.json` has a test script.
+fn ui_tests() -> Result<()> {
+    let dir = util::repo_root().join("ui");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("package.json"))?)?;
+    if manifest["scripts"]["test"].is_null() {
+        util::step("ui: no test script in ui/package.json yet; skipped");
+        return Ok(());
+    }
+    util::step("ui: npm test");
+    util::cmd("npm").arg("test").current_dir(&dir).run()
+}
+
+/// Runs the end-to-end tests inside the D-Bus session of `dbus-run-session`, with an unlocked
+/// gnome-keyring of its own (a throwaway keyring file) registered on that bus first, so that a
+/// sign-in the tests make, through the app or `quire-cli login`, has somewhere to live.
+const E2E_SESSION: &str = r#"
+set -e
+data=$(mktemp -d)
+mkdir -m 700 "$data/run"
+printf %s quire-e2e | XDG_DATA_HOME="$data" XDG_RUNTIME_DIR="$data/run" \
+  gnome-keyring-daemon --foreground --unlock --components=secrets >"$data/keyring.log" 2>&1 &
+keyring=$!
+trap 'kill $keyring 2>/dev/null; rm -rf "$data"' EXIT
+tries=0
+until dbus-send --session --print-reply --dest=org.freedesktop.DBus / \
+    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q true; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 100 ]; then cat "$data/keyring.log" >&2; echo "gnome-keyring did not start" >&2; exit 1; fi
+  sleep 0.1
+done
+cargo test -p quire-e2e --no-fail-fast
+"#;
+
 fn test(args: &[&str]) -> Result<()> {
     setup::run()?;
     let root = util::repo_root();
+    util::step("demo PDFs match their sources (demo/src)");
+    pdf::check_committed(&root.join("demo"))?;
     build_ui()?;
+    let ui = ui_tests();
     util::step("cargo build (whole workspace, desktop shell included)");
     util::cmd("cargo")
         .args(["build", "--workspace", "--all-targets"])
@@ -253,21 +279,32 @@ fn test(args: &[&str]) -> Result<()> {
     }
     let unit = cargo_test.run();
 
-    // The real window needs a display and a session bus: a private Xvfb and D-Bus per run, so
-    // nothing is left behind (shared/reference/TAURI-ON-LINUX.md, "Other gotchas").
-    util::step("end-to-end tests of the app window (Xvfb + dbus-run-session + tauri-driver)");
-    let e2e = util::cmd("xvfb-run")
-        .args([
-            "-a",
-            "-s",
-            "-screen 0 1280x800x24",
-            "dbus-run-session",
-            "--",
-        ])
-        .args(["cargo", "test", "-p", "quire-e2e", "--no-fail-fast"])
-        .env("NO_AT_BRIDGE", "1")
-        .current_dir(&root)
-        .run();
+    // The window tests run the release app against the dev stack. They need a display and a
+    // session bus: a private Xvfb and D-Bus per run, so nothing is left behind
+    // (shared/reference/TAURI-ON-LINUX.md, "Other gotchas").
+    let e2e = build_app().and_then(|app| {
+        stack::up()?;
+        util::step(
+            "end-to-end tests of the app window (Xvfb + dbus-run-session + gnome-keyring + tauri-driver)",
+        );
+        util::cmd("xvfb-run")
+            .args([
+                "-a",
+                "-s",
+                "-screen 0 1280x800x24",
+                "dbus-run-session",
+                "--",
+                "sh",
+                "-c",
+                E2E_SESSION,
+            ])
+            .env("NO_AT_BRIDGE", "1")
+            .env("QUIRE_STACK", root.join(".quire/stack.json"))
+            .env("QUIRE_APP_BIN", &app)
+            .current_dir(&root)
+            .run()
+    });
+    ui?;
     unit?;
     e2e?;
     Ok(())

@@ -1,5 +1,6 @@
-//! Background services of the dev stack (the sandbox, later the companion): started detached
-//! with their logs under `.quire/`, tracked by pid files, stopped with SIGTERM (then SIGKILL).
+//! Background processes of the dev stack (the sandbox, the companion) and of the demo (the app,
+//! and on a machine without a display its Xvfb, D-Bus and keyring): started detached with their
+//! logs next to their pid files, tracked by those pid files, stopped with SIGTERM (then SIGKILL).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,8 +17,9 @@ use crate::util::{self, cmd};
 pub struct Service {
     /// Short name, used for `.quire/<name>.pid` and `.quire/<name>.log`.
     pub name: &'static str,
-    /// The workspace package that builds it and its binary.
+    /// The workspace package that builds it (empty for a system program).
     pub package: &'static str,
+    /// The binary's file name; a pid whose command line lacks it is not this service.
     pub binary: &'static str,
 }
 
@@ -50,6 +52,14 @@ impl Service {
             .parse()
             .ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        if cmdline.is_empty() {
+            // Empty while the process is still in execve (just started): its name is already in
+            // /proc/<pid>/stat, cut to 15 bytes. A zombie's is empty too: that one has exited.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let comm = stat.split_once('(')?.1.rsplit_once(')')?.0;
+            let short = &self.binary[..self.binary.len().min(15)];
+            return (comm == short && !is_zombie(pid)).then_some(pid);
+        }
         // A recycled pid would belong to some other program.
         String::from_utf8_lossy(&cmdline)
             .contains(self.binary)
@@ -63,14 +73,25 @@ impl Service {
             .args(["build", "--quiet", "-p", self.package])
             .current_dir(util::repo_root())
             .run()?;
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| util::repo_root().join("target"));
-        Ok(target.join("debug").join(self.binary))
+        Ok(util::target_dir().join("debug").join(self.binary))
     }
 
     /// Starts the binary detached (own process group, stdio to the log file), with `envs`.
     pub fn start(&self, dir: &Path, binary: &Path, envs: &[(&str, String)]) -> Result<u32> {
+        self.start_with(dir, binary, |c| {
+            c.stdin(Stdio::null())
+                .envs(envs.iter().map(|(k, v)| (k, v)));
+        })
+    }
+
+    /// [`Service::start`] with the command (arguments, environment, standard input) as
+    /// `configure` leaves it.
+    pub fn start_with(
+        &self,
+        dir: &Path,
+        binary: &Path,
+        configure: impl FnOnce(&mut Command),
+    ) -> Result<u32> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -78,13 +99,10 @@ impl Service {
         let mut command = Command::new(binary);
         command
             .current_dir(util::repo_root())
-            .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0);
-        for (k, v) in envs {
-            command.env(k, v);
-        }
+        configure(&mut command);
         let child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;

@@ -122,6 +122,9 @@ pub fn up() -> Result<Stack> {
 
 pub fn down() -> Result<()> {
     let p = paths();
+    if crate::demo::stop()? {
+        util::step("stack: stopped the demo's windows");
+    }
     if COMPANION.stop(&p.dir)? {
         util::step("stack: stopped the companion");
     }
@@ -324,8 +327,8 @@ fn companion(
 }
 
 /// The demo account (created once through the sandbox's admin API; 422 means it exists).
-const DEMO_EMAIL: &str = "demo@quire.test";
-const DEMO_PASSWORD: &str = "quire-demo";
+pub const DEMO_EMAIL: &str = "demo@quire.test";
+pub const DEMO_PASSWORD: &str = "quire-demo";
 
 fn demo_user(fields: &mut Map<String, Value>) -> Result<()> {
     let service = fields["service_role_key"]

@@ -15,6 +15,13 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Cargo's target directory (`CARGO_TARGET_DIR`, else `target/` in the repository).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
 /// Prints a step header so a person can follow what `cargo xtask` is doing.
 pub fn step(what: &str) {
     println!("==> {what}");
@@ -109,6 +116,33 @@ impl Cmd {
             .stdin(Stdio::null())
             .output()
             .with_context(|| format!("could not start `{}`", self.shown))?;
+        if !out.status.success() {
+            bail!(
+                "`{}` failed ({}): {}",
+                self.shown,
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Like [`Cmd::read`], with `input` written to the command's standard input (a password
+    /// never goes on a command line, where `ps` shows it).
+    pub fn read_with_input(&mut self, input: &[u8]) -> Result<String> {
+        let mut child = self
+            .inner
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("could not start `{}`", self.shown))?;
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin.write_all(input)?;
+        }
+        let out = child.wait_with_output()?;
         if !out.status.success() {
             bail!(
                 "`{}` failed ({}): {}",
