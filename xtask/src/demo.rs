@@ -202,7 +202,7 @@ impl Session {
 
         let env = vec![
             ("DISPLAY", format!(":{display}")),
-            ("DBUS_SESSION_BUS_ADDRESS", bus),
+            ("DBUS_SESSION_BUS_ADDRESS", bus.clone()),
             ("HOME", home.display().to_string()),
             ("XDG_RUNTIME_DIR", run.display().to_string()),
             ("NO_AT_BRIDGE", "1".to_owned()),
@@ -233,7 +233,7 @@ impl Session {
                         "org.freedesktop.DBus.NameHasOwner",
                         "string:org.freedesktop.secrets",
                     ])
-                    .env("DBUS_SESSION_BUS_ADDRESS", &env[1].1)
+                    .env("DBUS_SESSION_BUS_ADDRESS", &bus)
                     .read()
                     .is_ok_and(|out| out.contains("true"))
             },

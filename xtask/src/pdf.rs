@@ -322,7 +322,8 @@ fn content_stream(marks: &[Mark]) -> Result<String> {
 }
 
 /// A classic PDF 1.4 file: catalog, page tree, two standard fonts, one uncompressed content
-/// stream per page, the document info (title) and an exact cross-reference table.
+/// stream per page, the document info (title) and an exact cross-reference table. Everything
+/// after the header is ASCII (strings are octal-escaped), so lengths and offsets are in bytes.
 fn write_pdf(title: &str, pages: &[Vec<Mark>]) -> Result<Vec<u8>> {
     // Object numbers: 1 catalog, 2 pages, 3 Helvetica, 4 Helvetica-Bold, 5 info, then a
     // (page, content) pair per page.
@@ -354,14 +355,14 @@ fn write_pdf(title: &str, pages: &[Vec<Mark>]) -> Result<Vec<u8>> {
         let stream = content_stream(marks)?;
         objects.push(format!(
             "<< /Length {} >>\nstream\n{stream}endstream",
-            latin1_len(&stream)
+            stream.len()
         ));
     }
     let mut out: Vec<u8> = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
         offsets.push(out.len());
-        out.extend(latin1(&format!("{} 0 obj\n{body}\nendobj\n", i + 1)));
+        out.extend(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
     }
     let xref = out.len();
     let mut tail = format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
@@ -373,17 +374,8 @@ fn write_pdf(title: &str, pages: &[Vec<Mark>]) -> Result<Vec<u8>> {
         "trailer\n<< /Size {} /Root 1 0 R /Info 5 0 R >>\nstartxref\n{xref}\n%%EOF\n",
         objects.len() + 1
     )?;
-    out.extend(latin1(&tail));
+    out.extend(tail.as_bytes());
     Ok(out)
-}
-
-/// The objects are ASCII (strings are octal-escaped), so this is a plain byte copy.
-fn latin1(s: &str) -> Vec<u8> {
-    s.chars().map(|c| c as u8).collect()
-}
-
-fn latin1_len(s: &str) -> usize {
-    s.chars().count()
 }
 
 /// Whether `demo/NAME.pdf` is what `demo/src/NAME.txt` renders to (for `cargo xtask test`).
