@@ -163,16 +163,29 @@ impl App {
         let Value::Object(caps) = caps else {
             unreachable!()
         };
-        let client = ClientBuilder::native()
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .with_context(|| {
+        // WebKitWebDriver waits for ever for a browser that exited at once (a profile whose
+        // window is still open, for instance): bound the wait and show the app's output.
+        let mut builder = ClientBuilder::native();
+        builder.capabilities(caps);
+        let url = format!("http://127.0.0.1:{port}");
+        let connect = builder.connect(&url);
+        let client = match tokio::time::timeout(Duration::from_secs(60), connect).await {
+            Ok(client) => client.with_context(|| {
                 format!(
                     "opening a WebDriver session on the app (its output: {})",
                     log.display()
                 )
-            })?;
+            })?,
+            Err(_) => {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = output.lines().rev().take(12).collect();
+                bail!(
+                    "the app did not open a window within 60 s; the end of its output ({}):\n{}",
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+        };
         client
             .update_timeouts(TimeoutConfiguration::new(
                 Some(Duration::from_secs(60)),
@@ -268,10 +281,12 @@ impl App {
         }
     }
 
-    /// Ends the WebDriver session and every process it started.
+    /// Ends the WebDriver session and every process it started, and waits until the app has
+    /// exited (so the same profile can be launched again at once).
     pub async fn close(mut self) -> Result<()> {
         let result = self.client.clone().close().await;
         kill_group(&mut self.driver);
+        end_process(self.pid).await;
         result.map_err(Into::into)
     }
 
@@ -695,6 +710,41 @@ fn descends_from(mut pid: u32, ancestor: u32) -> bool {
         pid = ppid;
     }
     false
+}
+
+/// Waits for process `pid` to exit: SIGTERM after 5 s, SIGKILL after 15 s.
+async fn end_process(pid: u32) {
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+    };
+    let start = Instant::now();
+    let mut signalled = None;
+    while alive() {
+        let elapsed = start.elapsed();
+        let signal = if elapsed > Duration::from_secs(15) {
+            Some("-KILL")
+        } else if elapsed > Duration::from_secs(5) {
+            Some("-TERM")
+        } else {
+            None
+        };
+        if signal.is_some() && signal != signalled {
+            eprintln!("the app (pid {pid}) is still running after the session ended: {signal:?}");
+            let _ = Command::new("kill")
+                .args([signal.unwrap_or("-TERM"), &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+            signalled = signal;
+        }
+        if elapsed > Duration::from_secs(20) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 struct GroupGuard(Option<Child>);
