@@ -19,7 +19,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -53,13 +53,21 @@ pub fn acquire(dir: &Path) -> std::io::Result<Instance> {
         .create(true)
         .truncate(false)
         .open(dir.join("instance.lock"))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            focus_running(dir)?;
-            return Ok(Instance::Secondary);
+    // The lock's holder may be starting (lock taken, address not written
+    // yet) or exiting (listener closed, lock not yet released): keep asking
+    // it to focus and keep trying the lock, whichever answers first.
+    let address = dir.join("instance.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(TryLockError::WouldBlock) => match ask_focus(&address) {
+                Ok(()) => return Ok(Instance::Secondary),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            },
+            Err(TryLockError::Error(e)) => return Err(e),
         }
-        Err(TryLockError::Error(e)) => return Err(e),
     }
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     let mut bytes = [0u8; 16];
@@ -105,20 +113,6 @@ impl Guard {
                 }
             })
             .expect("a thread for the single-instance listener");
-    }
-}
-
-/// Asks the window holding the lock to focus. It may still be starting (the
-/// lock is taken before the address is written), so this retries briefly.
-fn focus_running(dir: &Path) -> std::io::Result<()> {
-    let path: PathBuf = dir.join("instance.json");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match ask_focus(&path) {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
     }
 }
 
@@ -178,6 +172,28 @@ mod tests {
         assert!(matches!(acquire(&a).unwrap(), Instance::Secondary));
         assert_eq!(focused.load(Ordering::SeqCst), 1);
         assert!(matches!(acquire(&b).unwrap(), Instance::Primary(_)));
+    }
+
+    #[test]
+    fn a_launch_while_the_last_window_is_exiting_takes_over() {
+        let root = tempfile::tempdir().unwrap();
+        // An exiting window: its listener is gone, its lock not yet released.
+        let Instance::Primary(exiting) = acquire(root.path()).unwrap() else {
+            panic!("the first launch runs")
+        };
+        let Guard {
+            _lock, listener, ..
+        } = exiting;
+        drop(listener);
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            drop(_lock);
+        });
+        assert!(matches!(
+            acquire(root.path()).unwrap(),
+            Instance::Primary(_)
+        ));
+        release.join().unwrap();
     }
 
     #[test]

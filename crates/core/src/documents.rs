@@ -40,6 +40,28 @@ async fn storage_path(quire: &Quire, id: Uuid) -> Result<String> {
         })
 }
 
+/// The document's status as the database has it now (under the user's
+/// token: another user's document is not found).
+pub(crate) async fn status(quire: &Quire, id: Uuid) -> Result<crate::state::DocumentStatus> {
+    #[derive(Deserialize)]
+    struct Row {
+        status: crate::state::DocumentStatus,
+    }
+    let rows: Vec<Row> = quire
+        .rest
+        .select(
+            "documents",
+            &[("select", "status".to_owned()), ("id", eq(id))],
+        )
+        .await?;
+    rows.into_iter()
+        .next()
+        .map(|row| row.status)
+        .ok_or_else(|| Error::NotFound {
+            what: "document".into(),
+        })
+}
+
 /// `GET /storage/v1/object/authenticated/documents/<key>`; the response once
 /// its status is a success.
 async fn download(quire: &Quire, id: Uuid) -> Result<reqwest::Response> {

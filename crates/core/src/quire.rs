@@ -23,7 +23,7 @@ use crate::follow::{self, FollowOptions, Follower};
 use crate::http::Api;
 use crate::rest::Rest;
 use crate::search::{self, ChunkHit, DEFAULT_MATCH_COUNT};
-use crate::state::{Conversation, Document, State};
+use crate::state::{Conversation, Document, DocumentStatus, State};
 use crate::upload::{self, UploadEvent, UploadOptions};
 
 /// A Quire client for one project. Cheap to clone; clones share the
@@ -270,9 +270,24 @@ impl Quire {
         events: Option<mpsc::UnboundedSender<UploadEvent>>,
         cancel: CancellationToken,
     ) -> Result<Document> {
-        // Check the file first: a retry that cannot read it keeps the old row.
-        let prepared = match upload::check(path, options.max_file_bytes).await {
-            Ok(_) => match self.delete_document(id).await {
+        // Only a failed document is replaced (a retry must never delete a
+        // good one); check the file first: a retry that cannot read it keeps
+        // the old row.
+        let prepared = match documents::status(self, id).await {
+            Ok(DocumentStatus::Failed) => {
+                upload::check(path, options.max_file_bytes).await.map(drop)
+            }
+            Ok(status) => Err(crate::Error::Conflict {
+                service: crate::error::Service::Database,
+                message: format!(
+                    "only a failed document can be retried; this one is {}",
+                    status.as_str()
+                ),
+            }),
+            Err(e) => Err(e),
+        };
+        let prepared = match prepared {
+            Ok(()) => match self.delete_document(id).await {
                 Ok(()) | Err(crate::Error::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e),
             },

@@ -2,11 +2,11 @@
 //! exactly what was uploaded; another user gets nothing; a failed document
 //! is uploaded again in its place.
 
-use quire_core::{CancellationToken, ErrorCode, UploadEvent, UploadOptions};
+use quire_core::{CancellationToken, DocumentStatus, ErrorCode, UploadEvent, UploadOptions};
 use quire_sandbox::ai::fixtures;
 use tokio::sync::mpsc;
 
-use crate::support::{PASSWORD_A, spawn_full_stack};
+use crate::support::{PASSWORD_A, eventually, spawn_full_stack};
 
 #[tokio::test]
 async fn the_owner_downloads_and_saves_the_bytes_and_nobody_else_does() {
@@ -99,24 +99,52 @@ async fn saving_where_nothing_can_be_written_is_file_unwritable() {
 }
 
 #[tokio::test]
-async fn a_reupload_replaces_the_document_and_bad_files_keep_it() {
+async fn a_reupload_replaces_only_a_failed_document_and_bad_files_keep_it() {
     let stack = spawn_full_stack(0).await;
     let (a, _) = stack.signed_in("alice@example.com").await;
     let (b, _) = stack.signed_in("bob@example.com").await;
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("Lease.pdf");
-    std::fs::write(&path, fixtures::text_pdf(&crate::ask::LEASE)).unwrap();
-    let first = a
+    let good_path = dir.path().join("Lease.pdf");
+    std::fs::write(&good_path, fixtures::text_pdf(&crate::ask::LEASE)).unwrap();
+    // Passes the client's checks (it is a PDF), fails extraction (encrypted).
+    let broken_path = dir.path().join("Broken.pdf");
+    std::fs::write(
+        &broken_path,
+        fixtures::encrypted_pdf(&["A locked page."], "secret"),
+    )
+    .unwrap();
+    let mut uploaded = a
         .upload(
-            std::slice::from_ref(&path),
+            &[good_path.clone(), broken_path.clone()],
             &UploadOptions::default(),
             None,
             CancellationToken::new(),
         )
         .await
-        .pop()
-        .unwrap()
-        .unwrap();
+        .into_iter()
+        .map(Result::unwrap);
+    let (good, broken) = (uploaded.next().unwrap(), uploaded.next().unwrap());
+    eventually(60, "the encrypted PDF to fail", async || {
+        a.documents()
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.id == broken.id && d.status == DocumentStatus::Failed)
+    })
+    .await;
+
+    // A document that did not fail is never replaced.
+    let error = a
+        .reupload(
+            good.id,
+            &good_path,
+            &UploadOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::Conflict, "{error}");
 
     // A file that is no longer a PDF: refused, reported, the old row stays.
     let junk = dir.path().join("junk.pdf");
@@ -124,7 +152,7 @@ async fn a_reupload_replaces_the_document_and_bad_files_keep_it() {
     let (events, mut received) = mpsc::unbounded_channel();
     let error = a
         .reupload(
-            first.id,
+            broken.id,
             &junk,
             &UploadOptions::default(),
             Some(events),
@@ -137,48 +165,47 @@ async fn a_reupload_replaces_the_document_and_bad_files_keep_it() {
         received.try_recv(),
         Ok(UploadEvent::Failed { .. })
     ));
-    assert!(
-        a.documents()
-            .await
-            .unwrap()
-            .iter()
-            .any(|d| d.id == first.id)
-    );
 
-    // B cannot use a reupload to delete A's document.
-    b.reupload(
-        first.id,
-        &path,
-        &UploadOptions::default(),
-        None,
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
-    assert!(
-        a.documents()
-            .await
-            .unwrap()
-            .iter()
-            .any(|d| d.id == first.id)
-    );
+    // B cannot use a reupload to delete A's document: to B it does not exist.
+    std::fs::write(&broken_path, fixtures::text_pdf(&["The fixed page."])).unwrap();
+    let error = b
+        .reupload(
+            broken.id,
+            &broken_path,
+            &UploadOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), ErrorCode::NotFound);
+    let ids = |docs: Vec<quire_core::Document>| {
+        let mut ids: Vec<_> = docs.iter().map(|d| d.id).collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![good.id, broken.id];
+    both.sort();
+    assert_eq!(ids(a.documents().await.unwrap()), both);
+    assert!(b.documents().await.unwrap().is_empty());
 
+    // The person fixed the file: it replaces the failed document.
     let second = a
         .reupload(
-            first.id,
-            &path,
+            broken.id,
+            &broken_path,
             &UploadOptions::default(),
             None,
             CancellationToken::new(),
         )
         .await
         .unwrap();
-
-    let ids: Vec<_> = a.documents().await.unwrap().iter().map(|d| d.id).collect();
+    let mut expected = vec![good.id, second.id];
+    expected.sort();
     assert_eq!(
-        ids,
-        [second.id],
-        "the old document is gone, the new one is there"
+        ids(a.documents().await.unwrap()),
+        expected,
+        "the failed document is gone, the good one and the new one are there"
     );
-    assert_ne!(second.id, first.id);
+    assert_ne!(second.id, broken.id);
 }
