@@ -21,7 +21,9 @@ usage: cargo xtask <command>
 
 commands:
   setup                 install whatever is missing (system packages, npm packages, tauri-driver)
-  stack up|down|status  the local dev stack: PostgreSQL on 127.0.0.1:54322 (data in .quire/pg)
+  stack up|down|status  the local dev stack: PostgreSQL :54322 (data in .quire/pg), sandbox
+                        :54321, companion :54380 (QUIRE_PG_PORT, QUIRE_SANDBOX_PORT and
+                        QUIRE_COMPANION_PORT move them)
   demo [--second]       setup, build the app, bring the stack up, open Quire signed in as the
                         demo user with the demo PDFs ready (--second: a second window, same user)
   demo-pdfs             regenerate demo/*.pdf from demo/src/*.txt

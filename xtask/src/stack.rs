@@ -18,12 +18,35 @@ use serde_json::{Map, Value, json};
 use crate::services::{self, COMPANION, SANDBOX};
 use crate::util::{self, Cmd, cmd};
 
-pub const PG_PORT: u16 = 54322;
 const PG_HOST: &str = "127.0.0.1";
-/// The sandbox's address: the port the Supabase CLI's gateway uses.
-const SANDBOX_ADDR: &str = "127.0.0.1:54321";
-/// The companion's address (DESIGN.md, "Local ports, keys, files").
-const COMPANION_ADDR: &str = "127.0.0.1:54380";
+
+/// PostgreSQL's port: 54322 (the Supabase CLI's database port), or
+/// `QUIRE_PG_PORT` — the three ports can be moved to run beside a Supabase
+/// CLI project or another checkout's stack.
+fn pg_port() -> u16 {
+    port("QUIRE_PG_PORT", 54322)
+}
+
+/// The sandbox's address: the port the Supabase CLI's gateway uses, or
+/// `QUIRE_SANDBOX_PORT`.
+fn sandbox_addr() -> String {
+    format!("127.0.0.1:{}", port("QUIRE_SANDBOX_PORT", 54321))
+}
+
+/// The companion's address (DESIGN.md, "Local ports, keys, files"), or
+/// `QUIRE_COMPANION_PORT`.
+fn companion_addr() -> String {
+    format!("127.0.0.1:{}", port("QUIRE_COMPANION_PORT", 54380))
+}
+
+fn port(var: &str, default: u16) -> u16 {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={v} is not a port number")),
+        _ => default,
+    }
+}
 const SUPERUSER: &str = "postgres";
 /// Login roles of db/platform whose passwords the stack sets (the services connect as them).
 const LOGIN_ROLES: &[&str] = &[
@@ -80,6 +103,7 @@ fn paths() -> Paths {
 }
 
 pub fn up() -> Result<Stack> {
+    let pg_port = pg_port();
     let p = paths();
     std::fs::create_dir_all(&p.dir).context("creating .quire/")?;
     let secrets = secrets(&p)?;
@@ -93,19 +117,19 @@ pub fn up() -> Result<Stack> {
     if pg.running(&p) {
         util::step("stack: PostgreSQL is already running");
     } else {
-        if TcpStream::connect((PG_HOST, PG_PORT)).is_ok() {
+        if TcpStream::connect((PG_HOST, pg_port)).is_ok() {
             bail!(
-                "port {PG_PORT} on {PG_HOST} is taken by another program; stop it (or the other \
+                "port {pg_port} on {PG_HOST} is taken by another program; stop it (or the other \
                  Quire checkout's stack) and run `cargo xtask stack up` again"
             );
         }
         util::step(&format!(
-            "stack: starting PostgreSQL on {PG_HOST}:{PG_PORT}"
+            "stack: starting PostgreSQL on {PG_HOST}:{pg_port}"
         ));
         pg.start(&p)?;
     }
 
-    let db_url = format!("postgresql://{SUPERUSER}:{password}@{PG_HOST}:{PG_PORT}/postgres");
+    let db_url = format!("postgresql://{SUPERUSER}:{password}@{PG_HOST}:{pg_port}/postgres");
     migrate(&password)?;
     set_role_passwords(&password, &secrets)?;
 
@@ -150,6 +174,9 @@ pub fn down() -> Result<()> {
 }
 
 pub fn status() -> Result<()> {
+    let pg_port = pg_port();
+    let sandbox_addr = sandbox_addr();
+    let companion_addr = companion_addr();
     let p = paths();
     if !p.pg_data.join("PG_VERSION").is_file() {
         println!("postgres   not created (run `cargo xtask stack up`)");
@@ -157,19 +184,19 @@ pub fn status() -> Result<()> {
     }
     let pg = Postgres::find()?;
     if pg.running(&p) {
-        println!("postgres   running on {PG_HOST}:{PG_PORT}, data in .quire/pg");
+        println!("postgres   running on {PG_HOST}:{pg_port}, data in .quire/pg");
     } else {
         println!("postgres   stopped (data in .quire/pg)");
     }
     match SANDBOX.running_pid(&p.dir) {
         Some(pid) => println!(
-            "sandbox    running on http://{SANDBOX_ADDR} (pid {pid}), log in .quire/sandbox.log"
+            "sandbox    running on http://{sandbox_addr} (pid {pid}), log in .quire/sandbox.log"
         ),
         None => println!("sandbox    stopped"),
     }
     match COMPANION.running_pid(&p.dir) {
         Some(pid) => println!(
-            "companion  running on http://{COMPANION_ADDR} (pid {pid}), log in .quire/companion.log"
+            "companion  running on http://{companion_addr} (pid {pid}), log in .quire/companion.log"
         ),
         None => println!("companion  stopped"),
     }
@@ -178,31 +205,33 @@ pub fn status() -> Result<()> {
 
 /// Starts the sandbox (unless it already runs) and adds its URL and keys to `fields`.
 fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Value>) -> Result<()> {
+    let pg_port = pg_port();
+    let sandbox_addr = sandbox_addr();
     let data_dir = p.dir.join("sandbox");
     let keys_file = data_dir.join("keys.json");
     if SANDBOX.running_pid(&p.dir).is_some() {
         util::step("stack: the sandbox is already running");
     } else {
-        if TcpStream::connect(SANDBOX_ADDR).is_ok() {
+        if TcpStream::connect(&sandbox_addr).is_ok() {
             bail!(
-                "{SANDBOX_ADDR} is taken by another program; stop it and run `cargo xtask stack up` again"
+                "{sandbox_addr} is taken by another program; stop it and run `cargo xtask stack up` again"
             );
         }
         let binary = SANDBOX.build()?;
         let _ = std::fs::remove_file(&keys_file);
         let url_as = |role: &str| {
             let pw = secrets[role].as_str().unwrap_or_default();
-            format!("postgresql://{role}:{pw}@{PG_HOST}:{PG_PORT}/postgres")
+            format!("postgresql://{role}:{pw}@{PG_HOST}:{pg_port}/postgres")
         };
         util::step(&format!(
-            "stack: starting the sandbox on http://{SANDBOX_ADDR}"
+            "stack: starting the sandbox on http://{sandbox_addr}"
         ));
         SANDBOX.start(
             &p.dir,
             &binary,
             &[
                 ("NO_COLOR", "1".to_owned()),
-                ("QUIRE_SANDBOX_LISTEN", SANDBOX_ADDR.to_owned()),
+                ("QUIRE_SANDBOX_LISTEN", sandbox_addr.clone()),
                 // The companion's tool endpoint is on loopback, which the real platform
                 // refuses; the dev stack allows it.
                 (
@@ -213,7 +242,7 @@ fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Val
                 ("QUIRE_SANDBOX_KEYS_FILE", keys_file.display().to_string()),
                 (
                     "QUIRE_SANDBOX_DB_URL",
-                    format!("postgresql://{PG_HOST}:{PG_PORT}/postgres"),
+                    format!("postgresql://{PG_HOST}:{pg_port}/postgres"),
                 ),
                 ("QUIRE_SANDBOX_AUTH_DB_URL", url_as("supabase_auth_admin")),
                 ("QUIRE_SANDBOX_REST_DB_URL", url_as("authenticator")),
@@ -229,7 +258,7 @@ fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Val
             ],
         )?;
         services::wait_healthy(
-            SANDBOX_ADDR,
+            &sandbox_addr,
             "/auth/v1/health",
             Duration::from_secs(30),
             &SANDBOX.log_file(&p.dir),
@@ -254,6 +283,7 @@ fn companion(
     secrets: &Map<String, Value>,
     fields: &mut Map<String, Value>,
 ) -> Result<()> {
+    let companion_addr = companion_addr();
     let binary = COMPANION.build()?;
     let str_field = |name: &str| fields[name].as_str().unwrap_or_default().to_owned();
     let platform = [
@@ -286,13 +316,13 @@ fn companion(
     if COMPANION.running_pid(&p.dir).is_some() {
         util::step("stack: the companion is already running");
     } else {
-        if TcpStream::connect(COMPANION_ADDR).is_ok() {
+        if TcpStream::connect(&companion_addr).is_ok() {
             bail!(
-                "{COMPANION_ADDR} is taken by another program; stop it and run `cargo xtask stack up` again"
+                "{companion_addr} is taken by another program; stop it and run `cargo xtask stack up` again"
             );
         }
         util::step(&format!(
-            "stack: starting the companion on http://{COMPANION_ADDR}"
+            "stack: starting the companion on http://{companion_addr}"
         ));
         let mut envs: Vec<(&str, String)> = platform.to_vec();
         envs.extend([
@@ -307,11 +337,11 @@ fn companion(
                     .unwrap_or_default()
                     .to_owned(),
             ),
-            ("QUIRE_COMPANION_LISTEN", COMPANION_ADDR.to_owned()),
+            ("QUIRE_COMPANION_LISTEN", companion_addr.clone()),
         ]);
         COMPANION.start(&p.dir, &binary, &envs)?;
         services::wait_healthy(
-            COMPANION_ADDR,
+            &companion_addr,
             "/health",
             Duration::from_secs(30),
             &COMPANION.log_file(&p.dir),
@@ -319,7 +349,7 @@ fn companion(
     }
     fields.insert(
         "companion_url".into(),
-        json!(format!("http://{COMPANION_ADDR}")),
+        json!(format!("http://{companion_addr}")),
     );
     fields.insert("agent_id".into(), json!(agent_id));
     fields.insert("knowledge_base_id".into(), json!(kb_id));
@@ -331,6 +361,7 @@ pub const DEMO_EMAIL: &str = "demo@quire.test";
 pub const DEMO_PASSWORD: &str = "quire-demo";
 
 fn demo_user(fields: &mut Map<String, Value>) -> Result<()> {
+    let sandbox_addr = sandbox_addr();
     let service = fields["service_role_key"]
         .as_str()
         .unwrap_or_default()
@@ -338,7 +369,7 @@ fn demo_user(fields: &mut Map<String, Value>) -> Result<()> {
     let bearer = format!("Bearer {service}");
     let body = json!({"email": DEMO_EMAIL, "password": DEMO_PASSWORD, "email_confirm": true});
     let status = services::http_post_json(
-        SANDBOX_ADDR,
+        &sandbox_addr,
         "/auth/v1/admin/users",
         &[("apikey", &service), ("Authorization", &bearer)],
         &body.to_string(),
@@ -448,6 +479,7 @@ impl Postgres {
     }
 
     fn init(&self, p: &Paths, password: &str) -> Result<()> {
+        let pg_port = pg_port();
         std::fs::create_dir_all(&p.pg_data)?;
         self.chown_to_owner(&p.pg_data)?;
         if self.run_as_postgres
@@ -481,7 +513,7 @@ impl Postgres {
         let conf = format!(
             "\n# Quire dev stack (cargo xtask stack)\n\
              listen_addresses = '{PG_HOST}'\n\
-             port = {PG_PORT}\n\
+             port = {pg_port}\n\
              unix_socket_directories = ''\n\
              max_connections = 200\n\
              shared_buffers = 128MB\n\
@@ -502,6 +534,7 @@ impl Postgres {
     }
 
     fn start(&self, p: &Paths) -> Result<()> {
+        let pg_port = pg_port();
         if !p.pg_log.exists() {
             std::fs::write(&p.pg_log, b"")?;
         }
@@ -514,16 +547,17 @@ impl Postgres {
             .read()
             .with_context(|| format!("PostgreSQL did not start; see {}", p.pg_log.display()))?;
         for _ in 0..50 {
-            if TcpStream::connect((PG_HOST, PG_PORT)).is_ok() {
+            if TcpStream::connect((PG_HOST, pg_port)).is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("PostgreSQL started but does not accept connections on {PG_HOST}:{PG_PORT}")
+        bail!("PostgreSQL started but does not accept connections on {PG_HOST}:{pg_port}")
     }
 }
 
 fn psql(password: &str) -> Cmd {
+    let pg_port = pg_port();
     let mut c = cmd("psql");
     c.env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "10")
@@ -532,7 +566,7 @@ fn psql(password: &str) -> Cmd {
             "-h",
             PG_HOST,
             "-p",
-            &PG_PORT.to_string(),
+            &pg_port.to_string(),
             "-U",
             SUPERUSER,
             "-d",
