@@ -378,7 +378,7 @@ mod tests {
         };
         assert_eq!(
             error.to_string(),
-            "/tmp/big.pdf is 60 MB, over the 50 MB limit. Choose a smaller PDF."
+            "big.pdf is 60 MB, over the 50 MB limit. Choose a smaller PDF."
         );
     }
 
