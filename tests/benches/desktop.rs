@@ -28,6 +28,9 @@
 //! itself under `xvfb-run` and `dbus-run-session` (shared/reference/TAURI-ON-LINUX.md).
 //!
 //! Numbers are printed, never asserted: benchmarks measure, tests decide.
+//!
+//! `QUIRE_BENCH_QUICK=1` (for iterating on one step): one launch per side instead of
+//! [`LAUNCHES`], and no 5,000-message conversation; the streaming step is unchanged.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -63,6 +66,8 @@ const POLL: Duration = Duration::from_millis(10);
 const DELTAS_PER_SECOND: u64 = 200;
 const STREAM_SECONDS: u64 = 10;
 const PATIENCE: Duration = Duration::from_secs(60);
+/// Set (to anything) for a quick run: see the module doc.
+const QUICK: &str = "QUIRE_BENCH_QUICK";
 
 fn main() -> Result<()> {
     if std::env::var_os(UNDER_XVFB).is_none() {
@@ -97,6 +102,8 @@ fn reexec_under_xvfb() -> Result<()> {
 }
 
 async fn run() -> Result<()> {
+    let quick = std::env::var_os(QUICK).is_some();
+    let launches = if quick { 1 } else { LAUNCHES };
     let app = app_binary()?;
     println!(
         "desktop app under Xvfb (1280x800x24, 2 cores): {}\n",
@@ -131,7 +138,11 @@ async fn run() -> Result<()> {
     let warm_up = stack.seed(owner, "bench: warm-up", 20).await?;
     let seeded_20 = stack.seed(owner, "bench: 20 messages", 20).await?;
     let seeded_500 = stack.seed(owner, "bench: 500 messages", 500).await?;
-    let seeded_5000 = stack.seed(owner, "bench: 5,000 messages", 5000).await?;
+    let seeded_5000 = if quick {
+        None
+    } else {
+        Some(stack.seed(owner, "bench: 5,000 messages", 5000).await?)
+    };
     let mut env = env;
     env.vars.extend([
         ("QUIRE_API_URL".into(), stack.api.clone()),
@@ -144,7 +155,7 @@ async fn run() -> Result<()> {
     let mut base_launch = Vec::new();
     let mut base_session = Vec::new();
     let mut base_pss = Vec::new();
-    for _ in 0..LAUNCHES {
+    for _ in 0..launches {
         let window = Window::minibrowser(&env).await?;
         let (elapsed, _) = window.until_interactive(&[]).await?;
         base_launch.push(elapsed);
@@ -174,7 +185,7 @@ async fn run() -> Result<()> {
     let mut app_pss = Vec::new();
     let mut marker = Interactive::Blank;
     let mut kept = None;
-    for n in 0..LAUNCHES {
+    for n in 0..launches {
         let window = Window::app(&app, &env).await?;
         let (elapsed, state) = window.until_interactive(expected).await?;
         marker = state;
@@ -182,7 +193,7 @@ async fn run() -> Result<()> {
         app_session.push(window.connected);
         tokio::time::sleep(SETTLE).await;
         app_pss.push(window.pss()?);
-        if n + 1 == LAUNCHES {
+        if n + 1 == launches {
             kept = Some(window);
         } else {
             window.close().await;
@@ -195,7 +206,7 @@ async fn run() -> Result<()> {
     let base_session = median(&mut base_session);
     let app_session = median(&mut app_session);
     println!(
-        "  launch → interactive window (median of {LAUNCHES}; WebDriver polled every {} ms)",
+        "  launch → interactive window (median of {launches}; WebDriver polled every {} ms)",
         POLL.as_millis()
     );
     println!(
@@ -294,10 +305,15 @@ async fn run() -> Result<()> {
     );
 
     // 5. The 5,000-message conversation.
-    let open_5000 = window.open_conversation(&seeded_5000).await?;
-    tokio::time::sleep(SETTLE).await;
-    let pss_5000 = window.pss()?;
-    row("after opening 5,000 messages", &pss_5000);
+    let open_5000 = match &seeded_5000 {
+        Some(seeded) => {
+            let open = window.open_conversation(seeded).await?;
+            tokio::time::sleep(SETTLE).await;
+            row("after opening 5,000 messages", &window.pss()?);
+            Some(open)
+        }
+        None => None,
+    };
     println!("    (ratios: against the baseline; \"network\" includes any other child process;");
     println!("     PSS shares a page among all its mappers machine-wide, so it drops while other");
     println!("     WebKit processes run; \"private\" = Private_Clean + Private_Dirty does not)\n");
@@ -331,18 +347,32 @@ async fn run() -> Result<()> {
         "    {:<34} {:>10} {:>10} {:>10} {:>7}",
         "", "20", "500", "5,000", "ratio"
     );
-    println!(
-        "    {:<34} {:>8.0}ms {:>8.0}ms {:>8.0}ms {:>6.1}×",
-        "click → last message painted",
-        open_20.0,
-        open_500.0,
-        open_5000.0,
-        open_5000.0 / open_20.0
-    );
-    println!(
-        "    {:<34} {:>10} {:>10} {:>10}",
-        "messages then in the DOM", open_20.1, open_500.1, open_5000.1
-    );
+    match open_5000 {
+        Some(open_5000) => {
+            println!(
+                "    {:<34} {:>8.0}ms {:>8.0}ms {:>8.0}ms {:>6.1}×",
+                "click → last message painted",
+                open_20.0,
+                open_500.0,
+                open_5000.0,
+                open_5000.0 / open_20.0
+            );
+            println!(
+                "    {:<34} {:>10} {:>10} {:>10}",
+                "messages then in the DOM", open_20.1, open_500.1, open_5000.1
+            );
+        }
+        None => {
+            println!(
+                "    {:<34} {:>8.0}ms {:>8.0}ms {:>10}",
+                "click → last message painted", open_20.0, open_500.0, "(quick)"
+            );
+            println!(
+                "    {:<34} {:>10} {:>10} {:>10}",
+                "messages then in the DOM", open_20.1, open_500.1, "(quick)"
+            );
+        }
+    }
     println!(
         "    (baseline: a 20-message conversation; each opened once, after a warm-up opening)\n"
     );
