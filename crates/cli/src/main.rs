@@ -93,6 +93,40 @@ enum Command {
     Follow,
 }
 
+/// `print!` for results: a closed pipe (`quire-cli ask … | head`) ends the
+/// program quietly, as Unix tools do, instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` with [`out!`]'s handling of a closed pipe.
+macro_rules! outln {
+    () => { write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+fn write_out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        closed_or_fail(e);
+    }
+}
+
+fn flush_out() {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().flush() {
+        closed_or_fail(e);
+    }
+}
+
+fn closed_or_fail(error: std::io::Error) {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("quire-cli: could not write the output: {error}");
+    std::process::exit(1);
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -133,12 +167,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout => {
             quire.restore().await.ok();
             quire.sign_out().await?;
-            println!("Signed out.");
+            outln!("Signed out.");
             Ok(())
         }
         Command::Whoami => {
             let user = signed_in(&quire).await?;
-            println!(
+            outln!(
                 "{} ({})",
                 user.email.as_deref().unwrap_or("no email"),
                 user.id
@@ -206,7 +240,7 @@ async fn login(
         };
         quire.sign_in_with_password(&email, &password).await?
     };
-    println!(
+    outln!(
         "Signed in as {}.",
         user.email.as_deref().unwrap_or("(no email)")
     );
@@ -353,14 +387,14 @@ async fn upload(quire: &Quire, files: Vec<PathBuf>, no_wait: bool) -> anyhow::Re
             if let Some(bar) = bar {
                 bar.finish_with_message(line.clone());
             }
-            println!("{}\t{}\t{}", document.id, document.title, line);
+            outln!("{}\t{}\t{}", document.id, document.title, line);
             if document.status == DocumentStatus::Failed {
                 failed.push(format!("{}: {line}", document.title));
             }
         }
     } else {
         for id in &stored {
-            println!("{id}\tstored");
+            outln!("{id}\tstored");
         }
     }
     if !failed.is_empty() {
@@ -378,10 +412,10 @@ async fn docs(quire: &Quire) -> anyhow::Result<()> {
     signed_in(quire).await?;
     let documents = quire.documents().await?;
     if documents.is_empty() {
-        println!("No documents yet. Upload one with: quire-cli upload <file.pdf>");
+        outln!("No documents yet. Upload one with: quire-cli upload <file.pdf>");
     }
     for document in documents {
-        println!(
+        outln!(
             "{}\t{}\t{}\t{} pages\t{}",
             document.id,
             document.title,
@@ -403,11 +437,11 @@ async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyho
     signed_in(quire).await?;
     let mut answer = quire.ask(conversation, question).await?;
     if answer.sources.is_empty() {
-        println!("Sources: none of your documents matched.");
+        outln!("Sources: none of your documents matched.");
     } else {
-        println!("Sources:");
+        outln!("Sources:");
         for (n, source) in answer.sources.iter().enumerate() {
-            println!(
+            outln!(
                 "  [{}] {} (page {})",
                 n + 1,
                 source.title,
@@ -415,9 +449,8 @@ async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyho
             );
         }
     }
-    println!();
+    outln!();
     let stopper = answer.stopper();
-    let mut stdout = std::io::stdout();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut stopping = false;
@@ -435,8 +468,8 @@ async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyho
         let event = event?;
         match event.body {
             EventBody::Delta { text } => {
-                print!("{text}");
-                stdout.flush().ok();
+                out!("{text}");
+                flush_out();
             }
             EventBody::ToolCall { tool_name, .. } => {
                 eprintln!(
@@ -447,14 +480,14 @@ async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyho
             EventBody::Complete {
                 status, citations, ..
             } => {
-                println!();
+                outln!();
                 if status == MessageStatus::Stopped {
-                    println!("(stopped)");
+                    outln!("(stopped)");
                 }
                 if !citations.is_empty() {
-                    println!("\nCitations:");
+                    outln!("\nCitations:");
                     for citation in citations {
-                        println!(
+                        outln!(
                             "  [{}] {} (page {})",
                             citation.key.as_deref().unwrap_or("?"),
                             citation.title.as_deref().unwrap_or("untitled"),
@@ -462,10 +495,10 @@ async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyho
                         );
                     }
                 }
-                println!("\nconversation {}", event.conversation_id);
+                outln!("\nconversation {}", event.conversation_id);
             }
             EventBody::Error { message, .. } => {
-                println!();
+                outln!();
                 return Err(anyhow!("the answer failed: {message}"));
             }
             _ => {}
@@ -483,10 +516,10 @@ async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyho
     let Some(conversation) = conversation else {
         let conversations = quire.conversations(limit, 0, false).await?;
         if conversations.is_empty() {
-            println!("No conversations yet. Ask something with: quire-cli ask \"…\"");
+            outln!("No conversations yet. Ask something with: quire-cli ask \"…\"");
         }
         for c in conversations {
-            println!(
+            outln!(
                 "{}\t{}\t{}",
                 c.id,
                 c.updated_at.format("%Y-%m-%d %H:%M"),
@@ -513,7 +546,7 @@ async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyho
             MessageStatus::Failed => " (failed)",
             MessageStatus::Complete => "",
         };
-        println!("{who}{status}: {}\n", message.content);
+        outln!("{who}{status}: {}\n", message.content);
     }
     Ok(())
 }
@@ -529,7 +562,6 @@ async fn follow(quire: &Quire) -> anyhow::Result<()> {
     );
     let mut shown_questions = std::collections::HashSet::new();
     let mut open_answer: Option<Uuid> = None;
-    let mut stdout = std::io::stdout();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -559,35 +591,35 @@ async fn follow(quire: &Quire) -> anyhow::Result<()> {
                     Update::Message { message, appended } => {
                         if message.role == Role::User {
                             if !message.content.is_empty() && shown_questions.insert(message.id) {
-                                println!("\n> {}", message.content);
+                                outln!("\n> {}", message.content);
                             }
                             continue;
                         }
                         if open_answer != Some(message.id) {
-                            println!();
+                            outln!();
                             open_answer = Some(message.id);
                             if let Some(piece) = &appended && piece.len() == message.content.len() {
-                                print!("{piece}");
+                                out!("{piece}");
                             } else {
-                                print!("{}", message.content);
+                                out!("{}", message.content);
                             }
                         } else if let Some(piece) = appended {
-                            print!("{piece}");
+                            out!("{piece}");
                         }
                         if message.status.is_final() {
-                            println!("\n({})", match message.status {
+                            outln!("\n({})", match message.status {
                                 MessageStatus::Complete => "complete",
                                 MessageStatus::Stopped => "stopped",
                                 _ => "failed",
                             });
                             open_answer = None;
                         }
-                        stdout.flush().ok();
+                        flush_out();
                     }
                     Update::Document(document) if document.upload.is_none() => {
-                        println!("document {}: {}", document.title, document.status.as_str().replace('_', " "));
+                        outln!("document {}: {}", document.title, document.status.as_str().replace('_', " "));
                     }
-                    Update::DocumentRemoved { id } => println!("document {id}: deleted"),
+                    Update::DocumentRemoved { id } => outln!("document {id}: deleted"),
                     _ => {}
                 }
             }

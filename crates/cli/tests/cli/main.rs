@@ -176,6 +176,23 @@ async fn login_upload_docs_ask_history_follow_logout() {
     );
     assert!(run.stdout.contains("quire: "), "{}", run.stdout);
 
+    // Output into a pipe nobody reads any more (`quire-cli history | head`):
+    // a quiet, successful end, not a panic.
+    let mut closed = Command::new(env!("CARGO_BIN_EXE_quire-cli"))
+        .arg("--stack")
+        .arg(&file)
+        .args(["history", "--conversation", &conversation])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    drop(closed.stdout.take());
+    let output = closed.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
     // `follow` prints what another device asks and the answer as it streams.
     let mut follow = Command::new(env!("CARGO_BIN_EXE_quire-cli"))
         .arg("--stack")
