@@ -53,4 +53,35 @@ describe('per-frame coalescing', () => {
     vi.useRealTimers();
     vi.unstubAllGlobals();
   });
+
+  it('with a minimum interval, waits that long after the previous run, then for a frame', () => {
+    const frames: FrameRequestCallback[] = [];
+    vi.stubGlobal('requestAnimationFrame', (cb: FrameRequestCallback) => frames.push(cb));
+    vi.stubGlobal('cancelAnimationFrame', () => {});
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const run = vi.fn();
+    const render = perFrame(run, 80);
+    render.schedule();
+    frames.splice(0).forEach((cb) => cb(0));
+    expect(run).toHaveBeenCalledTimes(1);
+    vi.advanceTimersByTime(10);
+    render.schedule();
+    render.schedule();
+    vi.advanceTimersByTime(69);
+    expect(frames).toHaveLength(0);
+    vi.advanceTimersByTime(1);
+    expect(frames).toHaveLength(1);
+    frames.splice(0).forEach((cb) => cb(80));
+    expect(run).toHaveBeenCalledTimes(2);
+    // One second of 200 deltas: ~12 runs, not 60.
+    for (let ms = 0; ms < 1000; ms += 5) {
+      render.schedule();
+      vi.advanceTimersByTime(5);
+      if (ms % 15 === 0) frames.splice(0).forEach((cb) => cb(ms));
+    }
+    expect(run.mock.calls.length).toBeGreaterThanOrEqual(2 + 10);
+    expect(run.mock.calls.length).toBeLessThanOrEqual(2 + 13);
+    vi.useRealTimers();
+    vi.unstubAllGlobals();
+  });
 });
