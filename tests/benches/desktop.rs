@@ -34,7 +34,6 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -48,6 +47,10 @@ use quire_companion::provision;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+#[path = "../launch.rs"]
+mod launch;
+use launch::{app_binary, free_port, tauri_driver, wait_for_port};
 
 /// Set in the re-executed child, which runs under Xvfb and its own session bus.
 const UNDER_XVFB: &str = "QUIRE_BENCH_UNDER_XVFB";
@@ -791,7 +794,7 @@ impl Window {
     }
 
     async fn connect(driver: Group, port: u16, caps: Value, program: &str) -> Result<Self> {
-        wait_for_port(port, Duration::from_secs(20))?;
+        wait_for_port(port, Duration::from_secs(20)).await?;
         let Value::Object(caps) = caps else {
             unreachable!()
         };
@@ -1064,11 +1067,7 @@ struct Group(Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", self.0.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.0.wait();
+        launch::end_group(&mut self.0);
     }
 }
 
@@ -1165,29 +1164,6 @@ fn median(samples: &mut [Duration]) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // Small things
 
-/// The app under test: `QUIRE_APP_BIN`, else the release build in the target dir.
-fn app_binary() -> Result<PathBuf> {
-    let path = match std::env::var_os("QUIRE_APP_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .parent()
-                    .expect("tests/ lives below the repository root")
-                    .join("target")
-            })
-            .join("release/quire"),
-    };
-    if !path.is_file() {
-        bail!(
-            "the release app {} does not exist: `cargo xtask bench` builds it",
-            path.display()
-        );
-    }
-    Ok(path.canonicalize()?)
-}
-
 /// The size of a stripped copy (`strip` from binutils), if `strip` is there.
 fn stripped_size(app: &Path) -> Result<Option<u64>> {
     if !on_path("strip") {
@@ -1219,34 +1195,7 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn tauri_driver() -> PathBuf {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    cargo_home
-        .map(|h| h.join("bin/tauri-driver"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("tauri-driver"))
-}
-
 fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn wait_for_port(port: u16, within: Duration) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("the WebDriver server did not listen on port {port} within {within:?}")
 }

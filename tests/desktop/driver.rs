@@ -8,7 +8,6 @@
 //! `QUIRE_ANON_KEY`, `QUIRE_COMPANION_URL` and `QUIRE_PROFILE` of the `QUIRE_*` variables are
 //! set there, and [`App::launch`] checks in `/proc` that the app got exactly those.
 
-use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +20,8 @@ use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+pub use crate::launch::{app_binary, repo_root};
+use crate::launch::{end_group, free_port, tauri_driver, wait_for_port};
 use crate::support::{self, Stack};
 
 /// How long the UI may take for ordinary things (a click, a list to render).
@@ -29,32 +30,6 @@ pub const UI: Duration = Duration::from_secs(20);
 pub const INGEST: Duration = Duration::from_secs(120);
 /// How long an answer may take to finish.
 pub const ANSWER: Duration = Duration::from_secs(120);
-
-/// The repository root (the parent of `tests/`).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ lives below the repository root")
-        .to_path_buf()
-}
-
-/// The app binary under test: `QUIRE_APP_BIN`, else the release build in the target dir.
-pub fn app_binary() -> Result<PathBuf> {
-    let path = match std::env::var_os("QUIRE_APP_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target"))
-            .join("release/quire"),
-    };
-    if !path.is_file() {
-        bail!(
-            "the app binary {} does not exist: build it first (`cargo xtask test` does)",
-            path.display()
-        );
-    }
-    Ok(path.canonicalize()?)
-}
 
 /// Where screenshots and app logs go.
 pub fn artifacts() -> PathBuf {
@@ -198,7 +173,7 @@ impl App {
             Some(pid) => pid,
             None => {
                 let mut driver = driver;
-                kill_group(&mut driver);
+                end_group(&mut driver);
                 bail!("no process of {} below tauri-driver", app.display());
             }
         };
@@ -285,7 +260,7 @@ impl App {
     /// exited (so the same profile can be launched again at once).
     pub async fn close(mut self) -> Result<()> {
         let result = self.client.clone().close().await;
-        kill_group(&mut self.driver);
+        end_group(&mut self.driver);
         end_process(self.pid).await;
         result.map_err(Into::into)
     }
@@ -622,7 +597,7 @@ impl App {
 
 impl Drop for App {
     fn drop(&mut self) {
-        kill_group(&mut self.driver);
+        end_group(&mut self.driver);
     }
 }
 
@@ -752,42 +727,7 @@ struct GroupGuard(Option<Child>);
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         if let Some(child) = self.0.as_mut() {
-            kill_group(child);
+            end_group(child);
         }
     }
-}
-
-fn kill_group(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", "--", &format!("-{}", child.id())])
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.wait();
-}
-
-fn tauri_driver() -> PathBuf {
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
-    cargo_home
-        .map(|h| h.join("bin/tauri-driver"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("tauri-driver"))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-async fn wait_for_port(port: u16, within: Duration) -> Result<()> {
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("tauri-driver did not listen on port {port} within {within:?}")
 }

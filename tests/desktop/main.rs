@@ -27,6 +27,8 @@ mod chat;
 mod devices;
 mod documents;
 mod driver;
+#[path = "../launch.rs"]
+mod launch;
 mod security;
 mod signin;
 mod support;
