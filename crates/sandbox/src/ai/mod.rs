@@ -300,6 +300,10 @@ impl FromRequestParts<AppState> for ServiceRole {
         check_gateway_key(state, parts)?;
         match ApiCaller::authenticate(state, &parts.headers)? {
             ApiCaller::ServiceRole => Ok(ServiceRole),
+            // Platform 0.7 let user tokens through; emulated only on request.
+            ApiCaller::User { .. } if state.config.agents.emulate_0_7_management_auth => {
+                Ok(ServiceRole)
+            }
             ApiCaller::User { .. } => Err(ApiError::forbidden(SERVICE_ROLE_REQUIRED)),
         }
     }

@@ -6,6 +6,7 @@ mod ai_sources;
 mod auth;
 mod conformance;
 mod helpers;
+mod management_auth;
 mod realtime;
 mod rest;
 mod server;

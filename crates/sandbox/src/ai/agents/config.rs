@@ -31,6 +31,19 @@ pub struct AgentsConfig {
     )]
     pub allow_loopback_tool_endpoints: bool,
 
+    /// Emulate platform 0.7: management routes (`@require_service_role`,
+    /// e.g. `GET /api/knowledge-bases`) accept a user's token as well as the
+    /// service key. Only for testing that the companion refuses such a
+    /// platform; 0.12 and later answer a user token with 403.
+    /// (The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.)
+    #[arg(
+        long,
+        env = "QUIRE_SANDBOX_EMULATE_0_7_MANAGEMENT_AUTH",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        hide = true
+    )]
+    pub emulate_0_7_management_auth: bool,
+
     /// Pause between two streamed pieces of an answer (`content_delta`), in
     /// milliseconds. 0 streams as fast as possible.
     #[arg(long = "agent-token-delay-ms", env = "QUIRE_SANDBOX_AGENT_TOKEN_DELAY_MS", default_value_t = DEFAULT_TOKEN_DELAY_MS)]
@@ -60,6 +73,7 @@ impl Default for AgentsConfig {
     fn default() -> Self {
         AgentsConfig {
             allow_loopback_tool_endpoints: false,
+            emulate_0_7_management_auth: false,
             token_delay_ms: DEFAULT_TOKEN_DELAY_MS,
             keepalive_ms: DEFAULT_KEEPALIVE_MS,
             llm_url: None,
