@@ -23,7 +23,7 @@ pub const DEFAULT_JWT_EXPIRY_SECS: u64 = 3600;
 pub const DEFAULT_REFRESH_TOKEN_REUSE_INTERVAL_SECS: u64 = 10;
 /// Default lifetime of a PKCE flow state, as GoTrue's `FlowStateExpiryDuration`.
 pub const DEFAULT_FLOW_STATE_EXPIRY_SECS: u64 = 300;
-/// Default single-request upload limit (50 MB), as Supabase Storage's default.
+/// Default object size limit (52,428,800 bytes), as Supabase Storage's `FILE_SIZE_LIMIT`.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
 /// Default site URL, as the Supabase CLI's `site_url`.
 pub const DEFAULT_SITE_URL: &str = "http://127.0.0.1:3000";
@@ -80,8 +80,9 @@ pub struct Config {
     )]
     pub flow_state_expiry_secs: u64,
 
-    /// Largest object accepted in a single upload request, in bytes; larger
-    /// files go through resumable (TUS) uploads.
+    /// Largest object Storage accepts, in bytes, single or resumable (TUS)
+    /// upload alike: Storage's global `FILE_SIZE_LIMIT`. A bucket's
+    /// `file_size_limit` can only lower it.
     #[arg(long = "max-upload-size", env = "QUIRE_SANDBOX_MAX_UPLOAD_SIZE", default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: u64,
 

@@ -37,21 +37,17 @@ use files::ObjectFiles;
 use rows::{Identity, RequestFacts, Rows};
 use tus::Uploads;
 
-/// The largest resumable upload when the bucket sets no limit. Resumable
-/// uploads exist for files above the single-request limit, so they are
-/// capped by the bucket's `file_size_limit` or by this, not by
-/// `--max-upload-size` (which bounds each request, `PATCH`es included).
-pub const MAX_RESUMABLE_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 /// Lifetime of a signed upload URL (Storage's `UPLOAD_SIGNED_URL_EXPIRATION_TIME`).
 pub const SIGNED_UPLOAD_URL_EXPIRY_SECS: i64 = 2 * 60 * 60;
 
 /// Limits of the storage service.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Largest body of a single request (`--max-upload-size`, default 50 MB).
+    /// Largest object, whichever way it is uploaded: Storage's global
+    /// `FILE_SIZE_LIMIT` (`--max-upload-size`, default 52,428,800 bytes). A
+    /// bucket's `file_size_limit` can only lower it, and TUS uploads are
+    /// capped by it too (see `docs/platform-contract.md`).
     pub max_upload_bytes: u64,
-    /// Largest object a resumable upload may create without a bucket limit.
-    pub max_resumable_bytes: u64,
     /// How long an unfinished resumable upload stays resumable.
     pub resumable_expiry: Duration,
 }
@@ -77,7 +73,6 @@ impl Storage {
             rows: Rows::new(app.db.storage.clone()),
             limits: Limits {
                 max_upload_bytes: app.config.max_upload_bytes,
-                max_resumable_bytes: MAX_RESUMABLE_BYTES,
                 resumable_expiry: tus::DEFAULT_EXPIRY,
             },
             app: app.clone(),

@@ -6,6 +6,10 @@
 //! resume, `DELETE` abandons. Errors carry their real status with a
 //! plain-text body.
 //!
+//! The upload's size is capped at creation like any upload's: the bucket's
+//! `file_size_limit` or the global limit, whichever is lower
+//! (`Upload-Length` above it: 413 `Maximum size exceeded`).
+//!
 //! The caller's right to upload is checked (RLS, as for any upload) on
 //! every request but `HEAD`, so a refusal shows on the creating `POST`.
 //! Stricter than Storage, an upload belongs to whoever created it: another
@@ -34,7 +38,7 @@ use super::tus::{
     TUS_EXTENSIONS, TUS_VERSION, UploadId, UploadInfo, UploadLock, cache_control_from_metadata,
     now_ms, parse_metadata, parse_u64,
 };
-use super::upload::{check_mime_type, find_bucket, object_metadata};
+use super::upload::{check_mime_type, find_bucket, object_metadata, request_limit};
 use super::{Storage, request_facts};
 
 type Result<T> = std::result::Result<T, StorageError>;
@@ -110,7 +114,7 @@ async fn describe(State(storage): State<Storage>) -> Response {
             .header("tus-resumable", TUS_VERSION)
             .header("tus-version", TUS_VERSION)
             .header("tus-extension", TUS_EXTENSIONS)
-            .header("tus-max-size", storage.limits.max_resumable_bytes),
+            .header("tus-max-size", storage.limits.max_upload_bytes),
     )
 }
 
@@ -177,11 +181,7 @@ async fn create_upload(
         "storage.object.upload_resumable",
     );
     let bucket = find_bucket(&storage, &facts, &bucket_name).await?;
-    let max = match bucket.file_size_limit {
-        Some(limit) if limit > 0 => limit as u64,
-        _ => storage.limits.max_resumable_bytes,
-    };
-    if length > max {
+    if length > request_limit(&storage, &bucket) {
         return Err(err::ERR_MAX_SIZE_EXCEEDED);
     }
     let content_type = field("contentType")

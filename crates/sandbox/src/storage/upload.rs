@@ -66,7 +66,7 @@ pub async fn find_bucket(
         .ok_or(StorageError::NoSuchBucket)
 }
 
-/// The size limit for one request into `bucket`: the global limit, or the
+/// The largest object `bucket` accepts (one request or resumable): the global limit, or the
 /// bucket's own when it is lower.
 pub fn request_limit(storage: &Storage, bucket: &Bucket) -> u64 {
     let global = storage.limits.max_upload_bytes;

@@ -1624,15 +1624,11 @@ fn path_of(location: &str) -> &str {
 }
 
 #[tokio::test]
-async fn a_resumable_upload_above_the_request_limit_resumes_after_a_cut() {
-    let env = Env::with_limit(256 * 1024).await;
+async fn a_resumable_upload_resumes_after_a_cut() {
+    let env = Env::start().await;
     let a = env.user("a").await;
     let key = doc_key(a.id);
     let file = pattern(1024 * 1024 + 123);
-
-    // One request cannot carry it.
-    let res = env.upload(&a.token, DOCS, &key, &file, false).await;
-    assert_storage_error(res, "413", "EntityTooLarge").await;
 
     let res = tus_create(&env, &a.token, DOCS, &key, file.len(), &[]).await;
     assert_eq!(res.status(), StatusCode::CREATED);
@@ -1734,7 +1730,7 @@ async fn a_resumable_upload_above_the_request_limit_resumes_after_a_cut() {
 
 #[tokio::test]
 async fn resumable_uploads_refuse_what_they_must() {
-    let env = Env::with_limit(64 * 1024).await;
+    let env = Env::with_limit(100 * 1024).await;
     let a = env.user("a").await;
     let b = env.user("b").await;
     let key = doc_key(a.id);
@@ -1804,13 +1800,10 @@ async fn resumable_uploads_refuse_what_they_must() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
 
-    // Wrong offset, chunk over the request limit, chunk past the end.
+    // Wrong offset, chunk past the end.
     let res = tus_patch(&env, &a.token, &location, 5, &file[..10]).await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(res.text().await.unwrap(), "Upload-Offset conflict\n");
-    let res = tus_patch(&env, &a.token, &location, 0, &pattern(70 * 1024)).await;
-    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(tus_offset(&env, &a.token, &location).await.1, Some(0));
     let res = tus_patch(&env, &a.token, &location, 0, &file[..60 * 1024]).await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let res = tus_patch(&env, &a.token, &location, 60 * 1024, &pattern(50 * 1024)).await;
@@ -1879,6 +1872,59 @@ async fn resumable_uploads_refuse_what_they_must() {
             .unwrap()
             .contains("creation")
     );
+}
+
+#[tokio::test]
+async fn a_resumable_upload_over_the_global_limit_is_refused_at_creation() {
+    // Storage's TUS `maxSize` is the global FILE_SIZE_LIMIT (or the bucket's,
+    // when lower): resumable uploads are no way around it.
+    let env = Env::with_limit(64 * 1024).await;
+    let a = env.user("a").await;
+    let b = env.user("b").await;
+    let key = doc_key(a.id);
+
+    let res = tus_create(&env, &a.token, DOCS, &key, 64 * 1024 + 1, &[]).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.text().await.unwrap(), "Maximum size exceeded\n");
+    assert!(env.row(DOCS, &key).await.is_none());
+    assert!(env.resumable_files().is_empty(), "no upload was created");
+    let res = env.download(&b.token, DOCS, &key).await;
+    assert_ne!(res.status(), StatusCode::OK, "B sees nothing");
+
+    let res = env
+        .app
+        .client
+        .request(Method::OPTIONS, env.url("/upload/resumable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["tus-max-size"], (64 * 1024).to_string());
+
+    let res = tus_create(&env, &a.token, DOCS, &key, 64 * 1024, &[]).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn a_bucket_limit_below_the_global_one_applies_to_every_upload() {
+    let env = Env::start().await;
+    env.create_bucket(json!({"id": "small", "name": "small", "file_size_limit": 1000}))
+        .await;
+    let service = env.service();
+
+    let res = env.upload(&service, "small", "big.pdf", &pattern(1001), false).await;
+    let body = assert_storage_error(res, "413", "EntityTooLarge").await;
+    assert_eq!(body["error"], "Payload too large");
+    assert_eq!(
+        body["message"],
+        "The object exceeded the maximum allowed size"
+    );
+    let res = tus_create(&env, &service, "small", "big.pdf", 1001, &[]).await;
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(res.text().await.unwrap(), "Maximum size exceeded\n");
+    assert!(env.row("small", "big.pdf").await.is_none());
+
+    let res = env.upload(&service, "small", "fits.pdf", &pattern(1000), false).await;
+    assert_eq!(res.status(), StatusCode::OK);
 }
 
 #[tokio::test]
