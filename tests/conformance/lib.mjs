@@ -26,12 +26,18 @@ export function memoryStorage() {
   };
 }
 
+function realtimeVsn() {
+  const vsn = process.env.QUIRE_REALTIME_VSN;
+  return vsn ? { vsn } : {};
+}
+
 /** A client as a desktop or web app builds it: the anon key, a session kept in memory. */
 export function client(options = {}) {
   return createClient(url, anonKey, {
     auth: { storage: memoryStorage(), persistSession: true, autoRefreshToken: false, ...options.auth },
-    // The sandbox speaks vsn 1.0.0 (JSON frames), as Quire's core does; supabase-js defaults to 2.0.0.
-    realtime: { transport: WebSocket, vsn: '1.0.0', ...options.realtime },
+    // QUIRE_REALTIME_VSN=1.0.0 runs Realtime on vsn 1.0.0 (JSON objects), as Quire's core speaks it;
+    // unset, supabase-js uses its default (2.0.0, JSON arrays). The Rust runner runs both.
+    realtime: { transport: WebSocket, ...realtimeVsn(), ...options.realtime },
   });
 }
 

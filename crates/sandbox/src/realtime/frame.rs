@@ -1,4 +1,10 @@
-//! Phoenix channel frames, serializer vsn 1.0.0: one JSON object per text frame.
+//! Phoenix channel frames. Serializer vsn 1.0.0: one JSON object per text
+//! frame. Serializer vsn 2.0.0 (supabase-js's default): one JSON array
+//! `[join_ref, ref, topic, event, payload]` per text frame; server frames carry
+//! the join ref of the channel's current join, except broadcasts (Phoenix's
+//! fastlane sends `null`) and socket-level replies. Realtime ≥ 2.63 also sends
+//! broadcasts as binary frames on vsn 2.0.0; realtime-js decodes both, the
+//! sandbox sends text (see `docs/platform-contract.md`).
 //!
 //! Client frames carry `topic`, `event`, `payload`, `ref` and optionally
 //! `join_ref`; server frames carry `topic`, `event`, `payload` and `ref`, never
@@ -68,11 +74,85 @@ fn empty_object() -> Value {
 #[error("not a Phoenix vsn 1.0.0 message: {0}")]
 pub struct FrameError(#[from] serde_json::Error);
 
+/// The serializer a socket speaks, from its `vsn` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vsn {
+    /// `1.0.0`: JSON objects.
+    V1,
+    /// `2.0.0`: JSON arrays `[join_ref, ref, topic, event, payload]`.
+    V2,
+}
+
+impl Vsn {
+    /// The serializer for a `vsn` value, as Phoenix matches them
+    /// (`~> 1.0.0`, `~> 2.0.0`); `None` for any other.
+    pub fn from_param(vsn: &str) -> Option<Self> {
+        let mut parts = vsn.split('.');
+        let major = parts.next()?;
+        let minor = parts.next()?;
+        let patch = parts.next()?;
+        if parts.next().is_some() || minor != "0" || patch.parse::<u32>().is_err() {
+            return None;
+        }
+        match major {
+            "1" => Some(Vsn::V1),
+            "2" => Some(Vsn::V2),
+            _ => None,
+        }
+    }
+}
+
 impl ClientFrame {
-    /// Parses one text frame.
+    /// Parses one vsn 1.0.0 text frame.
     pub fn parse(text: &str) -> Result<Self, FrameError> {
         Ok(serde_json::from_str(text)?)
     }
+
+    /// Parses one text frame in the socket's serializer.
+    pub fn parse_vsn(text: &str, vsn: Vsn) -> Result<Self, FrameError> {
+        match vsn {
+            Vsn::V1 => Self::parse(text),
+            Vsn::V2 => {
+                let (join_ref, reference, topic, event, payload): (
+                    Value,
+                    Value,
+                    String,
+                    String,
+                    Value,
+                ) = serde_json::from_str(text)?;
+                Ok(ClientFrame {
+                    topic,
+                    event,
+                    payload,
+                    reference,
+                    join_ref,
+                })
+            }
+        }
+    }
+}
+
+/// Re-encodes a V1 server frame (`ServerFrame::to_text`) as a V2 array.
+/// `join_ref_of` gives the join ref of a topic's current join; `phoenix`
+/// frames carry none, and a `phx_close` carries the ref of the join it ends.
+pub fn v1_to_v2(text: &str, join_ref_of: impl Fn(&str) -> Option<Value>) -> String {
+    let mut frame: Map<String, Value> =
+        serde_json::from_str(text).expect("server frames are JSON objects");
+    let topic = match frame.remove("topic") {
+        Some(Value::String(topic)) => topic,
+        _ => String::new(),
+    };
+    let event = frame.remove("event").unwrap_or(Value::Null);
+    let reference = frame.remove("ref").unwrap_or(Value::Null);
+    let payload = frame.remove("payload").unwrap_or(Value::Null);
+    let join_ref = if topic == PHOENIX_TOPIC {
+        Value::Null
+    } else if event == event::CLOSE {
+        reference.clone()
+    } else {
+        join_ref_of(&topic).unwrap_or(Value::Null)
+    };
+    json!([join_ref, reference, topic, event, payload]).to_string()
 }
 
 /// A frame sent to a client. Serializes to `{topic, event, payload, ref}`.

@@ -1,8 +1,8 @@
 //! `/realtime/v1`: Supabase Realtime's WebSocket and REST broadcast, as
 //! `shared/reference/SUPABASE-PROTOCOLS.md` §2 describes them.
 //!
-//! * `GET /realtime/v1/websocket?apikey=…&vsn=1.0.0` — Phoenix channels with
-//!   the V1 JSON serializer ([`frame`]); `phx_join` on `realtime:<name>`
+//! * `GET /realtime/v1/websocket?apikey=…&vsn=1.0.0|2.0.0` — Phoenix channels
+//!   with the V1 (JSON object) or V2 (JSON array) serializer ([`frame`]); `phx_join` on `realtime:<name>`
 //!   ([`join`]), private channels authorized against `realtime.messages` RLS
 //!   ([`authorization`]), heartbeats and the idle close, `access_token`
 //!   refreshes, the token-expiry close, `phx_leave`, client broadcasts and a
@@ -13,8 +13,9 @@
 //!   listener task, which reconnects and catches up after losing its
 //!   connection.
 //!
-//! Not implemented (answered honestly rather than faked): vsn 2.0.0 (refused
-//! at connect), Postgres Changes (the join succeeds with an empty
+//! Not implemented (answered honestly rather than faked): vsn 2.0.0's binary
+//! frames (broadcasts go out as V2 text, which realtime-js also reads; a
+//! binary frame from a client is ignored), Postgres Changes (the join succeeds with an empty
 //! `postgres_changes` list and a `system` error), broadcast replay, rate
 //! limits other than the per-socket channel limit.
 
@@ -215,16 +216,16 @@ async fn websocket(
             .map(|(_, v)| v.as_str())
     };
 
-    let vsn = param("vsn").unwrap_or("1.0.0");
-    if vsn != "1.0.0" {
+    let vsn_param = param("vsn").unwrap_or("1.0.0");
+    let Some(vsn) = frame::Vsn::from_param(vsn_param) else {
         return json_response(
             StatusCode::BAD_REQUEST,
             &json!({"error": format!(
-                "Unsupported serializer vsn {vsn:?}: the sandbox's Realtime speaks Phoenix vsn 1.0.0 \
-                 (JSON frames) only; connect with vsn=1.0.0"
+                "Unsupported serializer vsn {vsn_param:?}: Realtime speaks Phoenix vsn 1.0.0 \
+                 and 2.0.0; connect with vsn=1.0.0 or vsn=2.0.0"
             )}),
         );
-    }
+    };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return rejection.into_response(),
@@ -250,6 +251,7 @@ async fn websocket(
         return json_response(StatusCode::UNAUTHORIZED, &json!({"error": message}));
     }
     let connection = socket::Connection {
+        vsn,
         connect_token: token.unwrap_or_default(),
         headers: request_headers(&headers),
     };

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::authorization::{
     self, AuthorizationContext, AuthorizationError, Extension, ReadPolicies,
 };
-use super::frame::{ClientFrame, PHOENIX_TOPIC, ReplyStatus, ServerFrame, event};
+use super::frame::{self, ClientFrame, PHOENIX_TOPIC, ReplyStatus, ServerFrame, Vsn, event};
 use super::join::{JoinParams, ReplayWindow, replay_window};
 use super::registry::{Delivery, SocketSink, SubscriberId, Subscription, TopicKey};
 use super::token::{self, VerifiedToken};
@@ -29,6 +29,8 @@ use crate::state::AppState;
 /// What the upgrade handler learned about the connection.
 #[derive(Debug)]
 pub struct Connection {
+    /// The serializer the client asked for (`vsn`).
+    pub vsn: Vsn,
     /// The connect token (`apikey` / `x-api-key`), already verified.
     pub connect_token: String,
     /// `x-*` request headers for `request.headers`.
@@ -46,6 +48,8 @@ const DATABASE_UNAVAILABLE: &str = "Realtime was unable to connect to the projec
 enum Stop {
     /// The client closed or the connection broke.
     Gone,
+    /// The client sent a close frame; it is answered with one (RFC 6455 §5.5.1).
+    ClientClosed,
     /// Nothing received for the idle timeout.
     Idle,
     /// The sandbox is shutting down.
@@ -93,7 +97,12 @@ struct Socket {
 
 /// Serves one upgraded WebSocket until the client leaves, goes idle, or the
 /// sandbox shuts down.
-pub async fn serve(state: AppState, mut ws: WebSocket, connection: Connection) {
+pub async fn serve(state: AppState, ws: WebSocket, connection: Connection) {
+    let mut ws = Wire {
+        ws,
+        vsn: connection.vsn,
+        join_refs: HashMap::new(),
+    };
     let (sink, mut deliveries, overflow) = SocketSink::channel();
     let mut socket = Socket {
         state,
@@ -109,12 +118,21 @@ pub async fn serve(state: AppState, mut ws: WebSocket, connection: Connection) {
     tracing::debug!(?stop, "realtime socket closed");
     let close = match stop {
         Stop::Gone => None,
+        // Phoenix (cowboy) echoes the client's close; without it clients see
+        // an abnormal closure (1006) and reconnect.
+        Stop::ClientClosed => {
+            // tungstenite queued the answering close when it read the
+            // client's; flushing writes it (a second close would be refused).
+            let _ = futures_util::SinkExt::flush(&mut ws.ws).await;
+            None
+        }
         Stop::Idle => Some((1000, "idle timeout")),
         Stop::Shutdown => Some((1001, "server shutting down")),
         Stop::TooSlow => Some((1013, "client not reading fast enough")),
     };
     if let Some((code, reason)) = close {
         let _ = ws
+            .ws
             .send(Message::Close(Some(CloseFrame {
                 code,
                 reason: reason.into(),
@@ -123,8 +141,36 @@ pub async fn serve(state: AppState, mut ws: WebSocket, connection: Connection) {
     }
 }
 
-async fn send(ws: &mut WebSocket, text: String) -> Result<(), Stop> {
-    ws.send(Message::Text(text.into()))
+/// The socket with what its serializer needs: the vsn, and the join ref of
+/// each topic's current join (V2 frames carry it; V1 frames never do).
+struct Wire {
+    ws: WebSocket,
+    vsn: Vsn,
+    join_refs: HashMap<String, Value>,
+}
+
+/// Sends a server frame, given as its V1 text (`ServerFrame::to_text`), in
+/// the socket's serializer.
+async fn send(ws: &mut Wire, text: String) -> Result<(), Stop> {
+    let text = match ws.vsn {
+        Vsn::V1 => text,
+        Vsn::V2 => frame::v1_to_v2(&text, |topic| ws.join_refs.get(topic).cloned()),
+    };
+    send_raw(ws, text).await
+}
+
+/// Sends a broadcast delivery: V2 fastlane frames carry no join ref.
+async fn send_delivery(ws: &mut Wire, text: &str) -> Result<(), Stop> {
+    let text = match ws.vsn {
+        Vsn::V1 => text.to_owned(),
+        Vsn::V2 => frame::v1_to_v2(text, |_| None),
+    };
+    send_raw(ws, text).await
+}
+
+async fn send_raw(ws: &mut Wire, text: String) -> Result<(), Stop> {
+    ws.ws
+        .send(Message::Text(text.into()))
         .await
         .map_err(|_| Stop::Gone)
 }
@@ -132,7 +178,7 @@ async fn send(ws: &mut WebSocket, text: String) -> Result<(), Stop> {
 impl Socket {
     async fn run(
         &mut self,
-        ws: &mut WebSocket,
+        ws: &mut Wire,
         deliveries: &mut mpsc::Receiver<Delivery>,
         overflow: &CancellationToken,
     ) -> Stop {
@@ -143,7 +189,7 @@ impl Socket {
                 biased;
                 _ = shutdown.cancelled() => Err(Stop::Shutdown),
                 _ = overflow.cancelled() => Err(Stop::TooSlow),
-                incoming = ws.recv() => match incoming {
+                incoming = ws.ws.recv() => match incoming {
                     Some(Ok(message)) => {
                         self.last_inbound = Instant::now();
                         self.on_message(ws, message).await
@@ -155,7 +201,7 @@ impl Socket {
                         delivery.message_id.is_none_or(|id| !replayed.contains(&id))
                     });
                     if wanted {
-                        send(ws, delivery.text.to_string()).await
+                        send_delivery(ws, &delivery.text).await
                     } else {
                         Ok(())
                     }
@@ -176,7 +222,7 @@ impl Socket {
             .fold(idle, Instant::min)
     }
 
-    async fn on_timers(&mut self, ws: &mut WebSocket) -> Result<(), Stop> {
+    async fn on_timers(&mut self, ws: &mut Wire) -> Result<(), Stop> {
         let now = Instant::now();
         if now >= self.last_inbound + self.state.config.realtime.idle_timeout() {
             return Err(Stop::Idle);
@@ -207,25 +253,31 @@ impl Socket {
         token_check_at(verified, self.state.config.realtime.token_check_interval())
     }
 
-    async fn on_message(&mut self, ws: &mut WebSocket, message: Message) -> Result<(), Stop> {
+    async fn on_message(&mut self, ws: &mut Wire, message: Message) -> Result<(), Stop> {
         match message {
-            Message::Text(text) => match ClientFrame::parse(text.as_str()) {
-                Ok(frame) => self.on_frame(ws, frame).await,
+            Message::Text(text) => match ClientFrame::parse_vsn(text.as_str(), ws.vsn) {
+                Ok(frame) => {
+                    if frame.event == event::JOIN {
+                        ws.join_refs
+                            .insert(frame.topic.clone(), frame.join_ref.clone());
+                    }
+                    self.on_frame(ws, frame).await
+                }
                 Err(error) => {
                     tracing::info!(%error, "ignoring a malformed realtime frame");
                     Ok(())
                 }
             },
             Message::Binary(_) => {
-                tracing::info!("ignoring a binary frame: vsn 1.0.0 is JSON text only");
+                tracing::info!("ignoring a binary frame: the sandbox reads JSON text frames only");
                 Ok(())
             }
             Message::Ping(_) | Message::Pong(_) => Ok(()),
-            Message::Close(_) => Err(Stop::Gone),
+            Message::Close(_) => Err(Stop::ClientClosed),
         }
     }
 
-    async fn on_frame(&mut self, ws: &mut WebSocket, frame: ClientFrame) -> Result<(), Stop> {
+    async fn on_frame(&mut self, ws: &mut Wire, frame: ClientFrame) -> Result<(), Stop> {
         if frame.topic == PHOENIX_TOPIC && frame.event == event::HEARTBEAT {
             let reply =
                 ServerFrame::reply(PHOENIX_TOPIC, &frame.reference, ReplyStatus::Ok, json!({}));
@@ -257,7 +309,7 @@ impl Socket {
         }
     }
 
-    async fn join(&mut self, ws: &mut WebSocket, frame: ClientFrame) -> Result<(), Stop> {
+    async fn join(&mut self, ws: &mut Wire, frame: ClientFrame) -> Result<(), Stop> {
         let Some(name) = frame.topic.strip_prefix("realtime:").map(str::to_owned) else {
             return send(ws, unmatched_topic(&frame)).await;
         };
@@ -454,7 +506,7 @@ impl Socket {
     /// The pushes that follow a successful join reply.
     async fn after_join(
         &mut self,
-        ws: &mut WebSocket,
+        ws: &mut Wire,
         topic: &str,
         name: &str,
         key: &TopicKey,
@@ -508,7 +560,7 @@ impl Socket {
         Ok(())
     }
 
-    async fn leave(&mut self, ws: &mut WebSocket, frame: ClientFrame) -> Result<(), Stop> {
+    async fn leave(&mut self, ws: &mut Wire, frame: ClientFrame) -> Result<(), Stop> {
         let Some(channel) = self.channels.remove(&frame.topic) else {
             return Ok(());
         };
@@ -522,7 +574,7 @@ impl Socket {
         .await
     }
 
-    async fn broadcast(&mut self, ws: &mut WebSocket, frame: ClientFrame) -> Result<(), Stop> {
+    async fn broadcast(&mut self, ws: &mut Wire, frame: ClientFrame) -> Result<(), Stop> {
         let Some(allowed) = self.may_write(&frame.topic, Extension::Broadcast).await else {
             return Ok(());
         };
@@ -551,7 +603,7 @@ impl Socket {
         Ok(())
     }
 
-    async fn presence(&mut self, ws: &mut WebSocket, frame: ClientFrame) -> Result<(), Stop> {
+    async fn presence(&mut self, ws: &mut Wire, frame: ClientFrame) -> Result<(), Stop> {
         let reply = |status, response| {
             ServerFrame::reply(&frame.topic, &frame.reference, status, response).to_text()
         };
@@ -630,7 +682,7 @@ impl Socket {
         }
     }
 
-    async fn access_token(&mut self, ws: &mut WebSocket, frame: ClientFrame) -> Result<(), Stop> {
+    async fn access_token(&mut self, ws: &mut Wire, frame: ClientFrame) -> Result<(), Stop> {
         let Some(Value::String(new_token)) = frame.payload.get("access_token") else {
             return Ok(());
         };
@@ -711,7 +763,7 @@ impl Socket {
     /// Closes a channel from the server side: `system` error, then `phx_close`.
     async fn shut_channel(
         &mut self,
-        ws: &mut WebSocket,
+        ws: &mut Wire,
         topic: &str,
         message: &str,
     ) -> Result<(), Stop> {

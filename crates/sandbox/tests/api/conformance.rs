@@ -20,6 +20,16 @@ async fn run_suites(files: &[&str]) {
 }
 
 async fn run_suites_with(files: &[&str], adjust: impl FnOnce(&mut quire_sandbox::Config)) {
+    run_suites_on(files, Some("1.0.0"), adjust).await;
+}
+
+/// Runs `files` with supabase-js's Realtime on `vsn` (`None`: the client's
+/// default: 2.0.0 in the pinned supabase-js 2.109).
+async fn run_suites_on(
+    files: &[&str],
+    vsn: Option<&str>,
+    adjust: impl FnOnce(&mut quire_sandbox::Config),
+) {
     let dir = suite_dir();
     assert!(
         dir.join("node_modules/@supabase/supabase-js").is_dir(),
@@ -32,7 +42,11 @@ async fn run_suites_with(files: &[&str], adjust: impl FnOnce(&mut quire_sandbox:
         adjust(c);
     })
     .await;
-    let node = tokio::process::Command::new("node")
+    let mut node = tokio::process::Command::new("node");
+    if let Some(vsn) = vsn {
+        node.env("QUIRE_REALTIME_VSN", vsn);
+    }
+    let node = node
         .arg("--test")
         .arg("--test-reporter=spec")
         // Open sockets must not keep a finished run alive; no single test may hang the suite.
@@ -96,10 +110,21 @@ async fn supabase_js_realtime() {
 }
 
 #[tokio::test]
+async fn supabase_js_realtime_default_vsn() {
+    run_suites_on(&["realtime.test.mjs"], None, |_| {}).await;
+}
+
+fn short_tokens(c: &mut quire_sandbox::Config) {
+    c.jwt_expiry_secs = 3;
+    c.realtime.token_check_interval_ms = 250;
+}
+
+#[tokio::test]
 async fn supabase_js_realtime_token_expiry() {
-    run_suites_with(&["realtime-expiry.test.mjs"], |c| {
-        c.jwt_expiry_secs = 3;
-        c.realtime.token_check_interval_ms = 250;
-    })
-    .await;
+    run_suites_with(&["realtime-expiry.test.mjs"], short_tokens).await;
+}
+
+#[tokio::test]
+async fn supabase_js_realtime_token_expiry_default_vsn() {
+    run_suites_on(&["realtime-expiry.test.mjs"], None, short_tokens).await;
 }

@@ -952,15 +952,15 @@ async fn connect_refusals_are_http_errors() {
     assert_eq!(status, 401);
     assert_eq!(body["error"], "Fields `role` and `exp` are required in JWT");
 
-    let (status, body) = refusal(format!("{ws_base}?vsn=2.0.0&apikey={}", app.anon_key())).await;
+    let (status, body) = refusal(format!("{ws_base}?vsn=3.0.0&apikey={}", app.anon_key())).await;
     assert_eq!(status, 400);
     assert!(
-        body["error"].as_str().unwrap().contains("vsn=1.0.0"),
+        body["error"].as_str().unwrap().contains("vsn=2.0.0"),
         "{body}"
     );
     // The last of repeated parameters counts, as Phoenix (Plug) reads them.
     let (status, _) = refusal(format!(
-        "{ws_base}?vsn=1.0.0&apikey={}&vsn=2.0.0",
+        "{ws_base}?vsn=1.0.0&apikey={}&vsn=3.0.0",
         app.anon_key()
     ))
     .await;
@@ -1221,4 +1221,118 @@ async fn a_private_join_may_replay_stored_broadcasts() {
         reply["response"]["reason"],
         "UnableToReplayMessages: Replay is not allowed for public channels"
     );
+}
+
+/// The next V2 (JSON array) text frame, pings skipped.
+async fn recv_v2(
+    ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>,
+) -> (Value, Value, String, String, Value) {
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: Value = serde_json::from_str(text.as_str()).expect("frames are JSON");
+                let parts = frame
+                    .as_array()
+                    .unwrap_or_else(|| panic!("a V2 array: {frame}"));
+                assert_eq!(parts.len(), 5, "{frame}");
+                return (
+                    parts[0].clone(),
+                    parts[1].clone(),
+                    parts[2].as_str().unwrap().to_owned(),
+                    parts[3].as_str().unwrap().to_owned(),
+                    parts[4].clone(),
+                );
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => panic!("expected a V2 text frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn vsn_2_array_frames_join_heartbeat_and_broadcast() {
+    let app = realtime_app().await;
+    let alice = app.db.create_user("alice@example.com").await;
+    let bob = app.db.create_user("bob@example.com").await;
+    let url = |token: &str| {
+        format!(
+            "{}/realtime/v1/websocket?apikey={token}&vsn=2.0.0",
+            app.base.replacen("http", "ws", 1)
+        )
+    };
+    let topic = format!("realtime:user:{alice}");
+    let (mut ws, _) = connect_async(url(&app.anon_key()))
+        .await
+        .expect("vsn 2.0.0 connects");
+
+    // Heartbeat: [null, ref, "phoenix", "heartbeat", {}] is answered as an array.
+    ws.send(Message::text(r#"[null,"1","phoenix","heartbeat",{}]"#))
+        .await
+        .unwrap();
+    let (join_ref, reference, t, event, payload) = recv_v2(&mut ws).await;
+    assert_eq!((join_ref, reference), (Value::Null, json!("1")));
+    assert_eq!((t.as_str(), event.as_str()), ("phoenix", "phx_reply"));
+    assert_eq!(payload, json!({"status": "ok", "response": {}}));
+
+    // Join Alice's private topic: the reply carries the join ref.
+    let join = json!(["2", "2", topic, "phx_join",
+        {"config": private_config(), "access_token": user_token(&app, alice, 3600)}]);
+    ws.send(Message::text(join.to_string())).await.unwrap();
+    loop {
+        let (join_ref, reference, t, event, payload) = recv_v2(&mut ws).await;
+        if event == "phx_reply" {
+            assert_eq!((join_ref, reference), (json!("2"), json!("2")));
+            assert_eq!(t, topic);
+            assert_eq!(payload["status"], "ok", "{payload}");
+            break;
+        }
+    }
+
+    // Bob on vsn 2.0.0 is refused Alice's topic.
+    let (mut bob_ws, _) = connect_async(url(&app.anon_key())).await.unwrap();
+    let join = json!(["1", "1", topic, "phx_join",
+        {"config": private_config(), "access_token": user_token(&app, bob, 3600)}]);
+    bob_ws.send(Message::text(join.to_string())).await.unwrap();
+    let (_, _, _, event, payload) = recv_v2(&mut bob_ws).await;
+    assert_eq!(event, "phx_reply");
+    assert_eq!(payload["status"], "error", "{payload}");
+
+    // A broadcast from SQL arrives as an array with no refs.
+    let admin = app.db.admin().await;
+    send_from_sql(
+        &admin,
+        &format!("user:{alice}"),
+        "changed",
+        json!({"n": 1}),
+        true,
+    )
+    .await;
+    loop {
+        let (join_ref, reference, t, event, payload) = recv_v2(&mut ws).await;
+        if event == "broadcast" {
+            assert_eq!((join_ref, reference), (Value::Null, Value::Null));
+            assert_eq!(t, topic);
+            assert_eq!(payload["event"], "changed");
+            assert_eq!(payload["payload"]["n"], 1);
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    let app = realtime_app().await;
+    let mut socket = Socket::anon(&app).await;
+    socket
+        .ws
+        .send(Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                reason: "bye".into(),
+            },
+        )))
+        .await
+        .unwrap();
+    // The server's answering close frame, not a dropped TCP connection.
+    assert_eq!(socket.expect_closed(PATIENCE).await, Some(1000));
 }
