@@ -29,6 +29,7 @@ pub mod limits;
 pub mod platform;
 pub mod provision;
 pub mod server;
+pub mod startup;
 pub mod tool;
 
 pub use config::Config;

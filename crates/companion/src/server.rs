@@ -175,7 +175,9 @@ impl Drop for Companion {
 }
 
 /// Starts the companion: binds, registers the search tool with the
-/// platform (retrying while the platform is not up yet), starts the
+/// platform (retrying while the platform is not up yet), refuses a platform
+/// whose management routes accept user tokens
+/// ([`crate::startup::StartupError`]), starts the
 /// ingestion workers and serves. Returns once it accepts connections.
 pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
     let platform = Platform::new(&config.platform).context("building the platform client")?;
@@ -190,6 +192,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
 
     let tool_id = register_tool(&platform, &config, url.as_str()).await?;
     tracing::info!(%tool_id, endpoint = %format!("{}{}", url.as_str().trim_end_matches('/'), tool::TOOL_PATH), "search tool registered");
+    let jwt = JwtKeys::new(&config.jwt_secret);
+    crate::startup::check_service_role_split(&platform, &jwt).await?;
 
     let worker_id = config
         .ingest
@@ -197,7 +201,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
         .clone()
         .unwrap_or_else(default_worker_id);
     let state = AppState(Arc::new(Shared {
-        jwt: JwtKeys::new(&config.jwt_secret),
+        jwt,
         run_slots: RunSlots::new(config.limits.max_runs_per_user),
         runs: Runs::default(),
         ingest_wakeup: Notify::new(),

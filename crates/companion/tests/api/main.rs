@@ -10,3 +10,4 @@ mod documents;
 mod faults;
 mod helpers;
 mod proxy;
+mod startup;
