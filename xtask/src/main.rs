@@ -27,6 +27,8 @@ commands:
   demo [--second]       setup, build the app, bring the stack up, open Quire signed in as the
                         demo user with the demo PDFs ready (--second: a second window, same user)
   demo-pdfs             regenerate demo/*.pdf from demo/src/*.txt
+  pdf-corpus [--install]  regenerate tests/pdf-corpus (PDFs and pdftotext truth) with the real tools
+  pdf-measure           score the PDF text extractor on tests/pdf-corpus beside pdftotext
   test                  setup, then run every test (what CI runs)
   bench                 measure the stack against its baselines, side by side (prints ratios)
   fuzz [SECONDS]        fuzz the PostgREST query-string parser for a bounded time (default 60 s)
@@ -50,6 +52,13 @@ fn run() -> Result<()> {
         ["demo"] => demo::run(false),
         ["demo", "--second"] => demo::run(true),
         ["demo-pdfs"] => pdf::generate(),
+        ["pdf-corpus", rest @ ..] => util::cmd(util::repo_root().join("tests/pdf-corpus/generate.sh"))
+            .args(rest)
+            .run(),
+        ["pdf-measure"] => util::cmd("cargo")
+            .args(["run", "-q", "-p", "quire-pdftext", "--example", "pdf_measure", "--"])
+            .arg(util::repo_root().join("tests/pdf-corpus"))
+            .run(),
         ["test", rest @ ..] => test(rest),
         ["bench"] => bench(),
         ["fuzz"] => fuzz(60),

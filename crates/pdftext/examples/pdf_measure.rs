@@ -1,0 +1,122 @@
+//! Measures an extractor on the corpus in `tests/pdf-corpus`: per document word
+//! recall and precision against pdftotext's per-page truth, page accuracy, time
+//! per page and peak memory, beside pdftotext's own time per page.
+//!
+//! Run: `cargo xtask pdf-measure` (or `cargo run -p quire-pdftext --example pdf_measure -- DIR`).
+//! Each document is extracted in a child process of this binary so that its
+//! peak memory (VmHWM) is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use quire_pdftext::score::score;
+
+const ENGINES: &[&str] = &["sandbox"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--one") {
+        one(&args[1], Path::new(&args[2]));
+        return;
+    }
+    let dir = PathBuf::from(args.first().cloned().unwrap_or_else(|| "tests/pdf-corpus".into()));
+    let mut pdfs: Vec<PathBuf> = std::fs::read_dir(dir.join("pdf"))
+        .expect("the corpus has a pdf/ folder")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pdf"))
+        .collect();
+    pdfs.sort();
+    println!(
+        "| document | engine | pages | truth words | recall | precision | page accuracy | ms/page | pdftotext ms/page | peak MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for pdf in &pdfs {
+        let name = pdf.file_stem().unwrap().to_string_lossy().to_string();
+        let truth = read_truth(&dir.join("truth").join(&name));
+        let reference_ms = pdftotext_ms(pdf) / truth.len().max(1) as f64;
+        for engine in ENGINES {
+            let out = Command::new(std::env::current_exe().unwrap())
+                .args(["--one", engine])
+                .arg(pdf)
+                .output()
+                .expect("the measuring binary runs itself");
+            let report = String::from_utf8_lossy(&out.stdout);
+            let mut lines = report.split('\u{1e}');
+            let header = lines.next().unwrap_or("");
+            let pages: Vec<String> = lines.map(str::to_string).collect();
+            let mut fields = header.split_whitespace();
+            let status = fields.next().unwrap_or("crashed");
+            let ms: f64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+            let kib: f64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+            if status != "ok" {
+                println!("| {name} | {engine} | {} | | {status} | | | | {reference_ms:.1} | |", truth.len());
+                continue;
+            }
+            let s = score(&pages, &truth);
+            println!(
+                "| {name} | {engine} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} |",
+                truth.len(),
+                s.truth_words,
+                s.recall,
+                s.precision,
+                s.page_accuracy,
+                ms / pages.len().max(1) as f64,
+                reference_ms,
+                kib / 1024.0
+            );
+        }
+    }
+}
+
+/// Child: extracts one file with one engine, prints "ok MS PEAK_KIB" then the
+/// pages, separated by U+001E.
+fn one(engine: &str, pdf: &Path) {
+    let bytes = std::fs::read(pdf).unwrap();
+    let start = Instant::now();
+    let pages = match engine {
+        "sandbox" => quire_sandbox::ai::extract::extract_pdf(&bytes).map_err(|e| e.code().to_string()),
+        other => Err(format!("unknown engine {other}")),
+    };
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    match pages {
+        Ok(pages) => {
+            print!("ok {ms:.3} {}", peak_kib());
+            for p in pages {
+                print!("\u{1e}{p}");
+            }
+        }
+        Err(code) => print!("failed:{code} {ms:.3} {}", peak_kib()),
+    }
+}
+
+fn peak_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn read_truth(dir: &Path) -> Vec<String> {
+    let mut pages = Vec::new();
+    for n in 1.. {
+        match std::fs::read_to_string(dir.join(format!("{n}.txt"))) {
+            Ok(text) => pages.push(text),
+            Err(_) => break,
+        }
+    }
+    pages
+}
+
+/// Wall time of the whole `pdftotext` process, best of 3 (NaN without poppler-utils).
+fn pdftotext_ms(pdf: &Path) -> f64 {
+    (0..3)
+        .filter_map(|_| {
+            let start = Instant::now();
+            let ok = Command::new("pdftotext").arg(pdf).arg("/dev/null").status().ok()?.success();
+            ok.then(|| start.elapsed().as_secs_f64() * 1000.0)
+        })
+        .fold(f64::NAN, f64::min)
+}
