@@ -1,23 +1,32 @@
-//! Page-aware chunking for knowledge-base indexing (`chunk_embed` strategy).
+//! Chunking for knowledge-base indexing (`chunk_embed` strategy), as the
+//! platform's `run_indexing` does it (see `docs/platform-contract.md`).
 //!
-//! A chunk never spans two pages, so every chunk has exactly one page number
-//! to cite. Within a page, chunks are at most `chunk_size` characters, cut at
-//! the last paragraph break, else sentence end, else whitespace in the back
-//! half of the window, and consecutive chunks share about `overlap`
-//! characters starting on a word boundary. Offsets count Unicode scalar
-//! values (what the platform's Python reports) and are relative to the page
-//! text that `GET /api/sources/{id}/page-texts?page=N` returns.
+//! The platform chunks the source's whole text — its page texts joined with
+//! the extractor's separator, [`PAGE_SEPARATOR`] for PDFs — so a chunk may
+//! cross a page break. Each chunk's pages are then found from the page
+//! texts' character boundaries: `pages` lists every 1-based page the chunk's
+//! span overlaps. A source without page texts gets chunks without pages.
+//!
+//! Chunks are at most `chunk_size` characters, cut at the last paragraph
+//! break, else sentence end, else whitespace in the back half of the window,
+//! and consecutive chunks share about `overlap` characters starting on a
+//! word boundary. Offsets count Unicode scalar values (what the platform's
+//! Python reports) into the joined text.
 
-/// One chunk of one page.
+/// What the platform's PDF extractors join page texts with.
+pub const PAGE_SEPARATOR: &str = "\n\n";
+
+/// One chunk of a source's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageChunk {
-    /// 1-based page number.
-    pub page: u32,
+pub struct Chunk {
     pub text: String,
-    /// Character offset of the chunk's first character in the page text.
+    /// Character offset of the chunk's first character in the joined text.
     pub start_char: usize,
     /// Character offset one past the chunk's last character.
     pub end_char: usize,
+    /// The 1-based pages the chunk spans; `None` when the source has no
+    /// page texts.
+    pub pages: Option<Vec<u32>>,
 }
 
 /// Chunk sizes, in characters. The platform's default `indexing_config` is
@@ -58,17 +67,56 @@ impl ChunkSpec {
     }
 }
 
-/// Chunks of every page, in page order then position. Pages with no text
-/// yield no chunks.
-pub fn chunk_pages(pages: &[String], spec: ChunkSpec) -> Vec<PageChunk> {
-    pages
-        .iter()
-        .enumerate()
-        .flat_map(|(i, text)| chunk_page(u32::try_from(i + 1).unwrap_or(u32::MAX), text, spec))
+/// Chunks of a source whose text is its page texts joined with
+/// [`PAGE_SEPARATOR`], each with the pages it spans.
+pub fn chunk_pages(pages: &[String], spec: ChunkSpec) -> Vec<Chunk> {
+    chunk_document(&pages.join(PAGE_SEPARATOR), pages, spec)
+}
+
+/// Chunks of `content`. With page texts (which joined with
+/// [`PAGE_SEPARATOR`] make `content`), each chunk lists the pages it spans;
+/// without, no chunk has pages.
+pub fn chunk_document(content: &str, page_texts: &[String], spec: ChunkSpec) -> Vec<Chunk> {
+    let boundaries = (!page_texts.is_empty()).then(|| page_boundaries(page_texts));
+    chunk_text(content, spec)
+        .into_iter()
+        .map(|(start, end, text)| Chunk {
+            pages: boundaries.as_deref().map(|b| pages_spanned(start, end, b)),
+            text,
+            start_char: start,
+            end_char: end,
+        })
         .collect()
 }
 
-fn chunk_page(page: u32, text: &str, spec: ChunkSpec) -> Vec<PageChunk> {
+/// Where each page starts in the joined text, and (last) the text's length:
+/// `len(page_texts) + 1` offsets, as the platform's `compute_page_boundaries`.
+fn page_boundaries(page_texts: &[String]) -> Vec<usize> {
+    let separator = PAGE_SEPARATOR.chars().count();
+    let mut boundaries = vec![0];
+    for (i, text) in page_texts.iter().enumerate() {
+        let mut next = boundaries[i] + text.chars().count();
+        if i + 1 < page_texts.len() {
+            next += separator;
+        }
+        boundaries.push(next);
+    }
+    boundaries
+}
+
+/// The 1-based pages whose range overlaps `start..end` (the platform's
+/// `map_chunk_to_pages`).
+fn pages_spanned(start: usize, end: usize, boundaries: &[usize]) -> Vec<u32> {
+    boundaries
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| start < w[1] && end > w[0])
+        .map(|(i, _)| u32::try_from(i + 1).unwrap_or(u32::MAX))
+        .collect()
+}
+
+/// `(start, end, text)` of each chunk of `text`.
+fn chunk_text(text: &str, spec: ChunkSpec) -> Vec<(usize, usize, String)> {
     let chars: Vec<char> = text.chars().collect();
     let n = chars.len();
     let size = spec.chunk_size.max(1);
@@ -89,12 +137,7 @@ fn chunk_page(page: u32, text: &str, spec: ChunkSpec) -> Vec<PageChunk> {
         while trimmed_end > start && chars[trimmed_end - 1].is_whitespace() {
             trimmed_end -= 1;
         }
-        chunks.push(PageChunk {
-            page,
-            text: chars[start..trimmed_end].iter().collect(),
-            start_char: start,
-            end_char: trimmed_end,
-        });
+        chunks.push((start, trimmed_end, chars[start..trimmed_end].iter().collect()));
         if end >= n {
             break;
         }
@@ -150,7 +193,7 @@ mod tests {
         }
     }
 
-    fn slice(text: &str, c: &PageChunk) -> String {
+    fn slice(text: &str, c: &Chunk) -> String {
         text.chars()
             .skip(c.start_char)
             .take(c.end_char - c.start_char)
@@ -158,21 +201,43 @@ mod tests {
     }
 
     #[test]
-    fn chunks_stay_on_their_page_and_offsets_point_into_it() {
+    fn a_chunk_crossing_a_page_break_spans_both_pages() {
+        let pages = vec![
+            "Alpha beta gamma delta".to_string(),
+            "epsilon zeta eta theta".to_string(),
+        ];
+        let chunks = chunk_pages(&pages, spec(1000, 200));
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].pages, Some(vec![1, 2]));
+        assert_eq!(chunks[0].text, "Alpha beta gamma delta\n\nepsilon zeta eta theta");
+    }
+
+    #[test]
+    fn offsets_point_into_the_joined_text_and_pages_follow_them() {
         let pages = vec![
             "Alpha beta gamma. Delta epsilon zeta. Eta theta iota.".to_string(),
             String::new(),
             "  Kappa lambda mu nu xi omicron pi rho sigma tau upsilon.  ".to_string(),
         ];
+        let joined = pages.join(PAGE_SEPARATOR);
         let chunks = chunk_pages(&pages, spec(24, 8));
         assert!(chunks.len() > 3);
         for c in &chunks {
-            assert!(c.page == 1 || c.page == 3, "{c:?}");
-            assert_eq!(slice(&pages[c.page as usize - 1], c), c.text);
+            assert_eq!(slice(&joined, c), c.text);
             assert!(c.text.chars().count() <= 24);
             assert_eq!(c.text, c.text.trim());
         }
         assert_eq!(chunks[0].text, "Alpha beta gamma.");
+        assert_eq!(chunks[0].pages, Some(vec![1]));
+        assert_eq!(chunks.last().unwrap().pages, Some(vec![3]));
+        assert_eq!(page_boundaries(&pages), vec![0, 55, 57, 116]);
+    }
+
+    #[test]
+    fn without_page_texts_no_chunk_has_pages() {
+        let chunks = chunk_document("Some text with no pages.", &[], spec(1000, 200));
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].pages, None);
     }
 
     #[test]

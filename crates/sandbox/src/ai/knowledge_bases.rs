@@ -4,9 +4,11 @@
 //! through `pending → indexing → indexed | failed`), list and remove indexed
 //! sources; `items` (the chunks of given sources) and `search`.
 //!
-//! Indexing is the `chunk_embed` strategy without embeddings: page-aware
-//! chunks ([`super::chunking`]) with `meta = {page, start_char, end_char,
-//! source_name}`, offsets in characters of that page's text. Search answers
+//! Indexing is the `chunk_embed` strategy without embeddings: chunks of the
+//! page texts joined with "\n\n" ([`super::chunking`]), offsets in
+//! characters of that joined text, with the platform's `meta` shape
+//! `{strategy, chunk_size, pages}`: `pages` the 1-based pages a chunk spans
+//! (absent without page texts), never a single `page`. Search answers
 //! every `retrieval_method` but `tree_search` (which needs a `page_index`
 //! knowledge base) from the chunks themselves:
 //! - `full_text`: `websearch_to_tsquery` over `ai.chunks.fts`, ranked by
@@ -627,7 +629,7 @@ async fn index_source(
              from ai.knowledge_bases kb, ai.sources s \
              where ix.id = $1 and ix.celery_task_id = $2 and ix.index_status in ('pending', 'indexing') \
                and kb.id = ix.knowledge_base_id and s.id = ix.source_id \
-             returning ix.knowledge_base_id, ix.source_id, kb.indexing_config, s.name, s.derivatives, \
+             returning ix.knowledge_base_id, ix.source_id, kb.indexing_config, s.derivatives, \
                        s.extraction_status",
             &[&indexed_source_id, &task_id],
         )
@@ -639,7 +641,6 @@ async fn index_source(
     let kb_id: Uuid = row.get("knowledge_base_id");
     let source_id: Uuid = row.get("source_id");
     let config: Value = row.get("indexing_config");
-    let source_name: String = row.get("name");
     let extraction_status: String = row.get("extraction_status");
     if extraction_status != "extracted" {
         return Err(format!(
@@ -664,13 +665,13 @@ async fn index_source(
         .collect();
     let metas: Vec<Value> = chunks
         .iter()
-        .map(|c| {
-            json!({
-                "page": c.page,
-                "start_char": c.start_char,
-                "end_char": c.end_char,
-                "source_name": source_name,
-            })
+        .zip(&tokens)
+        .map(|(c, tokens)| {
+            let mut meta = json!({"strategy": "markdown_header", "chunk_size": tokens});
+            if let Some(pages) = &c.pages {
+                meta["pages"] = json!(pages);
+            }
+            meta
         })
         .collect();
     let stats = json!({

@@ -7,14 +7,17 @@
 //! (`sources/{id}/original/{filename}`, as in the platform's `sources`
 //! bucket). Extracted page texts are files too,
 //! `sources/{id}/page_text/page_NNNN.txt`, listed in
-//! `derivatives.page_text = [{page, storage_path, char_count}]` as the
-//! platform lists its derivative objects; `derivatives.page_count` is the
-//! number of pages.
+//! `derivatives.page_text = [{storage_path, format, page}]` as the
+//! platform records its derivative objects (no character counts);
+//! `derivatives.page_count` is the number of pages.
 //!
 //! The sandbox extracts PDFs (with [`super::extract`]) and plain text
 //! (`.txt`, `.md`: one page). Other accepted types (Office files, images)
-//! need the platform's converters or OCR: their extraction fails with
-//! `error_code = "unsupported_format"`.
+//! need the platform's converters or OCR: their extraction fails.
+//!
+//! A failed extraction is what the platform's extraction task records:
+//! `extraction_status = failed` with an `error_message` and a NULL
+//! `error_code` (the task never sets one for a file).
 
 use std::collections::HashSet;
 use std::io;
@@ -605,25 +608,27 @@ async fn extract_source(state: &AppState, id: Uuid) -> Result<(), String> {
         },
     };
 
-    let (status, derivatives, page_count, error_code, error_message) = match outcome {
+    let (status, derivatives, page_count, error_message) = match outcome {
         Outcome::Pages(pages) => match write_page_texts(&root, id, &pages).await {
             Ok(entries) => (
                 "extracted",
                 json!({"page_text": entries, "page_count": pages.len()}),
                 Some(pages.len()),
                 None,
-                None,
             ),
             Err(err) => (
                 "failed",
                 json!({}),
                 None,
-                Some("storage_error"),
                 Some(format!("Storing page texts failed: {err}")),
             ),
         },
-        Outcome::Failed { code, message } => ("failed", json!({}), None, Some(code), Some(message)),
+        Outcome::Failed { code, message } => {
+            tracing::debug!(source_id = %id, code, "extraction failed");
+            ("failed", json!({}), None, Some(message))
+        }
     };
+    let error_code: Option<String> = None;
     let client = state.db.ai.get().await.map_err(|e| e.to_string())?;
     let updated = client
         .execute(
@@ -654,7 +659,7 @@ async fn extract_source(state: &AppState, id: Uuid) -> Result<(), String> {
             remove_source_files(&root, id).await;
         }
     } else {
-        tracing::info!(source_id = %id, status, error_code, "source extraction finished");
+        tracing::info!(source_id = %id, status, "source extraction finished");
     }
     Ok(())
 }
@@ -693,7 +698,7 @@ async fn write_page_texts(root: &Path, id: Uuid, pages: &[String]) -> io::Result
         }
         tokio::fs::write(&path, text).await?;
         entries.push(
-            json!({"page": page, "storage_path": storage_path, "char_count": text.chars().count()}),
+            json!({"storage_path": storage_path, "format": "plain", "page": page}),
         );
     }
     Ok(entries)
@@ -877,14 +882,7 @@ async fn page_texts(
         })?;
     let count = pages.len();
     match query.page.as_deref().filter(|p| !p.is_empty()) {
-        None => Ok(axum::Json(json!({
-            "page_texts": pages
-                .iter()
-                .enumerate()
-                .map(|(i, text)| json!({"page": i + 1, "text": text}))
-                .collect::<Vec<_>>(),
-            "count": count,
-        }))
+        None => Ok(axum::Json(json!({"page_texts": pages, "count": count}))
         .into_response()),
         Some(raw) => {
             let page = raw

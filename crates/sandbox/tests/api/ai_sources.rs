@@ -141,13 +141,24 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     assert_eq!(source["derivatives"]["page_count"], 3);
     assert_eq!(source["metadata"], json!({"origin": "test"}));
     assert_eq!(source["error_code"], Value::Null);
+    // The platform's derivative records: storage path, format, page; no
+    // character count.
+    for (i, record) in source["derivatives"]["page_text"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            record,
+            &json!({"storage_path": format!("sources/{id}/page_text/page_{:04}.txt", i + 1),
+                    "format": "plain", "page": i + 1})
+        );
+    }
 
     let (status, texts) = get(&app, &format!("/api/sources/{id}/page-texts")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(texts["count"], 3);
-    for (i, page) in PAGES.iter().enumerate() {
-        assert_eq!(texts["page_texts"][i], json!({"page": i + 1, "text": page}));
-    }
+    assert_eq!(texts, json!({"page_texts": PAGES, "count": 3}));
     let (_, page2) = get(&app, &format!("/api/sources/{id}/page-texts?page=2")).await;
     assert_eq!(page2, json!({"text": PAGES[1], "page": 2, "count": 3}));
     let (status, _) = get(&app, &format!("/api/sources/{id}/page-texts?page=4")).await;
@@ -174,7 +185,8 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     assert_eq!(kb_now["source_counts"]["indexed"], 1);
     assert_eq!(kb_now["source_counts"]["total"], 1);
 
-    // items: every chunk, its text found on the page its meta names, at its span.
+    // items: every chunk, its text found in the page texts joined with
+    // "\n\n" at its span, and `meta.pages` the pages that span overlaps.
     let (status, items) = post_json(
         &app,
         &format!("/api/knowledge-bases/{kb_id}/items"),
@@ -185,22 +197,33 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     assert_eq!(items["total"], chunk_count);
     assert_eq!(items["strategy"], "chunk_embed");
     assert_eq!(items["source_ids"], json!([id]));
+    let joined = PAGES.join("\n\n");
+    let page_starts: Vec<usize> = PAGES
+        .iter()
+        .scan(0, |at, p| {
+            let start = *at;
+            *at += p.chars().count() + 2;
+            Some(start)
+        })
+        .collect();
     let mut pages_seen = std::collections::BTreeSet::new();
     for chunk in items["items"].as_array().unwrap() {
         let meta = &chunk["meta"];
-        let page = meta["page"].as_u64().unwrap() as usize;
-        pages_seen.insert(page);
+        assert!(meta.get("page").is_none(), "no meta.page: {chunk:#}");
         let (start, end) = (
-            meta["start_char"].as_u64().unwrap() as usize,
-            meta["end_char"].as_u64().unwrap() as usize,
+            chunk["start_char"].as_u64().unwrap() as usize,
+            chunk["end_char"].as_u64().unwrap() as usize,
         );
-        let span: String = PAGES[page - 1]
-            .chars()
-            .skip(start)
-            .take(end - start)
-            .collect();
+        let span: String = joined.chars().skip(start).take(end - start).collect();
         assert_eq!(chunk["text"], span.as_str(), "{chunk:#}");
-        assert_eq!(meta["source_name"], "Field Notes.pdf");
+        let expected: Vec<usize> = (1..=3)
+            .filter(|&p| {
+                let page_end = page_starts.get(p).copied().unwrap_or(usize::MAX);
+                start < page_end && end > page_starts[p - 1]
+            })
+            .collect();
+        assert_eq!(meta["pages"], json!(expected), "{chunk:#}");
+        pages_seen.extend(expected);
     }
     assert_eq!(pages_seen, [1, 2, 3].into());
 
@@ -208,7 +231,7 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     let db = app.db.admin().await;
     let rows = db
         .query(
-            "select (meta->>'page')::int, text from ai.chunks where source_id = $1 order by chunk_index",
+            "select meta->'pages', text from ai.chunks where source_id = $1 order by chunk_index",
             &[&Uuid::parse_str(&id).unwrap()],
         )
         .await
@@ -227,7 +250,13 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
         assert_eq!(found["retrieval_method"], method);
         assert_eq!(found["query"], "chlorophyll");
         let first = &found["results"][0];
-        assert_eq!(first["meta"]["page"], 2, "{method}: {found:#}");
+        assert!(
+            first["meta"]["pages"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(2)),
+            "{method}: {found:#}"
+        );
         assert!(first["text"].as_str().unwrap().contains("Chlorophyll"));
         assert_eq!(first["source_id"], id.as_str());
         assert!(first["chunk_id"].is_string() && first["score"].as_f64().unwrap() > 0.0);
@@ -251,7 +280,7 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     )
     .await;
     assert_eq!(typo["retrieval_method"], "hybrid");
-    assert_eq!(typo["results"][0]["meta"]["page"], 1, "{typo:#}");
+    assert_eq!(typo["results"][0]["meta"]["pages"][0], 1, "{typo:#}");
     // Filters: another source id finds nothing; metadata must match.
     let (_, none) = post_json(
         &app,
@@ -263,7 +292,7 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     let (_, by_page) = post_json(
         &app,
         &format!("/api/knowledge-bases/{kb_id}/search"),
-        json!({"query": "light", "retrieval_method": "full_text", "filter_metadata": {"page": 2}, "top_k": 10}),
+        json!({"query": "light", "retrieval_method": "full_text", "filter_metadata": {"pages": [2]}, "top_k": 10}),
     )
     .await;
     assert!(by_page["total_results"].as_u64().unwrap() >= 1);
@@ -272,7 +301,7 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|r| r["meta"]["page"] == 2)
+            .all(|r| r["meta"]["pages"].as_array().unwrap().contains(&json!(2)))
     );
 
     // Removing the source from the KB removes its chunks and keeps the source.
@@ -316,8 +345,10 @@ async fn unreadable_files_fail_with_their_code_and_scans_extract_empty() {
         fixtures::encrypted_pdf(&PAGES, "hunter2"),
     )
     .await;
+    // A failed file extraction, as the platform records it: a message and
+    // a NULL error_code.
     assert_eq!(encrypted["extraction_status"], "failed");
-    assert_eq!(encrypted["error_code"], "encrypted");
+    assert_eq!(encrypted["error_code"], Value::Null);
     assert!(
         encrypted["error_message"]
             .as_str()
@@ -327,13 +358,15 @@ async fn unreadable_files_fail_with_their_code_and_scans_extract_empty() {
 
     let truncated = uploaded_source(&app, "cut.pdf", fixtures::truncated(&text)).await;
     assert_eq!(truncated["extraction_status"], "failed");
-    assert_eq!(truncated["error_code"], "corrupt");
+    assert_eq!(truncated["error_code"], Value::Null);
+    assert!(truncated["error_message"].is_string());
 
     // The platform checks the extension only, so a renamed file is accepted
     // and fails in extraction.
     let renamed = uploaded_source(&app, "holiday.pdf", fixtures::not_a_pdf()).await;
     assert_eq!(renamed["extraction_status"], "failed");
-    assert_eq!(renamed["error_code"], "not_a_pdf");
+    assert_eq!(renamed["error_code"], Value::Null);
+    assert!(renamed["error_message"].is_string());
 
     let scan = uploaded_source(&app, "scan.pdf", fixtures::image_only_pdf(2)).await;
     assert_eq!(scan["extraction_status"], "extracted");
@@ -342,10 +375,7 @@ async fn unreadable_files_fail_with_their_code_and_scans_extract_empty() {
         &format!("/api/sources/{}/page-texts", scan["id"].as_str().unwrap()),
     )
     .await;
-    assert_eq!(
-        texts,
-        json!({"page_texts": [{"page": 1, "text": ""}, {"page": 2, "text": ""}], "count": 2})
-    );
+    assert_eq!(texts, json!({"page_texts": ["", ""], "count": 2}));
 
     // A scan indexes to no chunks; a failed source cannot be added at all.
     let kb = create_kb(&app, json!({"name": "mixed"})).await;
@@ -830,4 +860,33 @@ async fn a_restarted_sandbox_resumes_unfinished_extraction_and_indexing() {
         .get(0);
     assert_eq!(chunks, 1);
     second.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_chunk_crossing_a_page_break_lists_both_pages() {
+    let app = spawn_app().await;
+    let source = uploaded_source(
+        &app,
+        "two.pdf",
+        fixtures::text_pdf(&["The tide comes in at dawn.", "It goes out again at dusk."]),
+    )
+    .await;
+    let id = source["id"].as_str().unwrap();
+    let kb = create_kb(&app, json!({"name": "whole"})).await;
+    let kb_id = kb["id"].as_str().unwrap();
+    let item = indexed(&app, kb_id, id).await;
+    assert_eq!(item["stats"]["chunk_count"], 1, "{item:#}");
+    let (_, items) = post_json(
+        &app,
+        &format!("/api/knowledge-bases/{kb_id}/items"),
+        json!({"source_ids": [id]}),
+    )
+    .await;
+    let chunk = &items["items"][0];
+    assert_eq!(
+        chunk["text"],
+        "The tide comes in at dawn.\n\nIt goes out again at dusk."
+    );
+    assert_eq!(chunk["meta"]["pages"], json!([1, 2]));
+    assert!(chunk["meta"].get("page").is_none());
 }
