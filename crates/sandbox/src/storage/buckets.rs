@@ -97,12 +97,8 @@ async fn create(
     must_be_valid_bucket_name(&name)?;
     let public = match body.get("public") {
         None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => {
-            return Err(StorageError::Validation(
-                "body/public must be boolean".into(),
-            ));
-        }
+        Some(v) => super::coerce::boolean(v)
+            .ok_or_else(|| StorageError::Validation("body/public must be boolean".into()))?,
     };
     let file_size_limit = parse_file_size(body.get("file_size_limit").unwrap_or(&Value::Null))?;
     let allowed_mime_types = match body.get("allowed_mime_types") {

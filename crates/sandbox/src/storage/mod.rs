@@ -14,6 +14,7 @@
 //! ([`files`]). Errors have Storage's shapes ([`error`]).
 
 pub mod buckets;
+pub mod coerce;
 pub mod error;
 pub mod files;
 pub mod key;

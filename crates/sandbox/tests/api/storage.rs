@@ -1985,3 +1985,76 @@ async fn an_abandoned_resumable_upload_stores_nothing() {
     );
     assert_eq!(env.row_count().await, 0);
 }
+
+/// Storage validates bodies with Fastify's ajv (`coerceTypes`): a number or
+/// boolean sent as a string (supabase-py sends `expiresIn` as one) is read as
+/// the type the schema asks for; what cannot be coerced is still refused.
+#[tokio::test]
+async fn json_types_are_coerced_as_storage_does() {
+    let env = Env::start().await;
+    let a = env.user("a").await;
+    let b = env.user("b").await;
+    let key = doc_key(a.id);
+    env.upload(&a.token, DOCS, &key, &pdf("coerced"), false)
+        .await;
+    let sign = |token: &str, body: Value| {
+        env.req(Method::POST, &format!("/object/sign/{DOCS}/{key}"), token)
+            .json(&body)
+            .send()
+    };
+
+    // A's "60" is 60 seconds, on one URL and on the batch route.
+    let signed: Value = sign(&a.token, json!({"expiresIn": "60"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = signed["signedURL"].as_str().expect("a signed URL");
+    let token = url.split("token=").nth(1).unwrap();
+    let payload: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(),
+        60
+    );
+    let batch: Value = env
+        .req(Method::POST, &format!("/object/sign/{DOCS}"), &a.token)
+        .json(&json!({"expiresIn": "60", "paths": [key]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(batch[0]["signedURL"].is_string(), "{batch}");
+
+    // B still cannot sign A's object, coerced or not.
+    let res = sign(&b.token, json!({"expiresIn": "60"})).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // Not integers, even as strings.
+    for bad in [json!("1.5"), json!("sixty"), json!(""), json!([60, 61])] {
+        let res = sign(&a.token, json!({"expiresIn": bad})).await.unwrap();
+        let (status, body) = error_of(res).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["message"], "body/expiresIn must be integer", "{bad}");
+    }
+
+    // A bucket's "public": "true" is true.
+    env.create_bucket(json!({"id": "shown", "name": "shown", "public": "true"}))
+        .await;
+    let bucket: Value = env
+        .req(Method::GET, "/bucket/shown", &env.service())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bucket["public"], true);
+}
