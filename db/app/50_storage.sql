@@ -14,12 +14,27 @@
 -- behind the index's back. A retried upload that meets 409 Duplicate means
 -- the first attempt landed.
 --
--- The bucket accepts application/pdf only; the size limit is the project's
--- global upload limit (the client checks its own limit before sending).
+-- The bucket accepts application/pdf only. Its file_size_limit is Quire's one
+-- size limit: Storage refuses larger objects (single and TUS uploads alike),
+-- and the client and the companion read it from here to refuse a larger file
+-- before a byte is sent. 52,428,800 bytes (50 MiB) is Storage's default global
+-- FILE_SIZE_LIMIT, which a bucket's limit can only lower, so it must never be
+-- set above the platform's (docs/platform-contract.md).
+--
+-- Signed-in users may read this bucket's row (and no other) so the client can
+-- learn the limit with GET /storage/v1/bucket/documents: Storage's getBucket
+-- reads storage.buckets as the caller, under RLS. Nobody but the service role
+-- may change it.
 
-insert into storage.buckets (id, name, public, allowed_mime_types)
-values ('documents', 'documents', false, array['application/pdf'])
-on conflict (id) do nothing;
+insert into storage.buckets (id, name, public, allowed_mime_types, file_size_limit)
+values ('documents', 'documents', false, array['application/pdf'], 52428800)
+on conflict (id) do update
+  set file_size_limit = excluded.file_size_limit;
+
+drop policy if exists users_read_the_documents_bucket on storage.buckets;
+create policy users_read_the_documents_bucket on storage.buckets
+  for select to authenticated
+  using (id = 'documents');
 
 drop policy if exists owner_uploads_own_document_files on storage.objects;
 create policy owner_uploads_own_document_files on storage.objects

@@ -72,8 +72,6 @@ pub struct Limits {
     pub max_message_chars: usize,
     /// `QUIRE_COMPANION_MAX_CHUNK_IDS` (default 20).
     pub max_chunk_ids: usize,
-    /// `QUIRE_COMPANION_MAX_DOCUMENT_BYTES` (default 200 MiB).
-    pub max_document_bytes: u64,
 }
 
 impl Default for Limits {
@@ -83,7 +81,6 @@ impl Default for Limits {
             max_uploads_per_user: 8,
             max_message_chars: 8000,
             max_chunk_ids: 20,
-            max_document_bytes: 200 * 1024 * 1024,
         }
     }
 }
@@ -301,7 +298,7 @@ impl Config {
     /// `QUIRE_COMPANION_TOOL_SECRET`. Optional (defaults in the field docs):
     /// `LISTEN`, `PUBLIC_URL`, `DELTA_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
     /// `MAX_RUNS_PER_USER`, `MAX_UPLOADS_PER_USER`, `MAX_MESSAGE_CHARS`,
-    /// `MAX_CHUNK_IDS`, `MAX_DOCUMENT_BYTES`, `INGEST_WORKERS`,
+    /// `MAX_CHUNK_IDS`, `INGEST_WORKERS`,
     /// `INGEST_LEASE_SECS`, `POLL_INITIAL_MS`, `POLL_MAX_MS`,
     /// `INGEST_IDLE_MS`, `INGEST_MAX_ATTEMPTS`, `WORKER_ID` (all prefixed
     /// `QUIRE_COMPANION_`).
@@ -375,11 +372,6 @@ impl Config {
                 1,
             ),
             max_chunk_ids: r.number("QUIRE_COMPANION_MAX_CHUNK_IDS", d.max_chunk_ids, 0),
-            max_document_bytes: r.number(
-                "QUIRE_COMPANION_MAX_DOCUMENT_BYTES",
-                d.max_document_bytes,
-                1,
-            ),
         };
         let i = IngestConfig::default();
         let ingest = IngestConfig {

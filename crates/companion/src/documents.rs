@@ -55,6 +55,49 @@ struct Deleted {
     source_still_used: bool,
 }
 
+#[derive(Debug, Deserialize)]
+struct DocumentsBucket {
+    file_size_limit: Option<u64>,
+}
+
+/// The largest file Quire stores: the `documents` bucket's
+/// `file_size_limit`, read as the user (Storage's getBucket runs under RLS;
+/// db/app lets a signed-in user read this one bucket). Read per request, so
+/// a change to the bucket applies at once (docs/platform-contract.md).
+async fn document_limit(state: &AppState, user: &User) -> Result<u64, ApiError> {
+    let bucket: DocumentsBucket = state
+        .platform
+        .json(
+            "GET /storage/v1/bucket/documents",
+            state.platform.request(
+                Method::GET,
+                "/storage/v1/bucket/documents",
+                Auth::User(user.token()),
+            ),
+        )
+        .await?;
+    bucket.file_size_limit.filter(|l| *l > 0).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "misconfigured",
+            "The documents bucket has no size limit; Quire's database setup was not applied. \
+             Ask whoever runs Quire's platform to apply it.",
+        )
+    })
+}
+
+/// `bytes` as a person reads a file size: binary megabytes, one decimal
+/// when it is not whole ("50 MB" for 52,428,800 bytes, as Storage's
+/// dashboard shows it).
+pub fn megabytes(bytes: u64) -> String {
+    let tenths = (bytes * 10 + 1024 * 1024 / 2) / (1024 * 1024);
+    if tenths % 10 == 0 {
+        format!("{} MB", tenths / 10)
+    } else {
+        format!("{}.{} MB", tenths / 10, tenths % 10)
+    }
+}
+
 /// `POST /api/documents` `{title, byte_size, sha256?}` → 201
 /// `{document_id, storage_path, status}`.
 pub async fn register(
@@ -81,14 +124,15 @@ pub async fn register(
             "The file is empty. Choose a PDF with content.",
         ));
     }
-    let max = state.config.limits.max_document_bytes;
+    let max = document_limit(&state, &user).await?;
     if u64::try_from(request.byte_size).is_ok_and(|size| size > max) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!(
-                "The file is larger than {} MB. Split it and upload the parts.",
-                max / (1024 * 1024)
+                "The file is larger than {}, the largest PDF Quire can store. \
+                 Split it and upload the parts.",
+                megabytes(max)
             ),
         ));
     }

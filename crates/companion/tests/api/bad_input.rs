@@ -292,3 +292,51 @@ async fn pdfs_the_platform_cannot_read_end_with_a_reason_or_no_text() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_registration_over_the_documents_bucket_limit_is_refused() {
+    let app = spawn_app().await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    let limit: i64 = 52_428_800;
+
+    let (status, answer) = app
+        .register(&a, &json!({"title": "big.pdf", "byte_size": limit + 1}))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["error"], "too_large");
+    let message = answer["message"].as_str().unwrap();
+    assert!(message.contains("50 MB"), "{message}");
+    let (status, answer) = app
+        .register(&b, &json!({"title": "fits.pdf", "byte_size": limit}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+
+    // The bucket's limit is the one number: lowered there, it applies at once.
+    app.db
+        .admin()
+        .await
+        .execute(
+            "update storage.buckets set file_size_limit = 2000000 where id = 'documents'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, answer) = app
+        .register(&b, &json!({"title": "b.pdf", "byte_size": 2_000_001}))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("1.9 MB"), "{answer}");
+
+    let owners: Vec<(Uuid, i64)> = app
+        .db
+        .admin()
+        .await
+        .query("select owner_id, byte_size from public.documents", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(owners, [(b.id, limit)], "only B's fitting file was registered");
+}

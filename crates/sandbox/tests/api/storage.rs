@@ -1185,22 +1185,54 @@ async fn buckets_are_the_service_roles() {
             .await
             .unwrap();
         assert_storage_error(res, "403", "AccessDenied").await;
-        let listed: Value = env
-            .req(Method::GET, "/bucket", token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(listed, json!([]));
-        let res = env
-            .req(Method::GET, &format!("/bucket/{DOCS}"), token)
-            .send()
-            .await
-            .unwrap();
-        assert_storage_error(res, "404", "NoSuchBucket").await;
     }
+    // A signed-in user reads the documents bucket (its size limit) and no
+    // other; anon reads none.
+    let listed: Value = env
+        .req(Method::GET, "/bucket", &a.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [DOCS]);
+    let documents: Value = env
+        .req(Method::GET, &format!("/bucket/{DOCS}"), &a.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(documents["file_size_limit"], 52_428_800);
+    let res = env
+        .req(Method::GET, "/bucket/avatars", &a.token)
+        .send()
+        .await
+        .unwrap();
+    assert_storage_error(res, "404", "NoSuchBucket").await;
+    let listed: Value = env
+        .req(Method::GET, "/bucket", &env.anon())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!([]));
+    let res = env
+        .req(Method::GET, &format!("/bucket/{DOCS}"), &env.anon())
+        .send()
+        .await
+        .unwrap();
+    assert_storage_error(res, "404", "NoSuchBucket").await;
     let res = env
         .req(Method::GET, "/bucket/nope", &env.service())
         .send()

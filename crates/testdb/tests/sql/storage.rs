@@ -17,26 +17,47 @@ fn key(owner: Uuid) -> String {
     format!("{owner}/{}.pdf", Uuid::new_v4())
 }
 
+/// Quire's size limit: 50 MiB, Storage's default global `FILE_SIZE_LIMIT`,
+/// which a bucket's limit may lower but never raise.
+const DOCUMENT_LIMIT: i64 = 52_428_800;
+
 #[tokio::test]
-async fn the_documents_bucket_is_private_and_pdf_only() {
+async fn the_documents_bucket_is_private_pdf_only_and_capped_at_50_mib() {
     // Arrange
     let t = TwoUsers::new().await;
+    t.db.admin()
+        .await
+        .execute(
+            "insert into storage.buckets (id, name) values ('other', 'other')",
+            &[],
+        )
+        .await
+        .unwrap();
 
     // Act
     let row =
         t.db.admin()
             .await
             .query_one(
-                "select public, allowed_mime_types from storage.buckets where id = 'documents'",
+                "select public, allowed_mime_types, file_size_limit \
+                 from storage.buckets where id = 'documents'",
                 &[],
             )
             .await
             .unwrap();
-    let buckets_seen_by_a = t
+    let seen = |rows: Vec<quire_testdb::tokio_postgres::Row>| -> Vec<(String, Option<i64>)> {
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+    };
+    let read = "select id, file_size_limit from storage.buckets order by id";
+    let seen_by_a = seen(t.as_a().query(read, &[]).await.unwrap());
+    let seen_by_b = seen(t.as_b().query(read, &[]).await.unwrap());
+    let updated_by_a = t
         .as_a()
-        .query("select id from storage.buckets", &[])
-        .await
-        .unwrap();
+        .execute(
+            "update storage.buckets set file_size_limit = 1 where id = 'documents'",
+            &[],
+        )
+        .await;
 
     // Assert
     assert!(!row.get::<_, bool>(0));
@@ -44,9 +65,13 @@ async fn the_documents_bucket_is_private_and_pdf_only() {
         row.get::<_, Vec<String>>(1),
         vec!["application/pdf".to_owned()]
     );
+    assert_eq!(row.get::<_, Option<i64>>(2), Some(DOCUMENT_LIMIT));
+    let documents = vec![("documents".to_owned(), Some(DOCUMENT_LIMIT))];
+    assert_eq!(seen_by_a, documents, "a user reads the documents bucket only");
+    assert_eq!(seen_by_b, documents);
     assert!(
-        buckets_seen_by_a.is_empty(),
-        "bucket rows are not readable by users"
+        matches!(updated_by_a, Ok(0) | Err(_)),
+        "no user changes the bucket: {updated_by_a:?}"
     );
 }
 
