@@ -43,6 +43,10 @@ const MATCH_COUNT: i64 = 8;
 /// Characters of one result's text (the platform cuts a tool's answer at
 /// 10 000 characters, §6.2).
 const RESULT_CHARS: usize = 1000;
+/// The most characters of a tool answer the platform passes on whole
+/// (`MAX_TOOL_OUTPUT_LENGTH`; longer answers are cut, and a cut answer is no
+/// longer JSON).
+pub const MAX_TOOL_OUTPUT_CHARS: usize = 10_000;
 
 /// A new `session_token` and the hash stored for it.
 pub fn mint_session_token() -> (SecretString, String) {
@@ -278,17 +282,11 @@ pub async fn search_documents(
         )
         .await;
     match hits {
-        Ok(hits) => {
-            let results: Vec<Value> = hits
-                .into_iter()
-                .map(|h| {
-                    let text: String = h.text.chars().take(RESULT_CHARS).collect();
-                    json!({"title": h.title, "page": h.page, "text": text,
-                           "document_id": h.document_id, "chunk_id": h.id})
-                })
-                .collect();
-            Json(json!({"results": results})).into_response()
-        }
+        Ok(hits) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            results_body(hits),
+        )
+            .into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "the search tool's search failed");
             (
@@ -300,9 +298,92 @@ pub async fn search_documents(
     }
 }
 
+/// Characters of a result's document title.
+const TITLE_CHARS: usize = 200;
+
+/// The tool's answer: `{"results": [...]}`, best hit first, always whole JSON
+/// within [`MAX_TOOL_OUTPUT_CHARS`] (measured after escaping): hits that do
+/// not fit are left out, and a first hit that alone does not fit has its text
+/// shortened. Nothing is ever cut mid-JSON.
+fn results_body(hits: Vec<Hit>) -> String {
+    let body = |kept: &[Value]| json!({ "results": kept }).to_string();
+    let mut kept: Vec<Value> = Vec::new();
+    for h in hits {
+        let title: String = h.title.chars().take(TITLE_CHARS).collect();
+        let mut chars = RESULT_CHARS;
+        loop {
+            let text: String = h.text.chars().take(chars).collect();
+            kept.push(json!({"title": title, "page": h.page, "text": text,
+                             "document_id": h.document_id, "chunk_id": h.id}));
+            if body(&kept).chars().count() <= MAX_TOOL_OUTPUT_CHARS {
+                break;
+            }
+            kept.pop();
+            if !kept.is_empty() || chars == 0 {
+                return body(&kept);
+            }
+            chars /= 2;
+        }
+    }
+    body(&kept)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hit(title: &str, text: &str) -> Hit {
+        Hit {
+            id: Uuid::new_v4(),
+            document_id: Uuid::new_v4(),
+            title: title.to_owned(),
+            page: Some(1),
+            text: text.to_owned(),
+        }
+    }
+
+    /// The platform cuts a tool's answer at 10,000 characters; a cut answer
+    /// is no longer JSON. Worst cases: text that escapes to six characters a
+    /// character, long titles, more hits than fit.
+    #[test]
+    fn every_answer_is_whole_json_within_the_platform_limit() {
+        let cases: Vec<Vec<Hit>> = vec![
+            (0..8)
+                .map(|_| hit("Manual", &"\u{1}".repeat(5000)))
+                .collect(),
+            (0..8).map(|_| hit(&"T".repeat(20_000), "short")).collect(),
+            (0..8)
+                .map(|_| hit("Manual", &"\"\n".repeat(3000)))
+                .collect(),
+            (0..8).map(|_| hit("Manual", &"é".repeat(3000))).collect(),
+            vec![hit("Manual", "The motor is covered for five years.")],
+            vec![],
+        ];
+        for hits in cases {
+            let body = results_body(hits);
+            assert!(
+                body.chars().count() <= MAX_TOOL_OUTPUT_CHARS,
+                "{} characters",
+                body.chars().count()
+            );
+            let parsed: Value = serde_json::from_str(&body).expect("whole JSON");
+            assert!(parsed["results"].is_array());
+        }
+        let one = results_body(vec![hit("Manual", "The motor is covered for five years.")]);
+        let parsed: Value = serde_json::from_str(&one).unwrap();
+        assert_eq!(
+            parsed["results"][0]["text"],
+            "The motor is covered for five years."
+        );
+        // At least one result survives even the worst escaping.
+        let worst = results_body(
+            (0..8)
+                .map(|_| hit("Manual", &"\u{1}".repeat(5000)))
+                .collect(),
+        );
+        let parsed: Value = serde_json::from_str(&worst).unwrap();
+        assert!(!parsed["results"].as_array().unwrap().is_empty());
+    }
 
     #[test]
     fn tokens_are_random_and_stored_only_as_their_hash() {
