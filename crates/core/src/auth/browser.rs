@@ -4,8 +4,10 @@
 //! 1. A one-shot callback server listens on `127.0.0.1:<random port>`.
 //! 2. The browser opens `/auth/v1/authorize?provider=…&redirect_to=
 //!    http://127.0.0.1:<port>/callback?state=<random>&code_challenge=…&
-//!    code_challenge_method=S256` (built with the `oauth2` crate; GoTrue
-//!    reads `redirect_to`, not `redirect_uri`, and ignores the rest).
+//!    code_challenge_method=S256` and nothing else: GoTrue passes every
+//!    other query parameter on to the provider, where a `client_id`,
+//!    `redirect_uri` or `state` overrides GoTrue's own and the provider
+//!    fails (docs/platform-contract.md). Our state rides inside `redirect_to`.
 //! 3. GoTrue sends the browser back to the callback with `?code=` (or
 //!    `error`, `error_description`). The `state` in the callback URL must be
 //!    ours: anything else is answered 400 and ignored.
@@ -18,8 +20,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use oauth2::basic::BasicClient;
-use oauth2::{AuthUrl, ClientId, CsrfToken, PkceCodeChallenge, RedirectUrl};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use url::Url;
@@ -81,32 +83,16 @@ pub(crate) async fn sign_in(
             Error::SignInCancelled(format!("could not listen for the browser's answer: {e}"))
         })?
         .port();
-    let state = CsrfToken::new_random();
-    let redirect = format!("http://127.0.0.1:{port}/callback?state={}", state.secret());
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-
-    let authorize = AuthUrl::new(api.url("/auth/v1/authorize")).map_err(|e| {
-        Error::NotConfigured(format!("api_url does not make an authorize URL: {e}"))
-    })?;
-    let client = BasicClient::new(ClientId::new("quire".to_owned()))
-        .set_auth_uri(authorize)
-        .set_redirect_uri(
-            RedirectUrl::new(redirect.clone())
-                .map_err(|e| Error::NotConfigured(format!("bad loopback redirect: {e}")))?,
-        );
-    let (url, _) = client
-        .authorize_url(|| state.clone())
-        .set_pkce_challenge(challenge)
-        .add_extra_param("provider", options.provider.clone())
-        .add_extra_param("redirect_to", redirect)
-        .url();
-    let url = Url::parse(url.as_str()).expect("oauth2 builds valid URLs");
+    let state = random_token()?;
+    let verifier = random_token()?;
+    let redirect = format!("http://127.0.0.1:{port}/callback?state={state}");
+    let url = authorize_url(&api.url("/auth/v1/authorize"), &options.provider, &redirect, &verifier)?;
 
     browser.open(&url)?;
 
     let (callback, mut stream) = tokio::time::timeout(
         options.timeout,
-        wait_for_callback(&listener, state.secret()),
+        wait_for_callback(&listener, &state),
     )
     .await
     .map_err(|_| {
@@ -115,7 +101,7 @@ pub(crate) async fn sign_in(
     drop(listener);
 
     let outcome = match callback {
-        Callback::Code(code) => auth.sign_in_with_code(&code, verifier.secret()).await,
+        Callback::Code(code) => auth.sign_in_with_code(&code, &verifier).await,
         Callback::Refused(description) => Err(Error::SignInCancelled(description)),
     };
     let page = match &outcome {
@@ -133,6 +119,32 @@ pub(crate) async fn sign_in(
     let _ = stream.write_all(page.as_bytes()).await;
     let _ = stream.shutdown().await;
     outcome
+}
+
+/// `/authorize` with exactly GoTrue's own parameters and the S256 challenge
+/// of `verifier` (RFC 7636 §4.2).
+fn authorize_url(authorize: &str, provider: &str, redirect: &str, verifier: &str) -> Result<Url> {
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
+    let mut url = Url::parse(authorize).map_err(|e| {
+        Error::NotConfigured(format!("api_url does not make an authorize URL: {e}"))
+    })?;
+    url.query_pairs_mut()
+        .append_pair("provider", provider)
+        .append_pair("redirect_to", redirect)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    Ok(url)
+}
+
+/// 32 random bytes, base64url: 43 characters, a valid PKCE verifier
+/// (RFC 7636 §4.1) and an unguessable loopback state.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        Error::SignInCancelled(format!("the system gave no randomness to sign in with: {e}"))
+    })?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 enum Callback {
@@ -271,6 +283,30 @@ mod tests {
         let client = tokio::spawn(get("/callback?state=good&code=the-code"));
         assert_eq!(waiting.await.unwrap(), "the-code");
         drop(client);
+    }
+
+    #[test]
+    fn the_authorize_url_carries_only_gotrues_parameters() {
+        // The challenge as Python's hashlib + urlsafe_b64encode compute it.
+        let verifier = "dBjftJeZ4CVP-mJ0gEZ6XMGb7V4-2HhE5aNIH0d4Zh8";
+        let url = authorize_url(
+            "http://h/auth/v1/authorize",
+            "github",
+            "http://127.0.0.1:1/callback?state=s",
+            verifier,
+        )
+        .unwrap();
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("provider".into(), "github".into()),
+                ("redirect_to".into(), "http://127.0.0.1:1/callback?state=s".into()),
+                ("code_challenge".into(), "TlbJLWXesCKVotHTW5aALKQ7hdx64LB-SrXJY0k_FL4".into()),
+                ("code_challenge_method".into(), "S256".into()),
+            ]
+        );
+        assert_eq!(random_token().unwrap().len(), 43);
     }
 
     #[test]

@@ -84,8 +84,17 @@ async fn pkce_sign_in_through_the_authorize_page() {
     let opened = browser.opened.lock().unwrap().clone().unwrap();
     let query: std::collections::HashMap<_, _> = opened.query_pairs().into_owned().collect();
     assert_eq!(opened.path(), "/auth/v1/authorize");
+    // GoTrue passes any other parameter on to the provider, where it
+    // overrides GoTrue's own client_id, redirect_uri or state.
+    let mut names: Vec<&str> = query.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["code_challenge", "code_challenge_method", "provider", "redirect_to"]
+    );
     assert_eq!(query["provider"], "github");
     assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["code_challenge"].len(), 43);
     let redirect = url::Url::parse(&query["redirect_to"]).unwrap();
     assert_eq!(redirect.host_str(), Some("127.0.0.1"));
     assert_eq!(redirect.path(), "/callback");

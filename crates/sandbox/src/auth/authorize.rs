@@ -62,6 +62,19 @@ pub const PROVIDERS: &[&str] = &[
     "zoom",
 ];
 
+/// Query parameters of `/authorize` that are GoTrue's own or that a
+/// provider ignores (`skip_http_redirect`, which supabase-js adds): anything
+/// else reaches the provider.
+const GOTRUE_PARAMS: &[&str] = &[
+    "provider",
+    "redirect_to",
+    "scopes",
+    "code_challenge",
+    "code_challenge_method",
+    "invite_token",
+    "skip_http_redirect",
+];
+
 const STYLE: &str = "\
 *{box-sizing:border-box}\
 body{margin:0;min-height:100vh;display:grid;place-items:center;background:#f4f4f5;color:#18181b;\
@@ -155,6 +168,22 @@ pub async fn start(
         }
         None => None,
     };
+
+    // From here on the page plays the provider. GoTrue passes every query
+    // parameter but its own to the provider, where they override the
+    // `client_id`, `redirect_uri` and `state` GoTrue sets: a real provider
+    // then fails (GitHub: unknown client). See docs/platform-contract.md.
+    if let Some(name) = query.keys().find(|k| !GOTRUE_PARAMS.contains(&k.as_str())) {
+        return Ok(message_page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in request is not valid",
+            &format!(
+                "The provider received the query parameter “{name}”, which GoTrue passes on \
+                 unchanged and which overrides its own. Send only provider, redirect_to, scopes, \
+                 code_challenge and code_challenge_method to /authorize."
+            ),
+        ));
+    }
 
     let expiry = i64::try_from(state.config.flow_state_expiry_secs).unwrap_or(300);
     let form_state = state_keys(&state).sign(&AuthorizeState {

@@ -128,3 +128,31 @@ async fn supabase_js_realtime_token_expiry() {
 async fn supabase_js_realtime_token_expiry_default_vsn() {
     run_suites_on(&["realtime-expiry.test.mjs"], None, short_tokens).await;
 }
+
+/// supabase-py, tried as a new user would (tests/conformance/python). Not in
+/// CI: it needs a Python with `supabase` installed, named by `QUIRE_PYTHON`.
+#[tokio::test]
+#[ignore = "needs QUIRE_PYTHON: a Python with `pip install supabase`"]
+async fn supabase_py_tried_as_a_new_user_would() {
+    let python = std::env::var("QUIRE_PYTHON").expect("QUIRE_PYTHON names a Python with supabase");
+    let app = spawn_app_with(|_| {}).await;
+    let output = tokio::process::Command::new(python)
+        .arg("try_supabase_py.py")
+        .current_dir(suite_dir().join("python"))
+        .env("QUIRE_API_URL", &app.base)
+        .env("QUIRE_ANON_KEY", app.anon_key())
+        .env("QUIRE_DB_URL", app.db.url())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .expect("the supabase-py script finished within 2 minutes")
+        .expect("python runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{report}");
+    assert!(output.status.success(), "supabase-py failed:\n{report}");
+}

@@ -464,3 +464,47 @@ async fn without_pkce_the_implicit_flow_puts_tokens_in_the_fragment() {
     assert_eq!(claims_of(&fragment["access_token"])["sub"], a["user"]["id"]);
     assert!(!fragment["refresh_token"].is_empty());
 }
+
+#[tokio::test]
+async fn the_provider_page_refuses_oauth_parameters_that_override_gotrues_own() {
+    // GoTrue passes every query parameter but its four own to the provider,
+    // and they override the client_id, redirect_uri and state it sets itself:
+    // a real provider then fails. The stand-in page refuses them the same way.
+    let app = spawn_app().await;
+    let (_a, _b) = two_users(&app).await;
+    let (_verifier, challenge) = pkce_pair();
+    for (name, value) in [
+        ("client_id", "quire"),
+        ("state", "abc"),
+        ("response_type", "code"),
+        ("redirect_uri", CALLBACK),
+    ] {
+        let response = app
+            .authorize(&[
+                ("provider", "github"),
+                ("redirect_to", CALLBACK),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "s256"),
+                (name, value),
+            ])
+            .await;
+        assert_eq!(response.status(), 400, "{name}");
+        assert!(response.headers().get(LOCATION).is_none());
+        let page = response.text().await.unwrap();
+        assert!(page.contains(&format!("“{name}”")), "{name}: {page}");
+        assert!(!page.contains("<form"), "{name}: {page}");
+    }
+
+    // What supabase-js sends (skip_http_redirect included) still gets the page.
+    let response = app
+        .authorize(&[
+            ("provider", "github"),
+            ("redirect_to", CALLBACK),
+            ("scopes", "read:user"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "s256"),
+            ("skip_http_redirect", "true"),
+        ])
+        .await;
+    assert_eq!(response.status(), 200);
+}
