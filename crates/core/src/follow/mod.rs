@@ -6,7 +6,14 @@
 //!
 //! Protocol choices, each from the reference:
 //! * `vsn=1.0.0`, anon key as `apikey` (Kong accepts only project keys
-//!   there); the user's token goes in the join payload (§2.4).
+//!   there); the user's token goes in the join payload (§2.4). Measured
+//!   against vsn 2.0.0 (supabase-js's default): a `document_changed`
+//!   broadcast on `realtime:user:<uid>` is 325 bytes as a V1 object and 298
+//!   as a V2 array (27 bytes, 8 %, per message; a heartbeat 63 vs 36), and
+//!   parsing either is microseconds. That does not pay for what V2 costs:
+//!   Realtime ≥ 2.63 sends V2 broadcasts as binary frames, a second decoder
+//!   to keep right, while V1 is JSON text only (see
+//!   `docs/platform-contract.md`).
 //! * Heartbeat every 25 s; an unanswered heartbeat when the next is due is
 //!   a dead connection (phoenix.js's rule, §2.7).
 //! * Join timeout 10 s, above the server's 5 s delay on join errors (§2.4),
