@@ -86,18 +86,21 @@ pub(crate) async fn sign_in(
     let state = random_token()?;
     let verifier = random_token()?;
     let redirect = format!("http://127.0.0.1:{port}/callback?state={state}");
-    let url = authorize_url(&api.url("/auth/v1/authorize"), &options.provider, &redirect, &verifier)?;
+    let url = authorize_url(
+        &api.url("/auth/v1/authorize"),
+        &options.provider,
+        &redirect,
+        &verifier,
+    )?;
 
     browser.open(&url)?;
 
-    let (callback, mut stream) = tokio::time::timeout(
-        options.timeout,
-        wait_for_callback(&listener, &state),
-    )
-    .await
-    .map_err(|_| {
-        Error::SignInCancelled("nobody finished signing in in the browser in time".into())
-    })??;
+    let (callback, mut stream) =
+        tokio::time::timeout(options.timeout, wait_for_callback(&listener, &state))
+            .await
+            .map_err(|_| {
+                Error::SignInCancelled("nobody finished signing in in the browser in time".into())
+            })??;
     drop(listener);
 
     let outcome = match callback {
@@ -142,7 +145,9 @@ fn authorize_url(authorize: &str, provider: &str, redirect: &str, verifier: &str
 fn random_token() -> Result<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| {
-        Error::SignInCancelled(format!("the system gave no randomness to sign in with: {e}"))
+        Error::SignInCancelled(format!(
+            "the system gave no randomness to sign in with: {e}"
+        ))
     })?;
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
@@ -301,8 +306,14 @@ mod tests {
             pairs,
             [
                 ("provider".into(), "github".into()),
-                ("redirect_to".into(), "http://127.0.0.1:1/callback?state=s".into()),
-                ("code_challenge".into(), "TlbJLWXesCKVotHTW5aALKQ7hdx64LB-SrXJY0k_FL4".into()),
+                (
+                    "redirect_to".into(),
+                    "http://127.0.0.1:1/callback?state=s".into()
+                ),
+                (
+                    "code_challenge".into(),
+                    "TlbJLWXesCKVotHTW5aALKQ7hdx64LB-SrXJY0k_FL4".into()
+                ),
                 ("code_challenge_method".into(), "S256".into()),
             ]
         );

@@ -90,7 +90,12 @@ async fn pkce_sign_in_through_the_authorize_page() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["code_challenge", "code_challenge_method", "provider", "redirect_to"]
+        [
+            "code_challenge",
+            "code_challenge_method",
+            "provider",
+            "redirect_to"
+        ]
     );
     assert_eq!(query["provider"], "github");
     assert_eq!(query["code_challenge_method"], "S256");
