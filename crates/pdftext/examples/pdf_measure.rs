@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use quire_pdftext::score::score;
 
-const ENGINES: &[&str] = &["sandbox"];
+const ENGINES: &[&str] = &["sandbox", "pdf-extract"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -76,6 +76,7 @@ fn one(engine: &str, pdf: &Path) {
     let start = Instant::now();
     let pages = match engine {
         "sandbox" => quire_sandbox::ai::extract::extract_pdf(&bytes).map_err(|e| e.code().to_string()),
+        "pdf-extract" => quire_pdftext::candidate::pdf_extract_stock(&bytes),
         other => Err(format!("unknown engine {other}")),
     };
     let ms = start.elapsed().as_secs_f64() * 1000.0;

@@ -4,4 +4,5 @@
 //! the corpus in `tests/pdf-corpus` (see [`score`]); `cargo xtask pdf-measure`
 //! runs it over every document.
 
+pub mod candidate;
 pub mod score;
