@@ -287,7 +287,6 @@ async fn record(
 struct Extracted {
     name: String,
     page_count: Option<i32>,
-    has_text: bool,
 }
 
 async fn steps(state: &AppState, worker: &str, job: &Job) -> Result<Done, Stop> {
@@ -333,12 +332,6 @@ async fn steps(state: &AppState, worker: &str, job: &Job) -> Result<Done, Stop> 
             indexed = None;
             continue;
         };
-        if !extracted.has_text {
-            return Ok(Done {
-                status: "no_text",
-                page_count: extracted.page_count,
-            });
-        }
 
         let kb = state.config.knowledge_base_id;
         let entry = match indexed {
@@ -375,6 +368,8 @@ async fn steps(state: &AppState, worker: &str, job: &Job) -> Result<Done, Stop> 
             continue;
         }
 
+        // The platform's page-text records carry no sizes: a source has no
+        // text when indexing yields no chunks.
         let copied = copy_chunks(state, worker, document_id, kb, source).await?;
         return Ok(Done {
             status: if copied == 0 { "no_text" } else { "ready" },
@@ -520,16 +515,6 @@ fn extracted(source: &Value) -> Extracted {
         .and_then(Value::as_i64)
         .or_else(|| pages.map(|p| p.len() as i64))
         .and_then(|n| i32::try_from(n).ok());
-    // When the platform lists its page texts with their sizes, a PDF whose
-    // pages are all empty has no text layer; otherwise indexing will tell.
-    let has_text = match pages {
-        Some(pages) if !pages.is_empty() && pages.iter().all(|p| p.get("char_count").is_some()) => {
-            pages
-                .iter()
-                .any(|p| p.get("char_count").and_then(Value::as_i64).unwrap_or(0) > 0)
-        }
-        _ => true,
-    };
     Extracted {
         name: source
             .get("name")
@@ -537,37 +522,35 @@ fn extracted(source: &Value) -> Extracted {
             .unwrap_or_default()
             .to_owned(),
         page_count,
-        has_text,
     }
 }
 
-/// A reason a person can act on, from the source's `error_code`.
+/// A reason a person can act on, in Quire's own words. The platform records
+/// a failed file extraction with an `error_message` (the extractor's
+/// exception text) and a NULL `error_code` (docs/platform-contract.md), so
+/// the reason is read from the message's wording; the message itself is
+/// never shown.
 fn extraction_failure(source: &Value) -> String {
-    let code = source
-        .get("error_code")
+    let message = source
+        .get("error_message")
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    match code {
-        "not_a_pdf" | "unsupported_format" => {
-            "This file is not a PDF Quire can read. Export it as a PDF and upload it again.".to_owned()
-        }
-        "encrypted" => {
-            "This PDF is protected with a password. Save a copy without the password and upload that."
-                .to_owned()
-        }
-        "corrupt" => {
-            "This PDF is damaged or incomplete. Download or export it again, then upload the new copy."
-                .to_owned()
-        }
-        _ => {
-            let detail = source
-                .get("error_message")
-                .and_then(Value::as_str)
-                .unwrap_or("no details");
-            format!(
-                "The text of this PDF could not be extracted ({detail}). Delete it and upload it again; if that fails too, export it again as PDF."
-            )
-        }
+        .unwrap_or_default()
+        .to_lowercase();
+    let mentions = |words: &[&str]| words.iter().any(|w| message.contains(w));
+    if mentions(&["password", "encrypt", "decrypt"]) {
+        "This PDF is protected with a password. Save a copy without the password and upload that."
+            .to_owned()
+    } else if mentions(&["not a pdf", "%pdf", "unsupported", "file type"]) {
+        "This file is not a PDF Quire can read. Export it as a PDF and upload it again.".to_owned()
+    } else if mentions(&["damaged", "corrupt", "truncated", "eof", "xref", "trailer", "syntax"]) {
+        "This PDF is damaged or incomplete. Download or export it again, then upload the new copy."
+            .to_owned()
+    } else if mentions(&["timed out", "timeout"]) {
+        "Reading the text of this PDF took too long. Delete it and upload it again; if that fails too, split it into smaller PDFs."
+            .to_owned()
+    } else {
+        "The text of this PDF could not be extracted. Delete it and upload it again; if that fails too, export it again as PDF."
+            .to_owned()
     }
 }
 
@@ -769,26 +752,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pdf_whose_pages_are_all_empty_has_no_text() {
-        let none = json!({"name": "d", "derivatives": {"page_count": 2, "page_text": [
-            {"page": 1, "char_count": 0}, {"page": 2, "char_count": 0}]}});
-        let some = json!({"name": "d", "derivatives": {"page_count": 2, "page_text": [
-            {"page": 1, "char_count": 0}, {"page": 2, "char_count": 12}]}});
-        let unknown = json!({"name": "d", "derivatives": {}});
-        assert!(!extracted(&none).has_text);
-        assert_eq!(extracted(&none).page_count, Some(2));
-        assert!(extracted(&some).has_text);
-        assert!(extracted(&unknown).has_text, "indexing decides");
+    fn the_page_count_comes_from_the_platform_records() {
+        let source = json!({"name": "d", "derivatives": {"page_count": 2, "page_text": [
+            {"storage_path": "sources/x/page_text/page_1.txt", "format": "plain", "page": 1},
+            {"storage_path": "sources/x/page_text/page_2.txt", "format": "plain", "page": 2}]}});
+        assert_eq!(extracted(&source).page_count, Some(2));
+        assert_eq!(extracted(&json!({"name": "d", "derivatives": {}})).page_count, None);
     }
 
     #[test]
-    fn failures_say_what_to_do() {
-        for code in ["not_a_pdf", "encrypted", "corrupt", "something_new"] {
-            let reason = extraction_failure(&json!({"error_code": code, "error_message": "x"}));
-            assert!(
-                reason.contains("upload") || reason.contains("Upload"),
-                "{code}: {reason}"
-            );
+    fn failures_say_what_to_do_in_quires_words() {
+        let cases = [
+            ("File has not been decrypted", "password"),
+            ("The PDF is encrypted with a password; upload a copy without a password.", "password"),
+            ("EOF marker not found", "damaged"),
+            ("Extraction timed out", "too long"),
+            ("something new", "could not be extracted"),
+        ];
+        for (message, expected) in cases {
+            let reason = extraction_failure(&json!({"error_code": null, "error_message": message}));
+            assert!(reason.contains(expected), "{message}: {reason}");
+            assert!(!reason.contains(message), "never the platform's text: {reason}");
         }
     }
 }

@@ -277,20 +277,43 @@ async fn pdfs_the_platform_cannot_read_end_with_a_reason_or_no_text() {
         .get(0);
     assert_eq!(pages, Some(2));
 
+    // The platform records a failed extraction with a message and a NULL
+    // error_code; A sees Quire's own sentence, never the platform's text.
     let (status, error) = app.wait_document(locked).await;
     assert_eq!(status, "failed");
-    assert!(error.unwrap().contains("password"));
+    assert_eq!(
+        error.as_deref(),
+        Some("This PDF is protected with a password. Save a copy without the password and upload that.")
+    );
 
     let (status, error) = app.wait_document(broken).await;
-    if status == "failed" {
-        let error = error.unwrap();
-        assert!(error.contains("upload"), "{error}");
-    }
+    assert_eq!(status, "failed");
+    assert_eq!(
+        error.as_deref(),
+        Some("This PDF is damaged or incomplete. Download or export it again, then upload the new copy.")
+    );
     assert_eq!(
         app.count("select count(*) from public.document_chunks", &[])
             .await,
         0
     );
+    // B sees none of A's documents or their reasons.
+    let b = app.user("b@example.com").await;
+    let seen: Value = app
+        .client
+        .get(format!(
+            "{}/rest/v1/documents?select=id,status,error",
+            app.sandbox.api_base()
+        ))
+        .header("apikey", app.anon_key())
+        .bearer_auth(&b.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen, json!([]));
 }
 
 #[tokio::test]
