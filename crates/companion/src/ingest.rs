@@ -721,11 +721,13 @@ async fn copy_chunks(
             .filter_map(|item| {
                 let chunk_id = item.get("id")?.as_str()?;
                 let text = item.get("text")?.as_str()?;
+                // The platform's `meta.pages`: the 1-based pages the chunk
+                // spans (absent without page texts). Its first page is cited.
                 let page = item
                     .get("meta")
-                    .and_then(|m| m.get("page"))
-                    .and_then(Value::as_i64)
-                    .filter(|p| *p >= 1);
+                    .and_then(|m| m.get("pages"))
+                    .and_then(Value::as_array)
+                    .and_then(|pages| pages.iter().filter_map(Value::as_i64).find(|p| *p >= 1));
                 let ordinal = item.get("chunk_index").and_then(Value::as_i64).unwrap_or(0);
                 Some(json!({"chunk_id": chunk_id, "page": page, "ordinal": ordinal, "text": text}))
             })
