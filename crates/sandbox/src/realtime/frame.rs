@@ -4,7 +4,9 @@
 //! the join ref of the channel's current join, except broadcasts (Phoenix's
 //! fastlane sends `null`) and socket-level replies. Realtime ≥ 2.63 also sends
 //! broadcasts as binary frames on vsn 2.0.0; realtime-js decodes both, the
-//! sandbox sends text (see `docs/platform-contract.md`).
+//! sandbox sends text. realtime-js sends a broadcast with a JSON payload as a
+//! binary "user broadcast push", which the sandbox reads
+//! ([`ClientFrame::parse_binary`]; see `docs/platform-contract.md`).
 //!
 //! Client frames carry `topic`, `event`, `payload`, `ref` and optionally
 //! `join_ref`; server frames carry `topic`, `event`, `payload` and `ref`, never
@@ -129,6 +131,57 @@ impl ClientFrame {
                 })
             }
         }
+    }
+}
+
+impl ClientFrame {
+    /// Parses a vsn 2.0.0 binary frame: realtime-js sends a broadcast whose
+    /// payload is JSON as a "user broadcast push" — kind 3; the byte lengths
+    /// of join ref, ref, topic, user event and metadata; the payload encoding
+    /// (0 binary, 1 JSON); those five strings; then the payload. Only JSON
+    /// payloads are read (the sandbox keeps broadcasts as JSON).
+    pub fn parse_binary(bytes: &[u8]) -> Result<Self, FrameError> {
+        use serde::de::Error as _;
+        let bad = |what: &str| FrameError(serde_json::Error::custom(what));
+        let [kind, lengths @ .., encoding] = bytes.get(..7).ok_or_else(|| bad("short header"))?
+        else {
+            return Err(bad("short header"));
+        };
+        if *kind != 3 {
+            return Err(bad("not a user broadcast push"));
+        }
+        if *encoding != 1 {
+            return Err(bad("binary broadcast payloads are not supported"));
+        }
+        let mut rest = &bytes[7..];
+        let mut parts = Vec::with_capacity(5);
+        for &len in lengths {
+            let len = usize::from(len);
+            if rest.len() < len {
+                return Err(bad("truncated"));
+            }
+            let part = std::str::from_utf8(&rest[..len]).map_err(|_| bad("not UTF-8"))?;
+            parts.push(part.to_owned());
+            rest = &rest[len..];
+        }
+        let user_payload: Value = serde_json::from_slice(rest)?;
+        let mut payload = match parts[4].as_str() {
+            "" => Map::new(),
+            metadata => serde_json::from_str(metadata)?,
+        };
+        payload.insert("type".into(), json!("broadcast"));
+        payload.insert("event".into(), json!(parts[3]));
+        payload.insert("payload".into(), user_payload);
+        let text_or_null = |s: &str| {
+            if s.is_empty() { Value::Null } else { json!(s) }
+        };
+        Ok(ClientFrame {
+            topic: parts[2].clone(),
+            event: event::BROADCAST.to_owned(),
+            payload: Value::Object(payload),
+            reference: text_or_null(&parts[1]),
+            join_ref: text_or_null(&parts[0]),
+        })
     }
 }
 

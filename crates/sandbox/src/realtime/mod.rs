@@ -13,9 +13,10 @@
 //!   listener task, which reconnects and catches up after losing its
 //!   connection.
 //!
-//! Not implemented (answered honestly rather than faked): vsn 2.0.0's binary
-//! frames (broadcasts go out as V2 text, which realtime-js also reads; a
-//! binary frame from a client is ignored), Postgres Changes (the join succeeds with an empty
+//! Not implemented (answered honestly rather than faked): the binary
+//! broadcasts Realtime ≥ 2.63 sends on vsn 2.0.0 (the sandbox sends V2 text,
+//! which realtime-js also reads) and binary-encoded client broadcast payloads
+//! (JSON ones are read), Postgres Changes (the join succeeds with an empty
 //! `postgres_changes` list and a `system` error), broadcast replay, rate
 //! limits other than the per-socket channel limit.
 

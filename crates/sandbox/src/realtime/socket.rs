@@ -268,8 +268,17 @@ impl Socket {
                     Ok(())
                 }
             },
+            Message::Binary(bytes) if ws.vsn == Vsn::V2 => {
+                match ClientFrame::parse_binary(&bytes) {
+                    Ok(frame) => self.on_frame(ws, frame).await,
+                    Err(error) => {
+                        tracing::info!(%error, "ignoring a binary frame the sandbox does not read");
+                        Ok(())
+                    }
+                }
+            }
             Message::Binary(_) => {
-                tracing::info!("ignoring a binary frame: the sandbox reads JSON text frames only");
+                tracing::info!("ignoring a binary frame: vsn 1.0.0 is JSON text only");
                 Ok(())
             }
             Message::Ping(_) | Message::Pong(_) => Ok(()),

@@ -1336,3 +1336,82 @@ async fn a_client_close_is_answered_with_a_close_frame() {
     // The server's answering close frame, not a dropped TCP connection.
     assert_eq!(socket.expect_closed(PATIENCE).await, Some(1000));
 }
+
+/// realtime-js on vsn 2.0.0 sends a broadcast with a JSON payload as a binary
+/// "user broadcast push": kind 3, the lengths of join ref, ref, topic, user
+/// event and metadata, the payload encoding (1 = JSON), those strings, then
+/// the payload.
+fn user_broadcast_push(
+    join_ref: &str,
+    reference: &str,
+    topic: &str,
+    event: &str,
+    payload: &Value,
+) -> Vec<u8> {
+    let mut frame = vec![
+        3,
+        join_ref.len() as u8,
+        reference.len() as u8,
+        topic.len() as u8,
+        event.len() as u8,
+        0,
+        1,
+    ];
+    for part in [join_ref, reference, topic, event] {
+        frame.extend_from_slice(part.as_bytes());
+    }
+    frame.extend_from_slice(payload.to_string().as_bytes());
+    frame
+}
+
+#[tokio::test]
+async fn vsn_2_binary_client_broadcasts_reach_the_topic_only() {
+    let app = realtime_app().await;
+    let url = format!(
+        "{}/realtime/v1/websocket?apikey={}&vsn=2.0.0",
+        app.base.replacen("http", "ws", 1),
+        app.anon_key()
+    );
+    let config = json!({"broadcast": {"ack": true, "self": false}, "presence": {"enabled": false},
+        "postgres_changes": [], "private": false});
+    let mut sockets = Vec::new();
+    for topic in ["realtime:room:1", "realtime:room:1", "realtime:room:2"] {
+        let (mut ws, _) = connect_async(url.as_str()).await.unwrap();
+        let join = json!(["1", "1", topic, "phx_join", {"config": config}]);
+        ws.send(Message::text(join.to_string())).await.unwrap();
+        loop {
+            let (_, _, _, event, payload) = recv_v2(&mut ws).await;
+            if event == "phx_reply" {
+                assert_eq!(payload["status"], "ok", "{payload}");
+                break;
+            }
+        }
+        sockets.push(ws);
+    }
+    let [alice, bob, carol] = &mut sockets[..] else {
+        unreachable!()
+    };
+
+    let frame = user_broadcast_push("1", "2", "realtime:room:1", "moved", &json!({"x": 3}));
+    alice.send(Message::binary(frame)).await.unwrap();
+    // Alice's ack, then Bob gets the broadcast; Carol, on another topic, nothing.
+    let (join_ref, reference, _, event, payload) = recv_v2(alice).await;
+    assert_eq!(
+        (join_ref, reference, event.as_str()),
+        (json!("1"), json!("2"), "phx_reply")
+    );
+    assert_eq!(payload["status"], "ok", "{payload}");
+    let (_, _, topic, event, payload) = recv_v2(bob).await;
+    assert_eq!(
+        (topic.as_str(), event.as_str()),
+        ("realtime:room:1", "broadcast")
+    );
+    assert_eq!(payload["event"], "moved");
+    assert_eq!(payload["payload"], json!({"x": 3}));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), carol.next())
+            .await
+            .is_err(),
+        "Carol got a frame"
+    );
+}
