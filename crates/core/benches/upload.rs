@@ -63,16 +63,26 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var_os(CHILD).is_some() {
         return child().await;
     }
-    // Ingestion hands the whole file to the AI's sources endpoint: let it take 100 MiB (the
-    // sandbox's default per-request limit is Supabase's 50 MB; TUS chunks are far below both).
+    // A 100 MiB PDF is over Quire's limit (the `documents` bucket's 50 MiB, Storage's default
+    // global limit): this bench's own stack raises both, explicitly, so the bench measures a
+    // large upload. Nothing else runs with these limits.
     let stack = support::full(|c| c.max_upload_bytes = 256 * MIB).await?;
+    stack
+        .db
+        .admin()
+        .await
+        .execute(
+            "update storage.buckets set file_size_limit = $1 where id = 'documents'",
+            &[&((256 * MIB) as i64)],
+        )
+        .await?;
     stack.create_user(EMAIL, PASSWORD).await?;
     let token = stack.access_token(EMAIL, PASSWORD).await?;
     let options = UploadOptions::default();
 
     let pdf = stack.dir.path().join("bench 100 MiB.pdf");
     write_pdf(&pdf, PDF_BYTES)?;
-    quire_core::upload::check_pdf(&pdf, options.max_file_bytes).await?;
+    quire_core::upload::check_pdf(&pdf, 256 * MIB).await?;
     let chunks = cut_chunks(&pdf, &stack.dir.path().join("chunks"), options.chunk_bytes)?;
     let curl = Curl {
         api: stack.api(),

@@ -189,7 +189,7 @@ pub enum Error {
     #[error("{} is empty. Choose a PDF that has content.", file_name(.path))]
     EmptyFile { path: PathBuf },
 
-    #[error("{} is {}, over the {} limit. Choose a smaller PDF.", file_name(.path), human_bytes(*.size), human_bytes(*.limit))]
+    #[error("{} is larger than {}, the largest PDF Quire can store. Choose a smaller PDF or split this one.", file_name(.path), megabytes(*.limit))]
     TooLarge {
         path: PathBuf,
         size: u64,
@@ -331,6 +331,17 @@ fn file_name(path: &std::path::Path) -> String {
 }
 
 /// `1.5 MB`-style sizes for messages.
+/// A size limit as a person reads it: binary megabytes, one decimal when
+/// not whole ("50 MB" for 52,428,800 bytes, as Storage's dashboard shows it).
+pub fn megabytes(bytes: u64) -> String {
+    let tenths = (bytes.saturating_mul(10) + 1024 * 1024 / 2) / (1024 * 1024);
+    if tenths % 10 == 0 {
+        format!("{} MB", tenths / 10)
+    } else {
+        format!("{}.{} MB", tenths / 10, tenths % 10)
+    }
+}
+
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
     if bytes < 1000 {
@@ -371,14 +382,17 @@ mod tests {
         assert_eq!(human_bytes(12), "12 bytes");
         assert_eq!(human_bytes(1_500_000), "1.5 MB");
         assert_eq!(human_bytes(52_428_800), "52 MB");
+        assert_eq!(megabytes(52_428_800), "50 MB");
+        assert_eq!(megabytes(2_000_000), "1.9 MB");
         let error = Error::TooLarge {
             path: "/tmp/big.pdf".into(),
             size: 60_000_000,
-            limit: 50_000_000,
+            limit: 52_428_800,
         };
         assert_eq!(
             error.to_string(),
-            "big.pdf is 60 MB, over the 50 MB limit. Choose a smaller PDF."
+            "big.pdf is larger than 50 MB, the largest PDF Quire can store. \
+             Choose a smaller PDF or split this one."
         );
     }
 

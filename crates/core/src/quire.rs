@@ -275,7 +275,10 @@ impl Quire {
         // the old row.
         let prepared = match documents::status(self, id).await {
             Ok(DocumentStatus::Failed) => {
-                upload::check(path, options.max_file_bytes).await.map(drop)
+                match upload::size_limit(self).await {
+                    Ok(limit) => upload::check(path, limit).await.map(drop),
+                    Err(e) => Err(e),
+                }
             }
             Ok(status) => Err(crate::Error::Conflict {
                 service: crate::error::Service::Database,

@@ -32,13 +32,12 @@ use crate::http;
 use crate::quire::Quire;
 use crate::state::{Document, DocumentStatus};
 
-/// How uploads behave. Defaults: 200 MiB per file (the companion's limit),
-/// TUS above 6 MiB (Supabase's advice for resumable uploads), 6 MiB TUS
+/// How uploads behave. The largest file is not an option: it is the
+/// `documents` bucket's `file_size_limit`, asked of Storage ([`size_limit`]).
+/// Defaults: TUS above 6 MiB (Supabase's advice for resumable uploads), 6 MiB TUS
 /// chunks (what Storage's S3 backend requires), three files at once.
 #[derive(Debug, Clone)]
 pub struct UploadOptions {
-    /// Largest file accepted, checked before any request.
-    pub max_file_bytes: u64,
     /// Files larger than this go through TUS.
     pub resumable_above: u64,
     /// TUS chunk size (all chunks but the last).
@@ -52,7 +51,6 @@ pub struct UploadOptions {
 impl Default for UploadOptions {
     fn default() -> Self {
         UploadOptions {
-            max_file_bytes: 200 * 1024 * 1024,
             resumable_above: 6 * 1024 * 1024,
             chunk_bytes: 6 * 1024 * 1024,
             concurrency: 3,
@@ -154,6 +152,39 @@ pub fn looks_like_pdf(head: &[u8]) -> bool {
         .any(|w| w.starts_with(b"%PDF-") && (w[5] == b'1' || w[5] == b'2') && w[6] == b'.')
 }
 
+/// The largest PDF Quire stores: the `documents` bucket's `file_size_limit`,
+/// read with `GET /storage/v1/bucket/documents` under the user's token
+/// (Storage reads the bucket as the caller; db/app lets a signed-in user read
+/// this one bucket). No file byte is sent before it is known
+/// (docs/platform-contract.md).
+pub async fn size_limit(quire: &Quire) -> Result<u64> {
+    #[derive(serde::Deserialize)]
+    struct Bucket {
+        file_size_limit: Option<u64>,
+    }
+    let url = storage_url(quire, &["bucket"], "documents")?;
+    let response = crate::rest::authorized(&quire.auth, Service::Storage, |token| {
+        quire
+            .api
+            .http
+            .get(&url)
+            .header("apikey", quire.api.anon_key())
+            .bearer_auth(secrecy::ExposeSecret::expose_secret(token))
+    })
+    .await?;
+    let bucket: Bucket = http::json(Service::Storage, response).await?;
+    bucket
+        .file_size_limit
+        .filter(|limit| *limit > 0)
+        .ok_or_else(|| {
+            Error::NotConfigured(
+                "the documents bucket has no size limit; the platform's database setup for Quire \
+                 was not applied"
+                    .into(),
+            )
+        })
+}
+
 /// Uploads `paths` (at most `options.concurrency` at once); the results are
 /// in the order of `paths`. Every file is checked before any request is made
 /// for any of them; files that fail the check are reported and skipped.
@@ -170,8 +201,18 @@ pub(crate) async fn upload_all(
         }
     };
     let mut checked: Vec<Option<Result<Checked>>> = Vec::with_capacity(paths.len());
+    let mut limit = None;
     for path in paths {
-        let result = check(path, options.max_file_bytes).await;
+        let result = match limit {
+            Some(limit) => check(path, limit).await,
+            None => match size_limit(quire).await {
+                Ok(known) => {
+                    limit = Some(known);
+                    check(path, known).await
+                }
+                Err(e) => Err(e),
+            },
+        };
         match &result {
             Ok(c) => report(UploadEvent::Checked {
                 path: c.path.clone(),

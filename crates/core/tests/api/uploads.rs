@@ -45,11 +45,18 @@ async fn bad_files_are_refused_before_any_request() {
         "big.pdf",
         &[fixtures::text_pdf(&["x"]), vec![b' '; 4096]].concat(),
     );
+    stack
+        .db
+        .admin()
+        .await
+        .execute(
+            "update storage.buckets set file_size_limit = 4096 where id = 'documents'",
+            &[],
+        )
+        .await
+        .unwrap();
     let sent_before = proxy.uploaded.load(Ordering::SeqCst);
-    let options = UploadOptions {
-        max_file_bytes: 4096,
-        ..UploadOptions::default()
-    };
+    let options = UploadOptions::default();
     let (events, mut received) = mpsc::unbounded_channel();
 
     let results = quire
@@ -73,11 +80,8 @@ async fn bad_files_are_refused_before_any_request() {
             ErrorCode::TooLarge
         ]
     );
-    assert_eq!(
-        proxy.uploaded.load(Ordering::SeqCst),
-        sent_before,
-        "nothing went to the API"
-    );
+    let sent = proxy.uploaded.load(Ordering::SeqCst) - sent_before;
+    assert!(sent < 4096, "only the bucket's limit was asked for: {sent} bytes");
     assert_eq!(
         companion_proxy.uploaded.load(Ordering::SeqCst),
         0,
@@ -98,6 +102,58 @@ async fn bad_files_are_refused_before_any_request() {
         .unwrap()
         .get(0);
     assert_eq!(rows, 0);
+}
+
+#[tokio::test]
+async fn a_file_over_the_documents_bucket_limit_is_refused_before_it_is_sent() {
+    let stack = spawn_stack().await;
+    stack.create_user("alice@example.com", PASSWORD_A).await;
+    let proxy = Proxy::start(stack.sandbox.addr()).await;
+    let companion_proxy = Proxy::start(stack.sandbox.addr()).await;
+    let quire = client_through(&stack, &proxy, &companion_proxy.url()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let big = write(&dir, "big.pdf", &fixtures::text_pdf(&["x"]));
+    // One byte over the bucket's 52,428,800 (sparse: nothing is written).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(52_428_801)
+        .unwrap();
+    let sent_before = proxy.uploaded.load(Ordering::SeqCst);
+
+    let results = quire
+        .upload(
+            &[big],
+            &UploadOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await;
+
+    let error = results[0].as_ref().unwrap_err();
+    assert_eq!(error.code(), ErrorCode::TooLarge, "{error}");
+    assert_eq!(
+        error.to_string(),
+        "big.pdf is larger than 50 MB, the largest PDF Quire can store. \
+         Choose a smaller PDF or split this one."
+    );
+    let sent = proxy.uploaded.load(Ordering::SeqCst) - sent_before;
+    assert!(sent < 64 * 1024, "only the bucket's limit was asked for: {sent} bytes");
+    assert_eq!(
+        companion_proxy.uploaded.load(Ordering::SeqCst),
+        0,
+        "nothing went to the companion"
+    );
+    let admin = stack.db.admin().await;
+    for table in ["public.documents", "storage.objects"] {
+        let rows: i64 = admin
+            .query_one(&format!("select count(*) from {table}"), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "{table}");
+    }
 }
 
 #[tokio::test]
