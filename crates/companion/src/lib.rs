@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod limits;
 pub mod platform;
 pub mod provision;
+pub mod sessions;
 pub mod server;
 pub mod startup;
 pub mod tool;

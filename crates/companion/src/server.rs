@@ -213,6 +213,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
     let workers = ingest::start(&state);
     let purge = tokio::spawn(purge_expired_tool_sessions(state.clone()));
     drop(purge);
+    let drain = tokio::spawn(crate::sessions::drain_deletions(state.clone()));
+    drop(drain);
 
     let stop_serving = CancellationToken::new();
     let app = router(state.clone());

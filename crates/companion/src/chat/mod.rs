@@ -24,7 +24,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -227,7 +226,7 @@ async fn conversation(
     question: &str,
 ) -> Result<(Uuid, String), ApiError> {
     let Some(id) = requested else {
-        let session_id = create_session(state, user.id).await?;
+        let session_id = create_session(state).await?;
         let title: String = question.chars().take(TITLE_CHARS).collect();
         let rows: Vec<ConversationRow> = state
             .platform
@@ -264,7 +263,7 @@ async fn conversation(
     }
     // A conversation the client created itself: give it a session, unless
     // a concurrent question just did.
-    let session_id = create_session(state, user.id).await?;
+    let session_id = create_session(state).await?;
     let updated: Vec<ConversationRow> = state
         .platform
         .update(
@@ -300,27 +299,10 @@ async fn conversation(
     Ok((id, session_id))
 }
 
-/// A platform session owned by the user (shared/reference/POWABASE.md §3:
-/// made by the service role with `user_id`, so the user could list it).
-async fn create_session(state: &AppState, user: Uuid) -> Result<String, ApiError> {
-    let body: Value = state
-        .platform
-        .json(
-            "POST /api/agents/{id}/sessions",
-            state
-                .platform
-                .request(
-                    Method::POST,
-                    &format!("/api/agents/{}/sessions", state.config.agent_id),
-                    Auth::Service,
-                )
-                .json(&json!({"user_id": user})),
-        )
-        .await?;
-    body.get("session_id")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::internal(format_args!("session without a session_id: {body}")))
+/// A platform session for a new conversation, made without a `user_id`: the
+/// user cannot run the agent in it directly ([`crate::sessions`]).
+async fn create_session(state: &AppState) -> Result<String, ApiError> {
+    Ok(crate::sessions::create(&state.platform, &state.config.agent_id.to_string()).await?)
 }
 
 /// The chunks among `ids` the user may read, with their documents' titles,

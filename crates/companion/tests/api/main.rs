@@ -10,4 +10,5 @@ mod documents;
 mod faults;
 mod helpers;
 mod proxy;
+mod sessions;
 mod startup;
