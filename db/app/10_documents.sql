@@ -8,7 +8,12 @@
 -- public.document_chunks the owner's copy of the platform chunks of their
 --                        documents, made by the companion once the knowledge
 --                        base has indexed the source. The owner reads; only
---                        the companion writes.
+--                        the companion writes. page..page_end are the first
+--                        and last of the pages the chunk spans (the
+--                        platform's meta.pages): a chunk may cross a page
+--                        break. Both NULL when the platform knew no pages;
+--                        page_end NULL on rows copied before it existed
+--                        (read it as page).
 --
 -- Decisions the design leaves open:
 --  * storage_path is generated from owner and id ('<owner>/<id>.pdf', the
@@ -70,6 +75,12 @@ create table if not exists public.document_chunks (
   foreign key (document_id, owner_id) references public.documents (id, owner_id) on delete cascade,
   unique (document_id, chunk_id)
 );
+-- Added after the table first shipped, so it is added here rather than in
+-- `create table` (these files are applied again to existing databases).
+alter table public.document_chunks
+  add column if not exists page_end integer
+    constraint document_chunks_page_end_check
+    check (page_end is null or (page is not null and page_end >= page));
 create index if not exists document_chunks_owner_id_document_id_idx
   on public.document_chunks (owner_id, document_id);
 create index if not exists document_chunks_fts_idx

@@ -37,6 +37,8 @@
 -- document_ids, when given, restricts the search to those documents.
 -- Executable by `authenticated` only (anon and service_role get
 -- permission denied); a caller without a `sub` gets nothing.
+-- Each hit's page..page_end is the range of pages its chunk spans
+-- (page_end = page for one page; both NULL when the pages are unknown).
 
 create schema if not exists private;
 revoke all on schema private from public, anon;
@@ -135,7 +137,10 @@ revoke all on function private.rank_own_chunks(text, integer, uuid[])
   from public, anon, authenticated, service_role;
 grant execute on function private.rank_own_chunks(text, integer, uuid[]) to authenticated;
 
-create or replace function public.search_chunks(
+-- `create or replace` cannot change a function's result columns (page_end
+-- was added), so an existing one is dropped first; the grant follows below.
+drop function if exists public.search_chunks(text, integer, uuid[]);
+create function public.search_chunks(
   query text,
   match_count integer default 8,
   document_ids uuid[] default null
@@ -146,6 +151,7 @@ returns table (
   chunk_id uuid,
   title text,
   page integer,
+  page_end integer,
   text text,
   score real
 )
@@ -154,7 +160,7 @@ stable
 security invoker
 set search_path = ''
 as $$
-  select c.id, c.document_id, c.chunk_id, d.title, c.page, c.text, h.score
+  select c.id, c.document_id, c.chunk_id, d.title, c.page, coalesce(c.page_end, c.page), c.text, h.score
   from private.rank_own_chunks(query, match_count, document_ids) h
   -- One primary-key lookup per hit. OFFSET 0 keeps the planner from turning
   -- this into a join that reads every chunk the caller owns.

@@ -233,9 +233,10 @@ end;
 $$;
 
 -- Copies platform chunks into the document's owner's retrieval index.
--- `chunks` is a JSON array of {chunk_id, page, ordinal, text}; rows already
--- copied are skipped, so a resumed job copies nothing twice. Returns the
--- number of rows inserted. PT409 without the lease.
+-- `chunks` is a JSON array of {chunk_id, page, page_end, ordinal, text}
+-- (page and page_end: the first and last page the chunk spans, or null);
+-- rows already copied are skipped, so a resumed job copies nothing twice.
+-- Returns the number of rows inserted. PT409 without the lease.
 create or replace function public.copy_ingest_chunks(document_id uuid, worker text, chunks jsonb)
 returns integer
 language plpgsql
@@ -251,9 +252,9 @@ begin
     raise exception 'copy_ingest_chunks: chunks must be a JSON array' using errcode = '22023';
   end if;
 
-  insert into public.document_chunks (owner_id, document_id, chunk_id, page, ordinal, text)
+  insert into public.document_chunks (owner_id, document_id, chunk_id, page, page_end, ordinal, text)
   select d.owner_id, d.id, (c->>'chunk_id')::uuid, (c->>'page')::integer,
-         (c->>'ordinal')::integer, c->>'text'
+         (c->>'page_end')::integer, (c->>'ordinal')::integer, c->>'text'
   from public.documents d
   cross join lateral pg_catalog.jsonb_array_elements(copy_ingest_chunks.chunks) c
   where d.id = copy_ingest_chunks.document_id

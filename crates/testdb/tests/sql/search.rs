@@ -2,6 +2,7 @@
 //! that it searches only the caller's chunks of `ready` documents.
 
 use crate::fixtures::{TwoUsers, assert_denied, chunk, document};
+use quire_testdb::tokio_postgres::error::SqlState;
 use quire_testdb::Caller;
 use uuid::Uuid;
 
@@ -387,4 +388,102 @@ async fn only_signed_in_users_may_search() {
         "the ranking helper only ever ranks the caller's chunks"
     );
     assert_eq!(a_ranks.len(), 2);
+}
+
+/// A chunk as the companion copies it: its first and last page (either may
+/// be NULL).
+async fn chunk_on_pages(
+    t: &TwoUsers,
+    owner: Uuid,
+    document: Uuid,
+    pages: (Option<i32>, Option<i32>),
+    text: &str,
+) -> Uuid {
+    t.db.as_service()
+        .query_one(
+            "insert into document_chunks (owner_id, document_id, chunk_id, page, page_end, ordinal, text) \
+             values ($1, $2, gen_random_uuid(), $3, $4, \
+               (select count(*) from document_chunks where document_id = $2)::int, $5) \
+             returning id",
+            &[&owner, &document, &pages.0, &pages.1, &text],
+        )
+        .await
+        .expect("service role inserts a chunk")
+        .get(0)
+}
+
+/// (id, page, page_end) of each hit, best first.
+async fn pages_found(caller: &Caller, query: &str) -> Vec<(Uuid, Option<i32>, Option<i32>)> {
+    caller
+        .query("select id, page, page_end from search_chunks($1)", &[&query])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("id"), r.get("page"), r.get("page_end")))
+        .collect()
+}
+
+#[tokio::test]
+async fn hits_carry_the_range_of_pages_their_chunk_spans() {
+    // Arrange: A's chunk crosses from page 3 to page 4, one stays on page 5,
+    // one has no pages (an extraction without page texts); B has a chunk
+    // with the same words on pages 1-2.
+    let t = TwoUsers::new().await;
+    let doc = document(&t.db, t.a, "Boiler manual", "ready").await;
+    let across = chunk_on_pages(&t, t.a, doc, (Some(3), Some(4)),
+        "Bleed the radiators before the heating season: open each valve until water runs.").await;
+    let one_page = chunk_on_pages(&t, t.a, doc, (Some(5), Some(5)),
+        "Descale the heat exchanger every two years; radiators need no descaling.").await;
+    let unpaged = document(&t.db, t.a, "Boiler notes", "ready").await;
+    let nowhere = chunk_on_pages(&t, t.a, unpaged, (None, None),
+        "The radiators in the attic were replaced in 2019.").await;
+    let b_doc = document(&t.db, t.b, "B's boiler manual", "ready").await;
+    let bs = chunk_on_pages(&t, t.b, b_doc, (Some(1), Some(2)),
+        "Radiators: bleed them every autumn.").await;
+
+    // Act
+    let mut a_found = pages_found(&t.as_a(), "radiators").await;
+    let b_found = pages_found(&t.as_b(), "radiators").await;
+
+    // Assert: each of A's hits with its own range, none of B's; B sees only theirs.
+    a_found.sort();
+    let mut want = vec![
+        (across, Some(3), Some(4)),
+        (one_page, Some(5), Some(5)),
+        (nowhere, None, None),
+    ];
+    want.sort();
+    assert_eq!(a_found, want);
+    assert_eq!(b_found, vec![(bs, Some(1), Some(2))]);
+}
+
+#[tokio::test]
+async fn a_chunk_never_ends_before_it_begins() {
+    // Arrange
+    let t = TwoUsers::new().await;
+    let doc = document(&t.db, t.a, "Boiler manual", "ready").await;
+
+    // Act: a last page before the first, and a last page without a first.
+    let backwards = t.db.as_service()
+        .execute(
+            "insert into document_chunks (owner_id, document_id, chunk_id, page, page_end, ordinal, text) \
+             values ($1, $2, gen_random_uuid(), 4, 3, 0, 'x')",
+            &[&t.a, &doc],
+        )
+        .await;
+    let no_first = t.db.as_service()
+        .execute(
+            "insert into document_chunks (owner_id, document_id, chunk_id, page, page_end, ordinal, text) \
+             values ($1, $2, gen_random_uuid(), null, 3, 1, 'y')",
+            &[&t.a, &doc],
+        )
+        .await;
+
+    // Assert
+    for result in [backwards, no_first] {
+        assert_eq!(
+            result.unwrap_err().code(),
+            Some(&SqlState::CHECK_VIOLATION)
+        );
+    }
 }
