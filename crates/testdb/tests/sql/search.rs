@@ -2,8 +2,8 @@
 //! that it searches only the caller's chunks of `ready` documents.
 
 use crate::fixtures::{TwoUsers, assert_denied, chunk, document};
-use quire_testdb::tokio_postgres::error::SqlState;
 use quire_testdb::Caller;
+use quire_testdb::tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 /// A's library (three ready documents and one still indexing) and B's.
@@ -415,7 +415,10 @@ async fn chunk_on_pages(
 /// (id, page, page_end) of each hit, best first.
 async fn pages_found(caller: &Caller, query: &str) -> Vec<(Uuid, Option<i32>, Option<i32>)> {
     caller
-        .query("select id, page, page_end from search_chunks($1)", &[&query])
+        .query(
+            "select id, page, page_end from search_chunks($1)",
+            &[&query],
+        )
         .await
         .unwrap()
         .iter()
@@ -430,16 +433,40 @@ async fn hits_carry_the_range_of_pages_their_chunk_spans() {
     // with the same words on pages 1-2.
     let t = TwoUsers::new().await;
     let doc = document(&t.db, t.a, "Boiler manual", "ready").await;
-    let across = chunk_on_pages(&t, t.a, doc, (Some(3), Some(4)),
-        "Bleed the radiators before the heating season: open each valve until water runs.").await;
-    let one_page = chunk_on_pages(&t, t.a, doc, (Some(5), Some(5)),
-        "Descale the heat exchanger every two years; radiators need no descaling.").await;
+    let across = chunk_on_pages(
+        &t,
+        t.a,
+        doc,
+        (Some(3), Some(4)),
+        "Bleed the radiators before the heating season: open each valve until water runs.",
+    )
+    .await;
+    let one_page = chunk_on_pages(
+        &t,
+        t.a,
+        doc,
+        (Some(5), Some(5)),
+        "Descale the heat exchanger every two years; radiators need no descaling.",
+    )
+    .await;
     let unpaged = document(&t.db, t.a, "Boiler notes", "ready").await;
-    let nowhere = chunk_on_pages(&t, t.a, unpaged, (None, None),
-        "The radiators in the attic were replaced in 2019.").await;
+    let nowhere = chunk_on_pages(
+        &t,
+        t.a,
+        unpaged,
+        (None, None),
+        "The radiators in the attic were replaced in 2019.",
+    )
+    .await;
     let b_doc = document(&t.db, t.b, "B's boiler manual", "ready").await;
-    let bs = chunk_on_pages(&t, t.b, b_doc, (Some(1), Some(2)),
-        "Radiators: bleed them every autumn.").await;
+    let bs = chunk_on_pages(
+        &t,
+        t.b,
+        b_doc,
+        (Some(1), Some(2)),
+        "Radiators: bleed them every autumn.",
+    )
+    .await;
 
     // Act
     let mut a_found = pages_found(&t.as_a(), "radiators").await;
@@ -481,9 +508,6 @@ async fn a_chunk_never_ends_before_it_begins() {
 
     // Assert
     for result in [backwards, no_first] {
-        assert_eq!(
-            result.unwrap_err().code(),
-            Some(&SqlState::CHECK_VIOLATION)
-        );
+        assert_eq!(result.unwrap_err().code(), Some(&SqlState::CHECK_VIOLATION));
     }
 }
