@@ -370,9 +370,11 @@ pub const GLACIER: &[&str] = &[
 /// The question about page 2.
 pub const QUESTION: &str = "What happens during the harbour lantern parade?";
 
-/// The three pages as text, each sentence its own paragraph, lines wrapped as on paper.
+/// The three pages as text, each sentence its own paragraph, lines wrapped as on paper,
+/// amid a real page's worth of placeholder prose (`fixtures::full_pages`), so each page is
+/// cited on its own.
 pub fn parade_pages() -> Vec<String> {
-    [ORCHARD, PARADE, GLACIER]
+    let pages: Vec<String> = [ORCHARD, PARADE, GLACIER]
         .iter()
         .map(|sentences| {
             sentences
@@ -381,7 +383,9 @@ pub fn parade_pages() -> Vec<String> {
                 .collect::<Vec<_>>()
                 .join("\n\n")
         })
-        .collect()
+        .collect();
+    let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+    quire_sandbox::ai::fixtures::full_pages(&pages)
 }
 
 /// Writes the three-page test PDF as `<dir>/<title>.pdf`. Each file gets a catalogue number

@@ -719,10 +719,12 @@ mod tests {
             "big.pdf",
             &[b"%PDF-1.7\n".as_slice(), &[0u8; 2000]].concat(),
         );
+        let error = check(&big, 1024 * 1024).await;
+        assert!(error.is_ok(), "a file under the limit passes: {error:?}");
         let error = check(&big, 1000).await.unwrap_err();
         assert_eq!(error.code(), crate::ErrorCode::TooLarge);
         assert!(
-            error.to_string().contains("over the 1.0 KB limit"),
+            error.to_string().starts_with("big.pdf is larger than "),
             "{error}"
         );
         let missing = dir.path().join("missing.pdf");

@@ -127,7 +127,7 @@ async fn login_upload_docs_ask_history_follow_logout() {
     );
 
     let lease = dir.path().join("Lease.pdf");
-    std::fs::write(&lease, fixtures::text_pdf(&LEASE)).unwrap();
+    std::fs::write(&lease, fixtures::document_pdf(&LEASE)).unwrap();
     let fake = dir.path().join("fake.pdf");
     std::fs::write(&fake, "<html>not a pdf</html>").unwrap();
     let run = cli(&file, &["upload", fake.to_str().unwrap()], "").await;

@@ -20,7 +20,7 @@ pub const LEASE: [&str; 3] = [
 /// Uploads the lease for `quire` and waits until it is ready.
 pub async fn ready_lease(quire: &Quire, dir: &tempfile::TempDir) -> uuid::Uuid {
     let path: PathBuf = dir.path().join("Lease.pdf");
-    std::fs::write(&path, fixtures::text_pdf(&LEASE)).unwrap();
+    std::fs::write(&path, fixtures::document_pdf(&LEASE)).unwrap();
     let follower = quire.follow();
     follower.ready().await;
     let results = quire

@@ -21,6 +21,106 @@ pub fn text_pdf(pages: &[&str]) -> Vec<u8> {
     save(text_document(pages))
 }
 
+/// A PDF whose pages read like a real document's: each entry of `pages` is set
+/// in the middle of a full page of placeholder prose (see [`full_pages`]).
+pub fn document_pdf(pages: &[&str]) -> Vec<u8> {
+    let pages = full_pages(pages);
+    let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+    text_pdf(&pages)
+}
+
+/// Characters of placeholder prose before and after a page's own text: a
+/// whole chunk of the platform's default chunking (1,000 characters), so a
+/// chunk that holds any of the page's own text cannot reach another page.
+const PAGE_PADDING_CHARS: usize = 1000;
+
+/// `pages` as a real document's pages: a test document's few sentences make
+/// pages far shorter than real ones, so under the platform's chunking (chunks
+/// cut from the joined pages) several pages would fall into one chunk and be
+/// cited as the first of them. Each page's text is put between paragraphs of
+/// pseudo-Latin placeholder prose (no English word, so it answers no
+/// question), different on every page (so a passage of it is found on its own
+/// page only), of [`PAGE_PADDING_CHARS`] or more before and after.
+pub fn full_pages(pages: &[&str]) -> Vec<String> {
+    pages
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let mut words = Placeholder::new(i as u64 + 1);
+            let before = words.paragraphs(PAGE_PADDING_CHARS);
+            let after = words.paragraphs(PAGE_PADDING_CHARS);
+            format!("{before}\n\n{text}\n\n{after}")
+        })
+        .collect()
+}
+
+/// Deterministic pseudo-Latin prose (a linear congruential generator over a
+/// word list), wrapped at 88 characters a line as on paper.
+struct Placeholder(u64);
+
+impl Placeholder {
+    const WORDS: &[&str] = &[
+        "lorem", "ipsum", "dolor", "consectetur", "adipiscing", "elit", "eiusmod", "tempor",
+        "incididunt", "labore", "dolore", "magna", "aliqua", "enim", "minim", "veniam",
+        "quis", "nostrud", "exercitation", "ullamco", "laboris", "nisi", "aliquip", "commodo",
+        "consequat", "duis", "aute", "irure", "reprehenderit", "voluptate", "velit", "esse",
+        "cillum", "fugiat", "nulla", "pariatur", "excepteur", "sint", "occaecat", "cupidatat",
+        "proident", "sunt", "culpa", "officia", "deserunt", "mollit", "anim", "laborum",
+    ];
+
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % below as u64) as usize
+    }
+
+    /// Paragraphs of three sentences, `at_least` characters in all.
+    fn paragraphs(&mut self, at_least: usize) -> String {
+        let mut paragraphs: Vec<String> = Vec::new();
+        let mut total = 0;
+        while total < at_least {
+            let sentences: Vec<String> = (0..3).map(|_| self.sentence()).collect();
+            let paragraph = wrap(&sentences.join(" "), 88);
+            total += paragraph.chars().count() + 2;
+            paragraphs.push(paragraph);
+        }
+        paragraphs.join("\n\n")
+    }
+
+    fn sentence(&mut self) -> String {
+        let count = 8 + self.next(7);
+        let words: Vec<&str> = (0..count)
+            .map(|_| Self::WORDS[self.next(Self::WORDS.len())])
+            .collect();
+        let sentence = words.join(" ");
+        let mut chars = sentence.chars();
+        let first = chars.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
+        format!("{first}{}.", chars.as_str())
+    }
+}
+
+fn wrap(text: &str, width: usize) -> String {
+    let mut lines: Vec<String> = vec![String::new()];
+    for word in text.split_whitespace() {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(word.to_owned());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines.join("\n")
+}
+
 /// Like [`text_pdf`], encrypted (RC4, 128-bit key) with `user_password`.
 /// An empty user password gives a file any reader opens without asking.
 pub fn encrypted_pdf(pages: &[&str], user_password: &str) -> Vec<u8> {
@@ -199,4 +299,33 @@ fn latin1(line: &str) -> Vec<u8> {
     line.chars()
         .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ai::chunking::{ChunkSpec, chunk_pages};
+
+    #[test]
+    fn a_chunk_holding_a_pages_own_text_holds_that_page_only() {
+        let texts = [
+            "The rent is due on the first day of each month.",
+            "Pets are allowed only with the landlord's written consent.",
+            "The deposit is returned within thirty days.",
+        ];
+        let pages = full_pages(&texts);
+        assert_ne!(pages[0], pages[1], "every page has its own placeholder prose");
+        let chunks = chunk_pages(&pages, ChunkSpec::default());
+        for (i, text) in texts.iter().enumerate() {
+            let holding: Vec<_> = chunks.iter().filter(|c| c.text.contains(text)).collect();
+            assert!(!holding.is_empty(), "page {} text is in a chunk", i + 1);
+            for chunk in holding {
+                assert_eq!(chunk.pages, Some(vec![i as u32 + 1]), "{chunk:?}");
+            }
+        }
+        // The pages still come back from the PDF exactly, one entry a page.
+        let extracted = crate::ai::extract::extract_pdf(&document_pdf(&texts)).unwrap();
+        assert_eq!(extracted.len(), 3);
+        assert!(extracted[1].contains(texts[1]), "{:?}", extracted[1]);
+    }
 }
