@@ -67,6 +67,9 @@ async fn not_found() -> ApiError {
 pub struct ApiError {
     status: StatusCode,
     body: Map<String, Value>,
+    /// Set for Flask's `abort(status, description=…)`: the service has no
+    /// JSON error handler, so Werkzeug answers with its HTML error page.
+    html_description: Option<String>,
 }
 
 impl ApiError {
@@ -74,7 +77,21 @@ impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         let mut body = Map::new();
         body.insert("error".into(), Value::String(message.into()));
-        ApiError { status, body }
+        ApiError {
+            status,
+            body,
+            html_description: None,
+        }
+    }
+
+    /// What Flask's `abort(status, description=…)` gives on the platform:
+    /// Werkzeug's HTML error page (`text/html`), not JSON.
+    pub fn werkzeug_abort(status: StatusCode, description: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: Map::new(),
+            html_description: Some(description.into()),
+        }
     }
 
     /// 400 `{"error": message}`.
@@ -111,6 +128,7 @@ impl ApiError {
         ApiError {
             status: StatusCode::UNAUTHORIZED,
             body,
+            html_description: None,
         }
     }
 
@@ -128,8 +146,33 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status, &self.body)
+        match self.html_description {
+            Some(description) => werkzeug_page(self.status, &description),
+            None => json_response(self.status, &self.body),
+        }
     }
+}
+
+/// Werkzeug's `HTTPException.get_body()`: the status line as title and
+/// heading, the escaped description as a paragraph.
+fn werkzeug_page(status: StatusCode, description: &str) -> Response {
+    let code = status.as_u16();
+    let name = status.canonical_reason().unwrap_or("Error");
+    let escaped = description
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;");
+    let page = format!(
+        "<!doctype html>\n<html lang=en>\n<title>{code} {name}</title>\n<h1>{name}</h1>\n<p>{escaped}</p>\n"
+    );
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page,
+    )
+        .into_response()
 }
 
 impl From<tokio_postgres::Error> for ApiError {

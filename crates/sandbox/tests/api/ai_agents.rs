@@ -1961,3 +1961,54 @@ async fn session_routes_show_a_user_their_own_conversation_only() {
     let (status, _) = get(base, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// A project whose agent model has no key: the platform's
+/// `check_model_available` refuses `run` and `run/stream` with 400 before any
+/// streaming, as Flask's HTML error page naming the model and the provider.
+/// Off by default, where the same run streams.
+#[tokio::test]
+async fn a_model_without_a_key_is_refused_before_streaming_with_the_platform_page() {
+    let keyed = app().await;
+    let agent = create_agent(&keyed, "").await;
+    let response = post(&keyed, &format!("/api/agents/{agent}/run/stream"), None)
+        .json(&json!({"message": "What does the warranty cover?", "context_items": manual()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let unkeyed = spawn_app_with(|c| {
+        c.agents.token_delay_ms = 0;
+        c.agents.model_without_key = true;
+    })
+    .await;
+    let agent = create_agent(&unkeyed, "").await;
+    for route in ["run", "run/stream"] {
+        let response = post(&unkeyed, &format!("/api/agents/{agent}/{route}"), None)
+            .json(&json!({"message": "What does the warranty cover?", "context_items": manual()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{route}");
+        let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(content_type, "text/html; charset=utf-8", "{route}");
+        let page = response.text().await.unwrap();
+        assert!(page.starts_with("<!doctype html>"), "{page}");
+        assert!(
+            page.contains(
+                "<p>Model gpt-4o-mini requires BYOK. Add an API key for openai in Settings → LLM Provider Keys.</p>"
+            ),
+            "{page}"
+        );
+    }
+    // An unknown agent is still 404 first, as on the platform.
+    let response = post(&unkeyed, &format!("/api/agents/{}/run", uuid::Uuid::new_v4()), None)
+        .json(&json!({"message": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}

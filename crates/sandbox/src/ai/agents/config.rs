@@ -44,6 +44,18 @@ pub struct AgentsConfig {
     )]
     pub emulate_0_7_management_auth: bool,
 
+    /// Simulate a project whose agent model has neither a platform key nor a
+    /// BYOK key: every run and run/stream answers 400 before it streams,
+    /// with the platform's HTML error page ("Model … requires BYOK. …"),
+    /// as `check_model_available` does.
+    /// (The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.)
+    #[arg(
+        long,
+        env = "QUIRE_SANDBOX_MODEL_WITHOUT_KEY",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub model_without_key: bool,
+
     /// Pause between two streamed pieces of an answer (`content_delta`), in
     /// milliseconds. 0 streams as fast as possible.
     #[arg(long = "agent-token-delay-ms", env = "QUIRE_SANDBOX_AGENT_TOKEN_DELAY_MS", default_value_t = DEFAULT_TOKEN_DELAY_MS)]
@@ -74,6 +86,7 @@ impl Default for AgentsConfig {
         AgentsConfig {
             allow_loopback_tool_endpoints: false,
             emulate_0_7_management_auth: false,
+            model_without_key: false,
             token_delay_ms: DEFAULT_TOKEN_DELAY_MS,
             keepalive_ms: DEFAULT_KEEPALIVE_MS,
             llm_url: None,

@@ -66,6 +66,9 @@ async fn prepare(
         // The sandbox keeps no context handlers: every id is unknown.
         return Err(ApiError::not_found("Context handler not found"));
     }
+    if state.config.agents.model_without_key {
+        return Err(model_requires_byok(&agent.model));
+    }
     Ok(Prepared {
         agent,
         request,
@@ -73,6 +76,24 @@ async fn prepare(
         run_id: public_id("run"),
         streaming,
     })
+}
+
+/// The platform's `check_model_available` refusal for a model no key
+/// covers: Flask `abort(400, …)`, so an HTML page, before any streaming.
+fn model_requires_byok(model: &str) -> ApiError {
+    let provider = match model.split_once('/') {
+        Some((provider, _)) => provider,
+        None if model.starts_with("gpt-") || model.starts_with('o') => "openai",
+        None if model.starts_with("claude") => "anthropic",
+        None if model.starts_with("gemini") => "gemini",
+        None => model,
+    };
+    ApiError::werkzeug_abort(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "Model {model} requires BYOK. Add an API key for {provider} in Settings → LLM Provider Keys."
+        ),
+    )
 }
 
 async fn run(
