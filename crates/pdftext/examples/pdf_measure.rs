@@ -12,12 +12,16 @@ use std::time::Instant;
 
 use quire_pdftext::score::score;
 
-const ENGINES: &[&str] = &["sandbox", "pdf-extract"];
+const ENGINES: &[&str] = &["sandbox", "pdf-extract", "quire-pdftext"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--one") {
         one(&args[1], Path::new(&args[2]));
+        return;
+    }
+    if args.first().map(String::as_str) == Some("--text") {
+        text(&args[1], Path::new(&args[2]));
         return;
     }
     let dir = PathBuf::from(args.first().cloned().unwrap_or_else(|| "tests/pdf-corpus".into()));
@@ -74,11 +78,7 @@ fn main() {
 fn one(engine: &str, pdf: &Path) {
     let bytes = std::fs::read(pdf).unwrap();
     let start = Instant::now();
-    let pages = match engine {
-        "sandbox" => quire_sandbox::ai::extract::extract_pdf(&bytes).map_err(|e| e.code().to_string()),
-        "pdf-extract" => quire_pdftext::candidate::pdf_extract_stock(&bytes),
-        other => Err(format!("unknown engine {other}")),
-    };
+    let pages = extract(engine, &bytes);
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     match pages {
         Ok(pages) => {
@@ -88,6 +88,30 @@ fn one(engine: &str, pdf: &Path) {
             }
         }
         Err(code) => print!("failed:{code} {ms:.3} {}", peak_kib()),
+    }
+}
+
+/// Prints one engine's pages of one file, for reading next to the truth.
+fn text(engine: &str, pdf: &Path) {
+    let bytes = std::fs::read(pdf).unwrap();
+    match extract(engine, &bytes) {
+        Ok(pages) => {
+            for (i, p) in pages.iter().enumerate() {
+                println!("--- page {}\n{p}", i + 1);
+            }
+        }
+        Err(e) => println!("failed: {e}"),
+    }
+}
+
+fn extract(engine: &str, bytes: &[u8]) -> Result<Vec<String>, String> {
+    match engine {
+        "sandbox" => quire_sandbox::ai::extract::extract_pdf(bytes).map_err(|e| e.code().to_string()),
+        "pdf-extract" => quire_pdftext::candidate::pdf_extract_stock(bytes),
+        "quire-pdftext" => lopdf::Document::load_mem(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|doc| quire_pdftext::page_texts(doc, None).map_err(|e| e.to_string())),
+        other => Err(format!("unknown engine {other}")),
     }
 }
 

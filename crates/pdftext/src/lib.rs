@@ -1,8 +1,69 @@
 //! Text of real-world PDFs, page by page.
 //!
-//! For now this crate holds the scoring used to measure an extractor against
-//! the corpus in `tests/pdf-corpus` (see [`score`]); `cargo xtask pdf-measure`
-//! runs it over every document.
+//! [`page_texts`] decodes fonts with pdf-extract 0.12.1 (ToUnicode first per
+//! code, `/Encoding` and `/Differences` for the rest, CID fonts with `/W`,
+//! Type3) and builds lines and spaces itself from where each glyph is drawn
+//! ([`assemble`]). Before decoding, [`repair`] rewrites what that crate
+//! misreads or panics on. The choice, and the engines measured against it on
+//! `tests/pdf-corpus`, are in this crate's README; `cargo xtask pdf-measure`
+//! prints the comparison.
+//!
+//! The decoder panics on inputs it does not expect (by its maintainer's
+//! choice) and has no limit on the work a small file can ask for (forms drawn
+//! inside forms). [`page_texts`] turns a panic into [`ExtractError::Panicked`]
+//! and stops at a deadline with [`ExtractError::TimedOut`]; a caller that must
+//! never hang also runs it on a thread it can walk away from.
 
+mod assemble;
 pub mod candidate;
+mod repair;
 pub mod score;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use lopdf::Document;
+
+/// Why the text of a loaded PDF could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ExtractError {
+    /// The decoder panicked on something in the file.
+    #[error("The PDF has content the text reader cannot handle ({0}).")]
+    Panicked(String),
+    /// The deadline passed before every page was read.
+    #[error("Reading the PDF's text took too long and was stopped.")]
+    TimedOut,
+    /// The decoder reported an error.
+    #[error("The PDF's text could not be read: {0}")]
+    Unreadable(String),
+}
+
+/// The text of each page of `doc` (decrypted already), in page order; a page
+/// without a text layer yields an empty string. Lines end with `\n`, words
+/// are separated by one space, right-to-left lines are in reading order, and
+/// the text is NFKC-normalised (ligatures and Kangxi radicals spelled as
+/// people type them).
+///
+/// Stops with [`ExtractError::TimedOut`] once `deadline` has passed (checked
+/// every thousand glyphs or so); a panic of the decoder is caught and returned
+/// as [`ExtractError::Panicked`]. CPU-bound: call it from a blocking thread.
+pub fn page_texts(mut doc: Document, deadline: Option<Instant>) -> Result<Vec<String>, ExtractError> {
+    let mut assembler = assemble::Assembler::new(deadline);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        repair::repair(&mut doc);
+        pdf_extract::output_doc(&doc, &mut assembler)
+    }));
+    match outcome {
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into());
+            Err(ExtractError::Panicked(why))
+        }
+        Ok(Err(_)) if assembler.timed_out => Err(ExtractError::TimedOut),
+        Ok(Err(err)) => Err(ExtractError::Unreadable(err.to_string())),
+        Ok(Ok(())) => Ok(assembler.into_pages()),
+    }
+}

@@ -1,0 +1,232 @@
+//! Rewrites, before decoding, the parts of a document that pdf-extract 0.12.1
+//! misreads, panics on or never finishes, so that the decoder itself stays the
+//! published crate:
+//!
+//! - the `/W` range form `cFirst cLast w` of CID fonts, which it reads as a
+//!   half-open range of width `cFirst` (Chromium writes it for runs of equal
+//!   widths: digits, monospace), becomes the list form `c [w w …]`;
+//! - `/StandardEncoding` (as `/Encoding` or `/BaseEncoding`), on which it
+//!   panics, becomes the equivalent `/Differences`;
+//! - the `'` and `"` operators (next line, then show), which it skips, become
+//!   `T*` and `Tj` (Ghostscript writes one `'` per line);
+//! - image XObjects, whose bytes it would parse as a content stream, become
+//!   empty forms;
+//! - a form XObject that draws itself (directly or through others), which would
+//!   recurse until the stack overflows, is emptied.
+
+use std::collections::{BTreeMap, HashSet};
+
+use lopdf::content::{Content, Operation};
+use lopdf::{Dictionary, Document, Object, ObjectId};
+
+/// Codes where StandardEncoding differs from PDFDocEncoding, the table
+/// pdf-extract starts from for an `/Encoding` dictionary without a base.
+const STANDARD_ENCODING: &[(i64, &str)] = &[
+    (39, "quoteright"), (96, "quoteleft"), (161, "exclamdown"), (162, "cent"), (163, "sterling"),
+    (164, "fraction"), (165, "yen"), (166, "florin"), (167, "section"), (168, "currency"),
+    (169, "quotesingle"), (170, "quotedblleft"), (171, "guillemotleft"), (172, "guilsinglleft"),
+    (173, "guilsinglright"), (174, "fi"), (175, "fl"), (177, "endash"), (178, "dagger"),
+    (179, "daggerdbl"), (180, "periodcentered"), (182, "paragraph"), (183, "bullet"),
+    (184, "quotesinglbase"), (185, "quotedblbase"), (186, "quotedblright"), (187, "guillemotright"),
+    (188, "ellipsis"), (189, "perthousand"), (191, "questiondown"), (193, "grave"), (194, "acute"),
+    (195, "circumflex"), (196, "tilde"), (197, "macron"), (198, "breve"), (199, "dotaccent"),
+    (200, "dieresis"), (202, "ring"), (203, "cedilla"), (205, "hungarumlaut"), (206, "ogonek"),
+    (207, "caron"), (208, "emdash"), (225, "AE"), (227, "ordfeminine"), (232, "Lslash"),
+    (233, "Oslash"), (234, "OE"), (235, "ordmasculine"), (241, "ae"), (245, "dotlessi"),
+    (248, "lslash"), (249, "oslash"), (250, "oe"), (251, "germandbls"),
+];
+
+/// Applies every rewrite listed in the module docs to `doc`.
+pub(crate) fn repair(doc: &mut Document) {
+    for object in doc.objects.values_mut() {
+        match object {
+            Object::Dictionary(dict) => repair_font(dict),
+            Object::Stream(stream) => {
+                if stream.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image") {
+                    stream.dict = empty_form_dict();
+                    stream.set_content(Vec::new());
+                }
+            }
+            _ => {}
+        }
+    }
+    spell_out_quote_operators(doc);
+    break_form_cycles(doc);
+}
+
+/// Rewrites `(s) '` as `T* (s) Tj` and `aw ac (s) "` as `aw Tw ac Tc T* (s) Tj`
+/// in page contents and forms.
+fn spell_out_quote_operators(doc: &mut Document) {
+    let mut ids: Vec<ObjectId> = doc.get_pages().into_values().flat_map(|page| doc.get_page_contents(page)).collect();
+    ids.extend(doc.objects.iter().filter_map(|(id, o)| match o {
+        Object::Stream(s) if s.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Form") => Some(*id),
+        _ => None,
+    }));
+    for id in ids {
+        let Ok(Object::Stream(stream)) = doc.get_object_mut(id) else { continue };
+        let bytes = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
+        if !bytes.iter().any(|&b| b == b'\'' || b == b'"') {
+            continue;
+        }
+        let Ok(content) = Content::decode(&bytes) else { continue };
+        if !content.operations.iter().any(|op| op.operator == "'" || op.operator == "\"") {
+            continue;
+        }
+        let mut operations = Vec::with_capacity(content.operations.len() + 8);
+        for op in content.operations {
+            match (op.operator.as_str(), op.operands.as_slice()) {
+                ("'", [text]) => {
+                    operations.push(Operation::new("T*", vec![]));
+                    operations.push(Operation::new("Tj", vec![text.clone()]));
+                }
+                ("\"", [word, character, text]) => {
+                    operations.push(Operation::new("Tw", vec![word.clone()]));
+                    operations.push(Operation::new("Tc", vec![character.clone()]));
+                    operations.push(Operation::new("T*", vec![]));
+                    operations.push(Operation::new("Tj", vec![text.clone()]));
+                }
+                _ => operations.push(op),
+            }
+        }
+        if let Ok(encoded) = (Content { operations }).encode() {
+            stream.set_plain_content(encoded);
+        }
+    }
+}
+
+fn empty_form_dict() -> Dictionary {
+    let mut dict = Dictionary::new();
+    dict.set("Type", "XObject");
+    dict.set("Subtype", "Form");
+    dict.set("BBox", vec![0.into(), 0.into(), 0.into(), 0.into()]);
+    dict
+}
+
+fn repair_font(dict: &mut Dictionary) {
+    if let Ok(Object::Array(widths)) = dict.get_mut(b"W") {
+        *widths = list_form_widths(widths);
+    }
+    let encoding = dict.get_mut(b"Encoding");
+    match encoding {
+        Ok(encoding @ Object::Name(_)) if encoding.as_name().is_ok_and(|n| n == b"StandardEncoding") => {
+            let mut replacement = Dictionary::new();
+            replacement.set("Differences", standard_differences());
+            *encoding = Object::Dictionary(replacement);
+        }
+        Ok(Object::Dictionary(encoding))
+            if encoding.get(b"BaseEncoding").and_then(Object::as_name).is_ok_and(|n| n == b"StandardEncoding") =>
+        {
+            encoding.remove(b"BaseEncoding");
+            let mut differences = standard_differences();
+            if let Ok(Object::Array(own)) = encoding.get(b"Differences") {
+                differences.extend(own.iter().cloned());
+            }
+            encoding.set("Differences", differences);
+        }
+        _ => {}
+    }
+}
+
+fn standard_differences() -> Vec<Object> {
+    STANDARD_ENCODING
+        .iter()
+        .flat_map(|&(code, name)| [Object::Integer(code), Object::Name(name.as_bytes().to_vec())])
+        .collect()
+}
+
+/// `/W` with every `cFirst cLast w` run spelled out as `cFirst [w … w]`.
+fn list_form_widths(w: &[Object]) -> Vec<Object> {
+    let mut out = Vec::with_capacity(w.len());
+    let mut i = 0;
+    while i < w.len() {
+        match (w.get(i), w.get(i + 1), w.get(i + 2)) {
+            (Some(first), Some(Object::Array(list)), _) => {
+                out.push(first.clone());
+                out.push(Object::Array(list.clone()));
+                i += 2;
+            }
+            (Some(Object::Integer(first)), Some(Object::Integer(last)), Some(width)) => {
+                // A hostile range must not allocate without bound.
+                let count = (last - first + 1).clamp(0, 65_536) as usize;
+                out.push(Object::Integer(*first));
+                out.push(Object::Array(vec![width.clone(); count]));
+                i += 3;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+/// Forms nested deeper than this are emptied as if they were cycles: the
+/// decoder recurses once per level.
+const MAX_FORM_DEPTH: usize = 32;
+
+/// Empties every form XObject reached again while it is being drawn. Forms
+/// without their own `/Resources` draw with their caller's, as pdf-extract does.
+fn break_form_cycles(doc: &mut Document) {
+    let mut cyclic = HashSet::new();
+    let mut done = HashSet::new();
+    let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
+    for page in pages {
+        let Ok(resources) = page_resources(doc, page) else { continue };
+        let Ok(content) = doc.get_page_content(page) else { continue };
+        let mut stack = Vec::new();
+        walk_forms(doc, &content, &resources, &mut stack, &mut done, &mut cyclic);
+    }
+    for id in cyclic {
+        if let Ok(Object::Stream(stream)) = doc.get_object_mut(id) {
+            stream.set_content(Vec::new());
+        }
+    }
+}
+
+fn page_resources(doc: &Document, page: ObjectId) -> Result<Dictionary, lopdf::Error> {
+    let mut id = page;
+    for _ in 0..64 {
+        let dict = doc.get_dictionary(id)?;
+        if let Ok(resources) = dict.get(b"Resources") {
+            return Ok(doc.dereference(resources)?.1.as_dict()?.clone());
+        }
+        id = dict.get(b"Parent")?.as_reference()?;
+    }
+    Err(lopdf::Error::ReferenceLimit)
+}
+
+fn walk_forms(
+    doc: &Document,
+    content: &[u8],
+    resources: &Dictionary,
+    stack: &mut Vec<ObjectId>,
+    done: &mut HashSet<(ObjectId, Vec<u8>)>,
+    cyclic: &mut HashSet<ObjectId>,
+) {
+    let Ok(content) = Content::decode(content) else { return };
+    let xobjects: BTreeMap<Vec<u8>, ObjectId> = resources
+        .get(b"XObject")
+        .and_then(|x| doc.dereference(x))
+        .and_then(|(_, x)| x.as_dict())
+        .map(|x| x.iter().filter_map(|(name, o)| Some((name.clone(), o.as_reference().ok()?))).collect())
+        .unwrap_or_default();
+    for op in content.operations.iter().filter(|op| op.operator == "Do") {
+        let Some(id) = op.operands.first().and_then(|n| n.as_name().ok()).and_then(|n| xobjects.get(n)) else {
+            continue;
+        };
+        if stack.contains(id) || stack.len() >= MAX_FORM_DEPTH {
+            cyclic.insert(*id);
+            continue;
+        }
+        let Ok(Object::Stream(form)) = doc.get_object(*id) else { continue };
+        let own = form.dict.get(b"Resources").and_then(|r| doc.dereference(r)).and_then(|(_, r)| r.as_dict());
+        let inner = own.unwrap_or(resources).clone();
+        // The same form under the same names needs walking once.
+        let key = (*id, format!("{:?}", inner.get(b"XObject").ok()).into_bytes());
+        if !done.insert(key) {
+            continue;
+        }
+        let bytes = form.decompressed_content().unwrap_or_else(|_| form.content.clone());
+        stack.push(*id);
+        walk_forms(doc, &bytes, &inner, stack, done, cyclic);
+        stack.pop();
+    }
+}
