@@ -542,7 +542,15 @@ fn extraction_failure(source: &Value) -> String {
             .to_owned()
     } else if mentions(&["not a pdf", "%pdf", "unsupported", "file type"]) {
         "This file is not a PDF Quire can read. Export it as a PDF and upload it again.".to_owned()
-    } else if mentions(&["damaged", "corrupt", "truncated", "eof", "xref", "trailer", "syntax"]) {
+    } else if mentions(&[
+        "damaged",
+        "corrupt",
+        "truncated",
+        "eof",
+        "xref",
+        "trailer",
+        "syntax",
+    ]) {
         "This PDF is damaged or incomplete. Download or export it again, then upload the new copy."
             .to_owned()
     } else if mentions(&["timed out", "timeout"]) {
@@ -721,15 +729,12 @@ async fn copy_chunks(
             .filter_map(|item| {
                 let chunk_id = item.get("id")?.as_str()?;
                 let text = item.get("text")?.as_str()?;
-                // The platform's `meta.pages`: the 1-based pages the chunk
-                // spans (absent without page texts). Its first page is cited.
-                let page = item
-                    .get("meta")
-                    .and_then(|m| m.get("pages"))
-                    .and_then(Value::as_array)
-                    .and_then(|pages| pages.iter().filter_map(Value::as_i64).find(|p| *p >= 1));
+                let (page, page_end) = page_range(item);
                 let ordinal = item.get("chunk_index").and_then(Value::as_i64).unwrap_or(0);
-                Some(json!({"chunk_id": chunk_id, "page": page, "ordinal": ordinal, "text": text}))
+                Some(
+                    json!({"chunk_id": chunk_id, "page": page, "page_end": page_end,
+                            "ordinal": ordinal, "text": text}),
+                )
             })
             .collect();
         state
@@ -749,9 +754,48 @@ async fn copy_chunks(
     }
 }
 
+/// The first and last of the platform's `meta.pages` (the 1-based pages a
+/// chunk spans; a chunk may cross a page break), or neither when the item
+/// has no pages (an extraction without page texts).
+fn page_range(item: &Value) -> (Option<i64>, Option<i64>) {
+    let pages = item
+        .get("meta")
+        .and_then(|m| m.get("pages"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_i64)
+        .filter(|p| *p >= 1);
+    pages.fold((None, None), |(first, last), p| {
+        (
+            Some(first.map_or(p, |f: i64| f.min(p))),
+            Some(last.map_or(p, |l: i64| l.max(p))),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_keeps_the_first_and_last_of_its_pages() {
+        let item = |meta: Value| json!({"id": "c", "text": "t", "meta": meta});
+        assert_eq!(
+            page_range(&item(json!({"pages": [3, 4]}))),
+            (Some(3), Some(4))
+        );
+        assert_eq!(page_range(&item(json!({"pages": [2]}))), (Some(2), Some(2)));
+        assert_eq!(
+            page_range(&item(json!({"pages": [5, 6, 7]}))),
+            (Some(5), Some(7))
+        );
+        assert_eq!(
+            page_range(&item(json!({"strategy": "markdown_header"}))),
+            (None, None)
+        );
+        assert_eq!(page_range(&item(json!({"pages": []}))), (None, None));
+    }
 
     #[test]
     fn the_page_count_comes_from_the_platform_records() {
@@ -759,14 +803,20 @@ mod tests {
             {"storage_path": "sources/x/page_text/page_1.txt", "format": "plain", "page": 1},
             {"storage_path": "sources/x/page_text/page_2.txt", "format": "plain", "page": 2}]}});
         assert_eq!(extracted(&source).page_count, Some(2));
-        assert_eq!(extracted(&json!({"name": "d", "derivatives": {}})).page_count, None);
+        assert_eq!(
+            extracted(&json!({"name": "d", "derivatives": {}})).page_count,
+            None
+        );
     }
 
     #[test]
     fn failures_say_what_to_do_in_quires_words() {
         let cases = [
             ("File has not been decrypted", "password"),
-            ("The PDF is encrypted with a password; upload a copy without a password.", "password"),
+            (
+                "The PDF is encrypted with a password; upload a copy without a password.",
+                "password",
+            ),
             ("EOF marker not found", "damaged"),
             ("Extraction timed out", "too long"),
             ("something new", "could not be extracted"),
@@ -774,7 +824,10 @@ mod tests {
         for (message, expected) in cases {
             let reason = extraction_failure(&json!({"error_code": null, "error_message": message}));
             assert!(reason.contains(expected), "{message}: {reason}");
-            assert!(!reason.contains(message), "never the platform's text: {reason}");
+            assert!(
+                !reason.contains(message),
+                "never the platform's text: {reason}"
+            );
         }
     }
 }

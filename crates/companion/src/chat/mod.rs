@@ -64,6 +64,7 @@ struct ChunkRow {
     document_id: Uuid,
     chunk_id: Uuid,
     page: Option<i32>,
+    page_end: Option<i32>,
     text: String,
 }
 
@@ -321,7 +322,10 @@ async fn own_chunks(
             Auth::User(user.token()),
             "document_chunks",
             &[
-                ("select", "id,document_id,chunk_id,page,text".to_owned()),
+                (
+                    "select",
+                    "id,document_id,chunk_id,page,page_end,text".to_owned(),
+                ),
                 ("id", in_list(ids)),
             ],
         )
@@ -358,6 +362,8 @@ async fn own_chunks(
                 document_id: row.document_id,
                 chunk_id: row.chunk_id,
                 page: row.page,
+                // Rows copied before page_end existed: one page.
+                page_end: row.page_end.or(row.page),
                 title,
                 text: row.text,
             })

@@ -67,7 +67,10 @@ pub struct ContextChunk {
     pub document_id: Uuid,
     /// The platform's `ai.chunks` id.
     pub chunk_id: Uuid,
+    /// The first and last page the chunk spans (equal for one page; both
+    /// `None` when the platform knew no pages).
     pub page: Option<i32>,
+    pub page_end: Option<i32>,
     pub title: String,
     #[serde(skip)]
     pub text: String,
@@ -477,7 +480,8 @@ async fn stream_answer(
         .iter()
         .map(|c| {
             json!({"text": c.text, "meta": {
-                "chunk_id": c.id, "document_id": c.document_id, "page": c.page, "title": c.title}})
+                "chunk_id": c.id, "document_id": c.document_id, "page": c.page,
+                "page_end": c.page_end, "title": c.title}})
         })
         .collect();
     items.push(json!({
@@ -659,6 +663,7 @@ pub fn citations(platform: &[Value], context: &[ContextChunk]) -> Vec<Value> {
             "document_id": chunk.document_id,
             "title": chunk.title,
             "page": chunk.page,
+            "page_end": chunk.page_end,
             "excerpt": excerpt,
             "score": citation.get("score"),
         }));
@@ -687,6 +692,21 @@ fn stream_ended() -> Outcome {
 
 fn platform_failure(err: &PlatformError) -> Outcome {
     tracing::warn!(error = %err, "run/stream could not start");
+    // The platform's `check_model_available` refuses a run whose model has
+    // neither a platform nor a BYOK key: 400 before streaming, with Flask's
+    // HTML error page "Model … requires BYOK. Add an API key for …" (see
+    // docs/platform-contract.md). Only the project's administrator can fix it.
+    if let PlatformError::Status {
+        status: 400, body, ..
+    } = err
+        && body.contains("requires BYOK")
+    {
+        return Outcome::Failed {
+            code: "model_not_configured",
+            message: "The AI model of this Quire server is not set up — ask its administrator."
+                .to_owned(),
+        };
+    }
     let message = match err.status() {
         Some(402) => "The project has run out of AI credits. Ask its owner to top them up.",
         _ => "The AI service is not answering right now. Try again in a moment.",
@@ -799,6 +819,7 @@ mod tests {
             document_id: Uuid::from_bytes([100 + n; 16]),
             chunk_id: Uuid::from_bytes([200 + n; 16]),
             page: Some(page),
+            page_end: Some(page + 1),
             title: format!("Doc {n}"),
             text: "x".repeat(400),
         }
@@ -819,6 +840,7 @@ mod tests {
         assert_eq!(out[0]["chunk_id"], json!(context[1].id));
         assert_eq!(out[0]["document_id"], json!(context[1].document_id));
         assert_eq!(out[0]["page"], 7);
+        assert_eq!(out[0]["page_end"], 8);
         assert_eq!(out[0]["excerpt"].as_str().unwrap().chars().count(), 300);
         assert_eq!(out[1]["key"], "1");
     }

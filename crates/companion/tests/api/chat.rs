@@ -140,6 +140,7 @@ async fn a_question_about_an_uploaded_pdf_is_answered_streamed_cited_and_persist
         let chunk = sent[key.parse::<usize>().unwrap() - 1];
         assert_eq!(citation["chunk_id"], chunk["id"]);
         assert_eq!(citation["page"], chunk["page"]);
+        assert_eq!(citation["page_end"], chunk["page_end"]);
     }
     let warranty = citations
         .iter()
@@ -147,7 +148,11 @@ async fn a_question_about_an_uploaded_pdf_is_answered_streamed_cited_and_persist
         .expect("the warranty passage is cited");
     // The platform chunks the page texts joined, so the manual's three short
     // pages are one chunk spanning pages 1-3, cited at its first page.
-    assert_eq!(warranty["page"], 1, "the chunk holding the warranty starts on page 1");
+    assert_eq!(
+        warranty["page"], 1,
+        "the chunk holding the warranty starts on page 1"
+    );
+    assert_eq!(warranty["page_end"], 3, "and ends on page 3");
 
     // The rows match what was streamed.
     let db = app.db.admin().await;
@@ -485,4 +490,121 @@ async fn a_client_that_goes_away_stops_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(last, "complete");
+}
+
+/// Lines of Latin placeholder prose (no English word, so they answer no
+/// question), each a sentence of its own, different for every `seed`.
+fn placeholder_lines(seed: usize, count: usize) -> Vec<String> {
+    const WORDS: [&str; 12] = [
+        "lorem",
+        "ipsum",
+        "dolor",
+        "amet",
+        "consectetur",
+        "adipiscing",
+        "elit",
+        "tempor",
+        "incididunt",
+        "labore",
+        "magna",
+        "aliqua",
+    ];
+    (0..count)
+        .map(|line| {
+            let words: Vec<&str> = (0..9)
+                .map(|w| WORDS[(seed * 7 + line * 5 + w * 3) % WORDS.len()])
+                .collect();
+            format!("{} {}.", capitalized(words[0]), words[1..].join(" "))
+        })
+        .collect()
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_citation_of_a_passage_across_a_page_break_names_both_pages() {
+    // Arrange: A's manual has a short page 1 that ends with the answer and a
+    // long page 2 that goes on about it, so the platform's first chunk (1,000
+    // characters of the pages joined) starts on page 1 and ends on page 2. B
+    // has the same sentence on the one page of their own manual.
+    let app = spawn_app().await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    let mut page_1 = placeholder_lines(1, 4);
+    page_1.push("The descaling cycle is forty minutes long.".to_owned());
+    let mut page_2 = vec!["Use one sachet of citric acid for each descaling cycle.".to_owned()];
+    page_2.extend(placeholder_lines(2, 22));
+    let page_3 = placeholder_lines(3, 4);
+    let pages = [page_1.join("\n"), page_2.join("\n"), page_3.join("\n")];
+    let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
+    let document = app
+        .ready_document(&a, "Espresso machine.pdf", fixtures::text_pdf(&pages))
+        .await;
+    let b_document = app
+        .ready_document(
+            &b,
+            "B's espresso machine.pdf",
+            fixtures::text_pdf(&["The descaling cycle is forty minutes long."]),
+        )
+        .await;
+    let question = "How long is the descaling cycle?";
+
+    // Act
+    let (hits, events) = ask_with_hits(&app, &a, question).await;
+    let b_hits = app.search(&b, question).await;
+
+    // Assert: A's search finds the chunk with the range of pages it spans.
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0]["document_id"], json!(document));
+    assert_eq!(
+        (&hits[0]["page"], &hits[0]["page_end"]),
+        (&json!(1), &json!(2))
+    );
+    // The answer was given that chunk, and cites it at pages 1-2.
+    let context = one(&events, "context");
+    let chunks = context["payload"]["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(
+        (&chunks[0]["page"], &chunks[0]["page_end"]),
+        (&json!(1), &json!(2))
+    );
+    let complete = one(&events, "complete");
+    let content = complete["payload"]["content"].as_str().unwrap();
+    assert!(content.contains("forty minutes"), "{content}");
+    let citations = complete["payload"]["citations"].as_array().unwrap();
+    assert_eq!(citations.len(), 1, "{citations:?}");
+    let citation = &citations[0];
+    assert_eq!(citation["document_id"], json!(document));
+    assert_eq!(citation["title"], "Espresso machine.pdf");
+    assert_eq!(
+        (&citation["page"], &citation["page_end"]),
+        (&json!(1), &json!(2))
+    );
+    // What is stored is what was streamed.
+    let message_id: Uuid = context["message_id"].as_str().unwrap().parse().unwrap();
+    let stored: Value = app
+        .db
+        .admin()
+        .await
+        .query_one(
+            "select citations from public.chat_messages where id = $1",
+            &[&message_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(&stored, &complete["payload"]["citations"]);
+    // B finds only their own one-page chunk; nothing of A's.
+    assert_eq!(b_hits.len(), 1, "{b_hits:?}");
+    assert_eq!(b_hits[0]["document_id"], json!(b_document));
+    assert_eq!(
+        (&b_hits[0]["page"], &b_hits[0]["page_end"]),
+        (&json!(1), &json!(1))
+    );
 }
