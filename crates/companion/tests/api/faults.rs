@@ -115,6 +115,62 @@ async fn a_platform_that_refuses_the_run_fails_the_answer_with_an_error_event() 
     assert_eq!(status, "failed");
 }
 
+/// A project whose agent model has no API key: the platform refuses the run
+/// with 400 and its HTML page before streaming. A's answer fails with Quire's
+/// own sentence for the administrator (never the platform's "Settings → LLM
+/// Provider Keys"), stored with the answer; B sees none of it.
+#[tokio::test]
+async fn a_model_without_a_key_fails_the_answer_saying_the_server_is_not_set_up() {
+    let app = spawn_app_with(Setup {
+        model_without_key: true,
+        ..Setup::default()
+    })
+    .await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    let events = app
+        .ask(&a, &json!({"message": "What does the warranty cover?"}))
+        .await;
+    let error = one(&events, "error");
+    assert_eq!(error["payload"]["code"], "model_not_configured", "{error}");
+    let said = error["payload"]["message"].as_str().unwrap();
+    assert_eq!(
+        said,
+        "The AI model of this Quire server is not set up — ask its administrator."
+    );
+    let message_id: Uuid = error["message_id"].as_str().unwrap().parse().unwrap();
+    let (status, _) = app.wait_message(message_id).await;
+    assert_eq!(status, "failed");
+    let stored: Option<String> = app
+        .db
+        .admin()
+        .await
+        .query_one(
+            "select error from public.chat_messages where id = $1",
+            &[&message_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored.as_deref(), Some(said));
+    // A reads the reason under their own token; B reads nothing of A's.
+    let read = |token: String| {
+        let request = app
+            .client
+            .get(format!(
+                "{}/rest/v1/chat_messages?select=id,status,error&role=eq.assistant",
+                app.sandbox.api_base()
+            ))
+            .header("apikey", app.anon_key())
+            .bearer_auth(token)
+            .send();
+        async move { request.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let seen = read(a.token.clone()).await;
+    assert_eq!(seen[0]["error"], said, "{seen}");
+    assert_eq!(read(b.token.clone()).await, json!([]));
+}
+
 /// The companion binary, configured by environment, with its stderr kept.
 fn companion_process(
     app: &crate::helpers::TestApp,

@@ -58,6 +58,8 @@ pub struct Setup {
     /// Put a [`crate::proxy`] between the companion and the sandbox that
     /// cuts every `run/stream` after this many content deltas.
     pub cut_streams_after: Option<usize>,
+    /// The sandbox plays a project whose agent model has no API key.
+    pub model_without_key: bool,
 }
 
 impl Default for Setup {
@@ -66,6 +68,7 @@ impl Default for Setup {
             token_delay_ms: 2,
             companion: Box::new(|_| {}),
             cut_streams_after: None,
+            model_without_key: false,
         }
     }
 }
@@ -82,6 +85,7 @@ pub async fn spawn_app_with(setup: Setup) -> TestApp {
     sandbox_config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
     sandbox_config.agents.allow_loopback_tool_endpoints = true;
     sandbox_config.agents.token_delay_ms = setup.token_delay_ms;
+    sandbox_config.agents.model_without_key = setup.model_without_key;
     let sandbox = quire_sandbox::spawn(sandbox_config)
         .await
         .expect("the sandbox starts");
