@@ -442,10 +442,10 @@ async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyho
         outln!("Sources:");
         for (n, source) in answer.sources.iter().enumerate() {
             outln!(
-                "  [{}] {} (page {})",
+                "  [{}] {} ({})",
                 n + 1,
                 source.title,
-                page(source.page)
+                pages(source.page, source.page_end)
             );
         }
     }
@@ -488,10 +488,10 @@ async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyho
                     outln!("\nCitations:");
                     for citation in citations {
                         outln!(
-                            "  [{}] {} (page {})",
+                            "  [{}] {} ({})",
                             citation.key.as_deref().unwrap_or("?"),
                             citation.title.as_deref().unwrap_or("untitled"),
-                            page(citation.page)
+                            pages(citation.page, citation.page_end)
                         );
                     }
                 }
@@ -507,8 +507,13 @@ async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyho
     Ok(())
 }
 
-fn page(page: Option<i32>) -> String {
-    page.map(|p| p.to_string()).unwrap_or_else(|| "?".into())
+/// "page 3", or "pages 3–4" for a chunk that crosses a page break.
+fn pages(page: Option<i32>, page_end: Option<i32>) -> String {
+    match (page, page_end) {
+        (Some(first), Some(last)) if last > first => format!("pages {first}–{last}"),
+        (Some(first), _) => format!("page {first}"),
+        (None, _) => "page ?".into(),
+    }
 }
 
 async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyhow::Result<()> {
@@ -627,4 +632,17 @@ async fn follow(quire: &Quire) -> anyhow::Result<()> {
     }
     follower.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pages;
+
+    #[test]
+    fn a_source_names_its_page_or_its_range_of_pages() {
+        assert_eq!(pages(Some(2), Some(2)), "page 2");
+        assert_eq!(pages(Some(3), Some(4)), "pages 3–4");
+        assert_eq!(pages(Some(5), None), "page 5");
+        assert_eq!(pages(None, None), "page ?");
+    }
 }

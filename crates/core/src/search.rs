@@ -23,8 +23,13 @@ pub struct ChunkHit {
     pub chunk_id: Uuid,
     /// The document's title.
     pub title: String,
-    /// 1-based page, when the extraction knew it.
+    /// The first (1-based) page the chunk spans, when the extraction knew
+    /// the pages.
     pub page: Option<i32>,
+    /// The last page the chunk spans: a chunk may cross a page break
+    /// (`page` 3, `page_end` 4). Equal to `page` for one page, `None` with it.
+    #[serde(default)]
+    pub page_end: Option<i32>,
     pub text: String,
     /// Rank of the stage that answered (scales differ between stages).
     pub score: f32,

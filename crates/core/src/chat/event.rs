@@ -88,14 +88,19 @@ pub struct ContextChunk {
     pub document_id: Uuid,
     #[serde(default)]
     pub chunk_id: Option<Uuid>,
+    /// The first page the chunk spans.
     #[serde(default)]
     pub page: Option<i32>,
+    /// The last page the chunk spans (a chunk may cross a page break); see
+    /// [`Citation::page_end`].
+    #[serde(default)]
+    pub page_end: Option<i32>,
     #[serde(default)]
     pub title: String,
 }
 
 /// A citation of an answer: which numbered source (`key`, the `[n]` marker
-/// in the text) points at which document and page.
+/// in the text) points at which document and pages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Citation {
     #[serde(default)]
@@ -106,8 +111,16 @@ pub struct Citation {
     pub document_id: Option<Uuid>,
     #[serde(default)]
     pub title: Option<String>,
+    /// The first page the cited chunk spans: where to open the document.
+    /// `None` when the pages are unknown (open it at page 1).
     #[serde(default)]
     pub page: Option<i32>,
+    /// The last page the cited chunk spans: chunks are cut from a document's
+    /// pages joined, so one may cross a page break ("pp. 3–4"). Equal to
+    /// `page` for one page; `None` when the pages are unknown, and on
+    /// answers stored before it existed (read it as `page`).
+    #[serde(default)]
+    pub page_end: Option<i32>,
     #[serde(default)]
     pub excerpt: Option<String>,
 }
@@ -289,6 +302,40 @@ mod tests {
             assert_eq!(event.seq, seq as i32);
             assert_eq!(serde_json::to_value(&event).unwrap(), value);
         }
+    }
+
+    #[test]
+    fn citations_and_context_carry_the_pages_their_chunk_spans() {
+        let event = ChatEvent::from_json(json!({
+            "message_id": Uuid::nil(), "conversation_id": Uuid::nil(), "seq": 4,
+            "kind": "complete",
+            "payload": {"status": "complete", "content": "A [1][2][3].", "run_id": "run_1", "citations": [
+                {"key": "1", "page": 3, "page_end": 4},
+                // Stored before page_end existed.
+                {"key": "2", "page": 5},
+                // The platform knew no pages.
+                {"key": "3", "page": null, "page_end": null},
+            ]},
+        }))
+        .unwrap();
+        let EventBody::Complete { citations, .. } = event.body else {
+            panic!("{event:?}");
+        };
+        let pages: Vec<_> = citations.iter().map(|c| (c.page, c.page_end)).collect();
+        assert_eq!(pages, [(Some(3), Some(4)), (Some(5), None), (None, None)]);
+
+        let event = ChatEvent::from_json(json!({
+            "message_id": Uuid::nil(), "conversation_id": Uuid::nil(), "seq": 0,
+            "kind": "context",
+            "payload": {"user_message_id": Uuid::nil(), "dropped": 0, "chunks": [
+                {"id": Uuid::nil(), "document_id": Uuid::nil(), "page": 1, "page_end": 2, "title": "T"},
+            ]},
+        }))
+        .unwrap();
+        let EventBody::Context { chunks, .. } = event.body else {
+            panic!("{event:?}");
+        };
+        assert_eq!((chunks[0].page, chunks[0].page_end), (Some(1), Some(2)));
     }
 
     #[test]

@@ -69,6 +69,47 @@ async fn each_user_finds_only_their_own_chunks() {
 }
 
 #[tokio::test]
+async fn a_hit_whose_chunk_crosses_a_page_break_names_its_first_and_last_page() {
+    let stack = spawn_stack().await;
+    let (a, a_id) = stack.signed_in("alice@example.com").await;
+    let (b, b_id) = stack.signed_in("bob@example.com").await;
+    let db = stack.db.admin().await;
+    let mut documents = Vec::new();
+    for (owner, title, page, page_end) in [
+        (a_id, "Boiler manual", 3, 4),
+        (b_id, "Bob's boiler manual", 1, 1),
+    ] {
+        let id: Uuid = db
+            .query_one(
+                "insert into public.documents (owner_id, title, byte_size, status, page_count) \
+                 values ($1, $2, 1000, 'ready', 4) returning id",
+                &[&owner, &title],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        db.execute(
+            "insert into public.document_chunks (owner_id, document_id, chunk_id, page, page_end, ordinal, text) \
+             values ($1, $2, gen_random_uuid(), $3, $4, 0, 'Bleed the radiators every autumn.')",
+            &[&owner, &id, &page, &page_end],
+        )
+        .await
+        .unwrap();
+        documents.push(id);
+    }
+
+    let hits = a.search("bleed radiators", 8, None).await.unwrap();
+    let bobs = b.search("bleed radiators", 8, None).await.unwrap();
+
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].document_id, documents[0]);
+    assert_eq!((hits[0].page, hits[0].page_end), (Some(3), Some(4)));
+    assert_eq!(bobs.len(), 1, "B finds only their own: {bobs:?}");
+    assert_eq!(bobs[0].document_id, documents[1]);
+    assert_eq!((bobs[0].page, bobs[0].page_end), (Some(1), Some(1)));
+}
+
+#[tokio::test]
 async fn searching_signed_out_is_not_signed_in() {
     let stack = spawn_stack().await;
     let (quire, _) = stack.client();
