@@ -36,6 +36,8 @@ export default defineConfig({
     chunkSizeWarningLimit: 1500,
   },
   clearScreen: false,
+  // Component tests mount Svelte components in jsdom: use Svelte's browser build there.
+  resolve: process.env.VITEST ? { conditions: ['browser'] } : undefined,
   test: {
     environment: 'jsdom',
     include: ['src/**/*.test.ts'],

@@ -164,11 +164,11 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       question_id: q.id,
       citations: [
         { key: '1', document_id: lease.id, title: lease.title, page: 2, excerpt: 'The tenant must give sixty days written notice' },
-        { key: '2', document_id: lease.id, title: lease.title, page: 3, excerpt: 'Rent increases are capped at three percent' },
+        { key: '2', document_id: lease.id, title: lease.title, page: 3, page_end: 4, excerpt: 'Rent increases are capped at three percent' },
       ],
       sources: [
-        { id: uuid(), document_id: lease.id, chunk_id: uuid(), page: 2, title: lease.title },
-        { id: uuid(), document_id: lease.id, chunk_id: uuid(), page: 3, title: lease.title },
+        { id: uuid(), document_id: lease.id, chunk_id: uuid(), page: 2, page_end: 2, title: lease.title },
+        { id: uuid(), document_id: lease.id, chunk_id: uuid(), page: 3, page_end: 4, title: lease.title },
       ],
     });
     const c2 = addConversation('A long conversation', 3_600_000);
@@ -188,7 +188,14 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       status: 'streaming',
       content: '',
       citations: [],
-      sources: sources.map((s) => ({ id: s.id, document_id: s.document_id, chunk_id: s.chunk_id, page: s.page, title: s.title })),
+      sources: sources.map((s) => ({
+        id: s.id,
+        document_id: s.document_id,
+        chunk_id: s.chunk_id,
+        page: s.page,
+        page_end: s.page_end ?? s.page,
+        title: s.title,
+      })),
       question_id: question.id,
       error: null,
       tools: [],
@@ -215,6 +222,7 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
           chunk_id: s.chunk_id,
           title: s.title,
           page: s.page,
+          page_end: s.page_end ?? s.page,
           excerpt: s.text.split('.')[0],
         }));
       }
@@ -365,8 +373,8 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       const lease = [...documents.values()].find((d) => d.status === 'ready');
       if (!lease) return [];
       return [
-        { id: uuid(), document_id: lease.id, chunk_id: uuid(), title: lease.title, page: 2, text: 'The tenant must give sixty days written notice before moving out.', score: 0.82 },
-        { id: uuid(), document_id: lease.id, chunk_id: uuid(), title: lease.title, page: 3, text: 'Rent increases are capped at three percent per year.', score: 0.61 },
+        { id: uuid(), document_id: lease.id, chunk_id: uuid(), title: lease.title, page: 2, page_end: 2, text: 'The tenant must give sixty days written notice before moving out.', score: 0.82 },
+        { id: uuid(), document_id: lease.id, chunk_id: uuid(), title: lease.title, page: 3, page_end: 4, text: 'Rent increases are capped at three percent per year.', score: 0.61 },
       ];
     },
     async ask(conversationId, text, sources) {

@@ -119,6 +119,45 @@ describe('citations', () => {
   });
 });
 
+describe('citations of a passage across a page break', () => {
+  const context = {
+    citations: [
+      { key: '1', document_id: 'doc-a', page: 3, page_end: 4, title: 'Manual.pdf', excerpt: 'the passage' },
+      { key: '2', document_id: 'doc-b', page: null, page_end: null, title: 'Notes.pdf' },
+    ],
+    sources: [
+      { id: 's1', document_id: 'doc-a', page: 3, page_end: 4, title: 'Manual.pdf' },
+      { id: 's2', document_id: 'doc-b', page: null, page_end: null, title: 'Notes.pdf' },
+      { id: 's3', document_id: 'doc-c', page: 5, page_end: 6, title: 'C.pdf' },
+    ],
+  };
+
+  it('name both pages and point at the first', () => {
+    const out = host('Across [1], nowhere [2], a source [3].', context);
+    const buttons = [...out.querySelectorAll<HTMLButtonElement>('button[data-testid="citation"]')];
+    expect(buttons.map((b) => [b.dataset.n, b.dataset.page, b.dataset.pageEnd])).toEqual([
+      ['1', '3', '4'],
+      ['2', undefined, undefined],
+      ['3', '5', '6'],
+    ]);
+    expect(buttons[0].getAttribute('aria-label')).toBe('Source 1: Manual.pdf, pages 3 to 4');
+    expect(buttons[1].getAttribute('aria-label')).toBe('Source 2: Notes.pdf');
+  });
+
+  it('resolveCitation carries the range', () => {
+    expect(resolveCitation(1, context)).toMatchObject({ documentId: 'doc-a', page: 3, pageEnd: 4 });
+    expect(resolveCitation(2, context)).toMatchObject({ documentId: 'doc-b', page: null, pageEnd: null });
+    expect(resolveCitation(3, context)).toMatchObject({ documentId: 'doc-c', page: 5, pageEnd: 6 });
+  });
+
+  it('one page has no data-page-end', () => {
+    const out = host('One [1].', { citations: [{ key: '1', document_id: 'd', page: 7, page_end: 7, title: 'B.pdf' }], sources: [] });
+    const button = out.querySelector<HTMLButtonElement>('button[data-testid="citation"]')!;
+    expect([button.dataset.page, button.dataset.pageEnd]).toEqual(['7', undefined]);
+    expect(button.getAttribute('aria-label')).toBe('Source 1: B.pdf, page 7');
+  });
+});
+
 describe('streaming render', () => {
   it('stableEnd stops at the last blank line outside code fences', () => {
     expect(stableEnd('one\n\ntwo')).toBe(5);

@@ -11,6 +11,7 @@
 import DOMPurify from 'dompurify';
 import { Marked } from 'marked';
 import type { Citation, ContextChunk } from './types';
+import { pagesSpoken } from './words';
 
 const marked = new Marked({ gfm: true, breaks: false, async: false });
 
@@ -75,7 +76,10 @@ export interface CitationContext {
 export interface CitationTarget {
   n: number;
   documentId: string | null;
+  /** The first page the passage spans: where the viewer opens (page 1 when null). */
   page: number | null;
+  /** The last page it spans: past `page` when the passage crosses a page break. */
+  pageEnd: number | null;
   title: string | null;
   excerpt: string | null;
 }
@@ -90,13 +94,21 @@ export function resolveCitation(n: number, context: CitationContext): CitationTa
       n,
       documentId: byKey.document_id ?? source?.document_id ?? null,
       page: byKey.page ?? source?.page ?? null,
+      pageEnd: byKey.page != null ? (byKey.page_end ?? byKey.page) : (source?.page_end ?? source?.page ?? null),
       title: byKey.title ?? source?.title ?? null,
       excerpt: byKey.excerpt ?? null,
     };
   }
   const source = context.sources[n - 1];
   if (source) {
-    return { n, documentId: source.document_id, page: source.page ?? null, title: source.title, excerpt: null };
+    return {
+      n,
+      documentId: source.document_id,
+      page: source.page ?? null,
+      pageEnd: source.page_end ?? source.page ?? null,
+      title: source.title,
+      excerpt: null,
+    };
   }
   return null;
 }
@@ -159,7 +171,10 @@ function citationButton(doc: Document, target: CitationTarget): HTMLButtonElemen
   button.dataset.n = String(target.n);
   if (target.documentId) button.dataset.documentId = target.documentId;
   if (target.page != null) button.dataset.page = String(target.page);
-  const where = [target.title, target.page != null ? `page ${target.page}` : null].filter(Boolean).join(', ');
+  if (target.page != null && target.pageEnd != null && target.pageEnd > target.page) {
+    button.dataset.pageEnd = String(target.pageEnd);
+  }
+  const where = [target.title, pagesSpoken(target.page, target.pageEnd)].filter(Boolean).join(', ');
   button.setAttribute('aria-label', `Source ${target.n}${where ? `: ${where}` : ''}`);
   button.title = where || `Source ${target.n}`;
   button.textContent = String(target.n);

@@ -70,7 +70,10 @@ export interface Citation {
   chunk_id?: Uuid | null;
   document_id?: Uuid | null;
   title?: string | null;
+  /** The first page the cited chunk spans (where the viewer opens). */
   page?: number | null;
+  /** The last page it spans (a chunk may cross a page break); absent on answers stored before it existed. */
+  page_end?: number | null;
   excerpt?: string | null;
 }
 
@@ -79,6 +82,7 @@ export interface ContextChunk {
   document_id: Uuid;
   chunk_id?: Uuid | null;
   page?: number | null;
+  page_end?: number | null;
   title: string;
 }
 
@@ -152,7 +156,9 @@ export interface ChunkHit {
   document_id: Uuid;
   chunk_id: Uuid | null;
   title: string;
+  /** The first and last page the chunk spans (equal for one page; null when unknown). */
   page: number | null;
+  page_end?: number | null;
   text: string;
   score: number;
 }

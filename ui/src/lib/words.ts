@@ -89,3 +89,24 @@ export function humanBytes(bytes: number | null | undefined): string {
   }
   return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${u}`;
 }
+
+/**
+ * The pages a source spans, as a label: "p. 3", or "pp. 3–4" for a passage
+ * across a page break; null when its pages are unknown. A missing `pageEnd`
+ * (answers stored before it existed) reads as the one page.
+ */
+export function pagesLabel(page: number | null | undefined, pageEnd: number | null | undefined): string | null {
+  if (page == null) return null;
+  return pageEnd != null && pageEnd > page ? `pp. ${page}–${pageEnd}` : `p. ${page}`;
+}
+
+/** The same spelled out, for screen readers and tooltips: "page 3", "pages 3 to 4". */
+export function pagesSpoken(page: number | null | undefined, pageEnd: number | null | undefined): string | null {
+  if (page == null) return null;
+  return pageEnd != null && pageEnd > page ? `pages ${page} to ${pageEnd}` : `page ${page}`;
+}
+
+/** Where the viewer opens a source: its first page, else page 1. */
+export function openingPage(page: number | null | undefined): number {
+  return page ?? 1;
+}
