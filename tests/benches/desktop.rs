@@ -424,13 +424,15 @@ impl Stack {
             service_role_key: sandbox.service_role_key().clone(),
         };
         let ids = provision::provision(&Platform::new(&platform)?, None).await?;
-        let config = CompanionConfig::new(
+        let mut config = CompanionConfig::new(
             platform,
             sandbox.jwt_secret().clone(),
             ids.agent_id,
             ids.knowledge_base_id,
             SecretString::from(format!("tool-secret-{}", Uuid::new_v4().simple())),
         );
+        // The sandbox allows loopback tool endpoints; the real platform does not.
+        config.dev_allow_private_tool_url = true;
         let companion = quire_companion::spawn(config).await?;
         let admin = db.admin().await;
         Ok(Self {

@@ -338,6 +338,13 @@ fn companion(
                     .to_owned(),
             ),
             ("QUIRE_COMPANION_LISTEN", companion_addr.clone()),
+            // The tool endpoint is on loopback, which the sandbox here is
+            // started to allow (QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS)
+            // and the real platform refuses to call.
+            (
+                "QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL",
+                "true".to_owned(),
+            ),
         ]);
         COMPANION.start(&p.dir, &binary, &envs)?;
         services::wait_healthy(

@@ -55,6 +55,8 @@ async fn main() -> anyhow::Result<()> {
     );
     config.ingest.poll_initial = Duration::from_millis(20);
     config.ingest.poll_max = Duration::from_millis(300);
+    // The sandbox allows loopback tool endpoints; the real platform does not.
+    config.dev_allow_private_tool_url = true;
     let companion = quire_companion::spawn(config).await?;
     let url = companion.url();
     let http = reqwest::Client::new();

@@ -38,6 +38,12 @@ pub struct Config {
     /// `QUIRE_COMPANION_PUBLIC_URL`: the companion's base URL as the platform
     /// reaches it (tool callbacks). Default: `http://<bound address>`.
     pub public_url: Option<Url>,
+    /// `QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL` (`true`/`false`, default
+    /// `false`): start even though the tool's endpoint is one the platform
+    /// refuses to call (`localhost`, loopback, private or link-local
+    /// addresses; [`crate::startup::check_tool_endpoint`]). Only for a local
+    /// sandbox started to allow it; never in production.
+    pub dev_allow_private_tool_url: bool,
     /// `QUIRE_COMPANION_TOOL_SECRET`: sent by the platform in the tool's
     /// `Authorization` header; at least 32 bytes.
     pub tool_secret: SecretString,
@@ -131,6 +137,10 @@ impl fmt::Debug for Config {
             .field("agent_id", &self.agent_id)
             .field("knowledge_base_id", &self.knowledge_base_id)
             .field("public_url", &self.public_url.as_ref().map(Url::as_str))
+            .field(
+                "dev_allow_private_tool_url",
+                &self.dev_allow_private_tool_url,
+            )
             .field("delta_interval", &self.delta_interval)
             .field("run_timeout", &self.run_timeout)
             .field("limits", &self.limits)
@@ -217,6 +227,19 @@ impl Reader<'_> {
         }
     }
 
+    /// `true` or `false`, exactly; unset is `false`.
+    fn boolean(&mut self, name: &str) -> bool {
+        match self.raw(name).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                self.problems
+                    .push(format!("{name} must be true or false; got {other:?}"));
+                false
+            }
+        }
+    }
+
     fn number<T>(&mut self, name: &str, default: T, min: T) -> T
     where
         T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
@@ -296,7 +319,7 @@ impl Config {
     /// `QUIRE_COMPANION_SERVICE_ROLE_KEY`, `QUIRE_COMPANION_JWT_SECRET`,
     /// `QUIRE_COMPANION_AGENT_ID`, `QUIRE_COMPANION_KNOWLEDGE_BASE_ID`,
     /// `QUIRE_COMPANION_TOOL_SECRET`. Optional (defaults in the field docs):
-    /// `LISTEN`, `PUBLIC_URL`, `DELTA_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
+    /// `LISTEN`, `PUBLIC_URL`, `DEV_ALLOW_PRIVATE_TOOL_URL`, `DELTA_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
     /// `MAX_RUNS_PER_USER`, `MAX_UPLOADS_PER_USER`, `MAX_MESSAGE_CHARS`,
     /// `MAX_CHUNK_IDS`, `INGEST_WORKERS`,
     /// `INGEST_LEASE_SECS`, `POLL_INITIAL_MS`, `POLL_MAX_MS`,
@@ -343,6 +366,7 @@ impl Config {
             "the companion's URL as the platform reaches it",
             false,
         );
+        let dev_allow_private_tool_url = r.boolean("QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL");
         let tool_secret = r.secret(
             "QUIRE_COMPANION_TOOL_SECRET",
             "the secret the platform presents when it calls the search tool",
@@ -408,6 +432,7 @@ impl Config {
                 agent_id: agent_id?,
                 knowledge_base_id: knowledge_base_id?,
                 public_url,
+                dev_allow_private_tool_url,
                 tool_secret: tool_secret?,
                 delta_interval: Duration::from_millis(delta_ms),
                 run_timeout: Duration::from_secs(run_timeout),
@@ -419,7 +444,8 @@ impl Config {
     }
 
     /// A configuration with every default, listening on `127.0.0.1:0`, for
-    /// embedding the companion (tests).
+    /// embedding the companion (tests). Its tool endpoint is on loopback, so
+    /// it starts only with [`Config::dev_allow_private_tool_url`] set.
     pub fn new(
         platform: PlatformConfig,
         jwt_secret: SecretString,
@@ -434,6 +460,7 @@ impl Config {
             agent_id,
             knowledge_base_id,
             public_url: None,
+            dev_allow_private_tool_url: false,
             tool_secret,
             delta_interval: Duration::from_millis(DEFAULT_DELTA_INTERVAL_MS),
             run_timeout: Duration::from_secs(600),
@@ -499,7 +526,29 @@ mod tests {
         assert_eq!(config.limits.max_chunk_ids, 20);
         assert_eq!(config.ingest.workers, 2);
         assert!(config.public_url.is_none());
+        assert!(!config.dev_allow_private_tool_url);
         assert!(config.has_strong_secrets());
+    }
+
+    #[test]
+    fn the_dev_setting_takes_only_true_or_false() {
+        for (raw, expected) in [("true", true), ("false", false)] {
+            let mut env = complete();
+            env.push(("QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL", raw));
+            let config = Config::from_lookup(&lookup(&env)).unwrap();
+            assert_eq!(config.dev_allow_private_tool_url, expected, "{raw}");
+        }
+        for raw in ["1", "yes", "TRUE", "on"] {
+            let mut env = complete();
+            env.push(("QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL", raw));
+            let err = Config::from_lookup(&lookup(&env)).unwrap_err();
+            assert_eq!(
+                err.problems,
+                [format!(
+                    "QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL must be true or false; got {raw:?}"
+                )]
+            );
+        }
     }
 
     #[test]

@@ -174,24 +174,35 @@ impl Drop for Companion {
     }
 }
 
-/// Starts the companion: binds, registers the search tool with the
-/// platform (retrying while the platform is not up yet), refuses a platform
-/// whose management routes accept user tokens
-/// ([`crate::startup::StartupError`]), starts the
-/// ingestion workers and serves. Returns once it accepts connections.
+/// Starts the companion: binds, refuses a tool endpoint the platform would
+/// not call ([`crate::startup::check_tool_endpoint`]), registers the search
+/// tool with the platform (retrying while the platform is not up yet),
+/// refuses a platform whose management routes accept user tokens
+/// ([`crate::startup::StartupError`]), starts the ingestion workers and
+/// serves. Returns once it accepts connections.
 pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
     let platform = Platform::new(&config.platform).context("building the platform client")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let url = match &config.public_url {
-        Some(url) => url.clone(),
-        None => Url::parse(&format!("http://{addr}")).context("building the public URL")?,
+    let (url, origin) = match &config.public_url {
+        Some(url) => (url.clone(), format!("QUIRE_COMPANION_PUBLIC_URL is {url}")),
+        None => {
+            let url = Url::parse(&format!("http://{addr}")).context("building the public URL")?;
+            let origin = format!(
+                "QUIRE_COMPANION_PUBLIC_URL is not set (the default is the listen address {})",
+                url.as_str().trim_end_matches('/')
+            );
+            (url, origin)
+        }
     };
+    let endpoint =
+        Url::parse(&tool::endpoint(url.as_str())).context("building the tool's endpoint")?;
+    crate::startup::check_tool_endpoint(&endpoint, &origin, config.dev_allow_private_tool_url)?;
 
     let tool_id = register_tool(&platform, &config, url.as_str()).await?;
-    tracing::info!(%tool_id, endpoint = %format!("{}{}", url.as_str().trim_end_matches('/'), tool::TOOL_PATH), "search tool registered");
+    tracing::info!(%tool_id, %endpoint, "search tool registered");
     let jwt = JwtKeys::new(&config.jwt_secret);
     crate::startup::check_service_role_split(&platform, &jwt).await?;
 
@@ -261,9 +272,6 @@ fn startup_error(err: PlatformError) -> anyhow::Error {
         Some(401 | 403) => " (is QUIRE_COMPANION_SERVICE_ROLE_KEY the project's service-role key?)",
         Some(404) => {
             " (does QUIRE_COMPANION_AGENT_ID name an existing agent? `quire-companion provision` makes one)"
-        }
-        Some(400) => {
-            " (the platform refuses the tool's endpoint: QUIRE_COMPANION_PUBLIC_URL must be reachable by the platform; a local sandbox needs QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS=1)"
         }
         _ => " (is QUIRE_COMPANION_API_URL right and the platform up?)",
     };

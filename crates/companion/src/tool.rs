@@ -91,6 +91,11 @@ fn definition(endpoint: &str, secret: &SecretString) -> Value {
     })
 }
 
+/// The tool's endpoint: `public_base` + [`TOOL_PATH`].
+pub fn endpoint(public_base: &str) -> String {
+    format!("{}{TOOL_PATH}", public_base.trim_end_matches('/'))
+}
+
 /// Creates or updates the tool so it calls `public_base` + [`TOOL_PATH`]
 /// with `secret`, and assigns it to `agent` (once). Idempotent.
 pub async fn ensure_registered(
@@ -99,8 +104,7 @@ pub async fn ensure_registered(
     public_base: &str,
     secret: &SecretString,
 ) -> Result<Uuid, PlatformError> {
-    let endpoint = format!("{}{TOOL_PATH}", public_base.trim_end_matches('/'));
-    let definition = definition(&endpoint, secret);
+    let definition = definition(&endpoint(public_base), secret);
 
     let listed: Value = platform
         .json(

@@ -197,6 +197,7 @@ fn companion_process(
             c.knowledge_base_id.to_string(),
         )
         .env("QUIRE_COMPANION_TOOL_SECRET", c.tool_secret.expose_secret())
+        .env("QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL", "true")
         .env(
             "QUIRE_COMPANION_POLL_INITIAL_MS",
             poll_initial_ms.to_string(),

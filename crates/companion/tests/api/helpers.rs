@@ -118,6 +118,8 @@ pub async fn spawn_app_with(setup: Setup) -> TestApp {
     config.ingest.poll_max = Duration::from_millis(300);
     config.ingest.idle_poll = Duration::from_millis(200);
     config.ingest.lease = Duration::from_secs(10);
+    // The sandbox allows loopback tool endpoints; the real platform does not.
+    config.dev_allow_private_tool_url = true;
     (setup.companion)(&mut config);
     let companion = quire_companion::spawn(config.clone())
         .await

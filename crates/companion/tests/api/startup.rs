@@ -1,6 +1,8 @@
 //! Start-up refusals: the companion will not run on a platform that lets a
 //! user's token through the management routes (platform before 0.12), since
-//! Quire's isolation rests on that split.
+//! Quire's isolation rests on that split; nor with a tool endpoint the
+//! platform refuses to call (docs/platform-contract.md), unless the dev
+//! setting says the sandbox allows it.
 
 use quire_companion::Companion;
 use quire_companion::config::{Config, PlatformConfig};
@@ -9,7 +11,9 @@ use quire_companion::provision;
 use quire_companion::startup::StartupError;
 use quire_sandbox::Sandbox;
 use quire_testdb::TestDb;
-use secrecy::SecretString;
+use reqwest::Method;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde_json::Value;
 use tempfile::TempDir;
 
 /// A sandbox (0.7's management auth when `emulate_0_7`), provisioned, and a
@@ -32,13 +36,14 @@ async fn stack(emulate_0_7: bool) -> (TestDb, TempDir, Sandbox, Config) {
     let ids = provision::provision(&Platform::new(&platform).unwrap(), None)
         .await
         .expect("provisioning the agent and knowledge base");
-    let config = Config::new(
+    let mut config = Config::new(
         platform,
         sandbox.jwt_secret().clone(),
         ids.agent_id,
         ids.knowledge_base_id,
         SecretString::from(format!("tool-secret-{}", uuid::Uuid::new_v4().simple())),
     );
+    config.dev_allow_private_tool_url = true;
     (db, data_dir, sandbox, config)
 }
 
@@ -72,5 +77,98 @@ async fn the_companion_starts_on_a_platform_that_refuses_user_tokens_on_manageme
     let companion: Companion = quire_companion::spawn(config)
         .await
         .expect("the companion starts on the current platform");
+    companion.shutdown().await.unwrap();
+}
+
+/// The custom tools registered on the platform (service key).
+async fn custom_tools(sandbox: &Sandbox) -> Vec<Value> {
+    let body: Value = reqwest::Client::new()
+        .request(Method::GET, format!("{}/api/tools", sandbox.api_base()))
+        .header("apikey", sandbox.service_role_key().expose_secret())
+        .bearer_auth(sandbox.service_role_key().expose_secret())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| !t["id"].is_null())
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tool_url_the_platform_blocks_is_refused_unless_the_dev_setting_is_on() {
+    let (_db, _dir, sandbox, config) = stack(false).await;
+    let cases: [(Option<&str>, &str, &str); 4] = [
+        (
+            None,
+            "QUIRE_COMPANION_PUBLIC_URL is not set (the default is the listen address http://127.0.0.1:",
+            "URL targets internal network: 127.0.0.1",
+        ),
+        (
+            Some("http://localhost:54380"),
+            "QUIRE_COMPANION_PUBLIC_URL is http://localhost:54380/",
+            "URL targets internal host: localhost",
+        ),
+        (
+            Some("https://192.168.1.20/quire/"),
+            "QUIRE_COMPANION_PUBLIC_URL is https://192.168.1.20/quire/",
+            "URL targets internal network: 192.168.1.20",
+        ),
+        (
+            Some("http://169.254.169.254"),
+            "QUIRE_COMPANION_PUBLIC_URL is http://169.254.169.254/",
+            "URL targets internal network: 169.254.169.254",
+        ),
+    ];
+    for (public_url, origin, reason) in cases {
+        let mut refused = config.clone();
+        refused.public_url = public_url.map(|u| u.parse().unwrap());
+        refused.dev_allow_private_tool_url = false;
+        let err = match quire_companion::spawn(refused).await {
+            Ok(companion) => {
+                companion.shutdown().await.unwrap();
+                panic!("the companion started with the tool at {public_url:?}");
+            }
+            Err(err) => err,
+        };
+        let typed = err
+            .downcast_ref::<StartupError>()
+            .unwrap_or_else(|| panic!("a StartupError, got: {err:#}"));
+        assert!(
+            matches!(typed, StartupError::PrivateToolUrl { reason: r, .. } if r == reason),
+            "{typed:?}"
+        );
+        let text = format!("{err:#}");
+        assert!(text.starts_with(origin), "{text}");
+        assert!(
+            text.contains("QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL=true"),
+            "{text}"
+        );
+    }
+    assert!(
+        custom_tools(&sandbox).await.is_empty(),
+        "a refused start registers nothing"
+    );
+
+    // With the dev setting (the sandbox allows loopback tool endpoints), the
+    // loopback default is accepted and the tool is registered there.
+    let companion = quire_companion::spawn(config)
+        .await
+        .expect("the companion starts with the dev setting");
+    let tools = custom_tools(&sandbox).await;
+    assert_eq!(tools.len(), 1);
+    assert_eq!(
+        tools[0]["config"]["endpoint"],
+        format!(
+            "http://{}/internal/tools/search-documents",
+            companion.addr()
+        )
+    );
     companion.shutdown().await.unwrap();
 }

@@ -70,6 +70,8 @@ pub async fn full(adjust: impl FnOnce(&mut quire_sandbox::Config)) -> anyhow::Re
     config.ingest.poll_initial = Duration::from_millis(20);
     config.ingest.poll_max = Duration::from_millis(300);
     config.ingest.idle_poll = Duration::from_millis(200);
+    // The sandbox allows loopback tool endpoints; the real platform does not.
+    config.dev_allow_private_tool_url = true;
     stack.companion = Some(quire_companion::spawn(config).await?);
     Ok(stack)
 }

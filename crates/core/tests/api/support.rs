@@ -92,6 +92,8 @@ pub async fn spawn_full_stack(token_delay_ms: u64) -> Stack {
     config.ingest.poll_initial = std::time::Duration::from_millis(20);
     config.ingest.poll_max = std::time::Duration::from_millis(300);
     config.ingest.idle_poll = std::time::Duration::from_millis(200);
+    // The sandbox allows loopback tool endpoints; the real platform does not.
+    config.dev_allow_private_tool_url = true;
     stack.companion = Some(
         quire_companion::spawn(config)
             .await

@@ -514,59 +514,179 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
 }
 
 #[tokio::test]
-async fn loopback_tool_endpoints_are_refused_unless_the_sandbox_allows_them() {
+async fn any_tool_endpoint_is_accepted_at_registration() {
+    // The platform stores a tool's config as given; the endpoint is checked
+    // only when the tool is called.
     let strict = spawn_app_with(|c| c.agents.token_delay_ms = 0).await;
-    for endpoint in [
+    for (i, endpoint) in [
         "http://127.0.0.1:9/tool",
         "http://localhost:9/tool",
         "http://[::1]:9/tool",
         "http://10.0.0.7/tool",
+        "http://169.254.169.254/latest",
         "ftp://example.com/x",
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let (status, body) = json_of(
             strict
                 .api(Method::POST, "/api/tools")
-                .json(&json!({"name": "t", "description": "d", "type": "http",
+                .json(&json!({"name": format!("t{i}"), "description": "d", "type": "http",
                               "input_schema": {"type": "object"}, "config": {"endpoint": endpoint}}))
                 .send()
                 .await
                 .unwrap(),
         )
         .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{endpoint}: {body}");
-        assert!(
-            body["error"]
-                .as_str()
-                .unwrap()
-                .starts_with("Invalid endpoint: "),
-            "{body}"
-        );
+        assert_eq!(status, StatusCode::CREATED, "{endpoint}: {body}");
+        assert_eq!(body["config"]["endpoint"], endpoint);
     }
+}
 
-    let relaxed = app().await;
-    let (status, body) = json_of(
-        relaxed
-            .api(Method::POST, "/api/tools")
-            .json(&json!({"name": "t", "description": "d", "type": "http",
-                          "input_schema": {"type": "object"}, "config": {"endpoint": "http://127.0.0.1:9/tool"}}))
-            .send()
-            .await
-            .unwrap(),
+/// A sandbox like the platform (no loopback tool endpoints) whose model is
+/// [`fake_model`].
+async fn strict_app_with_fake_model(model_url: &str) -> TestApp {
+    let model_url = url::Url::parse(model_url).unwrap();
+    spawn_app_with(move |c| {
+        c.agents.token_delay_ms = 0;
+        c.agents.llm_url = Some(model_url);
+        c.agents.llm_api_key = Some(secrecy::SecretString::from("sk-test".to_owned()));
+        c.agents.llm_model = "test-model".to_owned();
+    })
+    .await
+}
+
+/// The content of the `tool` message the model was given in `request`.
+fn tool_message(request: &Value) -> String {
+    request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_else(|| panic!("no tool message in {request}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_tool_call_to_a_blocked_endpoint_gives_the_model_url_blocked() {
+    let (model_url, model_log) = fake_model().await;
+    let (tool_url, tool_log) = tool_server(Behaviour::Answer(json!({"results": []}))).await;
+    let app = strict_app_with_fake_model(&model_url).await;
+    let port = tool_url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/tool");
+    let cases = [
+        (
+            tool_url.clone(),
+            "Error: URL blocked — URL targets internal network: 127.0.0.1",
+        ),
+        (
+            format!("http://localhost:{port}/tool"),
+            "Error: URL blocked — URL targets internal host: localhost",
+        ),
+        (
+            format!("http://[::1]:{port}/tool"),
+            "Error: URL blocked — URL targets internal host: ::1",
+        ),
+        (
+            "http://192.168.1.10/tool".to_owned(),
+            "Error: URL blocked — URL targets internal network: 192.168.1.10",
+        ),
+        (
+            "http://169.254.169.254/latest".to_owned(),
+            "Error: URL blocked — URL targets internal network: 169.254.169.254",
+        ),
+    ];
+    let agent = create_agent(&app, "You answer from the user's documents.").await;
+    add_tool(
+        &app,
+        &agent,
+        "search_my_documents",
+        "https://tools.example.com/search",
+        30,
     )
     .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    // Only loopback is relaxed: private networks stay refused.
-    let (status, _) = json_of(
-        relaxed
-            .api(Method::POST, "/api/tools")
-            .json(&json!({"name": "u", "description": "d", "type": "http",
-                          "input_schema": {"type": "object"}, "config": {"endpoint": "http://192.168.1.10/tool"}}))
-            .send()
-            .await
-            .unwrap(),
-    )
+    let (_, listed) = json_of(app.api(Method::GET, "/api/tools").send().await.unwrap()).await;
+    let tool_id = listed["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "search_my_documents")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (i, (endpoint, expected)) in cases.iter().enumerate() {
+        let (status, body) = json_of(
+            app.api(Method::PUT, &format!("/api/tools/{tool_id}"))
+                .json(&json!({"config": {"endpoint": endpoint, "method": "POST"}}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "changing to {endpoint} is accepted: {body}"
+        );
+        let seen_before = model_log.lock().unwrap().len();
+        let (_, sse) = stream(
+            &app,
+            &agent,
+            None,
+            json!({"message": format!("When is INV-{i} due?")}),
+        )
+        .await;
+        assert_eq!(
+            sse.one("tool_result")["result_preview"],
+            *expected,
+            "{endpoint}"
+        );
+        let complete = sse.one("complete");
+        assert_eq!(
+            complete["status"], "completed",
+            "the run goes on: {complete}"
+        );
+        assert_eq!(complete["tool_calls"][0]["result"], *expected);
+        let requests = model_log.lock().unwrap().clone();
+        assert_eq!(requests.len(), seen_before + 2, "{endpoint}");
+        assert_eq!(tool_message(&requests[seen_before + 1].1), *expected);
+    }
+    assert!(
+        tool_log.lock().unwrap().is_empty(),
+        "a blocked endpoint is never called"
+    );
+}
+
+#[tokio::test]
+async fn a_tool_answer_reaches_the_model_cut_to_10000_characters_without_a_suffix() {
+    let (model_url, model_log) = fake_model().await;
+    // 10 050 two-byte characters: the cut counts characters, not bytes.
+    let long = "é".repeat(10_050);
+    let (tool_url, _) = tool_server(Behaviour::Answer(json!(long))).await;
+    let app = spawn_app_with({
+        let model_url = url::Url::parse(&model_url).unwrap();
+        move |c| {
+            c.agents.token_delay_ms = 0;
+            c.agents.allow_loopback_tool_endpoints = true;
+            c.agents.llm_url = Some(model_url);
+            c.agents.llm_api_key = Some(secrecy::SecretString::from("sk-test".to_owned()));
+            c.agents.llm_model = "test-model".to_owned();
+        }
+    })
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let agent = create_agent(&app, "You answer from the user's documents.").await;
+    add_tool(&app, &agent, "search_my_documents", &tool_url, 30).await;
+    let (_, sse) = stream(&app, &agent, None, json!({"message": "When is INV-7 due?"})).await;
+    assert_eq!(sse.one("complete")["status"], "completed");
+    let requests = model_log.lock().unwrap().clone();
+    // The tool answered the JSON string `"éé…é"`: its first 10 000 characters.
+    let expected = format!("\"{}", "é".repeat(9_999));
+    assert_eq!(tool_message(&requests[1].1), expected);
+    assert_eq!(sse.one("tool_result")["result_meta"]["char_count"], 10_000);
 }
 
 #[tokio::test]

@@ -1,18 +1,20 @@
 //! Calling a custom HTTP tool the way the platform does
-//! (shared/reference/POWABASE.md §6.2; `agentic.CustomTool.execute`):
-//! `requests.request(method, endpoint, json=arguments, headers=config.headers,
-//! timeout=timeout_seconds)` — the arguments go as a JSON body whatever the
-//! method, only the tool's static headers are sent (no caller identity), a
-//! non-2xx answer or a transport failure becomes the tool result
-//! `"Error: …"` (the run goes on), and the response text is cut to
-//! 10 000 characters.
+//! (`agentic.agent.tools.CustomTool.execute`; docs/platform-contract.md):
+//! first the endpoint check ([`endpoint`]; a blocked URL is the result
+//! `Error: URL blocked — {reason}`), then `requests.request(method, endpoint,
+//! json=arguments, headers=config.headers, timeout=timeout_seconds)` — the
+//! arguments go as a JSON body whatever the method, only the tool's static
+//! headers are sent (no caller identity), a non-2xx answer or a transport
+//! failure becomes the tool result `Error: …` (the run goes on), and the
+//! response text is cut to its first 10 000 characters (`text[:10000]`:
+//! Unicode characters, not bytes, and no marker is added).
 
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
-use super::endpoint;
+use super::endpoint::{self, Refused};
 
 /// Default timeout of a custom tool call (`CUSTOM_TOOL_TIMEOUT`).
 pub const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
@@ -76,9 +78,15 @@ pub async fn call(
     arguments: &Map<String, Value>,
     allow_loopback: bool,
 ) -> String {
-    let url = match endpoint::check(&config.endpoint, allow_loopback) {
+    match endpoint::check(&config.endpoint, allow_loopback) {
+        Ok(()) => {}
+        Err(Refused::Blocked(blocked)) => return format!("Error: URL blocked — {blocked}"),
+        Err(Refused::Malformed(message)) => return format!("Error: {message}"),
+    }
+    // What `requests` says of a URL it cannot use.
+    let url = match url::Url::parse(&config.endpoint) {
         Ok(url) => url,
-        Err(blocked) => return format!("Error: URL blocked — {blocked}"),
+        Err(err) => return format!("Error: Invalid URL '{}': {err}", config.endpoint),
     };
     let method = match reqwest::Method::from_bytes(config.method.as_bytes()) {
         Ok(m) => m,
@@ -197,6 +205,14 @@ mod tests {
             result,
             "Error: URL blocked — URL targets internal network: 127.0.0.1"
         );
+    }
+
+    #[tokio::test]
+    async fn a_url_urlparse_rejects_is_a_plain_error_result() {
+        let client = reqwest::Client::new();
+        let config = HttpToolConfig::from_config(&json!({"endpoint": "http://[::1/x"}));
+        let result = call(&client, &config, &Map::new(), true).await;
+        assert_eq!(result, "Error: Invalid IPv6 URL");
     }
 
     #[tokio::test]

@@ -9,10 +9,9 @@
 //! (`name|description|input_schema|config` → `{id, name}`) and `DELETE`
 //! (`{"deleted": true}`) by id.
 //!
-//! The endpoint is checked when the tool is registered or changed, with the
-//! rules a call is checked with ([`super::endpoint`]), so a tool that could
-//! never be called is refused up front. Loopback endpoints pass only when the
-//! sandbox runs with `--allow-loopback-tool-endpoints`.
+//! Any endpoint is stored, as on the platform: it is checked only when the
+//! tool is called ([`super::endpoint`]), and a blocked one gives the model
+//! `Error: URL blocked — …` (docs/platform-contract.md).
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -25,7 +24,7 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::{endpoint, truthy};
+use super::truthy;
 use crate::ai::{ApiError, JsonBody, ServiceRole, parse_id, timestamp};
 use crate::http::json_response;
 use crate::state::AppState;
@@ -97,27 +96,16 @@ fn tool_json(row: &Row, with_created_at: bool) -> Value {
 
 const TOOL_COLUMNS: &str = "id, name, description, type, input_schema, config, created_at";
 
-/// Checks an `http` tool's `config`: an object whose `endpoint` passes the
-/// platform's URL rules.
-fn check_config(state: &AppState, tool_type: &str, config: &Value) -> Result<(), ApiError> {
+/// Checks an `http` tool's `config` is an object with string headers. The
+/// endpoint is not checked here: the platform takes any and checks it when
+/// the tool is called.
+fn check_config(tool_type: &str, config: &Value) -> Result<(), ApiError> {
     let Some(config) = config.as_object() else {
         return Err(ApiError::bad_request("config must be an object"));
     };
     if tool_type != "http" {
         return Ok(());
     }
-    let Some(url) = config
-        .get("endpoint")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    else {
-        return Err(ApiError::bad_request(
-            "config.endpoint is required for http tools",
-        ));
-    };
-    let allow_loopback = state.config.agents.allow_loopback_tool_endpoints;
-    endpoint::check(url, allow_loopback)
-        .map_err(|blocked| ApiError::bad_request(format!("Invalid endpoint: {blocked}")))?;
     if let Some(headers) = config.get("headers")
         && !headers.is_null()
         && !headers
@@ -162,7 +150,7 @@ async fn create_tool(
         return Err(ApiError::bad_request("input_schema must be an object"));
     }
     let config = body.get("config").cloned().unwrap_or_else(|| json!({}));
-    check_config(&state, &tool_type, &config)?;
+    check_config(&tool_type, &config)?;
     let client = state.db.ai.get().await?;
     let row = client
         .query_one(
@@ -251,7 +239,7 @@ async fn update_tool(
         .get("config")
         .cloned()
         .unwrap_or_else(|| row.get("config"));
-    check_config(&state, &row.get::<_, String>("type"), &config)?;
+    check_config(&row.get::<_, String>("type"), &config)?;
     client
         .execute(
             "update ai.tools set name = $2, description = $3, input_schema = $4, config = $5, updated_at = now()
