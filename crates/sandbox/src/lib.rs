@@ -2,6 +2,14 @@
 //! Storage, Realtime and the AI `/api` — over a real PostgreSQL, faithful down
 //! to status codes and error bodies, for development, the demo and tests.
 //!
+//! Where the sandbox and the real platform disagree, the platform is right.
+//! docs/platform-contract.md lists every platform behaviour Quire depends on,
+//! with its upstream source (repository, path, version) and the test that pins
+//! it here; a module that reproduces one points there. The sandbox's own
+//! switches that the platform lacks (`--allow-loopback-tool-endpoints`, the
+//! hidden 0.7 emulation, the offline model) are for local stacks and tests,
+//! and Quire must never depend on them.
+//!
 //! Embedding it (tests do this):
 //!
 //! ```no_run

@@ -1,5 +1,6 @@
 //! Knowledge bases (`/api/knowledge-bases`, service key only — search
-//! included; POWABASE.md §8): create, list, get (with `source_counts`),
+//! included; powabase-ai `routes/knowledge_bases.py`,
+//! docs/platform-contract.md): create, list, get (with `source_counts`),
 //! update, delete; add a source (indexed in the background into `ai.chunks`
 //! through `pending → indexing → indexed | failed`), list and remove indexed
 //! sources; `items` (the chunks of given sources) and `search`.

@@ -1,11 +1,12 @@
 //! The AI service (`/api`): sources, knowledge bases, agents and runs, over
 //! the `ai` schema, answering as the current platform does
-//! (`shared/reference/POWABASE.md` §2.3, §3, §7, §8, §12).
+//! (powabase-ai `auth.py`, `routes/`, `tasks/`; docs/platform-contract.md
+//! lists what Quire depends on, with sources and the tests that pin it).
 //!
 //! Shared by every `/api` module:
 //! - [`ApiError`], the `{"error": …}` envelope every failure is sent in;
 //! - the gateway's `apikey` check ([`check_gateway_key`], Kong's `key-auth`)
-//!   and the bearer-token extractors of §2.3: [`ApiCaller`] (`@require_user_auth`:
+//!   and the bearer-token extractors of `auth.py`: [`ApiCaller`] (`@require_user_auth`:
 //!   the service key or a user's access token) and [`ServiceRole`]
 //!   (`@require_service_role`: the service key only; a user token gets 403);
 //! - [`JsonBody`], a request body parsed as JSON with the API's error shape;
@@ -61,7 +62,7 @@ async fn not_found() -> ApiError {
 }
 
 /// A failed `/api` request: a status and the JSON body
-/// `{"error": "<message>", …}` (§12). Server errors are logged with their
+/// `{"error": "<message>", …}`. Server errors are logged with their
 /// cause and answered without it.
 #[derive(Debug)]
 pub struct ApiError {
@@ -187,10 +188,10 @@ impl From<deadpool_postgres::PoolError> for ApiError {
     }
 }
 
-/// The `403` text of `@require_service_role` (§2.3).
+/// The `403` text of `@require_service_role`.
 pub const SERVICE_ROLE_REQUIRED: &str = "This endpoint requires the project's service role key";
 
-/// Who called an `/api` route, as `@require_user_auth` decides (§2.3).
+/// Who called an `/api` route, as `@require_user_auth` decides.
 #[derive(Debug, Clone)]
 pub enum ApiCaller {
     /// The bearer was exactly the project's service-role key.
@@ -288,7 +289,7 @@ fn token_error_text(err: &JwtError) -> String {
     }
 }
 
-/// Kong's `key-auth` in front of `/api` (§1): the `apikey` header or query
+/// Kong's `key-auth` in front of `/api`: the `apikey` header or query
 /// parameter must be the anon or the service-role key. A user's JWT is not
 /// a consumer key.
 pub fn check_gateway_key(state: &AppState, parts: &Parts) -> Result<(), ApiError> {

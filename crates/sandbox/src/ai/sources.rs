@@ -1,4 +1,5 @@
-//! Sources (`/api/sources`, service key only; POWABASE.md §7): upload with
+//! Sources (`/api/sources`, service key only; powabase-ai `routes/sources.py`,
+//! docs/platform-contract.md): upload with
 //! project-wide sha256 dedup, background text extraction through
 //! `pending → extracting → extracted | failed`, read, list, download, page
 //! texts, delete.
@@ -46,13 +47,13 @@ use super::{
 };
 use crate::state::AppState;
 
-/// Extensions `POST /api/sources/upload` accepts (§7).
+/// Extensions `POST /api/sources/upload` accepts.
 pub const ALLOWED_EXTENSIONS: [&str; 13] = [
     ".pdf", ".txt", ".md", ".docx", ".xlsx", ".xls", ".pptx", ".png", ".jpg", ".jpeg", ".webp",
     ".gif", ".tiff",
 ];
 
-/// `extraction_model` values the upload accepts (§7). The sandbox extracts
+/// `extraction_model` values the upload accepts. The sandbox extracts
 /// with its own PDF reader whichever is asked for, and records the request.
 const EXTRACTION_MODELS: [&str; 8] = [
     "auto",
@@ -396,7 +397,7 @@ async fn find_duplicate(
         .await?)
 }
 
-/// 409 for content that is already a source, anyone's (§7, §13.8).
+/// 409 for content that is already a source, anyone's.
 fn duplicate_error(existing: &Row) -> ApiError {
     let name: String = existing.get("name");
     ApiError::new(StatusCode::CONFLICT, "duplicate_source")

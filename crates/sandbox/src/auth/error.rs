@@ -1,4 +1,4 @@
-//! GoTrue's error bodies (SUPABASE-PROTOCOLS §3.6).
+//! GoTrue's error bodies (supabase/auth `internal/api/errors.go`).
 //!
 //! Handlers return [`AuthError`]. Its `IntoResponse` renders GoTrue's
 //! original shape, `{"code":<status>,"error_code":"…","msg":"…"}` with the

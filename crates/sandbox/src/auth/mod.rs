@@ -1,5 +1,6 @@
-//! Auth (`/auth/v1`): GoTrue v2.189's API over `auth.*`, as SUPABASE-PROTOCOLS
-//! §3 describes it, down to status codes and error bodies.
+//! Auth (`/auth/v1`): GoTrue v2.189's API over `auth.*` (supabase/auth), down
+//! to status codes and error bodies; docs/platform-contract.md lists what
+//! Quire depends on.
 //!
 //! Every write goes through the Auth pool (`supabase_auth_admin`, the owner of
 //! the `auth` schema). Sign-up autoconfirms, as on the Supabase CLI and cloud

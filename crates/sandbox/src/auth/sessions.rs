@@ -67,7 +67,7 @@ pub struct AccessTokenClaims<'a> {
     pub is_anonymous: bool,
 }
 
-/// The session answer of `/token`, `/signup` (SUPABASE-PROTOCOLS §3.2).
+/// The session answer of `/token`, `/signup` (GoTrue's `AccessTokenResponse`).
 #[derive(Debug, Serialize)]
 pub struct SessionResponse {
     pub access_token: String,

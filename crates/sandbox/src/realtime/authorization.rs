@@ -1,6 +1,6 @@
 //! Private-channel authorization, run the way Realtime's
-//! `Tenants.Authorization` runs it (`shared/reference/SUPABASE-PROTOCOLS.md`
-//! §2.8): on Realtime's own admin connection (`supabase_realtime_admin`), in
+//! `Tenants.Authorization` runs it (supabase/realtime
+//! `lib/realtime/tenants/authorization.ex`): on Realtime's own admin connection (`supabase_realtime_admin`), in
 //! one transaction that is always rolled back, with the caller's role, claims
 //! and `realtime.topic` set as transaction-local settings, so that the RLS
 //! policies on `realtime.messages` decide.

@@ -10,8 +10,8 @@
 //!
 //! Client frames carry `topic`, `event`, `payload`, `ref` and optionally
 //! `join_ref`; server frames carry `topic`, `event`, `payload` and `ref`, never
-//! `join_ref` (Phoenix's V1 serializer drops it; see
-//! `shared/reference/SUPABASE-PROTOCOLS.md` §2.2). Refs are echoed back exactly
+//! `join_ref` (Phoenix's V1 serializer drops it:
+//! `lib/phoenix/socket/serializers/v1_json_serializer.ex`). Refs are echoed back exactly
 //! as the client sent them (phoenix.js sends strings; anything JSON is kept).
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,6 @@
-//! `/realtime/v1`: Supabase Realtime's WebSocket and REST broadcast, as
-//! `shared/reference/SUPABASE-PROTOCOLS.md` §2 describes them.
+//! `/realtime/v1`: Supabase Realtime's WebSocket and REST broadcast
+//! (supabase/realtime v2.65.3; what Quire and the official clients depend on
+//! is in docs/platform-contract.md).
 //!
 //! * `GET /realtime/v1/websocket?apikey=…&vsn=1.0.0|2.0.0` — Phoenix channels
 //!   with the V1 (JSON object) or V2 (JSON array) serializer ([`frame`]); `phx_join` on `realtime:<name>`

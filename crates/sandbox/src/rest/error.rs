@@ -1,7 +1,7 @@
 //! PostgREST's error answers: `{code, details, hint, message}` (keys in that
 //! order, as aeson writes them), its status for each `PGRST` code and its
-//! SQLSTATE → HTTP mapping (`Error.hs`, v14; summary in
-//! `shared/reference/SUPABASE-PROTOCOLS.md` §5.4).
+//! SQLSTATE → HTTP mapping (PostgREST v14 `src/PostgREST/Error.hs`; what
+//! Quire relies on is in docs/platform-contract.md).
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -2,11 +2,11 @@
 //!
 //! The REST routes answer `{"statusCode":"<status>","code","error","message"}`
 //! with HTTP 400 for almost everything: the semantic status lives only in the
-//! `statusCode` string (shared/reference/SUPABASE-PROTOCOLS.md §4.2, Storage's
+//! `statusCode` string (supabase/storage `src/storage/errors.ts`,
 //! `StorageBackendError.userStatusCode`). 500s stay 500, and a few errors set
 //! their HTTP status explicitly (invalid role 403, range 416). The resumable
 //! (TUS) routes answer the semantic status itself with the message as a
-//! plain-text body (§4.3).
+//! plain-text body.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

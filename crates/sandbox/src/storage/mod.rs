@@ -1,5 +1,5 @@
-//! `/storage/v1`: Supabase Storage (v1.33–v1.60 behaviour, as
-//! shared/reference/SUPABASE-PROTOCOLS.md §4 and POWABASE.md §10 give it).
+//! `/storage/v1`: Supabase Storage (supabase/storage, v1.33–v1.60 behaviour;
+//! what Quire depends on is in docs/platform-contract.md).
 //!
 //! - Buckets: create, list, get, delete ([`buckets`]).
 //! - Objects: upload (raw body or `multipart/form-data`, `x-upsert`),

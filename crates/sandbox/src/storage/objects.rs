@@ -1,5 +1,5 @@
 //! The `/object` routes: upload, update, download, info, delete, list and
-//! signed URLs (shared/reference/SUPABASE-PROTOCOLS.md §4.1).
+//! signed URLs (supabase/storage `src/http/routes/object/`).
 
 use std::collections::HashMap;
 

@@ -1,6 +1,6 @@
 //! `/upload/resumable`: TUS 1.0.0 resumable uploads, as Supabase Storage
-//! serves them with tus-node-server (shared/reference/SUPABASE-PROTOCOLS.md
-//! §4.3): `POST` creates (`Upload-Length`, `Upload-Metadata` with
+//! serves them with tus-node-server (supabase/storage
+//! `src/http/routes/tus/`): `POST` creates (`Upload-Length`, `Upload-Metadata` with
 //! `bucketName`, `objectName`, `contentType`, `cacheControl`, `metadata`;
 //! `x-upsert`), `PATCH` appends at `Upload-Offset`, `HEAD` tells where to
 //! resume, `DELETE` abandons. Errors carry their real status with a

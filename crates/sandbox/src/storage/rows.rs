@@ -4,7 +4,7 @@
 //! each request's statements in a transaction after
 //! `set_config('role', <role>, true)` and the caller's claims, exactly as
 //! Supabase Storage's `TenantConnection.setScope` does
-//! (shared/reference/SUPABASE-PROTOCOLS.md §4.1, last paragraph) — so the
+//! (supabase/storage `src/internal/database/connection.ts`) — so the
 //! project's RLS policies, not this code, decide what a caller may see and
 //! do. Every value is a bound parameter; the only SQL text chosen at run time
 //! is an `ORDER BY` picked from a fixed list.

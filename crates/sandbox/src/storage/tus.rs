@@ -2,7 +2,7 @@
 //! uploads in progress.
 //!
 //! As in Supabase Storage, an upload's id is `base64url("<bucket>/<key>/<version>")`
-//! (shared/reference/SUPABASE-PROTOCOLS.md §4.3; the real id starts with the
+//! (supabase/storage `src/http/routes/tus/`; the real id starts with the
 //! tenant, which Storage strips from the URL). Its state lives on disk,
 //! `<tus dir>/<version>/{info.json,data}`, so an upload survives a restart
 //! of the sandbox; the offset is the length of `data`. One request at a time

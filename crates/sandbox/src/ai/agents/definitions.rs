@@ -1,4 +1,5 @@
-//! Agents and their tool assignments (§5.1; service key only).
+//! Agents and their tool assignments (service key only; powabase-ai
+//! `routes/agents.py`).
 //!
 //! - `POST /api/agents` `{name (req), model?, system_prompt?, settings?}` → 201
 //!   `{id, name, model, system_prompt, settings}`; `GET`, `PATCH`, `DELETE
@@ -396,7 +397,7 @@ async fn update_assignment(
     let agent_id = parse_id(&agent_id, "Tool assignment not found")?;
     let assignment_id = parse_id(&assignment_id, "Tool assignment not found")?;
     let client = state.db.ai.get().await?;
-    // Only `config_override` is read; any other key is a silent no-op (§5.1).
+    // Only `config_override` is read; any other key is a silent no-op.
     let config = body.get("config_override").filter(|_| truthy(Some(&body)));
     if config.is_some_and(|c| !c.is_object()) {
         return Err(ApiError::bad_request("config_override must be an object"));

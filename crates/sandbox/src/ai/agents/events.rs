@@ -1,5 +1,5 @@
 //! The events of `POST /api/agents/{id}/run/stream` and their SSE framing
-//! (shared/reference/POWABASE.md §5.4, current platform).
+//! (powabase-ai `routes/agents.py`, current platform; docs/platform-contract.md).
 //!
 //! Every payload has `event`. Events that come from the agent loop (the
 //! "ReAct path", taken when the agent has tools) repeat it as `type` and

@@ -1,11 +1,13 @@
-//! One agent run, from its context to its persisted row (§5.3, §5.4).
+//! One agent run, from its context to its persisted row (`run`, `run/stream`;
+//! docs/platform-contract.md).
 //!
 //! A run executes in a task of its own ([`spawn`]): the HTTP response only
 //! reads what the task sends, so a client that disconnects mid-stream stops
 //! nothing — the run goes on, and ends `completed` (or `failed`) in
 //! `ai.agent_runs` all the same. (The platform finishes the plain path in the
 //! background too; on its tool path it raises an abort signal instead. The
-//! sandbox always finishes, which is what DESIGN.md asks of a run.)
+//! sandbox always finishes: Quire's companion persists its answer whatever
+//! the client does.)
 //!
 //! The steps:
 //! 1. bind the session ([`sessions::bind`]); refused ⇒ the stream's only

@@ -1,8 +1,10 @@
 //! Agents, custom tools, sessions and runs (`/api/agents/*`, `/api/tools`),
-//! as the current platform answers them (shared/reference/POWABASE.md §3,
-//! §5, §6), with an offline model standing in for the LLM.
+//! as the current platform answers them (powabase-ai `routes/agents.py`,
+//! `routes/tools.py`, `auth.py`; agentic `agent/`), with an offline model
+//! standing in for the LLM. docs/platform-contract.md lists the behaviours
+//! Quire depends on, their source and the tests that pin them.
 //!
-//! Who may call what (§3): agent, assignment and tool management need the
+//! Who may call what: agent, assignment and tool management need the
 //! service-role key ([`super::ServiceRole`]); an end user's token works on
 //! the end-user routes only — their own sessions of an agent, runs in a new
 //! or their own session, and reading runs of their own sessions — with the

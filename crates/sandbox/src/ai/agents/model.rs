@@ -1,7 +1,6 @@
 //! The agent's offline model: deterministic and extractive.
 //!
-//! It stands in for the LLM behind a Powabase agent (DESIGN.md, "The agent's
-//! model"). Given the user's message and the context the run was given, it
+//! It stands in for the LLM behind a Powabase agent. Given the user's message and the context the run was given, it
 //!
 //! * decides which assigned custom HTTP tools to call — those whose name the
 //!   instructions (system prompt and context) mention — with `query` set to

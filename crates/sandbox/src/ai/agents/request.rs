@@ -1,10 +1,10 @@
-//! The body of `POST /api/agents/{id}/run` and `/run/stream` (§5.3, §5.4)
+//! The body of `POST /api/agents/{id}/run` and `/run/stream`
 //! and the checks made before anything runs — each failure is a plain JSON
 //! error, never a stream:
 //!
 //! 1. an end user may not point the run at stored data: `knowledge_bases`,
 //!    `runtime_knowledge_bases`, `context_handler_id` or by-reference
-//!    `context_items` ⇒ 403 naming the fields (§3);
+//!    `context_items` ⇒ 403 naming the fields;
 //! 2. `message` is required ⇒ 400 `message is required`;
 //! 3. at most one of `knowledge_bases`, `context_handler_id`,
 //!    `context_override`, `context_items` ⇒ 400 (the platform's message);

@@ -1,5 +1,5 @@
-//! Agent-scoped sessions (§5.2; end-user routes) and the rule a run binds to
-//! a session by (§3).
+//! Agent-scoped sessions (end-user routes; powabase-ai `routes/agents.py`)
+//! and the rule a run binds to a session by (docs/platform-contract.md).
 //!
 //! - `GET /api/agents/{id}/sessions?limit&offset` → `{sessions:[{session_id,
 //!   run_count, last_activity_at, created_at, first_message}], total, limit,
@@ -12,7 +12,7 @@
 //! - `DELETE /api/agents/{id}/sessions/{session_id}` → 204; 404 for a missing
 //!   session, another agent's, or (for a user) one that is not theirs.
 //!
-//! And the session routes of §9, by public session id: `GET` and `DELETE
+//! And the session routes of `routes/sessions.py`, by public session id: `GET` and `DELETE
 //! /api/sessions/{session_id}`, `…/messages` (the conversation rebuilt from
 //! completed runs), `…/runs` and `…/runs/{run_id}/retrieved-context`. A
 //! user reaches only their own sessions; anything else is 404 `Session not
@@ -101,7 +101,7 @@ pub fn parse_session_id(value: Option<&Value>) -> Result<Option<String>, ApiErro
     }
 }
 
-/// Binds a run to its session (§3):
+/// Binds a run to its session:
 ///
 /// - no `session_id`: a new `sess_…` session, owned by the calling user or,
 ///   for the service role, by nobody;

@@ -1,6 +1,6 @@
 //! `ai.agent_runs` rows: a run is inserted as `running` before its first
-//! event and updated once to `completed` or `failed` (§4.1, §5.4), and read
-//! back for `GET /api/agents/runs/{run_id}` (§5.5).
+//! event and updated once to `completed` or `failed`, and read
+//! back for `GET /api/agents/runs/{run_id}`.
 //!
 //! Tool calls are kept, with their full results, in the assistant message of
 //! `output_messages` (`tool_calls: [{step, tool_name, arguments, result,
@@ -149,7 +149,7 @@ pub const RUN_COLUMNS: &str = "r.id, r.run_id, r.session_id, r.parent_orchestrat
     r.created_at, r.prompt_tokens, r.completion_tokens, r.reasoning_tokens, r.cached_tokens, r.total_tokens";
 
 /// A run as `GET /api/agents/runs/{run_id}` shows it. `session_id` is the
-/// session's internal UUID, as on the platform (§13.12).
+/// session's internal UUID, as on the platform.
 pub fn run_json(row: &Row) -> Value {
     let uuid_str = |col: &str| row.get::<_, Option<Uuid>>(col).map(|u| u.to_string());
     let time = |col: &str| row.get::<_, Option<DateTime<Utc>>>(col).map(timestamp);

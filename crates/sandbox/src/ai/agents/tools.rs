@@ -1,4 +1,5 @@
-//! Custom HTTP tools (§6.2; service key only) and the builtin catalogue (§6.1).
+//! Custom HTTP tools (service key only; powabase-ai `routes/tools.py`) and the
+//! builtin catalogue.
 //!
 //! `POST /api/tools` takes the platform's source shape —
 //! `{name, description, type: "http", input_schema, config: {endpoint, method,
@@ -270,7 +271,7 @@ async fn delete_tool(
     Ok(json_response(StatusCode::OK, &json!({"deleted": true})))
 }
 
-/// The platform's builtin tools (§6.1), as `GET /api/tools` lists them. The
+/// The platform's builtin tools, as `GET /api/tools` lists them. The
 /// sandbox's offline model never calls them.
 fn builtins() -> Vec<Value> {
     let string = |description: &str| json!({"type": "string", "description": description});
