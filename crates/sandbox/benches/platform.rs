@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 const REST_WARMUP: usize = 200;
 const REST_REQUESTS: usize = 3000;
 const UPLOAD_BYTES: usize = 100 * 1024 * 1024;
-/// Supabase asks for 6 MiB TUS chunks (shared/reference/SUPABASE-PROTOCOLS.md §4.3).
+/// Supabase's resumable-upload guide asks for 6 MiB TUS chunks (all but the last).
 const TUS_CHUNK: usize = 6 * 1024 * 1024;
 
 #[tokio::main]

@@ -1,8 +1,9 @@
 //! `/api/agents`, `/api/tools`, sessions and runs: the route split of the
 //! current platform (service key vs a user's token), `run/stream` event by
-//! event against shared/reference/POWABASE.md §5.4, the offline model's
-//! answers and citations, custom HTTP tools (a tiny server on loopback), and
-//! a run that outlives its client.
+//! event as powabase-ai's `routes/agents.py` streams them, the offline
+//! model's answers and citations, custom HTTP tools (a tiny server on
+//! loopback; endpoints the platform blocks, docs/platform-contract.md), and a
+//! run that outlives its client.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
