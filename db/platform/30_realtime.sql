@@ -3,8 +3,8 @@
 -- What it is: `realtime.messages`, the table private-channel authorization
 -- and broadcast-from-the-database go through, with `realtime.topic()` and
 -- `realtime.send()` as upstream defines them (Realtime's
--- priv/repo/tenant_schema; see shared/reference/SUPABASE-PROTOCOLS.md §2.8,
--- §2.9). Grants as upstream: select/insert/update to the API roles, RLS on,
+-- priv/repo/tenant_schema; see docs/platform/supabase.md §2.8, §2.9).
+-- Grants as upstream: select/insert/update to the API roles, RLS on,
 -- no default policies: apps add SELECT policies for who may join a private
 -- topic and INSERT policies for who may publish to one.
 -- Needs: 00_roles.sql. Applied by a superuser.

@@ -2,17 +2,17 @@
 --
 -- What it is: the tables behind sources, knowledge bases, chunks, agents,
 -- sessions, runs and tools, with the columns, defaults, uniques, foreign keys
--- and status values of shared/reference/POWABASE.md §4.1 (the subset Quire
+-- and status values of docs/platform/ai-api.md §4.1 (the subset Quire
 -- and the sandbox use; embeddings, orchestrations, workflows, hooks and the
 -- rest are left out). `ai.chunks.fts` and its GIN index are sandbox
 -- additions for the knowledge-base full-text search.
 -- Needs: 00_roles.sql. Applied by a superuser.
 --
--- Locked the way the current platform locks it (§4.2, migration 0025): not
--- exposed over PostgREST, RLS on with no policies, no privileges for anon or
--- authenticated. service_role has every privilege (and bypasses RLS);
--- powabase_ai_admin, the AI service's login, owns everything. Reach this
--- data through `/api/*` only.
+-- Locked the way the current platform locks it (docs/platform/ai-api.md
+-- §4.2, migration 0025): not exposed over PostgREST, RLS on with no
+-- policies, no privileges for anon or authenticated. service_role has every
+-- privilege (and bypasses RLS); powabase_ai_admin, the AI service's login,
+-- owns everything. Reach this data through `/api/*` only.
 
 create schema if not exists ai authorization powabase_ai_admin;
 grant usage on schema ai to service_role;
@@ -177,7 +177,8 @@ create table if not exists ai.agent_tools (
 create index if not exists agent_tools_agent_id_idx on ai.agent_tools (agent_id);
 
 -- Not in the issue's list, but an agent's knowledge bases are what its
--- `knowledge_search` tool searches (§5.1), so the sandbox needs them.
+-- `knowledge_search` tool searches (docs/platform/ai-api.md §5.1), so the
+-- sandbox needs them.
 create table if not exists ai.agent_knowledge_bases (
   id uuid primary key default gen_random_uuid(),
   agent_id uuid not null references ai.agents (id) on delete cascade,

@@ -5,10 +5,12 @@
 //!   the companion), described in `.quire/stack.json`.
 //! - `demo [--second]`: setup + the release app + stack up + Quire open as the demo user.
 //! - `demo-pdfs`: regenerate `demo/*.pdf` from `demo/src/*.txt`.
+//! - `refs`: every reference to a document in code and docs resolves inside the repo.
 //! - `test`: setup + every test of the project.
 
 mod demo;
 mod pdf;
+mod refs;
 mod services;
 mod setup;
 mod stack;
@@ -29,6 +31,7 @@ commands:
   demo-pdfs             regenerate demo/*.pdf from demo/src/*.txt
   pdf-corpus [--install]  regenerate tests/pdf-corpus (PDFs and pdftotext truth) with the real tools
   pdf-measure           score the PDF text extractor on tests/pdf-corpus beside pdftotext
+  refs                  check that every reference to a document resolves inside the repo
   test                  setup, then run every test (what CI runs)
   bench                 measure the stack against its baselines, side by side (prints ratios)
   fuzz [SECONDS]        fuzz the PostgREST query-string parser for a bounded time (default 60 s)
@@ -59,6 +62,7 @@ fn run() -> Result<()> {
             .args(["run", "-q", "-p", "quire-pdftext", "--example", "pdf_measure", "--"])
             .arg(util::repo_root().join("tests/pdf-corpus"))
             .run(),
+        ["refs"] => refs::check(),
         ["test", rest @ ..] => test(rest),
         ["bench"] => bench(),
         ["fuzz"] => fuzz(60),
@@ -292,7 +296,7 @@ fn test(args: &[&str]) -> Result<()> {
 
     // The window tests run the release app against the dev stack. They need a display and a
     // session bus: a private Xvfb and D-Bus per run, so nothing is left behind
-    // (shared/reference/TAURI-ON-LINUX.md, "Other gotchas").
+    // (docs/desktop-on-linux.md §7).
     let e2e = build_app().and_then(|app| {
         stack::up()?;
         util::step(

@@ -11,7 +11,7 @@ use crate::util::{self, cmd};
 
 /// Debian packages Quire needs, with the reason for each.
 const APT_PACKAGES: &[(&str, &str)] = &[
-    // Building the Tauri desktop shell (shared/reference/TAURI-ON-LINUX.md §1).
+    // Building the Tauri desktop shell (docs/desktop-on-linux.md §1).
     ("build-essential", "C toolchain for -sys crates"),
     ("pkg-config", "locating system libraries"),
     (
