@@ -67,7 +67,7 @@ pub async fn wait_for_port(port: u16, within: Duration) -> Result<()> {
 }
 
 /// Ends `child`'s whole process group (SIGTERM), then reaps it: tauri-driver does not end its
-/// WebKitWebDriver child by itself (shared/reference/TAURI-ON-LINUX.md §4).
+/// WebKitWebDriver child by itself (docs/desktop-on-linux.md §4).
 pub fn end_group(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-TERM", "--", &format!("-{}", child.id())])

@@ -25,7 +25,7 @@
 //!
 //! The bench brings up its own stack (a throwaway PostgreSQL, the sandbox, the companion), one
 //! user, and runs the app with its own HOME, profile and unlocked gnome-keyring. It re-executes
-//! itself under `xvfb-run` and `dbus-run-session` (shared/reference/TAURI-ON-LINUX.md).
+//! itself under `xvfb-run` and `dbus-run-session` (docs/desktop-on-linux.md §3, §7).
 //!
 //! Numbers are printed, never asserted: benchmarks measure, tests decide.
 //!
