@@ -579,7 +579,7 @@ async fn knowledge_base_requests_are_validated() {
     );
 }
 
-/// Every sources/KB route with each kind of credential (POWABASE.md §2.3, §3).
+/// Every sources/KB route with each kind of credential (docs/platform/ai-api.md §2, §3.1).
 #[tokio::test]
 async fn sources_and_knowledge_bases_need_the_service_key() {
     let app = spawn_app().await;
