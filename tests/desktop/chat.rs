@@ -70,6 +70,90 @@ pub fn ensure_streamed(observed: &[Seen], id: &str, last: &str, who: &str) -> Re
     Ok(())
 }
 
+/// A passage that runs across a page break is cited with both pages ("pp. 1–2") and opens the
+/// viewer at the first. B reads none of A's document or answer.
+#[tokio::test]
+async fn a_citation_across_a_page_break_names_both_pages_and_opens_the_first() -> Result<()> {
+    let stack = stack()?;
+    let a = stack.new_user("span-a").await?;
+    let b = stack.new_user("span-b").await?;
+    let files = tempfile::tempdir()?;
+    let title = format!("Port Ellery leaflet {}", support::unique());
+
+    let profile = Profile::new("span")?;
+    let app = App::launch("span", "a", &profile).await?;
+    app.sign_in(&a.email, &a.password).await?;
+    let pdf = support::write_page_break_pdf(files.path(), &title)?;
+    app.drop_files(&[&pdf]).await?;
+    let doc_id = app
+        .wait_document(&title, "ready", INGEST)
+        .await?
+        .data("id")
+        .to_owned();
+
+    app.ask(QUESTION).await?;
+    let answer = app.wait_answer().await?;
+    let id = answer.data("id").to_owned();
+    let answer = app.wait_answer_settled(&id).await?;
+    ensure!(
+        answer.data("status") == "complete",
+        "the answer ended {:?}: {answer:?}",
+        answer.data("status")
+    );
+    let citations = app
+        .items_css(&format!(r#"{} [data-testid="citation"]"#, message_css(&id)))
+        .await?;
+    ensure!(!citations.is_empty(), "the answer has no citations");
+    for c in &citations {
+        ensure!(
+            c.data("documentId") == doc_id && c.data("page") == "1" && c.data("pageEnd") == "2",
+            "a citation does not span pages 1–2 of {doc_id}: {c:?}"
+        );
+    }
+    let chips = app
+        .items_css(&format!(
+            r#"{} [data-testid="source-chip"]"#,
+            message_css(&id)
+        ))
+        .await?;
+    ensure!(
+        chips
+            .iter()
+            .any(|c| c.data("documentId") == doc_id && c.text.contains("pp. 1–2")),
+        "no source chip says pp. 1–2: {chips:?}"
+    );
+    app.screenshot("citation-across-a-page-break").await?;
+
+    app.client
+        .find(fantoccini::Locator::Css(&format!(
+            r#"{} [data-testid="citation"]"#,
+            message_css(&id)
+        )))
+        .await?
+        .click()
+        .await?;
+    let viewer = app.wait_item("pdf-viewer", "", UI).await?;
+    ensure!(
+        viewer.data("documentId") == doc_id,
+        "the viewer shows {:?}, not the cited document",
+        viewer.data("documentId")
+    );
+    app.wait_item("pdf-viewer", r#"[data-page="1"]"#, UI)
+        .await
+        .context("the viewer did not open at the first cited page")?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    app.screenshot("viewer-at-first-page-of-a-span").await?;
+
+    let b_tokens = stack.tokens(&b).await?;
+    for table in ["documents", "document_chunks", "chat_messages"] {
+        let seen = stack
+            .rows_as(&b_tokens, &format!("{table}?select=id"))
+            .await?;
+        ensure!(seen.is_empty(), "B reads A's {table}: {seen:?}");
+    }
+    app.close().await
+}
+
 #[tokio::test]
 async fn an_answer_streams_with_citations_and_a_citation_opens_the_cited_page() -> Result<()> {
     let stack = stack()?;

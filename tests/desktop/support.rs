@@ -403,6 +403,20 @@ pub fn write_parade_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
     )
 }
 
+/// Writes a two-page PDF as `<dir>/<title>.pdf` whose parade passage runs across the page
+/// break: page 1 holds the first parade sentence, page 2 the second. Both pages together are
+/// shorter than one chunk of the platform's chunking, so the passage is one chunk spanning
+/// pages 1 and 2.
+pub fn write_page_break_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
+    let first = wrap(PARADE[0], 88);
+    let second = format!("{}\n\nCatalogue number {}.", wrap(PARADE[1], 88), unique());
+    write(
+        dir,
+        &format!("{title}.pdf"),
+        &quire_sandbox::ai::fixtures::text_pdf(&[&first, &second]),
+    )
+}
+
 /// Writes a two-page PDF about other things (the glacier survey, the orchard) as
 /// `<dir>/<title>.pdf`: a document that answers nothing about the parade.
 pub fn write_other_pdf(dir: &Path, title: &str) -> Result<PathBuf> {

@@ -404,12 +404,13 @@ async fn run(
         }
         Outcome::Stopped(StopReason::User | StopReason::Elsewhere) => {
             let content = out.content.clone();
+            let citations = Value::Array(citations_in_text(&content, &turn.context));
             out.finish(
                 Kind::Complete,
-                json!({"status": "stopped", "content": content, "citations": [], "run_id": run_id}),
+                json!({"status": "stopped", "content": content, "citations": citations, "run_id": run_id}),
                 "stopped",
                 content,
-                json!([]),
+                citations,
                 run_id,
                 None,
             );
@@ -417,24 +418,26 @@ async fn run(
         Outcome::Stopped(StopReason::Shutdown) => {
             let message = "The answer was interrupted because Quire's server restarted. Ask again.";
             let content = out.content.clone();
+            let citations = Value::Array(citations_in_text(&content, &turn.context));
             out.finish(
                 Kind::Error,
                 json!({"code": "interrupted", "message": message, "content": content}),
                 "failed",
                 content,
-                json!([]),
+                citations,
                 run_id,
                 Some(message.to_owned()),
             );
         }
         Outcome::Failed { code, message } => {
             let content = out.content.clone();
+            let citations = Value::Array(citations_in_text(&content, &turn.context));
             out.finish(
                 Kind::Error,
                 json!({"code": code, "message": message, "content": content}),
                 "failed",
                 content,
-                json!([]),
+                citations,
                 run_id,
                 Some(message),
             );
@@ -634,6 +637,29 @@ fn relay(
         _ => {}
     }
     None
+}
+
+/// The citations of an answer cut short (stopped, failed): the platform's
+/// `complete` event that lists them never came, but the kept text holds the
+/// `[n]` markers the reader already saw. Each is matched to the context item
+/// it numbers, as [`citations`] matches the platform's keys.
+pub fn citations_in_text(content: &str, context: &[ContextChunk]) -> Vec<Value> {
+    let keys: Vec<Value> = markers(content)
+        .map(|n| json!({"key": n.to_string()}))
+        .collect();
+    citations(&keys, context)
+}
+
+/// The numbers of the `[n]` markers in `text`, in order (`n` of one to three
+/// digits).
+fn markers(text: &str) -> impl Iterator<Item = u32> + '_ {
+    text.match_indices('[').filter_map(move |(at, _)| {
+        let rest = &text[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        (1..=3).contains(&digits).then_some(())?;
+        (rest.as_bytes().get(digits) == Some(&b']')).then_some(())?;
+        rest[..digits].parse().ok()
+    })
 }
 
 /// Quire's citations: the platform's, matched back to the context items by
@@ -843,6 +869,17 @@ mod tests {
         assert_eq!(out[0]["page_end"], 8);
         assert_eq!(out[0]["excerpt"].as_str().unwrap().chars().count(), 300);
         assert_eq!(out[1]["key"], "1");
+    }
+
+    #[test]
+    fn a_cut_answer_cites_the_markers_its_text_shows() {
+        let context = vec![chunk(1, 2), chunk(2, 7)];
+        let text = "The motor has five years [2]. Jars one year [1][2]. Not [9], [x], [1234] or [3";
+        let out = citations_in_text(text, &context);
+        let keys: Vec<&str> = out.iter().map(|c| c["key"].as_str().unwrap()).collect();
+        assert_eq!(keys, ["2", "1"]);
+        assert_eq!(out[0]["document_id"], json!(context[1].document_id));
+        assert!(citations_in_text("No markers yet", &context).is_empty());
     }
 
     fn emitter(

@@ -406,6 +406,73 @@ async fn stop_ends_the_answer_as_stopped_and_keeps_what_was_written() {
     );
 }
 
+/// An answer stopped after its first `[n]` marker keeps the citation the
+/// reader already saw: stored with the stopped answer and sent in its final
+/// event, so the marker still leads to its page after a reload. B reads none
+/// of it.
+#[tokio::test]
+async fn a_stopped_answer_keeps_the_citations_its_text_shows() {
+    let app = spawn_app_with(Setup {
+        token_delay_ms: 60,
+        ..Setup::default()
+    })
+    .await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    let document = app
+        .ready_document(&a, "X200 manual.pdf", fixtures::document_pdf(&MANUAL))
+        .await;
+    let hits = app.search(&a, "warranty motor jars covered").await;
+    let ids: Vec<&Value> = hits.iter().map(|h| &h["id"]).collect();
+    let response = app
+        .chat_response(
+            &a,
+            &json!({"message": "How long are the motor and the jars covered by the warranty?", "chunk_ids": ids}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut reader = SseReader::new(response);
+    let mut events = Vec::new();
+    while let Some(event) = reader.next().await {
+        events.push(event);
+        if streamed_text(&events).contains(']') {
+            break;
+        }
+    }
+    let message_id = events[0]["message_id"].as_str().unwrap().to_owned();
+    let (status, body) = app.stop(&a, &message_id).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    while let Some(event) = reader.next().await {
+        events.push(event);
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last["payload"]["status"], "stopped", "{last}");
+    let sent = last["payload"]["citations"].as_array().unwrap();
+    assert!(!sent.is_empty(), "{last}");
+    assert!(
+        sent.iter()
+            .all(|c| c["document_id"] == json!(document) && c["page"] == 3),
+        "{sent:?}"
+    );
+
+    let read = |token: String| {
+        let request = app
+            .client
+            .get(format!(
+                "{}/rest/v1/chat_messages?select=status,citations&id=eq.{message_id}",
+                app.sandbox.api_base()
+            ))
+            .header("apikey", app.anon_key())
+            .bearer_auth(token)
+            .send();
+        async move { request.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let stored = read(a.token.clone()).await;
+    assert_eq!(stored[0]["status"], "stopped", "{stored}");
+    assert_eq!(&stored[0]["citations"], &last["payload"]["citations"]);
+    assert_eq!(read(b.token.clone()).await, json!([]));
+}
+
 #[tokio::test]
 async fn a_user_with_too_many_answers_running_is_told_to_wait() {
     let app = spawn_app_with(Setup {
