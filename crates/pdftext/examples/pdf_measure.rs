@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use quire_pdftext::score::score;
 
-const ENGINES: &[&str] = &["sandbox", "pdf-extract", "quire-pdftext"];
+const ENGINES: &[&str] = &["pdf-extract", "quire-pdftext"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -106,7 +106,6 @@ fn text(engine: &str, pdf: &Path) {
 
 fn extract(engine: &str, bytes: &[u8]) -> Result<Vec<String>, String> {
     match engine {
-        "sandbox" => quire_sandbox::ai::extract::extract_pdf(bytes).map_err(|e| e.code().to_string()),
         "pdf-extract" => quire_pdftext::candidate::pdf_extract_stock(bytes),
         "quire-pdftext" => lopdf::Document::load_mem(bytes)
             .map_err(|e| e.to_string())

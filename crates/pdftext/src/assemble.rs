@@ -29,6 +29,9 @@ const LINE_SHIFT: f64 = 0.5;
 /// Moving back left by more than this share of the font size is a new line
 /// (the next table cell or column on the same baseline starts right of it).
 const BACKWARDS: f64 = 1.0;
+/// A page drawing more glyphs than this is refused: a dense page has ten
+/// thousand, and each glyph held costs 32 bytes until the page ends.
+pub(crate) const MAX_GLYPHS_PER_PAGE: usize = 2_000_000;
 
 /// One glyph as drawn, in the baseline frame of its line.
 struct Glyph {
@@ -36,13 +39,17 @@ struct Glyph {
     start: f64,
     end: f64,
     size: f64,
-    text: String,
+    /// Byte range of its text in [`Assembler::text`].
+    text: (u32, u32),
 }
 
 /// Collects the glyphs of each page and turns them into text.
 pub(crate) struct Assembler {
     pages: Vec<String>,
     lines: Vec<Vec<Glyph>>,
+    /// The text of the current page's glyphs, one after the other.
+    text: String,
+    glyphs_on_page: usize,
     /// Baseline frame of the current line: unit direction and the baseline's
     /// offset across it.
     direction: (f64, f64),
@@ -50,6 +57,8 @@ pub(crate) struct Assembler {
     deadline: Option<Instant>,
     /// Set when the deadline cut the page short.
     pub(crate) timed_out: bool,
+    /// Set when a page drew more than [`MAX_GLYPHS_PER_PAGE`].
+    pub(crate) too_many_glyphs: bool,
     glyphs_seen: u64,
 }
 
@@ -58,10 +67,13 @@ impl Assembler {
         Assembler {
             pages: Vec::new(),
             lines: Vec::new(),
+            text: String::new(),
+            glyphs_on_page: 0,
             direction: (1.0, 0.0),
             baseline: 0.0,
             deadline,
             timed_out: false,
+            too_many_glyphs: false,
             glyphs_seen: 0,
         }
     }
@@ -84,7 +96,9 @@ impl Assembler {
         let along = x * dx + y * dy;
         let across = y * dx - x * dy;
         let advance = width * font_size * scale_x;
-        let glyph = Glyph { start: along, end: along + advance, size, text: text.to_string() };
+        let from = self.text.len() as u32;
+        self.text.push_str(text);
+        let glyph = Glyph { start: along, end: along + advance, size, text: (from, self.text.len() as u32) };
 
         let same_direction = (ux * dx + uy * dy) > 0.99;
         let new_line = match self.lines.last().and_then(|l| l.last()) {
@@ -110,11 +124,13 @@ impl Assembler {
 impl OutputDev for Assembler {
     fn begin_page(&mut self, _: u32, _: &MediaBox, _: Option<(f64, f64, f64, f64)>) -> Result<(), OutputError> {
         self.lines.clear();
+        self.text.clear();
+        self.glyphs_on_page = 0;
         Ok(())
     }
 
     fn end_page(&mut self) -> Result<(), OutputError> {
-        let lines: Vec<String> = self.lines.drain(..).map(|line| line_text(&line)).collect();
+        let lines: Vec<String> = self.lines.drain(..).map(|line| line_text(&line, &self.text)).collect();
         self.pages.push(tidy(&join_hyphenated(lines).join("\n")));
         Ok(())
     }
@@ -128,8 +144,13 @@ impl OutputDev for Assembler {
         text: &str,
     ) -> Result<(), OutputError> {
         self.glyphs_seen += 1;
+        self.glyphs_on_page += 1;
         if self.glyphs_seen % 1024 == 0 && self.deadline.is_some_and(|d| Instant::now() >= d) {
             self.timed_out = true;
+            return Err(OutputError::FormatError(std::fmt::Error));
+        }
+        if self.glyphs_on_page > MAX_GLYPHS_PER_PAGE {
+            self.too_many_glyphs = true;
             return Err(OutputError::FormatError(std::fmt::Error));
         }
         if font_size.is_finite() && width.is_finite() {
@@ -157,10 +178,11 @@ fn is_blank(text: &str) -> bool {
 
 /// The text of one line: glyphs in drawing order, spaces from drawn space
 /// glyphs and from gaps wider than the line's tightest gap plus [`WORD_GAP`].
-fn line_text(line: &[Glyph]) -> String {
+fn line_text(line: &[Glyph], page_text: &str) -> String {
+    let text = |g: &Glyph| &page_text[g.text.0 as usize..g.text.1 as usize];
     let tightest = line
         .windows(2)
-        .filter(|w| !is_blank(&w[0].text) && !is_blank(&w[1].text))
+        .filter(|w| !is_blank(text(&w[0])) && !is_blank(text(&w[1])))
         .map(|w| (w[1].start - w[0].end) / w[1].size.max(w[0].size))
         .fold(f64::INFINITY, f64::min)
         .max(0.0);
@@ -168,7 +190,7 @@ fn line_text(line: &[Glyph]) -> String {
     let mut out = String::new();
     let mut previous: Option<&Glyph> = None;
     for glyph in line {
-        let blank = is_blank(&glyph.text);
+        let blank = is_blank(text(glyph));
         let ends_in_space = out.is_empty() || out.ends_with(' ');
         if blank {
             if !ends_in_space {
@@ -182,7 +204,7 @@ fn line_text(line: &[Glyph]) -> String {
                     out.push(' ');
                 }
             }
-            out.push_str(&glyph.text);
+            out.push_str(text(glyph));
         }
         previous = Some(glyph);
     }
@@ -282,6 +304,12 @@ fn tidy(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_lines_collapse_and_ligatures_are_spelled_out() {
+        assert_eq!(tidy("  \na  \n\n\n b\n\n"), "a\n\n b");
+        assert_eq!(tidy("speci\u{FB01}cation \u{FB00}\u{FB02}"), "specification fffl");
+    }
 
     #[test]
     fn a_word_broken_at_a_line_end_is_joined() {

@@ -28,13 +28,16 @@ use lopdf::Document;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExtractError {
     /// The decoder panicked on something in the file.
-    #[error("The PDF has content the text reader cannot handle ({0}).")]
+    #[error("the text reader cannot handle its content ({0})")]
     Panicked(String),
     /// The deadline passed before every page was read.
-    #[error("Reading the PDF's text took too long and was stopped.")]
+    #[error("reading its text took longer than allowed")]
     TimedOut,
+    /// A page draws more glyphs than any real page does.
+    #[error("a page draws more than {} glyphs", assemble::MAX_GLYPHS_PER_PAGE)]
+    TooManyGlyphs,
     /// The decoder reported an error.
-    #[error("The PDF's text could not be read: {0}")]
+    #[error("the text reader failed: {0}")]
     Unreadable(String),
 }
 
@@ -45,8 +48,10 @@ pub enum ExtractError {
 /// people type them).
 ///
 /// Stops with [`ExtractError::TimedOut`] once `deadline` has passed (checked
-/// every thousand glyphs or so); a panic of the decoder is caught and returned
-/// as [`ExtractError::Panicked`]. CPU-bound: call it from a blocking thread.
+/// every thousand glyphs or so) and with [`ExtractError::TooManyGlyphs`] on a
+/// page no one could read, so memory stays bounded by one page whatever the
+/// page count; a panic of the decoder is caught and returned as
+/// [`ExtractError::Panicked`]. CPU-bound: call it from a blocking thread.
 pub fn page_texts(mut doc: Document, deadline: Option<Instant>) -> Result<Vec<String>, ExtractError> {
     let mut assembler = assemble::Assembler::new(deadline);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -63,6 +68,7 @@ pub fn page_texts(mut doc: Document, deadline: Option<Instant>) -> Result<Vec<St
             Err(ExtractError::Panicked(why))
         }
         Ok(Err(_)) if assembler.timed_out => Err(ExtractError::TimedOut),
+        Ok(Err(_)) if assembler.too_many_glyphs => Err(ExtractError::TooManyGlyphs),
         Ok(Err(err)) => Err(ExtractError::Unreadable(err.to_string())),
         Ok(Ok(())) => Ok(assembler.into_pages()),
     }

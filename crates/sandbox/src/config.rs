@@ -25,6 +25,9 @@ pub const DEFAULT_REFRESH_TOKEN_REUSE_INTERVAL_SECS: u64 = 10;
 pub const DEFAULT_FLOW_STATE_EXPIRY_SECS: u64 = 300;
 /// Default object size limit (52,428,800 bytes), as Supabase Storage's `FILE_SIZE_LIMIT`.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
+/// Default time limit on reading one file's text, in seconds: a few hundred
+/// pages take seconds, so only a file that makes the reader loop reaches it.
+pub const DEFAULT_EXTRACTION_TIME_LIMIT_SECS: u64 = 300;
 /// Default site URL, as the Supabase CLI's `site_url`.
 pub const DEFAULT_SITE_URL: &str = "http://127.0.0.1:3000";
 /// Default connection-pool size per service.
@@ -85,6 +88,15 @@ pub struct Config {
     /// `file_size_limit` can only lower it.
     #[arg(long = "max-upload-size", env = "QUIRE_SANDBOX_MAX_UPLOAD_SIZE", default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: u64,
+
+    /// Longest time (seconds) reading one source file's text may take; past
+    /// it the extraction ends `failed`.
+    #[arg(
+        long = "extraction-time-limit",
+        env = "QUIRE_SANDBOX_EXTRACTION_TIME_LIMIT",
+        default_value_t = DEFAULT_EXTRACTION_TIME_LIMIT_SECS
+    )]
+    pub extraction_time_limit_secs: u64,
 
     /// The site URL: where `/authorize` redirects when `redirect_to` is not allowed.
     #[arg(long, env = "QUIRE_SANDBOX_SITE_URL", default_value = DEFAULT_SITE_URL)]
@@ -182,6 +194,7 @@ impl Config {
             refresh_token_reuse_interval_secs: DEFAULT_REFRESH_TOKEN_REUSE_INTERVAL_SECS,
             flow_state_expiry_secs: DEFAULT_FLOW_STATE_EXPIRY_SECS,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            extraction_time_limit_secs: DEFAULT_EXTRACTION_TIME_LIMIT_SECS,
             site_url: Url::parse(DEFAULT_SITE_URL).expect("default site URL parses"),
             additional_redirect_urls: Vec::new(),
             disable_signup: false,
@@ -237,6 +250,10 @@ mod tests {
         );
         assert_eq!(parsed.flow_state_expiry_secs, built.flow_state_expiry_secs);
         assert_eq!(parsed.max_upload_bytes, built.max_upload_bytes);
+        assert_eq!(
+            parsed.extraction_time_limit_secs,
+            built.extraction_time_limit_secs
+        );
         assert_eq!(parsed.site_url, built.site_url);
         assert_eq!(parsed.min_password_length, built.min_password_length);
         assert_eq!(

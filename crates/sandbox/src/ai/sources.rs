@@ -24,6 +24,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -597,14 +598,8 @@ async fn extract_source(state: &AppState, id: Uuid) -> Result<(), String> {
                 message: format!("The source's file could not be read: {err}"),
             },
             Ok(bytes) => {
-                let extension = extension_of(&path);
-                tokio::task::spawn_blocking(move || extract_bytes(&extension, &file_type, &bytes))
-                    .await
-                    // lopdf panicking on a hostile file is a corrupt file, not a crash.
-                    .unwrap_or_else(|_| Outcome::Failed {
-                        code: ExtractError::Corrupt(String::new()).code(),
-                        message: "The PDF is damaged and could not be read.".into(),
-                    })
+                let limit = Duration::from_secs(state.config.extraction_time_limit_secs);
+                extract_within(extension_of(&path), file_type, bytes, limit).await
             }
         },
     };
@@ -665,9 +660,50 @@ async fn extract_source(state: &AppState, id: Uuid) -> Result<(), String> {
     Ok(())
 }
 
-fn extract_bytes(extension: &str, file_type: &str, bytes: &[u8]) -> Outcome {
+/// Extracts on a thread of its own and waits for it at most `limit`. The PDF
+/// reader stops itself at that deadline; a file that keeps it busy anyway
+/// (inside parsing) still ends `failed`, and its thread is left to finish on
+/// its own: it holds no lock and writes nothing.
+async fn extract_within(
+    extension: String,
+    file_type: String,
+    bytes: Vec<u8>,
+    limit: Duration,
+) -> Outcome {
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("extract".into())
+        .spawn(move || {
+            let _ = done.send(extract_bytes(&extension, &file_type, &bytes, limit));
+        });
+    if let Err(err) = spawned {
+        return Outcome::Failed {
+            code: "internal",
+            message: format!("No thread to extract the file on: {err}"),
+        };
+    }
+    // A moment past the limit, so that the reader's own deadline, which names
+    // the limit the same way, is what normally answers.
+    match tokio::time::timeout(limit + Duration::from_secs(1), outcome).await {
+        Ok(Ok(outcome)) => outcome,
+        // The thread ended without an answer: it panicked outside the reader's own guard.
+        Ok(Err(_)) => Outcome::Failed {
+            code: ExtractError::Corrupt(String::new()).code(),
+            message: "The PDF is damaged and could not be read.".into(),
+        },
+        Err(_) => {
+            let err = ExtractError::TimedOut(limit);
+            Outcome::Failed {
+                code: err.code(),
+                message: err.to_string(),
+            }
+        }
+    }
+}
+
+fn extract_bytes(extension: &str, file_type: &str, bytes: &[u8], limit: Duration) -> Outcome {
     match extension {
-        ".pdf" => match extract::extract_pdf(bytes) {
+        ".pdf" => match extract::extract_pdf_within(bytes, limit) {
             Ok(pages) => Outcome::Pages(pages),
             Err(err) => Outcome::Failed {
                 code: err.code(),

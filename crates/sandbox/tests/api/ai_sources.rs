@@ -11,7 +11,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const PAGES: [&str; 3] = [
     "The aurora borealis glows over the northern sky.\nSolar wind meets the magnetosphere.",
@@ -889,4 +889,112 @@ async fn a_chunk_crossing_a_page_break_lists_both_pages() {
     );
     assert_eq!(chunk["meta"]["pages"], json!([1, 2]));
     assert!(chunk["meta"].get("page").is_none());
+}
+
+/// A one-page PDF that draws form `F9`, which draws `F8` ten times, … down to
+/// `F0`, which shows one word: 10⁹ words from a 2 kB file, a reader that never
+/// finishes in practice.
+fn nested_forms_pdf() -> Vec<u8> {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{Document, Object, Stream, dictionary};
+    let mut doc = Document::with_version("1.5");
+    let font = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding",
+    });
+    let word = Content {
+        operations: vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 12.into()]),
+            Operation::new("Td", vec![72.into(), 700.into()]),
+            Operation::new("Tj", vec![Object::string_literal("again")]),
+            Operation::new("ET", vec![]),
+        ],
+    };
+    let form = |content: Content, resources: lopdf::Dictionary| {
+        Stream::new(
+            dictionary! {
+                "Type" => "XObject", "Subtype" => "Form",
+                "BBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+                "Resources" => resources,
+            },
+            content.encode().unwrap(),
+        )
+    };
+    let mut inner = doc.add_object(form(
+        word,
+        dictionary! { "Font" => dictionary! { "F1" => font } },
+    ));
+    for _ in 0..9 {
+        let ten = Content {
+            operations: vec![Operation::new("Do", vec!["Inner".into()]); 10],
+        };
+        inner = doc.add_object(form(
+            ten,
+            dictionary! { "XObject" => dictionary! { "Inner" => inner } },
+        ));
+    }
+    let pages = doc.new_object_id();
+    let contents = doc.add_object(Stream::new(
+        dictionary! {},
+        Content {
+            operations: vec![Operation::new("Do", vec!["Outer".into()])],
+        }
+        .encode()
+        .unwrap(),
+    ));
+    let page = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages, "Contents" => contents,
+        "Resources" => dictionary! { "XObject" => dictionary! { "Outer" => inner } },
+    });
+    doc.objects.insert(
+        pages,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
+            "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+        }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages });
+    doc.trailer.set("Root", catalog);
+    let mut bytes = Vec::new();
+    doc.save_to(&mut bytes).unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn a_pdf_the_reader_would_never_finish_fails_at_the_time_limit() {
+    let app = spawn_app_with(|config| config.extraction_time_limit_secs = 2).await;
+
+    let endless = uploaded_source(&app, "endless.pdf", nested_forms_pdf()).await;
+    assert_eq!(endless["extraction_status"], "failed");
+    assert_eq!(endless["error_code"], Value::Null);
+    let message = endless["error_message"].as_str().unwrap();
+    assert!(message.contains("took longer than 2 s"), "{message}");
+
+    // The worker is free again: the next file extracts.
+    let next = uploaded_source(
+        &app,
+        "next.pdf",
+        fixtures::text_pdf(&["After the endless one"]),
+    )
+    .await;
+    assert_eq!(next["extraction_status"], "extracted");
+}
+
+#[tokio::test]
+async fn a_pdf_the_reader_panics_on_fails_with_a_reason() {
+    use lopdf::content::Operation;
+    let app = spawn_app().await;
+    // Text shown before any font is chosen: pdf-extract unwraps the font.
+    let fontless = fixtures::pdf_from_operations(vec![vec![
+        Operation::new("BT", vec![]),
+        Operation::new("Td", vec![72.into(), 700.into()]),
+        Operation::new("Tj", vec![lopdf::Object::string_literal("orphan")]),
+        Operation::new("ET", vec![]),
+    ]]);
+
+    let source = uploaded_source(&app, "fontless.pdf", fontless).await;
+    assert_eq!(source["extraction_status"], "failed");
+    assert_eq!(source["error_code"], Value::Null);
+    let message = source["error_message"].as_str().unwrap();
+    assert!(message.contains("cannot handle"), "{message}");
 }
