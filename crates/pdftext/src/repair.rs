@@ -230,3 +230,79 @@ fn walk_forms(
         stack.pop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{Document, Object, Stream, dictionary};
+
+    /// A one-page document whose page draws form `Fm` after showing `words`
+    /// in Times-Roman under the given `/Encoding`; `form` builds the form's
+    /// stream from its own id.
+    fn document(encoding: Object, words: &str, form: impl Fn(lopdf::ObjectId) -> Stream) -> Document {
+        let mut doc = Document::with_version("1.5");
+        let font = doc.add_object(dictionary! {
+            "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Times-Roman", "Encoding" => encoding,
+        });
+        let form_id = doc.new_object_id();
+        doc.objects.insert(form_id, Object::Stream(form(form_id)));
+        let content = Content {
+            operations: vec![
+                Operation::new("BT", vec![]),
+                Operation::new("Tf", vec!["F1".into(), 12.into()]),
+                Operation::new("Td", vec![72.into(), 700.into()]),
+                Operation::new("Tj", vec![Object::string_literal(words)]),
+                Operation::new("ET", vec![]),
+                Operation::new("Do", vec!["Fm".into()]),
+            ],
+        };
+        let contents = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
+        let pages = doc.new_object_id();
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages, "Contents" => contents,
+            "Resources" => dictionary! {
+                "Font" => dictionary! { "F1" => font },
+                "XObject" => dictionary! { "Fm" => form_id },
+            },
+        });
+        doc.objects.insert(
+            pages,
+            Object::Dictionary(dictionary! {
+                "Type" => "Pages", "Kids" => vec![page.into()], "Count" => 1,
+                "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
+            }),
+        );
+        let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages });
+        doc.trailer.set("Root", catalog);
+        doc
+    }
+
+    fn empty_form(_: lopdf::ObjectId) -> Stream {
+        Stream::new(
+            dictionary! { "Type" => "XObject", "Subtype" => "Form", "BBox" => vec![0.into(), 0.into(), 1.into(), 1.into()] },
+            Vec::new(),
+        )
+    }
+
+    #[test]
+    fn a_font_in_standard_encoding_is_read_with_its_curly_quotes() {
+        let doc = document("StandardEncoding".into(), "It\x27s \x60quoted\x27", empty_form);
+        assert_eq!(crate::page_texts(doc, None).unwrap(), vec!["It\u{2019}s \u{2018}quoted\u{2019}"]);
+    }
+
+    #[test]
+    fn a_form_that_draws_itself_is_drawn_once() {
+        let doc = document("WinAnsiEncoding".into(), "Before the mirror", |id| {
+            let content = Content { operations: vec![Operation::new("Do", vec!["Self".into()])] };
+            Stream::new(
+                dictionary! {
+                    "Type" => "XObject", "Subtype" => "Form",
+                    "BBox" => vec![0.into(), 0.into(), 1.into(), 1.into()],
+                    "Resources" => dictionary! { "XObject" => dictionary! { "Self" => id } },
+                },
+                content.encode().unwrap(),
+            )
+        });
+        assert_eq!(crate::page_texts(doc, None).unwrap(), vec!["Before the mirror"]);
+    }
+}
