@@ -87,7 +87,11 @@ impl Assembler {
     fn add(&mut self, trm: &Transform, width: f64, font_size: f64, text: &str) {
         let (ux, uy) = {
             let len = trm.m11.hypot(trm.m12);
-            if len > 0.0 { (trm.m11 / len, trm.m12 / len) } else { (1.0, 0.0) }
+            if len > 0.0 {
+                (trm.m11 / len, trm.m12 / len)
+            } else {
+                (1.0, 0.0)
+            }
         };
         let scale_x = trm.m11.hypot(trm.m12);
         let size = (font_size * trm.m21.hypot(trm.m22)).abs().max(f64::MIN_POSITIVE);
@@ -98,7 +102,12 @@ impl Assembler {
         let advance = width * font_size * scale_x;
         let from = self.text.len() as u32;
         self.text.push_str(text);
-        let glyph = Glyph { start: along, end: along + advance, size, text: (from, self.text.len() as u32) };
+        let glyph = Glyph {
+            start: along,
+            end: along + advance,
+            size,
+            text: (from, self.text.len() as u32),
+        };
 
         let same_direction = (ux * dx + uy * dy) > 0.99;
         let new_line = match self.lines.last().and_then(|l| l.last()) {
@@ -114,7 +123,11 @@ impl Assembler {
             self.direction = (ux, uy);
             let along = x * ux + y * uy;
             self.baseline = y * ux - x * uy;
-            self.lines.push(vec![Glyph { start: along, end: along + advance, ..glyph }]);
+            self.lines.push(vec![Glyph {
+                start: along,
+                end: along + advance,
+                ..glyph
+            }]);
         } else {
             self.lines.last_mut().expect("a line is open").push(glyph);
         }
@@ -145,7 +158,7 @@ impl OutputDev for Assembler {
     ) -> Result<(), OutputError> {
         self.glyphs_seen += 1;
         self.glyphs_on_page += 1;
-        if self.glyphs_seen % 1024 == 0 && self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.glyphs_seen.is_multiple_of(1024) && self.deadline.is_some_and(|d| Instant::now() >= d) {
             self.timed_out = true;
             return Err(OutputError::FormatError(std::fmt::Error));
         }

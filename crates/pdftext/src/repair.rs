@@ -22,18 +22,62 @@ use lopdf::{Dictionary, Document, Object, ObjectId};
 /// Codes where StandardEncoding differs from PDFDocEncoding, the table
 /// pdf-extract starts from for an `/Encoding` dictionary without a base.
 const STANDARD_ENCODING: &[(i64, &str)] = &[
-    (39, "quoteright"), (96, "quoteleft"), (161, "exclamdown"), (162, "cent"), (163, "sterling"),
-    (164, "fraction"), (165, "yen"), (166, "florin"), (167, "section"), (168, "currency"),
-    (169, "quotesingle"), (170, "quotedblleft"), (171, "guillemotleft"), (172, "guilsinglleft"),
-    (173, "guilsinglright"), (174, "fi"), (175, "fl"), (177, "endash"), (178, "dagger"),
-    (179, "daggerdbl"), (180, "periodcentered"), (182, "paragraph"), (183, "bullet"),
-    (184, "quotesinglbase"), (185, "quotedblbase"), (186, "quotedblright"), (187, "guillemotright"),
-    (188, "ellipsis"), (189, "perthousand"), (191, "questiondown"), (193, "grave"), (194, "acute"),
-    (195, "circumflex"), (196, "tilde"), (197, "macron"), (198, "breve"), (199, "dotaccent"),
-    (200, "dieresis"), (202, "ring"), (203, "cedilla"), (205, "hungarumlaut"), (206, "ogonek"),
-    (207, "caron"), (208, "emdash"), (225, "AE"), (227, "ordfeminine"), (232, "Lslash"),
-    (233, "Oslash"), (234, "OE"), (235, "ordmasculine"), (241, "ae"), (245, "dotlessi"),
-    (248, "lslash"), (249, "oslash"), (250, "oe"), (251, "germandbls"),
+    (39, "quoteright"),
+    (96, "quoteleft"),
+    (161, "exclamdown"),
+    (162, "cent"),
+    (163, "sterling"),
+    (164, "fraction"),
+    (165, "yen"),
+    (166, "florin"),
+    (167, "section"),
+    (168, "currency"),
+    (169, "quotesingle"),
+    (170, "quotedblleft"),
+    (171, "guillemotleft"),
+    (172, "guilsinglleft"),
+    (173, "guilsinglright"),
+    (174, "fi"),
+    (175, "fl"),
+    (177, "endash"),
+    (178, "dagger"),
+    (179, "daggerdbl"),
+    (180, "periodcentered"),
+    (182, "paragraph"),
+    (183, "bullet"),
+    (184, "quotesinglbase"),
+    (185, "quotedblbase"),
+    (186, "quotedblright"),
+    (187, "guillemotright"),
+    (188, "ellipsis"),
+    (189, "perthousand"),
+    (191, "questiondown"),
+    (193, "grave"),
+    (194, "acute"),
+    (195, "circumflex"),
+    (196, "tilde"),
+    (197, "macron"),
+    (198, "breve"),
+    (199, "dotaccent"),
+    (200, "dieresis"),
+    (202, "ring"),
+    (203, "cedilla"),
+    (205, "hungarumlaut"),
+    (206, "ogonek"),
+    (207, "caron"),
+    (208, "emdash"),
+    (225, "AE"),
+    (227, "ordfeminine"),
+    (232, "Lslash"),
+    (233, "Oslash"),
+    (234, "OE"),
+    (235, "ordmasculine"),
+    (241, "ae"),
+    (245, "dotlessi"),
+    (248, "lslash"),
+    (249, "oslash"),
+    (250, "oe"),
+    (251, "germandbls"),
 ];
 
 /// Applies every rewrite listed in the module docs to `doc`.
@@ -41,11 +85,9 @@ pub(crate) fn repair(doc: &mut Document) {
     for object in doc.objects.values_mut() {
         match object {
             Object::Dictionary(dict) => repair_font(dict),
-            Object::Stream(stream) => {
-                if stream.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image") {
-                    stream.dict = empty_form_dict();
-                    stream.set_content(Vec::new());
-                }
+            Object::Stream(stream) if is_image(stream) => {
+                stream.dict = empty_form_dict();
+                stream.set_content(Vec::new());
             }
             _ => {}
         }
@@ -57,19 +99,38 @@ pub(crate) fn repair(doc: &mut Document) {
 /// Rewrites `(s) '` as `T* (s) Tj` and `aw ac (s) "` as `aw Tw ac Tc T* (s) Tj`
 /// in page contents and forms.
 fn spell_out_quote_operators(doc: &mut Document) {
-    let mut ids: Vec<ObjectId> = doc.get_pages().into_values().flat_map(|page| doc.get_page_contents(page)).collect();
-    ids.extend(doc.objects.iter().filter_map(|(id, o)| match o {
-        Object::Stream(s) if s.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Form") => Some(*id),
-        _ => None,
+    let mut ids: Vec<ObjectId> = doc
+        .get_pages()
+        .into_values()
+        .flat_map(|page| doc.get_page_contents(page))
+        .collect();
+    ids.extend(doc.objects.iter().filter_map(|(id, o)| {
+        match o {
+            Object::Stream(s)
+                if s.dict
+                    .get(b"Subtype")
+                    .and_then(Object::as_name)
+                    .is_ok_and(|n| n == b"Form") =>
+            {
+                Some(*id)
+            }
+            _ => None,
+        }
     }));
     for id in ids {
-        let Ok(Object::Stream(stream)) = doc.get_object_mut(id) else { continue };
+        let Ok(Object::Stream(stream)) = doc.get_object_mut(id) else {
+            continue;
+        };
         let bytes = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
         if !bytes.iter().any(|&b| b == b'\'' || b == b'"') {
             continue;
         }
         let Ok(content) = Content::decode(&bytes) else { continue };
-        if !content.operations.iter().any(|op| op.operator == "'" || op.operator == "\"") {
+        if !content
+            .operations
+            .iter()
+            .any(|op| op.operator == "'" || op.operator == "\"")
+        {
             continue;
         }
         let mut operations = Vec::with_capacity(content.operations.len() + 8);
@@ -94,6 +155,10 @@ fn spell_out_quote_operators(doc: &mut Document) {
     }
 }
 
+fn is_image(stream: &lopdf::Stream) -> bool {
+    stream.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image")
+}
+
 fn empty_form_dict() -> Dictionary {
     let mut dict = Dictionary::new();
     dict.set("Type", "XObject");
@@ -114,7 +179,10 @@ fn repair_font(dict: &mut Dictionary) {
             *encoding = Object::Dictionary(replacement);
         }
         Ok(Object::Dictionary(encoding))
-            if encoding.get(b"BaseEncoding").and_then(Object::as_name).is_ok_and(|n| n == b"StandardEncoding") =>
+            if encoding
+                .get(b"BaseEncoding")
+                .and_then(Object::as_name)
+                .is_ok_and(|n| n == b"StandardEncoding") =>
         {
             encoding.remove(b"BaseEncoding");
             let mut differences = standard_differences();
@@ -169,8 +237,12 @@ fn break_form_cycles(doc: &mut Document) {
     let mut done = HashSet::new();
     let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
     for page in pages {
-        let Ok(resources) = page_resources(doc, page) else { continue };
-        let Ok(content) = doc.get_page_content(page) else { continue };
+        let Ok(resources) = page_resources(doc, page) else {
+            continue;
+        };
+        let Ok(content) = doc.get_page_content(page) else {
+            continue;
+        };
         let mut stack = Vec::new();
         walk_forms(doc, &content, &resources, &mut stack, &mut done, &mut cyclic);
     }
@@ -206,18 +278,33 @@ fn walk_forms(
         .get(b"XObject")
         .and_then(|x| doc.dereference(x))
         .and_then(|(_, x)| x.as_dict())
-        .map(|x| x.iter().filter_map(|(name, o)| Some((name.clone(), o.as_reference().ok()?))).collect())
+        .map(|x| {
+            x.iter()
+                .filter_map(|(name, o)| Some((name.clone(), o.as_reference().ok()?)))
+                .collect()
+        })
         .unwrap_or_default();
     for op in content.operations.iter().filter(|op| op.operator == "Do") {
-        let Some(id) = op.operands.first().and_then(|n| n.as_name().ok()).and_then(|n| xobjects.get(n)) else {
+        let Some(id) = op
+            .operands
+            .first()
+            .and_then(|n| n.as_name().ok())
+            .and_then(|n| xobjects.get(n))
+        else {
             continue;
         };
         if stack.contains(id) || stack.len() >= MAX_FORM_DEPTH {
             cyclic.insert(*id);
             continue;
         }
-        let Ok(Object::Stream(form)) = doc.get_object(*id) else { continue };
-        let own = form.dict.get(b"Resources").and_then(|r| doc.dereference(r)).and_then(|(_, r)| r.as_dict());
+        let Ok(Object::Stream(form)) = doc.get_object(*id) else {
+            continue;
+        };
+        let own = form
+            .dict
+            .get(b"Resources")
+            .and_then(|r| doc.dereference(r))
+            .and_then(|(_, r)| r.as_dict());
         let inner = own.unwrap_or(resources).clone();
         // The same form under the same names needs walking once.
         let key = (*id, format!("{:?}", inner.get(b"XObject").ok()).into_bytes());
@@ -287,13 +374,18 @@ mod tests {
     #[test]
     fn a_font_in_standard_encoding_is_read_with_its_curly_quotes() {
         let doc = document("StandardEncoding".into(), "It\x27s \x60quoted\x27", empty_form);
-        assert_eq!(crate::page_texts(doc, None).unwrap(), vec!["It\u{2019}s \u{2018}quoted\u{2019}"]);
+        assert_eq!(
+            crate::page_texts(doc, None).unwrap(),
+            vec!["It\u{2019}s \u{2018}quoted\u{2019}"]
+        );
     }
 
     #[test]
     fn a_form_that_draws_itself_is_drawn_once() {
         let doc = document("WinAnsiEncoding".into(), "Before the mirror", |id| {
-            let content = Content { operations: vec![Operation::new("Do", vec!["Self".into()])] };
+            let content = Content {
+                operations: vec![Operation::new("Do", vec!["Self".into()])],
+            };
             Stream::new(
                 dictionary! {
                     "Type" => "XObject", "Subtype" => "Form",

@@ -24,7 +24,10 @@ fn truth(name: &str) -> Vec<String> {
 #[test]
 fn every_line_ghostscript_writes_with_the_quote_operator_is_read() {
     let text = pages("ps2pdf").join("\n");
-    assert!(text.contains("Ghostscript turns them into portable documents for printing."), "{text}");
+    assert!(
+        text.contains("Ghostscript turns them into portable documents for printing."),
+        "{text}"
+    );
     assert!(text.contains("grep -rn pattern ./src | sort | uniq -c"), "{text}");
 }
 
