@@ -59,7 +59,7 @@ fn run() -> Result<()> {
             .args(rest)
             .run(),
         ["pdf-measure"] => util::cmd("cargo")
-            .args(["run", "-q", "-p", "quire-pdftext", "--example", "pdf_measure", "--"])
+            .args(["run", "-q", "--release", "-p", "quire-pdftext", "--example", "pdf_measure", "--"])
             .arg(util::repo_root().join("tests/pdf-corpus"))
             .run(),
         ["refs"] => refs::check(),

@@ -1,10 +1,14 @@
-//! Measures an extractor on the corpus in `tests/pdf-corpus`: per document word
-//! recall and precision against pdftotext's per-page truth, page accuracy, time
-//! per page and peak memory, beside pdftotext's own time per page.
+//! Measures the extractors on the corpus in `tests/pdf-corpus`: per document
+//! word recall and precision against pdftotext's per-page truth, page accuracy,
+//! time per page and peak memory, beside pdftotext's own time per page.
+//! Engines: `quire-pdftext` ([`quire_pdftext::page_texts`]) and `pdf-extract`
+//! as published, for comparison.
 //!
-//! Run: `cargo xtask pdf-measure` (or `cargo run -p quire-pdftext --example pdf_measure -- DIR`).
-//! Each document is extracted in a child process of this binary so that its
-//! peak memory (VmHWM) is its own.
+//! Run: `cargo xtask pdf-measure` (a release build; or `cargo run --release -p
+//! quire-pdftext --example pdf_measure -- DIR`). Each document is extracted in
+//! a child process of this binary so that its peak memory (VmHWM) is its own.
+//! `-- --text ENGINE FILE` prints one engine's pages of one file, to read
+//! beside `truth/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,4 +1,5 @@
-//! Candidate engines, measured side by side on the corpus before one is chosen.
+//! pdf-extract as published, the baseline [`crate::page_texts`] is measured
+//! against on the corpus (`cargo xtask pdf-measure`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
