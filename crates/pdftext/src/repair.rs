@@ -9,6 +9,9 @@
 //!   panics, becomes the equivalent `/Differences`;
 //! - the `'` and `"` operators (next line, then show), which it skips, become
 //!   `T*` and `Tj` (Ghostscript writes one `'` per line);
+//! - every page gets its inherited `/Resources` and `/MediaBox` (US Letter if
+//!   none) set on itself: pdf-extract panics without a media box, and looks
+//!   them up the `/Parent` chain without end when that chain loops;
 //! - image XObjects, whose bytes it would parse as a content stream, become
 //!   empty forms;
 //! - a form XObject that draws itself (directly or through others), which would
@@ -92,8 +95,37 @@ pub(crate) fn repair(doc: &mut Document) {
             _ => {}
         }
     }
+    inherit_on_each_page(doc);
     spell_out_quote_operators(doc);
     break_form_cycles(doc);
+}
+
+/// Page-tree levels searched for an inherited attribute; a longer chain is a loop.
+const MAX_TREE_DEPTH: usize = 64;
+
+fn inherit_on_each_page(doc: &mut Document) {
+    let letter = || Object::Array(vec![0.into(), 0.into(), 612.into(), 792.into()]);
+    let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
+    for page in pages {
+        let resources = inherited(doc, page, b"Resources").unwrap_or_else(|| Dictionary::new().into());
+        let media_box = inherited(doc, page, b"MediaBox").unwrap_or_else(letter);
+        if let Ok(dict) = doc.get_dictionary_mut(page) {
+            dict.set("Resources", resources);
+            dict.set("MediaBox", media_box);
+        }
+    }
+}
+
+fn inherited(doc: &Document, page: ObjectId, key: &[u8]) -> Option<Object> {
+    let mut id = page;
+    for _ in 0..MAX_TREE_DEPTH {
+        let dict = doc.get_dictionary(id).ok()?;
+        if let Ok(value) = dict.get(key) {
+            return Some(value.clone());
+        }
+        id = dict.get(b"Parent").and_then(Object::as_reference).ok()?;
+    }
+    None
 }
 
 /// Rewrites `(s) '` as `T* (s) Tj` and `aw ac (s) "` as `aw Tw ac Tc T* (s) Tj`
@@ -156,7 +188,11 @@ fn spell_out_quote_operators(doc: &mut Document) {
 }
 
 fn is_image(stream: &lopdf::Stream) -> bool {
-    stream.dict.get(b"Subtype").and_then(Object::as_name).is_ok_and(|n| n == b"Image")
+    stream
+        .dict
+        .get(b"Subtype")
+        .and_then(Object::as_name)
+        .is_ok_and(|n| n == b"Image")
 }
 
 fn empty_form_dict() -> Dictionary {
@@ -254,15 +290,8 @@ fn break_form_cycles(doc: &mut Document) {
 }
 
 fn page_resources(doc: &Document, page: ObjectId) -> Result<Dictionary, lopdf::Error> {
-    let mut id = page;
-    for _ in 0..64 {
-        let dict = doc.get_dictionary(id)?;
-        if let Ok(resources) = dict.get(b"Resources") {
-            return Ok(doc.dereference(resources)?.1.as_dict()?.clone());
-        }
-        id = dict.get(b"Parent")?.as_reference()?;
-    }
-    Err(lopdf::Error::ReferenceLimit)
+    let resources = doc.get_dictionary(page)?.get(b"Resources")?;
+    Ok(doc.dereference(resources)?.1.as_dict()?.clone())
 }
 
 fn walk_forms(
@@ -378,6 +407,23 @@ mod tests {
             crate::page_texts(doc, None).unwrap(),
             vec!["It\u{2019}s \u{2018}quoted\u{2019}"]
         );
+    }
+
+    #[test]
+    fn a_page_tree_without_a_media_box_and_with_a_parent_loop_is_read() {
+        let mut doc = document("WinAnsiEncoding".into(), "No box here", empty_form);
+        let page = *doc.get_pages().get(&1).unwrap();
+        let pages = doc
+            .get_dictionary(page)
+            .unwrap()
+            .get(b"Parent")
+            .unwrap()
+            .as_reference()
+            .unwrap();
+        let tree = doc.get_dictionary_mut(pages).unwrap();
+        tree.remove(b"MediaBox");
+        tree.set("Parent", pages);
+        assert_eq!(crate::page_texts(doc, None).unwrap(), vec!["No box here"]);
     }
 
     #[test]
