@@ -51,25 +51,35 @@ pub enum ExtractError {
 /// every thousand glyphs or so) and with [`ExtractError::TooManyGlyphs`] on a
 /// page no one could read, so memory stays bounded by one page whatever the
 /// page count; a panic of the decoder is caught and returned as
-/// [`ExtractError::Panicked`]. CPU-bound: call it from a blocking thread.
+/// [`ExtractError::Panicked`] (after one more try with the font maps it
+/// panics on rewritten). CPU-bound: call it from a blocking thread.
 pub fn page_texts(mut doc: Document, deadline: Option<Instant>) -> Result<Vec<String>, ExtractError> {
-    let mut assembler = assemble::Assembler::new(deadline);
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        repair::repair(&mut doc);
-        pdf_extract::output_doc(&doc, &mut assembler)
-    }));
-    match outcome {
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "no message".into());
-            Err(ExtractError::Panicked(why))
+    catch_unwind(AssertUnwindSafe(|| repair::repair(&mut doc))).map_err(|panic| ExtractError::Panicked(message(&panic)))?;
+    match read(&doc, deadline) {
+        Err(ExtractError::Panicked(_)) => {
+            catch_unwind(AssertUnwindSafe(|| repair::clean_to_unicode_maps(&mut doc)))
+                .map_err(|panic| ExtractError::Panicked(message(&panic)))?;
+            read(&doc, deadline)
         }
+        other => other,
+    }
+}
+
+fn read(doc: &Document, deadline: Option<Instant>) -> Result<Vec<String>, ExtractError> {
+    let mut assembler = assemble::Assembler::new(deadline);
+    match catch_unwind(AssertUnwindSafe(|| pdf_extract::output_doc(doc, &mut assembler))) {
+        Err(panic) => Err(ExtractError::Panicked(message(&panic))),
         Ok(Err(_)) if assembler.timed_out => Err(ExtractError::TimedOut),
         Ok(Err(_)) if assembler.too_many_glyphs => Err(ExtractError::TooManyGlyphs),
         Ok(Err(err)) => Err(ExtractError::Unreadable(err.to_string())),
         Ok(Ok(())) => Ok(assembler.into_pages()),
     }
+}
+
+fn message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "no message".into())
 }

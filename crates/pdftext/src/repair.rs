@@ -12,6 +12,9 @@
 //! - every page gets its inherited `/Resources` and `/MediaBox` (US Letter if
 //!   none) set on itself: pdf-extract panics without a media box, and looks
 //!   them up the `/Parent` chain without end when that chain loops;
+//! - a simple font with neither `/Encoding` nor an embedded Type1 program gets
+//!   StandardEncoding, the default for such fonts (it panics on any code its
+//!   `/ToUnicode` lacks);
 //! - image XObjects, whose bytes it would parse as a content stream, become
 //!   empty forms;
 //! - a form XObject that draws itself (directly or through others), which would
@@ -95,9 +98,120 @@ pub(crate) fn repair(doc: &mut Document) {
             _ => {}
         }
     }
+    give_encodings(doc);
     inherit_on_each_page(doc);
     spell_out_quote_operators(doc);
     break_form_cycles(doc);
+}
+
+/// Fonts (indirect dictionaries with `/Type /Font`) by id.
+fn font_ids(doc: &Document) -> Vec<ObjectId> {
+    doc.objects
+        .iter()
+        .filter_map(|(id, o)| match o {
+            Object::Dictionary(d) if d.get(b"Type").and_then(Object::as_name).is_ok_and(|n| n == b"Font") => Some(*id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// After the decoder panicked: a `/ToUnicode` map with odd-length or invalid
+/// UTF-16 targets (it asserts and unwraps) is rewritten with those targets
+/// fixed or dropped, and one it cannot parse is removed. Parsing every map
+/// costs a third more time on CJK pages, so it is not done up front.
+pub(crate) fn clean_to_unicode_maps(doc: &mut Document) {
+    for font in font_ids(doc) {
+        let Ok(map_id) = doc
+            .get_dictionary(font)
+            .and_then(|f| f.get(b"ToUnicode"))
+            .and_then(Object::as_reference)
+        else {
+            continue;
+        };
+        let Ok(Object::Stream(stream)) = doc.get_object(map_id) else {
+            continue;
+        };
+        let bytes = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
+        match adobe_cmap_parser::get_unicode_map(&bytes) {
+            Err(_) => {
+                if let Ok(font) = doc.get_dictionary_mut(font) {
+                    font.remove(b"ToUnicode");
+                }
+            }
+            Ok(map) if map.values().all(|v| utf16(v).is_some()) => {}
+            Ok(map) => {
+                let clean = clean_cmap(&map);
+                if let Ok(Object::Stream(stream)) = doc.get_object_mut(map_id) {
+                    stream.set_plain_content(clean);
+                }
+            }
+        }
+    }
+}
+
+/// `bytes` as UTF-16BE text, if it is that.
+fn utf16(bytes: &[u8]) -> Option<String> {
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    let units: Vec<u16> = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    String::from_utf16(&units).ok()
+}
+
+/// A `/ToUnicode` CMap with the entries of `map`, a one-byte target read as
+/// that Latin-1 character and targets that are not UTF-16 left out.
+fn clean_cmap(map: &std::collections::HashMap<u32, Vec<u8>>) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut entries: Vec<(u32, String)> = map
+        .iter()
+        .filter_map(|(&code, target)| {
+            let target = if target.len() % 2 == 1 {
+                let mut padded = vec![0];
+                padded.extend_from_slice(target);
+                padded
+            } else {
+                target.clone()
+            };
+            utf16(&target)?;
+            Some((code, target.iter().map(|b| format!("{b:02X}")).collect()))
+        })
+        .collect();
+    entries.sort();
+    let mut out = String::from(
+        "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n\
+         1 begincodespacerange <0000> <FFFF> endcodespacerange\n",
+    );
+    for block in entries.chunks(100) {
+        let _ = writeln!(out, "{} beginbfchar", block.len());
+        for (code, target) in block {
+            let _ = writeln!(out, "<{code:04X}> <{target}>");
+        }
+        out.push_str("endbfchar\n");
+    }
+    out.push_str("endcmap CMapName currentdict /CMap defineresource pop end end\n");
+    out.into_bytes()
+}
+
+fn give_encodings(doc: &mut Document) {
+    for font in font_ids(doc) {
+        let Ok(dict) = doc.get_dictionary(font) else { continue };
+        let simple = dict
+            .get(b"Subtype")
+            .and_then(Object::as_name)
+            .is_ok_and(|n| matches!(n, b"Type1" | b"MMType1" | b"Type3"));
+        let embedded_type1 = dict
+            .get(b"FontDescriptor")
+            .and_then(|d| doc.dereference(d))
+            .and_then(|(_, d)| d.as_dict())
+            .is_ok_and(|d| d.has(b"FontFile"));
+        if simple && !dict.has(b"Encoding") && !embedded_type1 {
+            let mut encoding = Dictionary::new();
+            encoding.set("Differences", standard_differences());
+            if let Ok(dict) = doc.get_dictionary_mut(font) {
+                dict.set("Encoding", encoding);
+            }
+        }
+    }
 }
 
 /// Page-tree levels searched for an inherited attribute; a longer chain is a loop.
@@ -424,6 +538,48 @@ mod tests {
         tree.remove(b"MediaBox");
         tree.set("Parent", pages);
         assert_eq!(crate::page_texts(doc, None).unwrap(), vec!["No box here"]);
+    }
+
+    /// A page showing `shown` in a Type1 font that is not one of the standard
+    /// 14, not embedded, with no `/Encoding` and `cmap` as its `/ToUnicode`.
+    fn with_to_unicode(cmap: &str, shown: &str) -> Document {
+        let mut doc = document("WinAnsiEncoding".into(), shown, empty_form);
+        let to_unicode = doc.add_object(Stream::new(dictionary! {}, cmap.as_bytes().to_vec()));
+        for object in doc.objects.values_mut() {
+            if let Object::Dictionary(font) = object
+                && font
+                    .get(b"Subtype")
+                    .and_then(Object::as_name)
+                    .is_ok_and(|n| n == b"Type1")
+            {
+                font.remove(b"Encoding");
+                font.set("BaseFont", "LMRoman10-Regular");
+                font.set("ToUnicode", to_unicode);
+            }
+        }
+        doc
+    }
+
+    const CMAP_HEAD: &str = "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n\
+        1 begincodespacerange <00> <FF> endcodespacerange\n";
+    const CMAP_TAIL: &str = "endcmap CMapName currentdict /CMap defineresource pop end end\n";
+
+    #[test]
+    fn a_code_missing_from_to_unicode_in_a_font_without_encoding_is_read_as_standard() {
+        let cmap = format!("{CMAP_HEAD}2 beginbfchar\n<48> <0048>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
+        assert_eq!(
+            crate::page_texts(with_to_unicode(&cmap, "Hi!"), None).unwrap(),
+            vec!["Hi!"]
+        );
+    }
+
+    #[test]
+    fn a_to_unicode_target_of_one_byte_is_read_as_that_character() {
+        let cmap = format!("{CMAP_HEAD}2 beginbfchar\n<48> <48>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
+        assert_eq!(
+            crate::page_texts(with_to_unicode(&cmap, "Hi"), None).unwrap(),
+            vec!["Hi"]
+        );
     }
 
     #[test]
