@@ -12,6 +12,9 @@
 //! - every page gets its inherited `/Resources` and `/MediaBox` (US Letter if
 //!   none) set on itself: pdf-extract panics without a media box, and looks
 //!   them up the `/Parent` chain without end when that chain loops;
+//! - a `/ToUnicode` map whose `/CMapName` holds a space (XeTeX names maps after
+//!   the font file's path), which its CMap parser reads as an empty map, is
+//!   renamed;
 //! - a simple font with neither `/Encoding` nor an embedded Type1 program gets
 //!   StandardEncoding, the default for such fonts (it panics on any code its
 //!   `/ToUnicode` lacks);
@@ -98,6 +101,7 @@ pub(crate) fn repair(doc: &mut Document) {
             _ => {}
         }
     }
+    rename_to_unicode_maps(doc);
     give_encodings(doc);
     inherit_on_each_page(doc);
     spell_out_quote_operators(doc);
@@ -113,6 +117,49 @@ fn font_ids(doc: &Document) -> Vec<ObjectId> {
             _ => None,
         })
         .collect()
+}
+
+fn rename_to_unicode_maps(doc: &mut Document) {
+    let maps: HashSet<ObjectId> = font_ids(doc)
+        .into_iter()
+        .filter_map(|font| {
+            doc.get_dictionary(font)
+                .ok()?
+                .get(b"ToUnicode")
+                .ok()?
+                .as_reference()
+                .ok()
+        })
+        .collect();
+    for id in maps {
+        let Ok(Object::Stream(stream)) = doc.get_object_mut(id) else {
+            continue;
+        };
+        let bytes = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
+        if let Some(renamed) = without_spaced_name(&bytes) {
+            stream.set_plain_content(renamed);
+        }
+    }
+}
+
+/// `cmap` with its `/CMapName /… def` line replaced, if the name holds a space.
+fn without_spaced_name(cmap: &[u8]) -> Option<Vec<u8>> {
+    let key = b"/CMapName";
+    let start = cmap.windows(key.len()).position(|w| w == key)?;
+    let line_end = cmap[start..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map_or(cmap.len(), |n| start + n);
+    let line = &cmap[start..line_end];
+    let def = line.windows(4).rposition(|w| w == b" def")?;
+    let name = line[key.len()..def].trim_ascii();
+    if !name.contains(&b' ') {
+        return None;
+    }
+    let mut out = cmap[..start].to_vec();
+    out.extend_from_slice(b"/CMapName /QuireRenamed def");
+    out.extend_from_slice(&cmap[line_end..]);
+    Some(out)
 }
 
 /// After the decoder panicked: a `/ToUnicode` map with odd-length or invalid
@@ -578,6 +625,21 @@ mod tests {
         let cmap = format!("{CMAP_HEAD}2 beginbfchar\n<48> <48>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
         assert_eq!(
             crate::page_texts(with_to_unicode(&cmap, "Hi"), None).unwrap(),
+            vec!["Hi"]
+        );
+    }
+
+    #[test]
+    fn a_to_unicode_map_named_with_a_space_is_read() {
+        // XeTeX names the map after the font file's path, spaces included.
+        let cmap = format!(
+            "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n\
+             /CMapName /-Library-Fonts-Palatino Linotype.ttf,000-UTF16 def\n\
+             1 begincodespacerange <00> <FF> endcodespacerange\n\
+             2 beginbfchar\n<41> <0048>\n<42> <0069>\nendbfchar\n{CMAP_TAIL}"
+        );
+        assert_eq!(
+            crate::page_texts(with_to_unicode(&cmap, "AB"), None).unwrap(),
             vec!["Hi"]
         );
     }
