@@ -3,7 +3,7 @@
 //! [`page_texts`] decodes fonts with pdf-extract 0.12.1 (ToUnicode first per
 //! code, `/Encoding` and `/Differences` for the rest, CID fonts with `/W`,
 //! Type3) and builds lines and spaces itself from where each glyph is drawn
-//! ([`assemble`]). Before decoding, [`repair`] rewrites what that crate
+//! (`src/assemble.rs`). Before decoding, `src/repair.rs` rewrites what that crate
 //! misreads or panics on. The choice, and the engines measured against it on
 //! `tests/pdf-corpus`, are in this crate's README; `cargo xtask pdf-measure`
 //! prints the comparison.
