@@ -171,10 +171,45 @@ pub fn is_stop_word(word: &str) -> bool {
 }
 
 /// The index terms of `text`: lower-cased alphanumeric words, stop words and
-/// one-letter words dropped, each reduced by [`stem`]. Order is kept and
-/// repeats are not removed.
+/// one-letter words dropped, each reduced by [`stem`]. Chinese, Japanese and
+/// Korean write no spaces between words, so a run of those scripts gives its
+/// overlapping pairs of characters instead (one character alone when the
+/// run is one character long). Order is kept and repeats are not removed.
 pub fn terms(text: &str) -> Vec<String> {
-    words(text).iter().map(|w| stem(w)).collect()
+    let mut out = Vec::new();
+    for word in text.split(|c: char| !c.is_alphanumeric()) {
+        let mut rest = word;
+        while !rest.is_empty() {
+            let cjk = rest.starts_with(is_cjk);
+            let end = rest
+                .find(|c: char| is_cjk(c) != cjk)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(end);
+            rest = tail;
+            if cjk {
+                let chars: Vec<char> = run.chars().collect();
+                if chars.len() == 1 {
+                    out.push(run.to_owned());
+                }
+                out.extend(chars.windows(2).map(|pair| pair.iter().collect::<String>()));
+            } else {
+                out.extend(words(run).iter().map(|w| stem(w)));
+            }
+        }
+    }
+    out
+}
+
+/// Han ideographs, kana and Hangul: scripts written without spaces.
+fn is_cjk(c: char) -> bool {
+    matches!(c,
+        '\u{3040}'..='\u{30FF}'      // Hiragana, Katakana
+        | '\u{3400}'..='\u{4DBF}'    // CJK Extension A
+        | '\u{4E00}'..='\u{9FFF}'    // CJK Unified Ideographs
+        | '\u{AC00}'..='\u{D7AF}'    // Hangul syllables
+        | '\u{F900}'..='\u{FAFF}'    // CJK Compatibility Ideographs
+        | '\u{FF66}'..='\u{FF9F}'    // half-width Katakana
+        | '\u{20000}'..='\u{2FA1F}') // Extensions B–F, Compatibility Supplement
 }
 
 /// The topic words of `text`: like [`terms`] but not stemmed, for handing
@@ -288,6 +323,18 @@ fn split_paragraph(paragraph: &str, out: &mut Vec<String>) {
     let mut start = 0;
     let mut i = 0;
     while i < chars.len() {
+        if matches!(chars[i], '。' | '！' | '？') {
+            // Chinese and Japanese end a sentence with a full-width stop,
+            // with no space after it.
+            let mut end = i + 1;
+            while end < chars.len() && matches!(chars[end], '」' | '』' | '）' | '”' | '’') {
+                end += 1;
+            }
+            push_sentence(&chars[start..end], out);
+            start = end;
+            i = end;
+            continue;
+        }
         if matches!(chars[i], '.' | '!' | '?') {
             // Include closing quotes and brackets in the sentence.
             let mut end = i + 1;
@@ -419,6 +466,21 @@ pub fn mentions(text: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chinese_and_japanese_have_terms_and_sentences() {
+        use super::{sentences, terms};
+        assert_eq!(terms("保修期"), ["保修", "修期"]);
+        assert_eq!(terms("猫"), ["猫"]);
+        assert_eq!(
+            terms("X200的保修covers"),
+            ["x200", "的保", "保修", "cover"]
+        );
+        assert_eq!(
+            sentences("电机保修五年。玻璃杯保修一年！\n本机は静かです。"),
+            ["电机保修五年。", "玻璃杯保修一年！", "本机は静かです。"]
+        );
+    }
+
     use super::*;
 
     #[test]
