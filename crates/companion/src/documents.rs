@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::auth::User;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::platform::{Auth, PlatformError};
 use crate::server::AppState;
 
@@ -79,7 +79,7 @@ async fn document_limit(state: &AppState, user: &User) -> Result<u64, ApiError> 
     bucket.file_size_limit.filter(|l| *l > 0).ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "misconfigured",
+            ErrorCode::Misconfigured,
             "The documents bucket has no size limit; Quire's database setup was not applied. \
              Ask whoever runs Quire's platform to apply it.",
         )
@@ -107,20 +107,20 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let request: NewDocument = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("The request body must be JSON {{title, byte_size, sha256?}}: {e}"),
         )
     })?;
     let title = request.title.trim();
     if title.is_empty() || title.chars().count() > 1024 {
         return Err(ApiError::bad_request(
-            "invalid_title",
+            ErrorCode::InvalidTitle,
             "The title must be 1 to 1024 characters.",
         ));
     }
     if request.byte_size <= 0 {
         return Err(ApiError::bad_request(
-            "empty_file",
+            ErrorCode::EmptyFile,
             "The file is empty. Choose a PDF with content.",
         ));
     }
@@ -128,7 +128,7 @@ pub async fn register(
     if u64::try_from(request.byte_size).is_ok_and(|size| size > max) {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
+            ErrorCode::TooLarge,
             format!(
                 "The file is larger than {}, the largest PDF Quire can store. \
                  Split it and upload the parts.",
@@ -141,7 +141,7 @@ pub async fn register(
         Some(s) if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) => Some(s),
         Some(_) => {
             return Err(ApiError::bad_request(
-                "invalid_sha256",
+                ErrorCode::InvalidSha256,
                 "sha256 must be 64 hexadecimal digits.",
             ));
         }
@@ -250,7 +250,7 @@ pub async fn ingest(
         Err(err) if matches!(err.status(), Some(400 | 403 | 404)) => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "not_uploaded",
+                ErrorCode::NotUploaded,
                 "The file has not been uploaded yet. Upload it to storage first, then ask again.",
             ));
         }
@@ -281,21 +281,21 @@ pub async fn ingest(
     if size == 0 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "empty_file",
+            ErrorCode::EmptyFile,
             "The uploaded file is empty. Delete this document and upload the PDF again.",
         ));
     }
     if !head.windows(5).any(|w| w == b"%PDF-") {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "not_a_pdf",
+            ErrorCode::NotAPdf,
             "The uploaded file is not a PDF. Delete this document and upload a PDF.",
         ));
     }
     if i64::try_from(size).ok() != Some(document.byte_size) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "size_mismatch",
+            ErrorCode::SizeMismatch,
             format!(
                 "The uploaded file has {size} bytes, not the {} registered. Upload it again.",
                 document.byte_size

@@ -1,5 +1,6 @@
 //! The companion's HTTP errors: a status and the JSON body
-//! `{"error": "<code>", "message": "<for a person>"}`.
+//! `{"error": "<code>", "message": "<for a person>"}` (`quire-protocol`'s
+//! [`ErrorBody`], its codes [`ErrorCode`]).
 //!
 //! The code is what clients switch on (`unauthorized`, `not_found`,
 //! `rate_limited`, `platform_unavailable`, …); the message says what
@@ -9,7 +10,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+pub use quire_protocol::{ErrorBody, ErrorCode};
 
 use crate::platform::PlatformError;
 
@@ -17,14 +18,14 @@ use crate::platform::PlatformError;
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -34,7 +35,7 @@ impl ApiError {
     }
 
     /// 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
@@ -42,7 +43,7 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "Sign in again: the access token is missing, invalid or expired.",
         )
     }
@@ -52,7 +53,7 @@ impl ApiError {
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("No such {what}."),
         )
     }
@@ -61,7 +62,11 @@ impl ApiError {
     pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> Self {
         ApiError {
             retry_after: Some(retry_after),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                message,
+            )
         }
     }
 
@@ -70,7 +75,7 @@ impl ApiError {
         tracing::warn!(error = %cause, "a platform call failed");
         Self::new(
             StatusCode::BAD_GATEWAY,
-            "platform_unavailable",
+            ErrorCode::PlatformUnavailable,
             "The document service is not answering right now. Try again in a moment.",
         )
     }
@@ -80,7 +85,7 @@ impl ApiError {
         tracing::error!(error = %cause, "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "Something went wrong on Quire's server. Try again.",
         )
     }
@@ -96,7 +101,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(json!({"error": self.code, "message": self.message})),
+            Json(ErrorBody {
+                error: self.code,
+                message: self.message,
+            }),
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -22,7 +22,7 @@ use url::Url;
 use crate::auth::JwtKeys;
 use crate::chat::run::Runs;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::RunSlots;
 use crate::platform::{Platform, PlatformError};
 use crate::{chat, documents, ingest, tool};
@@ -94,7 +94,7 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
 }
 
 async fn no_route() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "No such route.")
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "No such route.")
 }
 
 /// A running companion.

@@ -68,6 +68,7 @@ pub struct Message {
     pub status: MessageStatus,
     /// The text so far (the whole text once final).
     pub content: String,
+    #[serde(serialize_with = "view_citations")]
     pub citations: Vec<Citation>,
     /// The chunks the answer was given (`context` event).
     pub sources: Vec<ContextChunk>,
@@ -77,6 +78,33 @@ pub struct Message {
     pub error: Option<String>,
     /// Names of the tools the agent called so far.
     pub tools: Vec<String>,
+}
+
+/// A message's citations as the UI reads them (`src-tauri/IPC.md`):
+/// the wire's, without the platform's relevance `score`.
+fn view_citations<S: serde::Serializer>(
+    citations: &[Citation],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct View<'a> {
+        key: &'a Option<String>,
+        chunk_id: &'a Option<Uuid>,
+        document_id: &'a Option<Uuid>,
+        title: &'a Option<String>,
+        page: &'a Option<i32>,
+        page_end: &'a Option<i32>,
+        excerpt: &'a Option<String>,
+    }
+    serializer.collect_seq(citations.iter().map(|c| View {
+        key: &c.key,
+        chunk_id: &c.chunk_id,
+        document_id: &c.document_id,
+        title: &c.title,
+        page: &c.page,
+        page_end: &c.page_end,
+        excerpt: &c.excerpt,
+    }))
 }
 
 /// A `chat_messages` row.
@@ -574,7 +602,7 @@ mod tests {
     use serde_json::json;
 
     fn event(message: Uuid, seq: i32, kind: &str, payload: serde_json::Value) -> ChatEvent {
-        ChatEvent::from_json(json!({
+        crate::chat::event::from_json(json!({
             "message_id": message, "conversation_id": Uuid::nil(), "seq": seq, "kind": kind, "payload": payload
         }))
         .unwrap()
@@ -681,6 +709,53 @@ mod tests {
         // A late delta cannot undo the final text.
         state.apply_event(&delta(m, 2, " more"), Source::Log);
         assert_eq!(state.message(m).unwrap().content, "Partial answer");
+    }
+
+    #[test]
+    fn a_messages_view_json_has_the_ipc_shape_without_the_score() {
+        let state = State::new();
+        let m = Uuid::new_v4();
+        let d = Uuid::new_v4();
+        state.apply_event(
+            &event(
+                m,
+                1,
+                "complete",
+                json!({"status": "complete", "content": "A [1].", "run_id": "run_1", "citations": [
+                    {"key": "1", "chunk_id": d, "document_id": d, "title": "T", "page": 3,
+                     "page_end": 4, "excerpt": "e", "score": 0.5}]}),
+            ),
+            Source::Log,
+        );
+        let view = serde_json::to_value(state.message(m).unwrap()).unwrap();
+        assert_eq!(
+            view["citations"],
+            json!([{"key": "1", "chunk_id": d, "document_id": d, "title": "T", "page": 3,
+                    "page_end": 4, "excerpt": "e"}])
+        );
+        let mut keys: Vec<&str> = view
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "citations",
+                "content",
+                "conversation_id",
+                "error",
+                "id",
+                "question_id",
+                "role",
+                "seq",
+                "sources",
+                "status",
+                "tools"
+            ]
+        );
     }
 
     #[test]

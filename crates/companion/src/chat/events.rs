@@ -1,90 +1,55 @@
-//! Quire's chat event vocabulary — what `POST /api/chat` streams, what
-//! `chat_events` stores, and what Realtime broadcasts on `user:<uid>`.
-//! `crates/companion/EVENTS.md` is the reference for clients.
+//! Quire's chat events on the companion's side: the vocabulary itself is
+//! `quire-protocol`'s ([`ChatEvent`], [`EventBody`]; described for clients
+//! in `crates/companion/EVENTS.md`); this module frames an event for SSE and
+//! shapes the rows the companion writes to `chat_events`.
 //!
-//! Every event is `{message_id, conversation_id, seq, kind, payload}` (the
-//! shape the `chat_events` broadcast trigger sends, minus `created_at`), so
-//! a client handles the SSE stream and Realtime alike and de-duplicates by
-//! `(message_id, seq)`. On the SSE stream each event is framed as
-//! `event: <kind>` + `data: <json>`.
-//!
-//! `seq` increases strictly per persisted row. Deltas are the one exception
-//! to "one SSE event, one row": the companion relays every delta the moment
-//! it arrives, and coalesces the deltas of one interval into one row; all
-//! deltas relayed with the same `seq` are pieces of that row, in order, and
-//! their texts concatenated are the row's `payload.text`.
+//! On the SSE stream each event is framed as `event: <kind>` +
+//! `data: <json>`. `seq` increases strictly per persisted row. Deltas are the
+//! one exception to "one SSE event, one row": the companion relays every
+//! delta the moment it arrives, and coalesces the deltas of one interval into
+//! one row; all deltas relayed with the same `seq` are pieces of that row, in
+//! order, and their texts concatenated are the row's `payload.text`.
 
 use serde::Serialize;
-use serde_json::Value;
-use uuid::Uuid;
 
-/// `chat_events.kind`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// First event (seq 0): the question's row and the chunks the answer
-    /// was given, after the user's own RLS dropped any id not theirs.
-    Context,
-    /// A piece of the answer's text.
-    Delta,
-    /// The agent called a tool (arguments without the `session_token`).
-    ToolCall,
-    /// A tool answered (a preview, not the whole result).
-    ToolResult,
-    /// The run's state changed (`running`, with the platform's `run_id`).
-    Status,
-    /// Terminal: the answer failed; the partial text is kept.
-    Error,
-    /// Terminal: the answer is finished (`complete`) or was stopped (`stopped`).
-    Complete,
-}
+pub use quire_protocol::{
+    ChatEvent, Citation, ContextChunk, EventBody, FailureCode, MessageStatus,
+};
 
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Context => "context",
-            Kind::Delta => "delta",
-            Kind::ToolCall => "tool_call",
-            Kind::ToolResult => "tool_result",
-            Kind::Status => "status",
-            Kind::Error => "error",
-            Kind::Complete => "complete",
-        }
-    }
-}
-
-/// One event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChatEvent {
-    pub message_id: Uuid,
-    pub conversation_id: Uuid,
-    pub seq: i32,
-    pub kind: Kind,
-    pub payload: Value,
-}
-
-/// A row for `append_chat_events` / `finish_chat_message`.
+/// A row for `append_chat_events` / `finish_chat_message`:
+/// `{seq, kind, payload}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRow {
     pub seq: i32,
-    pub kind: Kind,
-    pub payload: Value,
+    #[serde(flatten)]
+    pub body: EventBody,
 }
 
-impl ChatEvent {
-    /// The SSE frame: `event: <kind>\ndata: <json>\n\n`.
-    pub fn to_sse(&self) -> axum::response::sse::Event {
-        axum::response::sse::Event::default()
-            .event(self.kind.as_str())
-            .data(serde_json::to_string(self).expect("chat events serialize"))
-    }
+/// The SSE frame of `event`: `event: <kind>\ndata: <json>\n\n`.
+pub fn to_sse(event: &ChatEvent) -> axum::response::sse::Event {
+    axum::response::sse::Event::default()
+        .event(event.body.kind())
+        .data(serde_json::to_string(event).expect("chat events serialize"))
 }
 
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn rows_have_the_shape_the_database_functions_take() {
+        let row = EventRow {
+            seq: 3,
+            body: EventBody::Delta { text: "Hel".into() },
+        };
+        assert_eq!(
+            serde_json::to_value(&row).unwrap(),
+            json!({"seq": 3, "kind": "delta", "payload": {"text": "Hel"}})
+        );
+    }
 
     #[test]
     fn events_have_the_broadcast_shape() {
@@ -92,13 +57,15 @@ mod tests {
             message_id: Uuid::nil(),
             conversation_id: Uuid::nil(),
             seq: 3,
-            kind: Kind::ToolCall,
-            payload: json!({"tool_name": "search_my_documents"}),
+            body: EventBody::Status {
+                state: Some("running".into()),
+                run_id: None,
+            },
         };
         assert_eq!(
             serde_json::to_value(&event).unwrap(),
             json!({"message_id": Uuid::nil(), "conversation_id": Uuid::nil(), "seq": 3,
-                   "kind": "tool_call", "payload": {"tool_name": "search_my_documents"}})
+                   "kind": "status", "payload": {"state": "running", "run_id": null}})
         );
     }
 }

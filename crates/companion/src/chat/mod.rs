@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::auth::User;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::limits::RUN_RETRY_AFTER_SECS;
 use crate::platform::{Auth, in_list};
 use crate::server::AppState;
@@ -88,14 +88,14 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let request: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("The request body must be JSON {{conversation_id?, message, chunk_ids}}: {e}"),
         )
     })?;
     let question = request.message.trim().to_owned();
     if question.is_empty() {
         return Err(ApiError::bad_request(
-            "empty_message",
+            ErrorCode::EmptyMessage,
             "The message is empty. Type a question.",
         ));
     }
@@ -103,7 +103,7 @@ pub async fn chat(
     if question.chars().count() > limits.max_message_chars {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "message_too_long",
+            ErrorCode::MessageTooLong,
             format!(
                 "The message is longer than {} characters. Shorten it.",
                 limits.max_message_chars
@@ -113,7 +113,7 @@ pub async fn chat(
     let mut chunk_ids = request.chunk_ids;
     if chunk_ids.len() > limits.max_chunk_ids {
         return Err(ApiError::bad_request(
-            "too_many_chunks",
+            ErrorCode::TooManyChunks,
             format!(
                 "At most {} chunk ids may be sent with a question.",
                 limits.max_chunk_ids
@@ -201,7 +201,7 @@ pub async fn chat(
 
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
-        Some((Ok::<_, Infallible>(event.to_sse()), rx))
+        Some((Ok::<_, Infallible>(events::to_sse(&event)), rx))
     });
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::default())
@@ -401,7 +401,7 @@ pub async fn stop(
             .into_response()),
         Some(other) => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "not_running",
+            ErrorCode::NotRunning,
             format!("This answer has already finished ({other})."),
         )),
     }

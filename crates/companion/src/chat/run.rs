@@ -30,9 +30,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::events::{ChatEvent, EventRow, Kind};
+use quire_protocol::{Ending, SseParser};
+
+use super::events::{ChatEvent, Citation, EventBody, EventRow, FailureCode, MessageStatus};
 use crate::limits::RunSlot;
-use crate::platform::sse::{Ending, SseParser};
 use crate::platform::{Auth, PlatformError};
 use crate::server::AppState;
 use crate::tool::TOOL_NAME;
@@ -74,6 +75,20 @@ pub struct ContextChunk {
     pub title: String,
     #[serde(skip)]
     pub text: String,
+}
+
+impl ContextChunk {
+    /// The chunk as a `context` event names it (without its text).
+    fn to_event(&self) -> quire_protocol::ContextChunk {
+        quire_protocol::ContextChunk {
+            id: self.id,
+            document_id: self.document_id,
+            chunk_id: Some(self.chunk_id),
+            page: self.page,
+            page_end: self.page_end,
+            title: self.title.clone(),
+        }
+    }
 }
 
 /// Why a run was asked to end early.
@@ -208,7 +223,7 @@ enum Outcome {
         citations: Vec<Value>,
     },
     Failed {
-        code: &'static str,
+        code: FailureCode,
         message: String,
     },
     Stopped(StopReason),
@@ -219,9 +234,9 @@ enum Record {
     Rows(Vec<EventRow>, String),
     Finish {
         rows: Vec<EventRow>,
-        status: &'static str,
+        status: MessageStatus,
         content: String,
-        citations: Value,
+        citations: Vec<Citation>,
         run_id: Option<String>,
         error: Option<String>,
     },
@@ -247,13 +262,12 @@ struct Group {
 }
 
 impl Emitter {
-    fn event(&self, seq: i32, kind: Kind, payload: Value) -> ChatEvent {
+    fn event(&self, seq: i32, body: EventBody) -> ChatEvent {
         ChatEvent {
             message_id: self.message_id,
             conversation_id: self.conversation_id,
             seq,
-            kind,
-            payload,
+            body,
         }
     }
 
@@ -273,12 +287,12 @@ impl Emitter {
     }
 
     /// A non-delta, non-terminal event.
-    fn emit(&mut self, kind: Kind, payload: Value) {
+    fn emit(&mut self, body: EventBody) {
         self.close_group();
         let seq = self.take_seq();
-        self.send_to_client(self.event(seq, kind, payload.clone()));
+        self.send_to_client(self.event(seq, body.clone()));
         let _ = self.recorder.send(Record::Rows(
-            vec![EventRow { seq, kind, payload }],
+            vec![EventRow { seq, body }],
             self.content.clone(),
         ));
     }
@@ -301,7 +315,10 @@ impl Emitter {
         group.text.push_str(text);
         let seq = group.seq;
         self.content.push_str(text);
-        self.send_to_client(self.event(seq, Kind::Delta, json!({"text": text})));
+        let piece = EventBody::Delta {
+            text: text.to_owned(),
+        };
+        self.send_to_client(self.event(seq, piece));
     }
 
     /// Ends the current delta row and hands it to the recorder.
@@ -310,8 +327,7 @@ impl Emitter {
             let _ = self.recorder.send(Record::Rows(
                 vec![EventRow {
                     seq: group.seq,
-                    kind: Kind::Delta,
-                    payload: json!({"text": group.text}),
+                    body: EventBody::Delta { text: group.text },
                 }],
                 self.content.clone(),
             ));
@@ -322,23 +338,21 @@ impl Emitter {
         self.group.as_ref().map(|g| g.deadline)
     }
 
-    /// The terminal event and the final row.
-    #[allow(clippy::too_many_arguments)]
+    /// The terminal event (`body`) and the final row.
     fn finish(
         &mut self,
-        kind: Kind,
-        payload: Value,
-        status: &'static str,
+        body: EventBody,
+        status: MessageStatus,
         content: String,
-        citations: Value,
+        citations: Vec<Citation>,
         run_id: Option<String>,
         error: Option<String>,
     ) {
         self.close_group();
         let seq = self.take_seq();
-        self.send_to_client(self.event(seq, kind, payload.clone()));
+        self.send_to_client(self.event(seq, body.clone()));
         let _ = self.recorder.send(Record::Finish {
-            rows: vec![EventRow { seq, kind, payload }],
+            rows: vec![EventRow { seq, body }],
             status,
             content,
             citations,
@@ -376,14 +390,11 @@ async fn run(
         recorder: record_tx,
     };
 
-    out.emit(
-        Kind::Context,
-        json!({
-            "user_message_id": turn.user_message_id,
-            "chunks": turn.context,
-            "dropped": turn.dropped,
-        }),
-    );
+    out.emit(EventBody::Context {
+        user_message_id: Some(turn.user_message_id),
+        chunks: turn.context.iter().map(ContextChunk::to_event).collect(),
+        dropped: u32::try_from(turn.dropped).unwrap_or(u32::MAX),
+    });
 
     let mut run_id: Option<String> = None;
     let outcome = stream_answer(state, &turn, &control, &mut out, &mut run_id).await;
@@ -391,11 +402,15 @@ async fn run(
     match outcome {
         Outcome::Complete { content, citations } => {
             let content = content.unwrap_or_else(|| out.content.clone());
-            let citations = Value::Array(self::citations(&citations, &turn.context));
+            let citations = self::citations(&citations, &turn.context);
             out.finish(
-                Kind::Complete,
-                json!({"status": "complete", "content": content, "citations": citations, "run_id": run_id}),
-                "complete",
+                EventBody::Complete {
+                    status: MessageStatus::Complete,
+                    content: content.clone(),
+                    citations: citations.clone(),
+                    run_id: run_id.clone(),
+                },
+                MessageStatus::Complete,
                 content,
                 citations,
                 run_id,
@@ -404,11 +419,15 @@ async fn run(
         }
         Outcome::Stopped(StopReason::User | StopReason::Elsewhere) => {
             let content = out.content.clone();
-            let citations = Value::Array(citations_in_text(&content, &turn.context));
+            let citations = citations_in_text(&content, &turn.context);
             out.finish(
-                Kind::Complete,
-                json!({"status": "stopped", "content": content, "citations": citations, "run_id": run_id}),
-                "stopped",
+                EventBody::Complete {
+                    status: MessageStatus::Stopped,
+                    content: content.clone(),
+                    citations: citations.clone(),
+                    run_id: run_id.clone(),
+                },
+                MessageStatus::Stopped,
                 content,
                 citations,
                 run_id,
@@ -418,11 +437,14 @@ async fn run(
         Outcome::Stopped(StopReason::Shutdown) => {
             let message = "The answer was interrupted because Quire's server restarted. Ask again.";
             let content = out.content.clone();
-            let citations = Value::Array(citations_in_text(&content, &turn.context));
+            let citations = citations_in_text(&content, &turn.context);
             out.finish(
-                Kind::Error,
-                json!({"code": "interrupted", "message": message, "content": content}),
-                "failed",
+                EventBody::Error {
+                    code: Some(FailureCode::Interrupted),
+                    message: message.to_owned(),
+                    content: content.clone(),
+                },
+                MessageStatus::Failed,
                 content,
                 citations,
                 run_id,
@@ -431,11 +453,14 @@ async fn run(
         }
         Outcome::Failed { code, message } => {
             let content = out.content.clone();
-            let citations = Value::Array(citations_in_text(&content, &turn.context));
+            let citations = citations_in_text(&content, &turn.context);
             out.finish(
-                Kind::Error,
-                json!({"code": code, "message": message, "content": content}),
-                "failed",
+                EventBody::Error {
+                    code: Some(code),
+                    message: message.clone(),
+                    content: content.clone(),
+                },
+                MessageStatus::Failed,
                 content,
                 citations,
                 run_id,
@@ -538,7 +563,7 @@ async fn stream_answer(
                     let events = match parser.push(&bytes) {
                         Ok(events) => events,
                         Err(err) => return Outcome::Failed {
-                            code: "platform_error",
+                            code: FailureCode::PlatformError,
                             message: format!("The AI service sent something Quire could not read ({err})."),
                         },
                     };
@@ -579,7 +604,10 @@ fn relay(
     match text("event").unwrap_or_default() {
         "start" => {
             *run_id = text("run_id").map(str::to_owned);
-            out.emit(Kind::Status, json!({"state": "running", "run_id": run_id}));
+            out.emit(EventBody::Status {
+                state: Some("running".to_owned()),
+                run_id: run_id.clone(),
+            });
         }
         "content_delta" => out.delta(text("delta").unwrap_or_default()),
         "tool_call" => {
@@ -589,17 +617,21 @@ fn relay(
             if let Some(args) = arguments.as_object_mut() {
                 args.remove("session_token");
             }
-            out.emit(
-                Kind::ToolCall,
-                json!({"tool_name": event.get("tool_name"), "call_id": event.get("call_id"),
-                       "arguments": arguments}),
-            );
+            out.emit(EventBody::ToolCall {
+                tool_name: text("tool_name").map(str::to_owned),
+                call_id: text("call_id").map(str::to_owned),
+                arguments,
+            });
         }
-        "tool_result" => out.emit(
-            Kind::ToolResult,
-            json!({"tool_name": event.get("tool_name"), "call_id": event.get("call_id"),
-                   "preview": event.get("result_preview"), "duration_ms": event.get("duration_ms")}),
-        ),
+        "tool_result" => out.emit(EventBody::ToolResult {
+            tool_name: text("tool_name").map(str::to_owned),
+            call_id: text("call_id").map(str::to_owned),
+            preview: text("result_preview").map(str::to_owned),
+            duration_ms: event.get("duration_ms").and_then(|ms| {
+                ms.as_u64()
+                    .or_else(|| ms.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
+            }),
+        }),
         // The whole answer once, after the deltas (§13.3): it replaces them.
         "chunk" => *final_text = text("content").map(str::to_owned),
         "complete" => {
@@ -609,7 +641,7 @@ fn relay(
             if text("status") == Some("failed") {
                 tracing::warn!(error = ?event.get("error"), "the platform's run failed");
                 return Some(Outcome::Failed {
-                    code: "platform_error",
+                    code: FailureCode::PlatformError,
                     message: "The AI service could not finish this answer. Try asking again."
                         .to_owned(),
                 });
@@ -622,16 +654,14 @@ fn relay(
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            return Some(Outcome::Complete {
-                content,
-                citations,
-            });
+            return Some(Outcome::Complete { content, citations });
         }
         "error" => {
             tracing::warn!(error = ?event.get("error"), "the platform's run stream reported an error");
             return Some(Outcome::Failed {
-                code: "platform_error",
-                message: "The AI service could not finish this answer. Try asking again.".to_owned(),
+                code: FailureCode::PlatformError,
+                message: "The AI service could not finish this answer. Try asking again."
+                    .to_owned(),
             });
         }
         _ => {}
@@ -643,7 +673,7 @@ fn relay(
 /// `complete` event that lists them never came, but the kept text holds the
 /// `[n]` markers the reader already saw. Each is matched to the context item
 /// it numbers, as [`citations`] matches the platform's keys.
-pub fn citations_in_text(content: &str, context: &[ContextChunk]) -> Vec<Value> {
+pub fn citations_in_text(content: &str, context: &[ContextChunk]) -> Vec<Citation> {
     let keys: Vec<Value> = markers(content)
         .map(|n| json!({"key": n.to_string()}))
         .collect();
@@ -664,7 +694,7 @@ fn markers(text: &str) -> impl Iterator<Item = u32> + '_ {
 
 /// Quire's citations: the platform's, matched back to the context items by
 /// their `[n]` key — never by ids the platform echoes.
-pub fn citations(platform: &[Value], context: &[ContextChunk]) -> Vec<Value> {
+pub fn citations(platform: &[Value], context: &[ContextChunk]) -> Vec<Citation> {
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for citation in platform {
@@ -683,16 +713,16 @@ pub fn citations(platform: &[Value], context: &[ContextChunk]) -> Vec<Value> {
             continue;
         }
         let excerpt: String = chunk.text.chars().take(EXCERPT_CHARS).collect();
-        out.push(json!({
-            "key": key,
-            "chunk_id": chunk.id,
-            "document_id": chunk.document_id,
-            "title": chunk.title,
-            "page": chunk.page,
-            "page_end": chunk.page_end,
-            "excerpt": excerpt,
-            "score": citation.get("score"),
-        }));
+        out.push(Citation {
+            key: Some(key),
+            chunk_id: Some(chunk.id),
+            document_id: Some(chunk.document_id),
+            title: Some(chunk.title.clone()),
+            page: chunk.page,
+            page_end: chunk.page_end,
+            excerpt: Some(excerpt),
+            score: citation.get("score").and_then(Value::as_f64),
+        });
     }
     out
 }
@@ -703,14 +733,14 @@ fn stopped(control: &RunControl) -> Outcome {
 
 fn timed_out() -> Outcome {
     Outcome::Failed {
-        code: "timeout",
+        code: FailureCode::Timeout,
         message: "The answer took too long and was cut off. Try a narrower question.".to_owned(),
     }
 }
 
 fn stream_ended() -> Outcome {
     Outcome::Failed {
-        code: "platform_stream_ended",
+        code: FailureCode::PlatformStreamEnded,
         message: "The AI service stopped in the middle of the answer. What arrived is kept; ask again for the rest."
             .to_owned(),
     }
@@ -728,7 +758,7 @@ fn platform_failure(err: &PlatformError) -> Outcome {
         && body.contains("requires BYOK")
     {
         return Outcome::Failed {
-            code: "model_not_configured",
+            code: FailureCode::ModelNotConfigured,
             message: "The AI model of this Quire server is not set up — ask its administrator."
                 .to_owned(),
         };
@@ -738,7 +768,7 @@ fn platform_failure(err: &PlatformError) -> Outcome {
         _ => "The AI service is not answering right now. Try again in a moment.",
     };
     Outcome::Failed {
-        code: "platform_unavailable",
+        code: FailureCode::PlatformUnavailable,
         message: message.to_owned(),
     }
 }
@@ -863,12 +893,19 @@ mod tests {
         ];
         let out = citations(&platform, &context);
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0]["chunk_id"], json!(context[1].id));
-        assert_eq!(out[0]["document_id"], json!(context[1].document_id));
-        assert_eq!(out[0]["page"], 7);
-        assert_eq!(out[0]["page_end"], 8);
-        assert_eq!(out[0]["excerpt"].as_str().unwrap().chars().count(), 300);
-        assert_eq!(out[1]["key"], "1");
+        assert_eq!(out[0].chunk_id, Some(context[1].id));
+        assert_eq!(out[0].document_id, Some(context[1].document_id));
+        assert_eq!((out[0].page, out[0].page_end), (Some(7), Some(8)));
+        assert_eq!(out[0].excerpt.as_ref().unwrap().chars().count(), 300);
+        assert_eq!(out[0].score, Some(0.5));
+        assert_eq!(out[1].key.as_deref(), Some("1"));
+        // Stored in chat_messages.citations and sent in `complete`.
+        assert_eq!(
+            serde_json::to_value(&out[1]).unwrap(),
+            json!({"key": "1", "chunk_id": context[0].id, "document_id": context[0].document_id,
+                   "title": "Doc 1", "page": 2, "page_end": 3, "excerpt": "x".repeat(300),
+                   "score": 0.2})
+        );
     }
 
     #[test]
@@ -876,9 +913,10 @@ mod tests {
         let context = vec![chunk(1, 2), chunk(2, 7)];
         let text = "The motor has five years [2]. Jars one year [1][2]. Not [9], [x], [1234] or [3";
         let out = citations_in_text(text, &context);
-        let keys: Vec<&str> = out.iter().map(|c| c["key"].as_str().unwrap()).collect();
+        let keys: Vec<&str> = out.iter().map(|c| c.key.as_deref().unwrap()).collect();
         assert_eq!(keys, ["2", "1"]);
-        assert_eq!(out[0]["document_id"], json!(context[1].document_id));
+        assert_eq!(out[0].document_id, Some(context[1].document_id));
+        assert_eq!(out[0].score, None);
         assert!(citations_in_text("No markers yet", &context).is_empty());
     }
 
@@ -920,26 +958,38 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn deltas_of_one_interval_share_a_row_and_its_seq() {
         let (mut out, mut client, mut recorder) = emitter(Duration::from_millis(100));
-        out.emit(Kind::Context, json!({}));
+        out.emit(EventBody::Context {
+            user_message_id: None,
+            chunks: vec![],
+            dropped: 0,
+        });
         out.delta("Hel");
         out.delta("lo");
         tokio::time::advance(Duration::from_millis(150)).await;
         out.delta(" wor");
-        out.emit(Kind::ToolCall, json!({}));
+        out.emit(EventBody::ToolCall {
+            tool_name: None,
+            call_id: None,
+            arguments: json!({}),
+        });
         out.delta("ld");
         out.finish(
-            Kind::Complete,
-            json!({}),
-            "complete",
+            EventBody::Complete {
+                status: MessageStatus::Complete,
+                content: "Hello world".into(),
+                citations: vec![],
+                run_id: None,
+            },
+            MessageStatus::Complete,
             "Hello world".into(),
-            json!([]),
+            vec![],
             None,
             None,
         );
 
         let mut sent = Vec::new();
         while let Ok(e) = client.try_recv() {
-            sent.push((e.seq, e.kind, e.payload));
+            sent.push((e.seq, e.body));
         }
         let seqs: Vec<i32> = sent.iter().map(|s| s.0).collect();
         assert_eq!(seqs, [0, 1, 1, 2, 3, 4, 5]);
@@ -950,9 +1000,13 @@ mod tests {
             [0, 1, 2, 3, 4, 5],
             "strictly increasing, one row each"
         );
-        assert_eq!(written[1].payload, json!({"text": "Hello"}));
-        assert_eq!(written[2].payload, json!({"text": " wor"}));
-        assert_eq!(written[4].payload, json!({"text": "ld"}));
+        let text = |row: &EventRow| match &row.body {
+            EventBody::Delta { text } => text.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(text(&written[1]), "Hello");
+        assert_eq!(text(&written[2]), " wor");
+        assert_eq!(text(&written[4]), "ld");
         assert_eq!(out.content, "Hello world");
     }
 }

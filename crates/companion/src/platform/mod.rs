@@ -10,8 +10,6 @@
 //! Errors ([`PlatformError`]) separate "could not reach it" from "it said
 //! no", and keep the raw body of any unexpected answer.
 
-pub mod sse;
-
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::rest::{Rest, eq};
 use crate::search::ChunkHit;
 use crate::state::{Conversation, Message, MessageRow, Source, State};
-pub use event::{ChatEvent, Citation, ContextChunk, EventBody, MessageStatus};
+pub use event::{ChatEvent, Citation, ContextChunk, EventBody, FailureCode, MessageStatus};
 
 /// Messages per history page by default.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -360,7 +360,7 @@ pub(crate) async fn catch_up_message(
             .await?;
         let count = rows.len();
         for row in rows {
-            let event = ChatEvent::from_json(row)
+            let event = event::from_json(row)
                 .map_err(|e| Error::unexpected(crate::error::Service::Database, e, ""))?;
             after = after.max(event.seq);
             if state.apply_event(&event, Source::Log) == crate::state::Applied::Changed {

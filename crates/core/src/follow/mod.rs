@@ -484,7 +484,7 @@ fn live(context: &Context, event: &str, payload: Value) {
                 state.remove_document(id);
             }
         }
-        _ => match ChatEvent::from_json(payload) {
+        _ => match chat::event::from_json(payload) {
             Ok(chat) => {
                 let first_sight = !state.knows_message(chat.message_id);
                 state.apply_event(&chat, Source::Log);

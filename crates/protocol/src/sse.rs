@@ -1,6 +1,7 @@
-//! A server-sent-events parser for the platform's `run/stream` responses
-//! (the WHATWG "event stream interpretation", minus `id`/`retry`, which the
-//! platform does not send and the companion does not need).
+//! The one server-sent-events parser of Quire: the companion reads the
+//! platform's `run/stream` with it, and the core the companion's
+//! `POST /api/chat` answer. It is the WHATWG "event stream interpretation"
+//! minus `id`/`retry`, which neither stream sends and neither reader needs.
 //!
 //! Bytes go in as they arrive, in pieces of any size; complete events come
 //! out. Lines end with `\n`, `\r\n` or `\r`, a blank line ends an event,
@@ -17,12 +18,23 @@ pub struct SseEvent {
 }
 
 /// Why the parser gave up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SseError {
     /// A line, or an event's data, grew beyond the limit.
-    #[error("an event of the stream is larger than {0} bytes")]
     TooLarge(usize),
 }
+
+impl std::fmt::Display for SseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SseError::TooLarge(max) => {
+                write!(f, "an event of the stream is larger than {max} bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SseError {}
 
 /// How a stream ended, from [`SseParser::finish`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +174,14 @@ mod tests {
 
     use super::*;
 
+    /// A recorded platform `run/stream` (tool path, trimmed), as on the wire.
+    const PLATFORM: &str = include_str!("../tests/fixtures/sse/platform.sse");
+    /// A recorded companion answer: keepalive, context, status, three deltas
+    /// (two sharing a `seq`), complete.
+    const ANSWER: &str = include_str!("../tests/fixtures/sse/answer.sse");
+    /// A companion event whose data spans two `data:` lines.
+    const MULTILINE: &str = include_str!("../tests/fixtures/sse/multiline.sse");
+
     fn parse_all(pieces: &[&[u8]]) -> (Vec<SseEvent>, Ending) {
         let mut p = SseParser::default();
         let mut out = Vec::new();
@@ -178,16 +198,16 @@ mod tests {
         }
     }
 
-    /// A recorded platform stream (tool path, trimmed), as bytes on the wire.
-    const RECORDED: &str = "data: {\"event\":\"start\",\"run_id\":\"run_1\",\"session_id\":\"sess_1\"}\n\n\
-        : keepalive\n\n\
-        data: {\"event\":\"content_delta\",\"type\":\"content_delta\",\"seq\":1,\"delta\":\"The \"}\n\n\
-        data: {\"event\":\"content_delta\",\"type\":\"content_delta\",\"seq\":2,\"delta\":\"warranty\"}\n\n\
-        data: {\"event\":\"complete\",\"content\":\"The warranty\",\"status\":\"completed\"}\n\n";
+    fn names(events: &[SseEvent]) -> Vec<&str> {
+        events
+            .iter()
+            .map(|e| e.event.as_deref().unwrap_or(""))
+            .collect()
+    }
 
     #[test]
-    fn a_recorded_stream_gives_its_events_and_skips_keepalives() {
-        let (events, ending) = parse_all(&[RECORDED.as_bytes()]);
+    fn a_recorded_platform_stream_gives_its_events_and_skips_keepalives() {
+        let (events, ending) = parse_all(&[PLATFORM.as_bytes()]);
         assert_eq!(events.len(), 4);
         assert!(events[0].data.contains("\"start\""));
         assert!(events[3].data.contains("\"complete\""));
@@ -195,22 +215,54 @@ mod tests {
     }
 
     #[test]
+    fn a_recorded_answer_gives_its_named_events() {
+        let (events, ending) = parse_all(&[ANSWER.as_bytes()]);
+        assert_eq!(
+            names(&events),
+            ["context", "status", "delta", "delta", "delta", "complete"]
+        );
+        assert!(events[2].data.contains("\"Pets are \""));
+        assert!(events.iter().all(|e| !e.data.contains('\n')));
+        assert_eq!(ending, Ending::Clean);
+    }
+
+    #[test]
     fn crlf_and_cr_line_endings_are_the_same_as_lf() {
-        let crlf = RECORDED.replace('\n', "\r\n");
-        let cr = RECORDED.replace('\n', "\r");
-        let (lf_events, _) = parse_all(&[RECORDED.as_bytes()]);
-        assert_eq!(parse_all(&[crlf.as_bytes()]).0, lf_events);
-        assert_eq!(parse_all(&[cr.as_bytes()]).0, lf_events);
+        for recorded in [PLATFORM, ANSWER, MULTILINE] {
+            let crlf = recorded.replace('\n', "\r\n");
+            let cr = recorded.replace('\n', "\r");
+            let (lf_events, _) = parse_all(&[recorded.as_bytes()]);
+            assert!(!lf_events.is_empty());
+            assert_eq!(parse_all(&[crlf.as_bytes()]).0, lf_events);
+            assert_eq!(parse_all(&[cr.as_bytes()]).0, lf_events);
+        }
     }
 
     #[test]
     fn an_event_split_at_every_byte_comes_out_whole() {
-        let crlf = RECORDED.replace('\n', "\r\n");
-        let whole = parse_all(&[crlf.as_bytes()]).0;
-        let bytes = crlf.as_bytes();
-        for cut in 0..bytes.len() {
-            let (events, ending) = parse_all(&[&bytes[..cut], &bytes[cut..]]);
-            assert_eq!(events, whole, "cut at {cut}");
+        for recorded in [PLATFORM, ANSWER] {
+            for wire in [recorded.to_owned(), recorded.replace('\n', "\r\n")] {
+                let whole = parse_all(&[wire.as_bytes()]).0;
+                let bytes = wire.as_bytes();
+                for cut in 0..bytes.len() {
+                    let (events, ending) = parse_all(&[&bytes[..cut], &bytes[cut..]]);
+                    assert_eq!(events, whole, "cut at {cut}");
+                    assert_eq!(ending, Ending::Clean);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_byte_reads_give_the_same_events() {
+        for wire in [
+            ANSWER.to_owned(),
+            ANSWER.replace('\n', "\r\n"),
+            ANSWER.replace('\n', "\r"),
+        ] {
+            let pieces: Vec<&[u8]> = wire.as_bytes().chunks(1).collect();
+            let (events, ending) = parse_all(&pieces);
+            assert_eq!(events, parse_all(&[ANSWER.as_bytes()]).0);
             assert_eq!(ending, Ending::Clean);
         }
     }
@@ -225,6 +277,11 @@ mod tests {
                 data: "a\nb".to_owned()
             }]
         );
+        let (events, ending) = parse_all(&[MULTILINE.as_bytes()]);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event.as_deref(), Some("delta"));
+        assert!(events[0].data.contains("\",\n\"seq\":2"), "{:?}", events[0]);
+        assert_eq!(ending, Ending::Clean);
     }
 
     #[test]
@@ -235,6 +292,11 @@ mod tests {
         assert_eq!(ending, Ending::Truncated);
         let (_, ending) = parse_all(&[b"data: x\n"]);
         assert_eq!(ending, Ending::Truncated, "no blank line yet");
+
+        let cut_at = ANSWER.find("with consent").unwrap();
+        let (events, ending) = parse_all(&[&ANSWER.as_bytes()[..cut_at]]);
+        assert_eq!(names(&events), ["context", "status", "delta", "delta"]);
+        assert_eq!(ending, Ending::Truncated);
     }
 
     #[test]
@@ -245,6 +307,20 @@ mod tests {
         assert_eq!(events, vec![data(&big)]);
         let mut small = SseParser::new(1000);
         assert_eq!(small.push(frame.as_bytes()), Err(SseError::TooLarge(1000)));
+
+        // A 2 MiB delta over many reads, as a long answer arrives.
+        let big = "y".repeat(2 * 1024 * 1024);
+        let frame = format!("event: delta\ndata: {{\"text\":\"{big}\"}}\n\n");
+        let pieces: Vec<&[u8]> = frame.as_bytes().chunks(7919).collect();
+        let (events, ending) = parse_all(&pieces);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data.len(), big.len() + "{\"text\":\"\"}".len());
+        assert_eq!(ending, Ending::Clean);
+
+        // The limit counts the data of all lines of one event.
+        let mut capped = SseParser::new(16);
+        assert_eq!(capped.push(b"data: 123456\n"), Ok(vec![]));
+        assert_eq!(capped.push(b"data: 123456\n"), Err(SseError::TooLarge(16)));
     }
 
     #[test]
@@ -252,6 +328,19 @@ mod tests {
         let (events, ending) = parse_all(&[b"event: ping\n\n: comment\n\n"]);
         assert!(events.is_empty());
         assert_eq!(ending, Ending::Clean);
+    }
+
+    fn split_at<'a>(bytes: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        points.sort_unstable();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for p in points {
+            pieces.push(&bytes[start..p]);
+            start = p;
+        }
+        pieces.push(&bytes[start..]);
+        pieces
     }
 
     proptest! {
@@ -263,19 +352,18 @@ mod tests {
         ) {
             let nl = if crlf { "\r\n" } else { "\n" };
             let wire: String = payloads.iter().map(|p| format!("data: {p}{nl}{nl}")).collect();
-            let bytes = wire.as_bytes();
-            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
-            points.sort_unstable();
-            let mut pieces = Vec::new();
-            let mut start = 0;
-            for p in points {
-                pieces.push(&bytes[start..p]);
-                start = p;
-            }
-            pieces.push(&bytes[start..]);
-            let (events, ending) = parse_all(&pieces);
+            let (events, ending) = parse_all(&split_at(wire.as_bytes(), &cuts));
             let expected: Vec<SseEvent> = payloads.iter().map(|p| data(p)).collect();
             prop_assert_eq!(events, expected);
+            prop_assert_eq!(ending, Ending::Clean);
+        }
+
+        #[test]
+        fn any_split_of_a_recorded_answer_gives_the_same_events(
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
+        ) {
+            let (events, ending) = parse_all(&split_at(ANSWER.as_bytes(), &cuts));
+            prop_assert_eq!(events, parse_all(&[ANSWER.as_bytes()]).0);
             prop_assert_eq!(ending, Ending::Clean);
         }
     }

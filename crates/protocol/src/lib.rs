@@ -1,0 +1,21 @@
+//! The contract Quire owns between the companion and its clients: the chat
+//! events `POST /api/chat` streams, `chat_events` stores and Realtime
+//! broadcasts ([`event`]), the companion's error body and codes
+//! ([`error`]), and the server-sent-events framing both sides read
+//! ([`sse`]). `crates/companion/EVENTS.md` describes the wire format; these
+//! types are its source of truth, and the companion and the core both use
+//! them, so the two cannot drift apart.
+//!
+//! Types and a pure codec only: no I/O, no HTTP client or server, and
+//! nothing of the platform's own vocabulary (the sandbox keeps its own
+//! codec on purpose, so that a shared bug cannot hide on both sides).
+
+pub mod error;
+pub mod event;
+pub mod sse;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use event::{
+    ChatEvent, Citation, ContextChunk, EventBody, FailureCode, KINDS, MessageStatus, UnknownKind,
+};
+pub use sse::{DEFAULT_MAX_EVENT_BYTES, Ending, SseError, SseEvent, SseParser};
