@@ -313,6 +313,8 @@ mod tests {
     /// `crates/companion/EVENTS.md`), and reads `wire` back into `event`.
     fn round_trip(event: ChatEvent, wire: &str) {
         let wire: Value = serde_json::from_str(wire).unwrap();
+        assert_eq!(wire["kind"], event.body.kind());
+        assert!(KINDS.contains(&event.body.kind()) || wire["kind"] == "reasoning");
         assert_eq!(serde_json::to_value(&event).unwrap(), wire);
         assert_eq!(serde_json::from_value::<ChatEvent>(wire).unwrap(), event);
     }
