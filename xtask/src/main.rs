@@ -31,6 +31,8 @@ commands:
   demo-pdfs             regenerate demo/*.pdf from demo/src/*.txt
   pdf-corpus [--install]  regenerate tests/pdf-corpus (PDFs and pdftotext truth) with the real tools
   pdf-measure           score the PDF text extractor on tests/pdf-corpus beside pdftotext
+  search-measure        how often search_chunks finds a page of tests/pdf-corpus first from a
+                        distinctive phrase of it (4 words, or 4 to 8 CJK characters), per document
   refs                  check that every reference to a document resolves inside the repo
   test                  setup, then run every test (what CI runs)
   bench                 measure the stack against its baselines, side by side (prints ratios)
@@ -61,6 +63,10 @@ fn run() -> Result<()> {
         ["pdf-measure"] => util::cmd("cargo")
             .args(["run", "-q", "--release", "-p", "quire-pdftext", "--example", "pdf_measure", "--"])
             .arg(util::repo_root().join("tests/pdf-corpus"))
+            .run(),
+        ["search-measure"] => util::cmd("cargo")
+            .args(["bench", "-q", "-p", "quire-testdb", "--bench", "search_corpus"])
+            .current_dir(util::repo_root())
             .run(),
         ["refs"] => refs::check(),
         ["test", rest @ ..] => test(rest),
@@ -109,6 +115,11 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "100 MiB PDF upload, core vs curl (TUS); the core's peak memory",
     ),
     (
+        "quire-testdb",
+        "search_corpus",
+        "search_chunks: a page's distinctive phrase finds it first (tests/pdf-corpus)",
+    ),
+    (
         "quire-e2e",
         "desktop",
         "the release app under Xvfb: size, memory, launch, 200 deltas/s, 5,000 messages",
@@ -124,6 +135,7 @@ fn bench() -> Result<()> {
             "quire-sandbox" => "crates/sandbox",
             "quire-companion" => "crates/companion",
             "quire-e2e" => "tests",
+            "quire-testdb" => "crates/testdb",
             _ => "crates/core",
         };
         if !root

@@ -296,6 +296,16 @@ async fn plans_at_scale() {
             uses_index(ranking, index),
             "{query}: ranking should use {index}: {ranking:#}"
         );
+        // Stage 1 also matches words in other languages, by their own index.
+        // (The query as typed is matched on the caller's chunks that the
+        // owner index finds: a hundred here, too few for the trigram index
+        // to pay; no sequential scan, asserted below.)
+        if index == "document_chunks_fts_idx" {
+            assert!(
+                uses_index(ranking, "document_chunks_fts_multilingual_idx"),
+                "{query}: ranking should use document_chunks_fts_multilingual_idx: {ranking:#}"
+            );
+        }
         let (_, reread) = plans
             .iter()
             .find(|(text, _)| text.contains("private.rank_own_chunks(query"))

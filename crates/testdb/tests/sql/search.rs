@@ -390,6 +390,141 @@ async fn only_signed_in_users_may_search() {
     assert_eq!(a_ranks.len(), 2);
 }
 
+/// One ready document per user, each with these chunks (page 1, 2, …):
+/// A's chunk ids, B's chunk ids.
+async fn both_users_hold(t: &TwoUsers, title: &str, texts: &[&str]) -> (Vec<Uuid>, Vec<Uuid>) {
+    let mut ids = (Vec::new(), Vec::new());
+    for (owner, out) in [(t.a, &mut ids.0), (t.b, &mut ids.1)] {
+        let doc = document(&t.db, owner, title, "ready").await;
+        for (page, text) in (1..).zip(texts) {
+            out.push(chunk(&t.db, owner, doc, page, text).await);
+        }
+    }
+    ids
+}
+
+/// Asks as A and as B; asserts that neither sees a chunk of the other and
+/// returns A's hits, best first.
+async fn a_finds(t: &TwoUsers, ids: &(Vec<Uuid>, Vec<Uuid>), query: &str) -> Vec<Uuid> {
+    let a_hits = search(&t.as_a(), query).await;
+    let b_hits = search(&t.as_b(), query).await;
+    assert!(
+        a_hits.iter().all(|id| ids.0.contains(id)),
+        "{query}: A got a chunk that is not A's: {a_hits:?}"
+    );
+    assert!(
+        b_hits.iter().all(|id| ids.1.contains(id)),
+        "{query}: B got a chunk that is not B's: {b_hits:?}"
+    );
+    assert_eq!(
+        a_hits.len(),
+        b_hits.len(),
+        "{query}: A and B hold the same text"
+    );
+    a_hits
+}
+
+#[tokio::test]
+async fn a_chinese_phrase_finds_the_chunk_that_holds_it() {
+    // Arrange: Chinese has no spaces. The second chunk shares more
+    // character trigrams with the query ("小河" ends a clause, "照在" starts
+    // the next) without holding the phrase.
+    let t = TwoUsers::new().await;
+    let ids = both_users_hold(
+        &t,
+        "春天",
+        &[
+            "春天的早晨，阳光照在小河上，岸边的柳树发出了新芽。",
+            "夜里的小河，照在窗上的月光很美。",
+            "市场上的人越来越多，卖菜的声音此起彼伏。",
+        ],
+    )
+    .await;
+
+    // Act
+    let hits = a_finds(&t, &ids, "照在小河").await;
+    let one_character = a_finds(&t, &ids, "菜").await;
+
+    // Assert
+    assert_eq!(hits.first(), Some(&ids.0[0]));
+    assert_eq!(one_character, vec![ids.0[2]]);
+}
+
+#[tokio::test]
+async fn a_russian_word_finds_its_other_forms() {
+    // Arrange: книгу (accusative) on page 2; книга and книге on pages 1 and 3.
+    let t = TwoUsers::new().await;
+    let ids = both_users_hold(
+        &t,
+        "Книги",
+        &[
+            "Книга лежала на столе у окна.",
+            "Я читаю интересную книгу каждый вечер.",
+            "В этой книге много картинок.",
+            "Погода сегодня хорошая.",
+        ],
+    )
+    .await;
+
+    // Act
+    let hits = a_finds(&t, &ids, "книгу").await;
+
+    // Assert: the form asked for first, then the other forms; never the weather.
+    assert_eq!(hits.first(), Some(&ids.0[1]));
+    let mut found = hits.clone();
+    found.sort();
+    let mut want = ids.0[..3].to_vec();
+    want.sort();
+    assert_eq!(found, want);
+}
+
+#[tokio::test]
+async fn an_arabic_phrase_finds_its_words_with_and_without_the_article() {
+    // Arrange: "the new library" on page 1; "a new library" (no ال, so
+    // different words as written) on page 2.
+    let t = TwoUsers::new().await;
+    let ids = both_users_hold(
+        &t,
+        "المدينة",
+        &[
+            "افتتحت المكتبة الجديدة في وسط المدينة",
+            "زرنا مكتبة جديدة قرب النهر",
+            "الطقس جميل اليوم في المدينة",
+        ],
+    )
+    .await;
+
+    // Act
+    let hits = a_finds(&t, &ids, "المكتبة الجديدة").await;
+
+    // Assert
+    assert_eq!(hits, vec![ids.0[0], ids.0[1]]);
+}
+
+#[tokio::test]
+async fn a_german_word_finds_the_compounds_built_on_it() {
+    // Arrange: "Brunnen" alone on page 1, inside "Dorfbrunnen" on page 2.
+    let t = TwoUsers::new().await;
+    let ids = both_users_hold(
+        &t,
+        "Dorfchronik",
+        &[
+            "Der Brunnen im Hof ist sehr alt.",
+            "Niemand wusste, warum der Dorfbrunnen plötzlich wieder Wasser führte.",
+            "Die Bäckerei öffnete früh am Morgen.",
+        ],
+    )
+    .await;
+
+    // Act
+    let part = a_finds(&t, &ids, "Brunnen").await;
+    let compound = a_finds(&t, &ids, "dorfbrunnen").await;
+
+    // Assert: the word itself first, then the compound.
+    assert_eq!(part, vec![ids.0[0], ids.0[1]]);
+    assert_eq!(compound, vec![ids.0[1]]);
+}
+
 /// A chunk as the companion copies it: its first and last page (either may
 /// be NULL).
 async fn chunk_on_pages(
