@@ -36,7 +36,8 @@ commands:
   refs                  check that every reference to a document resolves inside the repo
   test                  setup, then run every test (what CI runs)
   bench                 measure the stack against its baselines, side by side (prints ratios)
-  fuzz [SECONDS]        fuzz the PostgREST query-string parser for a bounded time (default 60 s)
+  fuzz [SECONDS]        fuzz the PDF text extractor (seeded with tests/pdf-corpus), then the PostgREST
+                        query-string parser, each for a bounded time (default 60 s)
 ";
 
 fn main() {
@@ -181,9 +182,19 @@ fn newest_source(dir: &std::path::Path) -> Option<std::time::SystemTime> {
     newest
 }
 
-/// Runs the REST query-string fuzz target for `seconds` (cargo-fuzz, installed on demand).
+/// Fuzzes the PDF text extractor for `seconds` (a mutation loop over the corpus PDFs, stable
+/// Rust, offline; findings in `target/fuzz-pdftext`), then the REST query-string fuzz target for
+/// `seconds` (cargo-fuzz, installed on demand).
 fn fuzz(seconds: u64) -> Result<()> {
     let root = util::repo_root();
+    util::step(&format!("fuzz: quire_pdftext::page_texts for {seconds} s"));
+    util::cmd("cargo")
+        .args(["run", "-q", "--release", "-p", "quire-pdftext", "--example", "pdf_fuzz", "--"])
+        .arg(seconds.to_string())
+        .arg(root.join("tests/pdf-corpus/pdf"))
+        .arg(util::target_dir().join("fuzz-pdftext"))
+        .current_dir(&root)
+        .run()?;
     if !util::cmd("cargo").args(["fuzz", "--version"]).succeeds() {
         util::step("fuzz: installing cargo-fuzz");
         util::cmd("cargo")

@@ -9,6 +9,11 @@
 //! a child process of this binary so that its peak memory (VmHWM) is its own.
 //! `-- --text ENGINE FILE` prints one engine's pages of one file, to read
 //! beside `truth/`.
+//!
+//! Then a long document: the corpus PDFs joined by poppler's `pdfunite`,
+//! again and again, into one file of 500 pages, read by `quire-pdftext`
+//! beside `pdftotext`: seconds per page and peak memory (pdftotext's through
+//! `/usr/bin/time`; skipped without pdfunite). Printed, never asserted.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,6 +80,85 @@ fn main() {
             );
         }
     }
+    long_document(&dir, &pdfs);
+}
+
+/// Pages of the long document.
+const LONG_PAGES: usize = 500;
+
+/// Joins the corpus into one `LONG_PAGES`-page PDF and times both readers on it.
+fn long_document(dir: &Path, pdfs: &[PathBuf]) {
+    println!("\n{LONG_PAGES}-page document (the corpus PDFs joined with pdfunite, over and over):\n");
+    let mut parts: Vec<&PathBuf> = Vec::new();
+    let mut pages = 0;
+    'fill: for _ in 0..LONG_PAGES {
+        for pdf in pdfs {
+            let name = pdf.file_stem().unwrap().to_string_lossy().to_string();
+            let n = read_truth(&dir.join("truth").join(&name)).len();
+            if n == 0 || pages + n > LONG_PAGES {
+                continue;
+            }
+            parts.push(pdf);
+            pages += n;
+            if pages == LONG_PAGES {
+                break 'fill;
+            }
+        }
+    }
+    let out_dir = std::env::temp_dir().join(format!("quire-pdf-measure-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let long = out_dir.join("long.pdf");
+    let joined = Command::new("pdfunite").args(&parts).arg(&long).status();
+    if !joined.is_ok_and(|s| s.success()) {
+        println!("  skipped: pdfunite (poppler-utils) is missing or failed");
+        let _ = std::fs::remove_dir_all(&out_dir);
+        return;
+    }
+    let size = std::fs::metadata(&long).map(|m| m.len()).unwrap_or(0);
+    println!("  {pages} pages, {:.1} MiB\n", size as f64 / (1024.0 * 1024.0));
+    println!("| reader | pages read | s/page | total s | peak MiB |");
+    println!("|---|---|---|---|---|");
+
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--one", "quire-pdftext"])
+        .arg(&long)
+        .output()
+        .expect("the measuring binary runs itself");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let mut lines = report.split('\u{1e}');
+    let mut header = lines.next().unwrap_or("").split_whitespace();
+    let read = lines.count();
+    let status = header.next().unwrap_or("crashed");
+    let ms: f64 = header.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    let kib: f64 = header.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    let read = if status == "ok" { read.to_string() } else { status.to_string() };
+    println!(
+        "| quire-pdftext | {read} | {:.4} | {:.2} | {:.1} |",
+        ms / 1000.0 / pages as f64,
+        ms / 1000.0,
+        kib / 1024.0
+    );
+
+    let ms = pdftotext_ms(&long);
+    let kib = pdftotext_peak_kib(&long);
+    println!(
+        "| pdftotext | {pages} | {:.4} | {:.2} | {} |",
+        ms / 1000.0 / pages as f64,
+        ms / 1000.0,
+        kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
+    );
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// Peak resident memory of one `pdftotext` run, through GNU time (None without it).
+fn pdftotext_peak_kib(pdf: &Path) -> Option<u64> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "pdftotext"])
+        .arg(pdf)
+        .arg("/dev/null")
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stderr).lines().last()?.trim().parse().ok()
 }
 
 /// Child: extracts one file with one engine, prints "ok MS PEAK_KIB" then the
