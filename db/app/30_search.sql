@@ -92,24 +92,32 @@ $$;
 -- stems it), a tie with English, or a text with no such stop words.
 create or replace function private.latin_language(t text)
 returns regconfig
-language sql
+language plpgsql
 immutable
 strict
 parallel safe
 as $$
-  select case when l.language <> 'english' then l.language::regconfig end
-  from (
-    select l.language, l.n,
-           (select count(*)
-            from pg_catalog.unnest(pg_catalog.tsvector_to_array(pg_catalog.to_tsvector('pg_catalog.simple', t))) w
-            where char_length(w) <= 5
-              and pg_catalog.ts_lexize((l.language || '_stem')::regdictionary, w) = '{}') as stop_words
+declare
+  short_words text[] := array(
+    select w
+    from pg_catalog.unnest(pg_catalog.tsvector_to_array(pg_catalog.to_tsvector('pg_catalog.simple', t))) w
+    where pg_catalog.char_length(w) <= 5
+  );
+begin
+  return (
+    select case when l.language <> 'english' then l.language::regconfig end
     from pg_catalog.unnest(array['english', 'german', 'french', 'spanish', 'italian', 'portuguese', 'dutch'])
          with ordinality l(language, n)
-  ) l
-  where l.stop_words > 0
-  order by l.stop_words desc, l.n
-  limit 1
+    cross join lateral (
+      select count(*) as stop_words
+      from pg_catalog.unnest(short_words) w
+      where pg_catalog.ts_lexize((l.language || '_stem')::regdictionary, w) = '{}'
+    ) s
+    where s.stop_words > 0
+    order by s.stop_words desc, l.n
+    limit 1
+  );
+end;
 $$;
 
 -- What `fts_multilingual` holds: the words as written; Russian, Greek and
@@ -119,19 +127,24 @@ $$;
 -- stemmed language (French "tenant" stems to "ten": it must not find the
 -- English word "ten"); and the CJK character pairs. Changing it changes no
 -- stored row: recompute them with `update public.document_chunks set text = text`.
+-- PL/pgSQL, as is latin_language: it keeps its plans for the session, where
+-- SQL functions calling SQL functions plan again for every row (three
+-- times slower over a bulk insert).
 create or replace function private.multilingual_tsvector(t text)
 returns tsvector
-language sql
+language plpgsql
 immutable
 strict
 parallel safe
 as $$
-  select pg_catalog.to_tsvector('pg_catalog.simple', t)
+begin
+  return pg_catalog.to_tsvector('pg_catalog.simple', t)
       || pg_catalog.to_tsvector('pg_catalog.russian', t)
       || pg_catalog.to_tsvector('pg_catalog.greek', t)
       || pg_catalog.to_tsvector('pg_catalog.arabic', t)
       || coalesce(pg_catalog.setweight(pg_catalog.to_tsvector(private.latin_language(t), t), 'B'), '')
-      || pg_catalog.to_tsvector('pg_catalog.simple', private.cjk_pairs(t))
+      || pg_catalog.to_tsvector('pg_catalog.simple', private.cjk_pairs(t));
+end;
 $$;
 
 -- `q` with every lexeme restricted to weight B.
