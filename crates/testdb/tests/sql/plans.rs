@@ -321,4 +321,54 @@ async fn plans_at_scale() {
             );
         }
     }
+
+    // Arrange: A gets 20,000 more chunks, and B's chunks stay as they were.
+    let a_report: Uuid = format!("00000000-0000-4000-8000-{:012x}", 1_000_000 + 42 * 10 + 1)
+        .parse()
+        .unwrap();
+    db.admin()
+        .await
+        .batch_execute(&format!(
+            "insert into document_chunks (owner_id, document_id, chunk_id, page, ordinal, text) \
+             select '{a}', '{a_report}', gen_random_uuid(), 11, 100 + n, \
+                    'Appendix ' || n || ': sample ' || md5(n::text) || ' logged at the weather station.' \
+             from generate_series(1, 20000) n; \
+             analyze document_chunks;"
+        ))
+        .await
+        .unwrap();
+    let caller = explained(db.as_user(a));
+
+    // Act: a phrase as typed, among so many of the caller's chunks.
+    let hits = caller
+        .query(
+            "select id from public.search_chunks($1)",
+            &[&"glacier has retreated"],
+        )
+        .await
+        .unwrap();
+    let plans = executed_plans(&caller);
+
+    // Assert: the query as typed is looked up in the trigram index.
+    assert!(!hits.is_empty());
+    let (_, ranking) = plans
+        .iter()
+        .find(|(text, _)| text.contains("ts_rank_cd(c.fts, words)"))
+        .expect("the plan of stage 1");
+    for index in [
+        "document_chunks_fts_idx",
+        "document_chunks_fts_multilingual_idx",
+        "document_chunks_text_trgm_idx",
+    ] {
+        assert!(
+            uses_index(ranking, index),
+            "many chunks: stage 1 should use {index}: {ranking:#}"
+        );
+    }
+    for (text, plan) in &plans {
+        assert!(
+            seq_scans(plan).is_empty(),
+            "sequential scan in `{text}`: {plan:#}"
+        );
+    }
 }
