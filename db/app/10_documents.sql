@@ -13,7 +13,9 @@
 --                        platform's meta.pages): a chunk may cross a page
 --                        break. Both NULL when the platform knew no pages;
 --                        page_end NULL on rows copied before it existed
---                        (read it as page).
+--                        (read it as page). `fts_multilingual`, the
+--                        other languages' index, is added by
+--                        30_search.sql with the functions it needs.
 --
 -- Decisions the design leaves open:
 --  * storage_path is generated from owner and id ('<owner>/<id>.pdf', the
