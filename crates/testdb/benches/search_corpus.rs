@@ -105,11 +105,26 @@ fn phrases(text: &str) -> Vec<String> {
     out
 }
 
+/// The phrase as someone types it: lower case, punctuation as spaces.
+fn typed(phrase: &str) -> String {
+    let spaced: String = phrase
+        .chars()
+        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
+        .collect();
+    normalized(&spaced)
+}
+
 #[derive(Default)]
-struct Score {
+struct Tally {
     tries: usize,
     first: usize,
-    found: usize,
+    top: usize,
+}
+
+#[derive(Default)]
+struct Score {
+    pasted: Tally,
+    typed: Tally,
     misses: Vec<String>,
 }
 
@@ -171,63 +186,63 @@ async fn main() {
             {
                 continue;
             }
-            let hits = as_a
-                .query("select id from search_chunks($1, 8)", &[&phrase])
-                .await
-                .unwrap();
-            let hits: Vec<Uuid> = hits.iter().map(|r| r.get(0)).collect();
-            others_seen += hits.iter().filter(|id| !a_chunks.contains_key(id)).count();
             let want = (page.document.clone(), page.number);
-            score.tries += 1;
-            if hits.first().and_then(|id| a_chunks.get(id)) == Some(&want) {
-                score.first += 1;
-            } else {
-                let found_at = hits.iter().position(|id| a_chunks.get(id) == Some(&want));
-                if found_at.is_some() {
-                    score.found += 1;
+            let typed = typed(&phrase);
+            for (kind, query) in [("pasted", &phrase), ("typed", &typed)] {
+                if kind == "typed" && typed == phrase {
+                    continue;
                 }
-                score.misses.push(format!(
-                    "{}/{}: {phrase:?} ({})",
-                    page.document,
-                    page.number,
-                    match found_at {
-                        Some(i) => format!("at {}", i + 1),
-                        None if hits.is_empty() => "nothing found".into(),
-                        None => format!("not among {} hits", hits.len()),
-                    }
-                ));
+                let hits = as_a
+                    .query("select id from search_chunks($1, 8)", &[query])
+                    .await
+                    .unwrap();
+                let hits: Vec<Uuid> = hits.iter().map(|r| r.get(0)).collect();
+                others_seen += hits.iter().filter(|id| !a_chunks.contains_key(id)).count();
+                let found_at = hits.iter().position(|id| a_chunks.get(id) == Some(&want));
+                let tally = if kind == "pasted" {
+                    &mut score.pasted
+                } else {
+                    &mut score.typed
+                };
+                tally.tries += 1;
+                tally.first += usize::from(found_at == Some(0));
+                tally.top += usize::from(found_at.is_some());
+                if found_at != Some(0) {
+                    score.misses.push(format!(
+                        "{}/{} {kind}: {query:?} ({})",
+                        page.document,
+                        page.number,
+                        match found_at {
+                            Some(i) => format!("at {}", i + 1),
+                            None if hits.is_empty() => "nothing found".into(),
+                            None => format!("not among {} hits", hits.len()),
+                        }
+                    ));
+                }
             }
         }
     }
 
     println!(
-        "search_chunks on tests/pdf-corpus: a distinctive phrase of a page (4 words; 4 or 8 CJK characters) finds that page first\n"
+        "search_chunks on tests/pdf-corpus: a distinctive phrase of a page (4 words; 4 or 8 CJK characters) finds that page first"
     );
     println!(
-        "  {:<18} {:>6} {:>8} {:>8} {:>10}",
-        "document", "tries", "first", "top 8", "first %"
+        "(pasted: as on the page; typed: lower case, punctuation as spaces, when that differs)\n"
     );
-    let (mut tries, mut first) = (0, 0);
+    println!(
+        "  {:<18} {:>6} {:>7} {:>7} {:>9} {:>6} {:>7} {:>7} {:>9}",
+        "document", "pasted", "first", "top 8", "first %", "typed", "first", "top 8", "first %"
+    );
+    let (mut all_pasted, mut all_typed) = (Tally::default(), Tally::default());
     for (document, s) in &scores {
-        tries += s.tries;
-        first += s.first;
-        println!(
-            "  {:<18} {:>6} {:>8} {:>8} {:>9.1}%",
-            document,
-            s.tries,
-            s.first,
-            s.first + s.found,
-            percent(s.first, s.tries)
-        );
+        for (all, one) in [(&mut all_pasted, &s.pasted), (&mut all_typed, &s.typed)] {
+            all.tries += one.tries;
+            all.first += one.first;
+            all.top += one.top;
+        }
+        row(document, &s.pasted, &s.typed);
     }
-    println!(
-        "  {:<18} {:>6} {:>8} {:>8} {:>9.1}%",
-        "all",
-        tries,
-        first,
-        "",
-        percent(first, tries)
-    );
+    row("all", &all_pasted, &all_typed);
     println!("\n  hits from B's copies returned to A: {others_seen}");
     if std::env::var_os("SEARCH_MEASURE_MISSES").is_some() {
         println!();
@@ -237,6 +252,21 @@ async fn main() {
             }
         }
     }
+}
+
+fn row(name: &str, pasted: &Tally, typed: &Tally) {
+    println!(
+        "  {:<18} {:>6} {:>7} {:>7} {:>8.1}% {:>6} {:>7} {:>7} {:>8.1}%",
+        name,
+        pasted.tries,
+        pasted.first,
+        pasted.top,
+        percent(pasted.first, pasted.tries),
+        typed.tries,
+        typed.first,
+        typed.top,
+        percent(typed.first, typed.tries)
+    );
 }
 
 fn percent(n: usize, of: usize) -> f64 {
