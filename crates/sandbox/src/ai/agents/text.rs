@@ -200,6 +200,12 @@ pub fn terms(text: &str) -> Vec<String> {
     out
 }
 
+/// A CJK character or full-width punctuation: text whose lines join
+/// without a space.
+fn is_cjk_text(c: char) -> bool {
+    is_cjk(c) || matches!(c, '\u{3000}'..='\u{303F}' | '\u{FF01}'..='\u{FF65}')
+}
+
 /// Han ideographs, kana and Hangul: scripts written without spaces.
 fn is_cjk(c: char) -> bool {
     matches!(c,
@@ -306,6 +312,9 @@ fn paragraphs(text: &str) -> Vec<String> {
             && line.starts_with(|c: char| c.is_lowercase())
         {
             current.pop();
+            current.push_str(line);
+        } else if current.ends_with(is_cjk_text) && line.starts_with(is_cjk_text) {
+            // Chinese and Japanese lines break between characters, not words.
             current.push_str(line);
         } else {
             current.push(' ');
@@ -479,6 +488,8 @@ mod tests {
             sentences("电机保修五年。玻璃杯保修一年！\n本机は静かです。"),
             ["电机保修五年。", "玻璃杯保修一年！", "本机は静かです。"]
         );
+        // A line break between two characters joins them without a space.
+        assert_eq!(sentences("孩子们走过石\n桥。Then\nEnglish."), ["孩子们走过石桥。", "Then English."]);
     }
 
     use super::*;
