@@ -33,7 +33,7 @@ fn sandbox_addr() -> String {
     format!("127.0.0.1:{}", port("QUIRE_SANDBOX_PORT", 54321))
 }
 
-/// The companion's address (DESIGN.md, "Local ports, keys, files"), or
+/// The companion's address (ARCHITECTURE.md, "Local ports, keys, files"), or
 /// `QUIRE_COMPANION_PORT`.
 fn companion_addr() -> String {
     format!("127.0.0.1:{}", port("QUIRE_COMPANION_PORT", 54380))

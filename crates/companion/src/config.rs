@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use url::Url;
 use uuid::Uuid;
 
-/// Default listen address (DESIGN.md, "Local ports").
+/// Default listen address (ARCHITECTURE.md, "Local ports, keys, files").
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:54380";
 /// Default interval at which streamed deltas are coalesced into `chat_events` rows.
 pub const DEFAULT_DELTA_INTERVAL_MS: u64 = 100;

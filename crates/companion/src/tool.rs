@@ -1,8 +1,9 @@
-//! The user-aware search tool `search_my_documents` (DESIGN.md, Ask §5).
+//! The user-aware search tool `search_my_documents` (`ARCHITECTURE.md#ask`,
+//! step 5).
 //!
 //! Custom HTTP tools receive no user identity from the platform
-//! (shared/reference/POWABASE.md §6.2, §13.9): only the arguments the model
-//! chose and the tool's static headers. So each run gets an opaque
+//! (docs/platform/ai-api.md §6.2; docs/platform-contract.md): only the
+//! arguments the model chose and the tool's static headers. So each run gets an opaque
 //! `session_token` ([`mint_session_token`], stored as its sha-256 in
 //! `tool_sessions` with owner, conversation and expiry), the instruction
 //! item tells the agent to pass it, and the endpoint ([`search_documents`])
@@ -41,7 +42,7 @@ pub const TOOL_PATH: &str = "/internal/tools/search-documents";
 /// Results returned per search.
 const MATCH_COUNT: i64 = 8;
 /// Characters of one result's text (the platform cuts a tool's answer at
-/// 10 000 characters, §6.2).
+/// 10 000 characters: docs/platform-contract.md).
 const RESULT_CHARS: usize = 1000;
 /// The most characters of a tool answer the platform passes on whole
 /// (`MAX_TOOL_OUTPUT_LENGTH`; longer answers are cut, and a cut answer is no
