@@ -26,6 +26,7 @@
 mod chat;
 mod devices;
 mod documents;
+mod languages;
 mod driver;
 #[path = "../launch.rs"]
 mod launch;
