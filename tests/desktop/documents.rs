@@ -8,7 +8,7 @@ use crate::driver::{App, INGEST, Profile, UI};
 use crate::signin::readable;
 use crate::support::{self, stack};
 
-/// The document lifecycle (DESIGN.md, data model), in order.
+/// The document lifecycle (ARCHITECTURE.md, "Data model"), in order.
 const LIFECYCLE: &[&str] = &["uploading", "stored", "extracting", "indexing", "ready"];
 
 #[tokio::test]

@@ -69,7 +69,7 @@ impl Profile {
 
 /// A running app under WebDriver control. Dropping it ends the session's whole process group
 /// (tauri-driver does not end its WebKitWebDriver child by itself; see
-/// shared/reference/TAURI-ON-LINUX.md §4).
+/// docs/desktop-on-linux.md §4).
 pub struct App {
     pub client: Client,
     driver: Child,

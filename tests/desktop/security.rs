@@ -1,4 +1,4 @@
-//! Security invariants 1 and 2 of DESIGN.md, checked on the built app:
+//! Security invariants (ARCHITECTURE.md, invariants 1 and 2), checked on the built app:
 //!
 //! * the app binary, its config, its capabilities and its bundled UI contain neither the
 //!   service key nor the JWT secret;

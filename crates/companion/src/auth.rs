@@ -1,5 +1,5 @@
 //! Who is calling: the user's access token, verified as strictly as the
-//! platform's own `@require_user_auth` (shared/reference/POWABASE.md §2.3)
+//! platform's own `@require_user_auth` (docs/platform/ai-api.md §2)
 //! and more — HS256 only (so `alg: none` and algorithm confusion fail), the
 //! project secret, `exp` required and enforced, `aud` = `authenticated`,
 //! `sub` a UUID, `role` = `authenticated` (a token claiming `service_role`

@@ -1,5 +1,5 @@
 //! `POST /api/documents`, `POST /api/documents/{id}/ingest`,
-//! `DELETE /api/documents/{id}` (DESIGN.md, Upload).
+//! `DELETE /api/documents/{id}` (ARCHITECTURE.md, "Upload").
 //!
 //! Every id in a path is looked up under the user's own token first, so a
 //! document that is someone else's answers exactly like one that does not

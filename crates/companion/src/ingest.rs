@@ -1,4 +1,4 @@
-//! The ingestion worker (DESIGN.md, Upload): from a stored PDF to a
+//! The ingestion worker (ARCHITECTURE.md, "Upload"): from a stored PDF to a
 //! `ready` document whose chunks the user can search.
 //!
 //! State lives in Postgres (`private.ingest_jobs`, `public.documents`;
@@ -11,7 +11,7 @@
 //! The steps, each skipped when a previous attempt already recorded it:
 //!
 //! 1. stream the object from Storage into `POST /api/sources/upload`
-//!    (never held in memory; a 409 duplicate reuses `duplicate.id`, §13.8)
+//!    (never held in memory; a 409 duplicate reuses `duplicate.id`, docs/platform/ai-api.md §7.2)
 //!    → `extracting`;
 //! 2. wait for extraction, polling with backoff; a PDF without a text layer
 //!    is `no_text`; a failed extraction is `failed` with a reason a person
@@ -430,7 +430,7 @@ async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
             .await
             .map_err(|e| Stop::Transient(format!("reading the upload's answer: {e}")))?,
         Err(err) if err.status() == Some(409) => {
-            // Same bytes already uploaded, by anyone (§13.8).
+            // Same bytes already uploaded, by anyone (docs/platform/ai-api.md §7.2).
             let duplicate = err.body_json().and_then(|b| {
                 b.get("duplicate")?
                     .get("id")?

@@ -1,5 +1,5 @@
 //! `quire-companion`: Quire's trusted backend — the only component that
-//! holds the service-role key and the JWT secret (DESIGN.md, Ask and Upload).
+//! holds the service-role key and the JWT secret (ARCHITECTURE.md, "Bird's-eye view").
 //!
 //! It verifies users' tokens ([`auth`]), answers questions by running the
 //! agent with the user's own chunks and streaming Quire's events

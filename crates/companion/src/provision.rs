@@ -7,7 +7,7 @@
 //!
 //! The knowledge base is deliberately *not* attached to the agent: an
 //! attached knowledge base is searched for every user alike
-//! (shared/reference/POWABASE.md §3, §5.1), which would let one user's
+//! (docs/platform/ai-api.md §3.1, §5.1), which would let one user's
 //! question quote another user's documents. Answers get the user's own
 //! chunks as context items, and the `search_my_documents` tool searches
 //! under the user's identity.

@@ -1,7 +1,7 @@
 //! The one HTTP client every part of the core shares, and the mapping of
 //! each service's error shape to [`Error`].
 //!
-//! Error shapes (shared/reference/SUPABASE-PROTOCOLS.md §3.6, §4.2, §5.4):
+//! Error shapes (docs/platform/supabase.md §3.6, §4.2, §5.4):
 //! GoTrue `{code, error_code, msg}` or `{code, message}`; PostgREST
 //! `{code, message, details, hint}`; Storage `{statusCode, error, message}`
 //! with the real status in `statusCode` (HTTP is usually 400); TUS a plain

@@ -1,6 +1,6 @@
 //! PostgREST (`/rest/v1`) under the user's token: the anon key as `apikey`,
 //! the access token as bearer, so row-level security decides what is seen
-//! (SUPABASE-PROTOCOLS.md §5). Also the authorized-request helper the
+//! (docs/platform/supabase.md §5). Also the authorized-request helper the
 //! Storage and companion clients share: a 401 triggers one refresh and one
 //! retry.
 

@@ -1,5 +1,5 @@
 //! User-scoped retrieval: `search_chunks` through PostgREST under the user's
-//! token (DESIGN.md "Ask" step 1). RLS decides what is visible; the hits are
+//! token (ARCHITECTURE.md, "Ask", step 1). RLS decides what is visible; the hits are
 //! shown as "sources used" before the answer and their ids go to the
 //! companion.
 

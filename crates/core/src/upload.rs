@@ -1,4 +1,4 @@
-//! Uploads (DESIGN.md "Upload"): for each file, before anything is sent,
+//! Uploads (ARCHITECTURE.md, "Upload"): for each file, before anything is sent,
 //! check that its bytes say PDF and its size is within the limit; then ask
 //! the companion to register it, stream it from disk to Storage with
 //! progress (TUS resumable upload above the single-request threshold,
@@ -6,7 +6,7 @@
 //! it. Many files run at once with bounded concurrency; a batch can be
 //! cancelled (a cancelled file's registration is deleted).
 //!
-//! Storage details (SUPABASE-PROTOCOLS.md §4): the raw-body upload is
+//! Storage details (docs/platform/supabase.md §4): the raw-body upload is
 //! `POST /storage/v1/object/documents/<uid>/<id>.pdf`; Storage reports most
 //! errors as HTTP 400 with the real status in the body; TUS errors carry the
 //! real status and a plain-text body. A retried single upload that meets 409

@@ -1,4 +1,4 @@
-//! `POST /api/chat` and `POST /api/chat/{message_id}/stop` (DESIGN.md, Ask).
+//! `POST /api/chat` and `POST /api/chat/{message_id}/stop` (ARCHITECTURE.md, "Ask").
 //!
 //! A question is checked in this order, and nothing is written until every
 //! check has passed: the user's token; the body (a non-empty message within

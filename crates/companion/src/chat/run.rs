@@ -1,7 +1,7 @@
 //! One answer, from `run/stream` to the finished `chat_messages` row.
 //!
 //! The run lives in its own task: the client's SSE stream is only a
-//! listener, so a client that goes away stops nothing (DESIGN.md, Ask §4).
+//! listener, so a client that goes away stops nothing (ARCHITECTURE.md, "Ask", step 4).
 //! Three things happen as each platform event arrives:
 //!
 //! 1. it is translated into Quire's vocabulary ([`super::events`]) and sent
@@ -592,7 +592,7 @@ async fn stream_answer(
     }
 }
 
-/// Translates one platform event (shared/reference/POWABASE.md §5.4);
+/// Translates one platform event (docs/platform/ai-api.md §5.4);
 /// `Some` when it ends the run.
 fn relay(
     event: &Value,
@@ -632,7 +632,7 @@ fn relay(
                     .or_else(|| ms.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
             }),
         }),
-        // The whole answer once, after the deltas (§13.3): it replaces them.
+        // The whole answer once, after the deltas (docs/platform/ai-api.md §5.4): it replaces them.
         "chunk" => *final_text = text("content").map(str::to_owned),
         "complete" => {
             if let Some(id) = text("run_id") {

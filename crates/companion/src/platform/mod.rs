@@ -1,8 +1,8 @@
 //! Calling the platform: `/rest/v1` (PostgREST), `/storage/v1`, `/api` —
-//! the only ways the companion reaches Powabase (DESIGN.md, Components).
+//! the only ways the companion reaches Powabase (ARCHITECTURE.md, "Code map").
 //!
 //! Two identities ([`Auth`]): the service role (`apikey` and bearer both the
-//! service key, shared/reference/POWABASE.md §1) for what only the companion
+//! service key, docs/platform/ai-api.md §1) for what only the companion
 //! may do, and a user (anon `apikey`, the user's bearer) for everything that
 //! must pass the user's row-level security — re-reading chunk ids,
 //! conversations, documents, checking a Storage object.
@@ -47,7 +47,7 @@ pub enum PlatformError {
     },
     /// An answer with an error status. For Storage, `status` is the real one
     /// from the body's `statusCode` (Storage answers most errors with HTTP
-    /// 400, SUPABASE-PROTOCOLS.md §4.2).
+    /// 400, docs/platform/supabase.md §4.2).
     #[error("{what}: the platform answered {status}: {body}")]
     Status {
         what: String,
@@ -315,7 +315,7 @@ pub async fn status_error(what: &str, response: Response) -> PlatformError {
 }
 
 /// Storage puts the real status in the body's `statusCode` (a string) and
-/// answers HTTP 400 (SUPABASE-PROTOCOLS.md §4.2); other services use the
+/// answers HTTP 400 (docs/platform/supabase.md §4.2); other services use the
 /// HTTP status.
 fn effective_status(status: StatusCode, body: &str) -> u16 {
     if status == StatusCode::BAD_REQUEST

@@ -1,5 +1,5 @@
 //! OAuth sign-in with PKCE in the system browser (RFC 8252 loopback
-//! redirect; SUPABASE-PROTOCOLS.md §3.5).
+//! redirect; docs/platform/supabase.md §3.5).
 //!
 //! 1. A one-shot callback server listens on `127.0.0.1:<random port>`.
 //! 2. The browser opens `/auth/v1/authorize?provider=…&redirect_to=

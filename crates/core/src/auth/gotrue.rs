@@ -1,4 +1,4 @@
-//! The GoTrue calls sign-in needs (shared/reference/SUPABASE-PROTOCOLS.md §3):
+//! The GoTrue calls sign-in needs (docs/platform/supabase.md §3):
 //! `token` with the password, refresh-token and PKCE grants, and `logout`.
 //! Unauthenticated calls send the anon key as `apikey` and bearer, as
 //! supabase-js does.

@@ -11,7 +11,7 @@
 //!   refresh runs at a time and the others wait for its result.
 //! * The token is refreshed ahead of expiry (at `min(90 s, lifetime / 2)`
 //!   before it, by a background task) — Realtime closes channels whose token
-//!   has expired (SUPABASE-PROTOCOLS.md §2.7).
+//!   has expired (docs/platform/supabase.md §2.7).
 //! * A refresh the server refuses ends the session: the keyring entry is
 //!   removed and the state becomes signed out with a [`SignOutReason`].
 

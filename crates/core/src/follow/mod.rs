@@ -1,12 +1,12 @@
 //! The Realtime follower: one WebSocket per signed-in user, joined to the
 //! private topic `realtime:user:<uid>`, feeding the state model live; after
 //! every (re)join it backfills from Postgres by `seq`, so after any cut the
-//! state shows exactly what was missed (SUPABASE-PROTOCOLS.md §2, DESIGN.md
-//! "Follow").
+//! state shows exactly what was missed (docs/platform/supabase.md §2,
+//! ARCHITECTURE.md#follow).
 //!
 //! Protocol choices, each from the reference:
 //! * `vsn=1.0.0`, anon key as `apikey` (Kong accepts only project keys
-//!   there); the user's token goes in the join payload (§2.4). Measured
+//!   there); the user's token goes in the join payload (docs/platform/supabase.md §2.4). Measured
 //!   against vsn 2.0.0 (supabase-js's default): a `document_changed`
 //!   broadcast on `realtime:user:<uid>` is 325 bytes as a V1 object and 298
 //!   as a V2 array (27 bytes, 8 %, per message; a heartbeat 63 vs 36), and
@@ -15,14 +15,14 @@
 //!   to keep right, while V1 is JSON text only (see
 //!   `docs/platform-contract.md`).
 //! * Heartbeat every 25 s; an unanswered heartbeat when the next is due is
-//!   a dead connection (phoenix.js's rule, §2.7).
-//! * Join timeout 10 s, above the server's 5 s delay on join errors (§2.4),
+//!   a dead connection (phoenix.js's rule, docs/platform/supabase.md §2.7).
+//! * Join timeout 10 s, above the server's 5 s delay on join errors (docs/platform/supabase.md §2.4),
 //!   so a refused join is not mistaken for a timeout.
 //! * Every new access token is pushed as `access_token` before the old one
 //!   expires (the auth module refreshes ahead of expiry).
 //! * Reconnects back off exponentially with jitter (1 s … 30 s) and the
 //!   backoff resets after a join that held.
-//! * Nothing is queued server-side while disconnected (§2.9), hence the
+//! * Nothing is queued server-side while disconnected (docs/platform/supabase.md §2.9), hence the
 //!   backfill: conversations, documents, the messages changed since the last
 //!   join, and the events of every unfinished answer after the last seq
 //!   applied. Live events that overlap the backfill are de-duplicated by

@@ -1,4 +1,4 @@
-//! Phoenix channel frames, vsn 1.0.0 (SUPABASE-PROTOCOLS.md §2.2–2.4, §2.7):
+//! Phoenix channel frames, vsn 1.0.0 (docs/platform/supabase.md §2.2–2.4, §2.7):
 //! every frame is one JSON object `{topic, event, payload, ref[, join_ref]}`.
 //! The server never sends `join_ref`; broadcasts have `"ref": null`.
 //!

@@ -1,5 +1,5 @@
 //! Runs: `POST /api/agents/{id}/run`, `POST /api/agents/{id}/run/stream`
-//! and `GET /api/agents/runs/{run_id}` (§5.3–§5.5; end-user routes).
+//! and `GET /api/agents/runs/{run_id}` (docs/platform/ai-api.md §5.3–§5.5; end-user routes).
 //!
 //! Everything that can fail before the run starts — authentication, the
 //! body ([`super::request`]), an unknown agent or context handler — is a
