@@ -6,7 +6,7 @@
 //! - `demo [--second]`: setup + the release app + stack up + Quire open as the demo user.
 //! - `demo-pdfs`: regenerate `demo/*.pdf` from `demo/src/*.txt`.
 //! - `refs`: every reference to a document in code and docs resolves inside the repo.
-//! - `test`: setup + every test of the project.
+//! - `test`: the reference check, setup, then every test of the project.
 
 mod demo;
 mod pdf;
@@ -34,7 +34,7 @@ commands:
   search-measure        how often search_chunks finds a page of tests/pdf-corpus first from a
                         distinctive phrase of it (4 words, or 4 to 8 CJK characters), per document
   refs                  check that every reference to a document resolves inside the repo
-  test                  setup, then run every test (what CI runs)
+  test                  check references, setup, then run every test (what CI runs)
   bench                 measure the stack against its baselines, side by side (prints ratios)
   fuzz [SECONDS]        fuzz the PDF text extractor (seeded with tests/pdf-corpus), then the PostgREST
                         query-string parser, each for a bounded time (default 60 s)
@@ -290,6 +290,7 @@ cargo test -p quire-e2e --no-fail-fast
 "#;
 
 fn test(args: &[&str]) -> Result<()> {
+    refs::check()?;
     setup::run()?;
     let root = util::repo_root();
     util::step("demo PDFs match their sources (demo/src)");
