@@ -582,14 +582,18 @@ impl App {
         .await
     }
 
-    /// Waits for the assistant message `id` to reach a final status and returns it.
+    /// Waits for the assistant message `id` to reach a final status and returns it. A
+    /// complete answer is returned once its text is drawn too: a message mounted as
+    /// `complete` (a short answer that finished before the conversation was shown) has an
+    /// empty body for a moment, until its Markdown is rendered.
     pub async fn wait_answer_settled(&self, id: &str) -> Result<Item> {
         let extra = format!(r#"[data-id="{}"]"#, css_escape(id));
         self.wait_until(&format!("message{extra}"), ANSWER, |items| {
-            items
-                .into_iter()
-                .next()
-                .filter(|m| m.data("status") != "streaming")
+            items.into_iter().next().filter(|m| match m.data("status") {
+                "streaming" => false,
+                "complete" => m.body.as_deref().is_some_and(|b| !b.trim().is_empty()),
+                _ => true,
+            })
         })
         .await
     }
