@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
+use quire_sandbox::ai::fixtures;
 use serde_json::{Value, json};
 
 /// `.quire/stack.json`, as `cargo xtask stack up` writes it.
@@ -379,7 +380,7 @@ pub fn parade_pages() -> Vec<String> {
         .map(|sentences| {
             sentences
                 .iter()
-                .map(|s| wrap(s, 88))
+                .map(|s| fixtures::wrap(s, 88))
                 .collect::<Vec<_>>()
                 .join("\n\n")
         })
@@ -408,8 +409,8 @@ pub fn write_parade_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
 /// shorter than one chunk of the platform's chunking, so the passage is one chunk spanning
 /// pages 1 and 2.
 pub fn write_page_break_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
-    let first = wrap(PARADE[0], 88);
-    let second = format!("{}\n\nCatalogue number {}.", wrap(PARADE[1], 88), unique());
+    let first = fixtures::wrap(PARADE[0], 88);
+    let second = format!("{}\n\nCatalogue number {}.", fixtures::wrap(PARADE[1], 88), unique());
     write(
         dir,
         &format!("{title}.pdf"),
@@ -425,7 +426,7 @@ pub fn write_other_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
         .map(|sentences| {
             sentences
                 .iter()
-                .map(|s| wrap(s, 88))
+                .map(|s| fixtures::wrap(s, 88))
                 .collect::<Vec<_>>()
                 .join("\n\n")
         })
@@ -447,22 +448,6 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-fn wrap(text: &str, width: usize) -> String {
-    let mut lines = vec![String::new()];
-    for word in text.split_whitespace() {
-        let line = lines.last_mut().expect("one line at least");
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            lines.push(word.to_owned());
-        } else {
-            if !line.is_empty() {
-                line.push(' ');
-            }
-            line.push_str(word);
-        }
-    }
-    lines.join("\n")
 }
 
 /// Whitespace collapsed to single spaces, for comparing text across renderings.

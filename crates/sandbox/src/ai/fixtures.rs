@@ -105,7 +105,8 @@ impl Placeholder {
     }
 }
 
-fn wrap(text: &str, width: usize) -> String {
+/// `text` wrapped at `width` bytes a line, breaking between words, as on paper.
+pub fn wrap(text: &str, width: usize) -> String {
     let mut lines: Vec<String> = vec![String::new()];
     for word in text.split_whitespace() {
         let line = lines.last_mut().expect("one line at least");
