@@ -26,8 +26,8 @@
 mod chat;
 mod devices;
 mod documents;
-mod languages;
 mod driver;
+mod languages;
 #[path = "../launch.rs"]
 mod launch;
 mod security;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail, ensure};
-use serde::Deserialize;
 use quire_sandbox::ai::fixtures;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// `.quire/stack.json`, as `cargo xtask stack up` writes it.
@@ -410,7 +410,11 @@ pub fn write_parade_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
 /// pages 1 and 2.
 pub fn write_page_break_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
     let first = fixtures::wrap(PARADE[0], 88);
-    let second = format!("{}\n\nCatalogue number {}.", fixtures::wrap(PARADE[1], 88), unique());
+    let second = format!(
+        "{}\n\nCatalogue number {}.",
+        fixtures::wrap(PARADE[1], 88),
+        unique()
+    );
     write(
         dir,
         &format!("{title}.pdf"),

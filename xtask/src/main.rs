@@ -58,15 +58,33 @@ fn run() -> Result<()> {
         ["demo"] => demo::run(false),
         ["demo", "--second"] => demo::run(true),
         ["demo-pdfs"] => pdf::generate(),
-        ["pdf-corpus", rest @ ..] => util::cmd(util::repo_root().join("tests/pdf-corpus/generate.sh"))
-            .args(rest)
-            .run(),
+        ["pdf-corpus", rest @ ..] => {
+            util::cmd(util::repo_root().join("tests/pdf-corpus/generate.sh"))
+                .args(rest)
+                .run()
+        }
         ["pdf-measure"] => util::cmd("cargo")
-            .args(["run", "-q", "--release", "-p", "quire-pdftext", "--example", "pdf_measure", "--"])
+            .args([
+                "run",
+                "-q",
+                "--release",
+                "-p",
+                "quire-pdftext",
+                "--example",
+                "pdf_measure",
+                "--",
+            ])
             .arg(util::repo_root().join("tests/pdf-corpus"))
             .run(),
         ["search-measure"] => util::cmd("cargo")
-            .args(["bench", "-q", "-p", "quire-testdb", "--bench", "search_corpus"])
+            .args([
+                "bench",
+                "-q",
+                "-p",
+                "quire-testdb",
+                "--bench",
+                "search_corpus",
+            ])
             .current_dir(util::repo_root())
             .run(),
         ["refs"] => refs::check(),
@@ -189,7 +207,16 @@ fn fuzz(seconds: u64) -> Result<()> {
     let root = util::repo_root();
     util::step(&format!("fuzz: quire_pdftext::page_texts for {seconds} s"));
     util::cmd("cargo")
-        .args(["run", "-q", "--release", "-p", "quire-pdftext", "--example", "pdf_fuzz", "--"])
+        .args([
+            "run",
+            "-q",
+            "--release",
+            "-p",
+            "quire-pdftext",
+            "--example",
+            "pdf_fuzz",
+            "--",
+        ])
         .arg(seconds.to_string())
         .arg(root.join("tests/pdf-corpus/pdf"))
         .arg(util::target_dir().join("fuzz-pdftext"))

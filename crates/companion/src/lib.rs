@@ -28,8 +28,8 @@ pub mod ingest;
 pub mod limits;
 pub mod platform;
 pub mod provision;
-pub mod sessions;
 pub mod server;
+pub mod sessions;
 pub mod startup;
 pub mod tool;
 

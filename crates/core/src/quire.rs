@@ -274,12 +274,10 @@ impl Quire {
         // good one); check the file first: a retry that cannot read it keeps
         // the old row.
         let prepared = match documents::status(self, id).await {
-            Ok(DocumentStatus::Failed) => {
-                match upload::size_limit(self).await {
-                    Ok(limit) => upload::check(path, limit).await.map(drop),
-                    Err(e) => Err(e),
-                }
-            }
+            Ok(DocumentStatus::Failed) => match upload::size_limit(self).await {
+                Ok(limit) => upload::check(path, limit).await.map(drop),
+                Err(e) => Err(e),
+            },
             Ok(status) => Err(crate::Error::Conflict {
                 service: crate::error::Service::Database,
                 message: format!(

@@ -33,7 +33,11 @@ fn main() {
         text(&args[1], Path::new(&args[2]));
         return;
     }
-    let dir = PathBuf::from(args.first().cloned().unwrap_or_else(|| "tests/pdf-corpus".into()));
+    let dir = PathBuf::from(
+        args.first()
+            .cloned()
+            .unwrap_or_else(|| "tests/pdf-corpus".into()),
+    );
     let mut pdfs: Vec<PathBuf> = std::fs::read_dir(dir.join("pdf"))
         .expect("the corpus has a pdf/ folder")
         .map(|e| e.unwrap().path())
@@ -60,10 +64,19 @@ fn main() {
             let pages: Vec<String> = lines.map(str::to_string).collect();
             let mut fields = header.split_whitespace();
             let status = fields.next().unwrap_or("crashed");
-            let ms: f64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-            let kib: f64 = fields.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+            let ms: f64 = fields
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(f64::NAN);
+            let kib: f64 = fields
+                .next()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(f64::NAN);
             if status != "ok" {
-                println!("| {name} | {engine} | {} | | {status} | | | | {reference_ms:.1} | |", truth.len());
+                println!(
+                    "| {name} | {engine} | {} | | {status} | | | | {reference_ms:.1} | |",
+                    truth.len()
+                );
                 continue;
             }
             let s = score(&pages, &truth);
@@ -88,7 +101,9 @@ const LONG_PAGES: usize = 500;
 
 /// Joins the corpus into one `LONG_PAGES`-page PDF and times both readers on it.
 fn long_document(dir: &Path, pdfs: &[PathBuf]) {
-    println!("\n{LONG_PAGES}-page document (the corpus PDFs joined with pdfunite, over and over):\n");
+    println!(
+        "\n{LONG_PAGES}-page document (the corpus PDFs joined with pdfunite, over and over):\n"
+    );
     let mut parts: Vec<&PathBuf> = Vec::new();
     let mut pages = 0;
     'fill: for _ in 0..LONG_PAGES {
@@ -115,7 +130,10 @@ fn long_document(dir: &Path, pdfs: &[PathBuf]) {
         return;
     }
     let size = std::fs::metadata(&long).map(|m| m.len()).unwrap_or(0);
-    println!("  {pages} pages, {:.1} MiB\n", size as f64 / (1024.0 * 1024.0));
+    println!(
+        "  {pages} pages, {:.1} MiB\n",
+        size as f64 / (1024.0 * 1024.0)
+    );
     println!("| reader | pages read | s/page | total s | peak MiB |");
     println!("|---|---|---|---|---|");
 
@@ -129,9 +147,19 @@ fn long_document(dir: &Path, pdfs: &[PathBuf]) {
     let mut header = lines.next().unwrap_or("").split_whitespace();
     let read = lines.count();
     let status = header.next().unwrap_or("crashed");
-    let ms: f64 = header.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    let kib: f64 = header.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    let read = if status == "ok" { read.to_string() } else { status.to_string() };
+    let ms: f64 = header
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    let kib: f64 = header
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    let read = if status == "ok" {
+        read.to_string()
+    } else {
+        status.to_string()
+    };
     println!(
         "| quire-pdftext | {read} | {:.4} | {:.2} | {:.1} |",
         ms / 1000.0 / pages as f64,
@@ -158,7 +186,12 @@ fn pdftotext_peak_kib(pdf: &Path) -> Option<u64> {
         .arg("/dev/null")
         .output()
         .ok()?;
-    String::from_utf8_lossy(&out.stderr).lines().last()?.trim().parse().ok()
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Child: extracts one file with one engine, prints "ok MS PEAK_KIB" then the
@@ -227,7 +260,12 @@ fn pdftotext_ms(pdf: &Path) -> f64 {
     (0..3)
         .filter_map(|_| {
             let start = Instant::now();
-            let ok = Command::new("pdftotext").arg(pdf).arg("/dev/null").status().ok()?.success();
+            let ok = Command::new("pdftotext")
+                .arg(pdf)
+                .arg("/dev/null")
+                .status()
+                .ok()?
+                .success();
             ok.then(|| start.elapsed().as_secs_f64() * 1000.0)
         })
         .fold(f64::NAN, f64::min)

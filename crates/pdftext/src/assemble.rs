@@ -94,7 +94,9 @@ impl Assembler {
             }
         };
         let scale_x = trm.m11.hypot(trm.m12);
-        let size = (font_size * trm.m21.hypot(trm.m22)).abs().max(f64::MIN_POSITIVE);
+        let size = (font_size * trm.m21.hypot(trm.m22))
+            .abs()
+            .max(f64::MIN_POSITIVE);
         let (x, y) = (trm.m31, trm.m32);
         let (dx, dy) = self.direction;
         let along = x * dx + y * dy;
@@ -135,7 +137,12 @@ impl Assembler {
 }
 
 impl OutputDev for Assembler {
-    fn begin_page(&mut self, _: u32, _: &MediaBox, _: Option<(f64, f64, f64, f64)>) -> Result<(), OutputError> {
+    fn begin_page(
+        &mut self,
+        _: u32,
+        _: &MediaBox,
+        _: Option<(f64, f64, f64, f64)>,
+    ) -> Result<(), OutputError> {
         self.lines.clear();
         self.text.clear();
         self.glyphs_on_page = 0;
@@ -143,7 +150,11 @@ impl OutputDev for Assembler {
     }
 
     fn end_page(&mut self) -> Result<(), OutputError> {
-        let lines: Vec<String> = self.lines.drain(..).map(|line| line_text(&line, &self.text)).collect();
+        let lines: Vec<String> = self
+            .lines
+            .drain(..)
+            .map(|line| line_text(&line, &self.text))
+            .collect();
         self.pages.push(tidy(&join_hyphenated(lines).join("\n")));
         Ok(())
     }
@@ -158,7 +169,9 @@ impl OutputDev for Assembler {
     ) -> Result<(), OutputError> {
         self.glyphs_seen += 1;
         self.glyphs_on_page += 1;
-        if self.glyphs_seen.is_multiple_of(1024) && self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if self.glyphs_seen.is_multiple_of(1024)
+            && self.deadline.is_some_and(|d| Instant::now() >= d)
+        {
             self.timed_out = true;
             return Err(OutputError::FormatError(std::fmt::Error));
         }
@@ -321,7 +334,10 @@ mod tests {
     #[test]
     fn blank_lines_collapse_and_ligatures_are_spelled_out() {
         assert_eq!(tidy("  \na  \n\n\n b\n\n"), "a\n\n b");
-        assert_eq!(tidy("speci\u{FB01}cation \u{FB00}\u{FB02}"), "specification fffl");
+        assert_eq!(
+            tidy("speci\u{FB01}cation \u{FB00}\u{FB02}"),
+            "specification fffl"
+        );
     }
 
     #[test]

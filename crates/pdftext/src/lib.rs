@@ -53,8 +53,12 @@ pub enum ExtractError {
 /// page count; a panic of the decoder is caught and returned as
 /// [`ExtractError::Panicked`] (after one more try with the font maps it
 /// panics on rewritten). CPU-bound: call it from a blocking thread.
-pub fn page_texts(mut doc: Document, deadline: Option<Instant>) -> Result<Vec<String>, ExtractError> {
-    catch_unwind(AssertUnwindSafe(|| repair::repair(&mut doc))).map_err(|panic| ExtractError::Panicked(message(&panic)))?;
+pub fn page_texts(
+    mut doc: Document,
+    deadline: Option<Instant>,
+) -> Result<Vec<String>, ExtractError> {
+    catch_unwind(AssertUnwindSafe(|| repair::repair(&mut doc)))
+        .map_err(|panic| ExtractError::Panicked(message(&panic)))?;
     match read(&doc, deadline) {
         Err(ExtractError::Panicked(_)) => {
             catch_unwind(AssertUnwindSafe(|| repair::clean_to_unicode_maps(&mut doc)))
@@ -67,7 +71,9 @@ pub fn page_texts(mut doc: Document, deadline: Option<Instant>) -> Result<Vec<St
 
 fn read(doc: &Document, deadline: Option<Instant>) -> Result<Vec<String>, ExtractError> {
     let mut assembler = assemble::Assembler::new(deadline);
-    match catch_unwind(AssertUnwindSafe(|| pdf_extract::output_doc(doc, &mut assembler))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        pdf_extract::output_doc(doc, &mut assembler)
+    })) {
         Err(panic) => Err(ExtractError::Panicked(message(&panic))),
         Ok(Err(_)) if assembler.timed_out => Err(ExtractError::TimedOut),
         Ok(Err(_)) if assembler.too_many_glyphs => Err(ExtractError::TooManyGlyphs),

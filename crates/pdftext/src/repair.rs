@@ -113,7 +113,13 @@ fn font_ids(doc: &Document) -> Vec<ObjectId> {
     doc.objects
         .iter()
         .filter_map(|(id, o)| match o {
-            Object::Dictionary(d) if d.get(b"Type").and_then(Object::as_name).is_ok_and(|n| n == b"Font") => Some(*id),
+            Object::Dictionary(d)
+                if d.get(b"Type")
+                    .and_then(Object::as_name)
+                    .is_ok_and(|n| n == b"Font") =>
+            {
+                Some(*id)
+            }
             _ => None,
         })
         .collect()
@@ -135,7 +141,9 @@ fn rename_to_unicode_maps(doc: &mut Document) {
         let Ok(Object::Stream(stream)) = doc.get_object_mut(id) else {
             continue;
         };
-        let bytes = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
+        let bytes = stream
+            .decompressed_content()
+            .unwrap_or_else(|_| stream.content.clone());
         if let Some(renamed) = without_spaced_name(&bytes) {
             stream.set_plain_content(renamed);
         }
@@ -178,7 +186,9 @@ pub(crate) fn clean_to_unicode_maps(doc: &mut Document) {
         let Ok(Object::Stream(stream)) = doc.get_object(map_id) else {
             continue;
         };
-        let bytes = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
+        let bytes = stream
+            .decompressed_content()
+            .unwrap_or_else(|_| stream.content.clone());
         match adobe_cmap_parser::get_unicode_map(&bytes) {
             Err(_) => {
                 if let Ok(font) = doc.get_dictionary_mut(font) {
@@ -201,7 +211,10 @@ fn utf16(bytes: &[u8]) -> Option<String> {
     if !bytes.len().is_multiple_of(2) {
         return None;
     }
-    let units: Vec<u16> = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
     String::from_utf16(&units).ok()
 }
 
@@ -241,7 +254,9 @@ fn clean_cmap(map: &std::collections::HashMap<u32, Vec<u8>>) -> Vec<u8> {
 
 fn give_encodings(doc: &mut Document) {
     for font in font_ids(doc) {
-        let Ok(dict) = doc.get_dictionary(font) else { continue };
+        let Ok(dict) = doc.get_dictionary(font) else {
+            continue;
+        };
         let simple = dict
             .get(b"Subtype")
             .and_then(Object::as_name)
@@ -268,7 +283,8 @@ fn inherit_on_each_page(doc: &mut Document) {
     let letter = || Object::Array(vec![0.into(), 0.into(), 612.into(), 792.into()]);
     let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
     for page in pages {
-        let resources = inherited(doc, page, b"Resources").unwrap_or_else(|| Dictionary::new().into());
+        let resources =
+            inherited(doc, page, b"Resources").unwrap_or_else(|| Dictionary::new().into());
         let media_box = inherited(doc, page, b"MediaBox").unwrap_or_else(letter);
         if let Ok(dict) = doc.get_dictionary_mut(page) {
             dict.set("Resources", resources);
@@ -314,11 +330,15 @@ fn spell_out_quote_operators(doc: &mut Document) {
         let Ok(Object::Stream(stream)) = doc.get_object_mut(id) else {
             continue;
         };
-        let bytes = stream.decompressed_content().unwrap_or_else(|_| stream.content.clone());
+        let bytes = stream
+            .decompressed_content()
+            .unwrap_or_else(|_| stream.content.clone());
         if !bytes.iter().any(|&b| b == b'\'' || b == b'"') {
             continue;
         }
-        let Ok(content) = Content::decode(&bytes) else { continue };
+        let Ok(content) = Content::decode(&bytes) else {
+            continue;
+        };
         if !content
             .operations
             .iter()
@@ -370,7 +390,9 @@ fn repair_font(dict: &mut Dictionary) {
     }
     let encoding = dict.get_mut(b"Encoding");
     match encoding {
-        Ok(encoding @ Object::Name(_)) if encoding.as_name().is_ok_and(|n| n == b"StandardEncoding") => {
+        Ok(encoding @ Object::Name(_))
+            if encoding.as_name().is_ok_and(|n| n == b"StandardEncoding") =>
+        {
             let mut replacement = Dictionary::new();
             replacement.set("Differences", standard_differences());
             *encoding = Object::Dictionary(replacement);
@@ -395,7 +417,12 @@ fn repair_font(dict: &mut Dictionary) {
 fn standard_differences() -> Vec<Object> {
     STANDARD_ENCODING
         .iter()
-        .flat_map(|&(code, name)| [Object::Integer(code), Object::Name(name.as_bytes().to_vec())])
+        .flat_map(|&(code, name)| {
+            [
+                Object::Integer(code),
+                Object::Name(name.as_bytes().to_vec()),
+            ]
+        })
         .collect()
 }
 
@@ -441,7 +468,14 @@ fn break_form_cycles(doc: &mut Document) {
             continue;
         };
         let mut stack = Vec::new();
-        walk_forms(doc, &content, &resources, &mut stack, &mut done, &mut cyclic);
+        walk_forms(
+            doc,
+            &content,
+            &resources,
+            &mut stack,
+            &mut done,
+            &mut cyclic,
+        );
     }
     for id in cyclic {
         if let Ok(Object::Stream(stream)) = doc.get_object_mut(id) {
@@ -463,7 +497,9 @@ fn walk_forms(
     done: &mut HashSet<(ObjectId, Vec<u8>)>,
     cyclic: &mut HashSet<ObjectId>,
 ) {
-    let Ok(content) = Content::decode(content) else { return };
+    let Ok(content) = Content::decode(content) else {
+        return;
+    };
     let xobjects: BTreeMap<Vec<u8>, ObjectId> = resources
         .get(b"XObject")
         .and_then(|x| doc.dereference(x))
@@ -497,11 +533,16 @@ fn walk_forms(
             .and_then(|(_, r)| r.as_dict());
         let inner = own.unwrap_or(resources).clone();
         // The same form under the same names needs walking once.
-        let key = (*id, format!("{:?}", inner.get(b"XObject").ok()).into_bytes());
+        let key = (
+            *id,
+            format!("{:?}", inner.get(b"XObject").ok()).into_bytes(),
+        );
         if !done.insert(key) {
             continue;
         }
-        let bytes = form.decompressed_content().unwrap_or_else(|_| form.content.clone());
+        let bytes = form
+            .decompressed_content()
+            .unwrap_or_else(|_| form.content.clone());
         stack.push(*id);
         walk_forms(doc, &bytes, &inner, stack, done, cyclic);
         stack.pop();
@@ -516,7 +557,11 @@ mod tests {
     /// A one-page document whose page draws form `Fm` after showing `words`
     /// in Times-Roman under the given `/Encoding`; `form` builds the form's
     /// stream from its own id.
-    fn document(encoding: Object, words: &str, form: impl Fn(lopdf::ObjectId) -> Stream) -> Document {
+    fn document(
+        encoding: Object,
+        words: &str,
+        form: impl Fn(lopdf::ObjectId) -> Stream,
+    ) -> Document {
         let mut doc = Document::with_version("1.5");
         let font = doc.add_object(dictionary! {
             "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Times-Roman", "Encoding" => encoding,
@@ -563,7 +608,11 @@ mod tests {
 
     #[test]
     fn a_font_in_standard_encoding_is_read_with_its_curly_quotes() {
-        let doc = document("StandardEncoding".into(), "It\x27s \x60quoted\x27", empty_form);
+        let doc = document(
+            "StandardEncoding".into(),
+            "It\x27s \x60quoted\x27",
+            empty_form,
+        );
         assert_eq!(
             crate::page_texts(doc, None).unwrap(),
             vec!["It\u{2019}s \u{2018}quoted\u{2019}"]
@@ -613,7 +662,8 @@ mod tests {
 
     #[test]
     fn a_code_missing_from_to_unicode_in_a_font_without_encoding_is_read_as_standard() {
-        let cmap = format!("{CMAP_HEAD}2 beginbfchar\n<48> <0048>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
+        let cmap =
+            format!("{CMAP_HEAD}2 beginbfchar\n<48> <0048>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
         assert_eq!(
             crate::page_texts(with_to_unicode(&cmap, "Hi!"), None).unwrap(),
             vec!["Hi!"]
@@ -622,7 +672,8 @@ mod tests {
 
     #[test]
     fn a_to_unicode_target_of_one_byte_is_read_as_that_character() {
-        let cmap = format!("{CMAP_HEAD}2 beginbfchar\n<48> <48>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
+        let cmap =
+            format!("{CMAP_HEAD}2 beginbfchar\n<48> <48>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
         assert_eq!(
             crate::page_texts(with_to_unicode(&cmap, "Hi"), None).unwrap(),
             vec!["Hi"]
@@ -659,6 +710,9 @@ mod tests {
                 content.encode().unwrap(),
             )
         });
-        assert_eq!(crate::page_texts(doc, None).unwrap(), vec!["Before the mirror"]);
+        assert_eq!(
+            crate::page_texts(doc, None).unwrap(),
+            vec!["Before the mirror"]
+        );
     }
 }

@@ -53,7 +53,9 @@ fn size(bag: &HashMap<String, usize>) -> usize {
 }
 
 fn common(a: &HashMap<String, usize>, b: &HashMap<String, usize>) -> usize {
-    a.iter().map(|(w, n)| (*n).min(b.get(w).copied().unwrap_or(0))).sum()
+    a.iter()
+        .map(|(w, n)| (*n).min(b.get(w).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// How one document's extracted pages compare with its true pages.
@@ -94,7 +96,11 @@ pub fn score(got: &[String], truth: &[String]) -> Score {
     Score {
         truth_words: size(&truth_all),
         recall: ratio(matched, size(&truth_all)),
-        precision: if size(&got_all) == 0 && size(&truth_all) == 0 { 1.0 } else { ratio(matched, size(&got_all)) },
+        precision: if size(&got_all) == 0 && size(&truth_all) == 0 {
+            1.0
+        } else {
+            ratio(matched, size(&got_all))
+        },
         page_accuracy: ratio(on_page, matched),
     }
 }
@@ -109,7 +115,10 @@ mod tests {
 
     #[test]
     fn ligatures_and_case_fold_to_the_same_words() {
-        let s = score(&pages(&["The \u{FB01}nal O\u{FB03}ce"]), &pages(&["the final office"]));
+        let s = score(
+            &pages(&["The \u{FB01}nal O\u{FB03}ce"]),
+            &pages(&["the final office"]),
+        );
         assert_eq!((s.recall, s.precision), (1.0, 1.0));
     }
 

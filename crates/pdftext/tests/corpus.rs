@@ -17,7 +17,9 @@ fn pages(name: &str) -> Vec<String> {
 
 fn truth(name: &str) -> Vec<String> {
     (1..)
-        .map_while(|n| std::fs::read_to_string(corpus().join("truth").join(name).join(format!("{n}.txt"))).ok())
+        .map_while(|n| {
+            std::fs::read_to_string(corpus().join("truth").join(name).join(format!("{n}.txt"))).ok()
+        })
         .collect()
 }
 
@@ -28,13 +30,19 @@ fn every_line_ghostscript_writes_with_the_quote_operator_is_read() {
         text.contains("Ghostscript turns them into portable documents for printing."),
         "{text}"
     );
-    assert!(text.contains("grep -rn pattern ./src | sort | uniq -c"), "{text}");
+    assert!(
+        text.contains("grep -rn pattern ./src | sort | uniq -c"),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_word_groff_breaks_at_a_line_end_is_found_whole() {
     let text = pages("groff").join("\n");
-    assert!(text.contains("the given expression from left to right"), "{text}");
+    assert!(
+        text.contains("the given expression from left to right"),
+        "{text}"
+    );
     assert!(text.contains("must survive extraction"), "{text}");
 }
 
@@ -65,7 +73,8 @@ fn every_text_document_reads_like_pdftotext_on_the_same_pages() {
         .iter()
         .filter_map(|name| {
             let s = score(&pages(name), &truth(name));
-            (s.recall < 0.98 || s.precision < 0.98 || s.page_accuracy < 1.0).then(|| format!("{name}: {s:?}"))
+            (s.recall < 0.98 || s.precision < 0.98 || s.page_accuracy < 1.0)
+                .then(|| format!("{name}: {s:?}"))
         })
         .collect();
     assert!(below.is_empty(), "below 0.98 or off their page: {below:#?}");

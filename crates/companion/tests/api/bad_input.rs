@@ -283,14 +283,18 @@ async fn pdfs_the_platform_cannot_read_end_with_a_reason_or_no_text() {
     assert_eq!(status, "failed");
     assert_eq!(
         error.as_deref(),
-        Some("This PDF is protected with a password. Save a copy without the password and upload that.")
+        Some(
+            "This PDF is protected with a password. Save a copy without the password and upload that."
+        )
     );
 
     let (status, error) = app.wait_document(broken).await;
     assert_eq!(status, "failed");
     assert_eq!(
         error.as_deref(),
-        Some("This PDF is damaged or incomplete. Download or export it again, then upload the new copy.")
+        Some(
+            "This PDF is damaged or incomplete. Download or export it again, then upload the new copy."
+        )
     );
     assert_eq!(
         app.count("select count(*) from public.document_chunks", &[])
@@ -349,7 +353,10 @@ async fn a_registration_over_the_documents_bucket_limit_is_refused() {
         .register(&b, &json!({"title": "b.pdf", "byte_size": 2_000_001}))
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
-    assert!(answer["message"].as_str().unwrap().contains("1.9 MB"), "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("1.9 MB"),
+        "{answer}"
+    );
 
     let owners: Vec<(Uuid, i64)> = app
         .db
@@ -361,5 +368,9 @@ async fn a_registration_over_the_documents_bucket_limit_is_refused() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(owners, [(b.id, limit)], "only B's fitting file was registered");
+    assert_eq!(
+        owners,
+        [(b.id, limit)],
+        "only B's fitting file was registered"
+    );
 }

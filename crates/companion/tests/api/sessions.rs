@@ -12,7 +12,10 @@ use crate::helpers::{TestApp, TestUser, json_of, one, spawn_app};
 /// A question from `user` in a new conversation → (conversation id, its platform session id).
 async fn conversation(app: &TestApp, user: &TestUser) -> (String, String) {
     let events = app
-        .ask(user, &json!({"message": "What does the warranty cover?", "chunk_ids": []}))
+        .ask(
+            user,
+            &json!({"message": "What does the warranty cover?", "chunk_ids": []}),
+        )
         .await;
     let conversation = one(&events, "context")["conversation_id"]
         .as_str()
@@ -29,7 +32,10 @@ async fn conversation(app: &TestApp, user: &TestUser) -> (String, String) {
         .await
         .unwrap();
     let session: Option<String> = row.get(0);
-    (conversation, session.expect("the conversation has a platform session"))
+    (
+        conversation,
+        session.expect("the conversation has a platform session"),
+    )
 }
 
 /// The platform's sessions of Quire's agent (service key).
@@ -107,7 +113,10 @@ async fn deleting_a_conversation_deletes_its_platform_session_and_only_that_one(
     let (a_conversation, a_session) = conversation(&app, &a).await;
     let (_, b_session) = conversation(&app, &b).await;
     let before = platform_sessions(&app).await;
-    assert!(before.contains(&a_session) && before.contains(&b_session), "{before:?}");
+    assert!(
+        before.contains(&a_session) && before.contains(&b_session),
+        "{before:?}"
+    );
 
     // B cannot delete A's conversation, so A's session stays.
     assert_eq!(delete_through_postgrest(&app, &b, &a_conversation).await, 0);
@@ -127,7 +136,10 @@ async fn deleting_a_conversation_deletes_its_platform_session_and_only_that_one(
         !sessions.contains(&a_session),
         "A's platform session outlived its conversation: {sessions:?}"
     );
-    assert!(sessions.contains(&b_session), "B's session must stay: {sessions:?}");
+    assert!(
+        sessions.contains(&b_session),
+        "B's session must stay: {sessions:?}"
+    );
     let outbox: i64 = app
         .db
         .admin()

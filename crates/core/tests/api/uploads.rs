@@ -81,7 +81,10 @@ async fn bad_files_are_refused_before_any_request() {
         ]
     );
     let sent = proxy.uploaded.load(Ordering::SeqCst) - sent_before;
-    assert!(sent < 4096, "only the bucket's limit was asked for: {sent} bytes");
+    assert!(
+        sent < 4096,
+        "only the bucket's limit was asked for: {sent} bytes"
+    );
     assert_eq!(
         companion_proxy.uploaded.load(Ordering::SeqCst),
         0,
@@ -139,7 +142,10 @@ async fn a_file_over_the_documents_bucket_limit_is_refused_before_it_is_sent() {
          Choose a smaller PDF or split this one."
     );
     let sent = proxy.uploaded.load(Ordering::SeqCst) - sent_before;
-    assert!(sent < 64 * 1024, "only the bucket's limit was asked for: {sent} bytes");
+    assert!(
+        sent < 64 * 1024,
+        "only the bucket's limit was asked for: {sent} bytes"
+    );
     assert_eq!(
         companion_proxy.uploaded.load(Ordering::SeqCst),
         0,

@@ -137,7 +137,11 @@ fn chunk_text(text: &str, spec: ChunkSpec) -> Vec<(usize, usize, String)> {
         while trimmed_end > start && chars[trimmed_end - 1].is_whitespace() {
             trimmed_end -= 1;
         }
-        chunks.push((start, trimmed_end, chars[start..trimmed_end].iter().collect()));
+        chunks.push((
+            start,
+            trimmed_end,
+            chars[start..trimmed_end].iter().collect(),
+        ));
         if end >= n {
             break;
         }
@@ -209,7 +213,10 @@ mod tests {
         let chunks = chunk_pages(&pages, spec(1000, 200));
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].pages, Some(vec![1, 2]));
-        assert_eq!(chunks[0].text, "Alpha beta gamma delta\n\nepsilon zeta eta theta");
+        assert_eq!(
+            chunks[0].text,
+            "Alpha beta gamma delta\n\nepsilon zeta eta theta"
+        );
     }
 
     #[test]

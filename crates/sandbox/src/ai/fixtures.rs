@@ -60,12 +60,54 @@ struct Placeholder(u64);
 
 impl Placeholder {
     const WORDS: &[&str] = &[
-        "lorem", "ipsum", "dolor", "consectetur", "adipiscing", "elit", "eiusmod", "tempor",
-        "incididunt", "labore", "dolore", "magna", "aliqua", "enim", "minim", "veniam",
-        "quis", "nostrud", "exercitation", "ullamco", "laboris", "nisi", "aliquip", "commodo",
-        "consequat", "duis", "aute", "irure", "reprehenderit", "voluptate", "velit", "esse",
-        "cillum", "fugiat", "nulla", "pariatur", "excepteur", "sint", "occaecat", "cupidatat",
-        "proident", "sunt", "culpa", "officia", "deserunt", "mollit", "anim", "laborum",
+        "lorem",
+        "ipsum",
+        "dolor",
+        "consectetur",
+        "adipiscing",
+        "elit",
+        "eiusmod",
+        "tempor",
+        "incididunt",
+        "labore",
+        "dolore",
+        "magna",
+        "aliqua",
+        "enim",
+        "minim",
+        "veniam",
+        "quis",
+        "nostrud",
+        "exercitation",
+        "ullamco",
+        "laboris",
+        "nisi",
+        "aliquip",
+        "commodo",
+        "consequat",
+        "duis",
+        "aute",
+        "irure",
+        "reprehenderit",
+        "voluptate",
+        "velit",
+        "esse",
+        "cillum",
+        "fugiat",
+        "nulla",
+        "pariatur",
+        "excepteur",
+        "sint",
+        "occaecat",
+        "cupidatat",
+        "proident",
+        "sunt",
+        "culpa",
+        "officia",
+        "deserunt",
+        "mollit",
+        "anim",
+        "laborum",
     ];
 
     fn new(seed: u64) -> Self {
@@ -100,7 +142,10 @@ impl Placeholder {
             .collect();
         let sentence = words.join(" ");
         let mut chars = sentence.chars();
-        let first = chars.next().map(|c| c.to_ascii_uppercase()).unwrap_or_default();
+        let first = chars
+            .next()
+            .map(|c| c.to_ascii_uppercase())
+            .unwrap_or_default();
         format!("{first}{}.", chars.as_str())
     }
 }
@@ -315,7 +360,10 @@ mod tests {
             "The deposit is returned within thirty days.",
         ];
         let pages = full_pages(&texts);
-        assert_ne!(pages[0], pages[1], "every page has its own placeholder prose");
+        assert_ne!(
+            pages[0], pages[1],
+            "every page has its own placeholder prose"
+        );
         let chunks = chunk_pages(&pages, ChunkSpec::default());
         for (i, text) in texts.iter().enumerate() {
             let holding: Vec<_> = chunks.iter().filter(|c| c.text.contains(text)).collect();

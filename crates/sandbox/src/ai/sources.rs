@@ -734,9 +734,7 @@ async fn write_page_texts(root: &Path, id: Uuid, pages: &[String]) -> io::Result
             tokio::fs::create_dir_all(parent).await?;
         }
         tokio::fs::write(&path, text).await?;
-        entries.push(
-            json!({"storage_path": storage_path, "format": "plain", "page": page}),
-        );
+        entries.push(json!({"storage_path": storage_path, "format": "plain", "page": page}));
     }
     Ok(entries)
 }
@@ -919,8 +917,7 @@ async fn page_texts(
         })?;
     let count = pages.len();
     match query.page.as_deref().filter(|p| !p.is_empty()) {
-        None => Ok(axum::Json(json!({"page_texts": pages, "count": count}))
-        .into_response()),
+        None => Ok(axum::Json(json!({"page_texts": pages, "count": count})).into_response()),
         Some(raw) => {
             let page = raw
                 .parse::<usize>()

@@ -2126,10 +2126,14 @@ async fn a_model_without_a_key_is_refused_before_streaming_with_the_platform_pag
         );
     }
     // An unknown agent is still 404 first, as on the platform.
-    let response = post(&unkeyed, &format!("/api/agents/{}/run", uuid::Uuid::new_v4()), None)
-        .json(&json!({"message": "hi"}))
-        .send()
-        .await
-        .unwrap();
+    let response = post(
+        &unkeyed,
+        &format!("/api/agents/{}/run", uuid::Uuid::new_v4()),
+        None,
+    )
+    .json(&json!({"message": "hi"}))
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }

@@ -1943,7 +1943,9 @@ async fn a_bucket_limit_below_the_global_one_applies_to_every_upload() {
         .await;
     let service = env.service();
 
-    let res = env.upload(&service, "small", "big.pdf", &pattern(1001), false).await;
+    let res = env
+        .upload(&service, "small", "big.pdf", &pattern(1001), false)
+        .await;
     let body = assert_storage_error(res, "413", "EntityTooLarge").await;
     assert_eq!(body["error"], "Payload too large");
     assert_eq!(
@@ -1955,7 +1957,9 @@ async fn a_bucket_limit_below_the_global_one_applies_to_every_upload() {
     assert_eq!(res.text().await.unwrap(), "Maximum size exceeded\n");
     assert!(env.row("small", "big.pdf").await.is_none());
 
-    let res = env.upload(&service, "small", "fits.pdf", &pattern(1000), false).await;
+    let res = env
+        .upload(&service, "small", "fits.pdf", &pattern(1000), false)
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
 

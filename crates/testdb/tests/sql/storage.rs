@@ -67,7 +67,10 @@ async fn the_documents_bucket_is_private_pdf_only_and_capped_at_50_mib() {
     );
     assert_eq!(row.get::<_, Option<i64>>(2), Some(DOCUMENT_LIMIT));
     let documents = vec![("documents".to_owned(), Some(DOCUMENT_LIMIT))];
-    assert_eq!(seen_by_a, documents, "a user reads the documents bucket only");
+    assert_eq!(
+        seen_by_a, documents,
+        "a user reads the documents bucket only"
+    );
     assert_eq!(seen_by_b, documents);
     assert!(
         matches!(updated_by_a, Ok(0) | Err(_)),

@@ -181,9 +181,7 @@ pub fn terms(text: &str) -> Vec<String> {
         let mut rest = word;
         while !rest.is_empty() {
             let cjk = rest.starts_with(is_cjk);
-            let end = rest
-                .find(|c: char| is_cjk(c) != cjk)
-                .unwrap_or(rest.len());
+            let end = rest.find(|c: char| is_cjk(c) != cjk).unwrap_or(rest.len());
             let (run, tail) = rest.split_at(end);
             rest = tail;
             if cjk {
@@ -480,16 +478,16 @@ mod tests {
         use super::{sentences, terms};
         assert_eq!(terms("保修期"), ["保修", "修期"]);
         assert_eq!(terms("猫"), ["猫"]);
-        assert_eq!(
-            terms("X200的保修covers"),
-            ["x200", "的保", "保修", "cover"]
-        );
+        assert_eq!(terms("X200的保修covers"), ["x200", "的保", "保修", "cover"]);
         assert_eq!(
             sentences("电机保修五年。玻璃杯保修一年！\n本机は静かです。"),
             ["电机保修五年。", "玻璃杯保修一年！", "本机は静かです。"]
         );
         // A line break between two characters joins them without a space.
-        assert_eq!(sentences("孩子们走过石\n桥。Then\nEnglish."), ["孩子们走过石桥。", "Then English."]);
+        assert_eq!(
+            sentences("孩子们走过石\n桥。Then\nEnglish."),
+            ["孩子们走过石桥。", "Then English."]
+        );
     }
 
     use super::*;
