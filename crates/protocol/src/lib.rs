@@ -9,11 +9,19 @@
 //! Types and a pure codec only: no I/O, no HTTP client or server, and
 //! nothing of the platform's own vocabulary (the sandbox keeps its own
 //! codec on purpose, so that a shared bug cannot hide on both sides).
+//!
+//! One policy rather than a type also lives here: [`backoff::Backoff`], the
+//! reconnect and retry policy. The clients of the companion (the core's
+//! follower, refresher and uploads) and the companion itself both retry, and
+//! this is the one crate they share; keeping the policy here keeps them in
+//! step. Its jitter is the crate's only source of randomness (`getrandom`).
 
+pub mod backoff;
 pub mod error;
 pub mod event;
 pub mod sse;
 
+pub use backoff::Backoff;
 pub use error::{ErrorBody, ErrorCode};
 pub use event::{
     ChatEvent, Citation, ContextChunk, EventBody, FailureCode, KINDS, MessageStatus, UnknownKind,
