@@ -18,63 +18,48 @@ use uuid::Uuid;
 use crate::events::{AuthView, LiveView};
 use crate::shell::Shell;
 
-/// Every command the web view may call, as registered with Tauri (the
-/// security tests call each one and check no token comes back).
-pub const COMMANDS: &[&str] = &[
-    "session",
-    "sign_in",
-    "sign_in_browser",
-    "cancel_sign_in",
-    "sign_out",
-    "snapshot",
-    "open_conversation",
-    "search_conversations",
-    "rename_conversation",
-    "delete_conversation",
-    "retrieve",
-    "ask",
-    "stop",
-    "upload_files",
-    "pick_files",
-    "retry_document",
-    "delete_document",
-    "document_pdf",
-    "save_document",
-    "open_link",
+/// Declares the command list once: [`COMMANDS`] (the names, as IPC.md's
+/// table lists them) and [`handler`] (Tauri's handler of exactly those), so
+/// the two cannot differ.
+macro_rules! commands {
+    [$($name:ident),* $(,)?] => {
+        /// Every command the web view may call, as registered with Tauri
+        /// (the security tests call each one and check no token comes back).
+        pub const COMMANDS: &[&str] = &[$(stringify!($name)),*];
+
+        /// The handler of every command in [`COMMANDS`].
+        pub fn handler<R: tauri::Runtime>(
+        ) -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static {
+            tauri::generate_handler![$($name),*]
+        }
+    };
+}
+
+commands![
+    session,
+    sign_in,
+    sign_in_browser,
+    cancel_sign_in,
+    sign_out,
+    snapshot,
+    open_conversation,
+    search_conversations,
+    rename_conversation,
+    delete_conversation,
+    retrieve,
+    ask,
+    stop,
+    upload_files,
+    pick_files,
+    retry_document,
+    delete_document,
+    document_pdf,
+    save_document,
+    open_link,
 ];
 
-/// The handler of every command in [`COMMANDS`].
-pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
-{
-    tauri::generate_handler![
-        session,
-        sign_in,
-        sign_in_browser,
-        cancel_sign_in,
-        sign_out,
-        snapshot,
-        open_conversation,
-        search_conversations,
-        rename_conversation,
-        delete_conversation,
-        retrieve,
-        ask,
-        stop,
-        upload_files,
-        pick_files,
-        retry_document,
-        delete_document,
-        document_pdf,
-        save_document,
-        open_link,
-    ]
-}
-
+/// A command's answer; a core [`Error`] becomes its [`ErrorView`] through `?`.
 type Reply<T> = Result<T, ErrorView>;
-
-fn view(error: Error) -> ErrorView {
-    error.to_view()
-}
 
 /// Messages per history page when the UI does not say.
 const PAGE: u32 = 50;
@@ -109,11 +94,10 @@ pub async fn session(shell: State<'_, Shell>) -> Reply<SessionView> {
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn sign_in(shell: State<'_, Shell>, email: String, password: String) -> Reply<User> {
-    shell
+    Ok(shell
         .quire()?
         .sign_in_with_password(&email, &password)
-        .await
-        .map_err(view)
+        .await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -125,8 +109,8 @@ pub async fn sign_in_browser(shell: State<'_, Shell>) -> Reply<User> {
     }
     let options = BrowserSignIn::default();
     tokio::select! {
-        user = quire.sign_in_with_browser(&SystemBrowser, &options) => user.map_err(view),
-        () = cancel.cancelled() => Err(view(Error::SignInCancelled("it was cancelled in Quire".into()))),
+        user = quire.sign_in_with_browser(&SystemBrowser, &options) => Ok(user?),
+        () = cancel.cancelled() => Err(Error::SignInCancelled("it was cancelled in Quire".into()).into()),
     }
 }
 
@@ -142,7 +126,7 @@ pub async fn cancel_sign_in(shell: State<'_, Shell>) -> Reply<()> {
 pub async fn sign_out(shell: State<'_, Shell>) -> Reply<()> {
     let quire = shell.quire()?;
     shell.cancel_all();
-    quire.sign_out().await.map_err(view)
+    Ok(quire.sign_out().await?)
 }
 
 #[derive(Serialize)]
@@ -163,7 +147,7 @@ pub async fn snapshot(shell: State<'_, Shell>) -> Reply<Snapshot> {
         match result {
             // Offline: what the state holds is still the best there is.
             Err(e) if e.is_transient() => tracing::warn!(error = %e, "snapshot from local state"),
-            other => other.map_err(view)?,
+            other => other?,
         }
     }
     // The rev first, then the state: every update numbered up to it is in
@@ -193,8 +177,7 @@ pub async fn open_conversation(
     let quire = shell.quire()?;
     let page = quire
         .history(id, before, limit.unwrap_or(PAGE).clamp(1, 500))
-        .await
-        .map_err(view)?;
+        .await?;
     let rev = shell.revs.current();
     let messages = page
         .messages
@@ -213,11 +196,7 @@ pub async fn search_conversations(
     shell: State<'_, Shell>,
     query: String,
 ) -> Reply<Vec<Conversation>> {
-    shell
-        .quire()?
-        .search_conversations(&query)
-        .await
-        .map_err(view)
+    Ok(shell.quire()?.search_conversations(&query).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -226,25 +205,20 @@ pub async fn rename_conversation(
     id: Uuid,
     title: String,
 ) -> Reply<Conversation> {
-    shell
-        .quire()?
-        .rename_conversation(id, &title)
-        .await
-        .map_err(view)
+    Ok(shell.quire()?.rename_conversation(id, &title).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn delete_conversation(shell: State<'_, Shell>, id: Uuid) -> Reply<()> {
-    shell.quire()?.delete_conversation(id).await.map_err(view)
+    Ok(shell.quire()?.delete_conversation(id).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn retrieve(shell: State<'_, Shell>, text: String) -> Reply<Vec<ChunkHit>> {
-    shell
+    Ok(shell
         .quire()?
         .search(&text, DEFAULT_MATCH_COUNT, None)
-        .await
-        .map_err(view)
+        .await?)
 }
 
 #[derive(Serialize)]
@@ -263,21 +237,20 @@ pub async fn ask(
     let quire = shell.quire()?.clone();
     let mut answer = quire
         .ask_with_sources(conversation_id, &text, sources)
-        .await
-        .map_err(view)?;
+        .await?;
     // The companion names both in headers; an older one only in the first event.
     if answer.message_id().is_none() {
         match answer.next().await {
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(view(e)),
+            Some(Err(e)) => return Err(e.into()),
             None => {
-                return Err(view(Error::Cancelled));
+                return Err(Error::Cancelled.into());
             }
         }
     }
     let (Some(conversation), Some(message)) = (answer.conversation_id(), answer.message_id())
     else {
-        return Err(view(Error::Cancelled));
+        return Err(Error::Cancelled.into());
     };
     shell
         .answers
@@ -324,11 +297,10 @@ pub async fn stop(shell: State<'_, Shell>, message_id: Uuid) -> Reply<()> {
     let quire = shell.quire()?;
     let stopper = shell.answers.lock().unwrap().get(&message_id).cloned();
     match stopper {
-        Some(stopper) => stopper.stop().await,
-        None => quire.stop(message_id).await,
-    }
-    .map(drop)
-    .map_err(view)
+        Some(stopper) => stopper.stop().await?,
+        None => quire.stop(message_id).await?,
+    };
+    Ok(())
 }
 
 /// Starts uploading `paths` in the background (events: `quire://upload`).
@@ -339,7 +311,7 @@ fn start_upload<R: tauri::Runtime>(
 ) -> Reply<()> {
     let quire = shell.quire()?.clone();
     // Signed out, every file would fail the same way: say it once.
-    quire.auth().user().map_err(view)?;
+    quire.auth().user()?;
     shell.spawn_upload(app, move |events, cancel| async move {
         quire
             .upload(&paths, &UploadOptions::default(), Some(events), cancel)
@@ -363,7 +335,7 @@ pub async fn pick_files<R: tauri::Runtime>(
     window: WebviewWindow<R>,
     shell: State<'_, Shell>,
 ) -> Reply<usize> {
-    shell.quire()?.auth().user().map_err(view)?;
+    shell.quire()?.auth().user()?;
     let picked = rfd::AsyncFileDialog::new()
         .set_title("Add PDFs to Quire")
         .add_filter("PDF documents", &["pdf", "PDF"])
@@ -386,11 +358,12 @@ pub async fn retry_document<R: tauri::Runtime>(
     id: Uuid,
 ) -> Reply<()> {
     let quire = shell.quire()?.clone();
-    quire.auth().user().map_err(view)?;
+    quire.auth().user()?;
     let Some(path) = shell.sources.get(id) else {
-        return Err(view(Error::NotFound {
+        return Err(Error::NotFound {
             what: "file this document was uploaded from on this device".into(),
-        }));
+        }
+        .into());
     };
     let sources = shell.sources.clone();
     shell.spawn_upload(&app, move |events, cancel| async move {
@@ -406,14 +379,14 @@ pub async fn retry_document<R: tauri::Runtime>(
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn delete_document(shell: State<'_, Shell>, id: Uuid) -> Reply<()> {
-    shell.quire()?.delete_document(id).await.map_err(view)?;
+    shell.quire()?.delete_document(id).await?;
     shell.sources.forget(id);
     Ok(())
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn document_pdf(shell: State<'_, Shell>, id: Uuid) -> Reply<tauri::ipc::Response> {
-    let bytes = shell.quire()?.document_pdf(id).await.map_err(view)?;
+    let bytes = shell.quire()?.document_pdf(id).await?;
     Ok(tauri::ipc::Response::new(bytes))
 }
 
@@ -439,11 +412,8 @@ pub async fn save_document<R: tauri::Runtime>(
     else {
         return Ok(false);
     };
-    quire
-        .save_document(id, dest.path())
-        .await
-        .map(|_| true)
-        .map_err(view)
+    quire.save_document(id, dest.path()).await?;
+    Ok(true)
 }
 
 /// A title as a file name: no path separators or control characters.

@@ -22,7 +22,7 @@ use crate::signin::file_containing;
 use crate::support::{self, QUESTION, Secrets, stack};
 
 /// Every command the sweep calls. A unit check compares it with the shell's
-/// `generate_handler!` list and IPC.md's table, so a new command cannot be forgotten.
+/// `commands![…]` list and IPC.md's table, so a new command cannot be forgotten.
 const SWEEP: &[&str] = &[
     "session",
     "sign_in",
@@ -128,7 +128,8 @@ fn the_app_binary_and_its_config_hold_no_service_key_or_jwt_secret() -> Result<(
 
 // --- the command list ----------------------------------------------------------------------
 
-/// The commands the shell registers: the names in `generate_handler![…]` under src-tauri/src.
+/// The commands the shell registers: the names in its `commands![…]` list under src-tauri/src
+/// (the one list its `COMMANDS` and Tauri's handler are both made from).
 fn registered_commands() -> Result<BTreeSet<String>> {
     let mut files = Vec::new();
     collect(&repo_root().join("src-tauri/src"), &mut files)?;
@@ -140,10 +141,10 @@ fn registered_commands() -> Result<BTreeSet<String>> {
     {
         let source = std::fs::read_to_string(file)?;
         let mut rest = source.as_str();
-        while let Some(start) = rest.find("generate_handler![") {
+        while let Some(start) = rest.find("\ncommands![") {
             found = true;
-            let inside = &rest[start + "generate_handler![".len()..];
-            let end = inside.find(']').context("an unclosed generate_handler!")?;
+            let inside = &rest[start + "\ncommands![".len()..];
+            let end = inside.find(']').context("an unclosed commands!")?;
             for path in inside[..end].split(',') {
                 let name = path.trim().rsplit("::").next().unwrap_or_default().trim();
                 if !name.is_empty() {
@@ -155,34 +156,9 @@ fn registered_commands() -> Result<BTreeSet<String>> {
     }
     ensure!(
         found,
-        "no generate_handler! in src-tauri/src: the shell registers no commands yet"
+        "no commands![…] in src-tauri/src: the shell registers no commands yet"
     );
     Ok(names)
-}
-
-/// The names in the shell's `COMMANDS` const, if it has one.
-fn commands_const() -> Result<Option<BTreeSet<String>>> {
-    let mut files = Vec::new();
-    collect(&repo_root().join("src-tauri/src"), &mut files)?;
-    for file in files
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
-    {
-        let source = std::fs::read_to_string(file)?;
-        let Some(start) = source.find("const COMMANDS: &[&str] = &[") else {
-            continue;
-        };
-        let inside = &source[start + "const COMMANDS: &[&str] = &[".len()..];
-        let end = inside.find("];").context("an unclosed COMMANDS")?;
-        return Ok(Some(
-            inside[..end]
-                .split(',')
-                .map(|s| s.trim().trim_matches('"').to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        ));
-    }
-    Ok(None)
 }
 
 /// The commands IPC.md's table lists.
@@ -214,16 +190,10 @@ fn the_sweep_calls_every_command_the_shell_registers() -> Result<()> {
     let registered = registered_commands()?;
     ensure!(
         sweep == registered,
-        "the sweep and the shell's generate_handler! differ: not swept {:?}, not registered {:?}",
+        "the sweep and the shell's commands![…] list differ: not swept {:?}, not registered {:?}",
         registered.difference(&sweep).collect::<Vec<_>>(),
         sweep.difference(&registered).collect::<Vec<_>>()
     );
-    if let Some(listed) = commands_const()? {
-        ensure!(
-            listed == registered,
-            "the shell's COMMANDS and its generate_handler! differ: {listed:?} / {registered:?}"
-        );
-    }
     Ok(())
 }
 

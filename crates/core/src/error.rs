@@ -309,6 +309,12 @@ pub struct ErrorView {
     pub message: String,
 }
 
+impl From<Error> for ErrorView {
+    fn from(error: Error) -> ErrorView {
+        error.to_view()
+    }
+}
+
 /// Keeps at most 4 KB of a body (on a character boundary).
 pub(crate) fn cut(body: &str) -> String {
     const MAX: usize = 4096;
