@@ -306,11 +306,10 @@ pub(crate) fn logical_order(line: &str) -> String {
 }
 
 /// NFKC (ligatures such as U+FB01 and Kangxi radicals fold to what people
-/// type), trailing blanks off every line, at most one empty line in a row, no
-/// blank lines at either end.
+/// type) except for the halfwidth and fullwidth forms, trailing blanks off
+/// every line, at most one empty line in a row, no blank lines at either end.
 fn tidy(text: &str) -> String {
-    use unicode_normalization::UnicodeNormalization;
-    let text: String = text.nfkc().collect();
+    let text = fold_compatibility(text);
     let mut out = String::with_capacity(text.len());
     let mut blank_run = 0;
     for line in text.lines().map(str::trim_end) {
@@ -327,6 +326,26 @@ fn tidy(text: &str) -> String {
     out
 }
 
+/// NFKC, but the Halfwidth and Fullwidth Forms block (U+FF00–FFEF) stays as
+/// written: Chinese and Japanese text is typed with the fullwidth comma,
+/// colon and brackets ("，" is not ","), and pdftotext keeps them too.
+fn fold_compatibility(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let kept = |c: char| ('\u{FF00}'..='\u{FFEF}').contains(&c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let split = rest.find(kept).unwrap_or(rest.len());
+        out.extend(rest[..split].nfkc());
+        let kept_end = rest[split..]
+            .find(|c: char| !kept(c))
+            .map_or(rest.len(), |n| split + n);
+        out.push_str(&rest[split..kept_end]);
+        rest = &rest[kept_end..];
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,6 +357,15 @@ mod tests {
             tidy("speci\u{FB01}cation \u{FB00}\u{FB02}"),
             "specification fffl"
         );
+    }
+
+    #[test]
+    fn fullwidth_punctuation_in_cjk_text_is_kept_as_written() {
+        assert_eq!(
+            tidy("你好，世界！（测试）：ＡＢ\u{FB01}"),
+            "你好，世界！（测试）：ＡＢfi"
+        );
+        assert_eq!(tidy("\u{2F08}\u{3000}字"), "人 字");
     }
 
     #[test]
