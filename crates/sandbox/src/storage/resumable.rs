@@ -15,7 +15,8 @@
 //! Stricter than Storage, an upload belongs to whoever created it: another
 //! caller's `HEAD`, `PATCH` or `DELETE` finds nothing (404). Bytes
 //! accumulate under the upload's own directory; when the last byte arrives
-//! the row is written as the caller, and the file is moved into place.
+//! the row is written as for any upload (Storage's super user, an upsert:
+//! [`super::rows::Rows::commit_upload`]), and the file is moved into place.
 
 use std::time::SystemTime;
 
@@ -467,9 +468,10 @@ async fn append_body(
     outcome.map(|()| written)
 }
 
-/// The last byte is in: writes the row as the caller, moves the bytes into
-/// place, and records the upload as complete. A refusal now (the policies
-/// changed, someone stored the key meanwhile) abandons the upload.
+/// The last byte is in: writes the row (as Storage's super user, like any
+/// upload: the caller's right was checked when this `PATCH` began), moves
+/// the bytes into place, and records the upload as complete. A refusal now
+/// (a trigger of the project's) abandons the upload.
 async fn store_object(
     storage: &Storage,
     info: &UploadInfo,
@@ -489,11 +491,7 @@ async fn store_object(
         metadata: object_metadata(&received, &info.content_type, &info.cache_control),
         user_metadata: info.user_metadata.clone(),
     };
-    let (_, replaced) = match storage
-        .rows
-        .commit_upload(who, facts, &new, info.upsert)
-        .await
-    {
+    let (_, replaced) = match storage.rows.commit_upload(facts, &new).await {
         Ok(done) => done,
         Err(e) => {
             storage.uploads.remove(&info.version).await?;

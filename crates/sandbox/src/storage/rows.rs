@@ -243,16 +243,13 @@ const UPSERT_TAIL: &str = " on conflict (bucket_id, name) do update set \
      metadata = excluded.metadata, user_metadata = excluded.user_metadata, \
      updated_at = now(), last_accessed_at = now()";
 
+/// Storage's `createObject` (a plain insert) or, with `upsert`, its
+/// `upsertObject` (`insert … on conflict do update … returning *`).
 async fn write_object(
     tx: &Transaction<'_>,
     new: &NewObject<'_>,
     upsert: bool,
-) -> Result<Uuid, StorageError> {
-    let sql = if upsert {
-        format!("{INSERT_OBJECT}{UPSERT_TAIL} returning id")
-    } else {
-        format!("{INSERT_OBJECT} returning id")
-    };
+) -> Result<Option<Uuid>, StorageError> {
     let owner = owner_uuid(new.owner);
     let params: [&(dyn ToSql + Sync); 7] = [
         &new.bucket,
@@ -263,8 +260,14 @@ async fn write_object(
         &new.metadata,
         &new.user_metadata,
     ];
-    let row = tx.query_one(sql.as_str(), &params).await?;
-    Ok(row.get(0))
+    if upsert {
+        let sql = format!("{INSERT_OBJECT}{UPSERT_TAIL} returning id");
+        let row = tx.query_one(sql.as_str(), &params).await?;
+        Ok(Some(row.get(0)))
+    } else {
+        tx.execute(INSERT_OBJECT, &params).await?;
+        Ok(None)
+    }
 }
 
 /// The rows of the storage schema, through the storage service's pool.
@@ -500,39 +503,38 @@ impl Rows {
         Ok(())
     }
 
-    /// Writes the row of an uploaded object as `who` and commits. Returns
-    /// the object's id and the version it replaced (whose bytes the caller
+    /// Writes the row of an uploaded object and commits: Storage's
+    /// `completeUpload`, which runs as its super user and always upserts.
+    /// The caller's right to write was checked before the body was read
+    /// ([`Rows::check_upload`]) and is not checked again, so an upload that
+    /// passed its check replaces whatever was stored at the key meanwhile;
+    /// only the database's own triggers can still refuse it. Returns the
+    /// object's id and the version it replaced (whose bytes the caller
     /// removes once this returns).
     ///
     /// Writers of one key are serialised with an advisory lock (Storage's
-    /// `waitObjectLock`), so the replaced version read here is exactly the
-    /// one the write replaces. That read runs as the schema owner, before
-    /// the role switch: it only finds which file to delete and returns
-    /// nothing of the row to the caller.
+    /// `waitObjectLock`), and the current row is read `for update`, so the
+    /// replaced version read here is exactly the one the write replaces.
     pub async fn commit_upload(
         &self,
-        who: &Identity,
         facts: &RequestFacts,
         new: &NewObject<'_>,
-        upsert: bool,
     ) -> Result<(Uuid, Option<String>), StorageError> {
         let mut client = client(&self.pool).await?;
-        let tx = client.transaction().await?;
+        let tx = scoped(&mut client, &Identity::service(), facts).await?;
         let lock_key = format!("{}/{}", new.bucket, new.name);
         tx.execute("select pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
             .await?;
-        let replaced: Option<String> = if upsert {
-            tx.query_opt(
-                "select version from storage.objects where bucket_id = $1 and name = $2",
+        let replaced: Option<String> = tx
+            .query_opt(
+                "select version from storage.objects where bucket_id = $1 and name = $2 for update",
                 &[&new.bucket, &new.name],
             )
             .await?
-            .and_then(|r| r.get(0))
-        } else {
-            None
-        };
-        set_scope(&tx, who, facts).await?;
-        let id = write_object(&tx, new, upsert).await?;
+            .and_then(|r| r.get(0));
+        let id = write_object(&tx, new, true)
+            .await?
+            .ok_or_else(|| StorageError::Internal("an upsert returned no id".into()))?;
         tx.commit().await?;
         Ok((id, replaced))
     }

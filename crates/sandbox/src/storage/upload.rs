@@ -1,11 +1,13 @@
 //! Receiving an object: the request body (raw or `multipart/form-data`, as
 //! Storage's `Uploader` takes them) streamed into a temporary file, then the
-//! row written as the caller and the bytes moved into place.
+//! row written and the bytes moved into place.
 //!
 //! Order matters and follows Storage: the bucket is looked up and the
 //! caller's right to write the key is checked (a rolled-back probe write, so
-//! RLS answers) *before* a byte of the body is read; the body is streamed to
-//! disk, never held in memory; the row commits; only then is the file
+//! RLS answers) *before* a byte of the body is read, and only then; the body
+//! is streamed to disk, never held in memory; the row commits, written by
+//! Storage's super user as an upsert (`completeUpload`), so it replaces
+//! whatever was stored at the key since the check; only then is the file
 //! renamed into place. A refused, failed or cut-short upload leaves no row
 //! and no file: the temporary file is deleted when its [`Incoming`] drops,
 //! and the commit-and-rename runs in its own task so that a client going
@@ -32,7 +34,8 @@ const MAX_FORM_FIELD_BYTES: usize = 64 * 1024;
 pub struct Target {
     pub bucket: String,
     pub key: String,
-    /// Who the row is written as (RLS decides).
+    /// Whose right to write the key is checked before the body is read
+    /// (RLS decides).
     pub who: Identity,
     /// The object's `owner` (the caller's `sub`, or a signed URL's `owner`).
     pub owner: Option<String>,
@@ -183,8 +186,9 @@ pub async fn upload_request(
     commit(storage, target, incoming, metadata, user_metadata).await
 }
 
-/// Writes the row as `target.who`, then moves the bytes into place and
-/// drops the version they replace. Runs detached from the request.
+/// Writes the row (as Storage's super user: [`super::rows::Rows::commit_upload`]),
+/// then moves the bytes into place and drops the version they replace. Runs
+/// detached from the request.
 pub async fn commit(
     storage: &Storage,
     target: Target,
@@ -203,10 +207,7 @@ pub async fn commit(
             metadata,
             user_metadata,
         };
-        let (id, replaced) = storage
-            .rows
-            .commit_upload(&target.who, &target.facts, &new, target.upsert)
-            .await?;
+        let (id, replaced) = storage.rows.commit_upload(&target.facts, &new).await?;
         if let Err(e) = storage
             .files
             .commit(incoming, &target.bucket, &target.key, &version)

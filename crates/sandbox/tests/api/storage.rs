@@ -2094,3 +2094,119 @@ async fn json_types_are_coerced_as_storage_does() {
         .unwrap();
     assert_eq!(bucket["public"], true);
 }
+
+// ----- when an upload is checked, and how it is written -------------------------------------
+
+/// An upload sent as far as `sent` bytes of a `length`-byte body, on a raw
+/// connection, after Storage has checked it: its body is being received.
+struct HalfUpload {
+    stream: tokio::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+impl HalfUpload {
+    async fn start(env: &Env, token: &str, bucket: &str, key: &str, body: Vec<u8>) -> HalfUpload {
+        let head = format!(
+            "POST /storage/v1/object/{bucket}/{key} HTTP/1.1\r\nHost: {}\r\n\
+             Authorization: Bearer {token}\r\nContent-Type: application/pdf\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n",
+            env.addr(),
+            body.len()
+        );
+        let (first, rest) = body.split_at(body.len() / 2);
+        let mut stream = tokio::net::TcpStream::connect(env.addr()).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(first).await.unwrap();
+        stream.flush().await.unwrap();
+        // Storage reads the body only after the caller's right to write the
+        // key was checked; the body lands in a temporary file.
+        wait_until("the first upload's body is being received", || {
+            !env.tmp_files().is_empty()
+        })
+        .await;
+        HalfUpload {
+            stream,
+            rest: rest.to_vec(),
+        }
+    }
+
+    /// Sends the rest of the body; the answer's status and body.
+    async fn finish(mut self) -> (u16, String) {
+        self.stream.write_all(&self.rest).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), self.stream.read_to_end(&mut out))
+            .await
+            .expect("the server answers")
+            .unwrap();
+        let raw = String::from_utf8_lossy(&out).into_owned();
+        let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (status_of(&raw), body)
+    }
+}
+
+/// `%PDF-` and a body of `len` bytes in all.
+fn pdf_of_len(tag: u8, len: usize) -> Vec<u8> {
+    let mut bytes = b"%PDF-1.4\n".to_vec();
+    bytes.resize(len, tag);
+    bytes
+}
+
+#[tokio::test]
+async fn an_upload_is_checked_before_its_body_and_its_row_written_by_the_super_user() {
+    // Storage checks the caller's right with a rolled-back probe before it
+    // reads the body, then writes the row as its super user with an upsert
+    // (supabase/storage `Uploader.canUpload`, `completeUpload`): of two
+    // uploads that both passed the check, the one that ends last is the
+    // object, whatever the policies say about replacing.
+    let env = Env::start().await;
+    let a = env.user("a").await;
+    let b = env.user("b").await;
+    env.app
+        .db
+        .admin()
+        .await
+        .batch_execute(
+            "insert into storage.buckets (id, name) values ('plain', 'plain'); \
+             create policy own_folder_inserts on storage.objects for insert to authenticated \
+               with check (bucket_id = 'plain' and (storage.foldername(name))[1] = auth.uid()::text); \
+             create policy own_folder_reads on storage.objects for select to authenticated \
+               using (bucket_id = 'plain' and (storage.foldername(name))[1] = auth.uid()::text);",
+        )
+        .await
+        .unwrap();
+    let key = doc_key(a.id);
+    let b_key = doc_key(b.id);
+    assert_eq!(
+        env.upload(&b.token, "plain", &b_key, &pdf("b's"), false)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    // Act: the first upload passes its check; a second one to the same key
+    // is stored meanwhile; then the first one's body ends.
+    let first =
+        HalfUpload::start(&env, &a.token, "plain", &key, pdf_of_len(b'1', 512 * 1024)).await;
+    let second = env
+        .upload(&a.token, "plain", &key, &pdf("second"), false)
+        .await;
+    assert_eq!(second.status(), StatusCode::OK);
+    let (status, body) = first.finish().await;
+
+    // Assert: no UPDATE policy, yet the first upload replaced the second.
+    assert_eq!(status, 200, "{body}");
+    let stored = env.download(&a.token, "plain", &key).await;
+    assert_eq!(
+        stored.bytes().await.unwrap().as_ref(),
+        pdf_of_len(b'1', 512 * 1024).as_slice()
+    );
+    assert_eq!(
+        env.object_files("plain").len(),
+        2,
+        "A's one version and B's"
+    );
+    let res = env.download(&b.token, "plain", &b_key).await;
+    assert_eq!(res.bytes().await.unwrap().as_ref(), pdf("b's").as_slice());
+    let res = env.download(&b.token, "plain", &key).await;
+    assert_ne!(res.status(), StatusCode::OK, "B never reads A's object");
+}
