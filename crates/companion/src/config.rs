@@ -312,6 +312,63 @@ impl PlatformConfig {
     }
 }
 
+impl Limits {
+    /// The `QUIRE_COMPANION_MAX_*` settings, defaults where unset.
+    fn read(r: &mut Reader<'_>) -> Limits {
+        let d = Limits::default();
+        Limits {
+            max_runs_per_user: r.number(
+                "QUIRE_COMPANION_MAX_RUNS_PER_USER",
+                d.max_runs_per_user,
+                1,
+            ),
+            max_uploads_per_user: r.number(
+                "QUIRE_COMPANION_MAX_UPLOADS_PER_USER",
+                d.max_uploads_per_user,
+                1,
+            ),
+            max_message_chars: r.number(
+                "QUIRE_COMPANION_MAX_MESSAGE_CHARS",
+                d.max_message_chars,
+                1,
+            ),
+            max_chunk_ids: r.number("QUIRE_COMPANION_MAX_CHUNK_IDS", d.max_chunk_ids, 0),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// The ingestion settings, defaults where unset.
+    fn read(r: &mut Reader<'_>) -> IngestConfig {
+        let i = IngestConfig::default();
+        IngestConfig {
+            workers: r.number("QUIRE_COMPANION_INGEST_WORKERS", i.workers, 0),
+            lease: Duration::from_secs(r.number(
+                "QUIRE_COMPANION_INGEST_LEASE_SECS",
+                i.lease.as_secs(),
+                3,
+            )),
+            poll_initial: Duration::from_millis(r.number(
+                "QUIRE_COMPANION_POLL_INITIAL_MS",
+                millis(i.poll_initial),
+                1,
+            )),
+            poll_max: Duration::from_millis(r.number(
+                "QUIRE_COMPANION_POLL_MAX_MS",
+                millis(i.poll_max),
+                1,
+            )),
+            idle_poll: Duration::from_millis(r.number(
+                "QUIRE_COMPANION_INGEST_IDLE_MS",
+                millis(i.idle_poll),
+                1,
+            )),
+            max_attempts: r.number("QUIRE_COMPANION_INGEST_MAX_ATTEMPTS", i.max_attempts, 1),
+            worker_id: r.raw("QUIRE_COMPANION_WORKER_ID"),
+        }
+    }
+}
+
 impl Config {
     /// Reads the configuration from the process environment.
     ///
@@ -378,51 +435,8 @@ impl Config {
             1,
         );
         let run_timeout = r.number("QUIRE_COMPANION_RUN_TIMEOUT_SECS", 600u64, 1);
-        let d = Limits::default();
-        let limits = Limits {
-            max_runs_per_user: r.number(
-                "QUIRE_COMPANION_MAX_RUNS_PER_USER",
-                d.max_runs_per_user,
-                1,
-            ),
-            max_uploads_per_user: r.number(
-                "QUIRE_COMPANION_MAX_UPLOADS_PER_USER",
-                d.max_uploads_per_user,
-                1,
-            ),
-            max_message_chars: r.number(
-                "QUIRE_COMPANION_MAX_MESSAGE_CHARS",
-                d.max_message_chars,
-                1,
-            ),
-            max_chunk_ids: r.number("QUIRE_COMPANION_MAX_CHUNK_IDS", d.max_chunk_ids, 0),
-        };
-        let i = IngestConfig::default();
-        let ingest = IngestConfig {
-            workers: r.number("QUIRE_COMPANION_INGEST_WORKERS", i.workers, 0),
-            lease: Duration::from_secs(r.number(
-                "QUIRE_COMPANION_INGEST_LEASE_SECS",
-                i.lease.as_secs(),
-                3,
-            )),
-            poll_initial: Duration::from_millis(r.number(
-                "QUIRE_COMPANION_POLL_INITIAL_MS",
-                millis(i.poll_initial),
-                1,
-            )),
-            poll_max: Duration::from_millis(r.number(
-                "QUIRE_COMPANION_POLL_MAX_MS",
-                millis(i.poll_max),
-                1,
-            )),
-            idle_poll: Duration::from_millis(r.number(
-                "QUIRE_COMPANION_INGEST_IDLE_MS",
-                millis(i.idle_poll),
-                1,
-            )),
-            max_attempts: r.number("QUIRE_COMPANION_INGEST_MAX_ATTEMPTS", i.max_attempts, 1),
-            worker_id: r.raw("QUIRE_COMPANION_WORKER_ID"),
-        };
+        let limits = Limits::read(&mut r);
+        let ingest = IngestConfig::read(&mut r);
 
         let value = (|| {
             Some(Config {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::platform::{Auth, Platform, PlatformError};
+use crate::platform::{ApiCode, Auth, Platform, PlatformError};
 use crate::tool::TOOL_NAME;
 
 /// The agent's name.
@@ -95,7 +95,9 @@ async fn exists(platform: &Platform, path: &str) -> Result<bool, PlatformError> 
         .await
     {
         Ok(()) => Ok(true),
-        Err(err) if matches!(err.status(), Some(404 | 400)) => Ok(false),
+        Err(err) if matches!(err.code(), Some(ApiCode::NotFound | ApiCode::BadRequest)) => {
+            Ok(false)
+        }
         Err(err) => Err(err),
     }
 }

@@ -11,6 +11,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use quire_protocol::Backoff;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -24,7 +25,7 @@ use crate::chat::run::Runs;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::RunSlots;
-use crate::platform::{Platform, PlatformError};
+use crate::platform::{ApiCode, Platform, PlatformError};
 use crate::{chat, documents, ingest, tool};
 
 /// Largest request body the companion reads (JSON only; files go to Storage).
@@ -251,15 +252,15 @@ async fn register_tool(
     config: &Config,
     public: &str,
 ) -> anyhow::Result<uuid::Uuid> {
-    let mut wait = Duration::from_millis(250);
+    // Replicas restarted together should not knock in step: jittered.
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     for attempt in 1..=STARTUP_ATTEMPTS {
         match tool::ensure_registered(platform, config.agent_id, public, &config.tool_secret).await
         {
             Ok(id) => return Ok(id),
             Err(err) if err.is_transient() && attempt < STARTUP_ATTEMPTS => {
                 tracing::warn!(error = %err, "the platform is not answering yet; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next()).await;
             }
             Err(err) => return Err(startup_error(err)),
         }
@@ -268,9 +269,11 @@ async fn register_tool(
 }
 
 fn startup_error(err: PlatformError) -> anyhow::Error {
-    let hint = match err.status() {
-        Some(401 | 403) => " (is QUIRE_COMPANION_SERVICE_ROLE_KEY the project's service-role key?)",
-        Some(404) => {
+    let hint = match err.code() {
+        Some(ApiCode::ServiceKeyRefused) => {
+            " (is QUIRE_COMPANION_SERVICE_ROLE_KEY the project's service-role key?)"
+        }
+        Some(ApiCode::NotFound) => {
             " (does QUIRE_COMPANION_AGENT_ID name an existing agent? `quire-companion provision` makes one)"
         }
         _ => " (is QUIRE_COMPANION_API_URL right and the platform up?)",

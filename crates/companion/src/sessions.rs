@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::platform::{Auth, Platform, PlatformError};
+use crate::platform::{ApiCode, Auth, Platform, PlatformError};
 use crate::server::AppState;
 
 /// How often the outbox is drained.
@@ -70,7 +70,7 @@ pub async fn drain_once(platform: &Platform, agent_id: &str) -> Result<usize, Pl
         match result {
             // 404: already gone (another replica, or deleted on the platform).
             Ok(_) => {}
-            Err(err) if err.status() == Some(404) => {}
+            Err(err) if err.code() == Some(&ApiCode::NotFound) => {}
             Err(err) => {
                 tracing::warn!(error = %err, "could not delete a conversation's platform session; will retry");
                 continue;

@@ -1,8 +1,9 @@
 //! `POST /api/chat` and `POST /api/chat/{message_id}/stop` (ARCHITECTURE.md, "Ask").
 //!
 //! A question is checked in this order, and nothing is written until every
-//! check has passed: the user's token; the body (a non-empty message within
-//! the length limit, at most `max_chunk_ids` chunk ids); the user's run
+//! check has passed: the user's token; the body ([`ChatRequest::parse`]: a
+//! non-empty message within the length limit, at most `max_chunk_ids` chunk
+//! ids); the user's run
 //! limit (429); the conversation, read under the user's own token (404 for
 //! one that is not theirs, exactly as for one that does not exist). Then
 //! the chunk ids are re-read under the user's token — RLS drops any id that
@@ -12,6 +13,7 @@
 //! ([`events`]).
 
 pub mod events;
+pub mod request;
 pub mod run;
 
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -32,25 +35,17 @@ use uuid::Uuid;
 use crate::auth::User;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::RUN_RETRY_AFTER_SECS;
-use crate::platform::{Auth, in_list};
+use crate::platform::{ApiCode, Auth, in_list};
 use crate::server::AppState;
 use crate::tool;
+use events::ChatEvent;
+pub use request::ChatRequest;
 use run::{ContextChunk, Turn};
 
 /// Characters of the question used as a new conversation's title.
 const TITLE_CHARS: usize = 80;
 /// How long Stop waits for the run to be persisted before answering.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-
-/// The body of `POST /api/chat`.
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
-    #[serde(default)]
-    conversation_id: Option<Uuid>,
-    message: String,
-    #[serde(default)]
-    chunk_ids: Vec<Uuid>,
-}
 
 #[derive(Deserialize)]
 struct ConversationRow {
@@ -86,42 +81,9 @@ pub async fn chat(
     user: User,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request: ChatRequest = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            ErrorCode::InvalidBody,
-            format!("The request body must be JSON {{conversation_id?, message, chunk_ids}}: {e}"),
-        )
-    })?;
-    let question = request.message.trim().to_owned();
-    if question.is_empty() {
-        return Err(ApiError::bad_request(
-            ErrorCode::EmptyMessage,
-            "The message is empty. Type a question.",
-        ));
-    }
-    let limits = &state.config.limits;
-    if question.chars().count() > limits.max_message_chars {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::MessageTooLong,
-            format!(
-                "The message is longer than {} characters. Shorten it.",
-                limits.max_message_chars
-            ),
-        ));
-    }
-    let mut chunk_ids = request.chunk_ids;
-    if chunk_ids.len() > limits.max_chunk_ids {
-        return Err(ApiError::bad_request(
-            ErrorCode::TooManyChunks,
-            format!(
-                "At most {} chunk ids may be sent with a question.",
-                limits.max_chunk_ids
-            ),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    chunk_ids.retain(|id| seen.insert(*id));
+    let request = ChatRequest::parse(&body, &state.config.limits)?;
+    let question = request.question.as_str().to_owned();
+    let chunk_ids = request.chunk_ids;
 
     let slot = state.run_slots.try_take(user.id).ok_or_else(|| {
         ApiError::rate_limited(
@@ -132,7 +94,7 @@ pub async fn chat(
 
     let (conversation_id, session_id) =
         conversation(&state, &user, request.conversation_id, &question).await?;
-    let (context, dropped) = own_chunks(&state, &user, &chunk_ids).await?;
+    let (context, dropped) = own_chunks(&state, &user, chunk_ids.as_slice()).await?;
 
     let turn: Vec<TurnRow> = state
         .platform
@@ -142,9 +104,9 @@ pub async fn chat(
             &json!({"conversation_id": conversation_id, "owner_id": user.id, "content": question}),
         )
         .await
-        .map_err(|err| match err.status() {
+        .map_err(|err| match err.code() {
             // Deleted between the check and now.
-            Some(404) => ApiError::not_found("conversation"),
+            Some(ApiCode::NotFound) => ApiError::not_found("conversation"),
             _ => ApiError::platform(&err),
         })?;
     let turn_row = turn
@@ -152,32 +114,8 @@ pub async fn chat(
         .next()
         .ok_or_else(|| ApiError::internal("begin_chat_turn returned no row"))?;
 
-    let (token, token_hash) = tool::mint_session_token();
-    let expires_at = chrono::Utc::now()
-        + chrono::Duration::from_std(state.config.run_timeout + Duration::from_secs(60))
-            .unwrap_or(chrono::Duration::hours(1));
-    if let Err(err) = state
-        .platform
-        .insert::<Value>(
-            Auth::Service,
-            "tool_sessions",
-            &json!({"token_hash": token_hash, "owner_id": user.id,
-                    "conversation_id": conversation_id, "expires_at": expires_at}),
-        )
-        .await
-    {
-        // The answer's row exists: end it as failed rather than leave it streaming.
-        let _ = state
-            .platform
-            .rpc::<Value>(
-                Auth::Service,
-                "finish_chat_message",
-                &json!({"message_id": turn_row.message_id, "events": [], "status": "failed",
-                        "content": "", "error": "The answer could not be started. Try again."}),
-            )
-            .await;
-        return Err(ApiError::platform(&err));
-    }
+    let (token, token_hash) =
+        open_tool_session(&state, &user, conversation_id, turn_row.message_id).await?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let message_id = turn_row.message_id;
@@ -199,6 +137,53 @@ pub async fn chat(
         slot,
     );
 
+    Ok(answer_stream(rx, conversation_id, message_id))
+}
+
+/// Mints the run's `session_token` and stores its hash for the search tool
+/// ([`tool`]). When that fails, the answer's row (already written) is ended
+/// as failed rather than left streaming.
+async fn open_tool_session(
+    state: &AppState,
+    user: &User,
+    conversation_id: Uuid,
+    message_id: Uuid,
+) -> Result<(SecretString, String), ApiError> {
+    let (token, token_hash) = tool::mint_session_token();
+    let expires_at = chrono::Utc::now()
+        + chrono::Duration::from_std(state.config.run_timeout + Duration::from_secs(60))
+            .unwrap_or(chrono::Duration::hours(1));
+    if let Err(err) = state
+        .platform
+        .insert::<Value>(
+            Auth::Service,
+            "tool_sessions",
+            &json!({"token_hash": token_hash, "owner_id": user.id,
+                    "conversation_id": conversation_id, "expires_at": expires_at}),
+        )
+        .await
+    {
+        let _ = state
+            .platform
+            .rpc::<Value>(
+                Auth::Service,
+                "finish_chat_message",
+                &json!({"message_id": message_id, "events": [], "status": "failed",
+                        "content": "", "error": "The answer could not be started. Try again."}),
+            )
+            .await;
+        return Err(ApiError::platform(&err));
+    }
+    Ok((token, token_hash))
+}
+
+/// The run's events as the SSE response, with the ids of the conversation
+/// and the answer in `x-quire-conversation-id` / `x-quire-message-id`.
+fn answer_stream(
+    rx: mpsc::UnboundedReceiver<ChatEvent>,
+    conversation_id: Uuid,
+    message_id: Uuid,
+) -> Response {
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
         let event = rx.recv().await?;
         Some((Ok::<_, Infallible>(events::to_sse(&event)), rx))
@@ -215,7 +200,7 @@ pub async fn chat(
     if let Ok(v) = HeaderValue::from_str(&message_id.to_string()) {
         headers.insert("x-quire-message-id", v);
     }
-    Ok(response)
+    response
 }
 
 /// The conversation to answer in and its platform session: the user's own

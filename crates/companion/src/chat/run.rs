@@ -30,11 +30,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use quire_protocol::{Ending, SseParser};
+use quire_protocol::{Backoff, Ending, SseParser};
 
 use super::events::{ChatEvent, Citation, EventBody, EventRow, FailureCode, MessageStatus};
 use crate::limits::RunSlot;
-use crate::platform::{Auth, PlatformError};
+use crate::platform::{ApiCode, Auth, PlatformCitation, PlatformError, PlatformEvent};
 use crate::server::AppState;
 use crate::tool::TOOL_NAME;
 
@@ -220,7 +220,7 @@ pub fn start(
 enum Outcome {
     Complete {
         content: Option<String>,
-        citations: Vec<Value>,
+        citations: Vec<PlatformCitation>,
     },
     Failed {
         code: FailureCode,
@@ -398,76 +398,7 @@ async fn run(
 
     let mut run_id: Option<String> = None;
     let outcome = stream_answer(state, &turn, &control, &mut out, &mut run_id).await;
-
-    match outcome {
-        Outcome::Complete { content, citations } => {
-            let content = content.unwrap_or_else(|| out.content.clone());
-            let citations = self::citations(&citations, &turn.context);
-            out.finish(
-                EventBody::Complete {
-                    status: MessageStatus::Complete,
-                    content: content.clone(),
-                    citations: citations.clone(),
-                    run_id: run_id.clone(),
-                },
-                MessageStatus::Complete,
-                content,
-                citations,
-                run_id,
-                None,
-            );
-        }
-        Outcome::Stopped(StopReason::User | StopReason::Elsewhere) => {
-            let content = out.content.clone();
-            let citations = citations_in_text(&content, &turn.context);
-            out.finish(
-                EventBody::Complete {
-                    status: MessageStatus::Stopped,
-                    content: content.clone(),
-                    citations: citations.clone(),
-                    run_id: run_id.clone(),
-                },
-                MessageStatus::Stopped,
-                content,
-                citations,
-                run_id,
-                None,
-            );
-        }
-        Outcome::Stopped(StopReason::Shutdown) => {
-            let message = "The answer was interrupted because Quire's server restarted. Ask again.";
-            let content = out.content.clone();
-            let citations = citations_in_text(&content, &turn.context);
-            out.finish(
-                EventBody::Error {
-                    code: Some(FailureCode::Interrupted),
-                    message: message.to_owned(),
-                    content: content.clone(),
-                },
-                MessageStatus::Failed,
-                content,
-                citations,
-                run_id,
-                Some(message.to_owned()),
-            );
-        }
-        Outcome::Failed { code, message } => {
-            let content = out.content.clone();
-            let citations = citations_in_text(&content, &turn.context);
-            out.finish(
-                EventBody::Error {
-                    code: Some(code),
-                    message: message.clone(),
-                    content: content.clone(),
-                },
-                MessageStatus::Failed,
-                content,
-                citations,
-                run_id,
-                Some(message),
-            );
-        }
-    }
+    conclude(&mut out, outcome, &turn.context, run_id);
     // The client's stream stays open until the rows are written and the
     // token is gone: a client that sees it end finds the whole answer.
     let client = out.client.take();
@@ -492,6 +423,80 @@ async fn run(
     drop(slot);
     let _ = done.send(Some(status.unwrap_or_else(|| "unknown".to_owned())));
     drop(client);
+}
+
+/// Sends the run's one terminal event and hands the final row to the
+/// recorder: `complete` (finished or stopped) or `error`.
+fn conclude(out: &mut Emitter, outcome: Outcome, context: &[ContextChunk], run_id: Option<String>) {
+    match outcome {
+        Outcome::Complete { content, citations } => {
+            let content = content.unwrap_or_else(|| out.content.clone());
+            let citations = self::citations(&citations, context);
+            out.finish(
+                EventBody::Complete {
+                    status: MessageStatus::Complete,
+                    content: content.clone(),
+                    citations: citations.clone(),
+                    run_id: run_id.clone(),
+                },
+                MessageStatus::Complete,
+                content,
+                citations,
+                run_id,
+                None,
+            );
+        }
+        Outcome::Stopped(StopReason::User | StopReason::Elsewhere) => {
+            let content = out.content.clone();
+            let citations = citations_in_text(&content, context);
+            out.finish(
+                EventBody::Complete {
+                    status: MessageStatus::Stopped,
+                    content: content.clone(),
+                    citations: citations.clone(),
+                    run_id: run_id.clone(),
+                },
+                MessageStatus::Stopped,
+                content,
+                citations,
+                run_id,
+                None,
+            );
+        }
+        Outcome::Stopped(StopReason::Shutdown) => {
+            let message = "The answer was interrupted because Quire's server restarted. Ask again.";
+            let content = out.content.clone();
+            let citations = citations_in_text(&content, context);
+            out.finish(
+                EventBody::Error {
+                    code: Some(FailureCode::Interrupted),
+                    message: message.to_owned(),
+                    content: content.clone(),
+                },
+                MessageStatus::Failed,
+                content,
+                citations,
+                run_id,
+                Some(message.to_owned()),
+            );
+        }
+        Outcome::Failed { code, message } => {
+            let content = out.content.clone();
+            let citations = citations_in_text(&content, context);
+            out.finish(
+                EventBody::Error {
+                    code: Some(code),
+                    message: message.clone(),
+                    content: content.clone(),
+                },
+                MessageStatus::Failed,
+                content,
+                citations,
+                run_id,
+                Some(message),
+            );
+        }
+    }
 }
 
 /// Calls `run/stream` and relays it until it ends, fails or is stopped.
@@ -568,11 +573,11 @@ async fn stream_answer(
                         },
                     };
                     for event in events {
-                        let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+                        let Ok(event) = PlatformEvent::parse(&event.data) else {
                             tracing::warn!(data = %event.data, "run/stream sent an event that is not JSON");
                             continue;
                         };
-                        if let Some(outcome) = relay(&value, out, run_id, &mut final_text) {
+                        if let Some(outcome) = relay(event, out, run_id, &mut final_text) {
                             return outcome;
                         }
                     }
@@ -595,76 +600,79 @@ async fn stream_answer(
 /// Translates one platform event (docs/platform/ai-api.md §5.4);
 /// `Some` when it ends the run.
 fn relay(
-    event: &Value,
+    event: PlatformEvent,
     out: &mut Emitter,
     run_id: &mut Option<String>,
     final_text: &mut Option<String>,
 ) -> Option<Outcome> {
-    let text = |key: &str| event.get(key).and_then(Value::as_str);
-    match text("event").unwrap_or_default() {
-        "start" => {
-            *run_id = text("run_id").map(str::to_owned);
+    match event {
+        PlatformEvent::Start { run_id: id } => {
+            *run_id = id;
             out.emit(EventBody::Status {
                 state: Some("running".to_owned()),
                 run_id: run_id.clone(),
             });
         }
-        "content_delta" => out.delta(text("delta").unwrap_or_default()),
-        "tool_call" => {
-            let mut arguments = event.get("arguments").cloned().unwrap_or(json!({}));
+        PlatformEvent::ContentDelta { delta } => out.delta(&delta),
+        PlatformEvent::ToolCall {
+            tool_name,
+            call_id,
+            mut arguments,
+        } => {
             // The token is the run's capability: it stays between the
             // agent and the companion.
             if let Some(args) = arguments.as_object_mut() {
                 args.remove("session_token");
             }
             out.emit(EventBody::ToolCall {
-                tool_name: text("tool_name").map(str::to_owned),
-                call_id: text("call_id").map(str::to_owned),
+                tool_name,
+                call_id,
                 arguments,
             });
         }
-        "tool_result" => out.emit(EventBody::ToolResult {
-            tool_name: text("tool_name").map(str::to_owned),
-            call_id: text("call_id").map(str::to_owned),
-            preview: text("result_preview").map(str::to_owned),
-            duration_ms: event.get("duration_ms").and_then(|ms| {
-                ms.as_u64()
-                    .or_else(|| ms.as_f64().filter(|f| *f >= 0.0).map(|f| f.round() as u64))
-            }),
+        PlatformEvent::ToolResult {
+            tool_name,
+            call_id,
+            result_preview,
+            duration_ms,
+        } => out.emit(EventBody::ToolResult {
+            tool_name,
+            call_id,
+            preview: result_preview,
+            duration_ms,
         }),
         // The whole answer once, after the deltas (docs/platform/ai-api.md §5.4): it replaces them.
-        "chunk" => *final_text = text("content").map(str::to_owned),
-        "complete" => {
-            if let Some(id) = text("run_id") {
-                *run_id = Some(id.to_owned());
+        PlatformEvent::Chunk { content } => *final_text = content,
+        PlatformEvent::Complete {
+            run_id: id,
+            failed,
+            error,
+            content,
+            citations,
+        } => {
+            if id.is_some() {
+                *run_id = id;
             }
-            if text("status") == Some("failed") {
-                tracing::warn!(error = ?event.get("error"), "the platform's run failed");
+            if failed {
+                tracing::warn!(?error, "the platform's run failed");
                 return Some(Outcome::Failed {
                     code: FailureCode::PlatformError,
                     message: "The AI service could not finish this answer. Try asking again."
                         .to_owned(),
                 });
             }
-            let content = text("content")
-                .map(str::to_owned)
-                .or_else(|| final_text.take());
-            let citations = event
-                .get("citations")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let content = content.or_else(|| final_text.take());
             return Some(Outcome::Complete { content, citations });
         }
-        "error" => {
-            tracing::warn!(error = ?event.get("error"), "the platform's run stream reported an error");
+        PlatformEvent::Error { error } => {
+            tracing::warn!(?error, "the platform's run stream reported an error");
             return Some(Outcome::Failed {
                 code: FailureCode::PlatformError,
                 message: "The AI service could not finish this answer. Try asking again."
                     .to_owned(),
             });
         }
-        _ => {}
+        PlatformEvent::Other { .. } => {}
     }
     None
 }
@@ -674,8 +682,11 @@ fn relay(
 /// `[n]` markers the reader already saw. Each is matched to the context item
 /// it numbers, as [`citations`] matches the platform's keys.
 pub fn citations_in_text(content: &str, context: &[ContextChunk]) -> Vec<Citation> {
-    let keys: Vec<Value> = markers(content)
-        .map(|n| json!({"key": n.to_string()}))
+    let keys: Vec<PlatformCitation> = markers(content)
+        .map(|n| PlatformCitation {
+            key: Some(n.to_string()),
+            score: None,
+        })
         .collect();
     citations(&keys, context)
 }
@@ -694,14 +705,12 @@ fn markers(text: &str) -> impl Iterator<Item = u32> + '_ {
 
 /// Quire's citations: the platform's, matched back to the context items by
 /// their `[n]` key — never by ids the platform echoes.
-pub fn citations(platform: &[Value], context: &[ContextChunk]) -> Vec<Citation> {
+pub fn citations(platform: &[PlatformCitation], context: &[ContextChunk]) -> Vec<Citation> {
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for citation in platform {
-        let key = match citation.get("key") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => continue,
+        let Some(key) = citation.key.clone() else {
+            continue;
         };
         let Some(index) = key.parse::<usize>().ok().and_then(|n| n.checked_sub(1)) else {
             continue;
@@ -721,7 +730,7 @@ pub fn citations(platform: &[Value], context: &[ContextChunk]) -> Vec<Citation> 
             page: chunk.page,
             page_end: chunk.page_end,
             excerpt: Some(excerpt),
-            score: citation.get("score").and_then(Value::as_f64),
+            score: citation.score,
         });
     }
     out
@@ -748,23 +757,19 @@ fn stream_ended() -> Outcome {
 
 fn platform_failure(err: &PlatformError) -> Outcome {
     tracing::warn!(error = %err, "run/stream could not start");
-    // The platform's `check_model_available` refuses a run whose model has
-    // neither a platform nor a BYOK key: 400 before streaming, with Flask's
-    // HTML error page "Model … requires BYOK. Add an API key for …" (see
-    // docs/platform-contract.md). Only the project's administrator can fix it.
-    if let PlatformError::Status {
-        status: 400, body, ..
-    } = err
-        && body.contains("requires BYOK")
-    {
-        return Outcome::Failed {
-            code: FailureCode::ModelNotConfigured,
-            message: "The AI model of this Quire server is not set up — ask its administrator."
-                .to_owned(),
-        };
-    }
-    let message = match err.status() {
-        Some(402) => "The project has run out of AI credits. Ask its owner to top them up.",
+    let message = match err.code() {
+        // Only the project's administrator can give the model a key
+        // (docs/platform-contract.md, "A run is refused 400 before streaming").
+        Some(ApiCode::ModelWithoutKey) => {
+            return Outcome::Failed {
+                code: FailureCode::ModelNotConfigured,
+                message: "The AI model of this Quire server is not set up — ask its administrator."
+                    .to_owned(),
+            };
+        }
+        Some(ApiCode::InsufficientCredits) => {
+            "The project has run out of AI credits. Ask its owner to top them up."
+        }
         _ => "The AI service is not answering right now. Try again in a moment.",
     };
     Outcome::Failed {
@@ -847,14 +852,13 @@ async fn write_with_retries<T: serde::de::DeserializeOwned>(
     args: &Value,
     attempts: u32,
 ) -> Option<T> {
-    let mut wait = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     for attempt in 1..=attempts {
         match state.platform.rpc::<T>(Auth::Service, function, args).await {
             Ok(value) => return Some(value),
             Err(err) if err.is_transient() && attempt < attempts => {
                 tracing::warn!(error = %err, attempt, "writing chat events failed; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next()).await;
             }
             Err(err) => {
                 tracing::error!(error = %err, "writing chat events failed");
@@ -884,13 +888,15 @@ mod tests {
     #[test]
     fn citations_are_matched_by_key_not_by_echoed_ids() {
         let context = vec![chunk(1, 2), chunk(2, 7)];
-        let platform = vec![
+        let platform = [
             json!({"key": "2", "chunk_id": "forged", "meta": {"document_id": "someone-else"}, "score": 0.5}),
             json!({"key": "2", "score": 0.1}),
             json!({"key": "3", "score": 0.9}),
             json!({"key": "zero"}),
             json!({"key": 1, "score": 0.2}),
         ];
+        let platform: Vec<PlatformCitation> =
+            platform.iter().map(PlatformCitation::from_value).collect();
         let out = citations(&platform, &context);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].chunk_id, Some(context[1].id));

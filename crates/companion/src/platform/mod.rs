@@ -8,7 +8,13 @@
 //! conversations, documents, checking a Storage object.
 //!
 //! Errors ([`PlatformError`]) separate "could not reach it" from "it said
-//! no", and keep the raw body of any unexpected answer.
+//! no", and keep the raw body of any unexpected answer. What a "no" means
+//! is read once, when it arrives ([`ApiCode`]), and so is every event of a
+//! run's stream ([`PlatformEvent`]): past this module the companion matches
+//! on enums, not on the platform's JSON.
+
+pub mod code;
+pub mod events;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +26,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::PlatformConfig;
+pub use code::ApiCode;
+pub use events::{PlatformCitation, PlatformEvent};
 
 /// Timeout of an ordinary (non-streaming) platform call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,7 +49,9 @@ pub enum PlatformError {
     /// No answer: connection refused, reset, timed out.
     #[error("{what}: no answer from the platform: {source}")]
     Transport {
+        /// The call, as `METHOD /path`.
         what: String,
+        /// Why there was no answer.
         #[source]
         source: reqwest::Error,
     },
@@ -50,15 +60,23 @@ pub enum PlatformError {
     /// 400, docs/platform/supabase.md §4.2).
     #[error("{what}: the platform answered {status}: {body}")]
     Status {
+        /// The call, as `METHOD /path`.
         what: String,
+        /// The effective status.
         status: u16,
+        /// What the answer means ([`ApiCode::read`]).
+        code: ApiCode,
+        /// The body, cut to its first characters.
         body: String,
     },
     /// A success whose body is not what was expected.
     #[error("{what}: unexpected answer ({detail}): {body}")]
     Decode {
+        /// The call, as `METHOD /path`.
         what: String,
+        /// What was wrong with it.
         detail: String,
+        /// The body, cut to its first characters.
         body: String,
     },
 }
@@ -68,6 +86,14 @@ impl PlatformError {
     pub fn status(&self) -> Option<u16> {
         match self {
             PlatformError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// What a [`PlatformError::Status`] means; `None` for the other kinds.
+    pub fn code(&self) -> Option<&ApiCode> {
+        match self {
+            PlatformError::Status { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -158,17 +184,26 @@ impl Platform {
         what: &str,
         request: RequestBuilder,
     ) -> Result<Response, PlatformError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|source| PlatformError::Transport {
-                what: what.to_owned(),
-                source,
-            })?;
+        let transport = |source| PlatformError::Transport {
+            what: what.to_owned(),
+            source,
+        };
+        let (client, request) = request.build_split();
+        let request = request.map_err(transport)?;
+        let as_service = self.is_service_call(&request);
+        let response = client.execute(request).await.map_err(transport)?;
         if response.status().is_success() {
             return Ok(response);
         }
-        Err(status_error(what, response).await)
+        Err(status_error(what, response, as_service).await)
+    }
+
+    /// Whether `request` carries the service key (its `apikey`).
+    fn is_service_call(&self, request: &reqwest::Request) -> bool {
+        request
+            .headers()
+            .get("apikey")
+            .is_some_and(|key| key.as_bytes() == self.inner.service_key.expose_secret().as_bytes())
     }
 
     /// Sends `request` with [`CALL_TIMEOUT`] and decodes a JSON answer.
@@ -303,13 +338,16 @@ impl Platform {
     }
 }
 
-/// Reads an error answer into [`PlatformError::Status`].
-pub async fn status_error(what: &str, response: Response) -> PlatformError {
+/// Reads an error answer into [`PlatformError::Status`]; `as_service` says
+/// whether the call was made with the service key.
+pub async fn status_error(what: &str, response: Response, as_service: bool) -> PlatformError {
     let http_status = response.status();
     let body = response.text().await.unwrap_or_default();
+    let status = effective_status(http_status, &body);
     PlatformError::Status {
         what: what.to_owned(),
-        status: effective_status(http_status, &body),
+        status,
+        code: ApiCode::read(status, &body, as_service),
         body: kept(&body),
     }
 }
@@ -363,6 +401,7 @@ mod tests {
         let status = |s| PlatformError::Status {
             what: "x".into(),
             status: s,
+            code: ApiCode::read(s, "", true),
             body: String::new(),
         };
         assert!(status(503).is_transient());
@@ -376,6 +415,7 @@ mod tests {
         let api = PlatformError::Status {
             what: "x".into(),
             status: 400,
+            code: ApiCode::BadRequest,
             body: r#"{"error":"Source must be extracted first"}"#.into(),
         };
         assert_eq!(
@@ -385,6 +425,7 @@ mod tests {
         let rest = PlatformError::Status {
             what: "x".into(),
             status: 409,
+            code: ApiCode::LeaseLost,
             body: r#"{"code":"PT409","message":"ingest lease lost","details":null,"hint":null}"#
                 .into(),
         };
