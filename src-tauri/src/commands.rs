@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use quire_core::{
-    BrowserSignIn, CancellationToken, ChunkHit, Conversation, Document, Error, ErrorView, Message,
-    SystemBrowser, UploadOptions, User, search::DEFAULT_MATCH_COUNT,
+    Asked, BrowserSignIn, CancellationToken, ChunkHit, Conversation, Document, Error, ErrorView,
+    Message, SystemBrowser, UploadOptions, User, search::DEFAULT_MATCH_COUNT,
 };
 use serde::Serialize;
 use tauri::{AppHandle, State, WebviewWindow};
@@ -221,12 +221,6 @@ pub async fn retrieve(shell: State<'_, Shell>, text: String) -> Reply<Vec<ChunkH
         .await?)
 }
 
-#[derive(Serialize)]
-pub struct Asked {
-    conversation_id: Uuid,
-    message_id: Uuid,
-}
-
 #[tauri::command(rename_all = "snake_case")]
 pub async fn ask(
     shell: State<'_, Shell>,
@@ -234,72 +228,13 @@ pub async fn ask(
     text: String,
     sources: Vec<ChunkHit>,
 ) -> Reply<Asked> {
-    let quire = shell.quire()?.clone();
-    let mut answer = quire
-        .ask_with_sources(conversation_id, &text, sources)
-        .await?;
-    // The companion names both in headers; an older one only in the first event.
-    if answer.message_id().is_none() {
-        match answer.next().await {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.into()),
-            None => {
-                return Err(Error::Cancelled.into());
-            }
-        }
-    }
-    let (Some(conversation), Some(message)) = (answer.conversation_id(), answer.message_id())
-    else {
-        return Err(Error::Cancelled.into());
-    };
-    shell
-        .answers
-        .lock()
-        .unwrap()
-        .insert(message, answer.stopper());
-    // The question's row and a new conversation, for this window's state
-    // (the follower would bring them too, but only while it is connected).
-    let fetch = quire.clone();
-    tauri::async_runtime::spawn(async move {
-        if let Err(e) = fetch.history(conversation, None, 2).await {
-            tracing::warn!(error = %e, "could not read the new question");
-        }
-        if !fetch
-            .state()
-            .conversations()
-            .iter()
-            .any(|c| c.id == conversation)
-            && let Err(e) = fetch.conversations(SNAPSHOT_CONVERSATIONS, 0, true).await
-        {
-            tracing::warn!(error = %e, "could not read the conversation");
-        }
-    });
-    let answers = shell.answers.clone();
-    tauri::async_runtime::spawn(async move {
-        // Each event is applied to the state as it comes; the forwarder
-        // emits it. A stream that breaks off is caught up by the follower.
-        while let Some(event) = answer.next().await {
-            if let Err(e) = event {
-                tracing::warn!(error = %e, "the answer stream broke off");
-                break;
-            }
-        }
-        answers.lock().unwrap().remove(&message);
-    });
-    Ok(Asked {
-        conversation_id: conversation,
-        message_id: message,
-    })
+    let quire = shell.quire()?;
+    Ok(quire.start_answer(conversation_id, &text, sources).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn stop(shell: State<'_, Shell>, message_id: Uuid) -> Reply<()> {
-    let quire = shell.quire()?;
-    let stopper = shell.answers.lock().unwrap().get(&message_id).cloned();
-    match stopper {
-        Some(stopper) => stopper.stop().await?,
-        None => quire.stop(message_id).await?,
-    };
+    shell.quire()?.stop(message_id).await?;
     Ok(())
 }
 

@@ -7,8 +7,8 @@
 //!   the window with its remembered size ([`window_state`]).
 //! * [`commands`]: one function per command, a few lines each.
 //! * [`events`]: the forwarders of state updates, auth and live status.
-//! * [`shell`]: what the commands share (the client, the follower, stoppers,
-//!   upload batches).
+//! * [`shell`]: what the commands share (the client, the follower, upload
+//!   batches).
 
 pub mod commands;
 pub mod events;

@@ -1,8 +1,8 @@
 //! The shell's state, managed by Tauri: the profile's [`Quire`] client and
 //! follower, the session's update counter, and what this window keeps
-//! between commands — stoppers of the answers it asked for, cancellation of
-//! its upload batches and of a pending browser sign-in, and where each
-//! document it uploaded came from (for retry).
+//! between commands — cancellation of its upload batches and of a pending
+//! browser sign-in, and where each document it uploaded came from (for
+//! retry).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use quire_core::{
-    CancellationToken, Config, ErrorView, Follower, Profile, Quire, Stopper, UploadEvent,
-};
+use quire_core::{CancellationToken, Config, ErrorView, Follower, Profile, Quire, UploadEvent};
 use tauri::{AppHandle, Emitter, Runtime};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
@@ -27,7 +25,6 @@ pub struct Shell {
     follower: Option<Follower>,
     /// `true` once the saved session has been tried at start.
     restored: watch::Receiver<bool>,
-    pub answers: Arc<Mutex<HashMap<Uuid, Stopper>>>,
     batches: Arc<Mutex<HashMap<u64, CancellationToken>>>,
     next_batch: AtomicU64,
     pub sources: Sources,
@@ -71,7 +68,6 @@ impl Shell {
             revs,
             follower,
             restored,
-            answers: Arc::default(),
             batches: Arc::default(),
             next_batch: AtomicU64::new(0),
             sources: Sources::load(profile_dir.join("uploads.json")),
@@ -141,7 +137,6 @@ impl Shell {
         if let Some(cancel) = self.sign_in.lock().unwrap().take() {
             cancel.cancel();
         }
-        self.answers.lock().unwrap().clear();
     }
 }
 

@@ -4,10 +4,10 @@
 //!
 //! Errors are one line on stderr (`quire-cli: …`) and a non-zero exit code.
 
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use clap::{Parser, Subcommand};
@@ -171,7 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Whoami => {
-            let user = signed_in(&quire).await?;
+            let user = quire.resume().await?;
             outln!(
                 "{} ({})",
                 user.email.as_deref().unwrap_or("no email"),
@@ -190,18 +190,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
         } => history(&quire, conversation, limit).await,
         Command::Follow => follow(&quire).await,
-    }
-}
-
-async fn signed_in(quire: &Quire) -> anyhow::Result<quire_core::User> {
-    match quire.restore().await? {
-        Some(user) => Ok(user),
-        None => Err(quire
-            .auth()
-            .user()
-            .err()
-            .unwrap_or(quire_core::Error::NotSignedIn)
-            .into()),
     }
 }
 
@@ -259,29 +247,11 @@ fn prompt(label: &str) -> anyhow::Result<String> {
 }
 
 async fn upload(quire: &Quire, files: Vec<PathBuf>, no_wait: bool) -> anyhow::Result<()> {
-    signed_in(quire).await?;
+    quire.resume().await?;
     // Started first so that no status change is missed; the upload does not
-    // wait for it (when Realtime is unreachable the status is polled).
+    // wait for it (`wait_settled` also reads the database now and then).
     let follower = (!no_wait).then(|| quire.follow());
-    let bars = MultiProgress::new();
-    if !std::io::stderr().is_terminal() {
-        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let style =
-        ProgressStyle::with_template("{prefix:20!} {bar:30} {bytes:>9}/{total_bytes:9} {msg}")
-            .expect("a valid template");
-    let by_path: std::collections::HashMap<PathBuf, ProgressBar> = files
-        .iter()
-        .map(|path| {
-            let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
-            bar.set_prefix(
-                path.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
-            (path.clone(), bar)
-        })
-        .collect();
+    let mut bars = UploadBars::new(&files);
     let (events, mut received) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
     let uploading = {
@@ -292,41 +262,14 @@ async fn upload(quire: &Quire, files: Vec<PathBuf>, no_wait: bool) -> anyhow::Re
                 .await
         })
     };
-    let mut by_id = std::collections::HashMap::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
             _ = &mut ctrl_c => cancel.cancel(),
             event = received.recv() => match event {
+                Some(event) => bars.show(event),
                 None => break,
-                Some(UploadEvent::Checked { path, bytes }) => {
-                    if let Some(bar) = by_path.get(&path) {
-                        bar.set_length(bytes);
-                        bar.set_message("waiting");
-                    }
-                }
-                Some(UploadEvent::Registered { path, document_id }) => {
-                    if let Some(bar) = by_path.get(&path) {
-                        bar.set_message("uploading");
-                        by_id.insert(document_id, bar.clone());
-                    }
-                }
-                Some(UploadEvent::Progress { document_id, sent, .. }) => {
-                    if let Some(bar) = by_id.get(&document_id) {
-                        bar.set_position(sent);
-                    }
-                }
-                Some(UploadEvent::Stored { document_id }) => {
-                    if let Some(bar) = by_id.get(&document_id) {
-                        bar.set_message("stored");
-                    }
-                }
-                Some(UploadEvent::Failed { path, error }) => {
-                    if let Some(bar) = by_path.get(&path) {
-                        bar.abandon_with_message(format!("failed: {}", error.message));
-                    }
-                }
             }
         }
     }
@@ -340,53 +283,15 @@ async fn upload(quire: &Quire, files: Vec<PathBuf>, no_wait: bool) -> anyhow::Re
         }
     }
     if let Some(follower) = follower {
-        // The indexing states, as they arrive (from this or any device).
-        let mut updates = quire.state().subscribe();
-        let settled = |quire: &Quire| {
-            stored.iter().all(|id| {
-                quire
-                    .state()
-                    .document(*id)
-                    .is_some_and(|d| d.status.is_settled())
+        let documents = quire
+            .wait_settled(&stored, |document| {
+                bars.status(document.id, &document.status.as_str().replace('_', " "));
             })
-        };
-        while !settled(quire) {
-            tokio::select! {
-                update = updates.recv() => {
-                    if let Ok(Update::Document(document)) = update
-                        && let Some(bar) = by_id.get(&document.id)
-                    {
-                        bar.set_message(document.status.as_str().replace('_', " "));
-                    }
-                }
-                () = tokio::time::sleep(Duration::from_secs(5)) => {
-                    // Nothing heard for a while: ask the database directly.
-                    quire.documents().await?;
-                }
-            }
-        }
+            .await?;
         follower.stop().await;
-        for id in &stored {
-            let document = quire
-                .state()
-                .document(*id)
-                .expect("settled documents are known");
-            let bar = by_id.get(id);
-            let line = match document.status {
-                DocumentStatus::Ready => {
-                    format!("ready ({} pages)", document.page_count.unwrap_or(0))
-                }
-                DocumentStatus::NoText => {
-                    "stored, but it has no text to search (a scan?)".to_owned()
-                }
-                _ => format!(
-                    "failed: {}",
-                    document.error.as_deref().unwrap_or("unknown reason")
-                ),
-            };
-            if let Some(bar) = bar {
-                bar.finish_with_message(line.clone());
-            }
+        for document in documents {
+            let line = settled_line(&document);
+            bars.finish(document.id, &line);
             outln!("{}\t{}\t{}", document.id, document.title, line);
             if document.status == DocumentStatus::Failed {
                 failed.push(format!("{}: {line}", document.title));
@@ -408,8 +313,99 @@ async fn upload(quire: &Quire, files: Vec<PathBuf>, no_wait: bool) -> anyhow::Re
     Ok(())
 }
 
+/// One progress bar per file being uploaded (hidden when stderr is not a
+/// terminal), found by path until the file is registered, then by id.
+struct UploadBars {
+    by_path: HashMap<PathBuf, ProgressBar>,
+    by_id: HashMap<Uuid, ProgressBar>,
+    _bars: MultiProgress,
+}
+
+impl UploadBars {
+    fn new(files: &[PathBuf]) -> UploadBars {
+        let bars = MultiProgress::new();
+        if !std::io::stderr().is_terminal() {
+            bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        let style =
+            ProgressStyle::with_template("{prefix:20!} {bar:30} {bytes:>9}/{total_bytes:9} {msg}")
+                .expect("a valid template");
+        let by_path = files
+            .iter()
+            .map(|path| {
+                let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
+                bar.set_prefix(
+                    path.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                );
+                (path.clone(), bar)
+            })
+            .collect();
+        UploadBars {
+            by_path,
+            by_id: HashMap::new(),
+            _bars: bars,
+        }
+    }
+
+    fn show(&mut self, event: UploadEvent) {
+        match event {
+            UploadEvent::Checked { path, bytes } => {
+                if let Some(bar) = self.by_path.get(&path) {
+                    bar.set_length(bytes);
+                    bar.set_message("waiting");
+                }
+            }
+            UploadEvent::Registered { path, document_id } => {
+                if let Some(bar) = self.by_path.get(&path) {
+                    bar.set_message("uploading");
+                    self.by_id.insert(document_id, bar.clone());
+                }
+            }
+            UploadEvent::Progress {
+                document_id, sent, ..
+            } => {
+                if let Some(bar) = self.by_id.get(&document_id) {
+                    bar.set_position(sent);
+                }
+            }
+            UploadEvent::Stored { document_id } => self.status(document_id, "stored"),
+            UploadEvent::Failed { path, error } => {
+                if let Some(bar) = self.by_path.get(&path) {
+                    bar.abandon_with_message(format!("failed: {}", error.message));
+                }
+            }
+        }
+    }
+
+    fn status(&self, id: Uuid, status: &str) {
+        if let Some(bar) = self.by_id.get(&id) {
+            bar.set_message(status.to_owned());
+        }
+    }
+
+    fn finish(&self, id: Uuid, line: &str) {
+        if let Some(bar) = self.by_id.get(&id) {
+            bar.finish_with_message(line.to_owned());
+        }
+    }
+}
+
+/// How a settled document reads in `upload`'s output.
+fn settled_line(document: &quire_core::Document) -> String {
+    match document.status {
+        DocumentStatus::Ready => format!("ready ({} pages)", document.page_count.unwrap_or(0)),
+        DocumentStatus::NoText => "stored, but it has no text to search (a scan?)".to_owned(),
+        _ => format!(
+            "failed: {}",
+            document.error.as_deref().unwrap_or("unknown reason")
+        ),
+    }
+}
+
 async fn docs(quire: &Quire) -> anyhow::Result<()> {
-    signed_in(quire).await?;
+    quire.resume().await?;
     let documents = quire.documents().await?;
     if documents.is_empty() {
         outln!("No documents yet. Upload one with: quire-cli upload <file.pdf>");
@@ -434,7 +430,7 @@ async fn docs(quire: &Quire) -> anyhow::Result<()> {
 }
 
 async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyhow::Result<()> {
-    signed_in(quire).await?;
+    quire.resume().await?;
     let mut answer = quire.ask(conversation, question).await?;
     if answer.sources.is_empty() {
         outln!("Sources: none of your documents matched.");
@@ -517,7 +513,7 @@ fn pages(page: Option<i32>, page_end: Option<i32>) -> String {
 }
 
 async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyhow::Result<()> {
-    signed_in(quire).await?;
+    quire.resume().await?;
     let Some(conversation) = conversation else {
         let conversations = quire.conversations(limit, 0, false).await?;
         if conversations.is_empty() {
@@ -557,7 +553,7 @@ async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyho
 }
 
 async fn follow(quire: &Quire) -> anyhow::Result<()> {
-    let user = signed_in(quire).await?;
+    let user = quire.resume().await?;
     let mut updates = quire.state().subscribe();
     let follower = quire.follow();
     let mut status = follower.watch();

@@ -27,7 +27,7 @@ pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};
 pub use auth::store::{KeyringStore, Profile, TokenStore};
 pub use auth::{AuthStatus, AuthWatch, User};
 pub use chat::{
-    Answer, ChatEvent, Citation, EventBody, FailureCode, HistoryPage, MessageStatus, Stopper,
+    Answer, Asked, ChatEvent, Citation, EventBody, FailureCode, HistoryPage, MessageStatus, Stopper,
 };
 pub use config::Config;
 pub use error::{Error, ErrorCode, ErrorView, Result, SignOutReason};

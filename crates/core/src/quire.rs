@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +15,7 @@ use uuid::Uuid;
 use crate::auth::browser::{self, Browser, BrowserSignIn};
 use crate::auth::store::Profile;
 use crate::auth::{Auth, AuthState, AuthStatus, KeyringStore, TokenStore, User};
-use crate::chat::{self, Answer, HistoryPage, sse};
+use crate::chat::{self, Answer, Asked, HistoryPage, sse};
 use crate::companion::Companion;
 use crate::config::Config;
 use crate::documents;
@@ -23,8 +24,12 @@ use crate::follow::{self, FollowOptions, Follower};
 use crate::http::Api;
 use crate::rest::Rest;
 use crate::search::{self, ChunkHit, DEFAULT_MATCH_COUNT};
-use crate::state::{Conversation, Document, DocumentStatus, State};
+use crate::state::{Conversation, Document, DocumentStatus, State, Update};
 use crate::upload::{self, UploadEvent, UploadOptions};
+
+/// How long [`Quire::wait_settled`] waits for news before it reads the
+/// documents from the database again.
+pub const SETTLE_POLL: Duration = Duration::from_secs(5);
 
 /// A Quire client for one project. Cheap to clone; clones share the
 /// session and the state model.
@@ -101,6 +106,14 @@ impl Quire {
         browser::sign_in(&self.auth, &self.api, browser, options).await
     }
 
+    /// Resumes the saved session, if any, and returns who is signed in, or
+    /// why nobody is ([`Error::NotSignedIn`](crate::Error::NotSignedIn), or
+    /// [`Error::SignedOut`](crate::Error::SignedOut) with the reason).
+    pub async fn resume(&self) -> Result<User> {
+        self.auth.restore().await?;
+        self.auth.user()
+    }
+
     /// Resumes the session saved in the keyring (see [`Auth::restore`]).
     pub async fn restore(&self) -> Result<Option<User>> {
         self.auth.restore().await
@@ -160,6 +173,40 @@ impl Quire {
             self.state.clone(),
             self.companion.clone(),
         ))
+    }
+
+    /// Asks a question and drives its answer in the background: each event
+    /// is applied to [`Quire::state`] as it arrives (the views render from
+    /// there), and the question's row and a new conversation are read into
+    /// it too. Returns the answer's ids once the companion has named them.
+    /// The answer runs on the companion: nothing here stops it but
+    /// [`Quire::stop`]; a stream that breaks off is caught up by the follower.
+    pub async fn start_answer(
+        &self,
+        conversation: Option<Uuid>,
+        text: &str,
+        sources: Vec<ChunkHit>,
+    ) -> Result<Asked> {
+        let mut answer = self.ask_with_sources(conversation, text, sources).await?;
+        let asked = answer.ids().await?;
+        // The follower would bring these too, but only while it is connected.
+        let quire = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = quire.read_question(asked).await {
+                tracing::warn!(error = %e, "could not read the new question");
+            }
+        });
+        tokio::spawn(answer.drain());
+        Ok(asked)
+    }
+
+    /// The question's row and, when it is new here, the conversation.
+    async fn read_question(&self, asked: Asked) -> Result<()> {
+        self.history(asked.conversation_id, None, 2).await?;
+        if !self.state.knows_conversation(asked.conversation_id) {
+            chat::fetch_conversation(&self.rest, &self.state, asked.conversation_id).await?;
+        }
+        Ok(())
     }
 
     /// Stops an answer by its message id (from any device).
@@ -245,6 +292,56 @@ impl Quire {
         cancel: CancellationToken,
     ) -> Vec<Result<Document>> {
         upload::upload_all(self, paths, options, events, cancel).await
+    }
+
+    /// Waits until every document in `ids` has settled (ready, failed or no
+    /// text) and returns them in that order. `on_change` sees each change of
+    /// one of them as it reaches the state (live, while a follower runs);
+    /// after [`SETTLE_POLL`] without news the documents are read from the
+    /// database again, so this ends without Realtime too. A document the
+    /// database does not have (deleted, or not the user's) is
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    pub async fn wait_settled(
+        &self,
+        ids: &[Uuid],
+        mut on_change: impl FnMut(&Document),
+    ) -> Result<Vec<Document>> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let mut updates = self.state.subscribe();
+        loop {
+            // Every change applied so far, a re-read's included, before deciding.
+            loop {
+                match updates.try_recv() {
+                    Ok(Update::Document(document)) if ids.contains(&document.id) => {
+                        on_change(&document);
+                    }
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                    Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+                }
+            }
+            let settled: Option<Vec<Document>> = ids
+                .iter()
+                .map(|id| self.state.document(*id).filter(|d| d.status.is_settled()))
+                .collect();
+            if let Some(documents) = settled {
+                return Ok(documents);
+            }
+            tokio::select! {
+                update = updates.recv() => {
+                    if let Ok(Update::Document(document)) = update
+                        && ids.contains(&document.id)
+                    {
+                        on_change(&document);
+                    }
+                }
+                () = tokio::time::sleep(SETTLE_POLL) => {
+                    let present = self.documents().await?;
+                    if !ids.iter().all(|id| present.iter().any(|d| d.id == *id)) {
+                        return Err(crate::Error::NotFound { what: "document".into() });
+                    }
+                }
+            }
+        }
     }
 
     /// A document's PDF, downloaded from Storage under the user's identity

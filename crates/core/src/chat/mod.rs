@@ -81,6 +81,37 @@ impl Answer {
         self.ids.borrow().map(|(c, _)| c)
     }
 
+    /// Which conversation and answer this is. The companion names both in
+    /// headers; an older one only in its first event, which this then waits
+    /// for (and applies). [`Error::Cancelled`] when the stream ends first.
+    pub async fn ids(&mut self) -> Result<Asked> {
+        if self.message_id().is_none() {
+            match self.next().await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => return Err(Error::Cancelled),
+            }
+        }
+        let ids = *self.ids.borrow();
+        let (conversation_id, message_id) = ids.ok_or(Error::Cancelled)?;
+        Ok(Asked {
+            conversation_id,
+            message_id,
+        })
+    }
+
+    /// Applies every remaining event to the state model, to the end of the
+    /// stream. A stream that breaks off is logged and left to the follower,
+    /// which catches the answer up from the event log.
+    pub async fn drain(mut self) {
+        while let Some(event) = self.next().await {
+            if let Err(e) = event {
+                tracing::warn!(error = %e, "the answer stream broke off");
+                return;
+            }
+        }
+    }
+
     /// A handle that stops this answer, usable from another task.
     pub fn stopper(&self) -> Stopper {
         Stopper {
@@ -88,6 +119,14 @@ impl Answer {
             companion: self.companion.clone(),
         }
     }
+}
+
+/// The ids of an answer that was asked for: its conversation (new when
+/// none was given) and its message. What the UI follows it by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Asked {
+    pub conversation_id: Uuid,
+    pub message_id: Uuid,
 }
 
 /// Stops an answer (the companion's stop route).
@@ -230,6 +269,20 @@ pub(crate) fn like_literal(text: &str) -> String {
         }
     }
     out
+}
+
+/// Reads conversation `id` into the state (RLS: only the user's own).
+pub(crate) async fn fetch_conversation(rest: &Rest, state: &State, id: Uuid) -> Result<()> {
+    let rows: Vec<Conversation> = rest
+        .select(
+            "conversations",
+            &[("select", CONVERSATION_COLUMNS.to_owned()), ("id", eq(id))],
+        )
+        .await?;
+    for row in &rows {
+        state.apply_conversation(row);
+    }
+    Ok(())
 }
 
 /// Renames a conversation (`title`), or archives / unarchives it.

@@ -150,3 +150,88 @@ async fn stop_ends_an_answer_as_stopped() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn start_answer_drives_the_answer_into_the_askers_state_only() {
+    let (stack, a, dir) = full(0).await;
+    let lease = ready_lease(&a, &dir).await;
+    let (b, _) = stack.signed_in("bob@example.com").await;
+    let question = "Are pets allowed in the flat?";
+    let sources = a
+        .search(question, quire_core::search::DEFAULT_MATCH_COUNT, None)
+        .await
+        .unwrap();
+
+    // No follower runs: what reaches A's state comes from start_answer alone.
+    let asked = a.start_answer(None, question, sources).await.unwrap();
+
+    eventually(60, "the answer is complete in A's state", async || {
+        a.state()
+            .message(asked.message_id)
+            .is_some_and(|m| m.status == MessageStatus::Complete)
+    })
+    .await;
+    let answer = a.state().message(asked.message_id).unwrap();
+    assert_eq!(answer.conversation_id, asked.conversation_id);
+    assert!(answer.content.contains("Pets are allowed"), "{answer:?}");
+    assert!(
+        answer
+            .citations
+            .iter()
+            .any(|c| c.document_id == Some(lease) && c.page == Some(2))
+    );
+    eventually(30, "the question and the new conversation", async || {
+        a.state()
+            .conversations()
+            .iter()
+            .any(|c| c.id == asked.conversation_id)
+            && a.state()
+                .messages(asked.conversation_id)
+                .iter()
+                .any(|m| m.role == quire_core::Role::User && m.content == question)
+    })
+    .await;
+
+    // B learns nothing of it, and cannot stop it.
+    assert!(b.state().message(asked.message_id).is_none());
+    assert!(
+        b.history(asked.conversation_id, None, 50)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+    );
+    assert_eq!(
+        b.stop(asked.message_id).await.unwrap_err().code(),
+        quire_core::ErrorCode::NotFound
+    );
+    assert!(
+        b.search_conversations("").await.unwrap().is_empty(),
+        "B sees none of A's conversations"
+    );
+}
+
+#[tokio::test]
+async fn start_answer_continues_the_conversation_it_is_given() {
+    let (stack, a, dir) = full(0).await;
+    ready_lease(&a, &dir).await;
+    let (b, _) = stack.signed_in("bob@example.com").await;
+    let first = a
+        .start_answer(None, "How much is the rent?", Vec::new())
+        .await
+        .unwrap();
+
+    let second = a
+        .start_answer(Some(first.conversation_id), "And the deposit?", Vec::new())
+        .await
+        .unwrap();
+
+    assert_eq!(second.conversation_id, first.conversation_id);
+    assert_ne!(second.message_id, first.message_id);
+    // B cannot add to A's conversation.
+    let error = b
+        .start_answer(Some(first.conversation_id), "Mine now?", Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), quire_core::ErrorCode::NotFound);
+}

@@ -371,3 +371,39 @@ async fn a_cancelled_upload_stops_and_leaves_no_document() {
     assert_eq!(rows, 0, "the registration was withdrawn");
     assert!(quire.state().documents().is_empty());
 }
+
+#[tokio::test]
+async fn wait_settled_sees_each_change_and_ends_without_realtime_for_its_owner_only() {
+    let stack = spawn_full_stack(0).await;
+    let (a, _) = stack.signed_in("alice@example.com").await;
+    let (b, _) = stack.signed_in("bob@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "Lease.pdf", &fixtures::text_pdf(&crate::ask::LEASE));
+    let document = a
+        .upload(
+            &[path],
+            &UploadOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await
+        .pop()
+        .unwrap()
+        .unwrap();
+
+    // No follower: the statuses come from reading the database again.
+    let mut seen = Vec::new();
+    let settled = a
+        .wait_settled(&[document.id], |d| seen.push(d.status))
+        .await
+        .unwrap();
+
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0].id, document.id);
+    assert_eq!(settled[0].status, DocumentStatus::Ready);
+    assert_eq!(seen.last(), Some(&DocumentStatus::Ready), "{seen:?}");
+    // B waiting on A's document learns only that there is no such document.
+    let error = b.wait_settled(&[document.id], |_| {}).await.unwrap_err();
+    assert_eq!(error.code(), ErrorCode::NotFound);
+    assert!(b.state().document(document.id).is_none());
+}
