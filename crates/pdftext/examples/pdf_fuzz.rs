@@ -1,14 +1,14 @@
 //! `cargo xtask fuzz` (the extractor's part): a time-bounded mutation fuzzer
-//! for [`quire_pdftext::page_texts`], seeded with the PDFs of
+//! for [`quire_pdftext::Pdf::open`] and [`quire_pdftext::page_texts`], seeded with the PDFs of
 //! `tests/pdf-corpus`. Works offline and on a stable compiler (no
 //! cargo-fuzz, no coverage guidance): each try takes a seed PDF, applies one
 //! to four mutations (bit flips, PDF delimiters and numbers written over
 //! bytes, ranges deleted, repeated or spliced in from another seed, a
-//! truncation), loads it with lopdf as the sandbox does and reads it.
+//! truncation), opens it as the sandbox does and reads it.
 //!
-//! `page_texts` promises never to panic; a panic that escapes it is saved as
-//! `OUT/escaped-N.pdf` and fails the run. A panic inside lopdf's loading is
-//! not Quire's promise but is saved as `OUT/load-panic-N.pdf` and counted.
+//! `Pdf::open` and `page_texts` promise never to panic (a panic of lopdf's
+//! loader or of the decoder is caught); a panic that escapes either is saved
+//! as `OUT/escaped-N.pdf` and fails the run.
 //! Each input is written to `OUT/current.pdf` before it is read, so an abort
 //! (a stack overflow, running out of memory) leaves it behind.
 //!
@@ -160,8 +160,7 @@ fn main() {
 
     let mut rng = Rng(seed);
     let end = Instant::now() + Duration::from_secs(seconds);
-    let (mut tries, mut loaded, mut read_ok, mut load_panics, mut escaped) =
-        (0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut tries, mut loaded, mut read_ok, mut escaped) = (0u64, 0u64, 0u64, 0u64);
     while Instant::now() < end {
         let mut input = seeds[rng.below(seeds.len())].clone();
         for _ in 0..=rng.below(4) {
@@ -169,22 +168,16 @@ fn main() {
         }
         tries += 1;
         std::fs::write(out.join("current.pdf"), &input).expect("writing current.pdf");
-        let doc = match catch_unwind(|| lopdf::Document::load_mem(&input)) {
-            Ok(Ok(doc)) => doc,
-            Ok(Err(_)) => continue,
-            Err(_) => {
-                load_panics += 1;
-                save(&out, "load-panic", load_panics, &input);
-                continue;
-            }
-        };
-        loaded += 1;
-        let deadline = Some(Instant::now() + READ_LIMIT);
+        let stop = quire_pdftext::Stop::at(Instant::now() + READ_LIMIT);
         match catch_unwind(AssertUnwindSafe(|| {
-            quire_pdftext::page_texts(doc, deadline)
+            let pdf = quire_pdftext::Pdf::open(&input).ok()?;
+            Some(quire_pdftext::page_texts(&pdf, &stop))
         })) {
-            Ok(Ok(_)) => read_ok += 1,
-            Ok(Err(_)) => {}
+            Ok(None) => {}
+            Ok(Some(read)) => {
+                loaded += 1;
+                read_ok += u64::from(read.is_ok());
+            }
             Err(_) => {
                 escaped += 1;
                 save(&out, "escaped", escaped, &input);
@@ -193,8 +186,8 @@ fn main() {
     }
     let _ = std::fs::remove_file(out.join("current.pdf"));
     println!(
-        "pdf_fuzz: seed {seed}, {tries} inputs in {seconds} s: {loaded} loaded by lopdf, {read_ok} read, \
-         {load_panics} lopdf load panics, {escaped} panics escaping page_texts (inputs in {})",
+        "pdf_fuzz: seed {seed}, {tries} inputs in {seconds} s: {loaded} opened, {read_ok} read, \
+         {escaped} panics escaping Pdf::open or page_texts (inputs in {})",
         out.display()
     );
     if escaped > 0 {

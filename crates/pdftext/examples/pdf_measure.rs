@@ -10,8 +10,8 @@
 //! `-- --text ENGINE FILE` prints one engine's pages of one file, to read
 //! beside `truth/`.
 //!
-//! Then a long document: the corpus PDFs joined by poppler's `pdfunite`,
-//! again and again, into one file of 500 pages, read by `quire-pdftext`
+//! Then long documents: the corpus PDFs joined by poppler's `pdfunite`,
+//! again and again, into files of 100 and 500 pages, read by `quire-pdftext`
 //! beside `pdftotext`: seconds per page and peak memory (pdftotext's through
 //! `/usr/bin/time`; skipped without pdfunite). Printed, never asserted.
 
@@ -93,53 +93,66 @@ fn main() {
             );
         }
     }
-    long_document(&dir, &pdfs);
+    long_documents(&dir, &pdfs);
 }
 
-/// Pages of the long document.
-const LONG_PAGES: usize = 500;
+/// Page counts of the long documents: peak memory independent of the page
+/// count shows as equal peaks beyond the file's own bytes.
+const LONG_PAGES: [usize; 2] = [100, 500];
 
-/// Joins the corpus into one `LONG_PAGES`-page PDF and times both readers on it.
-fn long_document(dir: &Path, pdfs: &[PathBuf]) {
+/// Joins the corpus into one PDF per [`LONG_PAGES`] and times both readers on each.
+fn long_documents(dir: &Path, pdfs: &[PathBuf]) {
     println!(
-        "\n{LONG_PAGES}-page document (the corpus PDFs joined with pdfunite, over and over):\n"
+        "\nLong documents (the corpus PDFs joined with pdfunite, over and over); peak memory \
+         includes the file's bytes, which the reader holds:\n"
     );
+    println!("| reader | pages | file MiB | pages read | s/page | total s | peak MiB |");
+    println!("|---|---|---|---|---|---|---|");
+    let out_dir = std::env::temp_dir().join(format!("quire-pdf-measure-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for pages in LONG_PAGES {
+        let long = out_dir.join(format!("long-{pages}.pdf"));
+        if !join_corpus(dir, pdfs, pages, &long) {
+            println!("  skipped: pdfunite (poppler-utils) is missing or failed");
+            break;
+        }
+        long_document(&long, pages);
+    }
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+/// Writes `pages` pages of the corpus, in turn, to `long`.
+fn join_corpus(dir: &Path, pdfs: &[PathBuf], pages: usize, long: &Path) -> bool {
     let mut parts: Vec<&PathBuf> = Vec::new();
-    let mut pages = 0;
-    'fill: for _ in 0..LONG_PAGES {
+    let mut joined = 0;
+    'fill: for _ in 0..pages {
         for pdf in pdfs {
             let name = pdf.file_stem().unwrap().to_string_lossy().to_string();
             let n = read_truth(&dir.join("truth").join(&name)).len();
-            if n == 0 || pages + n > LONG_PAGES {
+            if n == 0 || joined + n > pages {
                 continue;
             }
             parts.push(pdf);
-            pages += n;
-            if pages == LONG_PAGES {
+            joined += n;
+            if joined == pages {
                 break 'fill;
             }
         }
     }
-    let out_dir = std::env::temp_dir().join(format!("quire-pdf-measure-{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let long = out_dir.join("long.pdf");
-    let joined = Command::new("pdfunite").args(&parts).arg(&long).status();
-    if !joined.is_ok_and(|s| s.success()) {
-        println!("  skipped: pdfunite (poppler-utils) is missing or failed");
-        let _ = std::fs::remove_dir_all(&out_dir);
-        return;
-    }
-    let size = std::fs::metadata(&long).map(|m| m.len()).unwrap_or(0);
-    println!(
-        "  {pages} pages, {:.1} MiB\n",
-        size as f64 / (1024.0 * 1024.0)
-    );
-    println!("| reader | pages read | s/page | total s | peak MiB |");
-    println!("|---|---|---|---|---|");
+    Command::new("pdfunite")
+        .args(&parts)
+        .arg(long)
+        .status()
+        .is_ok_and(|s| s.success())
+}
 
+/// One row per reader for the joined file `long` of `pages` pages.
+fn long_document(long: &Path, pages: usize) {
+    let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
+    let size = mib(std::fs::metadata(long).map(|m| m.len()).unwrap_or(0) as f64);
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--one", "quire-pdftext"])
-        .arg(&long)
+        .arg(long)
         .output()
         .expect("the measuring binary runs itself");
     let report = String::from_utf8_lossy(&out.stdout);
@@ -161,21 +174,20 @@ fn long_document(dir: &Path, pdfs: &[PathBuf]) {
         status.to_string()
     };
     println!(
-        "| quire-pdftext | {read} | {:.4} | {:.2} | {:.1} |",
+        "| quire-pdftext | {pages} | {size:.1} | {read} | {:.4} | {:.2} | {:.1} |",
         ms / 1000.0 / pages as f64,
         ms / 1000.0,
         kib / 1024.0
     );
 
-    let ms = pdftotext_ms(&long);
-    let kib = pdftotext_peak_kib(&long);
+    let ms = pdftotext_ms(long);
+    let kib = pdftotext_peak_kib(long);
     println!(
-        "| pdftotext | {pages} | {:.4} | {:.2} | {} |",
+        "| pdftotext | {pages} | {size:.1} | {pages} | {:.4} | {:.2} | {} |",
         ms / 1000.0 / pages as f64,
         ms / 1000.0,
         kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
     );
-    let _ = std::fs::remove_dir_all(&out_dir);
 }
 
 /// Peak resident memory of one `pdftotext` run, through GNU time (None without it).
@@ -228,9 +240,13 @@ fn text(engine: &str, pdf: &Path) {
 fn extract(engine: &str, bytes: &[u8]) -> Result<Vec<String>, String> {
     match engine {
         "pdf-extract" => quire_pdftext::candidate::pdf_extract_stock(bytes),
-        "quire-pdftext" => lopdf::Document::load_mem(bytes)
+        "quire-pdftext" => quire_pdftext::Pdf::open(bytes)
             .map_err(|e| e.to_string())
-            .and_then(|doc| quire_pdftext::page_texts(doc, None).map_err(|e| e.to_string())),
+            .and_then(|pdf| {
+                quire_pdftext::page_texts(&pdf, &quire_pdftext::Stop::default())
+                    .map(|read| read.pages)
+                    .map_err(|e| e.to_string())
+            }),
         other => Err(format!("unknown engine {other}")),
     }
 }

@@ -17,9 +17,9 @@
 //! Lines come out in drawing order: Chromium, LibreOffice and TeX draw columns
 //! and table cells in reading order, which geometric sorting would undo.
 
-use std::time::Instant;
+use pdf_extract::{ColorSpace, MediaBox, OutputDev, OutputError, Path, Transform};
 
-use pdf_extract::{MediaBox, OutputDev, OutputError, Transform};
+use crate::{ExtractError, Stop};
 
 /// A gap wider than this share of the font size (beyond the line's tightest
 /// gap) separates words. pdftotext uses the same 0.1.
@@ -32,6 +32,9 @@ const BACKWARDS: f64 = 1.0;
 /// A page drawing more glyphs than this is refused: a dense page has ten
 /// thousand, and each glyph held costs 32 bytes until the page ends.
 pub(crate) const MAX_GLYPHS_PER_PAGE: usize = 2_000_000;
+/// The deadline is read once per this many glyphs and drawing operations
+/// (the stop flag at every one).
+const CLOCK_EVERY: u64 = 1024;
 
 /// One glyph as drawn, in the baseline frame of its line.
 struct Glyph {
@@ -54,16 +57,16 @@ pub(crate) struct Assembler {
     /// offset across it.
     direction: (f64, f64),
     baseline: f64,
-    deadline: Option<Instant>,
-    /// Set when the deadline cut the page short.
-    pub(crate) timed_out: bool,
-    /// Set when a page drew more than [`MAX_GLYPHS_PER_PAGE`].
-    pub(crate) too_many_glyphs: bool,
-    glyphs_seen: u64,
+    stop: Stop,
+    /// Why the decoder was told to stop: the [`Stop`] was reached, or the
+    /// page drew more than [`MAX_GLYPHS_PER_PAGE`].
+    pub(crate) stopped: Option<ExtractError>,
+    /// Glyphs and drawing operations seen, for reading the clock.
+    calls: u64,
 }
 
 impl Assembler {
-    pub(crate) fn new(deadline: Option<Instant>) -> Assembler {
+    pub(crate) fn new(stop: Stop) -> Assembler {
         Assembler {
             pages: Vec::new(),
             lines: Vec::new(),
@@ -71,10 +74,29 @@ impl Assembler {
             glyphs_on_page: 0,
             direction: (1.0, 0.0),
             baseline: 0.0,
-            deadline,
-            timed_out: false,
-            too_many_glyphs: false,
-            glyphs_seen: 0,
+            stop,
+            stopped: None,
+            calls: 0,
+        }
+    }
+
+    /// Tells the decoder to stop (with an error it passes back up) once the
+    /// [`Stop`] is reached: the flag at every call, the clock now and then.
+    fn check(&mut self) -> Result<(), OutputError> {
+        self.calls += 1;
+        let reached = if self.stop.cancelled() {
+            Some(ExtractError::Cancelled)
+        } else if self.calls.is_multiple_of(CLOCK_EVERY) {
+            self.stop.reached()
+        } else {
+            None
+        };
+        match reached {
+            None => Ok(()),
+            Some(reason) => {
+                self.stopped = Some(reason);
+                Err(OutputError::FormatError(std::fmt::Error))
+            }
         }
     }
 
@@ -167,16 +189,10 @@ impl OutputDev for Assembler {
         font_size: f64,
         text: &str,
     ) -> Result<(), OutputError> {
-        self.glyphs_seen += 1;
+        self.check()?;
         self.glyphs_on_page += 1;
-        if self.glyphs_seen.is_multiple_of(1024)
-            && self.deadline.is_some_and(|d| Instant::now() >= d)
-        {
-            self.timed_out = true;
-            return Err(OutputError::FormatError(std::fmt::Error));
-        }
         if self.glyphs_on_page > MAX_GLYPHS_PER_PAGE {
-            self.too_many_glyphs = true;
+            self.stopped = Some(ExtractError::TooManyGlyphs);
             return Err(OutputError::FormatError(std::fmt::Error));
         }
         if font_size.is_finite() && width.is_finite() {
@@ -186,7 +202,7 @@ impl OutputDev for Assembler {
     }
 
     fn begin_word(&mut self) -> Result<(), OutputError> {
-        Ok(())
+        self.check()
     }
 
     fn end_word(&mut self) -> Result<(), OutputError> {
@@ -194,7 +210,27 @@ impl OutputDev for Assembler {
     }
 
     fn end_line(&mut self) -> Result<(), OutputError> {
-        Ok(())
+        self.check()
+    }
+
+    fn stroke(
+        &mut self,
+        _: &Transform,
+        _: &ColorSpace,
+        _: &[f64],
+        _: &Path,
+    ) -> Result<(), OutputError> {
+        self.check()
+    }
+
+    fn fill(
+        &mut self,
+        _: &Transform,
+        _: &ColorSpace,
+        _: &[f64],
+        _: &Path,
+    ) -> Result<(), OutputError> {
+        self.check()
     }
 }
 

@@ -21,7 +21,9 @@
 //! - image XObjects, whose bytes it would parse as a content stream, become
 //!   empty forms;
 //! - a form XObject that draws itself (directly or through others), which would
-//!   recurse until the stack overflows, is emptied.
+//!   recurse until the stack overflows, is emptied;
+//! - a composite font naming a predefined CJK CMap, on which it panics, gets
+//!   an embedded CMap and a `/ToUnicode` built from the name (`src/cjk.rs`).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -101,6 +103,7 @@ pub(crate) fn repair(doc: &mut Document) {
             _ => {}
         }
     }
+    crate::cjk::read_predefined_cmaps(doc);
     rename_to_unicode_maps(doc);
     give_encodings(doc);
     inherit_on_each_page(doc);
@@ -614,7 +617,7 @@ mod tests {
             empty_form,
         );
         assert_eq!(
-            crate::page_texts(doc, None).unwrap(),
+            crate::tests::texts(doc),
             vec!["It\u{2019}s \u{2018}quoted\u{2019}"]
         );
     }
@@ -633,7 +636,7 @@ mod tests {
         let tree = doc.get_dictionary_mut(pages).unwrap();
         tree.remove(b"MediaBox");
         tree.set("Parent", pages);
-        assert_eq!(crate::page_texts(doc, None).unwrap(), vec!["No box here"]);
+        assert_eq!(crate::tests::texts(doc), vec!["No box here"]);
     }
 
     /// A page showing `shown` in a Type1 font that is not one of the standard
@@ -665,7 +668,7 @@ mod tests {
         let cmap =
             format!("{CMAP_HEAD}2 beginbfchar\n<48> <0048>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
         assert_eq!(
-            crate::page_texts(with_to_unicode(&cmap, "Hi!"), None).unwrap(),
+            crate::tests::texts(with_to_unicode(&cmap, "Hi!")),
             vec!["Hi!"]
         );
     }
@@ -675,7 +678,7 @@ mod tests {
         let cmap =
             format!("{CMAP_HEAD}2 beginbfchar\n<48> <48>\n<69> <0069>\nendbfchar\n{CMAP_TAIL}");
         assert_eq!(
-            crate::page_texts(with_to_unicode(&cmap, "Hi"), None).unwrap(),
+            crate::tests::texts(with_to_unicode(&cmap, "Hi")),
             vec!["Hi"]
         );
     }
@@ -690,7 +693,7 @@ mod tests {
              2 beginbfchar\n<41> <0048>\n<42> <0069>\nendbfchar\n{CMAP_TAIL}"
         );
         assert_eq!(
-            crate::page_texts(with_to_unicode(&cmap, "AB"), None).unwrap(),
+            crate::tests::texts(with_to_unicode(&cmap, "AB")),
             vec!["Hi"]
         );
     }
@@ -710,9 +713,6 @@ mod tests {
                 content.encode().unwrap(),
             )
         });
-        assert_eq!(
-            crate::page_texts(doc, None).unwrap(),
-            vec!["Before the mirror"]
-        );
+        assert_eq!(crate::tests::texts(doc), vec!["Before the mirror"]);
     }
 }

@@ -11,8 +11,10 @@ fn corpus() -> PathBuf {
 
 fn pages(name: &str) -> Vec<String> {
     let bytes = std::fs::read(corpus().join("pdf").join(format!("{name}.pdf"))).unwrap();
-    let doc = lopdf::Document::load_mem(&bytes).unwrap();
-    quire_pdftext::page_texts(doc, None).unwrap()
+    let pdf = quire_pdftext::Pdf::open(&bytes).unwrap();
+    quire_pdftext::page_texts(&pdf, &quire_pdftext::Stop::default())
+        .unwrap()
+        .pages
 }
 
 fn truth(name: &str) -> Vec<String> {

@@ -1,20 +1,26 @@
 //! PDF text extraction, page by page, for the sources pipeline.
 //!
-//! `lopdf` parses the file and detects and (for an empty user password)
-//! removes encryption; `quire-pdftext` reads the text of each page: fonts
-//! decoded ToUnicode first, lines and spaces from where glyphs are drawn,
-//! right-to-left lines in reading order, ligatures spelled out (NFKC). Its
-//! README holds the measurements on real-world PDFs that chose it.
+//! `quire-pdftext` opens the file (detecting, and for an empty user password
+//! removing, encryption) and reads the text of each page, one page in memory
+//! at a time: fonts decoded ToUnicode first, lines and spaces from where
+//! glyphs are drawn, right-to-left lines in reading order, ligatures spelled
+//! out (NFKC). Its README holds the measurements on real-world PDFs that
+//! chose it.
 //!
 //! Classification follows what the platform reports on a source
-//! (`extraction_status = failed` with an `error_code`): not a PDF at all,
-//! encrypted with a password we do not have, or a PDF that cannot be read
-//! (truncated, broken cross-reference table, no pages). A PDF without a text
-//! layer (scanned pages) is a success with empty page texts.
+//! (`extraction_status = failed`, docs/platform/ai-api.md §7.3): not a PDF at
+//! all, encrypted with a password we do not have, or a PDF that cannot be
+//! read (truncated, broken cross-reference table, no pages, no page readable).
+//! A PDF without a text layer (scanned pages) is a success with empty page
+//! texts, and so is a page the reader fails on among pages it reads: that
+//! page is empty, as the platform's PyMuPDF extractor leaves a page whose
+//! fonts it cannot decode, and still counts in `page_count`.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use lopdf::Document;
+use quire_pdftext::{OpenError, Pdf, Stop};
 
 /// Why a file's text could not be extracted. [`ExtractError::code`] is the
 /// `error_code` stored on the source.

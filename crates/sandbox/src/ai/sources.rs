@@ -661,9 +661,10 @@ async fn extract_source(state: &AppState, id: Uuid) -> Result<(), String> {
 }
 
 /// Extracts on a thread of its own and waits for it at most `limit`. The PDF
-/// reader stops itself at that deadline; a file that keeps it busy anyway
-/// (inside parsing) still ends `failed`, and its thread is left to finish on
-/// its own: it holds no lock and writes nothing.
+/// reader stops itself at that deadline, and is told to stop if it has not;
+/// a file that keeps it busy anyway (inside parsing) still ends `failed`, and
+/// its thread is left to finish on its own: it holds no lock and writes
+/// nothing.
 async fn extract_within(
     extension: String,
     file_type: String,
@@ -671,10 +672,13 @@ async fn extract_within(
     limit: Duration,
 ) -> Outcome {
     let (done, outcome) = tokio::sync::oneshot::channel();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader_stop = stop.clone();
     let spawned = std::thread::Builder::new()
         .name("extract".into())
         .spawn(move || {
-            let _ = done.send(extract_bytes(&extension, &file_type, &bytes, limit));
+            let outcome = extract_bytes(&extension, &file_type, &bytes, limit, reader_stop);
+            let _ = done.send(outcome);
         });
     if let Err(err) = spawned {
         return Outcome::Failed {
@@ -692,6 +696,9 @@ async fn extract_within(
             message: "The PDF is damaged and could not be read.".into(),
         },
         Err(_) => {
+            // The reader checks this at every glyph and drawing operation, so
+            // its thread ends instead of reading on for no one.
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             let err = ExtractError::TimedOut(limit);
             Outcome::Failed {
                 code: err.code(),
@@ -701,9 +708,15 @@ async fn extract_within(
     }
 }
 
-fn extract_bytes(extension: &str, file_type: &str, bytes: &[u8], limit: Duration) -> Outcome {
+fn extract_bytes(
+    extension: &str,
+    file_type: &str,
+    bytes: &[u8],
+    limit: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Outcome {
     match extension {
-        ".pdf" => match extract::extract_pdf_within(bytes, limit) {
+        ".pdf" => match extract::extract_pdf_within(bytes, limit, stop) {
             Ok(pages) => Outcome::Pages(pages),
             Err(err) => Outcome::Failed {
                 code: err.code(),
