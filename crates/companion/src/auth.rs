@@ -81,6 +81,9 @@ impl User {
 }
 
 impl JwtKeys {
+    /// Keys for the project's HS256 `secret`: verifying users' access
+    /// tokens (audience `authenticated`, `exp`, `sub` required) and signing
+    /// the short-lived user tokens the search tool acts under.
     pub fn new(secret: &SecretString) -> JwtKeys {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);

@@ -52,7 +52,9 @@ pub struct Config {
     /// `QUIRE_COMPANION_RUN_TIMEOUT_SECS` (default 600): the longest answer,
     /// and the lifetime of its `session_token`.
     pub run_timeout: Duration,
+    /// Per-user and per-request limits.
     pub limits: Limits,
+    /// The ingestion workers' settings.
     pub ingest: IngestConfig,
 }
 
@@ -61,7 +63,10 @@ pub struct Config {
 pub struct PlatformConfig {
     /// Base URL: `/auth/v1`, `/rest/v1`, `/storage/v1`, `/api` hang off it.
     pub api_url: Url,
+    /// `QUIRE_COMPANION_ANON_KEY`: the `apikey` of calls made as a user.
     pub anon_key: SecretString,
+    /// `QUIRE_COMPANION_SERVICE_ROLE_KEY`: `apikey` and bearer of calls
+    /// made as the service role. Never logged, never sent to a client.
     pub service_role_key: SecretString,
 }
 
@@ -162,6 +167,7 @@ impl fmt::Debug for PlatformConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("the companion's configuration is incomplete:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigError {
+    /// One sentence per problem, naming its variable.
     pub problems: Vec<String>,
 }
 

@@ -17,14 +17,18 @@ use crate::platform::PlatformError;
 /// A failed request.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status.
     pub status: StatusCode,
+    /// What clients switch on.
     pub code: ErrorCode,
+    /// What happened and what to do, in Quire's words.
     pub message: String,
     /// Seconds, for 429.
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
+    /// An error answer with `status`, `code` and `message`.
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,

@@ -41,7 +41,10 @@ pub fn system_prompt() -> String {
 /// What `provision` writes: `{"agent_id": …, "knowledge_base_id": …}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provisioned {
+    /// The agent Quire runs (`QUIRE_COMPANION_AGENT_ID`).
     pub agent_id: Uuid,
+    /// The knowledge base documents are indexed in
+    /// (`QUIRE_COMPANION_KNOWLEDGE_BASE_ID`).
     pub knowledge_base_id: Uuid,
 }
 

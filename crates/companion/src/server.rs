@@ -39,16 +39,23 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
+/// The state behind [`AppState`].
 pub struct Shared {
+    /// The settings the companion started with.
     pub config: Config,
+    /// The platform client.
     pub platform: Platform,
+    /// Verifies users' tokens and signs the search tool's.
     pub jwt: JwtKeys,
+    /// Answers streaming per user.
     pub run_slots: RunSlots,
+    /// The answers this process is running.
     pub runs: Runs,
     /// Woken when a document is queued here, so an idle worker starts at once.
     pub ingest_wakeup: Notify,
     /// The name this process takes ingest leases under.
     pub worker_id: String,
+    /// Cancelled when the companion shuts down.
     pub shutdown: CancellationToken,
 }
 

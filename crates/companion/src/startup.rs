@@ -43,14 +43,20 @@ pub enum StartupError {
          Quire needs platform {MIN_PLATFORM_VERSION} or later, whose management routes accept only \
          the service-role key; upgrade the platform at QUIRE_COMPANION_API_URL"
     )]
-    UserTokensOnManagementRoutes { status: u16 },
+    UserTokensOnManagementRoutes {
+        /// The probe's status (2xx).
+        status: u16,
+    },
     /// Neither accepted nor refused as 0.12 refuses: the split is unconfirmed.
     #[error(
         "the platform answered a user's token on GET {PROBE_PATH} with {status}, not 401 or 403, \
          so Quire cannot confirm that its management routes accept only the service-role key \
          (platform {MIN_PLATFORM_VERSION} or later); check QUIRE_COMPANION_API_URL and the platform version"
     )]
-    ServiceRoleSplitUnconfirmed { status: u16 },
+    ServiceRoleSplitUnconfirmed {
+        /// The probe's status.
+        status: u16,
+    },
     /// The probe got no answer.
     #[error("checking the platform's management routes failed: {0}")]
     ProbeFailed(#[source] PlatformError),
@@ -66,6 +72,7 @@ pub enum StartupError {
     PrivateToolUrl {
         /// Where the URL came from: `QUIRE_COMPANION_PUBLIC_URL is …` or its default.
         origin: String,
+        /// The endpoint the tool would be registered with.
         endpoint: String,
         /// The platform's words (`URL targets internal network: 127.0.0.1`).
         reason: String,

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 /// The body of every error answer of the companion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong, for the client to switch on.
     pub error: ErrorCode,
+    /// What happened and what to do, for a person; never switched on.
     pub message: String,
 }
 

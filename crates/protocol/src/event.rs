@@ -35,7 +35,11 @@ pub const KINDS: [&str; 7] = [
 pub struct ChatEvent {
     /// The answer's `chat_messages.id`.
     pub message_id: Uuid,
+    /// The conversation the answer belongs to.
     pub conversation_id: Uuid,
+    /// The event's place in its answer: strictly increasing per message,
+    /// from 0 (the `context` event). Deltas relayed live share the `seq` of
+    /// the row they are coalesced into.
     pub seq: i32,
     /// `kind` and `payload`.
     #[serde(flatten)]
@@ -50,8 +54,10 @@ pub enum EventBody {
     /// given, in the client's order, after the user's own RLS dropped any id
     /// that is not theirs.
     Context {
+        /// The question's `chat_messages.id`.
         #[serde(default)]
         user_message_id: Option<Uuid>,
+        /// The chunks, in the client's order; context item `n` is `chunks[n-1]`.
         #[serde(default)]
         chunks: Vec<ContextChunk>,
         /// How many of the sent chunk ids were dropped (unknown ids count
@@ -61,58 +67,79 @@ pub enum EventBody {
     },
     /// The platform accepted the run (`state` is `running`).
     Status {
+        /// The run's state (`running`).
         #[serde(default)]
         state: Option<String>,
+        /// The platform's run id (`run_…`), for the operator's logs.
         #[serde(default)]
         run_id: Option<String>,
     },
     /// A piece of the answer's text.
-    Delta { text: String },
+    Delta {
+        /// The piece; appended to what came before.
+        text: String,
+    },
     /// The agent called a tool; `arguments` never hold the `session_token`.
     ToolCall {
+        /// The tool's name.
         #[serde(default)]
         tool_name: Option<String>,
+        /// The call's id, repeated by its `tool_result`.
         #[serde(default)]
         call_id: Option<String>,
+        /// The model's arguments, as the model wrote them (untrusted).
         #[serde(default)]
         arguments: Value,
     },
     /// A tool answered; `preview` is the platform's first 200 characters.
     ToolResult {
+        /// The tool's name.
         #[serde(default)]
         tool_name: Option<String>,
+        /// The id of the call it answers.
         #[serde(default)]
         call_id: Option<String>,
+        /// The start of the result (untrusted).
         #[serde(default)]
         preview: Option<String>,
+        /// How long the call took.
         #[serde(default)]
         duration_ms: Option<u64>,
     },
     /// Terminal: finished (`complete`) or stopped (`stopped`). `content` is
     /// the whole text and replaces what the deltas built.
     Complete {
+        /// `complete` or `stopped`.
         #[serde(default = "complete")]
         status: MessageStatus,
+        /// The whole text of the answer.
         #[serde(default)]
         content: String,
+        /// The sources the text cites, by their `[n]` markers.
         #[serde(default)]
         citations: Vec<Citation>,
+        /// The platform's run id, for the operator's logs.
         #[serde(default)]
         run_id: Option<String>,
     },
     /// Terminal: the answer failed; `content` is the partial text, kept.
     Error {
+        /// Why, for the client to switch on.
         #[serde(default)]
         code: Option<FailureCode>,
+        /// What happened and what to do, for a person.
         #[serde(default)]
         message: String,
+        /// The text that arrived before the failure.
         #[serde(default)]
         content: String,
     },
     /// A kind this version does not know, kept as it came.
     #[serde(untagged)]
     Unknown {
+        /// The event's kind.
         kind: UnknownKind,
+        /// Its payload, untouched.
         #[serde(default)]
         payload: Value,
     },
@@ -156,6 +183,7 @@ impl UnknownKind {
         (!KINDS.contains(&kind.as_str())).then_some(UnknownKind(kind))
     }
 
+    /// The kind as sent.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -175,6 +203,7 @@ impl<'de> Deserialize<'de> for UnknownKind {
 pub struct ContextChunk {
     /// The `document_chunks.id` the client sent.
     pub id: Uuid,
+    /// The user's document the chunk is from.
     pub document_id: Uuid,
     /// The platform's chunk.
     #[serde(default)]
@@ -185,6 +214,7 @@ pub struct ContextChunk {
     /// The last page the chunk spans; see [`Citation::page_end`].
     #[serde(default)]
     pub page_end: Option<i32>,
+    /// The document's title.
     #[serde(default)]
     pub title: String,
 }
@@ -194,13 +224,16 @@ pub struct ContextChunk {
 /// by its key, so it always names one of the user's own chunks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Citation {
+    /// The marker's number as written in the text (`"2"` for `[2]`).
     #[serde(default)]
     pub key: Option<String>,
     /// The `document_chunks.id`.
     #[serde(default)]
     pub chunk_id: Option<Uuid>,
+    /// The user's document the chunk is from.
     #[serde(default)]
     pub document_id: Option<Uuid>,
+    /// The document's title.
     #[serde(default)]
     pub title: Option<String>,
     /// The first page the cited chunk spans: where to open the document.
@@ -225,9 +258,13 @@ pub struct Citation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
+    /// Being written.
     Streaming,
+    /// Finished.
     Complete,
+    /// Stopped by its owner; the text so far is kept.
     Stopped,
+    /// Failed; the text so far is kept.
     Failed,
 }
 
@@ -237,6 +274,7 @@ impl MessageStatus {
         !matches!(self, MessageStatus::Streaming)
     }
 
+    /// The database's word for the status.
     pub fn as_str(self) -> &'static str {
         match self {
             MessageStatus::Streaming => "streaming",
@@ -272,6 +310,7 @@ pub enum FailureCode {
 }
 
 impl FailureCode {
+    /// The code as sent on the wire.
     pub fn as_str(&self) -> &str {
         match self {
             FailureCode::PlatformUnavailable => "platform_unavailable",

@@ -16,6 +16,8 @@
 //! this is the one crate they share; keeping the policy here keeps them in
 //! step. Its jitter is the crate's only source of randomness (`getrandom`).
 
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod error;
 pub mod event;

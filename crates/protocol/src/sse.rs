@@ -13,7 +13,9 @@
 /// One event: its `event:` name, if any, and its data.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SseEvent {
+    /// The `event:` name; `None` for an unnamed (`message`) event.
     pub event: Option<String>,
+    /// The `data:` lines joined with `\n`.
     pub data: String,
 }
 

@@ -20,7 +20,9 @@ pub use quire_protocol::{
 /// `{seq, kind, payload}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRow {
+    /// The row's place in its answer.
     pub seq: i32,
+    /// `kind` and `payload`.
     #[serde(flatten)]
     pub body: EventBody,
 }

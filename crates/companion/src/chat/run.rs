@@ -43,20 +43,26 @@ const EXCERPT_CHARS: usize = 300;
 
 /// A question, ready to be answered.
 pub struct Turn {
+    /// The user who asked.
     pub owner: Uuid,
+    /// Their conversation.
     pub conversation_id: Uuid,
+    /// The answer's `chat_messages` row (`streaming`).
     pub message_id: Uuid,
+    /// The question's `chat_messages` row.
     pub user_message_id: Uuid,
     /// The conversation's platform session (`sess_…`).
     pub session_id: String,
+    /// The question, checked ([`super::ChatRequest::parse`]).
     pub question: String,
     /// The user's own chunks, re-read under their identity, in the order
     /// the client ranked them. Context item `n` (1-based) is `context[n-1]`.
     pub context: Vec<ContextChunk>,
     /// Chunk ids the client sent that the user's RLS did not return.
     pub dropped: usize,
-    /// The run's `session_token` and its hash (the `tool_sessions` key).
+    /// The run's `session_token`.
     pub token: SecretString,
+    /// Its hash: the `tool_sessions` key.
     pub token_hash: String,
 }
 
@@ -65,14 +71,18 @@ pub struct Turn {
 pub struct ContextChunk {
     /// `document_chunks.id`: the id the client sent.
     pub id: Uuid,
+    /// The user's document the chunk is from.
     pub document_id: Uuid,
     /// The platform's `ai.chunks` id.
     pub chunk_id: Uuid,
-    /// The first and last page the chunk spans (equal for one page; both
-    /// `None` when the platform knew no pages).
+    /// The first page the chunk spans (`None` when the platform knew no
+    /// pages).
     pub page: Option<i32>,
+    /// The last page the chunk spans (equal to `page` for one page).
     pub page_end: Option<i32>,
+    /// The document's title.
     pub title: String,
+    /// The chunk's text, given to the agent; never sent to the client.
     #[serde(skip)]
     pub text: String,
 }
