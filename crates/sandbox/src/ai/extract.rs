@@ -199,4 +199,29 @@ mod tests {
         let pdf = fixtures::encrypted_pdf(&["readable anyway"], "");
         assert_eq!(extract_pdf(&pdf).unwrap(), vec!["readable anyway"]);
     }
+
+    #[test]
+    fn a_page_the_reader_fails_on_is_empty_and_the_others_keep_their_text() {
+        use lopdf::content::Operation;
+        let shown = |font: Option<&str>, text: &str| {
+            let mut ops = vec![Operation::new("BT", vec![])];
+            if let Some(font) = font {
+                ops.push(Operation::new("Tf", vec![font.into(), 12.into()]));
+            }
+            ops.push(Operation::new("Td", vec![72.into(), 700.into()]));
+            ops.push(Operation::new("Tj", vec![Object::string_literal(text)]));
+            ops.push(Operation::new("ET", vec![]));
+            ops
+        };
+        // Page 2 shows text before choosing a font: the decoder panics there.
+        let pdf = fixtures::pdf_from_operations(vec![
+            shown(Some("F1"), "The first page"),
+            shown(None, "orphan"),
+            shown(Some("F1"), "The third page"),
+        ]);
+        assert_eq!(
+            extract_pdf(&pdf).unwrap(),
+            vec!["The first page", "", "The third page"]
+        );
+    }
 }
