@@ -769,7 +769,7 @@ fn platform_failure(err: &PlatformError) -> Outcome {
     tracing::warn!(error = %err, "run/stream could not start");
     let message = match err.code() {
         // Only the project's administrator can give the model a key
-        // (docs/platform-contract.md, "A run is refused 400 before streaming").
+        // (docs/platform-contract.md §7).
         Some(ApiCode::ModelWithoutKey) => {
             return Outcome::Failed {
                 code: FailureCode::ModelNotConfigured,

@@ -75,7 +75,7 @@ pub enum PlatformEvent {
 /// One of the platform's citations on `complete`. Of all it carries
 /// (`key`, `item_id`, `source_id`, `meta`, …) Quire reads the `[n]` key and
 /// a score: the rest echoes the context item and is never trusted
-/// (docs/platform-contract.md, "A citation's pages are Quire's").
+/// (docs/platform-contract.md §4).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlatformCitation {
     /// The marker's number as written (`"2"`), string or number on the wire.
