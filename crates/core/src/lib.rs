@@ -9,7 +9,6 @@
 //! `/api/knowledge-bases`): the companion does those.
 
 pub mod auth;
-mod backoff;
 pub mod chat;
 mod companion;
 pub mod config;

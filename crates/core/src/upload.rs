@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use futures_util::StreamExt;
+use quire_protocol::backoff::Backoff;
 use reqwest::{Body, StatusCode};
 use secrecy::ExposeSecret;
 use serde::Serialize;
@@ -279,18 +280,17 @@ async fn upload_one(
     }
     // The companion limits documents in flight per user (429): wait for
     // ingestion to make room rather than fail the file.
-    let mut waits = 0;
+    let mut waits = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     let registered = loop {
         match quire
             .companion
             .register(&file.title, file.bytes, None)
             .await
         {
-            Err(Error::RateLimited { .. }) if waits < REGISTER_WAITS => {
-                waits += 1;
+            Err(Error::RateLimited { .. }) if waits.attempts() < REGISTER_WAITS => {
                 tokio::select! {
                     () = cancel.cancelled() => return Err(Error::Cancelled),
-                    () = tokio::time::sleep(crate::backoff::delay(waits, Duration::from_millis(500), Duration::from_secs(10))) => {}
+                    () = tokio::time::sleep(waits.next()) => {}
                 }
             }
             other => break other?,
@@ -417,6 +417,7 @@ async fn single(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
     let url = object_url(quire, storage_path)?;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -462,12 +463,7 @@ async fn single(
         if !error.is_transient() || attempt >= options.attempts {
             return Err(error);
         }
-        tokio::time::sleep(crate::backoff::delay(
-            attempt,
-            Duration::from_millis(200),
-            Duration::from_secs(10),
-        ))
-        .await;
+        tokio::time::sleep(backoff.next()).await;
     }
 }
 
@@ -521,28 +517,22 @@ async fn resumable(
     .await?;
 
     let mut offset = 0u64;
-    let mut failures = 0u32;
+    let mut failures = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while offset < file.bytes {
         let len = options.chunk_bytes.max(1).min(file.bytes - offset);
         let outcome = patch(quire, file, &location, offset, len, progress).await;
         match outcome {
             Ok(next) => {
                 offset = next;
-                failures = 0;
+                failures.reset();
                 progress(offset);
             }
             Err(e)
                 if (e.is_transient() || matches!(e, Error::Conflict { .. }))
-                    && failures + 1 < options.attempts =>
+                    && failures.attempts() + 1 < options.attempts =>
             {
-                failures += 1;
                 tracing::info!(error = %e, offset, "resumable upload interrupted; resuming");
-                tokio::time::sleep(crate::backoff::delay(
-                    failures,
-                    Duration::from_millis(200),
-                    Duration::from_secs(10),
-                ))
-                .await;
+                tokio::time::sleep(failures.next()).await;
                 // Where the server stands now (it may have kept part of the chunk).
                 match head(quire, &location).await {
                     Ok(at) => offset = at,
@@ -630,17 +620,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    let mut n = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
-        n += 1;
         match attempt().await {
-            Err(e) if e.is_transient() && n < options.attempts => {
-                tokio::time::sleep(crate::backoff::delay(
-                    n,
-                    Duration::from_millis(200),
-                    Duration::from_secs(10),
-                ))
-                .await;
+            // The try that just failed was number `attempts() + 1`.
+            Err(e) if e.is_transient() && backoff.attempts() + 1 < options.attempts => {
+                tokio::time::sleep(backoff.next()).await;
             }
             other => return other,
         }

@@ -32,6 +32,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result, SignOutReason};
 use crate::http::Api;
 use gotrue::{GrantError, TokenResponse};
+use quire_protocol::backoff::Backoff;
 pub use store::{KeyringStore, TokenStore};
 
 /// The signed-in person.
@@ -368,25 +369,22 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// Refreshes each session when it is due, until the [`Auth`] is dropped.
 /// Transient failures are retried with backoff while the token is valid.
 async fn keep_fresh(auth: Weak<Auth>, mut state: watch::Receiver<AuthState>) {
-    let mut failures: u32 = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    // The wait before retrying a refresh that failed for now.
+    let mut retry: Option<Duration> = None;
     loop {
         let current = state.borrow_and_update().clone();
         let AuthState::SignedIn(session) = current else {
-            failures = 0;
+            backoff.reset();
+            retry = None;
             if state.changed().await.is_err() {
                 return;
             }
             continue;
         };
-        let due = if failures == 0 {
-            session.refresh_at
-        } else {
-            Instant::now()
-                + crate::backoff::delay(
-                    failures,
-                    Duration::from_millis(500),
-                    Duration::from_secs(30),
-                )
+        let due = match retry {
+            None => session.refresh_at,
+            Some(wait) => Instant::now() + wait,
         };
         tokio::select! {
             changed = state.changed() => {
@@ -396,11 +394,14 @@ async fn keep_fresh(auth: Weak<Auth>, mut state: watch::Receiver<AuthState>) {
             }
             () = tokio::time::sleep_until(due) => {
                 let Some(auth) = auth.upgrade() else { return };
-                match auth.refresh(session.generation).await {
-                    Ok(_) if auth.generation() != Some(session.generation) => failures = 0,
-                    Ok(_) => failures += 1,
-                    Err(e) if e.is_transient() => failures += 1,
-                    Err(_) => failures = 0,
+                retry = match auth.refresh(session.generation).await {
+                    Ok(_) if auth.generation() != Some(session.generation) => None,
+                    Ok(_) => Some(backoff.next()),
+                    Err(e) if e.is_transient() => Some(backoff.next()),
+                    Err(_) => None,
+                };
+                if retry.is_none() {
+                    backoff.reset();
                 }
             }
         }

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt};
+use quire_protocol::backoff::Backoff;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -48,8 +49,7 @@ use crate::auth::AuthState;
 use crate::chat::{self, ChatEvent};
 use crate::error::{Error, Result, Service};
 use crate::quire::Quire;
-use crate::rest::eq;
-use crate::state::{Conversation, Document, DocumentStatus, MessageRow, Source};
+use crate::state::{Document, DocumentStatus, MessageRow, Source};
 use phoenix::{Incoming, Outgoing};
 
 /// The follower's timing. Defaults follow realtime-js.
@@ -181,53 +181,135 @@ enum Ended {
 
 /// Reconnects until stopped; waits while nobody is signed in.
 async fn run(context: Context, cancel: CancellationToken) {
-    let mut auth = context.quire.auth.subscribe();
-    let mut failures: u32 = 0;
-    let mut last_join: Option<DateTime<Utc>> = None;
-    loop {
-        let user = match &*auth.borrow_and_update() {
-            AuthState::SignedIn(session) => Some(session.user.id),
-            AuthState::SignedOut(_) => None,
-        };
-        let Some(user) = user else {
-            context.status.send_replace(FollowStatus::SignedOut);
-            last_join = None;
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                changed = auth.changed() => if changed.is_err() { return },
-            }
-            continue;
-        };
-        context.status.send_replace(FollowStatus::Connecting);
-        let mut joined_at = None;
-        let outcome = connection(&context, user, &cancel, &mut last_join, &mut joined_at).await;
-        match outcome {
-            Ok(Ended::Stopped) => return,
-            Ok(Ended::SignedOut) => {
-                failures = 0;
-                continue;
-            }
-            Err(error) => {
-                // A join that held for a while was a good connection.
-                if joined_at.is_some_and(|at: tokio::time::Instant| {
-                    at.elapsed() > context.options.heartbeat * 2
-                }) {
-                    failures = 0;
-                }
-                failures += 1;
-                let delay = crate::backoff::delay(
-                    failures,
-                    context.options.backoff_base,
-                    context.options.backoff_max,
-                );
-                tracing::info!(%error, ?delay, "realtime connection lost; reconnecting");
-                context.status.send_replace(FollowStatus::Reconnecting {
-                    error: error.to_string(),
-                    retry_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                });
+    let backoff = Backoff::new(context.options.backoff_base, context.options.backoff_max);
+    let mut reconnects = Reconnects {
+        context,
+        backoff,
+        last_join: None,
+    };
+    reconnects.run(cancel).await;
+}
+
+/// What the follower carries from one connection to the next.
+struct Reconnects {
+    context: Context,
+    backoff: Backoff,
+    /// When the channel was last joined: the next backfill re-reads what
+    /// changed since a little before it.
+    last_join: Option<DateTime<Utc>>,
+}
+
+impl Reconnects {
+    async fn run(&mut self, cancel: CancellationToken) {
+        let mut auth = self.context.quire.auth.subscribe();
+        loop {
+            let user = match &*auth.borrow_and_update() {
+                AuthState::SignedIn(session) => Some(session.user.id),
+                AuthState::SignedOut(_) => None,
+            };
+            let Some(user) = user else {
+                self.context.status.send_replace(FollowStatus::SignedOut);
+                self.last_join = None;
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
+                    changed = auth.changed() => if changed.is_err() { return },
+                }
+                continue;
+            };
+            self.context.status.send_replace(FollowStatus::Connecting);
+            match self.connection(user, &cancel).await {
+                Ok(Ended::Stopped) => return,
+                Ok(Ended::SignedOut) => self.backoff.reset(),
+                Err(error) => {
+                    let delay = self.backoff.next();
+                    tracing::info!(%error, ?delay, "realtime connection lost; reconnecting");
+                    self.context
+                        .status
+                        .send_replace(FollowStatus::Reconnecting {
+                            error: error.to_string(),
+                            retry_in_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        });
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One connection: connect and join, backfill, then follow until
+    /// something ends it.
+    async fn connection(&mut self, user: Uuid, cancel: &CancellationToken) -> Result<Ended> {
+        let context = &self.context;
+        // Subscribed before the token is read, so no refresh is missed.
+        let auth = context.quire.auth.subscribe();
+        let channel = tokio::select! {
+            () = cancel.cancelled() => return Ok(Ended::Stopped),
+            joined = Channel::join(&context.quire, user, context.options.join_timeout) => joined?,
+        };
+        let joined_at = tokio::time::Instant::now();
+        context.joins.fetch_add(1, Ordering::Relaxed);
+        context
+            .status
+            .send_replace(FollowStatus::Joined { backfilled: false });
+        let since = self.last_join.map(|at| at - chrono::Duration::seconds(120));
+        self.last_join = Some(Utc::now());
+        let ended = follow(context, channel, auth, since, cancel).await;
+        // A join that held for a while was a good connection.
+        if ended.is_err() && joined_at.elapsed() > context.options.heartbeat * 2 {
+            self.backoff.reset();
+        }
+        ended
+    }
+}
+
+/// Follows a joined channel: the backfill in the background, heartbeats,
+/// new access tokens, live broadcasts into the state, until something ends
+/// it.
+async fn follow(
+    context: &Context,
+    mut channel: Channel,
+    mut auth: watch::Receiver<AuthState>,
+    since: Option<DateTime<Utc>>,
+    cancel: &CancellationToken,
+) -> Result<Ended> {
+    let mut backfill = Some(tokio::spawn({
+        let context = context.clone();
+        async move { catch_up(&context, since).await }
+    }));
+    let mut heartbeat = tokio::time::interval(context.options.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => {
+                channel.leave().await;
+                return Ok(Ended::Stopped);
+            }
+            done = async { backfill.as_mut().expect("guarded").await }, if backfill.is_some() => {
+                backfill = None;
+                match done {
+                    Ok(Ok(())) => {
+                        context.status.send_replace(FollowStatus::Joined { backfilled: true });
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    Err(e) => return Err(realtime_error(&format!("the backfill task failed: {e}"))),
+                }
+            }
+            _ = heartbeat.tick() => channel.heartbeat().await?,
+            changed = auth.changed() => {
+                if changed.is_err() {
+                    return Ok(Ended::Stopped);
+                }
+                let current = auth.borrow_and_update().clone();
+                if let Some(ended) = channel.on_auth(current).await? {
+                    return Ok(ended);
+                }
+            }
+            frame = channel.stream.next() => {
+                if let Some((event, payload)) = channel.on_frame(frame)? {
+                    live(context, &event, payload);
                 }
             }
         }
@@ -251,175 +333,196 @@ fn websocket_url(quire: &Quire) -> Result<String> {
     Ok(url.to_string())
 }
 
-/// One connection: connect, join, backfill, then follow until something
-/// ends it.
-async fn connection(
-    context: &Context,
+/// A joined Phoenix channel on `realtime:user:<uid>`, on its own socket:
+/// message refs, the join, heartbeats, access-token pushes and incoming
+/// frames. The frames themselves are `phoenix`'s; what a broadcast means is
+/// the caller's.
+struct Channel {
+    sink: Sink,
+    stream: futures_util::stream::SplitStream<Socket>,
     user: Uuid,
-    cancel: &CancellationToken,
-    last_join: &mut Option<DateTime<Utc>>,
-    joined_at: &mut Option<tokio::time::Instant>,
-) -> Result<Ended> {
-    let quire = &context.quire;
-    let url = websocket_url(quire)?;
-    let (socket, _) = tokio::select! {
-        () = cancel.cancelled() => return Ok(Ended::Stopped),
-        connected = tokio_tungstenite::connect_async(url.as_str()) => connected.map_err(|e| Error::offline(Service::Realtime, e))?,
-    };
-    let (mut sink, mut stream) = socket.split();
-    let topic = format!("realtime:user:{user}");
-    let mut refs: u64 = 0;
-    let mut next_ref = move || {
-        refs += 1;
-        refs.to_string()
-    };
+    topic: String,
+    join_ref: String,
+    refs: u64,
+    /// The ref of the heartbeat not answered yet.
+    pending_heartbeat: Option<String>,
+    /// The session generation whose token the channel has.
+    generation: Option<u64>,
+}
 
-    let mut auth = quire.auth.subscribe();
-    let token = quire.auth.access_token().await?;
-    let mut generation = quire.auth.generation();
-    let join_ref = next_ref();
-    send(
-        &mut sink,
-        Outgoing::join(
-            &topic,
-            join_ref.clone(),
+impl Channel {
+    /// Connects and joins with the current access token; returns once the
+    /// join is accepted (an error when it is refused or not answered within
+    /// `timeout`).
+    async fn join(quire: &Quire, user: Uuid, timeout: Duration) -> Result<Channel> {
+        let url = websocket_url(quire)?;
+        let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| Error::offline(Service::Realtime, e))?;
+        let (sink, stream) = socket.split();
+        let token = quire.auth.access_token().await?;
+        let mut channel = Channel {
+            sink,
+            stream,
+            user,
+            topic: format!("realtime:user:{user}"),
+            join_ref: String::new(),
+            refs: 0,
+            pending_heartbeat: None,
+            generation: quire.auth.generation(),
+        };
+        channel.join_ref = channel.next_ref();
+        let join = Outgoing::join(
+            &channel.topic,
+            channel.join_ref.clone(),
             secrecy::ExposeSecret::expose_secret(&token),
-        ),
-    )
-    .await?;
+        );
+        channel.send(join).await?;
+        tokio::time::timeout(timeout, channel.joined())
+            .await
+            .map_err(|_| realtime_error("the channel join timed out"))??;
+        Ok(channel)
+    }
 
-    // The join reply; broadcasts cannot arrive before it.
-    let deadline = tokio::time::sleep(context.options.join_timeout);
-    tokio::pin!(deadline);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(Ended::Stopped),
-            () = &mut deadline => return Err(realtime_error("the channel join timed out")),
-            frame = stream.next() => {
-                let text = next_text(frame)?;
-                let Some(text) = text else { continue };
-                match phoenix::parse(&text) {
-                    Ok(Incoming::Reply { reference: Some(r), ok: true, .. }) if r == join_ref => break,
-                    Ok(Incoming::Reply { reference: Some(r), ok: false, response, .. }) if r == join_ref => {
-                        return Err(realtime_error(&format!("the channel join was refused: {}", phoenix::reason(&response))));
+    /// Waits for the join's reply; broadcasts cannot arrive before it.
+    async fn joined(&mut self) -> Result<()> {
+        loop {
+            let Some(text) = next_text(self.stream.next().await)? else {
+                continue;
+            };
+            match phoenix::parse(&text) {
+                Ok(Incoming::Reply {
+                    reference: Some(r),
+                    ok,
+                    response,
+                    ..
+                }) if r == self.join_ref => {
+                    if ok {
+                        return Ok(());
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "ignoring an unreadable realtime frame"),
+                    return Err(realtime_error(&format!(
+                        "the channel join was refused: {}",
+                        phoenix::reason(&response)
+                    )));
                 }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "ignoring an unreadable realtime frame"),
             }
         }
     }
-    context.joins.fetch_add(1, Ordering::Relaxed);
-    *joined_at = Some(tokio::time::Instant::now());
-    context
-        .status
-        .send_replace(FollowStatus::Joined { backfilled: false });
 
-    let since = last_join.map(|at| at - chrono::Duration::seconds(120));
-    *last_join = Some(Utc::now());
-    let backfill = tokio::spawn({
-        let context = context.clone();
-        async move { catch_up(&context, since).await }
-    });
-    let mut backfill = Some(backfill);
+    fn next_ref(&mut self) -> String {
+        self.refs += 1;
+        self.refs.to_string()
+    }
 
-    let mut heartbeat = tokio::time::interval(context.options.heartbeat);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    heartbeat.tick().await;
-    let mut pending_heartbeat: Option<String> = None;
+    async fn send(&mut self, frame: Outgoing) -> Result<()> {
+        self.sink
+            .send(WsMessage::text(frame.to_text()))
+            .await
+            .map_err(|e| Error::offline(Service::Realtime, e))
+    }
 
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => {
-                let _ = send(&mut sink, Outgoing::leave(&topic, &join_ref, next_ref())).await;
-                let _ = sink.close().await;
-                return Ok(Ended::Stopped);
-            }
-            done = async { backfill.as_mut().expect("guarded").await }, if backfill.is_some() => {
-                backfill = None;
-                match done {
-                    Ok(Ok(())) => {
-                        context.status.send_replace(FollowStatus::Joined { backfilled: true });
-                    }
-                    Ok(Err(e)) => return Err(e),
-                    Err(e) => return Err(realtime_error(&format!("the backfill task failed: {e}"))),
-                }
-            }
-            _ = heartbeat.tick() => {
-                if pending_heartbeat.is_some() {
-                    return Err(realtime_error("the server stopped answering heartbeats"));
-                }
-                let reference = next_ref();
-                send(&mut sink, Outgoing::heartbeat(reference.clone())).await?;
-                pending_heartbeat = Some(reference);
-            }
-            changed = auth.changed() => {
-                if changed.is_err() {
-                    return Ok(Ended::Stopped);
-                }
-                let current = auth.borrow_and_update().clone();
-                match current {
-                    AuthState::SignedOut(_) => {
-                        let _ = send(&mut sink, Outgoing::leave(&topic, &join_ref, next_ref())).await;
-                        let _ = sink.close().await;
-                        return Ok(Ended::SignedOut);
-                    }
-                    AuthState::SignedIn(session) if session.user.id != user => {
-                        let _ = sink.close().await;
-                        return Ok(Ended::SignedOut);
-                    }
-                    AuthState::SignedIn(session) if Some(session.generation) != generation => {
-                        generation = Some(session.generation);
-                        let token = secrecy::ExposeSecret::expose_secret(&session.access_token).to_owned();
-                        send(&mut sink, Outgoing::access_token(&topic, &join_ref, next_ref(), &token)).await?;
-                    }
-                    AuthState::SignedIn(_) => {}
-                }
-            }
-            frame = stream.next() => {
-                let Some(text) = next_text(frame)? else { continue };
-                match phoenix::parse(&text) {
-                    Ok(Incoming::Reply { topic: t, reference, .. }) if t == "phoenix" => {
-                        if reference.is_some() && reference == pending_heartbeat {
-                            pending_heartbeat = None;
-                        }
-                    }
-                    Ok(Incoming::Broadcast { topic: t, event, payload }) if t == topic => {
-                        live(context, &event, payload);
-                    }
-                    Ok(Incoming::System { topic: t, ok: false, message }) if t == topic => {
-                        return Err(realtime_error(&format!("the server closed the channel: {message}")));
-                    }
-                    Ok(Incoming::System { ok: true, message, .. }) if message.contains("disconnect") => {
-                        return Err(realtime_error(&message));
-                    }
-                    Ok(Incoming::Close { topic: t }) | Ok(Incoming::ChannelError { topic: t }) if t == topic => {
-                        return Err(realtime_error("the server closed the channel"));
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "ignoring an unreadable realtime frame"),
-                }
-            }
+    /// Sends a heartbeat; an error when the last one is still unanswered
+    /// (a dead connection, phoenix.js's rule).
+    async fn heartbeat(&mut self) -> Result<()> {
+        if self.pending_heartbeat.is_some() {
+            return Err(realtime_error("the server stopped answering heartbeats"));
         }
+        let reference = self.next_ref();
+        self.send(Outgoing::heartbeat(reference.clone())).await?;
+        self.pending_heartbeat = Some(reference);
+        Ok(())
+    }
+
+    /// Follows a change of the session: a new access token is pushed to the
+    /// channel; signing out leaves it, another user closes it (both end the
+    /// connection).
+    async fn on_auth(&mut self, state: AuthState) -> Result<Option<Ended>> {
+        match state {
+            AuthState::SignedOut(_) => {
+                self.leave().await;
+                Ok(Some(Ended::SignedOut))
+            }
+            AuthState::SignedIn(session) if session.user.id != self.user => {
+                let _ = self.sink.close().await;
+                Ok(Some(Ended::SignedOut))
+            }
+            AuthState::SignedIn(session) if Some(session.generation) != self.generation => {
+                self.generation = Some(session.generation);
+                let token = secrecy::ExposeSecret::expose_secret(&session.access_token).to_owned();
+                let (topic, join_ref) = (self.topic.clone(), self.join_ref.clone());
+                let reference = self.next_ref();
+                self.send(Outgoing::access_token(&topic, &join_ref, reference, &token))
+                    .await?;
+                Ok(None)
+            }
+            AuthState::SignedIn(_) => Ok(None),
+        }
+    }
+
+    /// Reads one incoming WebSocket message: a heartbeat's reply is noted, a
+    /// broadcast on the channel is returned (its event and payload), and the
+    /// server closing the channel or the socket is an error.
+    fn on_frame(&mut self, frame: Option<WsResult>) -> Result<Option<(String, Value)>> {
+        let Some(text) = next_text(frame)? else {
+            return Ok(None);
+        };
+        match phoenix::parse(&text) {
+            Ok(Incoming::Reply {
+                topic, reference, ..
+            }) if topic == "phoenix" => {
+                if reference.is_some() && reference == self.pending_heartbeat {
+                    self.pending_heartbeat = None;
+                }
+            }
+            Ok(Incoming::Broadcast {
+                topic,
+                event,
+                payload,
+            }) if topic == self.topic => return Ok(Some((event, payload))),
+            Ok(Incoming::System {
+                topic,
+                ok: false,
+                message,
+            }) if topic == self.topic => {
+                return Err(realtime_error(&format!(
+                    "the server closed the channel: {message}"
+                )));
+            }
+            Ok(Incoming::System {
+                ok: true, message, ..
+            }) if message.contains("disconnect") => return Err(realtime_error(&message)),
+            Ok(Incoming::Close { topic } | Incoming::ChannelError { topic })
+                if topic == self.topic =>
+            {
+                return Err(realtime_error("the server closed the channel"));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "ignoring an unreadable realtime frame"),
+        }
+        Ok(None)
+    }
+
+    /// Leaves the channel and closes the socket (best effort: it is ending).
+    async fn leave(&mut self) {
+        let (topic, join_ref) = (self.topic.clone(), self.join_ref.clone());
+        let reference = self.next_ref();
+        let _ = self
+            .send(Outgoing::leave(&topic, &join_ref, reference))
+            .await;
+        let _ = self.sink.close().await;
     }
 }
 
-type Sink = futures_util::stream::SplitSink<
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    WsMessage,
->;
-
-async fn send(sink: &mut Sink, frame: Outgoing) -> Result<()> {
-    sink.send(WsMessage::text(frame.to_text()))
-        .await
-        .map_err(|e| Error::offline(Service::Realtime, e))
-}
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Sink = futures_util::stream::SplitSink<Socket, WsMessage>;
+type WsResult = std::result::Result<WsMessage, tokio_tungstenite::tungstenite::Error>;
 
 /// The text of the next WebSocket message; `None` for control frames;
 /// an error when the socket ended.
-fn next_text(
-    frame: Option<std::result::Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
-) -> Result<Option<String>> {
+fn next_text(frame: Option<WsResult>) -> Result<Option<String>> {
     match frame {
         None => Err(realtime_error("the connection closed")),
         Some(Err(e)) => Err(Error::offline(Service::Realtime, e)),
@@ -508,19 +611,7 @@ fn fetch_context(context: &Context, chat: ChatEvent) {
         let quire = &context.quire;
         let result: Result<()> = async {
             if !quire.state.knows_conversation(chat.conversation_id) {
-                let rows: Vec<Conversation> = quire
-                    .rest
-                    .select(
-                        "conversations",
-                        &[
-                            ("select", chat::CONVERSATION_COLUMNS.to_owned()),
-                            ("id", eq(chat.conversation_id)),
-                        ],
-                    )
-                    .await?;
-                for row in &rows {
-                    quire.state.apply_conversation(row);
-                }
+                chat::fetch_conversation(&quire.rest, &quire.state, chat.conversation_id).await?;
             }
             let question = quire
                 .state
@@ -579,19 +670,7 @@ async fn catch_up(context: &Context, since: Option<DateTime<Utc>>) -> Result<()>
     }
     for conversation in conversations {
         if !state.knows_conversation(conversation) {
-            let rows: Vec<Conversation> = quire
-                .rest
-                .select(
-                    "conversations",
-                    &[
-                        ("select", chat::CONVERSATION_COLUMNS.to_owned()),
-                        ("id", eq(conversation)),
-                    ],
-                )
-                .await?;
-            for row in &rows {
-                state.apply_conversation(row);
-            }
+            chat::fetch_conversation(&quire.rest, state, conversation).await?;
         }
     }
     // Every answer not final here: its events after the last seq applied.
