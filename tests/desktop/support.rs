@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail, ensure};
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -386,7 +386,7 @@ pub fn parade_pages() -> Vec<String> {
         })
         .collect();
     let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
-    quire_sandbox::ai::fixtures::full_pages(&pages)
+    quire_testkit::fixtures::full_pages(&pages)
 }
 
 /// Writes the three-page test PDF as `<dir>/<title>.pdf`. Each file gets a catalogue number
@@ -400,7 +400,7 @@ pub fn write_parade_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
     write(
         dir,
         &format!("{title}.pdf"),
-        &quire_sandbox::ai::fixtures::text_pdf(&pages),
+        &quire_testkit::fixtures::text_pdf(&pages),
     )
 }
 
@@ -418,7 +418,7 @@ pub fn write_page_break_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
     write(
         dir,
         &format!("{title}.pdf"),
-        &quire_sandbox::ai::fixtures::text_pdf(&[&first, &second]),
+        &quire_testkit::fixtures::text_pdf(&[&first, &second]),
     )
 }
 
@@ -439,13 +439,13 @@ pub fn write_other_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
     write(
         dir,
         &format!("{title}.pdf"),
-        &quire_sandbox::ai::fixtures::text_pdf(&pages),
+        &quire_testkit::fixtures::text_pdf(&pages),
     )
 }
 
 /// Writes bytes that are not a PDF under a `.pdf` name.
 pub fn write_not_a_pdf(dir: &Path, name: &str) -> Result<PathBuf> {
-    write(dir, name, &quire_sandbox::ai::fixtures::not_a_pdf())
+    write(dir, name, &quire_testkit::fixtures::not_a_pdf())
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {

@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let pdf = quire_sandbox::ai::fixtures::text_pdf(&MANUAL);
+    let pdf = quire_testkit::fixtures::text_pdf(&MANUAL);
     let registered: Value = http
         .post(format!("{url}/api/documents"))
         .bearer_auth(&token)

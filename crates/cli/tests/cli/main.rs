@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use quire_core::{EventBody, MessageStatus};
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;

@@ -2,7 +2,7 @@
 //! — no content, and no difference in status between "A's" and "nobody's".
 
 use base64::Engine as _;
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -1,6 +1,6 @@
 //! Bad input gets a clear 4xx, and nothing is written.
 
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;

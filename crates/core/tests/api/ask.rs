@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use quire_core::{
     CancellationToken, DocumentStatus, EventBody, MessageStatus, Quire, UploadOptions,
 };
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 
 use crate::support::{Stack, eventually, spawn_full_stack};
 

@@ -3,7 +3,7 @@
 //! is uploaded again in its place.
 
 use quire_core::{CancellationToken, DocumentStatus, ErrorCode, UploadEvent, UploadOptions};
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use tokio::sync::mpsc;
 
 use crate::support::{PASSWORD_A, eventually, spawn_full_stack};

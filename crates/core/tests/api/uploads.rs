@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use quire_core::{CancellationToken, DocumentStatus, ErrorCode, Quire, UploadEvent, UploadOptions};
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use tokio::sync::mpsc;
 
 use crate::support::{

@@ -281,6 +281,35 @@ mod tests {
         }
     }
 
+    /// The test documents' pages (`quire_testkit::fixtures::full_pages`) are
+    /// padded so that the platform's chunking never joins two of them.
+    #[test]
+    fn a_chunk_holding_a_pages_own_text_holds_that_page_only() {
+        use quire_testkit::fixtures::{document_pdf, full_pages};
+        let texts = [
+            "The rent is due on the first day of each month.",
+            "Pets are allowed only with the landlord's written consent.",
+            "The deposit is returned within thirty days.",
+        ];
+        let pages = full_pages(&texts);
+        assert_ne!(
+            pages[0], pages[1],
+            "every page has its own placeholder prose"
+        );
+        let chunks = chunk_pages(&pages, ChunkSpec::default());
+        for (i, text) in texts.iter().enumerate() {
+            let holding: Vec<_> = chunks.iter().filter(|c| c.text.contains(text)).collect();
+            assert!(!holding.is_empty(), "page {} text is in a chunk", i + 1);
+            for chunk in holding {
+                assert_eq!(chunk.pages, Some(vec![i as u32 + 1]), "{chunk:?}");
+            }
+        }
+        // The pages still come back from the PDF exactly, one entry a page.
+        let extracted = crate::ai::extract::extract_pdf(&document_pdf(&texts)).unwrap();
+        assert_eq!(extracted.len(), 3);
+        assert!(extracted[1].contains(texts[1]), "{:?}", extracted[1]);
+    }
+
     #[test]
     fn spec_from_indexing_config() {
         let config = serde_json::json!({"strategy":"chunk_embed","chunk_size":400,"overlap":300});

@@ -114,8 +114,8 @@ fn classify_load_error(err: &lopdf::Error) -> ExtractError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ai::fixtures;
     use lopdf::Object;
+    use quire_testkit::fixtures;
 
     #[test]
     fn text_comes_out_per_page_with_line_breaks() {

@@ -17,7 +17,6 @@
 
 pub mod chunking;
 pub mod extract;
-pub mod fixtures;
 pub mod knowledge_bases;
 pub mod sources;
 // The agents module (agents, tools, sessions, runs, streaming, the offline

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use quire_sandbox::ai::fixtures;
+use quire_testkit::fixtures;
 use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};

@@ -1,9 +1,9 @@
-//! PDF files made in code, for tests and the demo: text with known words on
+//! PDF files made in code, for tests and benches: text with known words on
 //! known pages, encrypted, truncated, image-only (no text layer), not a PDF.
 //!
 //! Text is laid out in Helvetica with `WinAnsiEncoding`, one `Td` line per
-//! input line, so [`crate::ai::extract::extract_pdf`] gives back exactly the
-//! lines given (Latin-1 text only).
+//! input line, so the sandbox's source extraction (`quire_sandbox::ai::extract`)
+//! gives back exactly the lines given (Latin-1 text only).
 
 use lopdf::content::{Content, Operation};
 use lopdf::{
@@ -345,36 +345,4 @@ fn latin1(line: &str) -> Vec<u8> {
     line.chars()
         .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ai::chunking::{ChunkSpec, chunk_pages};
-
-    #[test]
-    fn a_chunk_holding_a_pages_own_text_holds_that_page_only() {
-        let texts = [
-            "The rent is due on the first day of each month.",
-            "Pets are allowed only with the landlord's written consent.",
-            "The deposit is returned within thirty days.",
-        ];
-        let pages = full_pages(&texts);
-        assert_ne!(
-            pages[0], pages[1],
-            "every page has its own placeholder prose"
-        );
-        let chunks = chunk_pages(&pages, ChunkSpec::default());
-        for (i, text) in texts.iter().enumerate() {
-            let holding: Vec<_> = chunks.iter().filter(|c| c.text.contains(text)).collect();
-            assert!(!holding.is_empty(), "page {} text is in a chunk", i + 1);
-            for chunk in holding {
-                assert_eq!(chunk.pages, Some(vec![i as u32 + 1]), "{chunk:?}");
-            }
-        }
-        // The pages still come back from the PDF exactly, one entry a page.
-        let extracted = crate::ai::extract::extract_pdf(&document_pdf(&texts)).unwrap();
-        assert_eq!(extracted.len(), 3);
-        assert!(extracted[1].contains(texts[1]), "{:?}", extracted[1]);
-    }
 }
