@@ -7,6 +7,9 @@
 //! must pass the user's row-level security — re-reading chunk ids,
 //! conversations, documents, checking a Storage object.
 //!
+//! The client follows no redirects: a 3xx is an error, so neither key ever
+//! travels to another origin.
+//!
 //! Errors ([`PlatformError`]) separate "could not reach it" from "it said
 //! no", and keep the raw body of any unexpected answer. What a "no" means
 //! is read once, when it arrives ([`ApiCode`]), and so is every event of a
@@ -142,7 +145,11 @@ struct Inner {
 impl Platform {
     /// A client for `config`'s platform.
     pub fn new(config: &PlatformConfig) -> anyhow::Result<Platform> {
+        // No redirects: a redirected call would carry `apikey` (the service
+        // key, for service calls) to wherever it points; reqwest drops only
+        // `Authorization` across hosts. A 3xx is an error like any other.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;

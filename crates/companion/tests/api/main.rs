@@ -7,6 +7,7 @@ mod bad_input;
 mod chat;
 mod cli;
 mod documents;
+mod edges;
 mod faults;
 mod helpers;
 mod proxy;
