@@ -265,8 +265,9 @@ impl<'a> Objects<'a> {
     }
 
     /// Copies into `doc` every object reachable from `from`, except other
-    /// pages and page-tree nodes (through `/Parent` or `/P`), metadata and
-    /// the data of images.
+    /// pages and page-tree nodes (through `/Parent` or `/P`), metadata, the
+    /// data of images and what pdf-extract does not read for text: the glyph
+    /// procedures of Type3 fonts and TrueType programs.
     fn copy_reachable(&self, from: &Dictionary, doc: &mut Document) -> Result<(), PageFailure> {
         let mut queue: VecDeque<ObjectId> = VecDeque::new();
         push_references(&Object::Dictionary(from.clone()), &mut queue);
@@ -297,6 +298,10 @@ impl<'a> Objects<'a> {
                 stream.dict = Dictionary::new();
                 stream.dict.set("Subtype", "Image");
             }
+            // pdf-extract inflates a TrueType program and throws it away.
+            if let Object::Dictionary(dict) = &mut object {
+                dict.remove(b"FontFile2");
+            }
             push_references(&object, &mut queue);
             doc.objects.insert(id, object);
         }
@@ -305,7 +310,7 @@ impl<'a> Objects<'a> {
 }
 
 /// Queues the references inside `object`, except under the keys that lead
-/// back up to pages or to metadata.
+/// back up to pages, to metadata or to Type3 glyph procedures.
 fn push_references(object: &Object, queue: &mut VecDeque<ObjectId>) {
     match object {
         Object::Reference(id) => queue.push_back(*id),
@@ -318,7 +323,10 @@ fn push_references(object: &Object, queue: &mut VecDeque<ObjectId>) {
 
 fn push_dictionary_references(dict: &Dictionary, queue: &mut VecDeque<ObjectId>) {
     for (key, value) in dict.iter() {
-        if !matches!(key.as_slice(), b"Parent" | b"P" | b"Metadata" | b"Annots") {
+        if !matches!(
+            key.as_slice(),
+            b"Parent" | b"P" | b"Metadata" | b"Annots" | b"CharProcs"
+        ) {
             push_references(value, queue);
         }
     }

@@ -12,9 +12,9 @@
 //! - every page gets its inherited `/Resources` and `/MediaBox` (US Letter if
 //!   none) set on itself: pdf-extract panics without a media box, and looks
 //!   them up the `/Parent` chain without end when that chain loops;
-//! - a `/ToUnicode` map whose `/CMapName` holds a space (XeTeX names maps after
-//!   the font file's path), which its CMap parser reads as an empty map, is
-//!   renamed;
+//! - a `/ToUnicode` map is cut down to its mapping blocks: its CMap parser is
+//!   slow on the PostScript around them, and reads a map whose `/CMapName`
+//!   holds a space (XeTeX names maps after the font file's path) as empty;
 //! - a simple font with neither `/Encoding` nor an embedded Type1 program gets
 //!   StandardEncoding, the default for such fonts (it panics on any code its
 //!   `/ToUnicode` lacks);
@@ -147,10 +147,41 @@ fn rename_to_unicode_maps(doc: &mut Document) {
         let bytes = stream
             .decompressed_content()
             .unwrap_or_else(|_| stream.content.clone());
-        if let Some(renamed) = without_spaced_name(&bytes) {
-            stream.set_plain_content(renamed);
+        if let Some(trimmed) = mappings_only(&bytes).or_else(|| without_spaced_name(&bytes)) {
+            stream.set_plain_content(trimmed);
         }
     }
+}
+
+/// The `beginbfchar` and `beginbfrange` blocks of a `/ToUnicode` map (from
+/// the first block's count to the last block's end), which is all its parser
+/// reads: the PostScript around them (`CIDSystemInfo`, `CMapName`, …) costs
+/// it more than the mappings in the small maps Chromium writes, one per
+/// Type3 font (measured: a third of the reading time of a CJK page), and a
+/// name with a space in it makes it read an empty map.
+fn mappings_only(cmap: &[u8]) -> Option<Vec<u8>> {
+    let find = |word: &[u8]| cmap.windows(word.len()).position(|w| w == word);
+    let find_end = |word: &[u8]| {
+        cmap.windows(word.len())
+            .rposition(|w| w == word)
+            .map(|at| at + word.len())
+    };
+    let first = [find(b"beginbfchar"), find(b"beginbfrange")]
+        .into_iter()
+        .flatten()
+        .min()?;
+    let end = [find_end(b"endbfchar"), find_end(b"endbfrange")]
+        .into_iter()
+        .flatten()
+        .max()?;
+    let mut start = first;
+    while start > 0 && cmap[start - 1].is_ascii_whitespace() {
+        start -= 1;
+    }
+    while start > 0 && cmap[start - 1].is_ascii_digit() {
+        start -= 1;
+    }
+    (start < end).then(|| cmap[start..end].to_vec())
 }
 
 /// `cmap` with its `/CMapName /… def` line replaced, if the name holds a space.
@@ -500,9 +531,6 @@ fn walk_forms(
     done: &mut HashSet<(ObjectId, Vec<u8>)>,
     cyclic: &mut HashSet<ObjectId>,
 ) {
-    let Ok(content) = Content::decode(content) else {
-        return;
-    };
     let xobjects: BTreeMap<Vec<u8>, ObjectId> = resources
         .get(b"XObject")
         .and_then(|x| doc.dereference(x))
@@ -513,6 +541,13 @@ fn walk_forms(
                 .collect()
         })
         .unwrap_or_default();
+    // Most pages draw no form: their content need not be parsed here.
+    if xobjects.is_empty() {
+        return;
+    }
+    let Ok(content) = Content::decode(content) else {
+        return;
+    };
     for op in content.operations.iter().filter(|op| op.operator == "Do") {
         let Some(id) = op
             .operands
