@@ -64,6 +64,18 @@ fn arabic_reads_right_to_left_with_its_ligatures_in_order() {
 }
 
 #[test]
+fn the_second_pages_of_chinese_and_arabic_keep_their_own_punctuation_and_order() {
+    let zh = pages("chromium-zh");
+    assert_eq!(zh.len(), 2);
+    assert!(zh[1].starts_with("夏天的海边\n"), "{}", zh[1]);
+    assert!(zh[1].contains("去海边度假，每天早上"), "{}", zh[1]);
+    let ar = pages("chromium-ar");
+    assert_eq!(ar.len(), 2);
+    assert!(ar[1].starts_with("زيارة المدينة القديمة\n"), "{}", ar[1]);
+    assert!(ar[1].contains("شربنا الشاي بالنعناع"), "{}", ar[1]);
+}
+
+#[test]
 fn every_text_document_reads_like_pdftotext_on_the_same_pages() {
     let mut names: Vec<String> = std::fs::read_dir(corpus().join("truth"))
         .unwrap()
