@@ -29,6 +29,7 @@ pub(crate) struct Api {
 impl Api {
     pub fn new(config: Config) -> Api {
         let http = reqwest::Client::builder()
+            .redirect(same_origin_redirects())
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("quire-core/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -52,6 +53,23 @@ impl Api {
     pub fn anon_key(&self) -> &str {
         &self.config.anon_key
     }
+}
+
+/// Redirects are followed within the origin that was called, and no
+/// further: a 307/308 re-sends the body (a password, a refresh token) and
+/// reqwest keeps `apikey` across hosts. A redirect elsewhere comes back as
+/// the 3xx itself, which [`check`] turns into an error.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let called = attempt.previous().first().map(reqwest::Url::origin);
+        if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else if called == Some(attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
 }
 
 /// Sends a request, turning transport failures into [`Error::Offline`].

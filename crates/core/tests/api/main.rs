@@ -6,6 +6,7 @@ mod chat;
 mod config;
 mod documents;
 mod follow;
+mod redirects;
 mod search;
 mod signin;
 mod support;
