@@ -1,5 +1,7 @@
 // Storage as supabase-js drives it, in Quire's private `documents` bucket: each user's folder
-// is theirs alone. Storage answers most errors with HTTP 400 and the real status in the body.
+// is theirs alone, a file is written once, at a document's path while it is being uploaded, and
+// only the service role (Quire's companion) deletes it (db/app/80_document_files.sql). Storage
+// answers most errors with HTTP 400 and the real status in the body.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -10,7 +12,14 @@ const pdf = (text) => Buffer.from(`%PDF-1.4\n% ${text}\n%%EOF\n`);
 test('upload, download, signed URL, list, upsert, remove — and B gets none of it', async () => {
   const a = await signedIn('st-a');
   const b = await signedIn('st-b');
-  const key = `${a.user.id}/${randomUUID()}.pdf`;
+  // A's document, registered as Quire's companion registers it: its file goes at its storage_path.
+  const registered = await service()
+    .from('documents')
+    .insert({ owner_id: a.user.id, title: 'Manual', byte_size: 1 })
+    .select('storage_path')
+    .single();
+  assert.equal(registered.error, null);
+  const key = registered.data.storage_path;
   const bucket = a.sb.storage.from('documents');
 
   const up = await bucket.upload(key, pdf('first'), { contentType: 'application/pdf' });
@@ -33,8 +42,8 @@ test('upload, download, signed URL, list, upsert, remove — and B gets none of 
 
   const dup = await bucket.upload(key, pdf('second'), { contentType: 'application/pdf' });
   assert.equal(dup.error?.statusCode, '409');
-  // Quire's bucket has no UPDATE policy (db/app/50_storage.sql): a stored file is the one that
-  // was indexed, so even its owner cannot upsert over it.
+  // Quire's bucket has no UPDATE policy: a stored file is the one that was checked and indexed,
+  // so even its owner cannot upsert over it, nor write anywhere else in their folder.
   const ownUpsert = await bucket.upload(key, pdf('second'), { contentType: 'application/pdf', upsert: true });
   assert.equal(ownUpsert.error?.statusCode, '403');
   const after = await bucket.download(key);
@@ -57,7 +66,15 @@ test('upload, download, signed URL, list, upsert, remove — and B gets none of 
   const still = await bucket.download(key);
   assert.equal(Buffer.from(await still.data.arrayBuffer()).toString(), pdf('first').toString());
 
-  const removed = await bucket.remove([key]);
+  const elsewhere = await bucket.upload(`${a.user.id}/${randomUUID()}.pdf`, pdf('x'), { contentType: 'application/pdf' });
+  assert.equal(elsewhere.error?.statusCode, '403');
+
+  // A deletes a document through Quire's companion, which removes the file with the service key.
+  const ownRemove = await bucket.remove([key]);
+  assert.deepEqual(ownRemove.data, []);
+  const kept = await bucket.download(key);
+  assert.equal(Buffer.from(await kept.data.arrayBuffer()).toString(), pdf('first').toString());
+  const removed = await service().storage.from('documents').remove([key]);
   assert.equal(removed.error, null);
   assert.equal(removed.data.length, 1);
   const gone = await bucket.download(key);

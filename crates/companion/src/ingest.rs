@@ -4,7 +4,8 @@
 //! State lives in Postgres (`private.ingest_jobs`, `public.documents`;
 //! db/app/60_ingest.sql), reached through PostgREST RPCs with the service
 //! key. Each worker loop claims one job at a time under a lease
-//! (`claim_ingest_job`: `for update skip locked`), renews it while working,
+//! (`claim_ingest_job`: `for update skip locked`; fair between users, so one
+//! user's queue never holds every worker), renews it while working,
 //! and records every step under it — so a restarted companion resumes where
 //! the last one stopped, and two companions never work on one document.
 //!
@@ -12,7 +13,11 @@
 //!
 //! 1. stream the object from Storage into `POST /api/sources/upload`
 //!    (never held in memory; a 409 duplicate reuses `duplicate.id`, docs/platform/ai-api.md §7.2)
-//!    → `extracting`;
+//!    → `extracting`. The object is checked again as it streams — it must
+//!    begin with a PDF header and be exactly the registered size, and no
+//!    byte past that size is sent — whatever was checked when it was
+//!    uploaded: the worker reads with the service key, so it trusts nothing
+//!    of what the owner could have put there (db/app/80_document_files.sql);
 //! 2. wait for extraction, polling with backoff; a PDF without a text layer
 //!    is `no_text`; a failed extraction is `failed` with a reason a person
 //!    can act on;
@@ -25,8 +30,13 @@
 //! Transient failures (the platform unreachable, 5xx) put the job back with
 //! a growing delay; after `max_attempts` claims the document is `failed`.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use quire_protocol::Backoff;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde::Deserialize;
@@ -43,6 +53,13 @@ const ITEMS_PAGE: i64 = 500;
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Times one job may find its source gone and start over within one claim.
 const MAX_RESTARTS: u32 = 2;
+/// Bytes at the start of a file in which PDF readers look for `%PDF-`.
+const HEADER_BYTES: usize = 1024;
+/// What the owner of a stored file that is not the one registered is told.
+const NOT_THE_REGISTERED_FILE: &str = "The stored file is not the one that was uploaded and checked. \
+                                       Delete this document and upload the PDF again.";
+/// What the owner of a stored file that is not a PDF is told.
+const NOT_A_PDF: &str = "The stored file is not a PDF. Delete this document and upload a PDF.";
 
 /// A claimed job (`claim_ingest_job`).
 #[derive(Debug, Clone, Deserialize)]
@@ -114,7 +131,8 @@ async fn worker(state: AppState, n: usize) {
             .rpc(
                 Auth::Service,
                 "claim_ingest_job",
-                &json!({"worker": worker_id, "lease_seconds": lease_secs(&state)}),
+                &json!({"worker": worker_id, "lease_seconds": lease_secs(&state),
+                        "max_per_owner": max_per_owner(&state)}),
             )
             .await;
         match claimed {
@@ -133,6 +151,13 @@ async fn worker(state: AppState, n: usize) {
             () = tokio::time::sleep(state.config.ingest.idle_poll) => {}
         }
     }
+}
+
+/// Leases one user may hold at once: all of this companion's workers but
+/// one, so another user's document never waits for a whole queue
+/// (db/app/81_fair_ingest.sql).
+fn max_per_owner(state: &AppState) -> usize {
+    state.config.ingest.workers.saturating_sub(1).max(1)
 }
 
 fn lease_secs(state: &AppState) -> i64 {
@@ -379,7 +404,10 @@ async fn steps(state: &AppState, worker: &str, job: &Job) -> Result<Done, Stop> 
 }
 
 /// Streams the object from Storage into `POST /api/sources/upload`; the
-/// source's id (an existing one for a duplicate).
+/// source's id (an existing one for a duplicate). The object must be a PDF of
+/// the document's registered size: its header is read first, and the
+/// stream stops with an error at the first byte past that size (or when it
+/// ends short of it), so the platform never receives another file.
 async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
     let path = format!(
         "/storage/v1/object/authenticated/documents/{}",
@@ -399,15 +427,24 @@ async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
             ),
             _ => Stop::from(err),
         })?;
-    let length = object.content_length();
-    let body = reqwest::Body::wrap_stream(object.bytes_stream());
-    let part = match length {
-        Some(length) => Part::stream_with_length(body, length),
-        None => Part::stream(body),
+    let size = u64::try_from(job.byte_size).unwrap_or(0);
+    if object.content_length().is_some_and(|length| length != size) {
+        return Err(Stop::Permanent(NOT_THE_REGISTERED_FILE.to_owned()));
     }
-    .file_name(format!("{}.pdf", job.document_id))
-    .mime_str("application/pdf")
-    .map_err(|e| Stop::Transient(e.to_string()))?;
+    let mut rest = object.bytes_stream();
+    let head = read_head(&mut rest).await?;
+    if !head[..head.len().min(HEADER_BYTES)]
+        .windows(5)
+        .any(|w| w == b"%PDF-")
+    {
+        return Err(Stop::Permanent(NOT_A_PDF.to_owned()));
+    }
+    let wrong_size = Arc::new(AtomicBool::new(false));
+    let body = reqwest::Body::wrap_stream(exactly(head, rest, size, wrong_size.clone()));
+    let part = Part::stream_with_length(body, size)
+        .file_name(format!("{}.pdf", job.document_id))
+        .mime_str("application/pdf")
+        .map_err(|e| Stop::Transient(e.to_string()))?;
     // The source is named after the document, not its title: sources are
     // project-wide and a title can be personal.
     let form = Form::new()
@@ -424,35 +461,15 @@ async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
                 .multipart(form),
         )
         .await;
+    if wrong_size.load(Ordering::SeqCst) {
+        return Err(Stop::Permanent(NOT_THE_REGISTERED_FILE.to_owned()));
+    }
     let body: Value = match uploaded {
         Ok(response) => response
             .json()
             .await
             .map_err(|e| Stop::Transient(format!("reading the upload's answer: {e}")))?,
-        Err(err) if err.status() == Some(409) => {
-            // Same bytes already uploaded, by anyone (docs/platform/ai-api.md §7.2).
-            let duplicate = err.body_json().and_then(|b| {
-                b.get("duplicate")?
-                    .get("id")?
-                    .as_str()?
-                    .parse::<Uuid>()
-                    .ok()
-            });
-            return duplicate.ok_or_else(|| Stop::from(err));
-        }
-        Err(err) => {
-            return Err(match err.status() {
-                Some(402) => Stop::Permanent(
-                    "The project has run out of AI credits. Ask its owner to top them up, then upload again."
-                        .to_owned(),
-                ),
-                Some(413) => Stop::Permanent(
-                    "This file is larger than the document service accepts. Split it and upload the parts."
-                        .to_owned(),
-                ),
-                _ => Stop::from(err),
-            });
-        }
+        Err(err) => return duplicate_or_refusal(err),
     };
     body.get("id")
         .and_then(Value::as_str)
@@ -460,9 +477,98 @@ async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
         .ok_or_else(|| Stop::Transient(format!("the upload's answer has no id: {body}")))
 }
 
+/// The first pieces of a download, at least [`HEADER_BYTES`] of them unless
+/// the object is shorter.
+async fn read_head<S>(stream: &mut S) -> Result<Bytes, Stop>
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Unpin,
+{
+    let mut head = Vec::with_capacity(HEADER_BYTES);
+    while head.len() < HEADER_BYTES {
+        match stream.next().await {
+            Some(Ok(piece)) => head.extend_from_slice(&piece),
+            Some(Err(err)) => {
+                return Err(Stop::Transient(format!("reading the stored file: {err}")));
+            }
+            None => break,
+        }
+    }
+    Ok(Bytes::from(head))
+}
+
+/// `head` then `rest`, as long as together they are exactly `size` bytes:
+/// a piece that would go past `size` is not sent, and the stream ends with
+/// an error instead (as it does when it ends short of `size`), after
+/// setting `wrong_size`. A transport error of `rest` ends it too.
+fn exactly<S>(
+    head: Bytes,
+    rest: S,
+    size: u64,
+    wrong_size: Arc<AtomicBool>,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static
+where
+    S: Stream<Item = reqwest::Result<Bytes>> + Unpin + Send + 'static,
+{
+    let start = (Some(head), rest, 0u64);
+    futures_util::stream::unfold(Some(start), move |state| {
+        let wrong_size = wrong_size.clone();
+        async move {
+            let (head, mut rest, sent) = state?;
+            let piece = match head {
+                Some(head) => head,
+                None => match rest.next().await {
+                    Some(Ok(piece)) => piece,
+                    Some(Err(err)) => return Some((Err(std::io::Error::other(err)), None)),
+                    None if sent == size => return None,
+                    None => {
+                        wrong_size.store(true, Ordering::SeqCst);
+                        let short =
+                            std::io::Error::other("the stored file is shorter than registered");
+                        return Some((Err(short), None));
+                    }
+                },
+            };
+            let sent = sent + piece.len() as u64;
+            if sent > size {
+                wrong_size.store(true, Ordering::SeqCst);
+                let long = std::io::Error::other("the stored file is larger than registered");
+                return Some((Err(long), None));
+            }
+            Some((Ok(piece), Some((None, rest, sent))))
+        }
+    })
+}
+
+/// A refused `POST /api/sources/upload`: the existing source of a duplicate,
+/// or why the document cannot be ingested.
+fn duplicate_or_refusal(err: PlatformError) -> Result<Uuid, Stop> {
+    if err.status() == Some(409) {
+        // Same bytes already uploaded, by anyone (docs/platform/ai-api.md §7.2).
+        let duplicate = err.body_json().and_then(|b| {
+            b.get("duplicate")?
+                .get("id")?
+                .as_str()?
+                .parse::<Uuid>()
+                .ok()
+        });
+        return duplicate.ok_or_else(|| Stop::from(err));
+    }
+    Err(match err.status() {
+        Some(402) => Stop::Permanent(
+            "The project has run out of AI credits. Ask its owner to top them up, then upload again."
+                .to_owned(),
+        ),
+        Some(413) => Stop::Permanent(
+            "This file is larger than the document service accepts. Split it and upload the parts."
+                .to_owned(),
+        ),
+        _ => Stop::from(err),
+    })
+}
+
 /// Polls the source until extraction ends; `None` when the source is gone.
 async fn wait_for_extraction(state: &AppState, source: Uuid) -> Result<Option<Extracted>, Stop> {
-    let mut wait = state.config.ingest.poll_initial;
+    let mut backoff = polling(state);
     loop {
         let fetched: Result<Value, PlatformError> = state
             .platform
@@ -501,9 +607,18 @@ async fn wait_for_extraction(state: &AppState, source: Uuid) -> Result<Option<Ex
             }
             _ => {}
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(state.config.ingest.poll_max);
+        tokio::time::sleep(backoff.next()).await;
     }
+}
+
+/// How a worker polls the platform's work on its document: from
+/// `poll_initial`, doubling, up to `poll_max`. No jitter: one worker polls
+/// its own job, there is no crowd to spread out.
+fn polling(state: &AppState) -> Backoff {
+    Backoff::without_jitter(
+        state.config.ingest.poll_initial,
+        state.config.ingest.poll_max,
+    )
 }
 
 fn extracted(source: &Value) -> Extracted {
@@ -663,7 +778,7 @@ async fn wait_for_indexing(
     entry: Uuid,
     name: &str,
 ) -> Result<bool, Stop> {
-    let mut wait = state.config.ingest.poll_initial;
+    let mut backoff = polling(state);
     loop {
         let Some(found) = find_entry(state, kb, source, name).await? else {
             return Ok(false);
@@ -685,8 +800,7 @@ async fn wait_for_indexing(
             Some("cancelled") => return Ok(false),
             _ => {}
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(state.config.ingest.poll_max);
+        tokio::time::sleep(backoff.next()).await;
     }
 }
 
@@ -806,6 +920,51 @@ mod tests {
         assert_eq!(
             extracted(&json!({"name": "d", "derivatives": {}})).page_count,
             None
+        );
+    }
+
+    /// What `exactly` lets through of `head` + `rest` for `size`: the bytes,
+    /// whether it ended in an error, and whether the size was wrong.
+    async fn streamed(head: &[u8], rest: &[&[u8]], size: u64) -> (Vec<u8>, bool, bool) {
+        let rest: Vec<reqwest::Result<Bytes>> =
+            rest.iter().map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+        let wrong = Arc::new(AtomicBool::new(false));
+        let mut stream = std::pin::pin!(exactly(
+            Bytes::copy_from_slice(head),
+            futures_util::stream::iter(rest),
+            size,
+            wrong.clone(),
+        ));
+        let (mut sent, mut failed) = (Vec::new(), false);
+        while let Some(piece) = stream.next().await {
+            match piece {
+                Ok(piece) => sent.extend_from_slice(&piece),
+                Err(_) => failed = true,
+            }
+        }
+        (sent, failed, wrong.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn the_worker_sends_exactly_the_registered_size_and_nothing_past_it() {
+        assert_eq!(
+            streamed(b"%PDF-", &[b"12", b"345"], 10).await,
+            (b"%PDF-12345".to_vec(), false, false)
+        );
+        let (sent, failed, wrong) = streamed(b"%PDF-", &[b"12", b"345", b"evil"], 10).await;
+        assert_eq!(
+            (sent.as_slice(), failed, wrong),
+            (&b"%PDF-12345"[..], true, true)
+        );
+        let (sent, failed, wrong) = streamed(b"%PDF-", &[b"12", b"345evil"], 10).await;
+        assert_eq!(
+            (sent.as_slice(), failed, wrong),
+            (&b"%PDF-12"[..], true, true)
+        );
+        let (sent, failed, wrong) = streamed(b"%PDF-", &[b"12"], 10).await;
+        assert_eq!(
+            (sent.as_slice(), failed, wrong),
+            (&b"%PDF-12"[..], true, true)
         );
     }
 

@@ -62,7 +62,14 @@ def rest_select():
 def storage():
     a, b = state["a"], state["b"]
     uid = state["a_session"].user.id
-    key = f"{uid}/{uuid.uuid4()}.pdf"
+    # A file goes at the path of a document being uploaded, registered as
+    # Quire's companion registers it (db/app/80_document_files.sql).
+    key = subprocess.run(
+        ["psql", DB_URL, "-qAtc",
+         "insert into public.documents (owner_id, title, byte_size) "
+         f"values ('{uid}', 'Manual', 1) returning storage_path"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip().splitlines()[0]
     body = b"%PDF-1.4\n%supabase-py\n"
     a.storage.from_("documents").upload(key, body, {"content-type": "application/pdf"})
     signed = a.storage.from_("documents").create_signed_url(key, 60)

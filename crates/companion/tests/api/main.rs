@@ -9,6 +9,7 @@ mod cli;
 mod documents;
 mod edges;
 mod faults;
+mod hardening;
 mod helpers;
 mod proxy;
 mod sessions;

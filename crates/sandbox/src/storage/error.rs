@@ -180,11 +180,9 @@ impl StorageError {
             return Self::Internal(format!("database connection: {err}"));
         };
         match db.code().code() {
-            "42501" => Self::AccessDenied(if db.message().contains("row-level security") {
-                "new row violates row-level security policy".to_owned()
-            } else {
-                db.message().to_owned()
-            }),
+            // Storage's `DBError.fromDBError` says this of every 42501: a
+            // refused policy, a missing grant, a trigger's refusal.
+            "42501" => Self::AccessDenied("new row violates row-level security policy".to_owned()),
             "23505" => Self::ResourceAlreadyExists,
             "23503" => Self::RelatedResourceNotFound,
             "55P03" => Self::ResourceLocked,

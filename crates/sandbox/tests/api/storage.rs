@@ -3,11 +3,14 @@
 //! the HTTP answer, the `storage.objects` rows and the files on disk.
 //!
 //! Two users in every test: A owns `<A uid>/<doc id>.pdf` in the private
-//! `documents` bucket; B (and anon) must never read, list, download, sign,
-//! overwrite or delete it, nor write into A's folder. Hostile input: keys
-//! with `..`, absolute paths, NUL bytes, over-long names; malformed,
-//! expired, wrong-secret, `alg: none` and role-tampered tokens; bodies over
-//! the limit; clients that go away mid-upload.
+//! bucket `files`, which the harness gives the own-folder policies a Supabase
+//! project typically has (insert, select and delete under one's first
+//! folder); B (and anon) must never read, list, download, sign, overwrite or
+//! delete it, nor write into A's folder. Quire's own `documents` bucket is
+//! stricter (db/app/80_document_files.sql): its tests are at the end.
+//! Hostile input: keys with `..`, absolute paths, NUL bytes, over-long
+//! names; malformed, expired, wrong-secret, `alg: none` and role-tampered
+//! tokens; bodies over the limit; clients that go away mid-upload.
 //!
 //! Each test starts its own sandbox on its own database and data directory
 //! (so it can choose the upload limit and look at the files).
@@ -27,7 +30,20 @@ use uuid::Uuid;
 
 use crate::helpers::{TestApp, spawn_app_with};
 
-const DOCS: &str = "documents";
+/// The bucket of most tests: private, PDF only, 50 MiB, own-folder policies.
+const DOCS: &str = "files";
+
+/// The bucket, and policies as a Supabase project's own-folder examples
+/// write them (no UPDATE policy).
+const FILES_BUCKET: &str = "
+insert into storage.buckets (id, name, public, allowed_mime_types, file_size_limit)
+values ('files', 'files', false, array['application/pdf'], 52428800);
+create policy own_folder_uploads on storage.objects for insert to authenticated
+  with check (bucket_id = 'files' and (storage.foldername(name))[1] = (select auth.uid())::text);
+create policy own_folder_reads on storage.objects for select to authenticated
+  using (bucket_id = 'files' and (storage.foldername(name))[1] = (select auth.uid())::text);
+create policy own_folder_deletes on storage.objects for delete to authenticated
+  using (bucket_id = 'files' and (storage.foldername(name))[1] = (select auth.uid())::text);";
 
 /// A running sandbox (the shared harness's [`TestApp`]), its data directory,
 /// and ways to poke it.
@@ -55,6 +71,12 @@ impl Env {
             data_dir = Some(config.data_dir.clone());
         })
         .await;
+        app.db
+            .admin()
+            .await
+            .batch_execute(FILES_BUCKET)
+            .await
+            .expect("the files bucket and its policies");
         let keys = JwtKeys::new(app.sandbox.jwt_secret());
         Env {
             app,
@@ -1167,7 +1189,7 @@ async fn buckets_are_the_service_roles() {
         .iter()
         .map(|b| b["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["avatars", DOCS]);
+    assert_eq!(ids, ["avatars", "documents", DOCS]);
 
     let res = env
         .req(Method::POST, "/bucket", &env.service())
@@ -1186,8 +1208,8 @@ async fn buckets_are_the_service_roles() {
             .unwrap();
         assert_storage_error(res, "403", "AccessDenied").await;
     }
-    // A signed-in user reads the documents bucket (its size limit) and no
-    // other; anon reads none.
+    // A signed-in user reads Quire's documents bucket (its size limit) and
+    // no other; anon reads none.
     let listed: Value = env
         .req(Method::GET, "/bucket", &a.token)
         .send()
@@ -1202,9 +1224,9 @@ async fn buckets_are_the_service_roles() {
         .iter()
         .map(|b| b["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [DOCS]);
+    assert_eq!(ids, ["documents"]);
     let documents: Value = env
-        .req(Method::GET, &format!("/bucket/{DOCS}"), &a.token)
+        .req(Method::GET, "/bucket/documents", &a.token)
         .send()
         .await
         .unwrap()
@@ -1228,7 +1250,7 @@ async fn buckets_are_the_service_roles() {
         .unwrap();
     assert_eq!(listed, json!([]));
     let res = env
-        .req(Method::GET, &format!("/bucket/{DOCS}"), &env.anon())
+        .req(Method::GET, "/bucket/documents", &env.anon())
         .send()
         .await
         .unwrap();
@@ -2157,27 +2179,14 @@ async fn an_upload_is_checked_before_its_body_and_its_row_written_by_the_super_u
     // reads the body, then writes the row as its super user with an upsert
     // (supabase/storage `Uploader.canUpload`, `completeUpload`): of two
     // uploads that both passed the check, the one that ends last is the
-    // object, whatever the policies say about replacing.
+    // object, though the bucket has no UPDATE policy.
     let env = Env::start().await;
     let a = env.user("a").await;
     let b = env.user("b").await;
-    env.app
-        .db
-        .admin()
-        .await
-        .batch_execute(
-            "insert into storage.buckets (id, name) values ('plain', 'plain'); \
-             create policy own_folder_inserts on storage.objects for insert to authenticated \
-               with check (bucket_id = 'plain' and (storage.foldername(name))[1] = auth.uid()::text); \
-             create policy own_folder_reads on storage.objects for select to authenticated \
-               using (bucket_id = 'plain' and (storage.foldername(name))[1] = auth.uid()::text);",
-        )
-        .await
-        .unwrap();
     let key = doc_key(a.id);
     let b_key = doc_key(b.id);
     assert_eq!(
-        env.upload(&b.token, "plain", &b_key, &pdf("b's"), false)
+        env.upload(&b.token, DOCS, &b_key, &pdf("b's"), false)
             .await
             .status(),
         StatusCode::OK
@@ -2185,28 +2194,120 @@ async fn an_upload_is_checked_before_its_body_and_its_row_written_by_the_super_u
 
     // Act: the first upload passes its check; a second one to the same key
     // is stored meanwhile; then the first one's body ends.
-    let first =
-        HalfUpload::start(&env, &a.token, "plain", &key, pdf_of_len(b'1', 512 * 1024)).await;
+    let first = HalfUpload::start(&env, &a.token, DOCS, &key, pdf_of_len(b'1', 512 * 1024)).await;
     let second = env
-        .upload(&a.token, "plain", &key, &pdf("second"), false)
+        .upload(&a.token, DOCS, &key, &pdf("second"), false)
         .await;
     assert_eq!(second.status(), StatusCode::OK);
     let (status, body) = first.finish().await;
 
     // Assert: no UPDATE policy, yet the first upload replaced the second.
     assert_eq!(status, 200, "{body}");
-    let stored = env.download(&a.token, "plain", &key).await;
+    let stored = env.download(&a.token, DOCS, &key).await;
     assert_eq!(
         stored.bytes().await.unwrap().as_ref(),
         pdf_of_len(b'1', 512 * 1024).as_slice()
     );
-    assert_eq!(
-        env.object_files("plain").len(),
-        2,
-        "A's one version and B's"
-    );
-    let res = env.download(&b.token, "plain", &b_key).await;
+    assert_eq!(env.object_files(DOCS).len(), 2, "A's one version and B's");
+    let res = env.download(&b.token, DOCS, &b_key).await;
     assert_eq!(res.bytes().await.unwrap().as_ref(), pdf("b's").as_slice());
-    let res = env.download(&b.token, "plain", &key).await;
+    let res = env.download(&b.token, DOCS, &key).await;
     assert_ne!(res.status(), StatusCode::OK, "B never reads A's object");
+}
+
+/// A document of `owner`, `uploading`, as the companion registers it; its
+/// storage path.
+async fn uploading_document(env: &Env, owner: Uuid) -> String {
+    let id: Uuid = env
+        .app
+        .db
+        .admin()
+        .await
+        .query_one(
+            "insert into public.documents (owner_id, title, byte_size) values ($1, 'Manual', 1) \
+             returning id",
+            &[&owner],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    format!("{owner}/{id}.pdf")
+}
+
+#[tokio::test]
+async fn a_documents_file_is_written_once_even_by_an_upload_that_passed_its_check() {
+    // Arrange: Quire's bucket (db/app/80_document_files.sql).
+    let env = Env::start().await;
+    let a = env.user("a").await;
+    let b = env.user("b").await;
+    let a_key = uploading_document(&env, a.id).await;
+    let b_key = uploading_document(&env, b.id).await;
+    let b_upload = env
+        .upload(&b.token, "documents", &b_key, &pdf("b's"), false)
+        .await;
+    assert_eq!(b_upload.status(), StatusCode::OK);
+
+    // Act: A's first upload passes its check; a second one is stored (and
+    // would be the one the companion checks); then the first one ends.
+    let first = HalfUpload::start(
+        &env,
+        &a.token,
+        "documents",
+        &a_key,
+        pdf_of_len(b'1', 512 * 1024),
+    )
+    .await;
+    let second = env
+        .upload(&a.token, "documents", &a_key, &pdf("checked"), false)
+        .await;
+    assert_eq!(second.status(), StatusCode::OK);
+    let (status, body) = first.finish().await;
+    let upsert = env
+        .upload(&a.token, "documents", &a_key, &pdf("upsert"), true)
+        .await;
+    let delete = env
+        .req(
+            Method::DELETE,
+            &format!("/object/documents/{a_key}"),
+            &a.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    let elsewhere = env
+        .upload(&a.token, "documents", &doc_key(a.id), &pdf("x"), false)
+        .await;
+    let huge = tus_create(
+        &env,
+        &a.token,
+        "documents",
+        &uploading_document(&env, a.id).await,
+        5 * 1024 * 1024 * 1024,
+        &[],
+    )
+    .await;
+
+    // Assert
+    assert_eq!(status, 400, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["statusCode"], "403", "{body}");
+    assert_storage_error(upsert, "403", "AccessDenied").await;
+    assert_ne!(delete.status(), StatusCode::OK);
+    assert_storage_error(elsewhere, "403", "AccessDenied").await;
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let stored = env.download(&a.token, "documents", &a_key).await;
+    assert_eq!(
+        stored.bytes().await.unwrap().as_ref(),
+        pdf("checked").as_slice()
+    );
+    assert_eq!(
+        env.object_files("documents").len(),
+        2,
+        "A's one file and B's"
+    );
+    wait_until("temporary files are gone", || env.tmp_files().is_empty()).await;
+    let res = env.download(&b.token, "documents", &b_key).await;
+    assert_eq!(res.bytes().await.unwrap().as_ref(), pdf("b's").as_slice());
+    let res = env.download(&b.token, "documents", &a_key).await;
+    assert_ne!(res.status(), StatusCode::OK, "B never reads A's file");
 }

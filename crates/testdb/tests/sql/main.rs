@@ -6,6 +6,7 @@ mod fixtures;
 
 mod conversations;
 mod documents;
+mod hardening;
 mod harness;
 mod plans;
 mod platform;
