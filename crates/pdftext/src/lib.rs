@@ -18,6 +18,14 @@
 //! keep their text. Reading stops at a deadline or when a flag is raised
 //! ([`Stop`]), checked at every glyph and drawing operation the decoder
 //! reports, so a thread reading a hostile file ends when told to.
+//!
+//! Measured (README, "Measurements"): on the corpus, word recall and precision
+//! against pdftotext's text are 1.000 on every document but the Arabic one,
+//! where pdftotext itself is wrong; a 500-page file peaks at 25 MiB (15 of
+//! them the file's bytes; 168 MiB when lopdf loaded it whole) and 100 pages
+//! at 11 MiB, at 2.4× pdftotext's time per page.
+
+#![warn(missing_docs)]
 
 mod assemble;
 pub mod candidate;
