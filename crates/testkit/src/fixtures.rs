@@ -346,3 +346,11 @@ fn latin1(line: &str) -> Vec<u8> {
         .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
         .collect()
 }
+
+/// Three pages of a blender's manual with known facts on known pages: the
+/// motor's power on page 1, cleaning on page 2, the warranty on page 3.
+pub const MANUAL: [&str; 3] = [
+    "The X200 blender has a 1200 W motor.\nIt ships with two glass jars.",
+    "Cleaning: rinse the jars with warm water after every use.\nNever put the motor base in water.",
+    "Warranty: the motor is covered for five years.\nThe jars are covered for one year only.",
+];

@@ -7,15 +7,17 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{MANUAL, TestApp, TestUser, json_of, kinds, one, spawn_app, streamed_text};
+use quire_testkit::fixtures::MANUAL;
+use quire_testkit::sse::{kinds, one, streamed_text};
+use quire_testkit::{Stack, User, json_of, spawn_stack};
 
 const SECRET_FACT: &str = "The vault code is 7431 and the spare key is under the blue pot.";
 
 /// A (with a ready document and a finished answer) and B.
 struct Scene {
-    app: TestApp,
-    a: TestUser,
-    b: TestUser,
+    app: Stack,
+    a: User,
+    b: User,
     document: Uuid,
     conversation: String,
     message: String,
@@ -23,7 +25,7 @@ struct Scene {
 }
 
 async fn scene() -> Scene {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let pages = [MANUAL[0], MANUAL[1], SECRET_FACT];
@@ -143,7 +145,7 @@ async fn every_bad_token_gets_the_same_401_on_every_user_route() {
     for (name, token) in &tokens {
         for (method, path, body) in &routes {
             let response = app
-                .companion(method.clone(), path, token.as_deref())
+                .companion_request(method.clone(), path, token.as_deref())
                 .json(body)
                 .send()
                 .await
@@ -294,7 +296,7 @@ async fn as_chunk_ids_give_b_nothing() {
 async fn the_tool_endpoint_answers_only_the_platform_with_a_live_token() {
     let s = scene().await;
     let app = &s.app;
-    let secret = app.tool_secret.clone();
+    let secret = app.tool_secret();
     let query = json!({"query": "vault code", "session_token": "qst_0000"});
 
     // A live token of A's, made the way the companion makes them.

@@ -5,9 +5,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, TestUser, json_of, spawn_app};
+use quire_testkit::{Stack, User, json_of, spawn_stack};
 
-async fn nothing_written(app: &TestApp) {
+async fn nothing_written(app: &Stack) {
     for table in [
         "conversations",
         "chat_messages",
@@ -21,9 +21,9 @@ async fn nothing_written(app: &TestApp) {
     }
 }
 
-async fn chat_raw(app: &TestApp, user: &TestUser, body: &str) -> (StatusCode, Value) {
+async fn chat_raw(app: &Stack, user: &User, body: &str) -> (StatusCode, Value) {
     json_of(
-        app.companion(Method::POST, "/api/chat", Some(&user.token))
+        app.companion_request(Method::POST, "/api/chat", Some(&user.token))
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()
@@ -35,7 +35,7 @@ async fn chat_raw(app: &TestApp, user: &TestUser, body: &str) -> (StatusCode, Va
 
 #[tokio::test]
 async fn bad_questions_are_refused_before_anything_is_written() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let long = "x".repeat(8001);
     let many: Vec<String> = (0..21).map(|_| Uuid::new_v4().to_string()).collect();
@@ -105,7 +105,7 @@ async fn bad_questions_are_refused_before_anything_is_written() {
 
 #[tokio::test]
 async fn bad_registrations_are_refused() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let cases = [
         (
@@ -156,7 +156,7 @@ async fn bad_registrations_are_refused() {
 
 #[tokio::test]
 async fn a_file_that_is_not_a_pdf_or_is_empty_or_missing_is_not_queued() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
 
     let register = |size: usize| {
@@ -242,7 +242,7 @@ async fn a_file_that_is_not_a_pdf_or_is_empty_or_missing_is_not_queued() {
 
 #[tokio::test]
 async fn pdfs_the_platform_cannot_read_end_with_a_reason_or_no_text() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let scanned = app
         .upload(&a, "Scan.pdf", fixtures::image_only_pdf(2))
@@ -304,7 +304,7 @@ async fn pdfs_the_platform_cannot_read_end_with_a_reason_or_no_text() {
     // B sees none of A's documents or their reasons.
     let b = app.user("b@example.com").await;
     let seen: Value = app
-        .client
+        .http
         .get(format!(
             "{}/rest/v1/documents?select=id,status,error",
             app.sandbox.api_base()
@@ -322,7 +322,7 @@ async fn pdfs_the_platform_cannot_read_end_with_a_reason_or_no_text() {
 
 #[tokio::test]
 async fn a_registration_over_the_documents_bucket_limit_is_refused() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let limit: i64 = 52_428_800;

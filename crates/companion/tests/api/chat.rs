@@ -8,16 +8,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{
-    MANUAL, Setup, SseReader, TestApp, kinds, one, spawn_app, spawn_app_with, streamed_text,
-};
+use quire_testkit::fixtures::MANUAL;
+use quire_testkit::sse::{SseReader, kinds, one, streamed_text};
+use quire_testkit::{Stack, User, json_of, spawn_stack};
 
 /// Asks `question` with the user's top search hits, as the core does.
-async fn ask_with_hits(
-    app: &TestApp,
-    user: &crate::helpers::TestUser,
-    question: &str,
-) -> (Vec<Value>, Vec<Value>) {
+async fn ask_with_hits(app: &Stack, user: &User, question: &str) -> (Vec<Value>, Vec<Value>) {
     let hits = app.search(user, question).await;
     let ids: Vec<&str> = hits.iter().map(|h| h["id"].as_str().unwrap()).collect();
     let events = app
@@ -28,12 +24,12 @@ async fn ask_with_hits(
 
 #[tokio::test]
 async fn a_question_about_an_uploaded_pdf_is_answered_streamed_cited_and_persisted() {
-    let app = spawn_app_with(Setup {
+    let app = Stack::builder()
         // Several coalescing intervals per answer.
-        token_delay_ms: 15,
-        ..Setup::default()
-    })
-    .await;
+        .token_delay_ms(15)
+        .with_companion()
+        .spawn()
+        .await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let document = app
@@ -279,7 +275,7 @@ async fn a_question_about_an_uploaded_pdf_is_answered_streamed_cited_and_persist
 
 #[tokio::test]
 async fn a_second_question_continues_the_conversation() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     app.ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
         .await;
@@ -317,7 +313,7 @@ async fn a_second_question_continues_the_conversation() {
 
 #[tokio::test]
 async fn a_conversation_the_client_created_gets_its_platform_session() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let conversation = Uuid::new_v4();
     app.db
@@ -352,11 +348,11 @@ async fn a_conversation_the_client_created_gets_its_platform_session() {
 
 #[tokio::test]
 async fn stop_ends_the_answer_as_stopped_and_keeps_what_was_written() {
-    let app = spawn_app_with(Setup {
-        token_delay_ms: 150,
-        ..Setup::default()
-    })
-    .await;
+    let app = Stack::builder()
+        .token_delay_ms(150)
+        .with_companion()
+        .spawn()
+        .await;
     let a = app.user("a@example.com").await;
     app.ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
         .await;
@@ -412,11 +408,11 @@ async fn stop_ends_the_answer_as_stopped_and_keeps_what_was_written() {
 /// of it.
 #[tokio::test]
 async fn a_stopped_answer_keeps_the_citations_its_text_shows() {
-    let app = spawn_app_with(Setup {
-        token_delay_ms: 60,
-        ..Setup::default()
-    })
-    .await;
+    let app = Stack::builder()
+        .token_delay_ms(60)
+        .with_companion()
+        .spawn()
+        .await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let document = app
@@ -457,7 +453,7 @@ async fn a_stopped_answer_keeps_the_citations_its_text_shows() {
 
     let read = |token: String| {
         let request = app
-            .client
+            .http
             .get(format!(
                 "{}/rest/v1/chat_messages?select=status,citations&id=eq.{message_id}",
                 app.sandbox.api_base()
@@ -475,12 +471,11 @@ async fn a_stopped_answer_keeps_the_citations_its_text_shows() {
 
 #[tokio::test]
 async fn a_user_with_too_many_answers_running_is_told_to_wait() {
-    let app = spawn_app_with(Setup {
-        token_delay_ms: 100,
-        companion: Box::new(|c| c.limits.max_runs_per_user = 1),
-        ..Setup::default()
-    })
-    .await;
+    let app = Stack::builder()
+        .token_delay_ms(100)
+        .companion(|c| c.limits.max_runs_per_user = 1)
+        .spawn()
+        .await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     app.ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
@@ -496,7 +491,7 @@ async fn a_user_with_too_many_answers_running_is_told_to_wait() {
     let second = app.chat_response(&a, &body).await;
     assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(second.headers()["retry-after"], "5");
-    let (_, error) = crate::helpers::json_of(second).await;
+    let (_, error) = json_of(second).await;
     assert_eq!(error["error"], "rate_limited");
     let other = app.chat_response(&b, &json!({"message": "hello?"})).await;
     assert_eq!(
@@ -516,11 +511,11 @@ async fn a_user_with_too_many_answers_running_is_told_to_wait() {
 
 #[tokio::test]
 async fn a_client_that_goes_away_stops_nothing() {
-    let app = spawn_app_with(Setup {
-        token_delay_ms: 40,
-        ..Setup::default()
-    })
-    .await;
+    let app = Stack::builder()
+        .token_delay_ms(40)
+        .with_companion()
+        .spawn()
+        .await;
     let a = app.user("a@example.com").await;
     app.ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
         .await;
@@ -600,7 +595,7 @@ async fn a_citation_of_a_passage_across_a_page_break_names_both_pages() {
     // long page 2 that goes on about it, so the platform's first chunk (1,000
     // characters of the pages joined) starts on page 1 and ends on page 2. B
     // has the same sentence on the one page of their own manual.
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let mut page_1 = placeholder_lines(1, 4);

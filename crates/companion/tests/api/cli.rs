@@ -4,7 +4,7 @@
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use quire_testkit::spawn_stack;
 
 fn binary() -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_quire-companion"));
@@ -14,7 +14,7 @@ fn binary() -> tokio::process::Command {
 
 #[tokio::test]
 async fn provision_writes_the_ids_and_reuses_them() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("nested").join("companion.json");
     let run = || {
@@ -39,10 +39,10 @@ async fn provision_writes_the_ids_and_reuses_them() {
     );
     let ids: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     // The harness provisioned first: the same agent and knowledge base are found.
-    assert_eq!(ids["agent_id"], app.ids.agent_id.to_string());
+    assert_eq!(ids["agent_id"], app.ids().agent_id.to_string());
     assert_eq!(
         ids["knowledge_base_id"],
-        app.ids.knowledge_base_id.to_string()
+        app.ids().knowledge_base_id.to_string()
     );
 
     let second = run().output().await.unwrap();

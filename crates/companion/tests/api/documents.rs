@@ -8,11 +8,12 @@ use reqwest::StatusCode;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::helpers::{MANUAL, PATIENCE, Setup, spawn_app, spawn_app_with};
+use quire_testkit::fixtures::MANUAL;
+use quire_testkit::{PATIENCE, Stack, spawn_stack};
 
 #[tokio::test]
 async fn a_document_goes_from_uploading_to_ready_and_every_step_reaches_its_owner() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let bytes = fixtures::text_pdf(&MANUAL);
     let (status, body) = app
@@ -87,7 +88,7 @@ async fn a_document_goes_from_uploading_to_ready_and_every_step_reaches_its_owne
 
 #[tokio::test]
 async fn deleting_a_document_removes_it_everywhere() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let document = app
         .ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
@@ -139,18 +140,17 @@ async fn deleting_a_document_removes_it_everywhere() {
 
 #[tokio::test]
 async fn a_user_with_too_many_uploads_in_flight_is_told_to_wait() {
-    let app = spawn_app_with(Setup {
-        companion: Box::new(|c| c.limits.max_uploads_per_user = 2),
-        ..Setup::default()
-    })
-    .await;
+    let app = Stack::builder()
+        .companion(|c| c.limits.max_uploads_per_user = 2)
+        .spawn()
+        .await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let body = json!({"title": "x.pdf", "byte_size": 100});
     assert_eq!(app.register(&a, &body).await.0, StatusCode::CREATED);
     assert_eq!(app.register(&a, &body).await.0, StatusCode::CREATED);
     let response = app
-        .companion(reqwest::Method::POST, "/api/documents", Some(&a.token))
+        .companion_request(reqwest::Method::POST, "/api/documents", Some(&a.token))
         .json(&body)
         .send()
         .await
@@ -174,14 +174,14 @@ async fn a_user_with_too_many_uploads_in_flight_is_told_to_wait() {
 
 #[tokio::test]
 async fn health_needs_no_token() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let response = app
-        .companion(reqwest::Method::GET, "/health", None)
+        .companion_request(reqwest::Method::GET, "/health", None)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ok");
-    assert_eq!(body["agent_id"], json!(app.ids.agent_id));
+    assert_eq!(body["agent_id"], json!(app.ids().agent_id));
 }

@@ -10,19 +10,21 @@ use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{
-    MANUAL, PATIENCE, Setup, SseReader, one, spawn_app, spawn_app_with, streamed_text,
-};
+use quire_testkit::fixtures::MANUAL;
+use quire_testkit::sse::{SseReader, one, streamed_text};
+use quire_testkit::{PATIENCE, Stack, spawn_stack};
 
 #[tokio::test]
 async fn a_platform_stream_that_dies_mid_answer_fails_the_answer_and_keeps_its_text() {
-    let app = spawn_app_with(Setup {
-        token_delay_ms: 5,
-        cut_streams_after: Some(3),
-        ..Setup::default()
-    })
-    .await;
-    let proxy = app.proxy.clone().expect("a proxy");
+    // The companion reaches the platform through a proxy that cuts every
+    // run/stream after 3 deltas; the companion's tool is on loopback.
+    let mut app = Stack::builder()
+        .token_delay_ms(5)
+        .sandbox(|c| c.agents.allow_loopback_tool_endpoints = true)
+        .spawn()
+        .await;
+    let (platform_url, proxy) = crate::proxy::start_proxy(app.api_base().to_owned(), 3).await;
+    app.start_companion(Some(&platform_url), |_| {}).await;
     let a = app.user("a@example.com").await;
     app.ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
         .await;
@@ -82,13 +84,16 @@ async fn a_platform_stream_that_dies_mid_answer_fails_the_answer_and_keeps_its_t
 
 #[tokio::test]
 async fn a_platform_that_refuses_the_run_fails_the_answer_with_an_error_event() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     // The agent disappears after start-up: run/stream answers 404.
     app.db
         .admin()
         .await
-        .execute("delete from ai.agents where id = $1", &[&app.ids.agent_id])
+        .execute(
+            "delete from ai.agents where id = $1",
+            &[&app.ids().agent_id],
+        )
         .await
         .unwrap();
     let conversation = Uuid::new_v4();
@@ -121,11 +126,11 @@ async fn a_platform_that_refuses_the_run_fails_the_answer_with_an_error_event() 
 /// Provider Keys"), stored with the answer; B sees none of it.
 #[tokio::test]
 async fn a_model_without_a_key_fails_the_answer_saying_the_server_is_not_set_up() {
-    let app = spawn_app_with(Setup {
-        model_without_key: true,
-        ..Setup::default()
-    })
-    .await;
+    let app = Stack::builder()
+        .sandbox(|c| c.agents.model_without_key = true)
+        .with_companion()
+        .spawn()
+        .await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let events = app
@@ -156,7 +161,7 @@ async fn a_model_without_a_key_fails_the_answer_saying_the_server_is_not_set_up(
     // A reads the reason under their own token; B reads nothing of A's.
     let read = |token: String| {
         let request = app
-            .client
+            .http
             .get(format!(
                 "{}/rest/v1/chat_messages?select=id,status,error&role=eq.assistant",
                 app.sandbox.api_base()
@@ -172,12 +177,8 @@ async fn a_model_without_a_key_fails_the_answer_saying_the_server_is_not_set_up(
 }
 
 /// The companion binary, configured by environment, with its stderr kept.
-fn companion_process(
-    app: &crate::helpers::TestApp,
-    poll_initial_ms: u64,
-    lease_secs: u64,
-) -> tokio::process::Child {
-    let c = &app.config;
+fn companion_process(app: &Stack, poll_initial_ms: u64, lease_secs: u64) -> tokio::process::Child {
+    let c = app.companion_config();
     tokio::process::Command::new(env!("CARGO_BIN_EXE_quire-companion"))
         .env_clear()
         .env("QUIRE_COMPANION_LISTEN", "127.0.0.1:0")
@@ -217,11 +218,10 @@ fn companion_process(
 #[tokio::test]
 async fn a_companion_killed_mid_ingest_is_resumed_by_the_next_without_duplicates() {
     // This test's own companion does not ingest: the doomed process does.
-    let app = spawn_app_with(Setup {
-        companion: Box::new(|c| c.ingest.workers = 0),
-        ..Setup::default()
-    })
-    .await;
+    let app = Stack::builder()
+        .companion(|c| c.ingest.workers = 0)
+        .spawn()
+        .await;
     let a = app.user("a@example.com").await;
     // A process that, once extraction has started, waits a minute before
     // looking again: it is killed while it waits.
@@ -265,7 +265,7 @@ async fn a_companion_killed_mid_ingest_is_resumed_by_the_next_without_duplicates
     );
 
     // The next companion waits out the dead one's lease, then resumes.
-    let mut config = app.config.clone();
+    let mut config = app.companion_config().clone();
     config.ingest.workers = 1;
     let resumed = quire_companion::spawn(config).await.unwrap();
     let (status, error) = app.wait_document(document).await;
@@ -320,15 +320,14 @@ async fn a_companion_killed_mid_ingest_is_resumed_by_the_next_without_duplicates
 
 #[tokio::test]
 async fn two_companions_ingest_ten_documents_and_none_is_processed_twice() {
-    let app = spawn_app_with(Setup {
-        companion: Box::new(|c| {
+    let app = Stack::builder()
+        .companion(|c| {
             c.limits.max_uploads_per_user = 20;
             c.ingest.worker_id = Some("first".to_owned());
-        }),
-        ..Setup::default()
-    })
-    .await;
-    let mut second_config = app.config.clone();
+        })
+        .spawn()
+        .await;
+    let mut second_config = app.companion_config().clone();
     second_config.ingest.worker_id = Some("second".to_owned());
     let second = quire_companion::spawn(second_config).await.unwrap();
 
@@ -404,7 +403,7 @@ async fn two_companions_ingest_ten_documents_and_none_is_processed_twice() {
 
 #[tokio::test]
 async fn the_same_file_from_a_second_user_becomes_their_own_ready_document() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let bytes = fixtures::text_pdf(&MANUAL);
@@ -463,12 +462,14 @@ async fn the_same_file_from_a_second_user_becomes_their_own_ready_document() {
 
 #[tokio::test]
 async fn stop_sent_to_another_companion_ends_the_answer_where_it_runs() {
-    let app = spawn_app_with(Setup {
-        token_delay_ms: 150,
-        ..Setup::default()
-    })
-    .await;
-    let other = quire_companion::spawn(app.config.clone()).await.unwrap();
+    let app = Stack::builder()
+        .token_delay_ms(150)
+        .with_companion()
+        .spawn()
+        .await;
+    let other = quire_companion::spawn(app.companion_config().clone())
+        .await
+        .unwrap();
     let a = app.user("a@example.com").await;
     app.ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
         .await;

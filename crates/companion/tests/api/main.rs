@@ -10,7 +10,6 @@ mod documents;
 mod edges;
 mod faults;
 mod hardening;
-mod helpers;
 mod proxy;
 mod sessions;
 mod startup;

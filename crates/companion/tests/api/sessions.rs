@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestUser, json_of, one, spawn_app};
+use quire_testkit::sse::one;
+use quire_testkit::{Stack, User, json_of, spawn_stack};
 
 /// A question from `user` in a new conversation → (conversation id, its platform session id).
-async fn conversation(app: &TestApp, user: &TestUser) -> (String, String) {
+async fn conversation(app: &Stack, user: &User) -> (String, String) {
     let events = app
         .ask(
             user,
@@ -39,13 +40,13 @@ async fn conversation(app: &TestApp, user: &TestUser) -> (String, String) {
 }
 
 /// The platform's sessions of Quire's agent (service key).
-async fn platform_sessions(app: &TestApp) -> Vec<String> {
+async fn platform_sessions(app: &Stack) -> Vec<String> {
     let response = app
-        .client
+        .http
         .get(format!(
             "{}/api/agents/{}/sessions?limit=200",
             app.sandbox.api_base(),
-            app.ids.agent_id
+            app.ids().agent_id
         ))
         .header("apikey", app.service_key())
         .bearer_auth(app.service_key())
@@ -63,9 +64,9 @@ async fn platform_sessions(app: &TestApp) -> Vec<String> {
 }
 
 /// `DELETE /rest/v1/conversations?id=eq.<id>` under `user`'s token → rows deleted.
-async fn delete_through_postgrest(app: &TestApp, user: &TestUser, id: &str) -> usize {
+async fn delete_through_postgrest(app: &Stack, user: &User, id: &str) -> usize {
     let response = app
-        .client
+        .http
         .delete(format!("{}/rest/v1/conversations", app.sandbox.api_base()))
         .query(&[("id", format!("eq.{id}"))])
         .header("apikey", app.anon_key())
@@ -81,16 +82,16 @@ async fn delete_through_postgrest(app: &TestApp, user: &TestUser, id: &str) -> u
 
 #[tokio::test]
 async fn a_user_cannot_run_the_agent_directly_in_their_conversations_session() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let (_, session) = conversation(&app, &a).await;
 
     let response = app
-        .client
+        .http
         .post(format!(
             "{}/api/agents/{}/run",
             app.sandbox.api_base(),
-            app.ids.agent_id
+            app.ids().agent_id
         ))
         .header("apikey", app.anon_key())
         .bearer_auth(&a.token)
@@ -107,7 +108,7 @@ async fn a_user_cannot_run_the_agent_directly_in_their_conversations_session() {
 
 #[tokio::test]
 async fn deleting_a_conversation_deletes_its_platform_session_and_only_that_one() {
-    let app = spawn_app().await;
+    let app = spawn_stack().await;
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     let (a_conversation, a_session) = conversation(&app, &a).await;

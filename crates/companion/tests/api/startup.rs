@@ -5,51 +5,30 @@
 //! setting says the sandbox allows it.
 
 use quire_companion::Companion;
-use quire_companion::config::{Config, PlatformConfig};
-use quire_companion::platform::Platform;
-use quire_companion::provision;
+use quire_companion::config::Config;
 use quire_companion::startup::StartupError;
-use quire_sandbox::Sandbox;
-use quire_testdb::TestDb;
+use quire_testkit::Stack;
 use reqwest::Method;
-use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::Value;
-use tempfile::TempDir;
 
 /// A sandbox (0.7's management auth when `emulate_0_7`), provisioned, and a
-/// companion configuration for it.
-async fn stack(emulate_0_7: bool) -> (TestDb, TempDir, Sandbox, Config) {
-    let db = TestDb::new().await;
-    let data_dir = tempfile::tempdir().expect("a temp data directory");
-    let mut sandbox_config = quire_sandbox::Config::new(data_dir.path(), db.url());
-    sandbox_config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
-    sandbox_config.agents.allow_loopback_tool_endpoints = true;
-    sandbox_config.agents.emulate_0_7_management_auth = emulate_0_7;
-    let sandbox = quire_sandbox::spawn(sandbox_config)
-        .await
-        .expect("the sandbox starts");
-    let platform = PlatformConfig {
-        api_url: sandbox.api_base().parse().expect("a platform URL"),
-        anon_key: sandbox.anon_key().clone(),
-        service_role_key: sandbox.service_role_key().clone(),
-    };
-    let ids = provision::provision(&Platform::new(&platform).unwrap(), None)
-        .await
-        .expect("provisioning the agent and knowledge base");
-    let mut config = Config::new(
-        platform,
-        sandbox.jwt_secret().clone(),
-        ids.agent_id,
-        ids.knowledge_base_id,
-        SecretString::from(format!("tool-secret-{}", uuid::Uuid::new_v4().simple())),
-    );
-    config.dev_allow_private_tool_url = true;
-    (db, data_dir, sandbox, config)
+/// companion configuration for it (not started).
+async fn stack(emulate_0_7: bool) -> (Stack, Config) {
+    let stack = Stack::builder()
+        .sandbox(move |c| {
+            // The companion's tool endpoint is on loopback.
+            c.agents.allow_loopback_tool_endpoints = true;
+            c.agents.emulate_0_7_management_auth = emulate_0_7;
+        })
+        .spawn()
+        .await;
+    let config = stack.provision_companion(None).await;
+    (stack, config)
 }
 
 #[tokio::test]
 async fn the_companion_refuses_a_platform_that_accepts_user_tokens_on_management_routes() {
-    let (_db, _dir, _sandbox, config) = stack(true).await;
+    let (_stack, config) = stack(true).await;
     let err = match quire_companion::spawn(config).await {
         Ok(companion) => {
             companion.shutdown().await.unwrap();
@@ -73,7 +52,7 @@ async fn the_companion_refuses_a_platform_that_accepts_user_tokens_on_management
 
 #[tokio::test]
 async fn the_companion_starts_on_a_platform_that_refuses_user_tokens_on_management_routes() {
-    let (_db, _dir, _sandbox, config) = stack(false).await;
+    let (_stack, config) = stack(false).await;
     let companion: Companion = quire_companion::spawn(config)
         .await
         .expect("the companion starts on the current platform");
@@ -81,11 +60,9 @@ async fn the_companion_starts_on_a_platform_that_refuses_user_tokens_on_manageme
 }
 
 /// The custom tools registered on the platform (service key).
-async fn custom_tools(sandbox: &Sandbox) -> Vec<Value> {
-    let body: Value = reqwest::Client::new()
-        .request(Method::GET, format!("{}/api/tools", sandbox.api_base()))
-        .header("apikey", sandbox.service_role_key().expose_secret())
-        .bearer_auth(sandbox.service_role_key().expose_secret())
+async fn custom_tools(stack: &Stack) -> Vec<Value> {
+    let body: Value = stack
+        .service(Method::GET, "/api/tools")
         .send()
         .await
         .unwrap()
@@ -103,7 +80,7 @@ async fn custom_tools(sandbox: &Sandbox) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_tool_url_the_platform_blocks_is_refused_unless_the_dev_setting_is_on() {
-    let (_db, _dir, sandbox, config) = stack(false).await;
+    let (stack, config) = stack(false).await;
     let cases: [(Option<&str>, &str, &str); 4] = [
         (
             None,
@@ -152,7 +129,7 @@ async fn a_tool_url_the_platform_blocks_is_refused_unless_the_dev_setting_is_on(
         );
     }
     assert!(
-        custom_tools(&sandbox).await.is_empty(),
+        custom_tools(&stack).await.is_empty(),
         "a refused start registers nothing"
     );
 
@@ -161,7 +138,7 @@ async fn a_tool_url_the_platform_blocks_is_refused_unless_the_dev_setting_is_on(
     let companion = quire_companion::spawn(config)
         .await
         .expect("the companion starts with the dev setting");
-    let tools = custom_tools(&sandbox).await;
+    let tools = custom_tools(&stack).await;
     assert_eq!(tools.len(), 1);
     assert_eq!(
         tools[0]["config"]["endpoint"],
