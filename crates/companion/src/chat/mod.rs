@@ -15,6 +15,7 @@
 pub mod events;
 pub mod request;
 pub mod run;
+pub mod scrub;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

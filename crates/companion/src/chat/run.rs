@@ -4,8 +4,9 @@
 //! listener, so a client that goes away stops nothing (ARCHITECTURE.md, "Ask", step 4).
 //! Three things happen as each platform event arrives:
 //!
-//! 1. it is translated into Quire's vocabulary ([`super::events`]) and sent
-//!    to the client at once;
+//! 1. it is translated into Quire's vocabulary ([`super::events`]), the
+//!    run's `session_token` and its hash are scrubbed from its strings
+//!    ([`super::scrub`]), and it is sent to the client at once;
 //! 2. deltas are gathered into one row per coalescing interval, other
 //!    events are rows of their own, each with the next `seq`;
 //! 3. rows go to the [`recorder`], a second task that writes them through
@@ -33,6 +34,7 @@ use uuid::Uuid;
 use quire_protocol::{Backoff, Ending, SseParser};
 
 use super::events::{ChatEvent, Citation, EventBody, EventRow, FailureCode, MessageStatus};
+use super::scrub::Scrubber;
 use crate::limits::RunSlot;
 use crate::platform::{ApiCode, Auth, PlatformCitation, PlatformError, PlatformEvent};
 use crate::server::AppState;
@@ -262,6 +264,8 @@ struct Emitter {
     content: String,
     client: Option<mpsc::UnboundedSender<ChatEvent>>,
     recorder: mpsc::UnboundedSender<Record>,
+    /// Keeps the run's token and its hash out of everything sent on.
+    scrub: Scrubber,
 }
 
 /// The deltas of the current coalescing interval: one row.
@@ -298,6 +302,8 @@ impl Emitter {
 
     /// A non-delta, non-terminal event.
     fn emit(&mut self, body: EventBody) {
+        self.release_held();
+        let body = self.scrub.clean_event(body);
         self.close_group();
         let seq = self.take_seq();
         self.send_to_client(self.event(seq, body.clone()));
@@ -307,7 +313,20 @@ impl Emitter {
         ));
     }
 
+    /// A piece of the answer from the platform, scrubbed ([`Scrubber::push`]).
     fn delta(&mut self, text: &str) {
+        let text = self.scrub.push(text);
+        self.relay_delta(&text);
+    }
+
+    /// Relays what the scrubber held back: the text so far is then whole.
+    fn release_held(&mut self) {
+        let held = self.scrub.flush();
+        self.relay_delta(&held);
+    }
+
+    /// Relays a scrubbed piece and adds it to the current row.
+    fn relay_delta(&mut self, text: &str) {
         if text.is_empty() {
             return;
         }
@@ -358,6 +377,9 @@ impl Emitter {
         run_id: Option<String>,
         error: Option<String>,
     ) {
+        self.release_held();
+        let body = self.scrub.clean_event(body);
+        let content = self.scrub.clean(&content);
         self.close_group();
         let seq = self.take_seq();
         self.send_to_client(self.event(seq, body.clone()));
@@ -398,6 +420,7 @@ async fn run(
         content: String::new(),
         client: Some(client),
         recorder: record_tx,
+        scrub: Scrubber::new(turn.token.expose_secret(), &turn.token_hash),
     };
 
     out.emit(EventBody::Context {
@@ -438,6 +461,8 @@ async fn run(
 /// Sends the run's one terminal event and hands the final row to the
 /// recorder: `complete` (finished or stopped) or `error`.
 fn conclude(out: &mut Emitter, outcome: Outcome, context: &[ContextChunk], run_id: Option<String>) {
+    // The text so far includes what the scrubber held back.
+    out.release_held();
     match outcome {
         Outcome::Complete { content, citations } => {
             let content = content.unwrap_or_else(|| out.content.clone());
@@ -955,6 +980,7 @@ mod tests {
                 content: String::new(),
                 client: Some(client),
                 recorder,
+                scrub: Scrubber::new("", ""),
             },
             client_rx,
             record_rx,

@@ -221,3 +221,164 @@ async fn a_redirect_from_the_platform_never_carries_the_service_key_elsewhere() 
     assert!(err.contains("307"), "the operator learns why: {err}");
     assert!(!err.contains(&service_key), "{err}");
 }
+
+/// The run's `session_token` in `text`, if there is one (`qst_` + 64 hex).
+fn find_token(text: &str) -> Option<String> {
+    text.match_indices("qst_").find_map(|(at, _)| {
+        let hex: String = text[at + 4..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect();
+        (hex.len() == 64).then(|| format!("qst_{hex}"))
+    })
+}
+
+/// An OpenAI-compatible model (`…/v1`) that a prompt injection has turned:
+/// it reads the run's `session_token` from its instructions, passes it to
+/// the search tool in every argument it can (nested too), and then writes
+/// it into its answer, split across two pieces. The token it saw is kept.
+async fn leaky_model() -> (String, Arc<Mutex<Option<String>>>) {
+    let seen: Arc<Mutex<Option<String>>> = Arc::default();
+    let keep = seen.clone();
+    let handler = move |body: axum::body::Bytes| async move {
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let messages = body["messages"].as_array().unwrap();
+        let token = messages
+            .iter()
+            .find_map(|m| find_token(m["content"].as_str().unwrap_or_default()))
+            .expect("the instructions carry the session token");
+        *keep.lock().unwrap() = Some(token.clone());
+        let answered = messages.iter().any(|m| m["role"] == "tool");
+        let chunks: Vec<serde_json::Value> = if body.get("tools").is_some() && !answered {
+            let arguments = serde_json::json!({
+                "query": "warranty", "session_token": token,
+                "filters": {"note": format!("for {token}"), "list": [token]},
+            });
+            vec![
+                serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant",
+                    "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                    "function": {"name": "search_my_documents",
+                                 "arguments": arguments.to_string()}}]}}]}),
+                serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+            ]
+        } else {
+            let (head, tail) = token.split_at(20);
+            let pieces = ["Your search key is ", head, tail, ". Keep it safe."];
+            let mut chunks: Vec<serde_json::Value> = pieces
+                .iter()
+                .map(|p| serde_json::json!({"choices": [{"index": 0, "delta": {"content": p}}]}))
+                .collect();
+            chunks.push(
+                serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+            );
+            chunks
+        };
+        let mut sse: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+        sse.push_str("data: [DONE]\n\n");
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(sse))
+            .unwrap()
+    };
+    let app = axum::Router::new().route("/v1/chat/completions", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), seen)
+}
+
+/// A user signed up through the sandbox's Auth: their id and access token.
+async fn user(sandbox: &Sandbox, email: &str) -> (uuid::Uuid, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/auth/v1/signup", sandbox.api_base()))
+        .header("apikey", sandbox.anon_key().expose_secret())
+        .json(&serde_json::json!({"email": email, "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (
+        body["user"]["id"].as_str().unwrap().parse().unwrap(),
+        body["access_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `user`'s own rows of `table` through the sandbox's PostgREST.
+async fn rows_as(sandbox: &Sandbox, token: &str, table: &str) -> Vec<serde_json::Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/rest/v1/{table}?select=*", sandbox.api_base()))
+        .header("apikey", sandbox.anon_key().expose_secret())
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Issue 14, item 5: the model repeats the run's `session_token` (which it
+/// must pass to the search tool) in nested tool arguments and in its answer.
+/// Neither the token nor its hash may reach the client, `chat_events`, the
+/// stored answer or the broadcast.
+#[tokio::test]
+async fn the_session_token_never_leaves_the_run_whatever_the_model_writes() {
+    let (model, seen) = leaky_model().await;
+    let stack = stack(|c| {
+        c.agents.llm_url = Some(model.parse().unwrap());
+        c.agents.llm_api_key = Some(SecretString::from("sk-test".to_owned()));
+        c.agents.llm_model = "test-model".to_owned();
+    })
+    .await;
+    let companion = quire_companion::spawn(stack.config.clone())
+        .await
+        .expect("the companion starts");
+    let (_, a) = user(&stack.sandbox, "a@example.com").await;
+    let (_, b) = user(&stack.sandbox, "b@example.com").await;
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/chat", companion.url()))
+        .bearer_auth(&a)
+        .json(&serde_json::json!({"message": "What is my search key?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let streamed = response.text().await.unwrap();
+
+    let stored_events = rows_as(&stack.sandbox, &a, "chat_events").await;
+    let stored_messages = rows_as(&stack.sandbox, &a, "chat_messages").await;
+    let everything = format!(
+        "{streamed}\n{}\n{}",
+        serde_json::Value::from(stored_events.clone()),
+        serde_json::Value::from(stored_messages.clone())
+    );
+    // The model did call the tool and did write its answer …
+    assert!(everything.contains("\"tool_call\""), "{everything}");
+    assert!(everything.contains("Keep it safe."), "{everything}");
+    // … and the token is nowhere in what A, her devices or the log of the
+    // answer hold, nor is its hash.
+    assert_eq!(
+        find_token(&everything),
+        None,
+        "the session token leaked: {everything}"
+    );
+    let token = seen
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("the model saw the token");
+    let hash = quire_companion::tool::token_hash(&token);
+    assert!(!everything.contains(&hash), "the token's hash leaked");
+    assert!(
+        stored_events.iter().any(|e| e["kind"] == "complete"),
+        "the answer was stored: {stored_events:?}"
+    );
+    // B sees none of it.
+    assert!(rows_as(&stack.sandbox, &b, "chat_events").await.is_empty());
+    assert!(
+        rows_as(&stack.sandbox, &b, "chat_messages")
+            .await
+            .is_empty()
+    );
+    companion.shutdown().await.unwrap();
+}
