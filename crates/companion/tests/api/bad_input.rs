@@ -303,21 +303,8 @@ async fn pdfs_the_platform_cannot_read_end_with_a_reason_or_no_text() {
     );
     // B sees none of A's documents or their reasons.
     let b = app.user("b@example.com").await;
-    let seen: Value = app
-        .http
-        .get(format!(
-            "{}/rest/v1/documents?select=id,status,error",
-            app.sandbox.api_base()
-        ))
-        .header("apikey", app.anon_key())
-        .bearer_auth(&b.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(seen, json!([]));
+    let seen = app.rows_as(&b, "documents?select=id,status,error").await;
+    assert_eq!(seen, Vec::<Value>::new());
 }
 
 #[tokio::test]

@@ -451,22 +451,11 @@ async fn a_stopped_answer_keeps_the_citations_its_text_shows() {
         "{sent:?}"
     );
 
-    let read = |token: String| {
-        let request = app
-            .http
-            .get(format!(
-                "{}/rest/v1/chat_messages?select=status,citations&id=eq.{message_id}",
-                app.sandbox.api_base()
-            ))
-            .header("apikey", app.anon_key())
-            .bearer_auth(token)
-            .send();
-        async move { request.await.unwrap().json::<Value>().await.unwrap() }
-    };
-    let stored = read(a.token.clone()).await;
-    assert_eq!(stored[0]["status"], "stopped", "{stored}");
+    let answer = format!("chat_messages?select=status,citations&id=eq.{message_id}");
+    let stored = app.rows_as(&a, &answer).await;
+    assert_eq!(stored[0]["status"], "stopped", "{stored:?}");
     assert_eq!(&stored[0]["citations"], &last["payload"]["citations"]);
-    assert_eq!(read(b.token.clone()).await, json!([]));
+    assert_eq!(app.rows_as(&b, &answer).await, Vec::<Value>::new());
 }
 
 #[tokio::test]

@@ -159,21 +159,10 @@ async fn a_model_without_a_key_fails_the_answer_saying_the_server_is_not_set_up(
         .get(0);
     assert_eq!(stored.as_deref(), Some(said));
     // A reads the reason under their own token; B reads nothing of A's.
-    let read = |token: String| {
-        let request = app
-            .http
-            .get(format!(
-                "{}/rest/v1/chat_messages?select=id,status,error&role=eq.assistant",
-                app.sandbox.api_base()
-            ))
-            .header("apikey", app.anon_key())
-            .bearer_auth(token)
-            .send();
-        async move { request.await.unwrap().json::<Value>().await.unwrap() }
-    };
-    let seen = read(a.token.clone()).await;
-    assert_eq!(seen[0]["error"], said, "{seen}");
-    assert_eq!(read(b.token.clone()).await, json!([]));
+    let answers = "chat_messages?select=id,status,error&role=eq.assistant";
+    let seen = app.rows_as(&a, answers).await;
+    assert_eq!(seen[0]["error"], said, "{seen:?}");
+    assert_eq!(app.rows_as(&b, answers).await, Vec::<Value>::new());
 }
 
 /// The companion binary, configured by environment, with its stderr kept.
