@@ -13,6 +13,7 @@ use quire_core::{
 use serde::Serialize;
 use tauri::{AppHandle, State, WebviewWindow};
 use tauri_plugin_opener::OpenerExt;
+use ts_rs::TS;
 use uuid::Uuid;
 
 use crate::events::{AuthView, LiveView};
@@ -66,7 +67,10 @@ const PAGE: u32 = 50;
 /// Conversations a snapshot reads from the server.
 const SNAPSHOT_CONVERSATIONS: u32 = 200;
 
-#[derive(Serialize)]
+/// What the window shows at start: who is signed in, the live indicator,
+/// the profile and the project's host.
+#[derive(Serialize, TS)]
+#[ts(rename = "Session")]
 pub struct SessionView {
     status: AuthView,
     live: LiveView,
@@ -129,7 +133,8 @@ pub async fn sign_out(shell: State<'_, Shell>) -> Reply<()> {
     Ok(quire.sign_out().await?)
 }
 
-#[derive(Serialize)]
+/// Everything the sidebar lists, as of `rev`.
+#[derive(Serialize, TS)]
 pub struct Snapshot {
     rev: u64,
     conversations: Vec<Conversation>,
@@ -160,10 +165,14 @@ pub async fn snapshot(shell: State<'_, Shell>) -> Reply<Snapshot> {
     })
 }
 
-#[derive(Serialize)]
+/// A page of a conversation, as of `rev`.
+#[derive(Serialize, TS)]
+#[ts(rename = "ConversationPage")]
 pub struct Page {
     rev: u64,
+    /// Oldest first.
     messages: Vec<Message>,
+    /// The seq to pass as `before` for the previous page; null when there is none.
     before: Option<i32>,
 }
 

@@ -10,6 +10,7 @@ use quire_core::{AuthStatus, FollowStatus, Quire, Update, User};
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime};
 use tokio::sync::{broadcast, watch};
+use ts_rs::TS;
 
 pub const AUTH: &str = "quire://auth";
 pub const LIVE: &str = "quire://live";
@@ -20,9 +21,10 @@ pub const UPLOAD: &str = "quire://upload";
 /// Every event name the shell emits.
 pub const EVENTS: &[&str] = &[AUTH, LIVE, UPDATE, RESYNC, UPLOAD];
 
-/// `AuthStatus` as the UI sees it: the sign-out reason as a sentence.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Who is signed in, as the UI sees it: the sign-out reason as a sentence.
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
 #[serde(tag = "state", rename_all = "snake_case")]
+#[ts(rename = "AuthStatus")]
 pub enum AuthView {
     SignedIn { user: User },
     SignedOut { reason: Option<String> },
@@ -47,18 +49,30 @@ fn capitalized(text: &str) -> String {
     }
 }
 
-/// The live-updates indicator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The live-updates indicator: `connecting` until joined *and* caught up,
+/// `offline` while signed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[ts(rename = "LiveState")]
 pub struct LiveView {
-    pub state: &'static str,
+    pub state: LiveStateName,
     pub detail: Option<String>,
     pub retry_in_ms: Option<u64>,
+}
+
+/// The indicator's states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveStateName {
+    Live,
+    Connecting,
+    Reconnecting,
+    Offline,
 }
 
 impl LiveView {
     pub fn offline() -> LiveView {
         LiveView {
-            state: "offline",
+            state: LiveStateName::Offline,
             detail: None,
             retry_in_ms: None,
         }
@@ -74,14 +88,14 @@ impl From<&FollowStatus> for LiveView {
         };
         match status {
             FollowStatus::SignedOut => LiveView::offline(),
-            FollowStatus::Connecting => plain("connecting"),
+            FollowStatus::Connecting => plain(LiveStateName::Connecting),
             FollowStatus::Joined { backfilled: false } => LiveView {
                 detail: Some("Catching up".into()),
-                ..plain("connecting")
+                ..plain(LiveStateName::Connecting)
             },
-            FollowStatus::Joined { backfilled: true } => plain("live"),
+            FollowStatus::Joined { backfilled: true } => plain(LiveStateName::Live),
             FollowStatus::Reconnecting { error, retry_in_ms } => LiveView {
-                state: "reconnecting",
+                state: LiveStateName::Reconnecting,
                 detail: Some(error.clone()),
                 retry_in_ms: Some(*retry_in_ms),
             },
@@ -89,9 +103,10 @@ impl From<&FollowStatus> for LiveView {
     }
 }
 
-/// `quire://update`'s payload.
-#[derive(Clone, Serialize)]
-struct Numbered<'a> {
+/// `quire://update`'s payload: an update and its session-wide `rev`.
+#[derive(Clone, Serialize, TS)]
+#[ts(rename = "UpdateEvent")]
+pub struct Numbered<'a> {
     rev: u64,
     update: &'a Update,
 }

@@ -16,6 +16,8 @@ pub mod instance;
 pub mod links;
 pub mod profile;
 pub mod shell;
+#[cfg(test)]
+mod typescript;
 pub mod window_state;
 
 use std::path::Path;

@@ -10,13 +10,16 @@ use std::fmt;
 use std::path::PathBuf;
 
 use serde::Serialize;
+use ts_rs::TS;
 
 /// The core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What the UI switches on. Serialized in `snake_case` (`not_signed_in`, …);
-/// never derived from message text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// never derived from message text. The one list of codes the UI knows
+/// (`ui/src/lib/types.ts` is generated from it); the companion's own codes
+/// reach the UI as one of these ([`ErrorCode::for_companion`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The API URL, anon key or companion URL is missing or malformed.
@@ -82,6 +85,53 @@ impl ErrorCode {
             ErrorCode::FileUnreadable => "file_unreadable",
             ErrorCode::FileUnwritable => "file_unwritable",
             ErrorCode::Unexpected => "unexpected",
+        }
+    }
+}
+
+impl ErrorCode {
+    /// What a companion error (the `error` of its body,
+    /// `crates/companion/EVENTS.md`) is for the UI. The companion's codes say
+    /// what a request got wrong, for its clients; these say what to tell the
+    /// person, so several map to one. Exhaustive: a new companion code does
+    /// not compile until it is given one. `None` for a code this version does
+    /// not know (its HTTP status decides).
+    pub fn for_companion(code: &quire_protocol::ErrorCode) -> Option<ErrorCode> {
+        use quire_protocol::ErrorCode as Companion;
+        Some(match code {
+            Companion::InvalidBody
+            | Companion::EmptyMessage
+            | Companion::TooManyChunks
+            | Companion::InvalidTitle
+            | Companion::InvalidSha256
+            | Companion::EmptyFile
+            | Companion::MessageTooLong
+            | Companion::TooLarge
+            | Companion::NotAPdf
+            | Companion::SizeMismatch => ErrorCode::BadInput,
+            Companion::Unauthorized => ErrorCode::NotSignedIn,
+            Companion::NotFound => ErrorCode::NotFound,
+            Companion::NotRunning | Companion::NotUploaded => ErrorCode::Conflict,
+            Companion::RateLimited => ErrorCode::RateLimited,
+            Companion::Misconfigured | Companion::Internal | Companion::PlatformUnavailable => {
+                ErrorCode::PlatformUnavailable
+            }
+            Companion::Unknown(_) => return None,
+        })
+    }
+
+    /// What an HTTP error status is for the UI, when the body names no code
+    /// Quire knows.
+    pub(crate) fn for_status(status: u16) -> ErrorCode {
+        match status {
+            401 => ErrorCode::NotSignedIn,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            409 => ErrorCode::Conflict,
+            429 => ErrorCode::RateLimited,
+            400..=499 => ErrorCode::BadInput,
+            500..=599 => ErrorCode::PlatformUnavailable,
+            _ => ErrorCode::Unexpected,
         }
     }
 }
@@ -303,7 +353,7 @@ impl Error {
 }
 
 /// An error as the UI receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct ErrorView {
     pub code: ErrorCode,
     pub message: String,
@@ -341,7 +391,7 @@ fn file_name(path: &std::path::Path) -> String {
 /// not whole ("50 MB" for 52,428,800 bytes, as Storage's dashboard shows it).
 pub fn megabytes(bytes: u64) -> String {
     let tenths = (bytes.saturating_mul(10) + 1024 * 1024 / 2) / (1024 * 1024);
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         format!("{} MB", tenths / 10)
     } else {
         format!("{}.{} MB", tenths / 10, tenths % 10)

@@ -13,8 +13,10 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
+use quire_protocol::ErrorBody;
+
 use crate::config::Config;
-use crate::error::{Error, Service};
+use crate::error::{Error, ErrorCode, Service};
 
 /// How long a plain request (not a stream, not an upload) may take.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -134,29 +136,36 @@ pub(crate) fn error_from(service: Service, status: StatusCode, body: &str) -> Er
             text.to_owned()
         }
     });
-    match status.as_u16() {
-        401 => Error::NotSignedIn,
-        403 => Error::Forbidden { service, message },
-        404 => Error::NotFound {
+    // The companion names its error; a code Quire knows decides what the UI
+    // is told (ErrorCode::for_companion), else the status does.
+    let named = match service {
+        Service::Companion => serde_json::from_value::<ErrorBody>(json)
+            .ok()
+            .and_then(|body| ErrorCode::for_companion(&body.error)),
+        _ => None,
+    };
+    match named.unwrap_or_else(|| ErrorCode::for_status(status.as_u16())) {
+        ErrorCode::NotSignedIn => Error::NotSignedIn,
+        ErrorCode::Forbidden => Error::Forbidden { service, message },
+        ErrorCode::NotFound => Error::NotFound {
             what: match service {
                 Service::Storage => "file".into(),
-                Service::Companion => "item".into(),
                 _ => "item".into(),
             },
         },
-        409 => Error::Conflict { service, message },
-        413 => Error::BadInput {
+        ErrorCode::Conflict => Error::Conflict { service, message },
+        ErrorCode::BadInput if status == StatusCode::PAYLOAD_TOO_LARGE => Error::BadInput {
             service,
             message: format!("the file is larger than {service} accepts ({message})"),
         },
-        429 => Error::RateLimited { service },
-        400..=499 => Error::BadInput { service, message },
-        500..=599 => Error::PlatformUnavailable {
+        ErrorCode::BadInput => Error::BadInput { service, message },
+        ErrorCode::RateLimited => Error::RateLimited { service },
+        ErrorCode::PlatformUnavailable => Error::PlatformUnavailable {
             service,
             status: status.as_u16(),
             body: crate::error::cut(body),
         },
-        other => Error::unexpected(service, format!("HTTP {other}"), body),
+        _ => Error::unexpected(service, format!("HTTP {}", status.as_u16()), body),
     }
 }
 
@@ -206,6 +215,52 @@ mod tests {
             auth_code_of(&serde_json::from_str(body).unwrap()).as_deref(),
             Some("validation_failed")
         );
+    }
+
+    #[test]
+    fn each_companion_code_reaches_the_ui_as_its_status_would_say() {
+        use quire_protocol::ErrorCode as Companion;
+        // Every code with the status the companion answers it with
+        // (crates/companion/EVENTS.md, "Errors before the stream").
+        let answers = [
+            (Companion::InvalidBody, 400),
+            (Companion::EmptyMessage, 400),
+            (Companion::TooManyChunks, 400),
+            (Companion::InvalidTitle, 400),
+            (Companion::InvalidSha256, 400),
+            (Companion::EmptyFile, 422),
+            (Companion::Unauthorized, 401),
+            (Companion::NotFound, 404),
+            (Companion::NotRunning, 409),
+            (Companion::NotUploaded, 409),
+            (Companion::MessageTooLong, 413),
+            (Companion::TooLarge, 413),
+            (Companion::NotAPdf, 422),
+            (Companion::SizeMismatch, 422),
+            (Companion::RateLimited, 429),
+            (Companion::Misconfigured, 500),
+            (Companion::Internal, 500),
+            (Companion::PlatformUnavailable, 502),
+        ];
+        for (code, status) in answers {
+            let body = serde_json::json!({"error": code, "message": "m"}).to_string();
+            let status = StatusCode::from_u16(status).unwrap();
+            let error = error_from(Service::Companion, status, &body);
+            assert_eq!(
+                Some(error.code()),
+                ErrorCode::for_companion(&code),
+                "{code}"
+            );
+            assert_eq!(
+                error.code(),
+                ErrorCode::for_status(status.as_u16()),
+                "{code}"
+            );
+        }
+        // A code this version does not know: the status decides.
+        let body = r#"{"error":"teapot","message":"short and stout"}"#;
+        let error = error_from(Service::Companion, StatusCode::CONFLICT, body);
+        assert_eq!(error.code(), ErrorCode::Conflict);
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod quire;
 mod rest;
 pub mod search;
 pub mod state;
+pub mod typescript;
 pub mod upload;
 
 pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};

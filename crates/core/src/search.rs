@@ -14,7 +14,7 @@ use crate::rest::Rest;
 pub const DEFAULT_MATCH_COUNT: u32 = 8;
 
 /// One retrieved chunk of one of the user's documents.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ChunkHit {
     /// The `document_chunks` row id: what the companion is sent.
     pub id: Uuid,
@@ -29,6 +29,7 @@ pub struct ChunkHit {
     /// The last page the chunk spans: a chunk may cross a page break
     /// (`page` 3, `page_end` 4). Equal to `page` for one page, `None` with it.
     #[serde(default)]
+    #[ts(optional = nullable)]
     pub page_end: Option<i32>,
     pub text: String,
     /// Rank of the stage that answered (scales differ between stages).

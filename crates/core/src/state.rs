@@ -30,6 +30,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
+use ts_rs::TS;
 use uuid::Uuid;
 
 use crate::chat::event::{ChatEvent, Citation, ContextChunk, EventBody, MessageStatus};
@@ -38,7 +39,7 @@ use crate::chat::event::{ChatEvent, Citation, ContextChunk, EventBody, MessageSt
 pub const UPDATE_BUFFER: usize = 4096;
 
 /// A conversation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Conversation {
     pub id: Uuid,
     #[serde(default)]
@@ -50,7 +51,7 @@ pub struct Conversation {
 }
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     User,
@@ -58,19 +59,22 @@ pub enum Role {
 }
 
 /// A message as the UI shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
 pub struct Message {
     pub id: Uuid,
     pub conversation_id: Uuid,
     /// Position in the conversation (unknown until the row is read).
     pub seq: Option<i32>,
     pub role: Role,
+    #[ts(as = "crate::typescript::MessageStatusView")]
     pub status: MessageStatus,
     /// The text so far (the whole text once final).
     pub content: String,
     #[serde(serialize_with = "view_citations")]
+    #[ts(as = "Vec<CitationView<'static>>")]
     pub citations: Vec<Citation>,
     /// The chunks the answer was given (`context` event).
+    #[ts(as = "Vec<crate::typescript::ContextChunkView>")]
     pub sources: Vec<ContextChunk>,
     /// For an answer: the question's message id.
     pub question_id: Option<Uuid>,
@@ -80,23 +84,29 @@ pub struct Message {
     pub tools: Vec<String>,
 }
 
-/// A message's citations as the UI reads them (`src-tauri/IPC.md`):
-/// the wire's, without the platform's relevance `score`.
+/// A message's citation as the UI reads it (`src-tauri/IPC.md`): the
+/// wire's [`Citation`], without the platform's relevance `score`.
+#[derive(Serialize, TS)]
+#[ts(rename = "Citation")]
+pub struct CitationView<'a> {
+    pub key: &'a Option<String>,
+    pub chunk_id: &'a Option<Uuid>,
+    pub document_id: &'a Option<Uuid>,
+    pub title: &'a Option<String>,
+    /// The first page the cited chunk spans (where the viewer opens).
+    pub page: &'a Option<i32>,
+    /// The last page it spans (a chunk may cross a page break); absent on
+    /// answers stored before it existed (read it as `page`).
+    #[ts(optional = nullable)]
+    pub page_end: &'a Option<i32>,
+    pub excerpt: &'a Option<String>,
+}
+
 fn view_citations<S: serde::Serializer>(
     citations: &[Citation],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct View<'a> {
-        key: &'a Option<String>,
-        chunk_id: &'a Option<Uuid>,
-        document_id: &'a Option<Uuid>,
-        title: &'a Option<String>,
-        page: &'a Option<i32>,
-        page_end: &'a Option<i32>,
-        excerpt: &'a Option<String>,
-    }
-    serializer.collect_seq(citations.iter().map(|c| View {
+    serializer.collect_seq(citations.iter().map(|c| CitationView {
         key: &c.key,
         chunk_id: &c.chunk_id,
         document_id: &c.document_id,
@@ -124,7 +134,7 @@ pub(crate) struct MessageRow {
 }
 
 /// `documents.status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentStatus {
     Uploading,
@@ -159,14 +169,14 @@ impl DocumentStatus {
 }
 
 /// Bytes sent of a file being uploaded from this device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
 pub struct UploadProgress {
     pub sent: u64,
     pub total: u64,
 }
 
 /// A document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Document {
     pub id: Uuid,
     pub title: String,
@@ -184,7 +194,7 @@ pub struct Document {
 }
 
 /// One change to the state, for the UI.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Update {
     Conversation(Conversation),

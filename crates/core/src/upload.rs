@@ -61,7 +61,7 @@ impl Default for UploadOptions {
 }
 
 /// What happens to one file, for a progress view.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UploadEvent {
     /// The file passed the checks.

@@ -23,10 +23,10 @@ function chips(sources: ContextChunk[], opened: [ContextChunk, number][] = []): 
 describe('source chips', () => {
   it('name one page "p. 3", a range "pp. 3–4", and no page when none is known', () => {
     const found = chips([
-      { id: 'a', document_id: 'doc-a', page: 2, page_end: 2, title: 'Lease.pdf' },
-      { id: 'b', document_id: 'doc-b', page: 3, page_end: 4, title: 'Manual.pdf' },
-      { id: 'c', document_id: 'doc-c', page: null, page_end: null, title: 'Notes.pdf' },
-      { id: 'd', document_id: 'doc-d', page: 7, title: 'Old answer.pdf' },
+      { id: 'a', document_id: 'doc-a', chunk_id: null, page: 2, page_end: 2, title: 'Lease.pdf' },
+      { id: 'b', document_id: 'doc-b', chunk_id: null, page: 3, page_end: 4, title: 'Manual.pdf' },
+      { id: 'c', document_id: 'doc-c', chunk_id: null, page: null, page_end: null, title: 'Notes.pdf' },
+      { id: 'd', document_id: 'doc-d', chunk_id: null, page: 7, title: 'Old answer.pdf' },
     ]);
 
     expect(found.map((b) => b.querySelector('.chip-page')?.textContent ?? null)).toEqual(['p. 2', 'pp. 3–4', null, 'p. 7']);
@@ -42,8 +42,8 @@ describe('source chips', () => {
 
   it('two chunks of one document on different ranges are two chips', () => {
     const found = chips([
-      { id: 'a', document_id: 'doc', page: 3, page_end: 3, title: 'Manual.pdf' },
-      { id: 'b', document_id: 'doc', page: 3, page_end: 4, title: 'Manual.pdf' },
+      { id: 'a', document_id: 'doc', chunk_id: null, page: 3, page_end: 3, title: 'Manual.pdf' },
+      { id: 'b', document_id: 'doc', chunk_id: null, page: 3, page_end: 4, title: 'Manual.pdf' },
     ]);
     expect(found).toHaveLength(2);
   });

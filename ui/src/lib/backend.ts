@@ -8,7 +8,7 @@ import type {
   ChunkHit,
   Conversation,
   ConversationPage,
-  DragDrop,
+  ErrorCode,
   ErrorView,
   LiveState,
   Session,
@@ -54,11 +54,18 @@ export interface Backend {
   onDragDrop(handler: (event: DragDrop) => void): Promise<Unlisten>;
 }
 
+/** What the window reports while files are dragged over it (Tauri's drag-drop events). */
+export type DragDrop =
+  | { type: 'enter' | 'over'; paths: string[] }
+  | { type: 'drop'; paths: string[] }
+  | { type: 'leave' };
+
 /** Turns whatever a rejected command gave into an `ErrorView`. */
 export function toErrorView(error: unknown): ErrorView {
   if (error && typeof error === 'object' && 'code' in error && 'message' in error) {
     const { code, message } = error as { code: unknown; message: unknown };
-    return { code: String(code), message: String(message) };
+    // The shell rejects with the core's ErrorView, whose code is an ErrorCode.
+    return { code: String(code) as ErrorCode, message: String(message) };
   }
   if (typeof error === 'string') return { code: 'unexpected', message: error };
   if (error instanceof Error) return { code: 'unexpected', message: error.message };

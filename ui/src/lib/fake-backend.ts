@@ -2,14 +2,14 @@
 // serves it at `?fake` so the UI can be worked on without the desktop build.
 // It follows IPC.md's shapes and rev rules (one increasing counter).
 
-import type { Backend, Unlisten } from './backend';
+import type { Backend, DragDrop, Unlisten } from './backend';
 import { makePdf } from './fake-pdf';
 import type {
   AuthStatus,
   ChunkHit,
   Conversation,
   Document,
-  DragDrop,
+  ErrorCode,
   ErrorView,
   LiveState,
   Message,
@@ -47,7 +47,7 @@ function uuid(): Uuid {
 }
 
 const now = (offsetMs = 0) => new Date(Date.now() + offsetMs).toISOString();
-const fail = (code: string, message: string): ErrorView => ({ code, message });
+const fail = (code: ErrorCode, message: string): ErrorView => ({ code, message });
 
 const PAGES: Record<string, string[][]> = {};
 
@@ -163,8 +163,8 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
     addMessage(c1, 'assistant', ANSWER, {
       question_id: q.id,
       citations: [
-        { key: '1', document_id: lease.id, title: lease.title, page: 2, excerpt: 'The tenant must give sixty days written notice' },
-        { key: '2', document_id: lease.id, title: lease.title, page: 3, page_end: 4, excerpt: 'Rent increases are capped at three percent' },
+        { key: '1', chunk_id: null, document_id: lease.id, title: lease.title, page: 2, excerpt: 'The tenant must give sixty days written notice' },
+        { key: '2', chunk_id: null, document_id: lease.id, title: lease.title, page: 3, page_end: 4, excerpt: 'Rent increases are capped at three percent' },
       ],
       sources: [
         { id: uuid(), document_id: lease.id, chunk_id: uuid(), page: 2, page_end: 2, title: lease.title },

@@ -90,10 +90,10 @@ describe('Markdown sanitiser against XSS', () => {
 
 describe('citations', () => {
   const context = {
-    citations: [{ key: '2', document_id: 'doc-b', page: 7, title: 'B.pdf', excerpt: 'the passage' }],
+    citations: [{ key: '2', chunk_id: null, document_id: 'doc-b', page: 7, title: 'B.pdf', excerpt: 'the passage' }],
     sources: [
-      { id: 's1', document_id: 'doc-a', page: 3, title: 'A.pdf' },
-      { id: 's2', document_id: 'doc-x', page: 1, title: 'X.pdf' },
+      { id: 's1', document_id: 'doc-a', chunk_id: null, page: 3, title: 'A.pdf' },
+      { id: 's2', document_id: 'doc-x', chunk_id: null, page: 1, title: 'X.pdf' },
     ],
   };
 
@@ -122,13 +122,13 @@ describe('citations', () => {
 describe('citations of a passage across a page break', () => {
   const context = {
     citations: [
-      { key: '1', document_id: 'doc-a', page: 3, page_end: 4, title: 'Manual.pdf', excerpt: 'the passage' },
-      { key: '2', document_id: 'doc-b', page: null, page_end: null, title: 'Notes.pdf' },
+      { key: '1', chunk_id: null, document_id: 'doc-a', page: 3, page_end: 4, title: 'Manual.pdf', excerpt: 'the passage' },
+      { key: '2', chunk_id: null, document_id: 'doc-b', page: null, page_end: null, title: 'Notes.pdf', excerpt: null },
     ],
     sources: [
-      { id: 's1', document_id: 'doc-a', page: 3, page_end: 4, title: 'Manual.pdf' },
-      { id: 's2', document_id: 'doc-b', page: null, page_end: null, title: 'Notes.pdf' },
-      { id: 's3', document_id: 'doc-c', page: 5, page_end: 6, title: 'C.pdf' },
+      { id: 's1', document_id: 'doc-a', chunk_id: null, page: 3, page_end: 4, title: 'Manual.pdf' },
+      { id: 's2', document_id: 'doc-b', chunk_id: null, page: null, page_end: null, title: 'Notes.pdf' },
+      { id: 's3', document_id: 'doc-c', chunk_id: null, page: 5, page_end: 6, title: 'C.pdf' },
     ],
   };
 
@@ -151,7 +151,7 @@ describe('citations of a passage across a page break', () => {
   });
 
   it('one page has no data-page-end', () => {
-    const out = host('One [1].', { citations: [{ key: '1', document_id: 'd', page: 7, page_end: 7, title: 'B.pdf' }], sources: [] });
+    const out = host('One [1].', { citations: [{ key: '1', chunk_id: null, document_id: 'd', page: 7, page_end: 7, title: 'B.pdf', excerpt: null }], sources: [] });
     const button = out.querySelector<HTMLButtonElement>('button[data-testid="citation"]')!;
     expect([button.dataset.page, button.dataset.pageEnd]).toEqual(['7', undefined]);
     expect(button.getAttribute('aria-label')).toBe('Source 1: B.pdf, page 7');
@@ -169,7 +169,7 @@ describe('streaming render', () => {
 
   it('renders a growing text block by block and ends exactly as a full render', () => {
     const text = 'Intro with a citation [1].\n\n- item one\n- item two\n\n```\nx = [2]\n\ny\n```\n\nThe **end** [2].';
-    const context = { citations: [], sources: [{ id: 's', document_id: 'd', page: 1, title: 'T' }, { id: 't', document_id: 'e', page: 2, title: 'U' }] };
+    const context = { citations: [], sources: [{ id: 's', document_id: 'd', chunk_id: null, page: 1, title: 'T' }, { id: 't', document_id: 'e', chunk_id: null, page: 2, title: 'U' }] };
     const host = document.createElement('div');
     const renderer = new StreamingMarkdown(host);
     let firstBlock: Node | null = null;

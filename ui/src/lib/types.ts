@@ -1,182 +1,312 @@
-// The shapes that cross the IPC boundary (src-tauri/IPC.md), as the core
-// serializes them (snake_case serde names). View models only: no token ever.
+// Generated from the Rust view models by `cargo test -p quire-desktop --lib typescript`
+// (src-tauri/src/typescript.rs); do not edit. QUIRE_WRITE_TYPES=1 on that command writes it.
+// The shapes that cross the IPC boundary (src-tauri/IPC.md), as the core and the shell
+// serialize them (snake_case serde names). View models only: no token ever.
 
+/** Ids are UUIDs in their usual text form. */
 export type Uuid = string;
 
+/**
+ * What the UI switches on. Serialized in `snake_case` (`not_signed_in`, …);
+ * never derived from message text. The one list of codes the UI knows
+ * (`ui/src/lib/types.ts` is generated from it); the companion's own codes
+ * reach the UI as one of these ([`ErrorCode::for_companion`]).
+ */
 export type ErrorCode =
-  | 'not_configured'
-  | 'not_signed_in'
-  | 'invalid_credentials'
-  | 'sign_in_cancelled'
-  | 'offline'
-  | 'platform_unavailable'
-  | 'forbidden'
-  | 'not_found'
-  | 'not_a_pdf'
-  | 'empty_file'
-  | 'too_large'
-  | 'conflict'
-  | 'bad_input'
-  | 'rate_limited'
-  | 'keyring_unavailable'
-  | 'cancelled'
-  | 'file_unreadable'
-  | 'file_unwritable'
-  | 'unexpected';
+  | "not_configured"
+  | "not_signed_in"
+  | "invalid_credentials"
+  | "sign_in_cancelled"
+  | "offline"
+  | "platform_unavailable"
+  | "forbidden"
+  | "not_found"
+  | "not_a_pdf"
+  | "empty_file"
+  | "too_large"
+  | "conflict"
+  | "bad_input"
+  | "rate_limited"
+  | "keyring_unavailable"
+  | "cancelled"
+  | "file_unreadable"
+  | "file_unwritable"
+  | "unexpected";
 
-/** Every rejected command carries one of these. */
-export interface ErrorView {
-  code: ErrorCode | string;
-  message: string;
-}
+/**
+ * An error as the UI receives it.
+ */
+export type ErrorView = {
+  code: ErrorCode,
+  message: string,
+};
 
-export interface User {
-  id: Uuid;
-  email: string | null;
-}
+/**
+ * The signed-in person.
+ */
+export type User = {
+  id: string,
+  email: string | null,
+};
 
-export type AuthStatus =
-  | { state: 'signed_in'; user: User }
-  | { state: 'signed_out'; reason: string | null };
+/**
+ * A conversation.
+ */
+export type Conversation = {
+  id: string,
+  title: string | null,
+  created_at: string,
+  updated_at: string,
+  archived_at: string | null,
+};
 
-export type LiveStateName = 'live' | 'connecting' | 'reconnecting' | 'offline';
+/**
+ * Who wrote a message.
+ */
+export type Role = "user" | "assistant";
 
-export interface LiveState {
-  state: LiveStateName;
-  detail: string | null;
-  retry_in_ms: number | null;
-}
+/**
+ * Where a message stands: streaming until it is complete, stopped by its
+ * owner or failed (the text so far is kept in both).
+ */
+export type MessageStatus = "streaming" | "complete" | "stopped" | "failed";
 
-export interface Session {
-  status: AuthStatus;
-  live: LiveState;
-  profile: string;
-  api_host: string;
-}
+/**
+ * A message's citation as the UI reads it (`src-tauri/IPC.md`): the
+ * wire's [`Citation`], without the platform's relevance `score`.
+ */
+export type Citation = {
+  key: string | null,
+  chunk_id: string | null,
+  document_id: string | null,
+  title: string | null,
+  /**
+   * The first page the cited chunk spans (where the viewer opens).
+   */
+  page: number | null,
+  /**
+   * The last page it spans (a chunk may cross a page break); absent on
+   * answers stored before it existed (read it as `page`).
+   */
+  page_end?: number | null,
+  excerpt: string | null,
+};
 
-export interface Conversation {
-  id: Uuid;
-  title: string | null;
-  created_at: string;
-  updated_at: string;
-  archived_at?: string | null;
-}
+/**
+ * A chunk an answer was given (its `context` event).
+ */
+export type ContextChunk = {
+  id: string,
+  document_id: string,
+  chunk_id: string | null,
+  /**
+   * The first page the chunk spans (null when unknown).
+   */
+  page: number | null,
+  /**
+   * The last page it spans; absent on answers stored before it existed
+   * (read it as `page`).
+   */
+  page_end?: number | null,
+  title: string,
+};
 
-export type Role = 'user' | 'assistant';
-export type MessageStatus = 'streaming' | 'complete' | 'stopped' | 'failed';
+/**
+ * A message as the UI shows it.
+ */
+export type Message = {
+  id: string,
+  conversation_id: string,
+  /**
+   * Position in the conversation (unknown until the row is read).
+   */
+  seq: number | null,
+  role: Role,
+  status: MessageStatus,
+  /**
+   * The text so far (the whole text once final).
+   */
+  content: string,
+  citations: Array<Citation>,
+  /**
+   * The chunks the answer was given (`context` event).
+   */
+  sources: Array<ContextChunk>,
+  /**
+   * For an answer: the question's message id.
+   */
+  question_id: string | null,
+  /**
+   * Why it failed, for a person.
+   */
+  error: string | null,
+  /**
+   * Names of the tools the agent called so far.
+   */
+  tools: Array<string>,
+};
 
-export interface Citation {
-  key?: string | null;
-  chunk_id?: Uuid | null;
-  document_id?: Uuid | null;
-  title?: string | null;
-  /** The first page the cited chunk spans (where the viewer opens). */
-  page?: number | null;
-  /** The last page it spans (a chunk may cross a page break); absent on answers stored before it existed. */
-  page_end?: number | null;
-  excerpt?: string | null;
-}
-
-export interface ContextChunk {
-  id: Uuid;
-  document_id: Uuid;
-  chunk_id?: Uuid | null;
-  page?: number | null;
-  page_end?: number | null;
-  title: string;
-}
-
-export interface Message {
-  id: Uuid;
-  conversation_id: Uuid;
-  seq: number | null;
-  role: Role;
-  status: MessageStatus;
-  content: string;
-  citations: Citation[];
-  sources: ContextChunk[];
-  question_id: Uuid | null;
-  error: string | null;
-  tools: string[];
-}
-
+/**
+ * `documents.status`.
+ */
 export type DocumentStatus =
-  | 'uploading'
-  | 'stored'
-  | 'extracting'
-  | 'indexing'
-  | 'ready'
-  | 'failed'
-  | 'no_text';
+  | "uploading"
+  | "stored"
+  | "extracting"
+  | "indexing"
+  | "ready"
+  | "failed"
+  | "no_text";
 
-export interface UploadProgress {
-  sent: number;
-  total: number;
-}
+/**
+ * Bytes sent of a file being uploaded from this device.
+ */
+export type UploadProgress = {
+  sent: number,
+  total: number,
+};
 
-export interface Document {
-  id: Uuid;
-  title: string;
-  status: DocumentStatus;
-  error: string | null;
-  page_count: number | null;
-  byte_size: number | null;
-  updated_at: string;
-  upload: UploadProgress | null;
-}
+/**
+ * A document.
+ */
+export type Document = {
+  id: string,
+  title: string,
+  status: DocumentStatus,
+  error: string | null,
+  page_count: number | null,
+  byte_size: number | null,
+  updated_at: string,
+  /**
+   * Set while this device uploads it.
+   */
+  upload: UploadProgress | null,
+};
 
+/**
+ * One change to the state, for the UI.
+ */
 export type Update =
-  | ({ type: 'conversation' } & Conversation)
-  | { type: 'conversation_removed'; id: Uuid }
-  | { type: 'message'; message: Message; appended: string | null }
-  | ({ type: 'document' } & Document)
-  | { type: 'document_removed'; id: Uuid };
+  | { "type": "conversation" } & Conversation
+  | { "type": "conversation_removed", id: string }
+  | { "type": "message", message: Message, appended: string | null }
+  | { "type": "document" } & Document
+  | { "type": "document_removed", id: string };
 
-export interface UpdateEvent {
-  rev: number;
-  update: Update;
-}
+/**
+ * One retrieved chunk of one of the user's documents.
+ */
+export type ChunkHit = {
+  /**
+   * The `document_chunks` row id: what the companion is sent.
+   */
+  id: string,
+  document_id: string,
+  /**
+   * The platform's chunk id (shared by users who uploaded the same file).
+   */
+  chunk_id: string,
+  /**
+   * The document's title.
+   */
+  title: string,
+  /**
+   * The first (1-based) page the chunk spans, when the extraction knew
+   * the pages.
+   */
+  page: number | null,
+  /**
+   * The last page the chunk spans: a chunk may cross a page break
+   * (`page` 3, `page_end` 4). Equal to `page` for one page, `None` with it.
+   */
+  page_end?: number | null,
+  text: string,
+  /**
+   * Rank of the stage that answered (scales differ between stages).
+   */
+  score: number,
+};
 
-export interface Snapshot {
-  rev: number;
-  conversations: Conversation[];
-  documents: Document[];
-}
+/**
+ * The ids of an answer that was asked for: its conversation (new when
+ * none was given) and its message. What the UI follows it by.
+ */
+export type AskResult = {
+  conversation_id: string,
+  message_id: string,
+};
 
-export interface ConversationPage {
-  rev: number;
-  /** Oldest first. */
-  messages: Message[];
-  /** The seq to pass as `before` for the previous page; null when there is none. */
-  before: number | null;
-}
-
-export interface ChunkHit {
-  id: Uuid;
-  document_id: Uuid;
-  chunk_id: Uuid | null;
-  title: string;
-  /** The first and last page the chunk spans (equal for one page; null when unknown). */
-  page: number | null;
-  page_end?: number | null;
-  text: string;
-  score: number;
-}
-
-export interface AskResult {
-  conversation_id: Uuid;
-  message_id: Uuid;
-}
-
+/**
+ * What happens to one file, for a progress view.
+ */
 export type UploadEvent =
-  | { type: 'checked'; path: string; bytes: number }
-  | { type: 'registered'; path: string; document_id: Uuid }
-  | { type: 'progress'; document_id: Uuid; sent: number; total: number }
-  | { type: 'stored'; document_id: Uuid }
-  | { type: 'failed'; path: string; error: ErrorView };
+  | { "type": "checked", path: string, bytes: number }
+  | { "type": "registered", path: string, document_id: string }
+  | { "type": "progress", document_id: string, sent: number, total: number }
+  | { "type": "stored", document_id: string }
+  | { "type": "failed", path: string, error: ErrorView };
 
-/** What the window reports while files are dragged over it. */
-export type DragDrop =
-  | { type: 'enter' | 'over'; paths: string[] }
-  | { type: 'drop'; paths: string[] }
-  | { type: 'leave' };
+/**
+ * Who is signed in, as the UI sees it: the sign-out reason as a sentence.
+ */
+export type AuthStatus =
+  | { "state": "signed_in", user: User }
+  | { "state": "signed_out", reason: string | null };
+
+/**
+ * The indicator's states.
+ */
+export type LiveStateName = "live" | "connecting" | "reconnecting" | "offline";
+
+/**
+ * The live-updates indicator: `connecting` until joined *and* caught up,
+ * `offline` while signed out.
+ */
+export type LiveState = {
+  state: LiveStateName,
+  detail: string | null,
+  retry_in_ms: number | null,
+};
+
+/**
+ * What the window shows at start: who is signed in, the live indicator,
+ * the profile and the project's host.
+ */
+export type Session = {
+  status: AuthStatus,
+  live: LiveState,
+  profile: string,
+  api_host: string,
+};
+
+/**
+ * Everything the sidebar lists, as of `rev`.
+ */
+export type Snapshot = {
+  rev: number,
+  conversations: Array<Conversation>,
+  documents: Array<Document>,
+};
+
+/**
+ * A page of a conversation, as of `rev`.
+ */
+export type ConversationPage = {
+  rev: number,
+  /**
+   * Oldest first.
+   */
+  messages: Array<Message>,
+  /**
+   * The seq to pass as `before` for the previous page; null when there is none.
+   */
+  before: number | null,
+};
+
+/**
+ * `quire://update`'s payload: an update and its session-wide `rev`.
+ */
+export type UpdateEvent = {
+  rev: number,
+  update: Update,
+};

@@ -36,7 +36,7 @@ use quire_protocol::backoff::Backoff;
 pub use store::{KeyringStore, TokenStore};
 
 /// The signed-in person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
 pub struct User {
     pub id: Uuid,
     pub email: Option<String>,

@@ -123,7 +123,8 @@ impl Answer {
 
 /// The ids of an answer that was asked for: its conversation (new when
 /// none was given) and its message. What the UI follows it by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
+#[ts(rename = "AskResult")]
 pub struct Asked {
     pub conversation_id: Uuid,
     pub message_id: Uuid,
