@@ -4,15 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use quire_sandbox::Config;
-use quire_testdb::TestDb;
-use secrecy::ExposeSecret;
-use serde_json::{Value, json};
-
-async fn json_of(response: reqwest::Response) -> (reqwest::StatusCode, Value) {
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use serde_json::json;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -41,27 +33,13 @@ async fn logs_never_show_passwords_tokens_or_keys() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let db = TestDb::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path(), db.url());
-    config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
-    let sandbox = quire_sandbox::spawn(config).await.unwrap();
-    let base = sandbox.api_base().to_owned();
-    let anon = sandbox.anon_key().expose_secret().to_owned();
+    let stack = quire_testkit::spawn_sandbox().await;
+    let base = stack.api_base().to_owned();
+    let anon = stack.anon_key();
     let client = reqwest::Client::new();
     let password = "a-very-recognizable-password";
 
-    let (_, session) = json_of(
-        client
-            .post(format!("{base}/auth/v1/signup"))
-            .header("apikey", &anon)
-            .bearer_auth(&anon)
-            .json(&json!({"email": "alice@example.com", "password": password}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let session = stack.signed_up("alice@example.com", password).await;
     let access = session["access_token"].as_str().unwrap().to_owned();
     let refresh = session["refresh_token"].as_str().unwrap().to_owned();
     client
@@ -100,8 +78,8 @@ async fn logs_never_show_passwords_tokens_or_keys() {
         access.as_str(),
         refresh.as_str(),
         anon.as_str(),
-        sandbox.service_role_key().expose_secret(),
-        sandbox.jwt_secret().expose_secret(),
+        stack.service_key().as_str(),
+        stack.jwt_secret().as_str(),
     ] {
         assert!(
             !logs.contains(secret),

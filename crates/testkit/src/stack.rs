@@ -17,10 +17,10 @@ use tempfile::TempDir;
 use crate::api::{Api, StackInfo};
 
 /// A change to the sandbox's configuration before it starts.
-type SandboxAdjust<'a> = Box<dyn FnOnce(&mut quire_sandbox::Config) + Send + 'a>;
+type SandboxAdjust<'a> = Box<dyn FnOnce(&mut quire_sandbox::Config) + 'a>;
 /// A change to the companion's configuration before it starts.
 #[cfg(feature = "stack")]
-type CompanionAdjust<'a> = Box<dyn FnOnce(&mut quire_companion::config::Config) + Send + 'a>;
+type CompanionAdjust<'a> = Box<dyn FnOnce(&mut quire_companion::config::Config) + 'a>;
 
 /// A running stack. Dropping it stops the servers; the database is removed
 /// by a later test, the cluster when the process ends.
@@ -50,7 +50,7 @@ pub async fn spawn_sandbox() -> Stack {
 
 /// The sandbox alone, its configuration changed by `adjust` first (short
 /// token lifetimes, a smaller upload limit, …).
-pub async fn spawn_sandbox_with(adjust: impl FnOnce(&mut quire_sandbox::Config) + Send) -> Stack {
+pub async fn spawn_sandbox_with(adjust: impl FnOnce(&mut quire_sandbox::Config)) -> Stack {
     Stack::builder().sandbox(adjust).spawn().await
 }
 
@@ -73,7 +73,7 @@ impl<'a> Builder<'a> {
     /// Changes the sandbox's configuration before it starts (after the test
     /// defaults: cheap password hashing; with a companion, loopback tool
     /// endpoints allowed and the offline model at 2 ms a piece).
-    pub fn sandbox(mut self, adjust: impl FnOnce(&mut quire_sandbox::Config) + Send + 'a) -> Self {
+    pub fn sandbox(mut self, adjust: impl FnOnce(&mut quire_sandbox::Config) + 'a) -> Self {
         self.sandbox.push(Box::new(adjust));
         self
     }
@@ -95,7 +95,7 @@ impl<'a> Builder<'a> {
     #[cfg(feature = "stack")]
     pub fn companion(
         mut self,
-        adjust: impl FnOnce(&mut quire_companion::config::Config) + Send + 'a,
+        adjust: impl FnOnce(&mut quire_companion::config::Config) + 'a,
     ) -> Self {
         self.companion
             .get_or_insert_with(Vec::new)

@@ -14,14 +14,14 @@ use quire_sandbox::ai::agents::model::NOTHING_FOUND;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_of, spawn_app_with};
+use quire_testkit::{Stack, json_of, spawn_sandbox_with};
 
 const SERVICE_ONLY: &str = "This endpoint requires the project's service role key";
 const ONLY_ONE: &str = "Only one of 'knowledge_bases', 'context_handler_id', 'context_override', or 'context_items' may be provided";
 
 /// A sandbox that streams without pauses and lets tools call loopback.
-async fn app() -> TestApp {
-    spawn_app_with(|c| {
+async fn app() -> Stack {
+    spawn_sandbox_with(|c| {
         c.agents.token_delay_ms = 0;
         c.agents.allow_loopback_tool_endpoints = true;
     })
@@ -41,9 +41,9 @@ fn manual() -> Value {
     ])
 }
 
-async fn create_agent(app: &TestApp, system_prompt: &str) -> String {
+async fn create_agent(app: &Stack, system_prompt: &str) -> String {
     let (status, body) = json_of(
-        app.api(Method::POST, "/api/agents")
+        app.service(Method::POST, "/api/agents")
             .json(&json!({"name": "Quire", "system_prompt": system_prompt, "settings": {"temperature": 0}}))
             .send()
             .await
@@ -55,9 +55,9 @@ async fn create_agent(app: &TestApp, system_prompt: &str) -> String {
 }
 
 /// Registers a custom tool at `endpoint` and assigns it to `agent`.
-async fn add_tool(app: &TestApp, agent: &str, name: &str, endpoint: &str, timeout_seconds: u64) {
+async fn add_tool(app: &Stack, agent: &str, name: &str, endpoint: &str, timeout_seconds: u64) {
     let (status, tool) = json_of(
-        app.api(Method::POST, "/api/tools")
+        app.service(Method::POST, "/api/tools")
             .json(&json!({
                 "name": name, "description": "Search the signed-in user's documents", "type": "http",
                 "input_schema": {"type": "object", "properties": {
@@ -74,7 +74,7 @@ async fn add_tool(app: &TestApp, agent: &str, name: &str, endpoint: &str, timeou
     .await;
     assert_eq!(status, StatusCode::CREATED, "{tool}");
     let (status, body) = json_of(
-        app.api(Method::POST, &format!("/api/agents/{agent}/tools"))
+        app.service(Method::POST, &format!("/api/agents/{agent}/tools"))
             .json(&json!({"tool_type": "custom", "tool_name": name, "tool_id": tool["id"]}))
             .send()
             .await
@@ -85,7 +85,7 @@ async fn add_tool(app: &TestApp, agent: &str, name: &str, endpoint: &str, timeou
 }
 
 /// A signed-up user: (access token, user id).
-async fn user(app: &TestApp, email: &str) -> (String, String) {
+async fn user(app: &Stack, email: &str) -> (String, String) {
     let session = app.signed_up(email, "correct horse battery").await;
     (
         session["access_token"].as_str().unwrap().to_owned(),
@@ -94,9 +94,9 @@ async fn user(app: &TestApp, email: &str) -> (String, String) {
 }
 
 /// `POST path` with the service key (`bearer` `None`) or a user's token.
-fn post(app: &TestApp, path: &str, bearer: Option<&str>) -> reqwest::RequestBuilder {
+fn post(app: &Stack, path: &str, bearer: Option<&str>) -> reqwest::RequestBuilder {
     match bearer {
-        None => app.api(Method::POST, path),
+        None => app.service(Method::POST, path),
         Some(token) => app.request(Method::POST, path, Some(token)),
     }
 }
@@ -158,7 +158,7 @@ impl Sse {
 /// `POST /api/agents/{agent}/run/stream`, read to its end: the response
 /// headers and the events.
 async fn stream(
-    app: &TestApp,
+    app: &Stack,
     agent: &str,
     bearer: Option<&str>,
     body: Value,
@@ -205,11 +205,11 @@ fn is_public_id(id: &Value, prefix: &str) -> bool {
 
 /// Polls `GET /api/agents/runs/{run_id}` (service key) until the run has
 /// ended, for at most a minute.
-async fn finished_run(app: &TestApp, run_id: &str) -> Value {
+async fn finished_run(app: &Stack, run_id: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..600 {
         let (status, body) = json_of(
-            app.api(Method::GET, &format!("/api/agents/runs/{run_id}"))
+            app.service(Method::GET, &format!("/api/agents/runs/{run_id}"))
                 .send()
                 .await
                 .unwrap(),
@@ -332,8 +332,8 @@ async fn management_routes_refuse_user_tokens_with_the_platform_message() {
         );
 
         let anonymous = app
-            .client
-            .request(method.clone(), format!("{}{path}", app.base))
+            .http
+            .request(method.clone(), format!("{}{path}", app.api_base()))
             .header("apikey", app.anon_key());
         let (status, answer) = json_of(anonymous.send().await.unwrap()).await;
         assert_eq!(
@@ -347,7 +347,7 @@ async fn management_routes_refuse_user_tokens_with_the_platform_message() {
     }
     // The agent is still there: the refused DELETE did nothing.
     let (status, _) = json_of(
-        app.api(Method::GET, &format!("/api/agents/{agent}"))
+        app.service(Method::GET, &format!("/api/agents/{agent}"))
             .send()
             .await
             .unwrap(),
@@ -360,7 +360,7 @@ async fn management_routes_refuse_user_tokens_with_the_platform_message() {
 async fn agents_tools_and_assignments_have_the_platform_shapes() {
     let app = app().await;
     let (status, body) = json_of(
-        app.api(Method::POST, "/api/agents")
+        app.service(Method::POST, "/api/agents")
             .json(&json!({"model": "x"}))
             .send()
             .await
@@ -376,7 +376,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
     );
 
     let (status, created) = json_of(
-        app.api(Method::POST, "/api/agents")
+        app.service(Method::POST, "/api/agents")
             .json(&json!({"name": "Quire", "system_prompt": "Be brief.", "temperature": 0.3}))
             .send()
             .await
@@ -395,7 +395,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
     );
     let agent = created["id"].as_str().unwrap();
     let (status, got) = json_of(
-        app.api(Method::GET, &format!("/api/agents/{agent}"))
+        app.service(Method::GET, &format!("/api/agents/{agent}"))
             .send()
             .await
             .unwrap(),
@@ -405,7 +405,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
     assert_eq!(got["system_prompt"], "Be brief.");
     assert!(got["created_at"].as_str().unwrap().ends_with("+00:00"));
     let (status, body) = json_of(
-        app.api(Method::GET, "/api/agents/not-a-uuid")
+        app.service(Method::GET, "/api/agents/not-a-uuid")
             .send()
             .await
             .unwrap(),
@@ -417,7 +417,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
     );
 
     let (status, body) = json_of(
-        app.api(Method::POST, "/api/tools")
+        app.service(Method::POST, "/api/tools")
             .json(&json!({"name": "t", "endpoint_url": "https://example.com/t", "method": "POST"}))
             .send()
             .await
@@ -432,7 +432,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
         )
     );
     let (status, tool) = json_of(
-        app.api(Method::POST, "/api/tools")
+        app.service(Method::POST, "/api/tools")
             .json(&json!({"name": "lookup", "description": "d", "type": "http",
                           "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
                           "config": {"endpoint": "https://backend.example.com/tools/lookup"}}))
@@ -456,7 +456,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
     );
 
     let (status, body) = json_of(
-        app.api(Method::POST, &format!("/api/agents/{agent}/tools"))
+        app.service(Method::POST, &format!("/api/agents/{agent}/tools"))
             .json(&json!({"tool_name": "lookup"}))
             .send()
             .await
@@ -471,7 +471,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
         )
     );
     let (status, assigned) = json_of(
-        app.api(Method::POST, &format!("/api/agents/{agent}/tools"))
+        app.service(Method::POST, &format!("/api/agents/{agent}/tools"))
             .json(&json!({"tool_type": "custom", "tool_name": "lookup", "tool_id": tool["id"]}))
             .send()
             .await
@@ -481,7 +481,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(keys(&assigned), set(&["id", "tool_name"]));
     let (_, listed) = json_of(
-        app.api(Method::GET, &format!("/api/agents/{agent}/tools"))
+        app.service(Method::GET, &format!("/api/agents/{agent}/tools"))
             .send()
             .await
             .unwrap(),
@@ -493,7 +493,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
                           "tool_id": tool["id"], "config_override": {}}]})
     );
 
-    let (_, all) = json_of(app.api(Method::GET, "/api/tools").send().await.unwrap()).await;
+    let (_, all) = json_of(app.service(Method::GET, "/api/tools").send().await.unwrap()).await;
     let tools = all["tools"].as_array().unwrap();
     assert!(
         tools
@@ -502,7 +502,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
     );
     assert!(tools.iter().any(|t| t["id"] == tool["id"]));
     let (status, body) = json_of(
-        app.api(
+        app.service(
             Method::DELETE,
             &format!("/api/tools/{}", tool["id"].as_str().unwrap()),
         )
@@ -518,7 +518,7 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
 async fn any_tool_endpoint_is_accepted_at_registration() {
     // The platform stores a tool's config as given; the endpoint is checked
     // only when the tool is called.
-    let strict = spawn_app_with(|c| c.agents.token_delay_ms = 0).await;
+    let strict = spawn_sandbox_with(|c| c.agents.token_delay_ms = 0).await;
     for (i, endpoint) in [
         "http://127.0.0.1:9/tool",
         "http://localhost:9/tool",
@@ -532,7 +532,7 @@ async fn any_tool_endpoint_is_accepted_at_registration() {
     {
         let (status, body) = json_of(
             strict
-                .api(Method::POST, "/api/tools")
+                .service(Method::POST, "/api/tools")
                 .json(&json!({"name": format!("t{i}"), "description": "d", "type": "http",
                               "input_schema": {"type": "object"}, "config": {"endpoint": endpoint}}))
                 .send()
@@ -547,9 +547,9 @@ async fn any_tool_endpoint_is_accepted_at_registration() {
 
 /// A sandbox like the platform (no loopback tool endpoints) whose model is
 /// [`fake_model`].
-async fn strict_app_with_fake_model(model_url: &str) -> TestApp {
+async fn strict_app_with_fake_model(model_url: &str) -> Stack {
     let model_url = url::Url::parse(model_url).unwrap();
-    spawn_app_with(move |c| {
+    spawn_sandbox_with(move |c| {
         c.agents.token_delay_ms = 0;
         c.agents.llm_url = Some(model_url);
         c.agents.llm_api_key = Some(secrecy::SecretString::from("sk-test".to_owned()));
@@ -609,7 +609,7 @@ async fn a_tool_call_to_a_blocked_endpoint_gives_the_model_url_blocked() {
         30,
     )
     .await;
-    let (_, listed) = json_of(app.api(Method::GET, "/api/tools").send().await.unwrap()).await;
+    let (_, listed) = json_of(app.service(Method::GET, "/api/tools").send().await.unwrap()).await;
     let tool_id = listed["tools"]
         .as_array()
         .unwrap()
@@ -621,7 +621,7 @@ async fn a_tool_call_to_a_blocked_endpoint_gives_the_model_url_blocked() {
         .to_owned();
     for (i, (endpoint, expected)) in cases.iter().enumerate() {
         let (status, body) = json_of(
-            app.api(Method::PUT, &format!("/api/tools/{tool_id}"))
+            app.service(Method::PUT, &format!("/api/tools/{tool_id}"))
                 .json(&json!({"config": {"endpoint": endpoint, "method": "POST"}}))
                 .send()
                 .await
@@ -668,7 +668,7 @@ async fn a_tool_answer_reaches_the_model_cut_to_10000_characters_without_a_suffi
     // 10 050 two-byte characters: the cut counts characters, not bytes.
     let long = "é".repeat(10_050);
     let (tool_url, _) = tool_server(Behaviour::Answer(json!(long))).await;
-    let app = spawn_app_with({
+    let app = spawn_sandbox_with({
         let model_url = url::Url::parse(&model_url).unwrap();
         move |c| {
             c.agents.token_delay_ms = 0;
@@ -1095,7 +1095,7 @@ async fn the_tool_path_calls_the_tool_with_its_headers_and_uses_its_result() {
 
 #[tokio::test]
 async fn failing_and_slow_tools_are_reported_as_the_platform_does() {
-    let app = spawn_app_with(|c| {
+    let app = spawn_sandbox_with(|c| {
         c.agents.token_delay_ms = 0;
         c.agents.allow_loopback_tool_endpoints = true;
         c.agents.keepalive_ms = 100;
@@ -1195,12 +1195,12 @@ async fn a_question_the_context_cannot_answer_gets_the_plain_answer() {
 
 #[tokio::test]
 async fn a_run_whose_client_disconnects_still_completes_and_is_persisted() {
-    let app = spawn_app_with(|c| c.agents.token_delay_ms = 50).await;
+    let app = spawn_sandbox_with(|c| c.agents.token_delay_ms = 50).await;
     let agent = create_agent(&app, "").await;
     let body = json!({"message": "What about the jars and the motor warranty?", "context_items": manual(), "citations_enabled": true});
 
     let mut response = app
-        .api(Method::POST, &format!("/api/agents/{agent}/run/stream"))
+        .service(Method::POST, &format!("/api/agents/{agent}/run/stream"))
         .json(&body)
         .send()
         .await
@@ -1223,7 +1223,7 @@ async fn a_run_whose_client_disconnects_still_completes_and_is_persisted() {
     assert_eq!(run["status"], "completed", "{run}");
     // The same question without a disconnect gives the same (deterministic) answer.
     let (status, whole) = json_of(
-        app.api(Method::POST, &format!("/api/agents/{agent}/run"))
+        app.service(Method::POST, &format!("/api/agents/{agent}/run"))
             .json(&body)
             .send()
             .await
@@ -1317,7 +1317,7 @@ async fn users_run_only_in_their_own_sessions() {
             let path = format!("/api/agents/{agent}/sessions");
             let request = match &token {
                 Some(t) => app.request(Method::GET, &path, Some(t)),
-                None => app.api(Method::GET, &path),
+                None => app.service(Method::GET, &path),
             };
             let (status, body) = json_of(request.send().await.unwrap()).await;
             assert_eq!(status, StatusCode::OK);
@@ -1364,7 +1364,7 @@ async fn users_run_only_in_their_own_sessions() {
         (status, body),
         (StatusCode::NOT_FOUND, json!({"error": "Run not found"}))
     );
-    let (status, _) = json_of(app.api(Method::GET, &path).send().await.unwrap()).await;
+    let (status, _) = json_of(app.service(Method::GET, &path).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
 
     // Deleting: Bob's attempt on Alice's session is 404, Alice's is 204.
@@ -1386,7 +1386,7 @@ async fn users_run_only_in_their_own_sessions() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    let (status, _) = json_of(app.api(Method::GET, &path).send().await.unwrap()).await;
+    let (status, _) = json_of(app.service(Method::GET, &path).send().await.unwrap()).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
@@ -1460,7 +1460,7 @@ async fn user_runs_may_not_reach_stored_data() {
         )
     );
     let (status, created) = json_of(
-        app.api(Method::POST, &format!("/api/agents/{agent}/sessions"))
+        app.service(Method::POST, &format!("/api/agents/{agent}/sessions"))
             .json(&json!({"user_id": user_id, "initial_messages": [
                 {"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi, how can I help?"}]}))
             .send()
@@ -1505,7 +1505,7 @@ async fn user_runs_may_not_reach_stored_data() {
         "the user continues the session made for them"
     );
     let (status, body) = json_of(
-        app.api(Method::POST, &format!("/api/agents/{agent}/sessions"))
+        app.service(Method::POST, &format!("/api/agents/{agent}/sessions"))
             .json(&json!({"initial_messages": [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi"}]}))
             .send()
             .await
@@ -1556,7 +1556,7 @@ async fn run_bodies_are_checked_before_anything_runs() {
     for (body, status, message) in cases {
         for route in ["run", "run/stream"] {
             let (got, answer) = json_of(
-                app.api(Method::POST, &format!("/api/agents/{agent}/{route}"))
+                app.service(Method::POST, &format!("/api/agents/{agent}/{route}"))
                     .json(&body)
                     .send()
                     .await
@@ -1574,7 +1574,7 @@ async fn run_bodies_are_checked_before_anything_runs() {
     let (_, sse) = stream(&app, &agent, None, json!({"message": "warranty", "context_items": [], "context_override": "Warranty: two years."})).await;
     assert_eq!(sse.one("complete")["status"], "completed");
     let (status, body) = json_of(
-        app.api(
+        app.service(
             Method::POST,
             "/api/agents/00000000-0000-0000-0000-000000000000/run/stream",
         )
@@ -1589,7 +1589,7 @@ async fn run_bodies_are_checked_before_anything_runs() {
         (StatusCode::NOT_FOUND, json!({"error": "Agent not found"}))
     );
     let (status, _) = json_of(
-        app.api(Method::POST, &format!("/api/agents/{agent}/run"))
+        app.service(Method::POST, &format!("/api/agents/{agent}/run"))
             .json(&json!({"message": "q", "runtime_knowledge_bases": []}))
             .send()
             .await
@@ -1604,7 +1604,7 @@ async fn the_non_streaming_run_answers_with_citations() {
     let app = app().await;
     let agent = create_agent(&app, "").await;
     let (status, body) = json_of(
-        app.api(Method::POST, &format!("/api/agents/{agent}/run"))
+        app.service(Method::POST, &format!("/api/agents/{agent}/run"))
             .json(&json!({"message": "How do I clean the jars?", "context_items": manual(), "citations_enabled": true}))
             .send()
             .await
@@ -1803,7 +1803,7 @@ async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
         "results": [{"text": "Invoice INV-7 is due on 3 March 2025."}]
     })))
     .await;
-    let app = spawn_app_with(|c| {
+    let app = spawn_sandbox_with(|c| {
         c.agents.token_delay_ms = 0;
         c.agents.allow_loopback_tool_endpoints = true;
         c.agents.llm_url = Some(url::Url::parse(&model_url).unwrap());
@@ -1986,7 +1986,7 @@ async fn session_routes_show_a_user_their_own_conversation_only() {
         async move {
             let request = match &token {
                 Some(t) => app.request(Method::GET, &path, Some(t)),
-                None => app.api(Method::GET, &path),
+                None => app.service(Method::GET, &path),
             };
             json_of(request.send().await.unwrap()).await
         }
@@ -2098,7 +2098,7 @@ async fn a_model_without_a_key_is_refused_before_streaming_with_the_platform_pag
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    let unkeyed = spawn_app_with(|c| {
+    let unkeyed = spawn_sandbox_with(|c| {
         c.agents.token_delay_ms = 0;
         c.agents.model_without_key = true;
     })

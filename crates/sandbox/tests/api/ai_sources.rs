@@ -11,7 +11,7 @@ use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use quire_testkit::{Stack, spawn_sandbox, spawn_sandbox_with};
 
 const PAGES: [&str; 3] = [
     "The aurora borealis glows over the northern sky.\nSolar wind meets the magnetosphere.",
@@ -21,10 +21,14 @@ const PAGES: [&str; 3] = [
 
 /// Bounded wait for background work: polls `GET path` with the service key
 /// until `done(body)`, and fails the test with the last body after a minute.
-async fn wait_for(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+async fn wait_for(app: &Stack, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     for _ in 0..1200 {
-        let response = app.api(reqwest::Method::GET, path).send().await.unwrap();
+        let response = app
+            .service(reqwest::Method::GET, path)
+            .send()
+            .await
+            .unwrap();
         last = response.json().await.unwrap();
         if done(&last) {
             return last;
@@ -34,11 +38,11 @@ async fn wait_for(app: &TestApp, path: &str, done: impl Fn(&Value) -> bool) -> V
     panic!("{path} did not reach the expected state; last answer: {last:#}");
 }
 
-async fn upload(app: &TestApp, filename: &str, bytes: Vec<u8>) -> reqwest::Response {
+async fn upload(app: &Stack, filename: &str, bytes: Vec<u8>) -> reqwest::Response {
     let form = Form::new()
         .part("file", Part::bytes(bytes).file_name(filename.to_owned()))
         .text("metadata", r#"{"origin":"test"}"#);
-    app.api(reqwest::Method::POST, "/api/sources/upload")
+    app.service(reqwest::Method::POST, "/api/sources/upload")
         .multipart(form)
         .send()
         .await
@@ -46,7 +50,7 @@ async fn upload(app: &TestApp, filename: &str, bytes: Vec<u8>) -> reqwest::Respo
 }
 
 /// Uploads and waits for extraction to end; returns the source.
-async fn uploaded_source(app: &TestApp, filename: &str, bytes: Vec<u8>) -> Value {
+async fn uploaded_source(app: &Stack, filename: &str, bytes: Vec<u8>) -> Value {
     let response = upload(app, filename, bytes).await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let created: Value = response.json().await.unwrap();
@@ -60,9 +64,9 @@ async fn uploaded_source(app: &TestApp, filename: &str, bytes: Vec<u8>) -> Value
     .await
 }
 
-async fn create_kb(app: &TestApp, body: Value) -> Value {
+async fn create_kb(app: &Stack, body: Value) -> Value {
     let response = app
-        .api(reqwest::Method::POST, "/api/knowledge-bases")
+        .service(reqwest::Method::POST, "/api/knowledge-bases")
         .json(&body)
         .send()
         .await
@@ -72,9 +76,9 @@ async fn create_kb(app: &TestApp, body: Value) -> Value {
 }
 
 /// Adds a source to a KB and waits for indexing to end; returns the list item.
-async fn indexed(app: &TestApp, kb: &str, source: &str) -> Value {
+async fn indexed(app: &Stack, kb: &str, source: &str) -> Value {
     let response = app
-        .api(
+        .service(
             reqwest::Method::POST,
             &format!("/api/knowledge-bases/{kb}/sources"),
         )
@@ -105,9 +109,9 @@ async fn indexed(app: &TestApp, kb: &str, source: &str) -> Value {
         .clone()
 }
 
-async fn post_json(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
+async fn post_json(app: &Stack, path: &str, body: Value) -> (StatusCode, Value) {
     let response = app
-        .api(reqwest::Method::POST, path)
+        .service(reqwest::Method::POST, path)
         .json(&body)
         .send()
         .await
@@ -118,7 +122,7 @@ async fn post_json(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value
 
 #[tokio::test]
 async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
 
     // Upload: 201 with the platform's shape, then the status lifecycle.
     let response = upload(&app, "Field Notes.pdf", fixtures::text_pdf(&PAGES)).await;
@@ -307,7 +311,7 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     // Removing the source from the KB removes its chunks and keeps the source.
     let ix = item["id"].as_str().unwrap();
     let response = app
-        .api(
+        .service(
             reqwest::Method::DELETE,
             &format!("/api/knowledge-bases/{kb_id}/sources/{ix}"),
         )
@@ -328,15 +332,19 @@ async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     assert_eq!(status, StatusCode::OK);
 }
 
-async fn get(app: &TestApp, path: &str) -> (StatusCode, Value) {
-    let response = app.api(reqwest::Method::GET, path).send().await.unwrap();
+async fn get(app: &Stack, path: &str) -> (StatusCode, Value) {
+    let response = app
+        .service(reqwest::Method::GET, path)
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn unreadable_files_fail_with_their_code_and_scans_extract_empty() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let text = fixtures::text_pdf(&["Quarterly numbers", "More numbers"]);
 
     let encrypted = uploaded_source(
@@ -407,7 +415,7 @@ async fn unreadable_files_fail_with_their_code_and_scans_extract_empty() {
         "{body}"
     );
     let response = app
-        .api(reqwest::Method::POST, "/api/sources/upload")
+        .service(reqwest::Method::POST, "/api/sources/upload")
         .multipart(Form::new().text("name", "nothing"))
         .send()
         .await
@@ -421,7 +429,7 @@ async fn unreadable_files_fail_with_their_code_and_scans_extract_empty() {
 
 #[tokio::test]
 async fn the_same_bytes_twice_are_a_409_naming_the_first_source() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let pdf = fixtures::text_pdf(&["Only once, please"]);
     let first = upload(&app, "a.pdf", pdf.clone()).await;
     assert_eq!(first.status(), StatusCode::CREATED);
@@ -444,13 +452,13 @@ async fn the_same_bytes_twice_are_a_409_naming_the_first_source() {
 
 #[tokio::test]
 async fn download_returns_the_original_bytes_and_delete_removes_everything() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let pdf = fixtures::text_pdf(&PAGES);
     let source = uploaded_source(&app, "report.pdf", pdf.clone()).await;
     let id = source["id"].as_str().unwrap();
 
     let response = app
-        .api(reqwest::Method::GET, &format!("/api/sources/{id}/download"))
+        .service(reqwest::Method::GET, &format!("/api/sources/{id}/download"))
         .send()
         .await
         .unwrap();
@@ -479,7 +487,7 @@ async fn download_returns_the_original_bytes_and_delete_removes_everything() {
     let kb = create_kb(&app, json!({"name": "kb"})).await;
     indexed(&app, kb["id"].as_str().unwrap(), id).await;
     let response = app
-        .api(reqwest::Method::DELETE, &format!("/api/sources/{id}"))
+        .service(reqwest::Method::DELETE, &format!("/api/sources/{id}"))
         .send()
         .await
         .unwrap();
@@ -508,7 +516,7 @@ async fn download_returns_the_original_bytes_and_delete_removes_everything() {
 
 #[tokio::test]
 async fn knowledge_base_requests_are_validated() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (status, body) = post_json(&app, "/api/knowledge-bases", json!({})).await;
     assert_eq!(
         (status, body),
@@ -582,7 +590,7 @@ async fn knowledge_base_requests_are_validated() {
 /// Every sources/KB route with each kind of credential (docs/platform/ai-api.md §2, §3.1).
 #[tokio::test]
 async fn sources_and_knowledge_bases_need_the_service_key() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let user = app.db.create_user("a@example.com").await;
     let id = Uuid::new_v4();
     let routes: Vec<(reqwest::Method, String)> = vec![
@@ -643,8 +651,8 @@ async fn sources_and_knowledge_bases_need_the_service_key() {
     for (method, path) in &routes {
         let call = |bearer: Option<String>| {
             let mut request = app
-                .client
-                .request(method.clone(), format!("{}{path}", app.base))
+                .http
+                .request(method.clone(), format!("{}{path}", app.api_base()))
                 .header("apikey", app.anon_key());
             if let Some(bearer) = bearer {
                 request = request.bearer_auth(bearer);
@@ -670,8 +678,8 @@ async fn sources_and_knowledge_bases_need_the_service_key() {
         // The gateway first: no apikey, or a user token as apikey.
         let gateway = |apikey: Option<String>| {
             let mut request = app
-                .client
-                .request(method.clone(), format!("{}{path}", app.base))
+                .http
+                .request(method.clone(), format!("{}{path}", app.api_base()))
                 .bearer_auth(app.service_key());
             if let Some(apikey) = apikey {
                 request = request.header("apikey", apikey);
@@ -864,7 +872,7 @@ async fn a_restarted_sandbox_resumes_unfinished_extraction_and_indexing() {
 
 #[tokio::test]
 async fn a_chunk_crossing_a_page_break_lists_both_pages() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let source = uploaded_source(
         &app,
         "two.pdf",
@@ -962,7 +970,7 @@ fn nested_forms_pdf() -> Vec<u8> {
 
 #[tokio::test]
 async fn a_pdf_the_reader_would_never_finish_fails_at_the_time_limit() {
-    let app = spawn_app_with(|config| config.extraction_time_limit_secs = 2).await;
+    let app = spawn_sandbox_with(|config| config.extraction_time_limit_secs = 2).await;
 
     let endless = uploaded_source(&app, "endless.pdf", nested_forms_pdf()).await;
     assert_eq!(endless["extraction_status"], "failed");
@@ -983,7 +991,7 @@ async fn a_pdf_the_reader_would_never_finish_fails_at_the_time_limit() {
 #[tokio::test]
 async fn a_pdf_the_reader_panics_on_fails_with_a_reason() {
     use lopdf::content::Operation;
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     // Text shown before any font is chosen: pdf-extract unwraps the font.
     let fontless = fixtures::pdf_from_operations(vec![vec![
         Operation::new("BT", vec![]),

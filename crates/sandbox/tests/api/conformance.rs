@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::helpers::spawn_app_with;
+use quire_testkit::spawn_sandbox_with;
 
 /// The sandbox's refresh-token reuse window in this run; the suite waits it out.
 const REUSE_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,7 +35,7 @@ async fn run_suites_on(
         dir.join("node_modules/@supabase/supabase-js").is_dir(),
         "tests/conformance has no node_modules: run `cargo xtask setup` (or `npm ci` there)"
     );
-    let app = spawn_app_with(|c| {
+    let app = spawn_sandbox_with(|c| {
         c.refresh_token_reuse_interval_secs = REUSE_INTERVAL.as_secs();
         // The real server waits 5 s before a join error; a short delay keeps the suite quick.
         c.realtime.channel_error_delay_ms = 200;
@@ -54,7 +54,7 @@ async fn run_suites_on(
         .arg("--test-timeout=60000")
         .args(files)
         .current_dir(&dir)
-        .env("QUIRE_API_URL", &app.base)
+        .env("QUIRE_API_URL", app.api_base())
         .env("QUIRE_ANON_KEY", app.anon_key())
         .env("QUIRE_SERVICE_KEY", app.service_key())
         .env("QUIRE_DB_URL", app.db.url())
@@ -135,11 +135,11 @@ async fn supabase_js_realtime_token_expiry_default_vsn() {
 #[ignore = "needs QUIRE_PYTHON: a Python with `pip install supabase`"]
 async fn supabase_py_tried_as_a_new_user_would() {
     let python = std::env::var("QUIRE_PYTHON").expect("QUIRE_PYTHON names a Python with supabase");
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_sandbox_with(|_| {}).await;
     let output = tokio::process::Command::new(python)
         .arg("try_supabase_py.py")
         .current_dir(suite_dir().join("python"))
-        .env("QUIRE_API_URL", &app.base)
+        .env("QUIRE_API_URL", app.api_base())
         .env("QUIRE_ANON_KEY", app.anon_key())
         .env("QUIRE_DB_URL", app.db.url())
         .kill_on_drop(true)

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, json_of, spawn_app, spawn_app_with};
+use quire_testkit::{Stack, json_of, spawn_sandbox, spawn_sandbox_with};
 
 /// The 0.7 emulation (off by default): a user token passes the management
 /// routes, as it did before 0.12 — what the companion's start-up probe must
@@ -15,20 +15,20 @@ use crate::helpers::{TestApp, json_of, spawn_app, spawn_app_with};
 #[tokio::test]
 async fn the_0_7_emulation_lets_user_tokens_through_management_routes() {
     let now = chrono::Utc::now().timestamp();
-    let token_for = |app: &TestApp| {
+    let token_for = |app: &Stack| {
         app.sign(&json!({"sub": Uuid::new_v4(), "aud": "authenticated",
                          "role": "authenticated", "exp": now + 600}))
     };
-    let list = |app: &TestApp, token: String| {
+    let list = |app: &Stack, token: String| {
         app.request(reqwest::Method::GET, "/api/knowledge-bases", Some(&token))
             .send()
     };
 
-    let current = spawn_app().await;
+    let current = spawn_sandbox().await;
     let (status, body) = json_of(list(&current, token_for(&current)).await.unwrap()).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
-    let old = spawn_app_with(|c| c.agents.emulate_0_7_management_auth = true).await;
+    let old = spawn_sandbox_with(|c| c.agents.emulate_0_7_management_auth = true).await;
     for _user in ["a", "b"] {
         let (status, body) = json_of(list(&old, token_for(&old)).await.unwrap()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -42,9 +42,9 @@ async fn the_0_7_emulation_lets_user_tokens_through_management_routes() {
 /// user can run the agent in it directly and skip the companion's limits.
 #[tokio::test]
 async fn a_user_runs_only_in_a_service_session_created_for_them() {
-    let app = spawn_app_with(|c| c.agents.token_delay_ms = 0).await;
+    let app = spawn_sandbox_with(|c| c.agents.token_delay_ms = 0).await;
     let (status, agent) = json_of(
-        app.api(Method::POST, "/api/agents")
+        app.service(Method::POST, "/api/agents")
             .json(&json!({"name": "Quire", "system_prompt": ""}))
             .send()
             .await
@@ -73,7 +73,7 @@ async fn a_user_runs_only_in_a_service_session_created_for_them() {
         let agent = agent.clone();
         async move {
             let (status, created) = json_of(
-                app.api(Method::POST, &format!("/api/agents/{agent}/sessions"))
+                app.service(Method::POST, &format!("/api/agents/{agent}/sessions"))
                     .json(&body)
                     .send()
                     .await

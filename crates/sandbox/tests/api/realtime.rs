@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use quire_testkit::{Stack, spawn_sandbox_with};
 
 /// How long a test waits for a frame it expects before failing.
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -29,8 +29,8 @@ fn short_delays(config: &mut Config) {
     config.realtime.connect_error_delay_ms = 100;
 }
 
-async fn realtime_app() -> TestApp {
-    spawn_app_with(short_delays).await
+async fn realtime_app() -> Stack {
+    spawn_sandbox_with(short_delays).await
 }
 
 fn now() -> i64 {
@@ -38,7 +38,7 @@ fn now() -> i64 {
 }
 
 /// A GoTrue-like access token for `uid`, valid for `ttl` seconds.
-fn user_token(app: &TestApp, uid: Uuid, ttl: i64) -> String {
+fn user_token(app: &Stack, uid: Uuid, ttl: i64) -> String {
     app.sign(&json!({
         "sub": uid, "role": "authenticated", "aud": "authenticated",
         "iat": now(), "exp": now() + ttl, "session_id": Uuid::new_v4(),
@@ -62,16 +62,16 @@ struct Socket {
 }
 
 impl Socket {
-    async fn connect(app: &TestApp, apikey: &str) -> Socket {
+    async fn connect(app: &Stack, apikey: &str) -> Socket {
         let url = format!(
             "{}/realtime/v1/websocket?apikey={apikey}&vsn=1.0.0",
-            app.base.replacen("http", "ws", 1)
+            app.api_base().replacen("http", "ws", 1)
         );
         let (ws, _) = connect_async(url).await.expect("the socket connects");
         Socket { ws, next_ref: 0 }
     }
 
-    async fn anon(app: &TestApp) -> Socket {
+    async fn anon(app: &Stack) -> Socket {
         Socket::connect(app, &app.anon_key()).await
     }
 
@@ -522,7 +522,7 @@ async fn subscribers_get_every_committed_message_once_when_the_database_connecti
 
 #[tokio::test]
 async fn a_silent_client_is_closed_after_the_idle_timeout_and_heartbeats_keep_it_open() {
-    let app = spawn_app_with(|config| {
+    let app = spawn_sandbox_with(|config| {
         short_delays(config);
         config.realtime.idle_timeout_ms = 600;
     })
@@ -855,8 +855,8 @@ async fn rest_broadcasts_reach_subscribers_and_private_ones_need_the_insert_poli
 
     let post = |bearer: Option<String>, body: Value| {
         let mut request = app
-            .client
-            .post(format!("{}/realtime/v1/api/broadcast", app.base))
+            .http
+            .post(format!("{}/realtime/v1/api/broadcast", app.api_base()))
             .header("apikey", app.anon_key())
             .json(&body);
         if let Some(bearer) = bearer {
@@ -896,7 +896,7 @@ async fn rest_broadcasts_reach_subscribers_and_private_ones_need_the_insert_poli
     .sign(&json!({"role": "service_role", "exp": now() + 60}));
     let client = reqwest::Client::new();
     let response = client
-        .post(format!("{}/realtime/v1/api/broadcast", app.base))
+        .post(format!("{}/realtime/v1/api/broadcast", app.api_base()))
         .bearer_auth(forged)
         .json(&private_message("forged"))
         .send()
@@ -918,7 +918,7 @@ async fn connect_refusals_are_http_errors() {
     let app = realtime_app().await;
     let ws_base = format!(
         "{}/realtime/v1/websocket",
-        app.base.replacen("http", "ws", 1)
+        app.api_base().replacen("http", "ws", 1)
     );
     let refusal = |url: String| async move {
         match connect_async(url).await {
@@ -1257,7 +1257,7 @@ async fn vsn_2_array_frames_join_heartbeat_and_broadcast() {
     let url = |token: &str| {
         format!(
             "{}/realtime/v1/websocket?apikey={token}&vsn=2.0.0",
-            app.base.replacen("http", "ws", 1)
+            app.api_base().replacen("http", "ws", 1)
         )
     };
     let topic = format!("realtime:user:{alice}");
@@ -1369,7 +1369,7 @@ async fn vsn_2_binary_client_broadcasts_reach_the_topic_only() {
     let app = realtime_app().await;
     let url = format!(
         "{}/realtime/v1/websocket?apikey={}&vsn=2.0.0",
-        app.base.replacen("http", "ws", 1),
+        app.api_base().replacen("http", "ws", 1),
         app.anon_key()
     );
     let config = json!({"broadcast": {"ack": true, "self": false}, "presence": {"enabled": false},

@@ -7,7 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app};
+use quire_testkit::{Stack, spawn_sandbox};
 
 /// One answer: status, headers, JSON body (`Null` when empty or not JSON).
 struct Answer {
@@ -43,11 +43,11 @@ enum Who {
 }
 
 struct Rest<'a> {
-    app: &'a TestApp,
+    app: &'a Stack,
 }
 
 impl<'a> Rest<'a> {
-    fn new(app: &'a TestApp) -> Self {
+    fn new(app: &'a Stack) -> Self {
         Rest { app }
     }
 
@@ -59,8 +59,8 @@ impl<'a> Rest<'a> {
             Who::Token(t) => t.clone(),
         };
         self.app
-            .client
-            .request(method, format!("{}/rest/v1{path}", self.app.base))
+            .http
+            .request(method, format!("{}/rest/v1{path}", self.app.api_base()))
             .header("apikey", anon)
             .header("authorization", format!("Bearer {bearer}"))
     }
@@ -114,7 +114,7 @@ fn now() -> i64 {
 }
 
 /// An access token as GoTrue issues it.
-fn user_token(app: &TestApp, uid: Uuid) -> String {
+fn user_token(app: &Stack, uid: Uuid) -> String {
     app.sign(&json!({
         "sub": uid,
         "role": "authenticated",
@@ -138,7 +138,7 @@ struct World {
     a_conv: Uuid,
 }
 
-async fn world(app: &TestApp) -> World {
+async fn world(app: &Stack) -> World {
     let a = app.db.create_user("a@example.com").await;
     let b = app.db.create_user("b@example.com").await;
     let admin = app.db.admin().await;
@@ -245,7 +245,7 @@ async fn world(app: &TestApp) -> World {
     }
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
+async fn count(app: &Stack, sql: &str) -> i64 {
     app.db
         .admin()
         .await
@@ -255,7 +255,7 @@ async fn count(app: &TestApp, sql: &str) -> i64 {
         .get(0)
 }
 
-async fn canary_alive(app: &TestApp) {
+async fn canary_alive(app: &Stack) {
     let rows = app
         .db
         .admin()
@@ -276,7 +276,7 @@ fn titles(a: &Answer) -> Vec<String> {
 
 #[tokio::test]
 async fn reads_are_scoped_by_row_level_security() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
 
@@ -347,7 +347,7 @@ async fn reads_are_scoped_by_row_level_security() {
 
 #[tokio::test]
 async fn select_filters_order_and_casts() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
     let get = |q: &'static str| {
@@ -409,7 +409,7 @@ async fn select_filters_order_and_casts() {
 
 #[tokio::test]
 async fn full_text_search_filters() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
     let texts = |a: &Answer| -> Vec<String> {
@@ -442,7 +442,7 @@ async fn full_text_search_filters() {
 
 #[tokio::test]
 async fn ranges_counts_and_content_range() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
 
@@ -547,7 +547,7 @@ async fn ranges_counts_and_content_range() {
 
 #[tokio::test]
 async fn single_object_accept() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
     let object = |path: String, who: Who| {
@@ -609,7 +609,7 @@ async fn single_object_accept() {
 
 #[tokio::test]
 async fn inserts_and_upserts() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
 
@@ -841,7 +841,7 @@ async fn inserts_and_upserts() {
 
 #[tokio::test]
 async fn updates_and_deletes_touch_only_own_rows() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
     let conv = format!("/conversations?id=eq.{}", w.a_conv);
@@ -966,7 +966,7 @@ async fn updates_and_deletes_touch_only_own_rows() {
 
 #[tokio::test]
 async fn rpc_search_chunks_is_user_scoped() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
 
@@ -1060,7 +1060,7 @@ async fn rpc_search_chunks_is_user_scoped() {
 
 /// Functions created by the test: what the request preamble set, a `RAISE`,
 /// a volatile write, a scalar and a void function.
-async fn test_functions(app: &TestApp) {
+async fn test_functions(app: &Stack) {
     app.db
         .admin()
         .await
@@ -1092,7 +1092,7 @@ async fn test_functions(app: &TestApp) {
 
 #[tokio::test]
 async fn every_request_runs_like_postgrest() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     test_functions(&app).await;
     let rest = Rest::new(&app);
@@ -1158,7 +1158,7 @@ async fn every_request_runs_like_postgrest() {
 
 #[tokio::test]
 async fn profiles_expose_public_and_storage_only() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
     for schema in ["ai", "auth", "private", "realtime", "pg_catalog"] {
@@ -1211,7 +1211,7 @@ async fn profiles_expose_public_and_storage_only() {
 
 #[tokio::test]
 async fn errors_have_postgrest_codes_and_statuses() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
 
@@ -1298,7 +1298,7 @@ async fn errors_have_postgrest_codes_and_statuses() {
 
 #[tokio::test]
 async fn hostile_input_executes_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     test_functions(&app).await;
     let rest = Rest::new(&app);
@@ -1488,7 +1488,7 @@ fn object(key: &str, value: Value) -> Value {
     Value::Object(map)
 }
 
-async fn canary_alive_with(app: &TestApp, rows: usize) {
+async fn canary_alive_with(app: &Stack, rows: usize) {
     let found = app
         .db
         .admin()
@@ -1502,7 +1502,7 @@ async fn canary_alive_with(app: &TestApp, rows: usize) {
 
 #[tokio::test]
 async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
     let b64 = |v: &Value| {
@@ -1672,8 +1672,8 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
     // The gateway: no apikey, or one that is not a project key.
     let r = rest
         .send(
-            app.client
-                .get(format!("{}/rest/v1/documents", app.base))
+            app.http
+                .get(format!("{}/rest/v1/documents", app.api_base()))
                 .bearer_auth(&a_token),
         )
         .await;
@@ -1683,8 +1683,8 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
     );
     let r = rest
         .send(
-            app.client
-                .get(format!("{}/rest/v1/documents", app.base))
+            app.http
+                .get(format!("{}/rest/v1/documents", app.api_base()))
                 .header("apikey", &a_token)
                 .bearer_auth(&a_token),
         )
@@ -1724,7 +1724,7 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
 
 #[tokio::test]
 async fn the_schema_cache_follows_ddl() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
     let r = rest.get("/late", &w.a_tok).await;
@@ -1767,7 +1767,7 @@ async fn the_schema_cache_follows_ddl() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_refused_unread() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
     let big = "x".repeat(quire_sandbox::rest::MAX_BODY_BYTES + 1);

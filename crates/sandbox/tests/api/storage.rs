@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use quire_testkit::{Stack, spawn_sandbox_with};
 
 /// The bucket of most tests: private, PDF only, 50 MiB, own-folder policies.
 const DOCS: &str = "files";
@@ -45,10 +45,10 @@ create policy own_folder_reads on storage.objects for select to authenticated
 create policy own_folder_deletes on storage.objects for delete to authenticated
   using (bucket_id = 'files' and (storage.foldername(name))[1] = (select auth.uid())::text);";
 
-/// A running sandbox (the shared harness's [`TestApp`]), its data directory,
+/// A running sandbox (the shared harness's [`Stack`]), its data directory,
 /// and ways to poke it.
 struct Env {
-    app: TestApp,
+    app: Stack,
     data_dir: PathBuf,
     keys: JwtKeys,
 }
@@ -66,7 +66,7 @@ impl Env {
     /// A sandbox whose single-request upload limit is `limit` bytes.
     async fn with_limit(limit: u64) -> Env {
         let mut data_dir = None;
-        let app = spawn_app_with(|config| {
+        let app = spawn_sandbox_with(|config| {
             config.max_upload_bytes = limit;
             data_dir = Some(config.data_dir.clone());
         })
@@ -86,7 +86,7 @@ impl Env {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}/storage/v1{path}", self.app.base)
+        format!("{}/storage/v1{path}", self.app.api_base())
     }
 
     fn addr(&self) -> SocketAddr {
@@ -127,7 +127,7 @@ impl Env {
     /// A request with the anon `apikey` and `token` as the bearer.
     fn req(&self, method: Method, path: &str, token: &str) -> reqwest::RequestBuilder {
         self.app
-            .client
+            .http
             .request(method, self.url(path))
             .header("apikey", self.anon())
             .bearer_auth(token)
@@ -795,7 +795,7 @@ async fn signed_download_urls() {
     );
 
     // No Authorization, no apikey: the token is the credential.
-    let res = env.app.client.get(env.url(url)).send().await.unwrap();
+    let res = env.app.http.get(env.url(url)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().contains_key("expires"));
     assert_eq!(res.bytes().await.unwrap().as_ref(), bytes.as_slice());
@@ -803,7 +803,7 @@ async fn signed_download_urls() {
     // The token names one object only.
     let res = env
         .app
-        .client
+        .http
         .get(env.url(&format!("/object/sign/{DOCS}/{other}?token={token}")))
         .send()
         .await
@@ -830,7 +830,7 @@ async fn signed_download_urls() {
     ] {
         let res = env
             .app
-            .client
+            .http
             .get(env.url(&format!("/object/sign/{DOCS}/{key}?token={bad}")))
             .send()
             .await
@@ -840,7 +840,7 @@ async fn signed_download_urls() {
     }
     let res = env
         .app
-        .client
+        .http
         .get(env.url(&format!("/object/sign/{DOCS}/{key}")))
         .send()
         .await
@@ -862,7 +862,7 @@ async fn signed_download_urls() {
     assert_eq!(signed[0]["error"], Value::Null);
     let res = env
         .app
-        .client
+        .http
         .get(env.url(signed[0]["signedURL"].as_str().unwrap()))
         .send()
         .await
@@ -899,7 +899,7 @@ async fn signed_upload_urls() {
     // The token is for this key only.
     let res = env
         .app
-        .client
+        .http
         .put(env.url(&format!(
             "/object/upload/sign/{DOCS}/{}?token={}",
             doc_key(a.id),
@@ -915,7 +915,7 @@ async fn signed_upload_urls() {
 
     let res = env
         .app
-        .client
+        .http
         .put(env.url(url))
         .header("content-type", "application/pdf")
         .body(pdf("via signed url"))
@@ -934,7 +934,7 @@ async fn signed_upload_urls() {
     // Without upsert, the same URL cannot replace what it created.
     let res = env
         .app
-        .client
+        .http
         .put(env.url(url))
         .header("content-type", "application/pdf")
         .body(pdf("again"))
@@ -1285,7 +1285,7 @@ async fn buckets_are_the_service_roles() {
     assert_eq!(res.status(), StatusCode::OK);
     let res = env
         .app
-        .client
+        .http
         .get(env.url("/object/public/avatars/me.png"))
         .send()
         .await
@@ -1296,7 +1296,7 @@ async fn buckets_are_the_service_roles() {
         .await;
     let res = env
         .app
-        .client
+        .http
         .get(env.url(&format!("/object/public/{DOCS}/{key}")))
         .send()
         .await
@@ -1426,24 +1426,22 @@ async fn hostile_tokens_are_refused_and_do_nothing() {
     for (token, message) in refused {
         let mut requests = vec![
             env.app
-                .client
+                .http
                 .post(env.url(&format!("/object/{DOCS}/{}", doc_key(a.id))))
                 .body(pdf("x")),
+            env.app.http.get(env.url(&format!("/object/{DOCS}/{key}"))),
             env.app
-                .client
-                .get(env.url(&format!("/object/{DOCS}/{key}"))),
-            env.app
-                .client
+                .http
                 .post(env.url(&format!("/object/list/{DOCS}")))
                 .json(&json!({"prefix": a.id.to_string()})),
             env.app
-                .client
+                .http
                 .post(env.url(&format!("/object/sign/{DOCS}/{key}")))
                 .json(&json!({"expiresIn": 60})),
             env.app
-                .client
+                .http
                 .delete(env.url(&format!("/object/{DOCS}/{key}"))),
-            env.app.client.get(env.url("/bucket")),
+            env.app.http.get(env.url("/bucket")),
         ];
         for request in requests.drain(..) {
             let request = if token.is_empty() {
@@ -1617,7 +1615,7 @@ async fn tus_create(
 ) -> reqwest::Response {
     let mut req = env
         .app
-        .client
+        .http
         .post(env.url("/upload/resumable"))
         .header("apikey", env.anon())
         .header("tus-resumable", "1.0.0")
@@ -1643,7 +1641,7 @@ async fn tus_patch(
     chunk: &[u8],
 ) -> reqwest::Response {
     env.app
-        .client
+        .http
         .patch(location)
         .bearer_auth(token)
         .header("tus-resumable", "1.0.0")
@@ -1658,7 +1656,7 @@ async fn tus_patch(
 async fn tus_offset(env: &Env, token: &str, location: &str) -> (StatusCode, Option<usize>) {
     let res = env
         .app
-        .client
+        .http
         .head(location)
         .bearer_auth(token)
         .header("tus-resumable", "1.0.0")
@@ -1690,7 +1688,10 @@ async fn a_resumable_upload_resumes_after_a_cut() {
     assert!(res.headers().contains_key("upload-expires"));
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     assert!(
-        location.starts_with(&format!("{}/storage/v1/upload/resumable/", env.app.base)),
+        location.starts_with(&format!(
+            "{}/storage/v1/upload/resumable/",
+            env.app.api_base()
+        )),
         "{location}"
     );
     let id = location.rsplit('/').next().unwrap();
@@ -1804,7 +1805,7 @@ async fn resumable_uploads_refuse_what_they_must() {
     // Protocol errors.
     let res = env
         .app
-        .client
+        .http
         .post(env.url("/upload/resumable"))
         .bearer_auth(&a.token)
         .header("upload-length", "10")
@@ -1818,7 +1819,7 @@ async fn resumable_uploads_refuse_what_they_must() {
     assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
     let res = env
         .app
-        .client
+        .http
         .post(env.url("/upload/resumable"))
         .bearer_auth(&a.token)
         .header("tus-resumable", "1.0.0")
@@ -1845,7 +1846,7 @@ async fn resumable_uploads_refuse_what_they_must() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     let res = env
         .app
-        .client
+        .http
         .delete(&location)
         .bearer_auth(&b.token)
         .header("tus-resumable", "1.0.0")
@@ -1898,7 +1899,7 @@ async fn resumable_uploads_refuse_what_they_must() {
     // uploaded again without upsert.
     let res = env
         .app
-        .client
+        .http
         .delete(&location)
         .bearer_auth(&a.token)
         .header("tus-resumable", "1.0.0")
@@ -1913,7 +1914,7 @@ async fn resumable_uploads_refuse_what_they_must() {
     // OPTIONS needs no token.
     let res = env
         .app
-        .client
+        .http
         .request(Method::OPTIONS, env.url("/upload/resumable"))
         .send()
         .await
@@ -1947,7 +1948,7 @@ async fn a_resumable_upload_over_the_global_limit_is_refused_at_creation() {
 
     let res = env
         .app
-        .client
+        .http
         .request(Method::OPTIONS, env.url("/upload/resumable"))
         .send()
         .await
@@ -2028,7 +2029,7 @@ async fn an_abandoned_resumable_upload_stores_nothing() {
     // Terminating it removes what was staged.
     let res = env
         .app
-        .client
+        .http
         .delete(&location)
         .bearer_auth(&a.token)
         .header("tus-resumable", "1.0.0")

@@ -5,11 +5,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::support::{PASSWORD_A, claims_of, field, two_users, user_id};
-use crate::helpers::{json_of, spawn_app};
+use quire_testkit::{json_of, spawn_sandbox};
 
 #[tokio::test]
 async fn the_service_role_manages_users() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
 
     // Create, confirmed, with metadata only an admin may set.
     let (status, created) = json_of(
@@ -102,12 +102,12 @@ async fn the_service_role_manages_users() {
 
 #[tokio::test]
 async fn listing_pages_through_users_newest_first() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
     app.signed_up("carol@example.com", PASSWORD_A).await;
 
     let response = app
-        .api(Method::GET, "/auth/v1/admin/users?page=1&per_page=2")
+        .service(Method::GET, "/auth/v1/admin/users?page=1&per_page=2")
         .send()
         .await
         .unwrap();
@@ -126,7 +126,7 @@ async fn listing_pages_through_users_newest_first() {
     assert_eq!(emails, ["carol@example.com", "bob@example.com"]);
 
     let (_, page2) = json_of(
-        app.api(Method::GET, "/auth/v1/admin/users?page=2&per_page=2")
+        app.service(Method::GET, "/auth/v1/admin/users?page=2&per_page=2")
             .send()
             .await
             .unwrap(),
@@ -135,7 +135,7 @@ async fn listing_pages_through_users_newest_first() {
     assert_eq!(page2["users"][0]["id"], a["user"]["id"]);
 
     let (_, filtered) = json_of(
-        app.api(Method::GET, "/auth/v1/admin/users?filter=bob")
+        app.service(Method::GET, "/auth/v1/admin/users?filter=bob")
             .send()
             .await
             .unwrap(),
@@ -148,7 +148,7 @@ async fn listing_pages_through_users_newest_first() {
 
 #[tokio::test]
 async fn only_the_service_role_is_admin() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
     let a_id = a["user"]["id"].as_str().unwrap().to_owned();
     let b_id = b["user"]["id"].as_str().unwrap().to_owned();
@@ -200,8 +200,8 @@ async fn only_the_service_role_is_admin() {
     }
 
     let response = app
-        .client
-        .get(format!("{}/auth/v1/admin/users", app.base))
+        .http
+        .get(format!("{}/auth/v1/admin/users", app.api_base()))
         .header("apikey", app.service_key())
         .send()
         .await
@@ -246,7 +246,7 @@ async fn only_the_service_role_is_admin() {
 
 #[tokio::test]
 async fn admin_requests_are_validated() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
 
     let (status, body) =
@@ -292,7 +292,7 @@ async fn admin_requests_are_validated() {
 
 #[tokio::test]
 async fn an_admin_password_reset_signs_the_user_out_everywhere() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
     let id = a["user"]["id"].as_str().unwrap();
 

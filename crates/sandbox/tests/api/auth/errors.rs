@@ -4,11 +4,11 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::support::PASSWORD_A;
-use crate::helpers::{json_of, spawn_app};
+use quire_testkit::{json_of, spawn_sandbox};
 
 #[tokio::test]
 async fn the_dated_api_version_gets_the_newer_error_shape() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     app.signed_up("alice@example.com", PASSWORD_A).await;
 
     let response = app
@@ -46,7 +46,7 @@ async fn the_dated_api_version_gets_the_newer_error_shape() {
 
 #[tokio::test]
 async fn old_or_unparsable_versions_get_the_original_shape() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     for version in [None, Some("2023-06-01"), Some("yesterday")] {
         let mut request = app
             .request(Method::POST, "/auth/v1/token?grant_type=password", None)
@@ -68,7 +68,7 @@ async fn old_or_unparsable_versions_get_the_original_shape() {
 
 #[tokio::test]
 async fn health_and_settings() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
 
     let (status, health) = json_of(app.health().await).await;
     assert_eq!(status, 200);
@@ -86,10 +86,10 @@ async fn health_and_settings() {
 
 #[tokio::test]
 async fn unknown_paths_get_the_gateways_answer() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (status, body) = json_of(
-        app.client
-            .get(format!("{}/nowhere/v1/x", app.base))
+        app.http
+            .get(format!("{}/nowhere/v1/x", app.api_base()))
             .send()
             .await
             .unwrap(),
@@ -102,8 +102,8 @@ async fn unknown_paths_get_the_gateways_answer() {
     );
 
     let response = app
-        .client
-        .delete(format!("{}/auth/v1/signup", app.base))
+        .http
+        .delete(format!("{}/auth/v1/signup", app.api_base()))
         .send()
         .await
         .unwrap();

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::support::{b64_json, claims_of, field, two_users, user_id};
-use crate::helpers::{TestApp, json_of, spawn_app};
+use quire_testkit::{Stack, json_of, spawn_sandbox};
 
 /// `token` with its payload replaced and its signature kept.
 fn tampered(token: &str, change: impl FnOnce(&mut Value)) -> String {
@@ -33,12 +33,12 @@ fn signed_with(secret: &[u8], algorithm: Algorithm, claims: &Value) -> String {
     .unwrap()
 }
 
-async fn on_user(app: &TestApp, token: &str) -> (u16, Value) {
+async fn on_user(app: &Stack, token: &str) -> (u16, Value) {
     let (status, body) = json_of(app.get_user(Some(token)).await).await;
     (status.as_u16(), body)
 }
 
-async fn on_admin(app: &TestApp, token: &str) -> (u16, Value) {
+async fn on_admin(app: &Stack, token: &str) -> (u16, Value) {
     let (status, body) = json_of(app.admin(Method::GET, None, Some(token), None).await).await;
     (status.as_u16(), body)
 }
@@ -60,7 +60,7 @@ fn assert_bad_jwt((status, body): (u16, Value), reason: &str, what: &str) {
 
 #[tokio::test]
 async fn forged_and_broken_tokens_are_refused_everywhere() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
     let a_token = field(&a, "access_token");
     let now = chrono::Utc::now().timestamp();
@@ -161,7 +161,7 @@ async fn forged_and_broken_tokens_are_refused_everywhere() {
 
 #[tokio::test]
 async fn wrong_audience_tokens() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let mut claims = claims_of(field(&a, "access_token"));
     claims["aud"] = json!("some-other-api");
@@ -190,7 +190,7 @@ async fn wrong_audience_tokens() {
 
 #[tokio::test]
 async fn tokens_naming_no_user_or_no_session() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let now = chrono::Utc::now().timestamp();
     let base = claims_of(field(&a, "access_token"));
@@ -239,7 +239,7 @@ async fn tokens_naming_no_user_or_no_session() {
 
 #[tokio::test]
 async fn missing_or_odd_authorization_headers() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let token = field(&a, "access_token");
 
@@ -251,8 +251,8 @@ async fn missing_or_odd_authorization_headers() {
         Some(token.to_owned()),
     ] {
         let mut request = app
-            .client
-            .get(format!("{}/auth/v1/user", app.base))
+            .http
+            .get(format!("{}/auth/v1/user", app.api_base()))
             .header("apikey", app.anon_key());
         if let Some(value) = &header {
             request = request.header("authorization", value);
@@ -267,8 +267,8 @@ async fn missing_or_odd_authorization_headers() {
         );
     }
     let response = app
-        .client
-        .get(format!("{}/auth/v1/user", app.base))
+        .http
+        .get(format!("{}/auth/v1/user", app.api_base()))
         .header("authorization", format!("bearer {token}"))
         .send()
         .await

@@ -3,17 +3,17 @@
 use serde_json::{Value, json};
 
 use super::support::{PASSWORD_A, field, two_users, user_id};
-use crate::helpers::{TestApp, json_of, spawn_app};
+use quire_testkit::{Stack, json_of, spawn_sandbox};
 
 /// Three sessions of A (sign-up plus two sign-ins) and one of B.
-async fn sessions(app: &TestApp) -> (Vec<Value>, Value) {
+async fn sessions(app: &Stack) -> (Vec<Value>, Value) {
     let (a, b) = two_users(app).await;
     let (_, a2) = json_of(app.sign_in("alice@example.com", PASSWORD_A).await).await;
     let (_, a3) = json_of(app.sign_in("alice@example.com", PASSWORD_A).await).await;
     (vec![a, a2, a3], b)
 }
 
-async fn user_status(app: &TestApp, session: &Value) -> u16 {
+async fn user_status(app: &Stack, session: &Value) -> u16 {
     app.get_user(Some(field(session, "access_token")))
         .await
         .status()
@@ -22,7 +22,7 @@ async fn user_status(app: &TestApp, session: &Value) -> u16 {
 
 #[tokio::test]
 async fn global_logout_ends_every_session_of_the_user_only() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = sessions(&app).await;
 
     let response = app.logout(field(&a[0], "access_token"), None).await;
@@ -58,7 +58,7 @@ async fn global_logout_ends_every_session_of_the_user_only() {
 
 #[tokio::test]
 async fn local_logout_ends_only_this_session() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = sessions(&app).await;
 
     let response = app
@@ -74,7 +74,7 @@ async fn local_logout_ends_only_this_session() {
 
 #[tokio::test]
 async fn others_logout_keeps_only_this_session() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = sessions(&app).await;
 
     let response = app
@@ -90,7 +90,7 @@ async fn others_logout_keeps_only_this_session() {
 
 #[tokio::test]
 async fn unknown_scopes_and_missing_tokens_are_refused() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = sessions(&app).await;
 
     let (status, body) = json_of(
@@ -106,8 +106,8 @@ async fn unknown_scopes_and_missing_tokens_are_refused() {
     );
 
     let response = app
-        .client
-        .post(format!("{}/auth/v1/logout", app.base))
+        .http
+        .post(format!("{}/auth/v1/logout", app.api_base()))
         .header("apikey", app.anon_key())
         .send()
         .await

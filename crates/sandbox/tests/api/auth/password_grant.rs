@@ -4,11 +4,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::support::{PASSWORD_A, PASSWORD_B, claims_of, field, two_users, user_id};
-use crate::helpers::{json_of, spawn_app};
+use quire_testkit::{json_of, spawn_sandbox};
 
 #[tokio::test]
 async fn the_right_password_opens_a_new_session() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
 
     let (status, session) = json_of(app.sign_in("Alice@example.com", PASSWORD_A).await).await;
@@ -37,7 +37,7 @@ async fn the_right_password_opens_a_new_session() {
 
 #[tokio::test]
 async fn wrong_credentials_all_look_the_same() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
 
     for (email, password) in [
@@ -70,7 +70,7 @@ async fn wrong_credentials_all_look_the_same() {
 
 #[tokio::test]
 async fn unconfirmed_and_banned_users_cannot_sign_in() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (status, _) = json_of(
         app.admin(
             reqwest::Method::POST,
@@ -111,7 +111,7 @@ async fn unconfirmed_and_banned_users_cannot_sign_in() {
 
 #[tokio::test]
 async fn grants_and_bodies_are_checked() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
 
     let (status, body) = json_of(app.token("client_credentials", &json!({})).await).await;
     assert_eq!(status, 400);
@@ -154,7 +154,7 @@ async fn grants_and_bodies_are_checked() {
 
 #[tokio::test]
 async fn signing_in_records_the_time_and_the_client() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _) = two_users(&app).await;
     let before: chrono::DateTime<chrono::Utc> = app
         .db

@@ -9,7 +9,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::support::{PASSWORD_A, PASSWORD_B, claims_of, field, form_state, pkce_pair, two_users};
-use crate::helpers::{TestApp, json_of, spawn_app};
+use quire_testkit::{Stack, json_of, spawn_sandbox};
 
 const CALLBACK: &str = "http://127.0.0.1:53123/callback";
 
@@ -19,7 +19,7 @@ struct Redirect {
     query: HashMap<String, String>,
 }
 
-async fn open_page(app: &TestApp, challenge: &str, redirect_to: &str) -> String {
+async fn open_page(app: &Stack, challenge: &str, redirect_to: &str) -> String {
     let response = app
         .authorize(&[
             ("provider", "github"),
@@ -35,7 +35,7 @@ async fn open_page(app: &TestApp, challenge: &str, redirect_to: &str) -> String 
 /// Opens the page, submits the form, and follows nothing: returns where the
 /// sandbox sends the browser.
 async fn sign_in_through_page(
-    app: &TestApp,
+    app: &Stack,
     challenge: &str,
     redirect_to: &str,
     email: &str,
@@ -64,7 +64,7 @@ async fn sign_in_through_page(
 
 #[tokio::test]
 async fn the_full_pkce_flow_as_a_browser_and_an_app_drive_it() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let (verifier, challenge) = pkce_pair();
 
@@ -167,7 +167,7 @@ async fn the_full_pkce_flow_as_a_browser_and_an_app_drive_it() {
 
 #[tokio::test]
 async fn a_wrong_verifier_is_refused_and_the_code_survives() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
     let (verifier, challenge) = pkce_pair();
     let (other_verifier, _) = pkce_pair();
@@ -189,7 +189,7 @@ async fn a_wrong_verifier_is_refused_and_the_code_survives() {
 
 #[tokio::test]
 async fn codes_expire() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
     let (verifier, challenge) = pkce_pair();
     let redirect =
@@ -217,7 +217,7 @@ async fn codes_expire() {
 
 #[tokio::test]
 async fn unknown_codes_and_empty_fields() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (verifier, _) = pkce_pair();
 
     let (status, body) = json_of(
@@ -239,7 +239,7 @@ async fn unknown_codes_and_empty_fields() {
 
 #[tokio::test]
 async fn b_cannot_use_a_code_issued_to_a() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
     let (_verifier_a, challenge_a) = pkce_pair();
     let (verifier_b, challenge_b) = pkce_pair();
@@ -269,7 +269,7 @@ async fn b_cannot_use_a_code_issued_to_a() {
 
 #[tokio::test]
 async fn wrong_credentials_keep_the_page_and_send_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
     let (_verifier, challenge) = pkce_pair();
     let page = open_page(&app, &challenge, CALLBACK).await;
@@ -308,7 +308,7 @@ async fn wrong_credentials_keep_the_page_and_send_nothing() {
 
 #[tokio::test]
 async fn cancelling_sends_an_error_back_to_the_app() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_verifier, challenge) = pkce_pair();
     let page = open_page(&app, &challenge, CALLBACK).await;
 
@@ -330,7 +330,7 @@ async fn cancelling_sends_an_error_back_to_the_app() {
 
 #[tokio::test]
 async fn redirect_targets_follow_gotrues_rule() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
     let (_verifier, challenge) = pkce_pair();
 
@@ -369,7 +369,7 @@ async fn redirect_targets_follow_gotrues_rule() {
 
 #[tokio::test]
 async fn bad_authorize_requests_are_refused_before_the_page() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_verifier, challenge) = pkce_pair();
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (
@@ -410,7 +410,7 @@ async fn bad_authorize_requests_are_refused_before_the_page() {
 
 #[tokio::test]
 async fn a_forged_or_stale_form_state_goes_nowhere() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
     let now = chrono::Utc::now().timestamp();
     // Signed with the project secret itself: still not a valid page state.
@@ -436,7 +436,7 @@ async fn a_forged_or_stale_form_state_goes_nowhere() {
 
 #[tokio::test]
 async fn without_pkce_the_implicit_flow_puts_tokens_in_the_fragment() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let page = app
         .authorize(&[("provider", "google"), ("redirect_to", CALLBACK)])
@@ -470,7 +470,7 @@ async fn the_provider_page_refuses_oauth_parameters_that_override_gotrues_own() 
     // GoTrue passes every query parameter but its four own to the provider,
     // and they override the client_id, redirect_uri and state it sets itself:
     // a real provider then fails. The stand-in page refuses them the same way.
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
     let (_verifier, challenge) = pkce_pair();
     for (name, value) in [

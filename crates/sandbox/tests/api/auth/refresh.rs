@@ -5,10 +5,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::support::{claims_of, field, two_users, user_id};
-use crate::helpers::{TestApp, json_of, spawn_app};
+use quire_testkit::{Stack, json_of, spawn_sandbox};
 
 /// Pretends `token` was rotated `seconds` ago.
-async fn age_token(app: &TestApp, token: &str, seconds: i32) {
+async fn age_token(app: &Stack, token: &str, seconds: i32) {
     app.db
         .admin()
         .await
@@ -23,7 +23,7 @@ async fn age_token(app: &TestApp, token: &str, seconds: i32) {
 
 #[tokio::test]
 async fn refreshing_rotates_the_token_within_the_session() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let first = field(&a, "refresh_token");
 
@@ -64,7 +64,7 @@ async fn refreshing_rotates_the_token_within_the_session() {
 
 #[tokio::test]
 async fn reuse_inside_the_interval_answers_with_the_current_session() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let first = field(&a, "refresh_token");
     let (_, refreshed) = json_of(app.refresh(first).await).await;
@@ -95,7 +95,7 @@ async fn reuse_inside_the_interval_answers_with_the_current_session() {
 
 #[tokio::test]
 async fn reuse_after_the_interval_revokes_the_session() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
     let first = field(&a, "refresh_token");
     let (_, refreshed) = json_of(app.refresh(first).await).await;
@@ -145,7 +145,7 @@ async fn reuse_after_the_interval_revokes_the_session() {
 
 #[tokio::test]
 async fn unknown_and_missing_tokens() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (_a, _b) = two_users(&app).await;
 
     let (status, body) = json_of(app.refresh("not-a-real-token").await).await;
@@ -167,7 +167,7 @@ async fn unknown_and_missing_tokens() {
 
 #[tokio::test]
 async fn a_refresh_token_only_ever_yields_its_own_users_session() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
 
     let (_, from_a) = json_of(app.refresh(field(&a, "refresh_token")).await).await;
@@ -187,7 +187,7 @@ async fn a_refresh_token_only_ever_yields_its_own_users_session() {
 
 #[tokio::test]
 async fn concurrent_refreshes_of_one_token_agree() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let first = field(&a, "refresh_token");
 
@@ -205,7 +205,7 @@ async fn concurrent_refreshes_of_one_token_agree() {
 
 #[tokio::test]
 async fn short_lived_access_tokens_expire_and_refreshing_renews_them() {
-    let app = crate::helpers::spawn_app_with(|config| config.jwt_expiry_secs = 1).await;
+    let app = quire_testkit::spawn_sandbox_with(|config| config.jwt_expiry_secs = 1).await;
     let (a, _b) = two_users(&app).await;
     assert_eq!(a["expires_in"], 1);
 

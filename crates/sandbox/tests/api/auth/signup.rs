@@ -4,11 +4,11 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::support::{PASSWORD_A, claims_of, count, field, two_users, user_id};
-use crate::helpers::{json_of, spawn_app, spawn_app_with};
+use quire_testkit::{json_of, spawn_sandbox, spawn_sandbox_with};
 
 #[tokio::test]
 async fn signup_answers_with_a_session_in_gotrues_shape() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
 
     let (status, session) = json_of(
         app.signup_with(&json!({
@@ -103,7 +103,7 @@ async fn signup_answers_with_a_session_in_gotrues_shape() {
     assert_eq!(claims["sub"], user["id"]);
     assert_eq!(claims["aud"], "authenticated", "a string, not an array");
     assert_eq!(claims["role"], "authenticated");
-    assert_eq!(claims["iss"], format!("{}/auth/v1", app.base));
+    assert_eq!(claims["iss"], format!("{}/auth/v1", app.api_base()));
     assert_eq!(claims["email"], "alice@example.com");
     assert_eq!(claims["phone"], "");
     assert_eq!(claims["aal"], "aal1");
@@ -164,7 +164,7 @@ async fn signup_answers_with_a_session_in_gotrues_shape() {
 
 #[tokio::test]
 async fn two_users_get_their_own_accounts_and_sessions() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
 
     assert_ne!(user_id(&a), user_id(&b));
@@ -183,7 +183,7 @@ async fn two_users_get_their_own_accounts_and_sessions() {
 
 #[tokio::test]
 async fn an_address_can_only_be_taken_once() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     app.signed_up("alice@example.com", PASSWORD_A).await;
 
     let response = app
@@ -210,7 +210,7 @@ async fn an_address_can_only_be_taken_once() {
 
 #[tokio::test]
 async fn weak_passwords_are_refused_with_reasons() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
 
     let (status, body) = json_of(app.signup("alice@example.com", "12345").await).await;
 
@@ -237,7 +237,7 @@ async fn weak_passwords_are_refused_with_reasons() {
 
 #[tokio::test]
 async fn malformed_signups_are_refused() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let cases: Vec<(Value, u16, &str, &str)> = vec![
         (
             json!({"email": "alice@example.com"}),
@@ -297,7 +297,7 @@ async fn malformed_signups_are_refused() {
 
 #[tokio::test]
 async fn signups_can_be_disabled() {
-    let app = spawn_app_with(|config| config.disable_signup = true).await;
+    let app = spawn_sandbox_with(|config| config.disable_signup = true).await;
 
     let (status, body) = json_of(app.signup("alice@example.com", PASSWORD_A).await).await;
 

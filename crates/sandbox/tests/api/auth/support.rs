@@ -5,7 +5,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::helpers::TestApp;
+use quire_testkit::Stack;
 
 pub const PASSWORD_A: &str = "correct horse battery";
 pub const PASSWORD_B: &str = "another staple 42";
@@ -45,7 +45,7 @@ pub fn form_state(html: &str) -> String {
 }
 
 /// Two signed-up users, A and B: their sessions.
-pub async fn two_users(app: &TestApp) -> (Value, Value) {
+pub async fn two_users(app: &Stack) -> (Value, Value) {
     let a = app.signed_up("alice@example.com", PASSWORD_A).await;
     let b = app.signed_up("bob@example.com", PASSWORD_B).await;
     (a, b)
@@ -64,7 +64,7 @@ pub fn user_id(session: &Value) -> Uuid {
 }
 
 /// How many rows `sql` (a `select count(*) …` with `$1 = id`) counts.
-pub async fn count(app: &TestApp, sql: &str, id: Uuid) -> i64 {
+pub async fn count(app: &Stack, sql: &str, id: Uuid) -> i64 {
     app.db
         .admin()
         .await

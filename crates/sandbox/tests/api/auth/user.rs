@@ -3,11 +3,11 @@
 use serde_json::json;
 
 use super::support::{PASSWORD_A, PASSWORD_B, claims_of, field, two_users, user_id};
-use crate::helpers::{json_of, spawn_app};
+use quire_testkit::{json_of, spawn_sandbox};
 
 #[tokio::test]
 async fn get_user_answers_with_the_bare_user() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
 
     let (status, user) = json_of(app.get_user(Some(field(&a, "access_token"))).await).await;
@@ -25,7 +25,7 @@ async fn get_user_answers_with_the_bare_user() {
 
 #[tokio::test]
 async fn user_metadata_is_merged_and_nulls_remove_keys() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
     let token = field(&a, "access_token");
     app.update_user(token, &json!({"data": {"theme": "dark", "lang": "en"}}))
@@ -61,7 +61,7 @@ async fn user_metadata_is_merged_and_nulls_remove_keys() {
 
 #[tokio::test]
 async fn a_new_password_works_and_ends_the_other_sessions() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
     let (_, second) = json_of(app.sign_in("alice@example.com", PASSWORD_A).await).await;
 
@@ -98,7 +98,7 @@ async fn a_new_password_works_and_ends_the_other_sessions() {
 
 #[tokio::test]
 async fn password_changes_are_checked() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
     let token = field(&a, "access_token");
 
@@ -122,7 +122,7 @@ async fn password_changes_are_checked() {
 
 #[tokio::test]
 async fn app_metadata_cannot_be_changed_by_the_user() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, _b) = two_users(&app).await;
 
     let (status, body) = json_of(
@@ -163,7 +163,7 @@ async fn app_metadata_cannot_be_changed_by_the_user() {
 
 #[tokio::test]
 async fn email_changes_apply_and_cannot_take_anothers_address() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
     let (a, b) = two_users(&app).await;
     let token = field(&a, "access_token");
 
@@ -201,7 +201,7 @@ async fn email_changes_apply_and_cannot_take_anothers_address() {
 
 #[tokio::test]
 async fn updates_need_a_signed_in_user() {
-    let app = spawn_app().await;
+    let app = spawn_sandbox().await;
 
     let (status, body) =
         json_of(app.update_user(&app.anon_key(), &json!({"data": {}})).await).await;
