@@ -9,5 +9,4 @@ mod management_auth;
 mod realtime;
 mod rest;
 mod server;
-mod statement_timeout;
 mod storage;
