@@ -91,6 +91,35 @@ async fn main() -> anyhow::Result<()> {
         token: token.clone(),
     };
 
+    let runs = measure(&stack, &token, &curl, &pdf, &chunks).await?;
+    let chunk_mib = options.chunk_bytes as f64 / MIB as f64;
+    print_throughput(&runs, chunk_mib);
+    print_memory(&runs.core, chunk_mib);
+    Ok(())
+}
+
+/// Every run's samples, and how ingestion of each upload ended.
+struct Runs {
+    core: Vec<Sample>,
+    curl: Vec<Sample>,
+    outcomes: Vec<String>,
+}
+
+/// The median of `f` over `runs`.
+fn median(runs: &[Sample], f: fn(&Sample) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Uploads the file through the core and with curl, in turns, waiting for each ingestion.
+async fn measure(
+    stack: &support::Stack,
+    token: &str,
+    curl: &Curl,
+    pdf: &Path,
+    chunks: &[PathBuf],
+) -> anyhow::Result<Runs> {
     let mut core_runs = Vec::new();
     let mut curl_runs = Vec::new();
     let mut outcomes = Vec::new();
@@ -98,11 +127,11 @@ async fn main() -> anyhow::Result<()> {
         // Alternate which goes first, so neither always meets a warmer (or busier) stack.
         for core_first in [run % 2 == 0, run % 2 != 0] {
             let (sample, document) = if core_first {
-                core_upload(&stack, &pdf).await?
+                core_upload(stack, pdf).await?
             } else {
-                curl.upload(&pdf, &chunks).await?
+                curl.upload(pdf, chunks).await?
             };
-            outcomes.push(settle(&stack, &token, document).await?);
+            outcomes.push(settle(stack, token, document).await?);
             if run >= WARMUP {
                 if core_first {
                     core_runs.push(sample);
@@ -113,21 +142,25 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    Ok(Runs {
+        core: core_runs,
+        curl: curl_runs,
+        outcomes,
+    })
+}
+
+/// The throughput table: the core, curl, curl's time inside its requests, and the ratios.
+fn print_throughput(runs: &Runs, chunk_mib: f64) {
+    let (core_runs, curl_runs, outcomes) = (&runs.core, &runs.curl, &runs.outcomes);
     let mibps = |s: f64| PDF_BYTES as f64 / MIB as f64 / s;
-    let median = |runs: &[Sample], f: fn(&Sample) -> f64| {
-        let mut v: Vec<f64> = runs.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
     let (core_total, core_storage) = (
-        median(&core_runs, |s| s.total),
-        median(&core_runs, |s| s.storage),
+        median(core_runs, |s| s.total),
+        median(core_runs, |s| s.storage),
     );
     let (curl_total, curl_storage) = (
-        median(&curl_runs, |s| s.total),
-        median(&curl_runs, |s| s.storage),
+        median(curl_runs, |s| s.total),
+        median(curl_runs, |s| s.storage),
     );
-    let chunk_mib = options.chunk_bytes as f64 / MIB as f64;
     println!(
         "100 MiB PDF upload (2 cores, loopback), TUS with {chunk_mib:.0} MiB chunks; medians of \
          {RUNS} runs after {WARMUP} warm-up"
@@ -142,8 +175,8 @@ async fn main() -> anyhow::Result<()> {
         ("curl, the same requests", curl_total, curl_storage),
         (
             "  curl: its time inside the requests",
-            median(&curl_runs, |s| s.in_requests_total),
-            median(&curl_runs, |s| s.in_requests_storage),
+            median(curl_runs, |s| s.in_requests_total),
+            median(curl_runs, |s| s.in_requests_storage),
         ),
     ] {
         println!(
@@ -155,8 +188,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let (inside_total, inside_storage) = (
-        median(&curl_runs, |s| s.in_requests_total),
-        median(&curl_runs, |s| s.in_requests_storage),
+        median(curl_runs, |s| s.in_requests_total),
+        median(curl_runs, |s| s.in_requests_storage),
     );
     println!(
         "  ratio core/curl throughput: end-to-end {:.2}x, storage {:.2}x \
@@ -174,7 +207,7 @@ async fn main() -> anyhow::Result<()> {
          starting cold; its last row leaves that start-up out."
     );
     let mut ingested: Vec<(&str, usize)> = Vec::new();
-    for outcome in &outcomes {
+    for outcome in outcomes {
         match ingested.iter_mut().find(|(o, _)| o == outcome) {
             Some((_, n)) => *n += 1,
             None => ingested.push((outcome, 1)),
@@ -186,8 +219,11 @@ async fn main() -> anyhow::Result<()> {
         outcomes.len(),
         ingested.join(", ")
     );
+}
 
-    let kib = |f: fn(&Sample) -> f64| median(&core_runs, f) / 1024.0;
+/// The core's memory while it uploads: peak RSS, RSS before, and the difference in chunks.
+fn print_memory(core_runs: &[Sample], chunk_mib: f64) {
+    let kib = |f: fn(&Sample) -> f64| median(core_runs, f) / 1024.0;
     let reset = core_runs.iter().all(|s| s.hwm_reset);
     let peak = kib(|s| s.hwm_kib);
     let before = kib(|s| s.rss_before_kib);
@@ -216,7 +252,6 @@ async fn main() -> anyhow::Result<()> {
         added / chunk_mib,
         PDF_BYTES / MIB
     );
-    Ok(())
 }
 
 /// One upload's timings (seconds) and, for the core, its memory (KiB).
@@ -359,10 +394,37 @@ impl Curl {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let bearer = format!("Authorization: Bearer {}", self.token);
-        let apikey = format!("apikey: {}", self.anon);
         let start = Instant::now();
+        let (document, storage_path, register_in) = self.register(&title, bytes).await?;
+        let registered_at = Instant::now();
+        let (location, create_in) = self.create(&storage_path, bytes).await?;
+        let patch_in = self.patch(&location, chunks).await?;
+        let stored_at = Instant::now();
+        let ingest_in = self.ingest(document).await?;
+        let total = start.elapsed();
+        Ok((
+            Sample {
+                total: total.as_secs_f64(),
+                storage: stored_at.duration_since(registered_at).as_secs_f64(),
+                in_requests_total: register_in + create_in + patch_in + ingest_in,
+                in_requests_storage: create_in + patch_in,
+                ..Sample::default()
+            },
+            document,
+        ))
+    }
 
+    fn bearer(&self) -> String {
+        format!("Authorization: Bearer {}", self.token)
+    }
+
+    fn apikey(&self) -> String {
+        format!("apikey: {}", self.anon)
+    }
+
+    /// `POST /api/documents`: the document's id, its storage path, curl's seconds.
+    async fn register(&self, title: &str, bytes: u64) -> anyhow::Result<(Uuid, String, f64)> {
+        let bearer = self.bearer();
         let body = json!({"title": title, "byte_size": bytes, "sha256": null}).to_string();
         let (head, out) = curl(&[
             "-X",
@@ -383,9 +445,12 @@ impl Curl {
             .ok_or_else(|| anyhow::anyhow!("register answered {head}{out}"))?
             .parse()?;
         let storage_path = registered["storage_path"].as_str().unwrap_or_default();
-        let registered_at = Instant::now();
-        let register_in = curl_seconds(&head);
+        Ok((document, storage_path.to_owned(), curl_seconds(&head)))
+    }
 
+    /// The TUS create: the upload's location, curl's seconds.
+    async fn create(&self, storage_path: &str, bytes: u64) -> anyhow::Result<(String, f64)> {
+        let (bearer, apikey) = (self.bearer(), self.apikey());
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let metadata = format!(
             "Upload-Metadata: bucketName {},objectName {},contentType {},cacheControl {}",
@@ -417,7 +482,12 @@ impl Curl {
             _ => None,
         }
         .ok_or_else(|| anyhow::anyhow!("TUS create answered {created:?}"))?;
+        Ok((location, create_in))
+    }
 
+    /// Every chunk `PATCH`ed in order: curl's seconds.
+    async fn patch(&self, location: &str, chunks: &[PathBuf]) -> anyhow::Result<f64> {
+        let (bearer, apikey) = (self.bearer(), self.apikey());
         // Every PATCH in one curl process (`--next`), so one keep-alive connection.
         let mut args: Vec<String> = Vec::new();
         let mut offset = 0u64;
@@ -451,7 +521,7 @@ impl Curl {
                     "Content-Type: application/offset+octet-stream",
                     "-H",
                     "Expect:",
-                    &location,
+                    location,
                 ]
                 .map(str::to_owned),
             );
@@ -469,9 +539,12 @@ impl Curl {
             })
             .collect();
         anyhow::ensure!(got == expected, "TUS PATCHes answered {got:?}");
-        let stored_at = Instant::now();
-        let patch_in = curl_seconds(&patched);
+        Ok(curl_seconds(&patched))
+    }
 
+    /// `POST /api/documents/{id}/ingest`: curl's seconds.
+    async fn ingest(&self, document: Uuid) -> anyhow::Result<f64> {
+        let bearer = self.bearer();
         let (ingested, _) = curl(&[
             "-X",
             "POST",
@@ -482,17 +555,7 @@ impl Curl {
         .await?;
         let status = responses(&ingested).last().map(|r| r.0);
         anyhow::ensure!(status == Some(202), "ingest answered {ingested}");
-        let total = start.elapsed();
-        Ok((
-            Sample {
-                total: total.as_secs_f64(),
-                storage: stored_at.duration_since(registered_at).as_secs_f64(),
-                in_requests_total: register_in + create_in + patch_in + curl_seconds(&ingested),
-                in_requests_storage: create_in + patch_in,
-                ..Sample::default()
-            },
-            document,
-        ))
+        Ok(curl_seconds(&ingested))
     }
 }
 
