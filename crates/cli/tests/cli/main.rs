@@ -1,24 +1,19 @@
 //! `quire-cli` end to end: the real binary against a sandbox and a companion
 //! running in this test process, with the machine's real keyring backend in
-//! a D-Bus session of its own (`support::in_keyring_session`: the test
-//! re-runs itself under `dbus-run-session` with an unlocked
+//! a D-Bus session of its own (`quire_testkit::client::in_keyring_session`:
+//! the test re-runs itself under `dbus-run-session` with an unlocked
 //! gnome-keyring-daemon, so a person's own keyring is never touched).
-
-#[path = "../../../core/tests/api/support.rs"]
-#[allow(dead_code)]
-mod support;
 
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use quire_core::{EventBody, MessageStatus};
-use quire_testkit::fixtures;
+use quire_testkit::client::in_keyring_session;
+use quire_testkit::{PASSWORD_A, Stack, fixtures};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
-
-use support::{PASSWORD_A, Stack, spawn_full_stack};
 
 const LEASE: [&str; 3] = [
     "Tenancy agreement between the landlord and the tenant.\nThe rent is 900 euros per month.",
@@ -73,10 +68,14 @@ fn stack_file(stack: &Stack, dir: &tempfile::TempDir) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_upload_docs_ask_history_follow_logout() {
-    if !support::in_keyring_session("login_upload_docs_ask_history_follow_logout") {
+    if !in_keyring_session("login_upload_docs_ask_history_follow_logout") {
         return;
     }
-    let stack = spawn_full_stack(0).await;
+    let stack = Stack::builder()
+        .token_delay_ms(0)
+        .with_companion()
+        .spawn()
+        .await;
     stack.create_user("alice@example.com", PASSWORD_A).await;
     let dir = tempfile::tempdir().unwrap();
     let file = stack_file(&stack, &dir);
