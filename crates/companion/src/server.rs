@@ -265,7 +265,12 @@ async fn register_tool(
         match tool::ensure_registered(platform, config.agent_id, public, &config.tool_secret).await
         {
             Ok(id) => return Ok(id),
-            Err(err) if err.is_transient() && attempt < STARTUP_ATTEMPTS => {
+            // A refused key will not start working by itself at start-up.
+            Err(err)
+                if err.is_transient()
+                    && err.code() != Some(&ApiCode::ServiceKeyRefused)
+                    && attempt < STARTUP_ATTEMPTS =>
+            {
                 tracing::warn!(error = %err, "the platform is not answering yet; retrying");
                 tokio::time::sleep(backoff.next()).await;
             }

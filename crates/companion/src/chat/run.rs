@@ -35,6 +35,7 @@ use quire_protocol::{Backoff, Ending, SseParser};
 
 use super::events::{ChatEvent, Citation, EventBody, EventRow, FailureCode, MessageStatus};
 use super::scrub::Scrubber;
+use crate::error::for_person;
 use crate::limits::RunSlot;
 use crate::platform::{ApiCode, Auth, PlatformCitation, PlatformError, PlatformEvent};
 use crate::server::AppState;
@@ -604,12 +605,13 @@ async fn stream_answer(
                         Ok(events) => events,
                         Err(err) => return Outcome::Failed {
                             code: FailureCode::PlatformError,
-                            message: format!("The AI service sent something Quire could not read ({err})."),
+                            message: for_person("The AI service sent something Quire could not read. Try asking again.", &err),
                         },
                     };
                     for event in events {
                         let Ok(event) = PlatformEvent::parse(&event.data) else {
-                            tracing::warn!(data = %event.data, "run/stream sent an event that is not JSON");
+                            // Its data may be anything the model wrote: not logged.
+                            tracing::warn!(bytes = event.data.len(), "run/stream sent an event that is not JSON");
                             continue;
                         };
                         if let Some(outcome) = relay(event, out, run_id, &mut final_text) {
@@ -689,22 +691,24 @@ fn relay(
                 *run_id = id;
             }
             if failed {
-                tracing::warn!(?error, "the platform's run failed");
                 return Some(Outcome::Failed {
                     code: FailureCode::PlatformError,
-                    message: "The AI service could not finish this answer. Try asking again."
-                        .to_owned(),
+                    message: for_person(
+                        "The AI service could not finish this answer. Try asking again.",
+                        &format!("the platform's run failed: {error:?}"),
+                    ),
                 });
             }
             let content = content.or_else(|| final_text.take());
             return Some(Outcome::Complete { content, citations });
         }
         PlatformEvent::Error { error } => {
-            tracing::warn!(?error, "the platform's run stream reported an error");
             return Some(Outcome::Failed {
                 code: FailureCode::PlatformError,
-                message: "The AI service could not finish this answer. Try asking again."
-                    .to_owned(),
+                message: for_person(
+                    "The AI service could not finish this answer. Try asking again.",
+                    &format!("the platform's run stream reported an error: {error:?}"),
+                ),
             });
         }
         PlatformEvent::Other { .. } => {}
@@ -791,25 +795,25 @@ fn stream_ended() -> Outcome {
 }
 
 fn platform_failure(err: &PlatformError) -> Outcome {
-    tracing::warn!(error = %err, "run/stream could not start");
-    let message = match err.code() {
+    let (code, sentence) = match err.code() {
         // Only the project's administrator can give the model a key
         // (docs/platform-contract.md §7).
-        Some(ApiCode::ModelWithoutKey) => {
-            return Outcome::Failed {
-                code: FailureCode::ModelNotConfigured,
-                message: "The AI model of this Quire server is not set up — ask its administrator."
-                    .to_owned(),
-            };
-        }
-        Some(ApiCode::InsufficientCredits) => {
-            "The project has run out of AI credits. Ask its owner to top them up."
-        }
-        _ => "The AI service is not answering right now. Try again in a moment.",
+        Some(ApiCode::ModelWithoutKey) => (
+            FailureCode::ModelNotConfigured,
+            "The AI model of this Quire server is not set up — ask its administrator.",
+        ),
+        Some(ApiCode::InsufficientCredits) => (
+            FailureCode::PlatformUnavailable,
+            "The project has run out of AI credits. Ask its owner to top them up.",
+        ),
+        _ => (
+            FailureCode::PlatformUnavailable,
+            "The AI service is not answering right now. Try again in a moment.",
+        ),
     };
     Outcome::Failed {
-        code: FailureCode::PlatformUnavailable,
-        message: message.to_owned(),
+        code,
+        message: for_person(sentence, &format!("run/stream could not start: {err}")),
     }
 }
 

@@ -101,12 +101,17 @@ impl PlatformError {
         }
     }
 
-    /// Worth retrying later: no answer, 5xx, 429, 408.
+    /// Worth retrying later: no answer, 5xx, 429, 408 — and the service key
+    /// refused ([`ApiCode::ServiceKeyRefused`]): the operator's to fix, not
+    /// a reason to fail the work in flight (an alert is logged).
     pub fn is_transient(&self) -> bool {
         match self {
             PlatformError::Transport { .. } => true,
-            PlatformError::Status { status, .. } => {
-                *status >= 500 || *status == 429 || *status == 408
+            PlatformError::Status { status, code, .. } => {
+                *status >= 500
+                    || *status == 429
+                    || *status == 408
+                    || *code == ApiCode::ServiceKeyRefused
             }
             PlatformError::Decode { .. } => false,
         }
@@ -230,7 +235,7 @@ impl Platform {
         serde_json::from_slice(&bytes).map_err(|e| PlatformError::Decode {
             what: what.to_owned(),
             detail: e.to_string(),
-            body: kept(&String::from_utf8_lossy(&bytes)),
+            body: decoded_body(what, &bytes),
         })
     }
 
@@ -338,9 +343,9 @@ impl Platform {
             })?;
         let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
         serde_json::from_slice(bytes).map_err(|e| PlatformError::Decode {
-            what,
             detail: e.to_string(),
-            body: kept(&String::from_utf8_lossy(bytes)),
+            body: decoded_body(&what, bytes),
+            what,
         })
     }
 }
@@ -351,11 +356,43 @@ pub async fn status_error(what: &str, response: Response, as_service: bool) -> P
     let http_status = response.status();
     let body = response.text().await.unwrap_or_default();
     let status = effective_status(http_status, &body);
+    let code = ApiCode::read(status, &body, as_service);
+    if code == ApiCode::ServiceKeyRefused {
+        tracing::error!(
+            what,
+            status,
+            "ALERT: the platform refused the service key; QUIRE_COMPANION_SERVICE_ROLE_KEY is \
+             wrong or was rotated. Work in flight is retried until it is fixed."
+        );
+    }
     PlatformError::Status {
         what: what.to_owned(),
         status,
-        code: ApiCode::read(status, &body, as_service),
-        body: kept(&body),
+        code,
+        body: kept(&without_row_contents(&body)),
+    }
+}
+
+/// An error body as kept (and so logged): PostgREST's `details` name the
+/// row that broke a constraint, with its values, so they are left out.
+fn without_row_contents(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(mut fields)) if fields.contains_key("details") => {
+            fields.remove("details");
+            Value::Object(fields).to_string()
+        }
+        _ => body.to_owned(),
+    }
+}
+
+/// The body of an answer that could not be read, as kept: PostgREST's
+/// answers are rows, whose contents are never kept; other services' bodies
+/// are, cut.
+fn decoded_body(what: &str, bytes: &[u8]) -> String {
+    if what.contains(" /rest/v1/") {
+        format!("({} bytes of rows, not kept)", bytes.len())
+    } else {
+        kept(&String::from_utf8_lossy(bytes))
     }
 }
 
@@ -415,6 +452,37 @@ mod tests {
         assert!(status(429).is_transient());
         assert!(!status(404).is_transient());
         assert!(!status(409).is_transient());
+    }
+
+    #[test]
+    fn a_refused_service_key_is_retried_and_row_contents_are_never_kept() {
+        let refused = PlatformError::Status {
+            what: "x".into(),
+            status: 401,
+            code: ApiCode::read(401, "{}", true),
+            body: String::new(),
+        };
+        assert!(refused.is_transient());
+        let user = PlatformError::Status {
+            what: "x".into(),
+            status: 401,
+            code: ApiCode::read(401, "{}", false),
+            body: String::new(),
+        };
+        assert!(!user.is_transient());
+
+        let conflict = r#"{"code":"23505","message":"duplicate key value","details":"Key (owner_id, sha256)=(7, secret-title) already exists.","hint":null}"#;
+        let kept = without_row_contents(conflict);
+        assert!(!kept.contains("secret-title"), "{kept}");
+        assert!(kept.contains("duplicate key value"), "{kept}");
+        assert_eq!(
+            without_row_contents("<html>oops</html>"),
+            "<html>oops</html>"
+        );
+        let rows = br#"[{"title": "My private diary"}]"#;
+        let body = decoded_body("GET /rest/v1/documents", rows);
+        assert!(!body.contains("diary"), "{body}");
+        assert!(decoded_body("GET /api/tools", b"{\"tools\": 1}").contains("tools"));
     }
 
     #[test]

@@ -16,59 +16,21 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
-use quire_companion::config::{Config, PlatformConfig};
-use quire_companion::platform::Platform;
-use quire_companion::provision;
-use quire_sandbox::Sandbox;
-use quire_testdb::TestDb;
+use quire_testkit::Stack;
 use secrecy::{ExposeSecret as _, SecretString};
-use tempfile::TempDir;
+use serde_json::{Value, json};
 
-/// A sandbox with Quire's agent and knowledge base, and a companion
-/// configuration for it (not started).
-struct Stack {
-    _db: TestDb,
-    _dir: TempDir,
-    sandbox: Sandbox,
-    config: Config,
-}
-
-async fn stack(adjust: impl FnOnce(&mut quire_sandbox::Config)) -> Stack {
-    let db = TestDb::new().await;
-    let dir = tempfile::tempdir().expect("a temp data directory");
-    let mut sandbox_config = quire_sandbox::Config::new(dir.path(), db.url());
-    sandbox_config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
-    sandbox_config.agents.allow_loopback_tool_endpoints = true;
-    sandbox_config.agents.token_delay_ms = 0;
-    adjust(&mut sandbox_config);
-    let sandbox = quire_sandbox::spawn(sandbox_config)
+/// A sandbox that lets the companion's loopback tool endpoint through,
+/// `adjust`ed; no companion yet.
+async fn sandbox(adjust: impl FnOnce(&mut quire_sandbox::Config) + Send) -> Stack {
+    Stack::builder()
+        .sandbox(|c| {
+            c.agents.allow_loopback_tool_endpoints = true;
+            c.agents.token_delay_ms = 0;
+            adjust(c);
+        })
+        .spawn()
         .await
-        .expect("the sandbox starts");
-    let platform = PlatformConfig {
-        api_url: sandbox.api_base().parse().expect("a platform URL"),
-        anon_key: sandbox.anon_key().clone(),
-        service_role_key: sandbox.service_role_key().clone(),
-    };
-    let ids = provision::provision(&Platform::new(&platform).unwrap(), None)
-        .await
-        .expect("provisioning the agent and knowledge base");
-    let mut config = Config::new(
-        platform,
-        sandbox.jwt_secret().clone(),
-        ids.agent_id,
-        ids.knowledge_base_id,
-        SecretString::from(format!("tool-secret-{}", uuid::Uuid::new_v4().simple())),
-    );
-    config.ingest.poll_initial = std::time::Duration::from_millis(20);
-    config.ingest.poll_max = std::time::Duration::from_millis(300);
-    config.ingest.idle_poll = std::time::Duration::from_millis(200);
-    config.dev_allow_private_tool_url = true;
-    Stack {
-        _db: db,
-        _dir: dir,
-        sandbox,
-        config,
-    }
 }
 
 /// What a [`front`] answers itself: `Some` takes the request, `None` lets it
@@ -154,7 +116,7 @@ async fn attacker() -> (String, Arc<Mutex<Vec<Seen>>>) {
                 headers: parts.headers,
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
-            axum::Json(serde_json::json!({}))
+            axum::Json(json!({}))
         }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -177,7 +139,7 @@ fn redirect(status: u16, to: &str) -> Response {
 /// `Authorization` and keep `apikey`, which carries the service key.
 #[tokio::test]
 async fn a_redirect_from_the_platform_never_carries_the_service_key_elsewhere() {
-    let stack = stack(|_| {}).await;
+    let stack = sandbox(|_| {}).await;
     let (evil, seen) = attacker().await;
     let to = evil.clone();
     let front = front(
@@ -188,8 +150,7 @@ async fn a_redirect_from_the_platform_never_carries_the_service_key_elsewhere() 
         }),
     )
     .await;
-    let mut config = stack.config.clone();
-    config.platform.api_url = front.parse().unwrap();
+    let config = stack.provision_companion(Some(&front)).await;
 
     let started = quire_companion::spawn(config).await;
 
@@ -241,7 +202,7 @@ async fn leaky_model() -> (String, Arc<Mutex<Option<String>>>) {
     let seen: Arc<Mutex<Option<String>>> = Arc::default();
     let keep = seen.clone();
     let handler = move |body: axum::body::Bytes| async move {
-        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
         let messages = body["messages"].as_array().unwrap();
         let token = messages
             .iter()
@@ -249,28 +210,26 @@ async fn leaky_model() -> (String, Arc<Mutex<Option<String>>>) {
             .expect("the instructions carry the session token");
         *keep.lock().unwrap() = Some(token.clone());
         let answered = messages.iter().any(|m| m["role"] == "tool");
-        let chunks: Vec<serde_json::Value> = if body.get("tools").is_some() && !answered {
-            let arguments = serde_json::json!({
+        let chunks: Vec<Value> = if body.get("tools").is_some() && !answered {
+            let arguments = json!({
                 "query": "warranty", "session_token": token,
                 "filters": {"note": format!("for {token}"), "list": [token]},
             });
             vec![
-                serde_json::json!({"choices": [{"index": 0, "delta": {"role": "assistant",
+                json!({"choices": [{"index": 0, "delta": {"role": "assistant",
                     "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
                     "function": {"name": "search_my_documents",
                                  "arguments": arguments.to_string()}}]}}]}),
-                serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),
             ]
         } else {
             let (head, tail) = token.split_at(20);
             let pieces = ["Your search key is ", head, tail, ". Keep it safe."];
-            let mut chunks: Vec<serde_json::Value> = pieces
+            let mut chunks: Vec<Value> = pieces
                 .iter()
-                .map(|p| serde_json::json!({"choices": [{"index": 0, "delta": {"content": p}}]}))
+                .map(|p| json!({"choices": [{"index": 0, "delta": {"content": p}}]}))
                 .collect();
-            chunks.push(
-                serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
-            );
+            chunks.push(json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}));
             chunks
         };
         let mut sse: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
@@ -287,35 +246,6 @@ async fn leaky_model() -> (String, Arc<Mutex<Option<String>>>) {
     (format!("http://{addr}/v1"), seen)
 }
 
-/// A user signed up through the sandbox's Auth: their id and access token.
-async fn user(sandbox: &Sandbox, email: &str) -> (uuid::Uuid, String) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/auth/v1/signup", sandbox.api_base()))
-        .header("apikey", sandbox.anon_key().expose_secret())
-        .json(&serde_json::json!({"email": email, "password": "correct horse battery"}))
-        .send()
-        .await
-        .unwrap();
-    let body: serde_json::Value = response.json().await.unwrap();
-    (
-        body["user"]["id"].as_str().unwrap().parse().unwrap(),
-        body["access_token"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// `user`'s own rows of `table` through the sandbox's PostgREST.
-async fn rows_as(sandbox: &Sandbox, token: &str, table: &str) -> Vec<serde_json::Value> {
-    let response = reqwest::Client::new()
-        .get(format!("{}/rest/v1/{table}?select=*", sandbox.api_base()))
-        .header("apikey", sandbox.anon_key().expose_secret())
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
 /// Issue 14, item 5: the model repeats the run's `session_token` (which it
 /// must pass to the search tool) in nested tool arguments and in its answer.
 /// Neither the token nor its hash may reach the client, `chat_events`, the
@@ -323,34 +253,28 @@ async fn rows_as(sandbox: &Sandbox, token: &str, table: &str) -> Vec<serde_json:
 #[tokio::test]
 async fn the_session_token_never_leaves_the_run_whatever_the_model_writes() {
     let (model, seen) = leaky_model().await;
-    let stack = stack(|c| {
+    let mut stack = sandbox(|c| {
         c.agents.llm_url = Some(model.parse().unwrap());
         c.agents.llm_api_key = Some(SecretString::from("sk-test".to_owned()));
         c.agents.llm_model = "test-model".to_owned();
     })
     .await;
-    let companion = quire_companion::spawn(stack.config.clone())
-        .await
-        .expect("the companion starts");
-    let (_, a) = user(&stack.sandbox, "a@example.com").await;
-    let (_, b) = user(&stack.sandbox, "b@example.com").await;
+    stack.start_companion(None, |_| {}).await;
+    let a = stack.user("a@example.com").await;
+    let b = stack.user("b@example.com").await;
 
-    let response = reqwest::Client::new()
-        .post(format!("{}/api/chat", companion.url()))
-        .bearer_auth(&a)
-        .json(&serde_json::json!({"message": "What is my search key?"}))
-        .send()
-        .await
-        .unwrap();
+    let response = stack
+        .chat_response(&a, &json!({"message": "What is my search key?"}))
+        .await;
     assert_eq!(response.status(), 200);
     let streamed = response.text().await.unwrap();
 
-    let stored_events = rows_as(&stack.sandbox, &a, "chat_events").await;
-    let stored_messages = rows_as(&stack.sandbox, &a, "chat_messages").await;
+    let stored_events = stack.rows_as(&a, "chat_events?select=*").await;
+    let stored_messages = stack.rows_as(&a, "chat_messages?select=*").await;
     let everything = format!(
         "{streamed}\n{}\n{}",
-        serde_json::Value::from(stored_events.clone()),
-        serde_json::Value::from(stored_messages.clone())
+        Value::from(stored_events.clone()),
+        Value::from(stored_messages.clone())
     );
     // The model did call the tool and did write its answer …
     assert!(everything.contains("\"tool_call\""), "{everything}");
@@ -374,11 +298,129 @@ async fn the_session_token_never_leaves_the_run_whatever_the_model_writes() {
         "the answer was stored: {stored_events:?}"
     );
     // B sees none of it.
-    assert!(rows_as(&stack.sandbox, &b, "chat_events").await.is_empty());
+    assert!(stack.rows_as(&b, "chat_events?select=*").await.is_empty());
+    assert!(stack.rows_as(&b, "chat_messages?select=*").await.is_empty());
+}
+
+/// Issue 14, item 7: the platform refuses the companion's service key for a
+/// while (a key rotated under it) just as two users' documents are being
+/// read. That is the operator's to fix: the documents wait and are retried,
+/// they do not all end `failed`, and no platform text reaches them.
+#[tokio::test]
+async fn a_refused_service_key_is_retried_and_fails_no_ones_document() {
+    let mut stack = sandbox(|_| {}).await;
+    let service_key = stack.service_key();
+    let refusals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = refusals.clone();
+    let front = front(
+        stack.sandbox.api_base(),
+        Arc::new(move |method, path, headers| {
+            use std::sync::atomic::Ordering;
+            let polling_a_source = *method == Method::GET && path.starts_with("/api/sources/");
+            let with_service_key =
+                headers.get("apikey").and_then(|v| v.to_str().ok()) == Some(service_key.as_str());
+            (polling_a_source && with_service_key && counted.fetch_add(1, Ordering::SeqCst) < 4)
+                .then(|| {
+                    Response::builder()
+                        .status(401)
+                        .header("content-type", "application/json")
+                        .body(Body::from(
+                            r#"{"error":"Invalid token: Signature verification failed"}"#,
+                        ))
+                        .unwrap()
+                })
+        }),
+    )
+    .await;
+    stack.start_companion(Some(&front), |_| {}).await;
+    let a = stack.user("a@example.com").await;
+    let b = stack.user("b@example.com").await;
+
+    let pdf = |fact: &str| quire_testkit::fixtures::document_pdf(&[fact]);
+    let a_doc = stack
+        .upload(
+            &a,
+            "A's manual",
+            pdf("The X200 blender has a 1200 W motor."),
+        )
+        .await;
+    let b_doc = stack
+        .upload(
+            &b,
+            "B's notes",
+            pdf("The garden hose is fifteen metres long."),
+        )
+        .await;
+
+    for id in [a_doc, b_doc] {
+        let (status, error) = stack.wait_document(id).await;
+        assert_eq!(status, "ready", "{id}: {error:?}");
+        assert_eq!(error, None);
+    }
     assert!(
-        rows_as(&stack.sandbox, &b, "chat_messages")
+        refusals.load(std::sync::atomic::Ordering::SeqCst) >= 4,
+        "the platform did refuse the key"
+    );
+    // Each sees their own document, and only it.
+    let documents = "documents?select=id,status,error";
+    let seen_by_a = stack.rows_as(&a, documents).await;
+    assert_eq!(seen_by_a.len(), 1, "{seen_by_a:?}");
+    assert_eq!(seen_by_a[0]["id"], a_doc.to_string());
+    let seen_by_b = stack.rows_as(&b, documents).await;
+    assert_eq!(seen_by_b.len(), 1, "{seen_by_b:?}");
+    assert_eq!(seen_by_b[0]["id"], b_doc.to_string());
+}
+
+/// Issue 14, item 7: a token the companion accepts but PostgREST refuses
+/// (here: issued "in the future", which PostgREST refuses beyond 30 s of
+/// skew and the companion does not check) must reach the client as 401, so
+/// that it refreshes the token, not as a 502 it would retry with the same
+/// token.
+#[tokio::test]
+async fn a_user_token_postgrest_refuses_is_a_401_for_the_client() {
+    let stack = Stack::builder().with_companion().spawn().await;
+    let a = stack.user("a@example.com").await;
+    let b = stack.user("b@example.com").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let refused = stack.sign(&json!({
+        "sub": a.id, "role": "authenticated", "aud": "authenticated",
+        "iat": now + 120, "exp": now + 3600,
+    }));
+    let conversation = uuid::Uuid::new_v4();
+    let body = json!({"conversation_id": conversation, "message": "What does the warranty cover?"});
+
+    let response = stack
+        .companion_request(Method::POST, "/api/chat", Some(&refused))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let challenge = response.headers().get("www-authenticate").cloned();
+    let answer: Value = response.json().await.unwrap();
+
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"], "unauthorized", "{answer}");
+    assert_eq!(
+        challenge.as_ref().map(|v| v.to_str().unwrap()),
+        Some("Bearer")
+    );
+    // B's valid token on the same (not her) conversation: not found, as ever.
+    let (status, answer) = quire_testkit::json_of(stack.chat_response(&b, &body).await).await;
+    assert_eq!(status, 404, "{answer}");
+    assert!(
+        stack
+            .rows_as(&a, "chat_messages?select=id")
             .await
             .is_empty()
     );
-    companion.shutdown().await.unwrap();
+    assert!(
+        stack
+            .rows_as(&b, "chat_messages?select=id")
+            .await
+            .is_empty()
+    );
 }
