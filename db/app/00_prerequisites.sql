@@ -13,6 +13,16 @@
 --   for f in db/app/*.sql; do psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -1 -f "$f"; done
 -- Every file is idempotent: running them again converges grants, policies
 -- and functions and leaves data alone.
+--
+-- Assumes the statement timeouts a Supabase project has (db/platform sets
+-- them for the sandbox; docs/platform-contract.md, "PostgREST"): `anon` 3 s,
+-- `authenticated` 8 s, and through PostgREST 8 s for `service_role` too
+-- (authenticator's own). Nothing here relies on a longer one: a user's
+-- heaviest statement is search_chunks, bounded by 82_search_bounds.sql; the
+-- companion's are one step of a chat turn or of an ingest job each, the
+-- largest copy_ingest_chunks with 100 chunks (about 0.4 s for chunks of
+-- 2,400 characters; crates/companion/src/ingest.rs). Files are applied as
+-- `postgres`, which has no timeout.
 
 create schema if not exists extensions;
 create extension if not exists pg_trgm with schema extensions;

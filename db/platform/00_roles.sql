@@ -58,6 +58,18 @@ grant anon, authenticated, service_role to authenticator;
 grant anon, authenticated, service_role to supabase_storage_admin;
 grant anon, authenticated, service_role to supabase_realtime_admin;
 
+-- Statement timeouts, as a Supabase project sets them: short for the API
+-- roles, which anyone with the anon key or an account can use. PostgREST
+-- applies the role's settings in each request (after SET ROLE they would
+-- not apply by themselves); authenticator's is the session default, so
+-- service_role, which has none of its own, gets 8 s through PostgREST too.
+-- Source: supabase/postgres migrations/db/init-scripts/
+-- 00000000000000-initial-schema.sql and
+-- migrations/db/migrations/20221028101028_set_authenticator_timeout.sql.
+alter role anon          set statement_timeout = '3s';
+alter role authenticated set statement_timeout = '8s';
+alter role authenticator set statement_timeout = '8s';
+
 -- The services find their own schema first, as on Supabase.
 alter role supabase_auth_admin     set search_path = auth;
 alter role supabase_storage_admin  set search_path = storage;

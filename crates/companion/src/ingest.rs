@@ -49,6 +49,11 @@ use crate::server::AppState;
 
 /// Chunks copied per `items` page.
 const ITEMS_PAGE: i64 = 500;
+/// Chunks copied per `copy_ingest_chunks` call. Each call is one statement
+/// under PostgREST's 8-second `statement_timeout` (db/app/00_prerequisites.sql),
+/// and indexing a chunk in every language costs: 100 chunks of 2,400
+/// characters take about 0.4 s.
+const COPY_BATCH: usize = 100;
 /// Timeout of the upload of one file into the AI service.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Times one job may find its source gone and start over within one claim.
@@ -851,14 +856,16 @@ async fn copy_chunks(
                 )
             })
             .collect();
-        state
-            .platform
-            .rpc::<Value>(
-                Auth::Service,
-                "copy_ingest_chunks",
-                &json!({"document_id": document_id, "worker": worker, "chunks": chunks}),
-            )
-            .await?;
+        for batch in chunks.chunks(COPY_BATCH) {
+            state
+                .platform
+                .rpc::<Value>(
+                    Auth::Service,
+                    "copy_ingest_chunks",
+                    &json!({"document_id": document_id, "worker": worker, "chunks": batch}),
+                )
+                .await?;
+        }
         seen += items.len() as i64;
         offset += items.len() as i64;
         let total = page.get("total").and_then(Value::as_i64).unwrap_or(0);

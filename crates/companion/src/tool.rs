@@ -44,6 +44,11 @@ const MATCH_COUNT: i64 = 8;
 /// Characters of one result's text (the platform cuts a tool's answer at
 /// 10 000 characters: docs/platform-contract.md).
 const RESULT_CHARS: usize = 1000;
+/// Characters of a query the tool searches with: the start of what the
+/// model sent. `search_chunks` cuts again, to the same characters and then
+/// to its first 64 lexemes (db/app/82_search_bounds.sql); cutting here first
+/// keeps a long query from even reaching the database.
+pub const MAX_QUERY_CHARS: usize = 1000;
 /// The most characters of a tool answer the platform passes on whole
 /// (`MAX_TOOL_OUTPUT_LENGTH`; longer answers are cut, and a cut answer is no
 /// longer JSON).
@@ -265,11 +270,11 @@ pub async fn search_documents(
         }
     };
 
-    let query = body
-        .get("query")
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .unwrap_or_default();
+    let query = bounded_query(
+        body.get("query")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    );
     if query.is_empty() {
         return (
             StatusCode::BAD_REQUEST,
@@ -300,6 +305,16 @@ pub async fn search_documents(
             )
                 .into_response()
         }
+    }
+}
+
+/// The query searched for `raw`: trimmed, then its first
+/// [`MAX_QUERY_CHARS`] characters.
+fn bounded_query(raw: &str) -> &str {
+    let query = raw.trim();
+    match query.char_indices().nth(MAX_QUERY_CHARS) {
+        Some((end, _)) => query[..end].trim_end(),
+        None => query,
     }
 }
 
@@ -388,6 +403,18 @@ mod tests {
         );
         let parsed: Value = serde_json::from_str(&worst).unwrap();
         assert!(!parsed["results"].as_array().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_query_is_searched_by_its_first_thousand_characters() {
+        assert_eq!(bounded_query("  motor warranty \n"), "motor warranty");
+        assert_eq!(bounded_query(""), "");
+        let long = format!("motor {}", "é".repeat(200_000));
+        let bounded = bounded_query(&long);
+        assert_eq!(bounded.chars().count(), MAX_QUERY_CHARS);
+        assert!(bounded.starts_with("motor é"));
+        let exactly = "x".repeat(MAX_QUERY_CHARS);
+        assert_eq!(bounded_query(&exactly), exactly);
     }
 
     #[test]

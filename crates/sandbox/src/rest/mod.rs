@@ -10,9 +10,10 @@
 //!    `Content-Profile` (only `public` and `storage` are exposed), the method;
 //! 4. the query string ([`query`]), `Prefer`, `Range`, the body, `Accept`;
 //! 5. the schema cache ([`catalog`]) and the statement ([`sql`]);
-//! 6. one transaction on a connection as `authenticator`: the `set_config`
-//!    preamble (role, `request.jwt.claims`, method, path, headers,
-//!    `search_path`), the statement, then commit — read-only for `GET`/`HEAD`
+//! 6. one transaction on a connection as `authenticator`: the role's own
+//!    settings (`statement_timeout`), the `set_config` preamble (role,
+//!    `request.jwt.claims`, method, path, headers, `search_path`), the
+//!    statement, then commit — read-only for `GET`/`HEAD`
 //!    and for calls of stable/immutable functions — so that row-level
 //!    security is PostgreSQL's own.
 //!
@@ -364,6 +365,26 @@ const PREAMBLE: &str = "select set_config('search_path', $1, true), \
      set_config('request.path', $5, true), \
      set_config('request.headers', $6, true), \
      set_config('request.cookies', $7, true)";
+
+/// The impersonated role's own settings (`alter role … set`, e.g. a
+/// Supabase project's `statement_timeout`), which PostgREST applies in each
+/// request before it sets the role (`PreQuery.hs`, `roleSettingsSql`). It
+/// reads them from `pg_roles.rolconfig` of the roles its login role is a
+/// member of, keeps those a user may set, lowercases the values and leaves
+/// out `default_transaction_isolation` (`queryRoleSettings`); PostgREST reads
+/// them when it loads its schema cache, the sandbox at every request.
+const ROLE_SETTINGS: &str = "select pg_catalog.set_config(s.name, s.value, true) \
+     from (select pg_catalog.split_part(c, '=', 1) as name, \
+                  pg_catalog.lower(pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1)) as value \
+           from pg_catalog.pg_roles r \
+           join pg_catalog.pg_auth_members m \
+             on m.roleid = r.oid and m.member = current_user::regrole::oid \
+           cross join lateral pg_catalog.unnest(r.rolconfig) c \
+           where r.rolname = $1) s \
+     join pg_catalog.pg_settings ps on ps.name = s.name \
+     where s.name <> 'default_transaction_isolation' \
+       and (ps.context = 'user' \
+            or pg_catalog.has_parameter_privilege(current_user::regrole::oid, ps.name, 'set'))";
 
 /// What the statement is, for shaping the answer.
 #[derive(Debug, Clone)]
@@ -929,6 +950,9 @@ async fn execute(
         .build_transaction()
         .read_only(plan.read_only)
         .start()
+        .await
+        .map_err(db_err)?;
+    tx.query(ROLE_SETTINGS, &[&p.identity.role])
         .await
         .map_err(db_err)?;
     let preamble = preamble_params(p);

@@ -308,7 +308,7 @@ async fn plans_at_scale() {
         }
         let (_, reread) = plans
             .iter()
-            .find(|(text, _)| text.contains("private.rank_own_chunks(query"))
+            .find(|(text, _)| text.contains("from private.rank_own_chunks("))
             .expect("the search_chunks statement's plan");
         assert!(
             uses_index(reread, "document_chunks_pkey"),
