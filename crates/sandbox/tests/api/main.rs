@@ -9,4 +9,5 @@ mod management_auth;
 mod realtime;
 mod rest;
 mod server;
+mod statement_timeout;
 mod storage;
