@@ -7,8 +7,7 @@ use quire_core::{
     CancellationToken, DocumentStatus, EventBody, MessageStatus, Quire, UploadOptions,
 };
 use quire_testkit::fixtures;
-
-use crate::support::{Stack, eventually, spawn_full_stack};
+use quire_testkit::{Stack, eventually};
 
 /// A three-page lease; the pet rule is on page 2.
 pub const LEASE: [&str; 3] = [
@@ -44,7 +43,11 @@ pub async fn ready_lease(quire: &Quire, dir: &tempfile::TempDir) -> uuid::Uuid {
 }
 
 async fn full(stack_delay: u64) -> (Stack, Quire, tempfile::TempDir) {
-    let stack = spawn_full_stack(stack_delay).await;
+    let stack = Stack::builder()
+        .token_delay_ms(stack_delay)
+        .with_companion()
+        .spawn()
+        .await;
     let (a, _) = stack.signed_in("alice@example.com").await;
     let dir = tempfile::tempdir().unwrap();
     (stack, a, dir)
@@ -56,7 +59,7 @@ async fn an_answer_streams_after_its_sources_and_cites_the_right_page() {
     let lease = ready_lease(&a, &dir).await;
     let (device2, _) = stack.client();
     device2
-        .sign_in_with_password("alice@example.com", crate::support::PASSWORD_A)
+        .sign_in_with_password("alice@example.com", quire_testkit::PASSWORD_A)
         .await
         .unwrap();
     let follower = device2.follow();

@@ -3,9 +3,8 @@
 //! event log written the way the companion writes it.)
 
 use quire_core::{ErrorCode, MessageStatus, Role};
+use quire_testkit::{Stack, spawn_sandbox};
 use uuid::Uuid;
-
-use crate::support::{Stack, spawn_stack};
 
 /// A conversation of `owner` with `pairs` question/answer pairs, written as
 /// the companion writes them. Returns its id and the answers' ids.
@@ -50,7 +49,7 @@ pub async fn conversation(
 
 #[tokio::test]
 async fn each_user_lists_renames_and_deletes_only_their_own_conversations() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     let (b, b_id) = stack.signed_in("bob@example.com").await;
     let (alices, _) = conversation(&stack, a_id, "Lease questions", 1).await;
@@ -103,7 +102,7 @@ async fn each_user_lists_renames_and_deletes_only_their_own_conversations() {
 
 #[tokio::test]
 async fn a_new_conversation_belongs_to_its_creator() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     let created = a.create_conversation("Fresh").await.unwrap();
     let owner: Uuid = stack
@@ -122,7 +121,7 @@ async fn a_new_conversation_belongs_to_its_creator() {
 
 #[tokio::test]
 async fn history_pages_backwards_oldest_first_within_a_page() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     let (id, _) = conversation(&stack, a_id, "Long", 5).await;
 
@@ -157,7 +156,7 @@ async fn history_pages_backwards_oldest_first_within_a_page() {
 
 #[tokio::test]
 async fn asking_without_a_companion_is_offline_after_the_sources_are_found() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (a, _) = stack.signed_in("alice@example.com").await;
     let error = a.ask(None, "anything").await.err().unwrap();
     assert_eq!(error.code(), ErrorCode::Offline);
@@ -166,7 +165,7 @@ async fn asking_without_a_companion_is_offline_after_the_sources_are_found() {
 
 #[tokio::test]
 async fn search_finds_titles_and_message_text_of_ones_own_conversations_only() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     let (b, b_id) = stack.signed_in("bob@example.com").await;
     let (lease, _) = conversation(&stack, a_id, "Lease questions", 1).await;
@@ -232,10 +231,10 @@ async fn search_finds_titles_and_message_text_of_ones_own_conversations_only() {
 
 #[tokio::test]
 async fn one_client_signed_out_and_in_as_someone_else_keeps_nothing_of_the_first() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     let b_id = stack
-        .create_user("bob@example.com", crate::support::PASSWORD_B)
+        .create_user("bob@example.com", quire_testkit::PASSWORD_B)
         .await;
     conversation(&stack, a_id, "Alice's lease", 1).await;
     let (bobs, _) = conversation(&stack, b_id, "Bob's", 1).await;
@@ -247,7 +246,7 @@ async fn one_client_signed_out_and_in_as_someone_else_keeps_nothing_of_the_first
         a.state().conversations().is_empty(),
         "signing out empties the state"
     );
-    a.sign_in_with_password("bob@example.com", crate::support::PASSWORD_B)
+    a.sign_in_with_password("bob@example.com", quire_testkit::PASSWORD_B)
         .await
         .unwrap();
     a.conversations(50, 0, true).await.unwrap();

@@ -4,13 +4,12 @@
 
 use quire_core::{CancellationToken, DocumentStatus, ErrorCode, UploadEvent, UploadOptions};
 use quire_testkit::fixtures;
+use quire_testkit::{PASSWORD_A, eventually, spawn_stack};
 use tokio::sync::mpsc;
-
-use crate::support::{PASSWORD_A, eventually, spawn_full_stack};
 
 #[tokio::test]
 async fn the_owner_downloads_and_saves_the_bytes_and_nobody_else_does() {
-    let stack = spawn_full_stack(0).await;
+    let stack = spawn_stack().await;
     let (a, _) = stack.signed_in("alice@example.com").await;
     let (b, _) = stack.signed_in("bob@example.com").await;
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +72,7 @@ async fn the_owner_downloads_and_saves_the_bytes_and_nobody_else_does() {
 
 #[tokio::test]
 async fn saving_where_nothing_can_be_written_is_file_unwritable() {
-    let stack = spawn_full_stack(0).await;
+    let stack = spawn_stack().await;
     let (a, _) = stack.signed_in("alice@example.com").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("Lease.pdf");
@@ -100,7 +99,7 @@ async fn saving_where_nothing_can_be_written_is_file_unwritable() {
 
 #[tokio::test]
 async fn a_reupload_replaces_only_a_failed_document_and_bad_files_keep_it() {
-    let stack = spawn_full_stack(0).await;
+    let stack = spawn_stack().await;
     let (a, _) = stack.signed_in("alice@example.com").await;
     let (b, _) = stack.signed_in("bob@example.com").await;
     let dir = tempfile::tempdir().unwrap();

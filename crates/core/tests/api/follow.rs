@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quire_core::{DocumentStatus, FollowOptions, FollowStatus, MessageStatus, Quire, Role, Update};
+use quire_testkit::client::MemoryTokens;
+use quire_testkit::{PASSWORD_A, Stack, eventually, spawn_sandbox, spawn_sandbox_with};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::support::{
-    MemoryTokens, PASSWORD_A, Proxy, Stack, eventually, spawn_stack, spawn_stack_with,
-};
+use crate::proxy::Proxy;
 
 /// Writes an answer the way the companion does: the question and the
 /// `streaming` answer row, then `chat_events` rows (seq 0 = context, then
@@ -148,7 +148,7 @@ const PIECES: [&str; 8] = [
 
 #[tokio::test]
 async fn a_second_device_follows_an_answer_live_and_b_receives_nothing() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (device2, a_id) = stack.signed_in("alice@example.com").await;
     let (device3, _) = stack.signed_in("bob@example.com").await;
     let follower2 = device2.follow_with(quick());
@@ -206,7 +206,7 @@ async fn a_second_device_follows_an_answer_live_and_b_receives_nothing() {
 
 #[tokio::test]
 async fn after_a_cut_mid_answer_the_follower_catches_up_with_nothing_lost_or_doubled() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let a_id = stack.create_user("alice@example.com", PASSWORD_A).await;
     let proxy = Proxy::start(stack.sandbox.addr()).await;
     let config =
@@ -251,7 +251,7 @@ async fn after_a_cut_mid_answer_the_follower_catches_up_with_nothing_lost_or_dou
 
 #[tokio::test]
 async fn missed_rows_are_backfilled_by_seq_before_the_answer_ends() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let a_id = stack.create_user("alice@example.com", PASSWORD_A).await;
     let proxy = Proxy::start(stack.sandbox.addr()).await;
     let config =
@@ -298,7 +298,7 @@ async fn missed_rows_are_backfilled_by_seq_before_the_answer_ends() {
 
 #[tokio::test]
 async fn the_follower_stays_joined_across_many_token_refreshes() {
-    let stack = spawn_stack_with(|c| c.jwt_expiry_secs = 3).await;
+    let stack = spawn_sandbox_with(|c| c.jwt_expiry_secs = 3).await;
     let (device2, a_id) = stack.signed_in("alice@example.com").await;
     let follower = device2.follow_with(quick());
     follower.ready().await;
@@ -330,7 +330,7 @@ async fn the_follower_stays_joined_across_many_token_refreshes() {
 
 #[tokio::test]
 async fn document_status_changes_arrive_live() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (device2, a_id) = stack.signed_in("alice@example.com").await;
     let (device3, _) = stack.signed_in("bob@example.com").await;
     let follower = device2.follow_with(quick());
@@ -378,7 +378,7 @@ async fn document_status_changes_arrive_live() {
 
 #[tokio::test]
 async fn signing_out_stops_following() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (device2, _) = stack.signed_in("alice@example.com").await;
     let follower = device2.follow_with(quick());
     follower.ready().await;
@@ -391,7 +391,7 @@ async fn signing_out_stops_following() {
 
 #[tokio::test]
 async fn a_sandbox_restart_mid_answer_loses_nothing_and_doubles_nothing() {
-    let mut stack = spawn_stack().await;
+    let mut stack = spawn_sandbox().await;
     let (device2, a_id) = stack.signed_in("alice@example.com").await;
     let follower = device2.follow_with(quick());
     follower.ready().await;

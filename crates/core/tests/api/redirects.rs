@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use quire_core::Quire;
+use quire_testkit::client::MemoryTokens;
+use quire_testkit::{PASSWORD_A, PASSWORD_B, spawn_sandbox};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-use crate::support::{MemoryTokens, PASSWORD_A, PASSWORD_B, spawn_stack};
 
 /// One request as a tiny server read it.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ fn client(api_url: &str, anon_key: &str) -> Quire {
 
 #[tokio::test]
 async fn a_sign_in_redirected_to_another_origin_never_sends_the_password_there() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     stack.create_user("a@example.com", PASSWORD_A).await;
     stack.create_user("b@example.com", PASSWORD_B).await;
 
@@ -143,7 +143,7 @@ async fn a_sign_in_redirected_to_another_origin_never_sends_the_password_there()
     );
 
     // B, on a platform that moves a route within its own origin, signs in.
-    let sandbox = stack.api_base();
+    let sandbox = stack.api_base().to_owned();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -1,9 +1,8 @@
 //! Retrieval through `search_chunks` under each user's own token.
 
 use quire_core::ErrorCode;
+use quire_testkit::{Stack, spawn_sandbox};
 use uuid::Uuid;
-
-use crate::support::{Stack, spawn_stack};
 
 /// A `ready` document of `owner` with one chunk per page, written as the
 /// companion would (service role bypasses RLS).
@@ -32,7 +31,7 @@ pub async fn ready_document(stack: &Stack, owner: Uuid, title: &str, pages: &[&s
 
 #[tokio::test]
 async fn each_user_finds_only_their_own_chunks() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     let (b, b_id) = stack.signed_in("bob@example.com").await;
     let lease = ready_document(
@@ -70,7 +69,7 @@ async fn each_user_finds_only_their_own_chunks() {
 
 #[tokio::test]
 async fn a_hit_whose_chunk_crosses_a_page_break_names_its_first_and_last_page() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     let (b, b_id) = stack.signed_in("bob@example.com").await;
     let db = stack.db.admin().await;
@@ -111,7 +110,7 @@ async fn a_hit_whose_chunk_crosses_a_page_break_names_its_first_and_last_page() 
 
 #[tokio::test]
 async fn searching_signed_out_is_not_signed_in() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let (quire, _) = stack.client();
     let error = quire.search("anything", 8, None).await.unwrap_err();
     assert_eq!(error.code(), ErrorCode::NotSignedIn);
@@ -119,7 +118,7 @@ async fn searching_signed_out_is_not_signed_in() {
 
 #[tokio::test]
 async fn many_tasks_needing_a_token_share_one_refresh() {
-    let stack = crate::support::spawn_stack_with(|c| c.jwt_expiry_secs = 2).await;
+    let stack = quire_testkit::spawn_sandbox_with(|c| c.jwt_expiry_secs = 2).await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     ready_document(&stack, a_id, "Notes", &["Quire keeps notes."]).await;
     // Let the token run past its refresh point without anyone asking.

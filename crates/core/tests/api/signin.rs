@@ -6,16 +6,13 @@ use std::sync::Arc;
 use quire_core::{
     AuthStatus, BrowserSignIn, ErrorCode, KeyringStore, Profile, Quire, SignOutReason, TokenStore,
 };
+use quire_testkit::client::{PageDriver, in_keyring_session};
+use quire_testkit::{PASSWORD_A, PASSWORD_B, eventually, spawn_sandbox, spawn_sandbox_with};
 use serde_json::json;
-
-use crate::support::{
-    PASSWORD_A, PASSWORD_B, PageDriver, eventually, in_keyring_session, spawn_stack,
-    spawn_stack_with,
-};
 
 #[tokio::test]
 async fn password_sign_in_keeps_only_the_refresh_token_in_the_store() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let a = stack.create_user("alice@example.com", PASSWORD_A).await;
     let (quire, tokens) = stack.client();
 
@@ -36,7 +33,7 @@ async fn password_sign_in_keeps_only_the_refresh_token_in_the_store() {
 
 #[tokio::test]
 async fn a_wrong_password_is_invalid_credentials_and_nobody_is_signed_in() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     stack.create_user("alice@example.com", PASSWORD_A).await;
     let (quire, tokens) = stack.client();
 
@@ -52,11 +49,14 @@ async fn a_wrong_password_is_invalid_credentials_and_nobody_is_signed_in() {
 
 #[tokio::test]
 async fn the_sandbox_being_down_is_offline() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let config = stack.config(None);
     drop(stack);
     let (quire, _) = (
-        Quire::with_token_store(config, Arc::new(crate::support::MemoryTokens::default())),
+        Quire::with_token_store(
+            config,
+            Arc::new(quire_testkit::client::MemoryTokens::default()),
+        ),
         (),
     );
     let error = quire
@@ -68,7 +68,7 @@ async fn the_sandbox_being_down_is_offline() {
 
 #[tokio::test]
 async fn pkce_sign_in_through_the_authorize_page() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let a = stack.create_user("alice@example.com", PASSWORD_A).await;
     stack.create_user("bob@example.com", PASSWORD_B).await;
     let (quire, tokens) = stack.client();
@@ -119,7 +119,7 @@ async fn pkce_sign_in_through_the_authorize_page() {
 
 #[tokio::test]
 async fn pkce_cancelled_in_the_browser_is_reported_and_signs_nobody_in() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     stack.create_user("alice@example.com", PASSWORD_A).await;
     let (quire, tokens) = stack.client();
     let mut browser = PageDriver::new(&stack, "alice@example.com", PASSWORD_A);
@@ -144,7 +144,7 @@ async fn pkce_cancelled_in_the_browser_is_reported_and_signs_nobody_in() {
 
 #[tokio::test]
 async fn sign_out_ends_the_server_session_and_clears_the_store() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     stack.create_user("alice@example.com", PASSWORD_A).await;
     let (quire, tokens) = stack.client();
     quire
@@ -176,7 +176,7 @@ async fn sign_out_ends_the_server_session_and_clears_the_store() {
 
 #[tokio::test]
 async fn the_session_is_refreshed_ahead_of_expiry_and_a_refused_refresh_signs_out_with_a_reason() {
-    let stack = spawn_stack_with(|c| c.jwt_expiry_secs = 2).await;
+    let stack = spawn_sandbox_with(|c| c.jwt_expiry_secs = 2).await;
     let a = stack.create_user("alice@example.com", PASSWORD_A).await;
     let (quire, tokens) = stack.client();
     quire
@@ -219,13 +219,13 @@ async fn the_session_is_refreshed_ahead_of_expiry_and_a_refused_refresh_signs_ou
 }
 
 /// Runs inside its own D-Bus session with gnome-keyring (Secret Service),
-/// see `support::in_keyring_session`.
+/// see `quire_testkit::client::in_keyring_session`.
 #[tokio::test]
 async fn keyring_holds_the_sign_in_across_clients_until_sign_out() {
     if !in_keyring_session("signin::keyring_holds_the_sign_in_across_clients_until_sign_out") {
         return;
     }
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let a = stack.create_user("alice@example.com", PASSWORD_A).await;
     let config = stack.config(None);
     let keyring = KeyringStore::new(&config.api_url);
@@ -261,7 +261,7 @@ async fn keyring_pkce_sign_in() {
     if !in_keyring_session("signin::keyring_pkce_sign_in") {
         return;
     }
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let a = stack.create_user("alice@example.com", PASSWORD_A).await;
     let config = stack.config(None);
     let quire = Quire::new(config.clone());
@@ -284,7 +284,7 @@ async fn keyring_profiles_keep_separate_sign_ins() {
     if !in_keyring_session("signin::keyring_profiles_keep_separate_sign_ins") {
         return;
     }
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     let a = stack.create_user("alice@example.com", PASSWORD_A).await;
     let b = stack.create_user("bob@example.com", PASSWORD_B).await;
     let config = stack.config(None);

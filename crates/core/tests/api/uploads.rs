@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use quire_core::{CancellationToken, DocumentStatus, ErrorCode, Quire, UploadEvent, UploadOptions};
+use quire_testkit::client::MemoryTokens;
 use quire_testkit::fixtures;
+use quire_testkit::{PASSWORD_A, Stack, eventually, spawn_sandbox, spawn_stack};
 use tokio::sync::mpsc;
 
-use crate::support::{
-    MemoryTokens, PASSWORD_A, Proxy, Stack, eventually, spawn_full_stack, spawn_stack,
-};
+use crate::proxy::Proxy;
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.path().join(name);
@@ -32,7 +32,7 @@ async fn client_through(stack: &Stack, proxy: &Proxy, companion: &str) -> Quire 
 
 #[tokio::test]
 async fn bad_files_are_refused_before_any_request() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     stack.create_user("alice@example.com", PASSWORD_A).await;
     let proxy = Proxy::start(stack.sandbox.addr()).await;
     let companion_proxy = Proxy::start(stack.sandbox.addr()).await;
@@ -109,7 +109,7 @@ async fn bad_files_are_refused_before_any_request() {
 
 #[tokio::test]
 async fn a_file_over_the_documents_bucket_limit_is_refused_before_it_is_sent() {
-    let stack = spawn_stack().await;
+    let stack = spawn_sandbox().await;
     stack.create_user("alice@example.com", PASSWORD_A).await;
     let proxy = Proxy::start(stack.sandbox.addr()).await;
     let companion_proxy = Proxy::start(stack.sandbox.addr()).await;
@@ -164,11 +164,11 @@ async fn a_file_over_the_documents_bucket_limit_is_refused_before_it_is_sent() {
 
 #[tokio::test]
 async fn a_pdf_is_stored_with_progress_and_reaches_ready_on_every_device() {
-    let stack = spawn_full_stack(0).await;
+    let stack = spawn_stack().await;
     let (a, a_id) = stack.signed_in("alice@example.com").await;
     let (device2, _) = (stack.client().0, ());
     device2
-        .sign_in_with_password("alice@example.com", crate::support::PASSWORD_A)
+        .sign_in_with_password("alice@example.com", quire_testkit::PASSWORD_A)
         .await
         .unwrap();
     let follower = device2.follow();
@@ -235,7 +235,7 @@ async fn a_pdf_is_stored_with_progress_and_reaches_ready_on_every_device() {
 
 #[tokio::test]
 async fn a_large_file_resumes_after_a_dropped_connection_instead_of_restarting() {
-    let stack = spawn_full_stack(0).await;
+    let stack = spawn_stack().await;
     let (_, a_id) = stack.signed_in("alice@example.com").await;
     let proxy = Proxy::start(stack.sandbox.addr()).await;
     let quire = client_through(&stack, &proxy, &stack.companion_url().unwrap()).await;
@@ -287,7 +287,7 @@ async fn a_large_file_resumes_after_a_dropped_connection_instead_of_restarting()
 
 #[tokio::test]
 async fn ten_files_at_once_all_reach_ready() {
-    let stack = spawn_full_stack(0).await;
+    let stack = spawn_stack().await;
     let (a, _) = stack.signed_in("alice@example.com").await;
     let follower = a.follow();
     follower.ready().await;
@@ -325,7 +325,7 @@ async fn ten_files_at_once_all_reach_ready() {
 
 #[tokio::test]
 async fn a_cancelled_upload_stops_and_leaves_no_document() {
-    let stack = spawn_full_stack(0).await;
+    let stack = spawn_stack().await;
     stack.create_user("alice@example.com", PASSWORD_A).await;
     let proxy = Proxy::start(stack.sandbox.addr()).await;
     let quire = client_through(&stack, &proxy, &stack.companion_url().unwrap()).await;
@@ -374,7 +374,7 @@ async fn a_cancelled_upload_stops_and_leaves_no_document() {
 
 #[tokio::test]
 async fn wait_settled_sees_each_change_and_ends_without_realtime_for_its_owner_only() {
-    let stack = spawn_full_stack(0).await;
+    let stack = spawn_stack().await;
     let (a, _) = stack.signed_in("alice@example.com").await;
     let (b, _) = stack.signed_in("bob@example.com").await;
     let dir = tempfile::tempdir().unwrap();
