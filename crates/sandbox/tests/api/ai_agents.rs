@@ -2137,3 +2137,105 @@ async fn a_model_without_a_key_is_refused_before_streaming_with_the_platform_pag
     .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
+
+/// An agent's knowledge bases, as powabase-ai's `routes/agents.py` keeps
+/// them: the service role attaches, lists and detaches; a user gets 403.
+/// Quire's companion reads the list at start-up (docs/platform-contract.md §5).
+#[tokio::test]
+async fn an_agents_knowledge_bases_are_attached_listed_and_detached_by_the_service_role() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let other = create_agent(&app, "").await;
+    let (status, kb) = json_of(
+        post(&app, "/api/knowledge-bases", None)
+            .json(&json!({"name": "shared"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{kb}");
+    let kb = kb["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/agents/{agent}/knowledge-bases");
+    let list = |agent: &str| {
+        let path = format!("/api/agents/{agent}/knowledge-bases");
+        let request = app.service(Method::GET, &path);
+        async move { json_of(request.send().await.unwrap()).await }
+    };
+    assert_eq!(
+        list(&agent).await,
+        (StatusCode::OK, json!({"knowledge_bases": []}))
+    );
+
+    let attach = |body: Value| {
+        let request = post(&app, &path, None).json(&body);
+        async move { json_of(request.send().await.unwrap()).await }
+    };
+    assert_eq!(
+        attach(json!({})).await,
+        (
+            StatusCode::BAD_REQUEST,
+            json!({"error": "knowledge_base_id is required"})
+        )
+    );
+    let (status, attached) = attach(json!({"knowledge_base_id": kb})).await;
+    assert_eq!(status, StatusCode::CREATED, "{attached}");
+    assert_eq!(attached["agent_id"], agent);
+    assert_eq!(attached["knowledge_base_id"], kb);
+    assert_eq!(attached["config"], json!({}));
+    let assignment = attached["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        attach(json!({"knowledge_base_id": kb})).await,
+        (
+            StatusCode::CONFLICT,
+            json!({"error": "KB already assigned to this agent"})
+        )
+    );
+    let (status, listed) = list(&agent).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        listed,
+        json!({"knowledge_bases": [{"id": assignment, "knowledge_base_id": kb, "config": {}}]})
+    );
+    assert_eq!(list(&other).await.1, json!({"knowledge_bases": []}));
+
+    // A user may do none of it.
+    let (token, _) = user(&app, "a@example.com").await;
+    let refused = json!({"error": "This endpoint requires the project's service role key"});
+    let detach_path = format!("{path}/{assignment}");
+    for (method, route) in [
+        (Method::GET, path.clone()),
+        (Method::POST, path.clone()),
+        (Method::DELETE, detach_path.clone()),
+    ] {
+        let request = app
+            .request(method.clone(), &route, Some(&token))
+            .json(&json!({"knowledge_base_id": kb}));
+        let answer = json_of(request.send().await.unwrap()).await;
+        assert_eq!(
+            answer,
+            (StatusCode::FORBIDDEN, refused.clone()),
+            "{method} {route}"
+        );
+    }
+
+    // Detaching: only through its own agent, once.
+    let detach = |route: String| {
+        let request = app.service(Method::DELETE, &route);
+        async move { json_of(request.send().await.unwrap()).await }
+    };
+    let not_found = (
+        StatusCode::NOT_FOUND,
+        json!({"error": "Assignment not found"}),
+    );
+    assert_eq!(
+        detach(format!("/api/agents/{other}/knowledge-bases/{assignment}")).await,
+        not_found
+    );
+    assert_eq!(
+        detach(detach_path.clone()).await,
+        (StatusCode::OK, json!({"deleted": true}))
+    );
+    assert_eq!(detach(detach_path).await, not_found);
+    assert_eq!(list(&agent).await.1, json!({"knowledge_bases": []}));
+}

@@ -11,6 +11,7 @@
 //! run-body restrictions of [`request`].
 //!
 //! - [`definitions`]: agents and their tool assignments;
+//! - [`knowledge`]: the knowledge bases attached to an agent;
 //! - [`tools`]: custom HTTP tools and the builtin catalogue;
 //! - [`sessions`]: agent-scoped sessions and how a run binds to one;
 //! - [`runs`]: `/run`, `/run/stream`, `GET /runs/{run_id}`;
@@ -27,6 +28,7 @@ pub mod endpoint;
 pub mod events;
 pub mod execution;
 pub mod http_tool;
+pub mod knowledge;
 pub mod llm;
 pub mod model;
 pub mod request;
@@ -46,6 +48,7 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(definitions::router())
+        .merge(knowledge::router())
         .merge(tools::router())
         .merge(sessions::router())
         .merge(runs::router())
