@@ -185,7 +185,8 @@ impl Drop for Companion {
 /// Starts the companion: binds, refuses a tool endpoint the platform would
 /// not call ([`crate::startup::check_tool_endpoint`]), registers the search
 /// tool with the platform (retrying while the platform is not up yet),
-/// refuses a platform whose management routes accept user tokens
+/// refuses an agent with a knowledge base attached, refuses a platform
+/// whose management routes accept user tokens
 /// ([`crate::startup::StartupError`]), starts the ingestion workers and
 /// serves. Returns once it accepts connections.
 pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
@@ -210,6 +211,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
     crate::startup::check_tool_endpoint(&endpoint, &origin, config.dev_allow_private_tool_url)?;
 
     let tool_id = register_tool(&platform, &config, url.as_str()).await?;
+    crate::startup::check_no_knowledge_base(&platform, config.agent_id).await?;
     tracing::info!(%tool_id, %endpoint, "search tool registered");
     let jwt = JwtKeys::new(&config.jwt_secret);
     crate::startup::check_service_role_split(&platform, &jwt).await?;

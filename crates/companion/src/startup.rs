@@ -17,6 +17,11 @@
 //! [`check_tool_endpoint`] refuses such an endpoint at start-up instead,
 //! unless `QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL=true` (a local sandbox
 //! started to allow loopback endpoints).
+//!
+//! A knowledge base attached to the agent becomes its `knowledge_search`
+//! tool, which searches the whole knowledge base for whoever asks
+//! (docs/platform/ai-api.md §5.1): Quire's knowledge base holds every user's
+//! documents. [`check_no_knowledge_base`] refuses an agent with any.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -60,6 +65,26 @@ pub enum StartupError {
     /// The probe got no answer.
     #[error("checking the platform's management routes failed: {0}")]
     ProbeFailed(#[source] PlatformError),
+    /// Quire's agent has knowledge bases attached: the platform gives it a
+    /// `knowledge_search` tool over them that searches every user's
+    /// documents alike, whoever asks.
+    #[error(
+        "the agent {agent} (QUIRE_COMPANION_AGENT_ID) has knowledge bases attached ({}): the \
+         platform gives such an agent a knowledge_search tool that searches them for whoever \
+         asks, so any user could read everyone's documents through it. Detach them \
+         (DELETE /api/agents/{agent}/knowledge-bases/<assignment id>) and start again; Quire \
+         gives the agent each user's own chunks itself",
+        knowledge_bases.join(", ")
+    )]
+    KnowledgeBaseAttached {
+        /// The agent.
+        agent: Uuid,
+        /// The attached knowledge bases' ids.
+        knowledge_bases: Vec<String>,
+    },
+    /// Reading the agent's knowledge bases failed.
+    #[error("reading the agent's knowledge bases failed: {0}")]
+    KnowledgeBasesUnknown(#[source] PlatformError),
     /// The tool's endpoint is one the platform refuses to call.
     #[error(
         "{origin}, so the search tool's endpoint would be {endpoint}, which the platform refuses \
@@ -103,6 +128,41 @@ pub async fn check_service_role_split(
         200..=299 => Err(StartupError::UserTokensOnManagementRoutes { status }),
         _ => Err(StartupError::ServiceRoleSplitUnconfirmed { status }),
     }
+}
+
+/// An agent's knowledge bases (`GET /api/agents/{id}/knowledge-bases`).
+#[derive(serde::Deserialize)]
+struct Attached {
+    #[serde(default)]
+    knowledge_bases: Vec<AttachedKnowledgeBase>,
+}
+
+#[derive(serde::Deserialize)]
+struct AttachedKnowledgeBase {
+    knowledge_base_id: String,
+}
+
+/// Refuses an `agent` that has any knowledge base attached.
+pub async fn check_no_knowledge_base(platform: &Platform, agent: Uuid) -> Result<(), StartupError> {
+    let path = format!("/api/agents/{agent}/knowledge-bases");
+    let attached: Attached = platform
+        .json(
+            "GET /api/agents/{id}/knowledge-bases",
+            platform.request(Method::GET, &path, Auth::Service),
+        )
+        .await
+        .map_err(StartupError::KnowledgeBasesUnknown)?;
+    if attached.knowledge_bases.is_empty() {
+        return Ok(());
+    }
+    Err(StartupError::KnowledgeBaseAttached {
+        agent,
+        knowledge_bases: attached
+            .knowledge_bases
+            .into_iter()
+            .map(|kb| kb.knowledge_base_id)
+            .collect(),
+    })
 }
 
 /// Why the platform would refuse to call a tool at `endpoint`, in its own

@@ -18,6 +18,7 @@
 
 pub mod code;
 pub mod events;
+pub mod items;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use serde_json::Value;
 use crate::config::PlatformConfig;
 pub use code::ApiCode;
 pub use events::{PlatformCitation, PlatformEvent};
+pub use items::ItemsPage;
 
 /// Timeout of an ordinary (non-streaming) platform call.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
