@@ -264,12 +264,24 @@ fn start_upload<R: tauri::Runtime>(
     Ok(())
 }
 
+/// Uploads files the person dropped on this window: a path the window was
+/// not handed is `forbidden`, and nothing of the call is uploaded
+/// ([`crate::granted`]).
 #[tauri::command(rename_all = "snake_case")]
 pub async fn upload_files<R: tauri::Runtime>(
     app: AppHandle<R>,
+    window: WebviewWindow<R>,
     shell: State<'_, Shell>,
     paths: Vec<PathBuf>,
 ) -> Reply<()> {
+    shell.quire()?.auth().user()?;
+    if let Err(refused) = shell.granted.take(window.label(), &paths) {
+        tracing::warn!(
+            files = paths.len(),
+            "refused an upload of files nobody dropped on the window"
+        );
+        return Err(refused.into());
+    }
     start_upload(&app, &shell, paths)
 }
 
@@ -380,18 +392,29 @@ fn file_name(title: &str) -> String {
     }
 }
 
+/// Opens a web or email link in the system browser once the person said yes
+/// to its origin in a native dialog; `false` when they did not.
 #[tauri::command(rename_all = "snake_case")]
-pub async fn open_link<R: tauri::Runtime>(app: AppHandle<R>, url: String) -> Reply<()> {
+pub async fn open_link<R: tauri::Runtime>(
+    app: AppHandle<R>,
+    window: WebviewWindow<R>,
+    shell: State<'_, Shell>,
+    url: String,
+) -> Reply<bool> {
     let url = crate::links::external(&url).ok_or_else(|| ErrorView {
         code: quire_core::ErrorCode::BadInput,
         message: "Quire opens only web (http, https) and email (mailto) links.".into(),
     })?;
+    if !shell.links.ask(&window, &url).await {
+        return Ok(false);
+    }
     app.opener()
         .open_url(url.as_str(), None::<&str>)
         .map_err(|e| ErrorView {
             code: quire_core::ErrorCode::Unexpected,
             message: format!("The link could not be opened in your browser ({e})."),
-        })
+        })?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 pub mod commands;
 pub mod events;
+pub mod granted;
 pub mod instance;
 pub mod links;
 pub mod profile;
@@ -23,8 +24,7 @@ pub mod window_state;
 use std::path::Path;
 use std::process::ExitCode;
 
-use tauri::{Manager, WebviewWindowBuilder};
-use tauri_plugin_opener::OpenerExt;
+use tauri::{DragDropEvent, Manager, WebviewWindowBuilder, WindowEvent};
 
 pub use commands::COMMANDS;
 pub use events::EVENTS;
@@ -87,7 +87,8 @@ pub fn run() -> ExitCode {
 }
 
 /// The main window from `tauri.conf.json` (which does not create it, so the
-/// navigation guard and the remembered size are set before it loads).
+/// navigation guard and the remembered size are set before it loads). The
+/// paths of every drop on it are granted to it for `upload_files`.
 fn build_window(
     app: &mut tauri::App,
     profile: &quire_core::Profile,
@@ -102,22 +103,24 @@ fn build_window(
         .cloned()
         .ok_or("tauri.conf.json has no main window")?;
     let dev_url = app.config().build.dev_url.clone().filter(|_| cfg!(dev));
-    let opener = app.handle().clone();
     let state = window_state::WindowState::new(dir);
-    let mut builder =
-        WebviewWindowBuilder::from_config(app.handle(), &config)?.on_navigation(move |url| {
-            links::allow_navigation(url, dev_url.as_ref(), |link| {
-                if let Err(e) = opener.opener().open_url(link.as_str(), None::<&str>) {
-                    tracing::warn!(error = %e, "could not open a link in the browser");
-                }
-            })
-        });
+    let mut builder = WebviewWindowBuilder::from_config(app.handle(), &config)?
+        .on_navigation(move |url| links::allow_navigation(url, dev_url.as_ref()));
     if !profile.is_default() {
         builder = builder.title(format!("{} — {}", config.title, profile.name()));
     }
     let screens = window_state::screens(app.handle());
     let window = state.apply(builder, &screens).build()?;
     state.track(&window);
+    // Tauri runs this before the page hears of the drop, so the paths are
+    // granted before the UI can ask to upload them.
+    let granted = app.state::<shell::Shell>().granted.clone();
+    let label = window.label().to_owned();
+    window.on_window_event(move |event| {
+        if let WindowEvent::DragDrop(DragDropEvent::Drop { paths, .. }) = event {
+            granted.grant(&label, paths.iter().cloned());
+        }
+    });
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! The shell's state, managed by Tauri: the profile's [`Quire`] client and
 //! follower, the session's update counter, and what this window keeps
 //! between commands — cancellation of its upload batches and of a pending
-//! browser sign-in, and where each document it uploaded came from (for
-//! retry).
+//! browser sign-in, where each document it uploaded came from (for retry),
+//! the files the person handed it ([`Granted`]) and the link dialog
+//! ([`Consent`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,11 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use quire_core::{CancellationToken, Config, ErrorView, Follower, Profile, Quire, UploadEvent};
+use quire_protocol::backoff::Backoff;
 use tauri::{AppHandle, Emitter, Runtime};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::events::{self, Revs};
+use crate::granted::Granted;
+use crate::links::Consent;
 
 pub struct Shell {
     pub profile: Profile,
@@ -29,6 +33,9 @@ pub struct Shell {
     next_batch: AtomicU64,
     pub sources: Sources,
     pub sign_in: Mutex<Option<CancellationToken>>,
+    /// The local files the web view may name in `upload_files`.
+    pub granted: Granted,
+    pub links: Consent,
 }
 
 impl Shell {
@@ -72,6 +79,8 @@ impl Shell {
             next_batch: AtomicU64::new(0),
             sources: Sources::load(profile_dir.join("uploads.json")),
             sign_in: Mutex::new(None),
+            granted: Granted::default(),
+            links: Consent::from_env(),
         }
     }
 
@@ -145,16 +154,19 @@ impl Shell {
 /// used leaves the window on the sign-in screen (signing in then reports the
 /// keyring's problem).
 async fn restore(quire: Quire, restored: watch::Sender<bool>) {
-    let mut delay = std::time::Duration::from_secs(1);
+    let mut backoff = Backoff::new(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(30),
+    );
     loop {
         match quire.restore().await {
             Ok(Some(user)) => tracing::info!(user = %user.id, "resumed the saved session"),
             Ok(None) => tracing::info!("no saved session"),
             Err(e) if e.is_transient() => {
+                let delay = backoff.next();
                 tracing::warn!(error = %e, ?delay, "could not resume the saved session yet");
                 restored.send_replace(true);
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(30));
                 if matches!(quire.status(), quire_core::AuthStatus::SignedIn { .. }) {
                     break;
                 }

@@ -38,13 +38,15 @@ export interface Backend {
   ask(conversationId: Uuid | null, text: string, sources: ChunkHit[]): Promise<AskResult>;
   stop(messageId: Uuid): Promise<void>;
 
+  /** Uploads the paths of a drop on the window; the shell refuses any path that was not dropped. */
   uploadFiles(paths: string[]): Promise<void>;
   pickFiles(): Promise<number>;
   retryDocument(id: Uuid): Promise<void>;
   deleteDocument(id: Uuid): Promise<void>;
   documentPdf(id: Uuid): Promise<Uint8Array>;
   saveDocument(id: Uuid): Promise<boolean>;
-  openLink(url: string): Promise<void>;
+  /** Asks the person in a native dialog, then opens the link; `false` when they declined. */
+  openLink(url: string): Promise<boolean>;
 
   onAuth(handler: (status: AuthStatus) => void): Promise<Unlisten>;
   onLive(handler: (live: LiveState) => void): Promise<Unlisten>;
@@ -120,7 +122,7 @@ export async function createTauriBackend(): Promise<Backend> {
       return bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : Uint8Array.from(bytes);
     },
     saveDocument: (id) => call<boolean>('save_document', { id }),
-    openLink: (url) => call<null>('open_link', { url }).then(() => undefined),
+    openLink: (url) => call<boolean>('open_link', { url }),
 
     onAuth: (handler) => on<AuthStatus>('quire://auth', handler),
     onLive: (handler) => on<LiveState>('quire://live', handler),

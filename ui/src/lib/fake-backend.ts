@@ -427,6 +427,7 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
     },
     async openLink(url) {
       console.info('[fake] open_link', url);
+      return true;
     },
     onAuth: (h) => subscribe(handlers.auth, h),
     onLive: (h) => subscribe(handlers.live, h),

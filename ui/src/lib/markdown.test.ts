@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderMarkdown, renderMarkdownToString, resolveCitation, sanitize, stableEnd, StreamingMarkdown } from './markdown';
+import { linkDestination, renderMarkdown, renderMarkdownToString, resolveCitation, sanitize, stableEnd, StreamingMarkdown } from './markdown';
 
 const html = (markdown: string) => renderMarkdownToString(markdown);
 
@@ -189,5 +189,16 @@ describe('streaming render', () => {
     renderer.render(text, context, true);
     expect(host.innerHTML).toBe(full.innerHTML);
     expect(host.querySelectorAll('button.citation')).toHaveLength(2);
+  });
+});
+
+describe('linkDestination', () => {
+  it('names the origin a link really goes to, in ASCII', () => {
+    expect(linkDestination('https://example.org/a?b#c')).toEqual({ origin: 'https://example.org', rest: '/a?b#c' });
+    expect(linkDestination('https://bank.example@evil.example:8443/x')).toEqual({ origin: 'https://evil.example:8443', rest: '/x' });
+    expect(linkDestination('https://pаypal.example/')?.origin).toBe('https://xn--pypal-4ve.example');
+    expect(linkDestination('mailto:a@example.org')).toEqual({ origin: 'mailto:a@example.org', rest: '' });
+    expect(linkDestination('javascript:alert(1)')).toBeNull();
+    expect(linkDestination('https://')).toBeNull();
   });
 });

@@ -66,6 +66,24 @@ function getPurifier(): ReturnType<typeof DOMPurify> {
   return p;
 }
 
+/**
+ * Where a link in an answer really goes, as its status line shows it: the
+ * origin (the ASCII one, so a look-alike host shows as punycode, and a
+ * `user@` before the host cannot pass for it), then the rest. Null for what
+ * the sanitiser would not have kept.
+ */
+export function linkDestination(href: string): { origin: string; rest: string } | null {
+  if (!SAFE_LINK.test(href.trim())) return null;
+  let url: URL;
+  try {
+    url = new URL(href.trim());
+  } catch {
+    return null;
+  }
+  if (url.protocol === 'mailto:') return { origin: `mailto:${url.pathname}`, rest: '' };
+  return { origin: url.origin, rest: `${url.pathname}${url.search}${url.hash}` };
+}
+
 /** What `[n]` can point at in one message. */
 export interface CitationContext {
   citations: Citation[];
