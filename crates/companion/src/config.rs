@@ -74,7 +74,7 @@ pub struct PlatformConfig {
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// `QUIRE_COMPANION_MAX_RUNS_PER_USER` (default 2): answers streaming at
-    /// once per user, per companion process.
+    /// once per user, on every companion together ([`crate::limits`]).
     pub max_runs_per_user: usize,
     /// `QUIRE_COMPANION_MAX_UPLOADS_PER_USER` (default 8): documents a user
     /// may have registered and not yet finished (`uploading` … `indexing`).

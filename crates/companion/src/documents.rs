@@ -13,12 +13,12 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt as _;
 use reqwest::Method;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::auth::User;
 use crate::error::{ApiError, ErrorCode};
-use crate::platform::{Auth, PlatformError};
+use crate::platform::{ApiCode, Auth, PlatformError};
 use crate::server::AppState;
 
 /// Seconds a client is told to wait when a user has too many uploads in flight.
@@ -26,9 +26,9 @@ pub const UPLOAD_RETRY_AFTER_SECS: u64 = 30;
 /// Bytes of an object read to check that it is a PDF (readers look for the
 /// header within the first 1024).
 const HEADER_BYTES: usize = 1024;
-/// A document still `uploading` after this long no longer counts against
-/// the upload limit (its client gave up).
-const STALE_UPLOAD: chrono::Duration = chrono::Duration::hours(1);
+/// The most documents one person may have, as db/app/83_per_user_limits.sql
+/// counts them (written as people read it).
+const MAX_DOCUMENTS: &str = "1,000";
 
 #[derive(Debug, Deserialize)]
 struct NewDocument {
@@ -40,6 +40,7 @@ struct NewDocument {
 
 #[derive(Debug, Deserialize)]
 struct DocumentRow {
+    #[serde(alias = "document_id")]
     id: Uuid,
     storage_path: String,
     status: String,
@@ -91,7 +92,7 @@ async fn document_limit(state: &AppState, user: &User) -> Result<u64, ApiError> 
 /// dashboard shows it).
 pub fn megabytes(bytes: u64) -> String {
     let tenths = (bytes * 10 + 1024 * 1024 / 2) / (1024 * 1024);
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         format!("{} MB", tenths / 10)
     } else {
         format!("{}.{} MB", tenths / 10, tenths % 10)
@@ -147,46 +148,40 @@ pub async fn register(
         }
     };
 
+    // Counted and inserted in one transaction, under a lock per user, so
+    // registrations sent at once cannot all pass the count
+    // (db/app/83_per_user_limits.sql).
     let limit = state.config.limits.max_uploads_per_user;
-    let since =
-        (chrono::Utc::now() - STALE_UPLOAD).to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let in_flight: Vec<Value> = state
-        .platform
-        .select(
-            Auth::User(user.token()),
-            "documents",
-            &[
-                ("select", "id".to_owned()),
-                (
-                    "status",
-                    "in.(uploading,stored,extracting,indexing)".to_owned(),
-                ),
-                ("updated_at", format!("gt.{since}")),
-                ("limit", limit.to_string()),
-            ],
-        )
-        .await?;
-    if in_flight.len() >= limit {
-        return Err(ApiError::rate_limited(
-            format!(
-                "You have {limit} documents still uploading or being read. Wait for one to be ready."
-            ),
-            UPLOAD_RETRY_AFTER_SECS,
-        ));
-    }
-
     let rows: Vec<DocumentRow> = state
         .platform
-        .insert(
+        .rpc(
             Auth::Service,
-            "documents",
-            &json!({"owner_id": user.id, "title": title, "byte_size": request.byte_size, "sha256": sha256}),
+            "register_document",
+            &json!({"owner_id": user.id, "title": title, "byte_size": request.byte_size,
+                    "sha256": sha256, "max_in_flight": limit}),
         )
-        .await?;
+        .await
+        .map_err(|err| match err.code() {
+            Some(ApiCode::UserLimit(hint)) if hint == "too_many_uploads" => ApiError::rate_limited(
+                format!(
+                    "You have {limit} documents still uploading or being read. Wait for one to be ready."
+                ),
+                UPLOAD_RETRY_AFTER_SECS,
+            ),
+            Some(ApiCode::UserLimit(_)) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::LimitReached,
+                format!(
+                    "You have {MAX_DOCUMENTS} documents, the most Quire keeps for one person. \
+                     Delete some you no longer need, then upload again."
+                ),
+            ),
+            _ => ApiError::platform(&err),
+        })?;
     let row = rows
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::internal("inserting a document returned no row"))?;
+        .ok_or_else(|| ApiError::internal("registering a document returned no row"))?;
     Ok((
         StatusCode::CREATED,
         Json(

@@ -66,17 +66,27 @@ const NOT_THE_REGISTERED_FILE: &str = "The stored file is not the one that was u
 /// What the owner of a stored file that is not a PDF is told.
 const NOT_A_PDF: &str = "The stored file is not a PDF. Delete this document and upload a PDF.";
 
-/// A claimed job (`claim_ingest_job`).
+/// A claimed job (`claim_ingest_job`): the document and what earlier
+/// attempts recorded.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Job {
+    /// The document being ingested.
     pub document_id: Uuid,
+    /// Its owner.
     pub owner_id: Uuid,
+    /// Its file's key in the `documents` bucket.
     pub storage_path: String,
+    /// Its title (never sent to the platform: sources are project-wide).
     pub title: String,
+    /// The size registered for it: the only size of file the worker sends.
     pub byte_size: i64,
+    /// Its status when claimed (`stored`, `extracting` or `indexing`).
     pub status: String,
+    /// Its platform source, once uploaded.
     pub source_id: Option<Uuid>,
+    /// The source's entry in the knowledge base, once added.
     pub indexed_source_id: Option<Uuid>,
+    /// Claims of this job so far, this one included.
     pub attempts: i32,
 }
 

@@ -26,15 +26,7 @@ pub mod chat;
 pub mod config;
 pub mod documents;
 pub mod error;
-#[expect(
-    missing_docs,
-    reason = "ingest.rs is being reworked for issue 14 (items 1, 2, 6); its docs come with that"
-)]
 pub mod ingest;
-#[expect(
-    missing_docs,
-    reason = "limits.rs is being reworked for issue 14 (items 1, 2, 6); its docs come with that"
-)]
 pub mod limits;
 pub mod platform;
 pub mod provision;

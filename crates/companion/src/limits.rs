@@ -1,80 +1,132 @@
-//! Per-user limits on work in progress.
+//! Per-user limits on work in progress, counted in Postgres so that they
+//! hold however many requests arrive at once and whichever companion they
+//! reach (db/app/83_per_user_limits.sql).
 //!
-//! Answers streaming at once are counted in this process ([`RunSlots`]): a
-//! slot is taken when a question is accepted and given back when its run has
-//! been persisted, however it ended. (Uploads are counted in Postgres, see
-//! [`crate::documents`], so the limit holds across replicas.)
+//! Answers being written are counted in run slots ([`RunSlots`]): a slot is
+//! taken when a question is accepted and given back when its run has been
+//! persisted, however it ended. A slot is a row held under a lease that this
+//! companion renews while the run goes on, so the slots of a companion that
+//! dies free themselves when their lease runs out. (Uploads in flight are
+//! counted when a document is registered, [`crate::documents`].)
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serde_json::json;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
+
+use crate::platform::{Auth, Platform, PlatformError};
 
 /// Seconds a client is told to wait when a user has too many answers running.
 pub const RUN_RETRY_AFTER_SECS: u64 = 5;
+/// How long a slot outlives the last renewal of its lease: how long a dead
+/// companion's answers keep counting against their users.
+const SLOT_LEASE: Duration = Duration::from_secs(60);
 
-/// Counts running answers per user.
-#[derive(Debug, Clone)]
+/// Takes run slots for this companion.
+#[derive(Clone)]
 pub struct RunSlots {
+    platform: Platform,
     max: usize,
-    running: Arc<Mutex<HashMap<Uuid, usize>>>,
+    holder: String,
 }
 
-/// A taken slot; dropping it gives the slot back.
-#[derive(Debug)]
+/// A taken slot. [`RunSlot::release`] gives it back; dropping it does too,
+/// in the background.
 pub struct RunSlot {
-    user: Uuid,
-    running: Arc<Mutex<HashMap<Uuid, usize>>>,
+    id: Uuid,
+    platform: Platform,
+    keeper: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunSlot").field("id", &self.id).finish()
+    }
 }
 
 impl RunSlots {
-    pub fn new(max: usize) -> RunSlots {
+    /// Slots of at most `max` answers per user, taken in the name of
+    /// `holder` (this companion's worker id).
+    pub fn new(platform: Platform, max: usize, holder: String) -> RunSlots {
         RunSlots {
+            platform,
             max,
-            running: Arc::default(),
+            holder,
         }
     }
 
-    /// A slot for `user`, or `None` when they already have `max` running.
-    pub fn try_take(&self, user: Uuid) -> Option<RunSlot> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let count = running.entry(user).or_insert(0);
-        if *count >= self.max {
-            return None;
+    /// A slot for `user`, or `None` when they already have `max` answers
+    /// being written on any companion.
+    pub async fn take(&self, user: Uuid) -> Result<Option<RunSlot>, PlatformError> {
+        let slot: Option<Uuid> = self
+            .platform
+            .rpc(
+                Auth::Service,
+                "take_run_slot",
+                &json!({"owner_id": user, "holder": self.holder, "max_running": self.max,
+                        "lease_seconds": SLOT_LEASE.as_secs()}),
+            )
+            .await?;
+        Ok(slot.map(|id| RunSlot {
+            id,
+            keeper: Some(tokio::spawn(keep(self.platform.clone(), id))),
+            platform: self.platform.clone(),
+        }))
+    }
+}
+
+/// Renews the slot's lease every third of it while the run goes on.
+async fn keep(platform: Platform, id: Uuid) {
+    loop {
+        tokio::time::sleep(SLOT_LEASE / 3).await;
+        let renewed: Result<bool, PlatformError> = platform
+            .rpc(
+                Auth::Service,
+                "renew_run_slot",
+                &json!({"slot_id": id, "lease_seconds": SLOT_LEASE.as_secs()}),
+            )
+            .await;
+        match renewed {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(slot = %id, "a run slot expired while its answer was written");
+                return;
+            }
+            Err(err) => tracing::warn!(slot = %id, error = %err, "could not renew a run slot"),
         }
-        *count += 1;
-        Some(RunSlot {
-            user,
-            running: self.running.clone(),
-        })
+    }
+}
+
+async fn release(platform: &Platform, id: Uuid) {
+    let released: Result<serde_json::Value, PlatformError> = platform
+        .rpc(Auth::Service, "release_run_slot", &json!({"slot_id": id}))
+        .await;
+    if let Err(err) = released {
+        tracing::warn!(slot = %id, error = %err, "could not give back a run slot (its lease will end it)");
+    }
+}
+
+impl RunSlot {
+    /// Gives the slot back and waits until the database has it: a client
+    /// that sees its answer end may ask again at once, on any companion.
+    pub async fn release(mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
+        release(&self.platform, self.id).await;
     }
 }
 
 impl Drop for RunSlot {
     fn drop(&mut self) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = running.get_mut(&self.user) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                running.remove(&self.user);
-            }
+        let Some(keeper) = self.keeper.take() else {
+            return;
+        };
+        keeper.abort();
+        let (platform, id) = (self.platform.clone(), self.id);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { release(&platform, id).await });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_are_per_user_and_come_back() {
-        let slots = RunSlots::new(2);
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let first = slots.try_take(a).unwrap();
-        let _second = slots.try_take(a).unwrap();
-        assert!(slots.try_take(a).is_none());
-        assert!(slots.try_take(b).is_some(), "another user is not limited");
-        drop(first);
-        assert!(slots.try_take(a).is_some());
     }
 }

@@ -223,7 +223,11 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
         .unwrap_or_else(default_worker_id);
     let state = AppState(Arc::new(Shared {
         jwt,
-        run_slots: RunSlots::new(config.limits.max_runs_per_user),
+        run_slots: RunSlots::new(
+            platform.clone(),
+            config.limits.max_runs_per_user,
+            worker_id.clone(),
+        ),
         runs: Runs::default(),
         ingest_wakeup: Notify::new(),
         worker_id,

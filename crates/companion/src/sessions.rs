@@ -88,6 +88,29 @@ pub async fn drain_once(platform: &Platform, agent_id: &str) -> Result<usize, Pl
     Ok(done)
 }
 
+/// Deletes the platform session `session_id` of a conversation that was
+/// never stored (no row, so no outbox entry either); a failure is logged and
+/// the session stays, unused.
+pub async fn delete(platform: &Platform, agent_id: &str, session_id: &str) {
+    let deleted = platform
+        .send(
+            "DELETE /api/agents/{id}/sessions/{session_id}",
+            platform.request(
+                Method::DELETE,
+                &format!("/api/agents/{agent_id}/sessions/{session_id}"),
+                Auth::Service,
+            ),
+        )
+        .await;
+    match deleted {
+        Ok(_) => {}
+        Err(err) if err.code() == Some(&ApiCode::NotFound) => {}
+        Err(err) => {
+            tracing::warn!(error = %err, "could not delete the platform session of a refused conversation");
+        }
+    }
+}
+
 /// Drains the outbox every [`DRAIN_INTERVAL`] until shutdown.
 pub(crate) async fn drain_deletions(state: AppState) {
     loop {

@@ -233,6 +233,7 @@ mod tests {
             (Companion::NotFound, 404),
             (Companion::NotRunning, 409),
             (Companion::NotUploaded, 409),
+            (Companion::LimitReached, 409),
             (Companion::MessageTooLong, 413),
             (Companion::TooLarge, 413),
             (Companion::NotAPdf, 422),

@@ -48,8 +48,11 @@ pub enum ErrorCode {
     NotAPdf,
     /// 422: the stored file's size is not the one registered.
     SizeMismatch,
-    /// 429, with `Retry-After`: too many answers running for this user.
+    /// 429, with `Retry-After`: too many answers running, or documents
+    /// uploading, for this user.
     RateLimited,
+    /// 409: the user has as many documents or conversations as Quire keeps.
+    LimitReached,
     /// 500: the companion is not set up for this route.
     Misconfigured,
     /// 500: the companion failed; the cause is in its log.
@@ -80,6 +83,7 @@ impl ErrorCode {
             ErrorCode::NotAPdf => "not_a_pdf",
             ErrorCode::SizeMismatch => "size_mismatch",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::LimitReached => "limit_reached",
             ErrorCode::Misconfigured => "misconfigured",
             ErrorCode::Internal => "internal",
             ErrorCode::PlatformUnavailable => "platform_unavailable",
@@ -118,6 +122,7 @@ mod tests {
             ErrorCode::NotAPdf,
             ErrorCode::SizeMismatch,
             ErrorCode::RateLimited,
+            ErrorCode::LimitReached,
             ErrorCode::Misconfigured,
             ErrorCode::Internal,
             ErrorCode::PlatformUnavailable,

@@ -36,7 +36,7 @@ use uuid::Uuid;
 use crate::auth::User;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::RUN_RETRY_AFTER_SECS;
-use crate::platform::{ApiCode, Auth, in_list};
+use crate::platform::{ApiCode, Auth, PlatformError, in_list};
 use crate::server::AppState;
 use crate::tool;
 use events::ChatEvent;
@@ -86,7 +86,7 @@ pub async fn chat(
     let question = request.question.as_str().to_owned();
     let chunk_ids = request.chunk_ids;
 
-    let slot = state.run_slots.try_take(user.id).ok_or_else(|| {
+    let slot = state.run_slots.take(user.id).await?.ok_or_else(|| {
         ApiError::rate_limited(
             "You already have answers being written. Wait for one to finish.",
             RUN_RETRY_AFTER_SECS,
@@ -215,14 +215,18 @@ async fn conversation(
     let Some(id) = requested else {
         let session_id = create_session(state).await?;
         let title: String = question.chars().take(TITLE_CHARS).collect();
-        let rows: Vec<ConversationRow> = state
+        let rows: Vec<ConversationRow> = match state
             .platform
             .insert(
                 Auth::Service,
                 "conversations",
                 &json!({"owner_id": user.id, "title": title, "agent_session_id": session_id}),
             )
-            .await?;
+            .await
+        {
+            Ok(rows) => rows,
+            Err(err) => return Err(conversation_refused(state, &session_id, &err).await),
+        };
         let row = rows
             .into_iter()
             .next()
@@ -288,6 +292,27 @@ async fn conversation(
 
 /// A platform session for a new conversation, made without a `user_id`: the
 /// user cannot run the agent in it directly ([`crate::sessions`]).
+/// A new conversation's row was refused: its platform session goes too (no
+/// row will ever name it), and the user learns why — as many conversations
+/// as Quire keeps (db/app/83_per_user_limits.sql), or a failure.
+async fn conversation_refused(state: &AppState, session_id: &str, err: &PlatformError) -> ApiError {
+    crate::sessions::delete(
+        &state.platform,
+        &state.config.agent_id.to_string(),
+        session_id,
+    )
+    .await;
+    match err.code() {
+        Some(ApiCode::UserLimit(_)) => ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::LimitReached,
+            "You have 10,000 conversations, the most Quire keeps for one person. \
+             Delete some you no longer need, then ask again.",
+        ),
+        _ => ApiError::platform(err),
+    }
+}
+
 async fn create_session(state: &AppState) -> Result<String, ApiError> {
     Ok(crate::sessions::create(&state.platform, &state.config.agent_id.to_string()).await?)
 }

@@ -454,7 +454,7 @@ async fn run(
     // In this order, so that a client that sees its stream end may ask again
     // at once, and a Stop that waited learns the outcome.
     state.runs.remove(turn.message_id);
-    drop(slot);
+    slot.release().await;
     let _ = done.send(Some(status.unwrap_or_else(|| "unknown".to_owned())));
     drop(client);
 }

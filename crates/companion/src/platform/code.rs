@@ -33,6 +33,11 @@ pub enum ApiCode {
     /// 409 from db/app's ingest functions (`PT409`, "ingest lease lost"):
     /// another worker holds the job, or the document was deleted.
     LeaseLost,
+    /// 409 or 429 from db/app's per-user limits (`PT409`/`PT429` with a
+    /// `too_many_…` hint: `too_many_documents`, `too_many_conversations`,
+    /// `too_many_uploads`; db/app/83_per_user_limits.sql): the user has as
+    /// many as they may. The hint is kept.
+    UserLimit(String),
     /// Any other 409.
     Conflict,
     /// 413: more than the platform accepts.
@@ -65,6 +70,9 @@ impl ApiCode {
                 )
             }
             409 if field("message").is_some_and(|m| m.contains("lease lost")) => ApiCode::LeaseLost,
+            409 | 429 if field("hint").is_some_and(|h| h.starts_with("too_many_")) => {
+                ApiCode::UserLimit(field("hint").unwrap_or_default())
+            }
             409 => ApiCode::Conflict,
             413 => ApiCode::TooLarge,
             408 | 429 | 500..=599 => ApiCode::Unavailable,
@@ -121,6 +129,18 @@ mod tests {
                 r#"{"error":"duplicate_source"}"#,
                 true,
                 ApiCode::DuplicateSource(None),
+            ),
+            (
+                409,
+                r#"{"code":"PT409","message":"a user has at most 1000 documents","hint":"too_many_documents"}"#,
+                true,
+                ApiCode::UserLimit("too_many_documents".to_owned()),
+            ),
+            (
+                429,
+                r#"{"code":"PT429","message":"a user has at most 8 documents in flight","hint":"too_many_uploads"}"#,
+                true,
+                ApiCode::UserLimit("too_many_uploads".to_owned()),
             ),
             (409, "{}", true, ApiCode::Conflict),
             (413, "", true, ApiCode::TooLarge),

@@ -52,7 +52,12 @@ async fn rewrite_behind_quires_back(app: &Stack, path: &str, bytes: Vec<u8>) {
         )
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
 }
 
 #[tokio::test]
@@ -119,4 +124,175 @@ async fn a_file_changed_after_its_check_never_reaches_the_platform() {
     assert_eq!(hits[0]["document_id"], json!(theirs));
     assert!(app.search(&a, "ladder shed").await.is_empty());
     worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn registrations_sent_at_once_never_pass_the_uploads_in_flight_limit() {
+    // Arrange
+    let app = Stack::builder()
+        .companion(|c| c.limits.max_uploads_per_user = 2)
+        .spawn()
+        .await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+
+    // Act: twelve registrations at once.
+    let body = json!({"title": "Report.pdf", "byte_size": 1000});
+    let answers = futures_util::future::join_all((0..12).map(|_| app.register(&a, &body))).await;
+    let (b_status, b_body) = app.register(&b, &body).await;
+
+    // Assert
+    let created = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 2, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"], "rate_limited", "{body}");
+    }
+    assert_eq!(b_status, StatusCode::CREATED, "{b_body}");
+    assert_eq!(
+        app.count(
+            "select count(*) from public.documents where owner_id = $1",
+            &[&a.id]
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_user_with_as_many_documents_as_quire_keeps_is_told_so() {
+    // Arrange: A has 1,000 documents.
+    let app = Stack::builder().with_companion().spawn().await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    app.db
+        .admin()
+        .await
+        .execute(
+            "insert into public.documents (owner_id, title, byte_size, status) \
+             select $1, 'Old ' || n, 1, 'ready' from generate_series(1, 1000) n",
+            &[&a.id],
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let body = json!({"title": "One more.pdf", "byte_size": 1000});
+    let (status, answer) = app.register(&a, &body).await;
+    let (b_status, b_answer) = app.register(&b, &body).await;
+
+    // Assert
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["error"], "limit_reached", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1,000") && m.contains("Delete")),
+        "{answer}"
+    );
+    assert_eq!(b_status, StatusCode::CREATED, "{b_answer}");
+}
+
+#[tokio::test]
+async fn a_users_answers_are_limited_across_every_companion() {
+    // Arrange: two companions over one platform, one answer at a time per
+    // user, answers slow enough to still run when the next question comes.
+    let app = Stack::builder()
+        .token_delay_ms(100)
+        .companion(|c| c.limits.max_runs_per_user = 1)
+        .spawn()
+        .await;
+    let second = quire_companion::spawn(app.companion_config().clone())
+        .await
+        .unwrap();
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    let ask_second = |token: &str| {
+        app.http
+            .post(format!("{}/api/chat", second.url()))
+            .bearer_auth(token)
+            .json(
+                &json!({"message": "What do my documents say about warranties?", "chunk_ids": []}),
+            )
+            .send()
+    };
+
+    // Act: A's first answer runs on the first companion; A asks the second.
+    let first = app
+        .chat_response(
+            &a,
+            &json!({"message": "What do my documents say about warranties?", "chunk_ids": []}),
+        )
+        .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let refused = ask_second(&a.token).await.unwrap();
+    let refused_status = refused.status();
+    let refused_body: serde_json::Value = refused.json().await.unwrap();
+    let b_answer = ask_second(&b.token).await.unwrap();
+    let b_status = b_answer.status();
+    let _ = b_answer.text().await;
+    // Once A's first answer has ended, A may ask again anywhere.
+    let _ = first.text().await;
+    let again = ask_second(&a.token).await.unwrap();
+    let again_status = again.status();
+    let _ = again.text().await;
+
+    // Assert
+    assert_eq!(
+        refused_status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{refused_body}"
+    );
+    assert_eq!(refused_body["error"], "rate_limited");
+    assert_eq!(b_status, StatusCode::OK, "B is not limited by A");
+    assert_eq!(again_status, StatusCode::OK);
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_user_with_as_many_conversations_as_quire_keeps_is_told_so_and_leaves_no_session() {
+    // Arrange: A has 10,000 conversations.
+    let app = Stack::builder().with_companion().spawn().await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    app.db
+        .admin()
+        .await
+        .execute(
+            "insert into public.conversations (owner_id, title) \
+             select $1, 'Old ' || n from generate_series(1, 10000) n",
+            &[&a.id],
+        )
+        .await
+        .unwrap();
+    let sessions = || app.count("select count(*) from ai.agent_sessions", &[]);
+    let before = sessions().await;
+
+    // Act: A asks in a new conversation; so does B.
+    let question = json!({"message": "What is in my documents?", "chunk_ids": []});
+    let refused = app.chat_response(&a, &question).await;
+    let status = refused.status();
+    let body: serde_json::Value = refused.json().await.unwrap();
+    let after = sessions().await;
+    let theirs = app.chat_response(&b, &question).await;
+    let b_status = theirs.status();
+    let _ = theirs.text().await;
+
+    // Assert
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"], "limit_reached", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("10,000")),
+        "{body}"
+    );
+    assert_eq!(
+        after, before,
+        "the refused conversation's platform session is gone"
+    );
+    assert_eq!(b_status, StatusCode::OK);
 }

@@ -195,3 +195,314 @@ async fn a_search_in_more_documents_than_a_user_may_have_is_refused() {
     }
     assert_eq!(allowed.len(), 1);
 }
+
+/// Runs `sql` with `params` as each of `callers`, all at once; what each got.
+async fn all_at_once(
+    callers: Vec<Caller>,
+    sql: &'static str,
+    owner: Uuid,
+    max: Option<i32>,
+) -> Vec<Result<u64, quire_testdb::tokio_postgres::Error>> {
+    let tasks: Vec<_> = callers
+        .into_iter()
+        .map(|caller| {
+            tokio::spawn(async move {
+                match max {
+                    Some(max) => caller.execute(sql, &[&owner, &max]).await,
+                    None => caller.execute(sql, &[&owner]).await,
+                }
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("a task"));
+    }
+    results
+}
+
+/// `register_document` for `owner` with at most `max_in_flight` in flight,
+/// each call on a connection of its own, all at once: how many succeeded,
+/// and the SQLSTATEs of the others.
+async fn register_at_once(
+    t: &TwoUsers,
+    owner: Uuid,
+    calls: usize,
+    max_in_flight: i32,
+) -> (usize, Vec<String>) {
+    let callers: Vec<Caller> = (0..calls).map(|_| t.db.as_service()).collect();
+    let results = all_at_once(
+        callers,
+        "select document_id from public.register_document($1, 'Report', 1000, null, $2)",
+        owner,
+        Some(max_in_flight),
+    )
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let codes = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| e.code().map(|c| c.code().to_owned()).unwrap_or_default())
+        .collect();
+    (ok, codes)
+}
+
+#[tokio::test]
+async fn the_uploads_in_flight_limit_is_counted_and_taken_in_one_statement() {
+    // Arrange
+    let t = TwoUsers::new().await;
+
+    // Act: twelve registrations at once, two allowed in flight.
+    let (a_ok, a_refused) = register_at_once(&t, t.a, 12, 2).await;
+    let (b_ok, _) = register_at_once(&t, t.b, 1, 2).await;
+
+    // Assert
+    assert_eq!(a_ok, 2, "{a_refused:?}");
+    assert!(a_refused.iter().all(|c| c == "PT429"), "{a_refused:?}");
+    assert_eq!(b_ok, 1, "B is not limited by A");
+    assert_eq!(
+        crate::fixtures::count(
+            &t.db,
+            "select count(*) from documents where owner_id = $1",
+            &[&t.a]
+        )
+        .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn documents_and_conversations_per_user_are_capped_even_at_once() {
+    // Arrange: A one short of each cap.
+    let t = TwoUsers::new().await;
+    let admin = t.db.admin().await;
+    admin
+        .execute(
+            "insert into documents (owner_id, title, byte_size, status) \
+             select $1, 'Old ' || n, 1, 'ready' from generate_series(1, 999) n",
+            &[&t.a],
+        )
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "insert into conversations (owner_id, title) \
+             select $1, 'Old ' || n from generate_series(1, 9999) n",
+            &[&t.a],
+        )
+        .await
+        .unwrap();
+
+    // Act: five documents at once (the companion's way) and five
+    // conversations at once (A's own inserts through PostgREST).
+    let (documents, refused) = register_at_once(&t, t.a, 5, 1000).await;
+    let callers: Vec<Caller> = (0..5).map(|_| t.as_a()).collect();
+    let conversations = all_at_once(
+        callers,
+        "insert into conversations (owner_id, title) values ($1, 'New')",
+        t.a,
+        None,
+    )
+    .await;
+    let b_document = register_at_once(&t, t.b, 1, 1000).await.0;
+    let b_conversation = t
+        .as_b()
+        .execute(
+            "insert into conversations (owner_id, title) values ($1, 'Mine')",
+            &[&t.b],
+        )
+        .await;
+
+    // Assert
+    assert_eq!(documents, 1, "{refused:?}");
+    assert!(refused.iter().all(|c| c == "PT409"), "{refused:?}");
+    let made = conversations.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(made, 1, "{conversations:?}");
+    for refused in conversations.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(
+            refused.code().map(|c| c.code()),
+            Some("PT409"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!((b_document, b_conversation.ok()), (1, Some(1)));
+    assert_eq!(
+        crate::fixtures::count(
+            &t.db,
+            "select count(*) from documents where owner_id = $1",
+            &[&t.a]
+        )
+        .await,
+        1000
+    );
+    assert_eq!(
+        crate::fixtures::count(
+            &t.db,
+            "select count(*) from conversations where owner_id = $1",
+            &[&t.a]
+        )
+        .await,
+        10_000
+    );
+}
+
+#[tokio::test]
+async fn run_slots_are_counted_in_the_database_for_every_companion() {
+    // Arrange
+    let t = TwoUsers::new().await;
+    let service = t.db.as_service();
+    let take = |owner: Uuid, holder: &'static str| {
+        let service = &service;
+        async move {
+            service
+                .query_one(
+                    "select public.take_run_slot($1, $2, 2, 60)",
+                    &[&owner, &holder],
+                )
+                .await
+                .expect("take_run_slot")
+                .get::<_, Option<Uuid>>(0)
+        }
+    };
+
+    // Act: A takes two slots on one companion, then asks for a third on
+    // another; B takes one; A gives one back; A's other slot's lease runs out.
+    let first = take(t.a, "companion-1").await;
+    let second = take(t.a, "companion-1").await;
+    let third = take(t.a, "companion-2").await;
+    let b_slot = take(t.b, "companion-2").await;
+    service
+        .execute("select public.release_run_slot($1)", &[&first.unwrap()])
+        .await
+        .unwrap();
+    let after_release = take(t.a, "companion-2").await;
+    let renewed: bool = service
+        .query_one("select public.renew_run_slot($1, 60)", &[&second.unwrap()])
+        .await
+        .unwrap()
+        .get(0);
+    t.db.admin()
+        .await
+        .execute(
+            "update private.run_slots set lease_until = now() - interval '1 second' where id = $1",
+            &[&second.unwrap()],
+        )
+        .await
+        .unwrap();
+    let after_expiry = take(t.a, "companion-2").await;
+    let renewed_expired: bool = service
+        .query_one("select public.renew_run_slot($1, 60)", &[&second.unwrap()])
+        .await
+        .unwrap()
+        .get(0);
+
+    // Assert
+    assert!(first.is_some() && second.is_some());
+    assert_eq!(
+        third, None,
+        "two running answers are A's limit, on any companion"
+    );
+    assert!(b_slot.is_some(), "B is not limited by A");
+    assert!(after_release.is_some());
+    assert!(renewed);
+    assert!(
+        after_expiry.is_some(),
+        "a dead companion's slot frees itself"
+    );
+    assert!(!renewed_expired, "an expired slot is gone");
+}
+
+#[tokio::test]
+async fn an_answer_stops_at_the_longest_quire_keeps() {
+    // Arrange: a turn of A's and one of B's.
+    let t = TwoUsers::new().await;
+    let service = t.db.as_service();
+    let turn = |owner: Uuid| {
+        let (service, t) = (&service, &t);
+        async move {
+            let conversation = crate::fixtures::conversation(&t.db, owner).await;
+            service
+                .query_one(
+                    "select message_id from public.begin_chat_turn($1, $2, 'Go on forever')",
+                    &[&conversation, &owner],
+                )
+                .await
+                .unwrap()
+                .get::<_, Uuid>(0)
+        }
+    };
+    let (a_answer, b_answer) = (turn(t.a).await, turn(t.b).await);
+    let limit: i32 = service
+        .query_one("select private.max_answer_chars()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let limit = usize::try_from(limit).unwrap();
+    let long = "word ".repeat(limit / 5 + 1000);
+    let delta = |seq: i32, text: &str| serde_json::json!([{"seq": seq, "kind": "delta", "payload": {"text": text}}]);
+
+    // Act: A's answer grows past the limit; B's stays short.
+    let a_streaming: bool = service
+        .query_one(
+            "select public.append_chat_events($1, $2, $3)",
+            &[&a_answer, &delta(0, &long), &long],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let b_streaming: bool = service
+        .query_one(
+            "select public.append_chat_events($1, $2, 'Short.')",
+            &[&b_answer, &delta(0, "Short.")],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let complete = serde_json::json!([{"seq": 1, "kind": "complete",
+        "payload": {"status": "stopped", "content": long, "citations": []}}]);
+    let a_final: Option<String> = service
+        .query_one(
+            "select public.finish_chat_message($1, $2, 'stopped', $3)",
+            &[&a_answer, &complete, &long],
+        )
+        .await
+        .unwrap()
+        .get(0);
+
+    // Assert
+    assert!(!a_streaming, "the writer is told to end the run");
+    assert!(b_streaming);
+    assert_eq!(a_final.as_deref(), Some("stopped"));
+    let row = t
+        .db
+        .admin()
+        .await
+        .query_one(
+            "select char_length(m.content), m.error, \
+                    (select max(char_length(e.payload->>'content')) from chat_events e where e.message_id = m.id) \
+             from chat_messages m where m.id = $1",
+            &[&a_answer],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), i32::try_from(limit).unwrap());
+    assert!(
+        row.get::<_, Option<String>>(1)
+            .is_some_and(|e| e.contains("longest"))
+    );
+    assert_eq!(
+        row.get::<_, Option<i32>>(2),
+        Some(i32::try_from(limit).unwrap())
+    );
+    let b_content: String =
+        t.db.admin()
+            .await
+            .query_one(
+                "select content from chat_messages where id = $1",
+                &[&b_answer],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(b_content, "Short.");
+}
