@@ -41,16 +41,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use fantoccini::{Client, ClientBuilder, Locator};
-use quire_companion::config::{Config as CompanionConfig, PlatformConfig};
-use quire_companion::platform::Platform;
-use quire_companion::provision;
-use secrecy::{ExposeSecret as _, SecretString};
+use quire_testkit::window::{self, app_binary, free_port, tauri_driver, wait_for_port};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-#[path = "../launch.rs"]
-mod launch;
-use launch::{app_binary, free_port, tauri_driver, wait_for_port};
 
 /// Set in the re-executed child, which runs under Xvfb and its own session bus.
 const UNDER_XVFB: &str = "QUIRE_BENCH_UNDER_XVFB";
@@ -387,14 +380,11 @@ async fn run() -> Result<()> {
 // The stack
 
 struct Stack {
-    _db: quire_testdb::TestDb,
+    /// The servers (quire-testkit's full stack), kept alive for the bench.
+    kit: quire_testkit::Stack,
     admin: tokio_postgres::Client,
-    _sandbox: quire_sandbox::Sandbox,
-    _companion: quire_companion::Companion,
-    _data: tempfile::TempDir,
     api: String,
     anon: String,
-    service: String,
     companion_url: String,
 }
 
@@ -411,57 +401,18 @@ struct Turn {
 
 impl Stack {
     async fn up() -> Result<Self> {
-        let db = quire_testdb::TestDb::new().await;
-        let data = tempfile::tempdir()?;
-        let mut config = quire_sandbox::Config::new(data.path(), db.url());
-        config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
-        config.agents.allow_loopback_tool_endpoints = true;
-        let sandbox = quire_sandbox::spawn(config).await?;
-        let api = sandbox.api_base().to_owned();
-        let platform = PlatformConfig {
-            api_url: api.parse()?,
-            anon_key: sandbox.anon_key().clone(),
-            service_role_key: sandbox.service_role_key().clone(),
-        };
-        let ids = provision::provision(&Platform::new(&platform)?, None).await?;
-        let mut config = CompanionConfig::new(
-            platform,
-            sandbox.jwt_secret().clone(),
-            ids.agent_id,
-            ids.knowledge_base_id,
-            SecretString::from(format!("tool-secret-{}", Uuid::new_v4().simple())),
-        );
-        // The sandbox allows loopback tool endpoints; the real platform does not.
-        config.dev_allow_private_tool_url = true;
-        let companion = quire_companion::spawn(config).await?;
-        let admin = db.admin().await;
+        let kit = quire_testkit::spawn_stack().await;
         Ok(Self {
-            api,
-            anon: sandbox.anon_key().expose_secret().to_owned(),
-            service: sandbox.service_role_key().expose_secret().to_owned(),
-            companion_url: companion.url(),
-            admin,
-            _db: db,
-            _sandbox: sandbox,
-            _companion: companion,
-            _data: data,
+            admin: kit.db.admin().await,
+            api: kit.api_base().to_owned(),
+            anon: kit.anon_key(),
+            companion_url: kit.companion_url().context("a companion")?.to_owned(),
+            kit,
         })
     }
 
     async fn create_user(&self, email: &str, password: &str) -> Result<Uuid> {
-        let created: Value = reqwest::Client::new()
-            .post(format!("{}/auth/v1/admin/users", self.api))
-            .header("apikey", &self.service)
-            .bearer_auth(&self.service)
-            .json(&json!({"email": email, "password": password, "email_confirm": true}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok(created["id"]
-            .as_str()
-            .with_context(|| format!("no user id: {created}"))?
-            .parse()?)
+        Ok(self.kit.create_user(email, password).await)
     }
 
     /// A conversation of `messages` finished rows, questions and Markdown answers alternating,
@@ -1069,7 +1020,7 @@ struct Group(Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        launch::end_group(&mut self.0);
+        window::end_group(&mut self.0);
     }
 }
 

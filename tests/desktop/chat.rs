@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::driver::{self, App, INGEST, Item, Profile, Seen, UI, message_css};
-use crate::support::{self, QUESTION, stack};
+use crate::support::{self, DevStack as _, QUESTION, stack};
 
 /// Drops the three-page test PDF titled `title` on `app` and waits until it is ready;
 /// returns its id.
@@ -148,7 +148,7 @@ async fn a_citation_across_a_page_break_names_both_pages_and_opens_the_first() -
     for table in ["documents", "document_chunks", "chat_messages"] {
         let seen = stack
             .rows_as(&b_tokens, &format!("{table}?select=id"))
-            .await?;
+            .await;
         ensure!(seen.is_empty(), "B reads A's {table}: {seen:?}");
     }
     app.close().await
@@ -227,7 +227,7 @@ async fn an_answer_streams_with_citations_and_a_citation_opens_the_cited_page() 
         .rows(&format!(
             "chat_messages?id=eq.{id}&select=owner_id,status,content,citations"
         ))
-        .await?;
+        .await;
     let row = rows
         .first()
         .context("no chat_messages row for the answer")?;
@@ -277,7 +277,7 @@ async fn an_answer_streams_with_citations_and_a_citation_opens_the_cited_page() 
     for table in ["conversations", "chat_messages", "chat_events"] {
         let seen = stack
             .rows_as(&b_tokens, &format!("{table}?select=id"))
-            .await?;
+            .await;
         ensure!(seen.is_empty(), "B reads {table}: {seen:?}");
     }
     app.close().await
@@ -342,7 +342,7 @@ async fn stop_ends_an_answer_and_keeps_its_text_after_a_reload_and_a_restart() -
 
     let rows = stack
         .rows(&format!("chat_messages?id=eq.{id}&select=status,content"))
-        .await?;
+        .await;
     let row = rows
         .first()
         .context("no chat_messages row for the answer")?;
@@ -373,7 +373,7 @@ async fn stop_ends_an_answer_and_keeps_its_text_after_a_reload_and_a_restart() -
     let b_tokens = stack.tokens(&b).await?;
     let seen = stack
         .rows_as(&b_tokens, &format!("chat_messages?id=eq.{id}&select=id"))
-        .await?;
+        .await;
     ensure!(seen.is_empty(), "B reads A's stopped answer: {seen:?}");
     again.close().await
 }

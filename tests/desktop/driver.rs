@@ -18,11 +18,12 @@ use anyhow::{Context, Result, bail, ensure};
 use fantoccini::elements::Element;
 use fantoccini::wd::TimeoutConfiguration;
 use fantoccini::{Client, ClientBuilder, Locator};
+use quire_testkit::Api;
+pub use quire_testkit::window::{app_binary, repo_root};
+use quire_testkit::window::{end_group, free_port, tauri_driver, wait_for_port};
 use serde_json::{Value, json};
 
-pub use crate::launch::{app_binary, repo_root};
-use crate::launch::{end_group, free_port, tauri_driver, wait_for_port};
-use crate::support::{self, Stack};
+use crate::support::{self, DevStack as _};
 
 /// How long the UI may take for ordinary things (a click, a list to render).
 pub const UI: Duration = Duration::from_secs(20);
@@ -31,9 +32,9 @@ pub const INGEST: Duration = Duration::from_secs(120);
 /// How long an answer may take to finish.
 pub const ANSWER: Duration = Duration::from_secs(120);
 
-/// Where screenshots and app logs go.
+/// Where screenshots and app logs go (`artifacts/e2e/`, which CI keeps).
 pub fn artifacts() -> PathBuf {
-    repo_root().join("artifacts/e2e")
+    quire_testkit::logs::artifacts("e2e")
 }
 
 /// One "device": a profile name and the directories the app keeps its files in. Launching
@@ -57,8 +58,8 @@ impl Profile {
     }
 
     /// The keyring account of this profile (IPC.md, "Launching the app").
-    pub fn keyring_account(&self, stack: &Stack) -> String {
-        format!("{}#{}", stack.api_url.trim_end_matches('/'), self.name)
+    pub fn keyring_account(&self, stack: &Api) -> String {
+        format!("{}#{}", stack.info.api_url.trim_end_matches('/'), self.name)
     }
 
     /// Every directory the app may write files in for this profile.
@@ -191,7 +192,7 @@ impl App {
 
     /// The app got the three project values and its profile from tauri-driver, and nothing
     /// else of the test's `QUIRE_*` environment (the stack file, secrets).
-    fn check_environment(&self, stack: &Stack, profile: &Profile) -> Result<()> {
+    fn check_environment(&self, stack: &Api, profile: &Profile) -> Result<()> {
         let environ = std::fs::read(format!("/proc/{}/environ", self.pid))
             .context("reading the app's environment")?;
         let vars: Vec<(String, String)> = environ
@@ -227,7 +228,7 @@ impl App {
                 ],
             "the app's QUIRE_* environment: {quire:?}"
         );
-        for secret in [&stack.service_role_key, &stack.jwt_secret] {
+        for secret in [&stack.info.service_role_key, &stack.info.jwt_secret] {
             ensure!(
                 !support::contains(&environ, secret),
                 "a stack secret is in the app's environment"

@@ -28,8 +28,6 @@ mod devices;
 mod documents;
 mod driver;
 mod languages;
-#[path = "../launch.rs"]
-mod launch;
 mod security;
 mod signin;
 mod support;

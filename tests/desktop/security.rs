@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::chat::{current_conversation, upload_ready};
 use crate::driver::{self, App, Profile, repo_root};
 use crate::signin::file_containing;
-use crate::support::{self, QUESTION, Secrets, stack};
+use crate::support::{self, DevStack as _, QUESTION, Secrets, stack};
 
 /// Every command the sweep calls. A unit check compares it with the shell's
 /// `commands![…]` list and IPC.md's table, so a new command cannot be forgotten.
@@ -94,8 +94,8 @@ fn secrets_in(files: &[PathBuf], secrets: &[(&str, &str)]) -> Result<Vec<String>
 fn the_app_binary_and_its_config_hold_no_service_key_or_jwt_secret() -> Result<()> {
     let stack = stack()?;
     let secrets = [
-        ("the service key", stack.service_role_key.as_str()),
-        ("the JWT secret", stack.jwt_secret.as_str()),
+        ("the service key", stack.info.service_role_key.as_str()),
+        ("the JWT secret", stack.info.jwt_secret.as_str()),
     ];
     let files = shipped_files()?;
     ensure!(
@@ -107,7 +107,10 @@ fn the_app_binary_and_its_config_hold_no_service_key_or_jwt_secret() -> Result<(
     let canary = tempfile::NamedTempFile::new()?;
     std::fs::write(
         canary.path(),
-        format!("x{}y{}z", stack.service_role_key, stack.jwt_secret),
+        format!(
+            "x{}y{}z",
+            stack.info.service_role_key, stack.info.jwt_secret
+        ),
     )?;
     ensure!(secrets_in(&[canary.path().to_owned()], &secrets)?.len() == 2);
 
@@ -483,7 +486,7 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
     // Canary: the scan sees each kind of secret where it is.
     let canary = format!(
         "{} {} {} {}",
-        mine.access_token, issued[0], stack.service_role_key, stack.jwt_secret
+        mine.token, issued[0], stack.info.service_role_key, stack.info.jwt_secret
     );
     let seen = secrets.found_in(&canary);
     ensure!(
@@ -504,7 +507,7 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
     }
     // The app's own output (its log) names no secret either.
     let log = std::fs::read_to_string(&app.log).unwrap_or_default();
-    let in_log = secrets.found_in_except(&log, &["the anon key"], &[&stack.anon_key]);
+    let in_log = secrets.found_in_except(&log, &["the anon key"], &[&stack.info.anon_key]);
     if !in_log.is_empty() {
         leaks.push(format!("the app's log {}: {in_log:?}", app.log.display()));
     }

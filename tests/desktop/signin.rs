@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 use serde_json::json;
 
 use crate::driver::{App, Profile, UI};
-use crate::support::{self, stack};
+use crate::support::{self, DevStack as _, stack};
 
 #[tokio::test]
 async fn a_wrong_password_is_refused_readably_and_the_right_one_signs_in() -> Result<()> {

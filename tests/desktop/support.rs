@@ -8,56 +8,19 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result, bail, ensure};
-use quire_testkit::fixtures;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use anyhow::{Context, Result, ensure};
+use quire_testkit::{Api, StackInfo, User as Session, fixtures};
 
-/// `.quire/stack.json`, as `cargo xtask stack up` writes it.
-#[derive(Debug, Deserialize)]
-pub struct Stack {
-    pub api_url: String,
-    pub anon_key: String,
-    pub service_role_key: String,
-    pub jwt_secret: String,
-    pub companion_url: String,
-    #[serde(default)]
-    pub db_url: Option<String>,
-}
-
-static STACK: OnceLock<Stack> = OnceLock::new();
-
-/// The stack described by `QUIRE_STACK` (else the checkout's `.quire/stack.json`).
-pub fn stack() -> Result<&'static Stack> {
-    if let Some(stack) = STACK.get() {
-        return Ok(stack);
-    }
-    let path = std::env::var_os("QUIRE_STACK")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::driver::repo_root().join(".quire/stack.json"));
-    let bytes = std::fs::read(&path).with_context(|| {
-        format!(
-            "reading the stack description {} (`cargo xtask stack up` writes it; \
-             `cargo xtask test` passes it as QUIRE_STACK)",
-            path.display()
-        )
-    })?;
-    let stack: Stack =
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))?;
-    for (name, value) in [
-        ("api_url", &stack.api_url),
-        ("anon_key", &stack.anon_key),
-        ("service_role_key", &stack.service_role_key),
-        ("jwt_secret", &stack.jwt_secret),
-        ("companion_url", &stack.companion_url),
-    ] {
-        ensure!(
-            !value.is_empty(),
-            "{} has an empty `{name}`",
-            path.display()
-        );
-    }
-    Ok(STACK.get_or_init(|| stack))
+/// The stack described by `QUIRE_STACK` (else the checkout's `.quire/stack.json`): its
+/// endpoints, with the secrets of the test process ([`StackInfo::load`]).
+pub fn stack() -> Result<&'static Api> {
+    static STACK: OnceLock<Api> = OnceLock::new();
+    let api = STACK.get_or_init(|| Api::new(StackInfo::load()));
+    ensure!(
+        api.companion_url().is_some_and(|u| !u.is_empty()),
+        "the stack description has no `companion_url`"
+    );
+    Ok(api)
 }
 
 /// A short random string: unique names let tests share the dev stack and run in parallel.
@@ -73,134 +36,66 @@ pub struct User {
     pub password: String,
 }
 
-/// A session of a user obtained by the test itself (not the app's).
-#[derive(Debug, Clone)]
-pub struct Tokens {
-    pub access_token: String,
-    pub refresh_token: String,
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .expect("a default HTTP client builds")
-}
-
-impl Stack {
+/// What the window tests do with the dev stack beyond [`Api`]'s endpoints.
+pub trait DevStack {
     /// The environment the app gets: the three values of `Config::load` (IPC.md).
-    pub fn app_env(&self) -> [(&'static str, String); 3] {
+    fn app_env(&self) -> [(&'static str, String); 3];
+    /// A confirmed email user, created through the Auth admin API with the service key.
+    async fn new_user(&self, label: &str) -> Result<User>;
+    /// Signs `user` in with a password grant (a session of the test's own).
+    async fn tokens(&self, user: &User) -> Result<Session>;
+    /// Every refresh token the platform ever issued to `user_id` (`auth.refresh_tokens`,
+    /// read through the stack's database URL).
+    async fn refresh_tokens(&self, user_id: &str) -> Result<Vec<String>>;
+    /// The secret stored in the keyring for `account` (service `quire`), read with
+    /// `secret-tool` in the same D-Bus session as the app.
+    fn keyring_secret(&self, account: &str) -> Result<Option<String>>;
+}
+
+impl DevStack for Api {
+    fn app_env(&self) -> [(&'static str, String); 3] {
         [
-            ("QUIRE_API_URL", self.api_url.clone()),
-            ("QUIRE_ANON_KEY", self.anon_key.clone()),
-            ("QUIRE_COMPANION_URL", self.companion_url.clone()),
+            ("QUIRE_API_URL", self.info.api_url.clone()),
+            ("QUIRE_ANON_KEY", self.info.anon_key.clone()),
+            (
+                "QUIRE_COMPANION_URL",
+                self.companion_url().unwrap_or_default().to_owned(),
+            ),
         ]
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.api_url.trim_end_matches('/'))
-    }
-
-    /// A confirmed email user, created through the Auth admin API with the service key.
-    pub async fn new_user(&self, label: &str) -> Result<User> {
+    async fn new_user(&self, label: &str) -> Result<User> {
         let email = format!("e2e-{label}-{}@quire.test", unique());
         let password = format!("pw-{}-{}", unique(), unique());
-        let response = http()
-            .post(self.url("/auth/v1/admin/users"))
-            .header("apikey", &self.service_role_key)
-            .bearer_auth(&self.service_role_key)
-            .json(&json!({ "email": email, "password": password, "email_confirm": true }))
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        ensure!(status.is_success(), "creating {email}: {status} {body}");
-        let id = body["id"]
-            .as_str()
-            .with_context(|| format!("no id in {body}"))?
-            .to_owned();
+        let id = self.create_user(&email, &password).await;
         Ok(User {
-            id,
+            id: id.to_string(),
             email,
             password,
         })
     }
 
-    /// Signs `user` in with a password grant (a session of the test's own).
-    pub async fn tokens(&self, user: &User) -> Result<Tokens> {
-        let response = http()
-            .post(self.url("/auth/v1/token?grant_type=password"))
-            .header("apikey", &self.anon_key)
-            .json(&json!({ "email": user.email, "password": user.password }))
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
+    async fn tokens(&self, user: &User) -> Result<Session> {
+        Ok(self.session(&user.email, &user.password).await)
+    }
+
+    async fn refresh_tokens(&self, user_id: &str) -> Result<Vec<String>> {
         ensure!(
-            status.is_success(),
-            "signing {} in: {status} {body}",
-            user.email
+            self.info.db_url.is_some(),
+            "the stack description has no db_url"
         );
-        Ok(Tokens {
-            access_token: body["access_token"].as_str().unwrap_or_default().to_owned(),
-            refresh_token: body["refresh_token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        })
-    }
-
-    /// `GET /rest/v1/<path>` with the service key (RLS bypassed): what is really stored.
-    pub async fn rows(&self, path: &str) -> Result<Vec<Value>> {
-        self.rest(path, &self.service_role_key).await
-    }
-
-    /// `GET /rest/v1/<path>` as a user (RLS applies).
-    pub async fn rows_as(&self, tokens: &Tokens, path: &str) -> Result<Vec<Value>> {
-        self.rest(path, &tokens.access_token).await
-    }
-
-    async fn rest(&self, path: &str, bearer: &str) -> Result<Vec<Value>> {
-        let response = http()
-            .get(self.url(&format!("/rest/v1/{path}")))
-            .header("apikey", &self.anon_key)
-            .bearer_auth(bearer)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        ensure!(status.is_success(), "GET /rest/v1/{path}: {status} {body}");
-        match body {
-            Value::Array(rows) => Ok(rows),
-            other => bail!("GET /rest/v1/{path}: not a list: {other}"),
-        }
-    }
-
-    /// Every refresh token the platform ever issued to `user_id` (`auth.refresh_tokens`,
-    /// read through the stack's database URL).
-    pub async fn refresh_tokens(&self, user_id: &str) -> Result<Vec<String>> {
-        let db_url = self
-            .db_url
-            .as_deref()
-            .context("the stack description has no db_url")?;
-        let (client, connection) = tokio_postgres::connect(db_url, tokio_postgres::NoTls)
+        let rows = self
+            .connect_db()
             .await
-            .context("connecting to the stack's database")?;
-        let task = tokio::spawn(connection);
-        let rows = client
             .query(
                 "select token from auth.refresh_tokens where user_id = $1::text::uuid",
                 &[&user_id],
             )
             .await?;
-        drop(client);
-        let _ = task.await;
         Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
     }
 
-    /// The secret stored in the keyring for `account` (service `quire`), read with
-    /// `secret-tool` in the same D-Bus session as the app.
-    pub fn keyring_secret(&self, account: &str) -> Result<Option<String>> {
+    fn keyring_secret(&self, account: &str) -> Result<Option<String>> {
         let out = std::process::Command::new("secret-tool")
             .args(["lookup", "service", "quire", "username", account])
             .output()
@@ -289,11 +184,11 @@ pub struct Secrets(pub Vec<(String, String)>);
 
 impl Secrets {
     /// The stack's keys and secret.
-    pub fn of_stack(stack: &Stack) -> Self {
+    pub fn of_stack(stack: &Api) -> Self {
         Self(vec![
-            ("the anon key".into(), stack.anon_key.clone()),
-            ("the service key".into(), stack.service_role_key.clone()),
-            ("the JWT secret".into(), stack.jwt_secret.clone()),
+            ("the anon key".into(), stack.anon_key()),
+            ("the service key".into(), stack.service_key()),
+            ("the JWT secret".into(), stack.jwt_secret()),
         ])
     }
 
@@ -386,7 +281,7 @@ pub fn parade_pages() -> Vec<String> {
         })
         .collect();
     let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
-    quire_testkit::fixtures::full_pages(&pages)
+    fixtures::full_pages(&pages)
 }
 
 /// Writes the three-page test PDF as `<dir>/<title>.pdf`. Each file gets a catalogue number
@@ -397,11 +292,7 @@ pub fn write_parade_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
     let mut pages = parade_pages();
     pages[2].push_str(&format!("\n\nCatalogue number {}.", unique()));
     let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
-    write(
-        dir,
-        &format!("{title}.pdf"),
-        &quire_testkit::fixtures::text_pdf(&pages),
-    )
+    write(dir, &format!("{title}.pdf"), &fixtures::text_pdf(&pages))
 }
 
 /// Writes a two-page PDF as `<dir>/<title>.pdf` whose parade passage runs across the page
@@ -418,7 +309,7 @@ pub fn write_page_break_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
     write(
         dir,
         &format!("{title}.pdf"),
-        &quire_testkit::fixtures::text_pdf(&[&first, &second]),
+        &fixtures::text_pdf(&[&first, &second]),
     )
 }
 
@@ -436,16 +327,12 @@ pub fn write_other_pdf(dir: &Path, title: &str) -> Result<PathBuf> {
         })
         .collect();
     let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
-    write(
-        dir,
-        &format!("{title}.pdf"),
-        &quire_testkit::fixtures::text_pdf(&pages),
-    )
+    write(dir, &format!("{title}.pdf"), &fixtures::text_pdf(&pages))
 }
 
 /// Writes bytes that are not a PDF under a `.pdf` name.
 pub fn write_not_a_pdf(dir: &Path, name: &str) -> Result<PathBuf> {
-    write(dir, name, &quire_testkit::fixtures::not_a_pdf())
+    write(dir, name, &fixtures::not_a_pdf())
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {

@@ -124,12 +124,12 @@ const BENCHES: &[(&str, &str, &str)] = &[
         "answers through the companion vs run/stream directly",
     ),
     (
-        "quire-core",
+        "quire-e2e",
         "follow",
         "second-device lag, 1 and 50 followers",
     ),
     (
-        "quire-core",
+        "quire-e2e",
         "upload",
         "100 MiB PDF upload, core vs curl (TUS); the core's peak memory",
     ),
@@ -153,9 +153,8 @@ fn bench() -> Result<()> {
         let dir = match *package {
             "quire-sandbox" => "crates/sandbox",
             "quire-companion" => "crates/companion",
-            "quire-e2e" => "tests",
             "quire-testdb" => "crates/testdb",
-            _ => "crates/core",
+            _ => "tests",
         };
         if !root
             .join(dir)
@@ -165,7 +164,7 @@ fn bench() -> Result<()> {
         {
             continue;
         }
-        if *package == "quire-e2e" {
+        if *bench == "desktop" {
             build_app()?;
         }
         util::step(&format!("bench: {what}"));
@@ -313,7 +312,7 @@ until dbus-send --session --print-reply --dest=org.freedesktop.DBus / \
   if [ "$tries" -ge 100 ]; then cat "$data/keyring.log" >&2; echo "gnome-keyring did not start" >&2; exit 1; fi
   sleep 0.1
 done
-cargo test -p quire-e2e --no-fail-fast
+cargo test -p quire-e2e --test desktop --no-fail-fast
 "#;
 
 fn test(args: &[&str]) -> Result<()> {
@@ -329,16 +328,11 @@ fn test(args: &[&str]) -> Result<()> {
         .args(["build", "--workspace", "--all-targets"])
         .current_dir(&root)
         .run()?;
+    // Every suite but the window tests (quire-e2e's `desktop` target is `test = false`).
     util::step("cargo test");
     let mut cargo_test = util::cmd("cargo");
     cargo_test
-        .args([
-            "test",
-            "--workspace",
-            "--exclude",
-            "quire-e2e",
-            "--no-fail-fast",
-        ])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .current_dir(&root);
     if !args.is_empty() {
         cargo_test.arg("--").args(args);

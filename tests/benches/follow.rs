@@ -3,16 +3,18 @@
 //! `realtime:user:<uid>`) to a `quire_core` follower of the same user having applied it to
 //! its state model — p50 and p99 with 1 and with 50 followers, on loopback.
 //!
+//! The sandbox and its database run in a child process (this binary run again,
+//! `quire_testkit::serve`), so the followers' numbers do not include the server's scheduling.
+//!
 //! Numbers are printed, never asserted: benchmarks measure, tests decide.
-
-mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quire_core::{Config, FollowOptions, Quire, Update};
+use quire_testkit::Stack;
+use quire_testkit::client::MemoryTokens;
 use serde_json::{Value, json};
-use support::MemoryTokens;
 use tokio::sync::{broadcast, mpsc};
 use uuid::Uuid;
 
@@ -24,16 +26,19 @@ const PATIENCE: Duration = Duration::from_secs(30);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let stack = support::sandbox(|_| {}).await?;
-    let api = stack.api();
-    let anon = stack.anon();
-    let admin = stack.db.admin().await;
+    let stack = quire_testkit::serve::stack_in_child(Stack::builder).await;
+    let api = stack.api_base().to_owned();
+    let anon = stack.anon_key();
+    let admin = stack.connect_db().await;
 
-    println!("second-device lag (2 cores, loopback): delta row committed → follower applied it\n");
+    println!(
+        "second-device lag (2 cores, loopback, the sandbox in a child process): delta row \
+         committed → follower applied it\n"
+    );
     println!("  {:<16} {:>10} {:>10}", "", "p50", "p99");
     for (followers, deltas) in [(1, DELTAS_ONE), (50, DELTAS_MANY)] {
         let email = format!("bench-{followers}@example.test");
-        let owner = stack.create_user(&email, PASSWORD).await?;
+        let owner = stack.create_user(&email, PASSWORD).await;
 
         let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
         let mut devices = Vec::with_capacity(followers);

@@ -238,7 +238,7 @@ async fn a_large_file_resumes_after_a_dropped_connection_instead_of_restarting()
     let stack = spawn_stack().await;
     let (_, a_id) = stack.signed_in("alice@example.com").await;
     let proxy = Proxy::start(stack.sandbox.addr()).await;
-    let quire = client_through(&stack, &proxy, &stack.companion_url().unwrap()).await;
+    let quire = client_through(&stack, &proxy, stack.companion_url().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     // A real PDF with a long comment after the header: 3 MB of bytes.
     let mut pdf = b"%PDF-1.7\n%".to_vec();
@@ -328,7 +328,7 @@ async fn a_cancelled_upload_stops_and_leaves_no_document() {
     let stack = spawn_stack().await;
     stack.create_user("alice@example.com", PASSWORD_A).await;
     let proxy = Proxy::start(stack.sandbox.addr()).await;
-    let quire = client_through(&stack, &proxy, &stack.companion_url().unwrap()).await;
+    let quire = client_through(&stack, &proxy, stack.companion_url().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut pdf = fixtures::text_pdf(&["Soon cancelled."]);
     pdf.extend(std::iter::repeat_n(b' ', 2 * 1024 * 1024));

@@ -1,6 +1,6 @@
 //! The stack file holds the project's secrets; the client reads only its
-//! three fields. (Here, not in `src/`: the core's sources must not even name
-//! those secrets — CI greps for them.)
+//! three fields. (Here, not in the core's `src/`: the core's sources must not
+//! even name those secrets — CI greps for them.)
 
 use quire_core::Config;
 
@@ -26,8 +26,8 @@ fn the_stack_file_yields_only_the_three_client_fields() {
 
 #[test]
 fn the_core_sources_never_name_the_project_secrets() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut stack = vec![root.join("src"), root.join("../cli/src")];
+    let root = quire_testkit::repo_root();
+    let mut stack = vec![root.join("crates/core/src"), root.join("crates/cli/src")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

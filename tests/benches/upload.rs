@@ -33,8 +33,6 @@
 //!
 //! Numbers are printed, never asserted: benchmarks measure, tests decide.
 
-mod support;
-
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,8 +40,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use quire_core::{CancellationToken, Config, Quire, UploadEvent, UploadOptions};
+use quire_testkit::Stack;
+use quire_testkit::client::MemoryTokens;
 use serde_json::{Value, json};
-use support::MemoryTokens;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -66,7 +65,12 @@ async fn main() -> anyhow::Result<()> {
     // A 100 MiB PDF is over Quire's limit (the `documents` bucket's 50 MiB, Storage's default
     // global limit): this bench's own stack raises both, explicitly, so the bench measures a
     // large upload. Nothing else runs with these limits.
-    let stack = support::full(|c| c.max_upload_bytes = 256 * MIB).await?;
+    let stack = Stack::builder()
+        .token_delay_ms(0)
+        .sandbox(|c| c.max_upload_bytes = 256 * MIB)
+        .with_companion()
+        .spawn()
+        .await;
     stack
         .db
         .admin()
@@ -76,8 +80,8 @@ async fn main() -> anyhow::Result<()> {
             &[&((256 * MIB) as i64)],
         )
         .await?;
-    stack.create_user(EMAIL, PASSWORD).await?;
-    let token = stack.access_token(EMAIL, PASSWORD).await?;
+    stack.create_user(EMAIL, PASSWORD).await;
+    let token = stack.session(EMAIL, PASSWORD).await.token;
     let options = UploadOptions::default();
 
     let pdf = stack.dir.path().join("bench 100 MiB.pdf");
@@ -85,9 +89,9 @@ async fn main() -> anyhow::Result<()> {
     quire_core::upload::check_pdf(&pdf, 256 * MIB).await?;
     let chunks = cut_chunks(&pdf, &stack.dir.path().join("chunks"), options.chunk_bytes)?;
     let curl = Curl {
-        api: stack.api(),
-        anon: stack.anon(),
-        companion: stack.companion_url(),
+        api: stack.api_base().to_owned(),
+        anon: stack.anon_key(),
+        companion: companion_url(&stack),
         token: token.clone(),
     };
 
@@ -114,7 +118,7 @@ fn median(runs: &[Sample], f: fn(&Sample) -> f64) -> f64 {
 
 /// Uploads the file through the core and with curl, in turns, waiting for each ingestion.
 async fn measure(
-    stack: &support::Stack,
+    stack: &Stack,
     token: &str,
     curl: &Curl,
     pdf: &Path,
@@ -254,6 +258,11 @@ fn print_memory(core_runs: &[Sample], chunk_mib: f64) {
     );
 }
 
+/// The companion's URL (the bench's stack always has one).
+fn companion_url(stack: &Stack) -> String {
+    stack.companion_url().expect("a companion").to_owned()
+}
+
 /// One upload's timings (seconds) and, for the core, its memory (KiB).
 #[derive(Debug, Default)]
 struct Sample {
@@ -269,12 +278,12 @@ struct Sample {
 }
 
 /// Runs the core's upload in a child process; returns its sample and the document's id.
-async fn core_upload(stack: &support::Stack, pdf: &Path) -> anyhow::Result<(Sample, Uuid)> {
+async fn core_upload(stack: &Stack, pdf: &Path) -> anyhow::Result<(Sample, Uuid)> {
     let output = tokio::process::Command::new(std::env::current_exe()?)
         .env(CHILD, "1")
-        .env("QUIRE_BENCH_API", stack.api())
-        .env("QUIRE_BENCH_ANON", stack.anon())
-        .env("QUIRE_BENCH_COMPANION", stack.companion_url())
+        .env("QUIRE_BENCH_API", stack.api_base())
+        .env("QUIRE_BENCH_ANON", stack.anon_key())
+        .env("QUIRE_BENCH_COMPANION", companion_url(stack))
         .env("QUIRE_BENCH_FILE", pdf)
         .stderr(std::process::Stdio::inherit())
         .output()
@@ -632,16 +641,16 @@ fn responses(dump: &str) -> Vec<(u16, std::collections::HashMap<String, String>)
 
 /// Waits until the companion's ingestion of `document` is over (its row, read as the user
 /// through `/rest/v1`); returns its final status.
-async fn settle(stack: &support::Stack, token: &str, document: Uuid) -> anyhow::Result<String> {
+async fn settle(stack: &Stack, token: &str, document: Uuid) -> anyhow::Result<String> {
     let deadline = Instant::now() + SETTLE;
     loop {
         let rows: Value = stack
             .http
             .get(format!(
                 "{}/rest/v1/documents?id=eq.{document}&select=status",
-                stack.api()
+                stack.api_base()
             ))
-            .header("apikey", stack.anon())
+            .header("apikey", stack.anon_key())
             .bearer_auth(token)
             .send()
             .await?

@@ -1,0 +1,16 @@
+//! `quire-core` against a real stack in the test process (a sandbox over its
+//! own database, and a companion where a test asks for one: quire-testkit),
+//! one module per area. It lives here, not in crates/core, so that testing
+//! the core compiles the core alone. Two users in every test that could
+//! leak: A acts, B sees nothing.
+
+mod ask;
+mod chat;
+mod config;
+mod documents;
+mod follow;
+mod proxy;
+mod redirects;
+mod search;
+mod signin;
+mod uploads;
