@@ -44,7 +44,8 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::platform::{Auth, PlatformError};
+use crate::error::for_person;
+use crate::platform::{ApiCode, Auth, ItemsPage, PlatformError};
 use crate::server::AppState;
 
 /// Chunks copied per `items` page.
@@ -104,17 +105,16 @@ enum Stop {
 }
 
 impl From<PlatformError> for Stop {
+    /// The platform's own words never reach the owner: they read Quire's
+    /// sentence and a reference under which the cause is logged.
     fn from(err: PlatformError) -> Self {
-        if err.status() == Some(409) && err.message().is_some_and(|m| m.contains("lease lost")) {
-            return Stop::LeaseLost;
-        }
-        if err.is_transient() {
-            Stop::Transient(err.to_string())
-        } else {
-            Stop::Permanent(format!(
-                "The document service refused this file ({}). Delete it and upload it again.",
-                err.message().unwrap_or_else(|| "no details".to_owned())
-            ))
+        match err.code() {
+            Some(ApiCode::LeaseLost) => Stop::LeaseLost,
+            _ if err.is_transient() => Stop::Transient(err.to_string()),
+            _ => Stop::Permanent(for_person(
+                "The document service refused this file. Delete it and upload it again.",
+                &err,
+            )),
         }
     }
 }
@@ -294,7 +294,7 @@ async fn keep_lease(state: AppState, worker: String, document_id: Uuid, lost: Ca
             .await;
         match renewed {
             Ok(_) => {}
-            Err(err) if err.status() == Some(409) => {
+            Err(err) if err.code() == Some(&ApiCode::LeaseLost) => {
                 lost.cancel();
                 return;
             }
@@ -435,8 +435,8 @@ async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
             state.platform.request(Method::GET, &path, Auth::Service),
         )
         .await
-        .map_err(|err| match err.status() {
-            Some(404) => Stop::Permanent(
+        .map_err(|err| match err.code() {
+            Some(ApiCode::NotFound) => Stop::Permanent(
                 "The uploaded file is missing from storage. Delete this document and upload it again."
                     .to_owned(),
             ),
@@ -557,23 +557,16 @@ where
 /// A refused `POST /api/sources/upload`: the existing source of a duplicate,
 /// or why the document cannot be ingested.
 fn duplicate_or_refusal(err: PlatformError) -> Result<Uuid, Stop> {
-    if err.status() == Some(409) {
-        // Same bytes already uploaded, by anyone (docs/platform/ai-api.md §7.2).
-        let duplicate = err.body_json().and_then(|b| {
-            b.get("duplicate")?
-                .get("id")?
-                .as_str()?
-                .parse::<Uuid>()
-                .ok()
-        });
-        return duplicate.ok_or_else(|| Stop::from(err));
+    // Same bytes already uploaded, by anyone (docs/platform/ai-api.md §7.2).
+    if let Some(ApiCode::DuplicateSource(Some(existing))) = err.code() {
+        return Ok(*existing);
     }
-    Err(match err.status() {
-        Some(402) => Stop::Permanent(
+    Err(match err.code() {
+        Some(ApiCode::InsufficientCredits) => Stop::Permanent(
             "The project has run out of AI credits. Ask its owner to top them up, then upload again."
                 .to_owned(),
         ),
-        Some(413) => Stop::Permanent(
+        Some(ApiCode::TooLarge) => Stop::Permanent(
             "This file is larger than the document service accepts. Split it and upload the parts."
                 .to_owned(),
         ),
@@ -598,7 +591,7 @@ async fn wait_for_extraction(state: &AppState, source: Uuid) -> Result<Option<Ex
             .await;
         let body = match fetched {
             Ok(body) => body,
-            Err(err) if err.status() == Some(404) => return Ok(None),
+            Err(err) if err.code() == Some(&ApiCode::NotFound) => return Ok(None),
             Err(err) => return Err(err.into()),
         };
         let status = body
@@ -772,9 +765,9 @@ async fn add_to_knowledge_base(
                 .json(&json!({"source_id": source})),
         )
         .await
-        .map_err(|err| match err.status() {
+        .map_err(|err| match err.code() {
             // "Source must be extracted first": it was, a moment ago.
-            Some(400) => Stop::Transient(err.to_string()),
+            Some(ApiCode::BadRequest) => Stop::Transient(err.to_string()),
             _ => Stop::from(err),
         })?;
     added
@@ -808,8 +801,9 @@ async fn wait_for_indexing(
                     .get("error_message")
                     .and_then(Value::as_str)
                     .unwrap_or("no details");
-                return Err(Stop::Permanent(format!(
-                    "Indexing this PDF failed ({detail}). Delete it and upload it again later."
+                return Err(Stop::Permanent(for_person(
+                    "Indexing this PDF failed. Delete it and upload it again later.",
+                    &detail,
                 )));
             }
             Some("cancelled") => return Ok(false),
@@ -845,15 +839,14 @@ async fn copy_chunks(
                     .json(&json!({"source_ids": [source], "limit": ITEMS_PAGE, "offset": offset})),
             )
             .await?;
-        let items = page
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if items.is_empty() {
+        // Only the items of `source` are its chunks, whatever else the
+        // answer holds: anything else is another user's text.
+        let page = ItemsPage::read(&page, source);
+        if page.received == 0 {
             return Ok(seen);
         }
-        let chunks: Vec<Value> = items
+        let chunks: Vec<Value> = page
+            .items
             .iter()
             .filter_map(|item| {
                 let chunk_id = item.get("id")?.as_str()?;
@@ -876,10 +869,9 @@ async fn copy_chunks(
                 )
                 .await?;
         }
-        seen += items.len() as i64;
-        offset += items.len() as i64;
-        let total = page.get("total").and_then(Value::as_i64).unwrap_or(0);
-        if offset >= total {
+        seen += page.items.len() as i64;
+        offset += page.received as i64;
+        if offset >= page.total {
             return Ok(seen);
         }
     }

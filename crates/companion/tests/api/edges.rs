@@ -442,7 +442,6 @@ async fn a_user_token_postgrest_refuses_is_a_401_for_the_client() {
 /// reference the operator can find in the log; never the platform's text.
 /// B's document is unaffected and B sees nothing of A's.
 #[tokio::test]
-#[ignore = "red until ingest.rs words its failures with quire_companion::error::for_person (issue 14 item 7, ingest's side)"]
 async fn a_platform_refusal_reaches_the_owner_in_quires_words_with_a_reference() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let mut stack = sandbox(|_| {}).await;
@@ -563,7 +562,6 @@ async fn the_companion_refuses_an_agent_with_a_knowledge_base_attached() {
 /// or anything between would). Copying checks each item's `source_id`, so
 /// none of B's text becomes A's, and A's searches never find it.
 #[tokio::test]
-#[ignore = "red until ingest.rs copies chunks through platform::ItemsPage (issue 14 item 8, ingest's side)"]
 async fn chunks_of_another_source_are_never_copied_into_a_users_document() {
     let mut stack = sandbox(|_| {}).await;
     let widen_with: Arc<Mutex<Option<String>>> = Arc::default();
