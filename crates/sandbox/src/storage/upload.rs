@@ -79,24 +79,22 @@ pub fn request_limit(storage: &Storage, bucket: &Bucket) -> u64 {
     }
 }
 
-/// Storage's `validateMimeType`: the type must match one of the bucket's
-/// allowed types (`type/*` wildcards included), parameters ignored.
+/// Storage's `validateMimeType`: the type's first two `/`-separated parts
+/// must equal those of one of the bucket's allowed types, or its first part
+/// that of a `type/*` one — compared as written (no case folding, and a
+/// parameter such as `; charset=…` is part of the second).
 pub fn check_mime_type(bucket: &Bucket, mime: &str) -> Result<(), StorageError> {
     let Some(allowed) = bucket.allowed_mime_types.as_ref().filter(|a| !a.is_empty()) else {
         return Ok(());
     };
-    let essence = mime
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mut requested = mime.split('/');
+    let (Some(kind), Some(sub)) = (requested.next(), requested.next()) else {
+        return Err(StorageError::InvalidMimeType(mime.to_owned()));
+    };
     let ok = allowed.iter().any(|a| {
-        let a = a.trim().to_ascii_lowercase();
-        match a.strip_suffix("/*") {
-            Some(top) => essence.split('/').next() == Some(top),
-            None => a == essence,
-        }
+        let mut parts = a.split('/');
+        let (allowed_kind, allowed_sub) = (parts.next(), parts.next());
+        allowed_kind == Some(kind) && (allowed_sub == Some("*") || allowed_sub == Some(sub))
     });
     if ok {
         Ok(())
@@ -363,7 +361,10 @@ mod tests {
         assert!(check_mime_type(&bucket(None), "anything/at-all").is_ok());
         let pdf = bucket(Some(vec!["application/pdf"]));
         assert!(check_mime_type(&pdf, "application/pdf").is_ok());
-        assert!(check_mime_type(&pdf, "Application/PDF; charset=binary").is_ok());
+        // As Storage compares them: as written, parameters included.
+        assert!(check_mime_type(&pdf, "Application/PDF").is_err());
+        assert!(check_mime_type(&pdf, "application/pdf; charset=binary").is_err());
+        assert!(check_mime_type(&pdf, "application").is_err());
         assert!(matches!(
             check_mime_type(&pdf, "text/html"),
             Err(StorageError::InvalidMimeType(m)) if m == "text/html"

@@ -2287,6 +2287,17 @@ async fn a_documents_file_is_written_once_even_by_an_upload_that_passed_its_chec
         &[],
     )
     .await;
+    let not_a_pdf = env
+        .req(
+            Method::POST,
+            &format!("/object/documents/{}", uploading_document(&env, a.id).await),
+            &a.token,
+        )
+        .header("content-type", "text/html")
+        .body("<script>alert(1)</script>")
+        .send()
+        .await
+        .unwrap();
 
     // Assert
     assert_eq!(status, 400, "{body}");
@@ -2296,6 +2307,7 @@ async fn a_documents_file_is_written_once_even_by_an_upload_that_passed_its_chec
     assert_ne!(delete.status(), StatusCode::OK);
     assert_storage_error(elsewhere, "403", "AccessDenied").await;
     assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_storage_error(not_a_pdf, "415", "InvalidMimeType").await;
     let stored = env.download(&a.token, "documents", &a_key).await;
     assert_eq!(
         stored.bytes().await.unwrap().as_ref(),
