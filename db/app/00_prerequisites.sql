@@ -6,13 +6,23 @@
 -- file enables in schema `extensions` (where Supabase-style projects keep
 -- extensions) unless it is already there.
 --
--- How to apply db/app: as the project's `postgres` role (it owns the tables
--- created here and may add policies to storage.objects and
--- realtime.messages), every file in file-name order, each in one
--- transaction, e.g.
---   for f in db/app/*.sql; do psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -1 -f "$f"; done
+-- How to apply db/app: `quire-companion migrate` with
+-- QUIRE_COMPANION_DATABASE_URL set to the project's database as its
+-- `postgres` role (it owns the tables created here and may add policies to
+-- storage.objects and realtime.messages); crates/companion/README.md,
+-- "Database". It applies every file not yet applied, in file-name order,
+-- each in one transaction, and records it in
+-- supabase_migrations.schema_migrations as the Supabase CLI does: version =
+-- the file name's leading digits (`00`), name = the rest (`prerequisites`),
+-- so `supabase db push` of these files finds them applied.
 -- Every file is idempotent: running them again converges grants, policies
 -- and functions and leaves data alone.
+--
+-- Files 00 to 83 are the baseline. From now on a schema change is a new
+-- numbered file, never an edit of a file that is applied somewhere: an
+-- applied version is never run again. A new file's number sorts after every
+-- other as text (the CLI compares versions as text): 84 to 99 next, then
+-- 990, 991, ….
 --
 -- Assumes the statement timeouts a Supabase project has (db/platform sets
 -- them for the sandbox; docs/platform-contract.md, "PostgREST"): `anon` 3 s,

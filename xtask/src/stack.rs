@@ -1,10 +1,11 @@
 //! `cargo xtask stack up | down | status`: the local dev stack.
 //!
 //! A private PostgreSQL cluster on 127.0.0.1:54322 with its data under `.quire/pg`, run as the
-//! `postgres` user when xtask runs as root. `up` applies `db/platform` then `db/app` (each file
-//! once per content, recorded in `supabase_migrations.schema_migrations` as the Supabase CLI
-//! does), sets the login roles' passwords, and writes `.quire/stack.json`. Fields of services
-//! that do not run yet are left out of that file, never faked.
+//! `postgres` user when xtask runs as root. `up` applies `db/platform` (each file once per
+//! content), then `db/app` with `quire-companion migrate` as a deployer would (recorded in
+//! `supabase_migrations.schema_migrations` as the Supabase CLI does), sets the login roles'
+//! passwords, and writes `.quire/stack.json`. Fields of services that do not run yet are left out
+//! of that file, never faked.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -582,25 +583,27 @@ fn psql(password: &str) -> Cmd {
     c
 }
 
-/// Applies `db/platform/*.sql` then `db/app/*.sql`, each file in one transaction, skipping files
-/// already applied with the same content. The files are idempotent, so a changed file is simply
-/// applied again.
+/// Applies `db/platform/*.sql` (what the project has before Quire; each file in one transaction,
+/// skipped when already applied with the same content, recorded in the stack's own
+/// `quire_dev.platform_files`), then `db/app` with the companion's own `migrate`, as a deployer
+/// applies it (recorded in `supabase_migrations.schema_migrations` as the Supabase CLI does).
 fn migrate(password: &str) -> Result<()> {
     psql(password)
         .args([
             "-c",
-            "create schema if not exists supabase_migrations; \
-             create table if not exists supabase_migrations.schema_migrations \
-             (version text primary key, checksum text not null, applied_at timestamptz not null default now())",
+            "create schema if not exists quire_dev; \
+             create table if not exists quire_dev.platform_files \
+             (file text primary key, checksum text not null, applied_at timestamptz not null default now())",
         ])
         .read()?;
+    forget_old_history(password)?;
     let applied = psql(password)
         .args([
             "-tA",
             "-F",
             " ",
             "-c",
-            "select version, checksum from supabase_migrations.schema_migrations",
+            "select file, checksum from quire_dev.platform_files",
         ])
         .read()?;
     let applied: Vec<(String, String)> = applied
@@ -608,42 +611,76 @@ fn migrate(password: &str) -> Result<()> {
         .filter_map(|l| l.split_once(' '))
         .map(|(v, c)| (v.to_owned(), c.to_owned()))
         .collect();
-    let root = util::repo_root();
-    for tree in ["platform", "app"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("db").join(tree))
-            .with_context(|| format!("reading db/{tree}"))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-            .collect();
-        files.sort();
-        for file in files {
-            let version = format!("{tree}/{}", file.file_name().unwrap().to_string_lossy());
-            let sql = std::fs::read(&file)?;
-            let mut h = DefaultHasher::new();
-            sql.hash(&mut h);
-            let checksum = format!("{:016x}", h.finish());
-            if applied.iter().any(|(v, c)| *v == version && *c == checksum) {
-                continue;
-            }
-            util::step(&format!("stack: applying db/{version}"));
-            psql(password)
-                .arg("-1")
-                .arg("-f")
-                .arg(&file)
-                .read()
-                .with_context(|| format!("applying db/{version}"))?;
-            psql(password)
-                .arg("-c")
-                .arg(format!(
-                    "insert into supabase_migrations.schema_migrations (version, checksum) \
-                     values ('{}', '{checksum}') on conflict (version) do update \
-                     set checksum = excluded.checksum, applied_at = now()",
-                    version.replace('\'', "''")
-                ))
-                .read()?;
+    let dir = util::repo_root().join("db/platform");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .context("reading db/platform")?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        let sql = std::fs::read(&file)?;
+        let mut h = DefaultHasher::new();
+        sql.hash(&mut h);
+        let checksum = format!("{:016x}", h.finish());
+        if applied.iter().any(|(v, c)| *v == name && *c == checksum) {
+            continue;
         }
+        util::step(&format!("stack: applying db/platform/{name}"));
+        psql(password)
+            .arg("-1")
+            .arg("-f")
+            .arg(&file)
+            .read()
+            .with_context(|| format!("applying db/platform/{name}"))?;
+        psql(password)
+            .arg("-c")
+            .arg(format!(
+                "insert into quire_dev.platform_files (file, checksum) values ('{}', '{checksum}') \
+                 on conflict (file) do update set checksum = excluded.checksum, applied_at = now()",
+                name.replace('\'', "''")
+            ))
+            .read()?;
     }
+    let companion = COMPANION.build()?;
+    util::step("stack: applying db/app (quire-companion migrate)");
+    cmd(&companion)
+        .arg("migrate")
+        .env("QUIRE_COMPANION_LOG", "warn")
+        .env(
+            "QUIRE_COMPANION_DATABASE_URL",
+            format!(
+                "postgresql://{SUPERUSER}:{password}@{PG_HOST}:{}/postgres",
+                pg_port()
+            ),
+        )
+        .run()
+        .context("applying db/app")
+}
+
+/// Stacks made before `quire-companion migrate` kept both trees in a history of their own shape
+/// (`version` = `platform/…` or `app/…`, a `checksum`), which is not the Supabase CLI's: its
+/// platform rows move to `quire_dev.platform_files` and the table goes, so `migrate` records
+/// db/app afresh (its files are idempotent).
+fn forget_old_history(password: &str) -> Result<()> {
+    psql(password)
+        .args([
+            "-c",
+            "do $$ begin \
+               if exists (select 1 from information_schema.columns \
+                          where table_schema = 'supabase_migrations' \
+                            and table_name = 'schema_migrations' and column_name = 'checksum') then \
+                 insert into quire_dev.platform_files (file, checksum) \
+                   select substr(version, length('platform/') + 1), checksum \
+                   from supabase_migrations.schema_migrations where version like 'platform/%' \
+                   on conflict (file) do nothing; \
+                 drop table supabase_migrations.schema_migrations; \
+               end if; \
+             end $$",
+        ])
+        .read()?;
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub mod documents;
 pub mod error;
 pub mod ingest;
 pub mod limits;
+pub mod migrate;
 pub mod platform;
 pub mod provision;
 pub mod server;

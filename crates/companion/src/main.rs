@@ -4,6 +4,7 @@
 //! quire-companion [serve]                 run the server (QUIRE_COMPANION_* settings)
 //! quire-companion provision --out <file>  find or create the agent and knowledge base,
 //!                                         write {"agent_id", "knowledge_base_id"} to <file>
+//! quire-companion migrate [--dry-run | status]   apply db/app (QUIRE_COMPANION_DATABASE_URL)
 //! ```
 
 use std::path::PathBuf;
@@ -24,7 +25,14 @@ const USAGE: &str = "usage:
       (QUIRE_COMPANION_API_URL, QUIRE_COMPANION_ANON_KEY,
       QUIRE_COMPANION_SERVICE_ROLE_KEY) and prints, or writes to <file>,
       {\"agent_id\": …, \"knowledge_base_id\": …}. Ids already in <file> are
-      reused while they exist.";
+      reused while they exist.
+  quire-companion migrate [--dry-run | status]
+      Applies db/app (built into this binary) to the database
+      QUIRE_COMPANION_DATABASE_URL names, each file once, in one transaction,
+      recorded in supabase_migrations.schema_migrations as the Supabase CLI
+      records it. --dry-run prints what would be applied; status lists the
+      applied and pending files. Refuses a database that is not a Powabase
+      project's.";
 
 fn main() -> ExitCode {
     init_logs();
@@ -45,6 +53,7 @@ fn main() -> ExitCode {
             Ok(out) => runtime.block_on(run_provision(out)),
             Err(err) => Err(err),
         },
+        Some("migrate") => runtime.block_on(quire_companion::migrate::command(&args[1..])),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -14,6 +14,9 @@ use anyhow::{Context, Result, anyhow, bail};
 /// Name of the database every test database is cloned from.
 pub(crate) const TEMPLATE: &str = "quire_template";
 
+/// Name of the template with `db/platform` alone (built on first use).
+pub(crate) const PLATFORM_TEMPLATE: &str = "quire_platform_template";
+
 /// Bootstrap superuser of the cluster, whatever OS user runs it.
 pub(crate) const SUPERUSER: &str = "postgres";
 
@@ -79,15 +82,24 @@ impl Cluster {
     /// Applies db/platform then db/app, each directory in file-name order,
     /// into a fresh database, then marks it a template.
     async fn build_template(&self) -> Result<()> {
+        self.build(TEMPLATE, &["db/platform", "db/app"]).await
+    }
+
+    /// The template with db/platform alone: a project before Quire's schema.
+    pub(crate) async fn build_platform_template(&self) -> Result<()> {
+        self.build(PLATFORM_TEMPLATE, &["db/platform"]).await
+    }
+
+    async fn build(&self, name: &str, trees: &[&str]) -> Result<()> {
         let admin = crate::connect(&self.url(SUPERUSER, "postgres")).await?;
         admin
-            .batch_execute(&format!("create database {TEMPLATE}"))
+            .batch_execute(&format!("create database {name}"))
             .await?;
         drop(admin);
 
-        let client = crate::connect(&self.url(SUPERUSER, TEMPLATE)).await?;
+        let client = crate::connect(&self.url(SUPERUSER, name)).await?;
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        for tree in ["db/platform", "db/app"] {
+        for tree in trees {
             for file in sql_files(&root.join(tree))? {
                 let sql = std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
@@ -104,7 +116,7 @@ impl Cluster {
 
         let admin = crate::connect(&self.url(SUPERUSER, "postgres")).await?;
         admin
-            .batch_execute(&format!("alter database {TEMPLATE} is_template true"))
+            .batch_execute(&format!("alter database {name} is_template true"))
             .await?;
         Ok(())
     }

@@ -29,13 +29,15 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Connection, Error, NoTls, Row, Socket};
 use uuid::Uuid;
 
-use cluster::{Cluster, SUPERUSER, TEMPLATE};
+use cluster::{Cluster, PLATFORM_TEMPLATE, SUPERUSER, TEMPLATE};
 
 /// The tokio-postgres this crate speaks, so tests name the same `Row`,
 /// `Error` and `SqlState` types without a dependency of their own.
 pub use tokio_postgres;
 
 static CLUSTER: OnceCell<Result<Cluster, String>> = OnceCell::const_new();
+/// The db/platform-only template, built by the first [`TestDb::platform_only`].
+static PLATFORM: OnceCell<Result<(), String>> = OnceCell::const_new();
 /// Postgres refuses to clone a template twice at once.
 static CLONING: Mutex<()> = Mutex::const_new(());
 /// Databases whose `TestDb` was dropped; removed by the next `TestDb::new`.
@@ -65,6 +67,35 @@ impl TestDb {
     /// use. Panics (failing the test) if PostgreSQL cannot be started or the
     /// SQL trees do not apply, with the server's own message.
     pub async fn new() -> TestDb {
+        TestDb::cloned_from(TEMPLATE).await
+    }
+
+    /// A fresh database with `db/platform` alone: a Powabase project before
+    /// Quire's schema is applied (tests of applying `db/app`). Builds that
+    /// template on first use.
+    pub async fn platform_only() -> TestDb {
+        let cluster = cluster().await;
+        let built = PLATFORM
+            .get_or_init(|| async {
+                cluster
+                    .build_platform_template()
+                    .await
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .await;
+        if let Err(e) = built {
+            panic!("quire-testdb could not build the db/platform template: {e}");
+        }
+        TestDb::cloned_from(PLATFORM_TEMPLATE).await
+    }
+
+    /// A fresh database with nothing of a Powabase project (PostgreSQL's own
+    /// `template1`).
+    pub async fn empty() -> TestDb {
+        TestDb::cloned_from("template1").await
+    }
+
+    async fn cloned_from(template: &str) -> TestDb {
         let cluster = cluster().await;
         let name = format!("quire_test_{}", Uuid::new_v4().simple());
         {
@@ -82,7 +113,7 @@ impl TestDb {
                 }
             }
             admin
-                .batch_execute(&format!("create database {name} template {TEMPLATE}"))
+                .batch_execute(&format!("create database {name} template {template}"))
                 .await
                 .unwrap_or_else(|e| panic!("quire-testdb: creating database {name}: {e}"));
         }

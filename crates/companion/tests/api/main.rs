@@ -10,6 +10,7 @@ mod documents;
 mod edges;
 mod faults;
 mod hardening;
+mod migrate;
 mod proxy;
 mod sessions;
 mod startup;
