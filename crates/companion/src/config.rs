@@ -99,8 +99,10 @@ impl Default for Limits {
 /// The ingestion worker.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// `QUIRE_COMPANION_INGEST_WORKERS` (default 2; 0 disables ingestion in
-    /// this process).
+    /// `QUIRE_COMPANION_INGEST_WORKERS` (default 4; 0 disables ingestion in
+    /// this process). A worker mostly waits on the platform's extraction,
+    /// so four cost little, and one user's upload of several PDFs still gets
+    /// three at once while a fourth stays free for everyone else.
     pub workers: usize,
     /// `QUIRE_COMPANION_INGEST_LEASE_SECS` (default 60).
     pub lease: Duration,
@@ -123,7 +125,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            workers: 2,
+            workers: 4,
             lease: Duration::from_secs(60),
             poll_initial: Duration::from_millis(250),
             poll_max: Duration::from_secs(5),
@@ -544,7 +546,7 @@ mod tests {
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.delta_interval, Duration::from_millis(100));
         assert_eq!(config.limits.max_chunk_ids, 20);
-        assert_eq!(config.ingest.workers, 2);
+        assert_eq!(config.ingest.workers, 4);
         assert!(config.public_url.is_none());
         assert!(!config.dev_allow_private_tool_url);
         assert!(config.has_strong_secrets());
