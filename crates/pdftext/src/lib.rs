@@ -137,12 +137,20 @@ impl<'a> Pdf<'a> {
     pub fn open(bytes: &'a [u8]) -> Result<Pdf<'a>, OpenError> {
         let objects = catch_unwind(AssertUnwindSafe(|| Objects::open(bytes)))
             .map_err(|panic| OpenError::Damaged(message(&panic)))?
-            .map_err(|failure| match failure {
-                objects::OpenFailure::Encrypted => OpenError::Encrypted,
-                objects::OpenFailure::Damaged(e) => OpenError::Damaged(e.to_string()),
-            })?;
-        let pages = catch_unwind(AssertUnwindSafe(|| objects.pages()))
-            .map_err(|panic| OpenError::Damaged(message(&panic)))?;
+            .map_err(open_error)?;
+        let (objects, pages) = catch_unwind(AssertUnwindSafe(|| {
+            let pages = objects.pages();
+            // A page tree that cannot be followed object by object may be
+            // whole in lopdf's loading of every object.
+            if pages.is_empty() && objects.is_lazy() {
+                let whole = Objects::open_whole(bytes)?;
+                let pages = whole.pages();
+                return Ok((whole, pages));
+            }
+            Ok((objects, pages))
+        }))
+        .map_err(|panic| OpenError::Damaged(message(&panic)))?
+        .map_err(open_error)?;
         if pages.is_empty() {
             return Err(OpenError::NoPages);
         }
@@ -152,6 +160,13 @@ impl<'a> Pdf<'a> {
     /// How many pages its page tree holds.
     pub fn page_count(&self) -> usize {
         self.pages.len()
+    }
+}
+
+fn open_error(failure: objects::OpenFailure) -> OpenError {
+    match failure {
+        objects::OpenFailure::Encrypted => OpenError::Encrypted,
+        objects::OpenFailure::Damaged(e) => OpenError::Damaged(e.to_string()),
     }
 }
 
@@ -345,6 +360,25 @@ pub(crate) mod tests {
             "{:?}",
             read.failed[0].error
         );
+    }
+
+    #[test]
+    fn a_file_whose_cross_reference_table_is_misnumbered_is_still_read() {
+        let mut doc = document(vec![helvetica("Found all the same")]);
+        doc.reference_table.cross_reference_type = lopdf::xref::XrefType::CrossReferenceTable;
+        let mut bytes = Vec::new();
+        doc.save_to(&mut bytes).unwrap();
+        // Swap the offsets of the page's contents and resources (objects 2
+        // and 3): each is still at an offset the table gives, under the wrong
+        // number, and the page tree is intact.
+        let table = bytes.windows(6).position(|w| w == b"\nxref\n").unwrap() + 1;
+        let tail = String::from_utf8(bytes.split_off(table)).unwrap();
+        let mut lines: Vec<&str> = tail.split('\n').collect();
+        lines.swap(4, 5);
+        bytes.extend_from_slice(lines.join("\n").as_bytes());
+        let pdf = Pdf::open(&bytes).unwrap();
+        let read = page_texts(&pdf, &Stop::default()).unwrap();
+        assert_eq!(read.pages, vec!["Found all the same"]);
     }
 
     #[test]

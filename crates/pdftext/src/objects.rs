@@ -71,27 +71,64 @@ pub(crate) enum PageFailure {
     TooManyObjects,
 }
 
-fn keep_none(_: ObjectId, _: &mut Object) -> Option<(ObjectId, Object)> {
+thread_local! {
+    /// The ids lopdf finds at the offsets of the cross-reference table, while
+    /// [`Objects::open`] has it read them (lopdf's filter is a plain `fn`).
+    static FOUND: RefCell<Vec<ObjectId>> = const { RefCell::new(Vec::new()) };
+}
+
+fn keep_none(id: ObjectId, _: &mut Object) -> Option<(ObjectId, Object)> {
+    FOUND.with(|found| found.borrow_mut().push(id));
     None
 }
 
+/// Whether every object the cross-reference table places was found where it
+/// says, under its number. lopdf's loader files each object under the number
+/// written at its offset, so a misnumbered table (damaged files, careless
+/// writers) still loads whole; reading one object by its number does not.
+/// The loader parses the table's entries in order of number (lopdf without
+/// its `rayon` feature), so `found` lines up with them when every one parsed.
+fn table_matches(document: &Document, found: &[ObjectId]) -> bool {
+    let placed =
+        document
+            .reference_table
+            .entries
+            .iter()
+            .filter_map(|(number, entry)| match entry {
+                XrefEntry::Normal { generation, .. } => Some((*number, *generation)),
+                _ => None,
+            });
+    placed.eq(found.iter().copied())
+}
+
+fn classify(error: lopdf::Error) -> OpenFailure {
+    match error {
+        lopdf::Error::InvalidPassword
+        | lopdf::Error::Decryption(_)
+        | lopdf::Error::UnsupportedSecurityHandler(_) => OpenFailure::Encrypted,
+        other => OpenFailure::Damaged(other),
+    }
+}
+
 impl<'a> Objects<'a> {
-    /// Reads the cross-reference table and trailer of `bytes`.
+    /// Reads the cross-reference table and trailer of `bytes`; a file whose
+    /// table does not match its objects is loaded whole instead.
     pub(crate) fn open(bytes: &'a [u8]) -> Result<Objects<'a>, OpenFailure> {
         let options = LoadOptions {
             filter: Some(keep_none),
             ..LoadOptions::default()
         };
-        let document = Document::load_mem_with_options(bytes, options).map_err(|e| match e {
-            lopdf::Error::InvalidPassword
-            | lopdf::Error::Decryption(_)
-            | lopdf::Error::UnsupportedSecurityHandler(_) => OpenFailure::Encrypted,
-            other => OpenFailure::Damaged(other),
-        })?;
+        FOUND.with(|found| found.borrow_mut().clear());
+        let loaded = Document::load_mem_with_options(bytes, options);
+        let found = FOUND.with(|found| std::mem::take(&mut *found.borrow_mut()));
+        let document = loaded.map_err(classify)?;
         // lopdf leaves /Encrypt in the trailer when the empty password does
         // not open the file, and ignores the filter when it does.
         if document.is_encrypted() {
             return Err(OpenFailure::Encrypted);
+        }
+        if document.objects.is_empty() && !table_matches(&document, &found) {
+            return Objects::open_whole(bytes);
         }
         let store = if document.objects.is_empty() {
             let start = bytes.windows(5).position(|w| w == b"%PDF-").unwrap_or(0);
@@ -110,6 +147,23 @@ impl<'a> Objects<'a> {
             store,
             object_streams: RefCell::new(VecDeque::new()),
         })
+    }
+
+    /// Every object of `bytes`, parsed now, as lopdf's loader files them.
+    pub(crate) fn open_whole(bytes: &'a [u8]) -> Result<Objects<'a>, OpenFailure> {
+        let document = Document::load_mem(bytes).map_err(classify)?;
+        if document.is_encrypted() {
+            return Err(OpenFailure::Encrypted);
+        }
+        Ok(Objects {
+            store: Store::Loaded(Box::new(document)),
+            object_streams: RefCell::new(VecDeque::new()),
+        })
+    }
+
+    /// Whether objects are read when asked for (not all loaded up front).
+    pub(crate) fn is_lazy(&self) -> bool {
+        matches!(self.store, Store::Lazy(_))
     }
 
     fn document(&self) -> &Document {
