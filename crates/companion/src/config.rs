@@ -20,6 +20,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:54380";
 pub const DEFAULT_DELTA_INTERVAL_MS: u64 = 100;
 /// Shortest secret accepted for the JWT secret and the tool-callback secret.
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Default time `SIGTERM` gives running answers to finish ([`Config::shutdown_grace`]).
+pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 30;
 
 /// Everything `quire-companion serve` needs.
 #[derive(Clone)]
@@ -52,6 +54,14 @@ pub struct Config {
     /// `QUIRE_COMPANION_RUN_TIMEOUT_SECS` (default 600): the longest answer,
     /// and the lifetime of its `session_token`.
     pub run_timeout: Duration,
+    /// `QUIRE_COMPANION_SHUTDOWN_GRACE_SECS` (default 30; 0 ends them at
+    /// once): how long a stopping companion lets the answers it is writing
+    /// finish before it ends them `failed` with their text kept.
+    pub shutdown_grace: Duration,
+    /// `QUIRE_COMPANION_METRICS_ADDR`: where `GET /metrics` (Prometheus
+    /// text) is served, on a listener of its own that must not be public.
+    /// Unset: no metrics listener.
+    pub metrics_listen: Option<SocketAddr>,
     /// Per-user and per-request limits.
     pub limits: Limits,
     /// The ingestion workers' settings.
@@ -150,6 +160,8 @@ impl fmt::Debug for Config {
             )
             .field("delta_interval", &self.delta_interval)
             .field("run_timeout", &self.run_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("metrics_listen", &self.metrics_listen)
             .field("limits", &self.limits)
             .field("ingest", &self.ingest)
             .finish_non_exhaustive()
@@ -233,6 +245,18 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// An optional address like `127.0.0.1:9464`; `None` when unset or malformed.
+    fn address(&mut self, name: &str) -> Option<SocketAddr> {
+        let raw = self.raw(name)?;
+        let parsed = raw.parse::<SocketAddr>();
+        if parsed.is_err() {
+            self.problems.push(format!(
+                "{name} is not an address like 127.0.0.1:9464; got {raw:?}"
+            ));
+        }
+        parsed.ok()
     }
 
     /// `true` or `false`, exactly; unset is `false`.
@@ -388,8 +412,8 @@ impl Config {
     /// `MAX_RUNS_PER_USER`, `MAX_UPLOADS_PER_USER`, `MAX_MESSAGE_CHARS`,
     /// `MAX_CHUNK_IDS`, `INGEST_WORKERS`,
     /// `INGEST_LEASE_SECS`, `POLL_INITIAL_MS`, `POLL_MAX_MS`,
-    /// `INGEST_IDLE_MS`, `INGEST_MAX_ATTEMPTS`, `WORKER_ID` (all prefixed
-    /// `QUIRE_COMPANION_`).
+    /// `INGEST_IDLE_MS`, `INGEST_MAX_ATTEMPTS`, `WORKER_ID`,
+    /// `SHUTDOWN_GRACE_SECS`, `METRICS_ADDR` (all prefixed `QUIRE_COMPANION_`).
     pub fn from_env() -> Result<Config, ConfigError> {
         Self::from_lookup(&|name| std::env::var(name).ok())
     }
@@ -443,6 +467,12 @@ impl Config {
             1,
         );
         let run_timeout = r.number("QUIRE_COMPANION_RUN_TIMEOUT_SECS", 600u64, 1);
+        let shutdown_grace = r.number(
+            "QUIRE_COMPANION_SHUTDOWN_GRACE_SECS",
+            DEFAULT_SHUTDOWN_GRACE_SECS,
+            0,
+        );
+        let metrics_listen = r.address("QUIRE_COMPANION_METRICS_ADDR");
         let limits = Limits::read(&mut r);
         let ingest = IngestConfig::read(&mut r);
 
@@ -458,6 +488,8 @@ impl Config {
                 tool_secret: tool_secret?,
                 delta_interval: Duration::from_millis(delta_ms),
                 run_timeout: Duration::from_secs(run_timeout),
+                shutdown_grace: Duration::from_secs(shutdown_grace),
+                metrics_listen,
                 limits,
                 ingest,
             })
@@ -486,6 +518,8 @@ impl Config {
             tool_secret,
             delta_interval: Duration::from_millis(DEFAULT_DELTA_INTERVAL_MS),
             run_timeout: Duration::from_secs(600),
+            shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+            metrics_listen: None,
             limits: Limits::default(),
             ingest: IngestConfig::default(),
         }
@@ -550,6 +584,29 @@ mod tests {
         assert!(config.public_url.is_none());
         assert!(!config.dev_allow_private_tool_url);
         assert!(config.has_strong_secrets());
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
+        assert_eq!(config.metrics_listen, None);
+    }
+
+    #[test]
+    fn the_metrics_listener_and_the_grace_period_are_read() {
+        let mut env = complete();
+        env.push(("QUIRE_COMPANION_METRICS_ADDR", "127.0.0.1:9464"));
+        env.push(("QUIRE_COMPANION_SHUTDOWN_GRACE_SECS", "0"));
+        let config = Config::from_lookup(&lookup(&env)).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(config.shutdown_grace, Duration::ZERO);
+
+        let mut env = complete();
+        env.push(("QUIRE_COMPANION_METRICS_ADDR", ":9464"));
+        let err = Config::from_lookup(&lookup(&env)).unwrap_err();
+        assert_eq!(
+            err.problems,
+            ["QUIRE_COMPANION_METRICS_ADDR is not an address like 127.0.0.1:9464; got \":9464\""]
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! tool that acts as the user ([`tool`]), registers and ingests documents
 //! ([`documents`], [`ingest`]), and provisions the agent and knowledge base
 //! ([`provision`]). It reaches the platform only through `/rest/v1`,
-//! `/storage/v1` and `/api` ([`platform`]).
+//! `/storage/v1` and `/api` ([`platform`]). Operators watch it through
+//! [`health`] (`/health`, `/ready`) and [`metrics`] (`/metrics`, on a
+//! listener of its own).
 //!
 //! Embedding it (tests do this):
 //!
@@ -26,8 +28,10 @@ pub mod chat;
 pub mod config;
 pub mod documents;
 pub mod error;
+pub mod health;
 pub mod ingest;
 pub mod limits;
+pub mod metrics;
 pub mod migrate;
 pub mod platform;
 pub mod provision;

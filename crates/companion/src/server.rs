@@ -5,14 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use quire_protocol::Backoff;
-use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,14 +23,16 @@ use crate::chat::run::Runs;
 use crate::config::Config;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::RunSlots;
+use crate::metrics::Metrics;
 use crate::platform::{ApiCode, Platform, PlatformError};
-use crate::{chat, documents, ingest, tool};
+use crate::{chat, documents, health, ingest, metrics, tool};
 
 /// Largest request body the companion reads (JSON only; files go to Storage).
 const MAX_BODY_BYTES: usize = 256 * 1024;
 /// How long start-up keeps trying to reach the platform.
 const STARTUP_ATTEMPTS: u32 = 10;
-/// How long shutdown waits for running answers to be persisted.
+/// How long shutdown waits, after the grace period, for the answers it
+/// ended to be persisted, and then for the connections to close.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
 /// What every handler shares (cheap to clone).
@@ -51,6 +51,8 @@ pub struct Shared {
     pub run_slots: RunSlots,
     /// The answers this process is running.
     pub runs: Runs,
+    /// What `/metrics` reports ([`crate::metrics`]).
+    pub metrics: Arc<Metrics>,
     /// Woken when a document is queued here, so an idle worker starts at once.
     pub ingest_wakeup: Notify,
     /// The name this process takes ingest leases under.
@@ -66,10 +68,12 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The routes.
+/// The public routes.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(health))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route(crate::discovery::PATH, get(crate::discovery::discovery))
         .route("/api/chat", post(chat::chat))
         .route("/api/chat/{message_id}/stop", post(chat::stop))
         .route("/api/documents", post(documents::register))
@@ -88,17 +92,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /health` → `{"status": "ok", …}`; no credentials needed.
-async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
-    Json(json!({
-        "status": "ok",
-        "service": "quire-companion",
-        "version": env!("CARGO_PKG_VERSION"),
-        "agent_id": state.config.agent_id,
-        "knowledge_base_id": state.config.knowledge_base_id,
-        "runs": state.runs.len(),
-    }))
-    .into_response()
+/// The routes of the metrics listener (`QUIRE_COMPANION_METRICS_ADDR`): `/metrics` alone.
+fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .fallback(no_route)
+        .with_state(state)
 }
 
 async fn no_route() -> ApiError {
@@ -108,9 +107,11 @@ async fn no_route() -> ApiError {
 /// A running companion.
 pub struct Companion {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     url: Url,
     state: AppState,
-    server: Option<JoinHandle<std::io::Result<()>>>,
+    /// The public listener's server, then the metrics listener's.
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
     workers: Vec<JoinHandle<()>>,
     stop_serving: CancellationToken,
 }
@@ -129,6 +130,11 @@ impl Companion {
         self.addr
     }
 
+    /// The metrics listener's address, when `QUIRE_COMPANION_METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// `http://<addr>` without a trailing slash.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -144,21 +150,40 @@ impl Companion {
         &self.state.worker_id
     }
 
-    /// Stops: ingestion workers give their jobs back, running answers are
-    /// ended and persisted as interrupted, then the server stops.
+    /// Stops, losing no answer: no new connection is accepted; ingestion
+    /// workers give their jobs back at once (another companion takes them
+    /// up); answers being written get [`Config::shutdown_grace`] to finish,
+    /// then are ended `failed` (`interrupted`) with their text kept; the
+    /// servers stop once every answer's stream has ended.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        self.state.shutdown.cancel();
-        for worker in self.workers.drain(..) {
-            let _ = worker.await;
-        }
-        self.state.runs.stop_all(SHUTDOWN_WAIT).await;
         self.stop_serving.cancel();
-        if let Some(server) = self.server.take() {
-            server
-                .await
-                .context("the server task failed")?
-                .context("the server stopped with an error")?;
+        self.state.shutdown.cancel();
+        let runs = self.state.runs.len();
+        let grace = self.state.config.shutdown_grace;
+        tracing::info!(runs, grace_secs = grace.as_secs(), "stopping");
+        let workers = std::mem::take(&mut self.workers);
+        let answers = async {
+            if !self.state.runs.wait_idle(grace).await {
+                tracing::warn!(
+                    runs = self.state.runs.len(),
+                    "answers still running after the grace period are ended"
+                );
+                self.state.runs.stop_all(SHUTDOWN_WAIT).await;
+            }
+        };
+        let ((), _) = tokio::join!(answers, futures_util::future::join_all(workers));
+        for mut server in self.servers.drain(..) {
+            match tokio::time::timeout(SHUTDOWN_WAIT, &mut server).await {
+                Ok(joined) => joined
+                    .context("the server task failed")?
+                    .context("the server stopped with an error")?,
+                Err(_) => {
+                    tracing::warn!("connections still open at exit are dropped");
+                    server.abort();
+                }
+            }
         }
+        tracing::info!("stopped");
         Ok(())
     }
 
@@ -190,11 +215,21 @@ impl Drop for Companion {
 /// ([`crate::startup::StartupError`]), starts the ingestion workers and
 /// serves. Returns once it accepts connections.
 pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
-    let platform = Platform::new(&config.platform).context("building the platform client")?;
+    let metrics = Arc::new(Metrics::default());
+    let platform = Platform::counted(&config.platform, metrics.clone())
+        .context("building the platform client")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding QUIRE_COMPANION_METRICS_ADDR {at}"))?,
+        ),
+        None => None,
+    };
     let (url, origin) = match &config.public_url {
         Some(url) => (url.clone(), format!("QUIRE_COMPANION_PUBLIC_URL is {url}")),
         None => {
@@ -229,6 +264,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
             worker_id.clone(),
         ),
         runs: Runs::default(),
+        metrics,
         ingest_wakeup: Notify::new(),
         worker_id,
         shutdown: CancellationToken::new(),
@@ -242,21 +278,43 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
     drop(drain);
 
     let stop_serving = CancellationToken::new();
-    let app = router(state.clone());
-    let stop = stop_serving.clone();
-    let server = tokio::spawn(async move {
+    let mut servers = vec![serve(listener, router(state.clone()), &stop_serving)];
+    let mut metrics_addr = None;
+    if let Some(listener) = metrics_listener {
+        metrics_addr = Some(
+            listener
+                .local_addr()
+                .context("reading the metrics address")?,
+        );
+        servers.push(serve(
+            listener,
+            metrics_router(state.clone()),
+            &stop_serving,
+        ));
+    }
+    tracing::info!(%addr, ?metrics_addr, worker_id = %state.worker_id, "quire-companion listening");
+    Ok(Companion {
+        addr,
+        metrics_addr,
+        url,
+        state,
+        servers,
+        workers,
+        stop_serving,
+    })
+}
+
+/// Serves `app` on `listener` until `stop`, then until its connections end.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    stop: &CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    let stop = stop.clone();
+    tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
-    });
-    tracing::info!(%addr, worker_id = %state.worker_id, "quire-companion listening");
-    Ok(Companion {
-        addr,
-        url,
-        state,
-        server: Some(server),
-        workers,
-        stop_serving,
     })
 }
 

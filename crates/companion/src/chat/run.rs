@@ -26,7 +26,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -139,6 +139,8 @@ impl RunControl {
 #[derive(Debug, Clone, Default)]
 pub struct Runs {
     inner: Arc<Mutex<HashMap<Uuid, RunEntry>>>,
+    /// Woken whenever a run leaves the registry.
+    removed: Arc<Notify>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +158,7 @@ impl Runs {
 
     fn remove(&self, message_id: Uuid) {
         self.lock().remove(&message_id);
+        self.removed.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, RunEntry>> {
@@ -179,17 +182,41 @@ impl Runs {
         }
     }
 
-    /// Stops every run (shutdown) and waits until all are persisted or
-    /// `wait` has passed.
-    pub async fn stop_all(&self, wait: Duration) {
-        let entries: Vec<RunEntry> = self.lock().values().cloned().collect();
-        for entry in &entries {
-            entry.control.stop(StopReason::Shutdown);
+    /// Waits until no run is in flight (`true`) or `grace` has passed
+    /// (`false`). Runs go on undisturbed meanwhile.
+    pub async fn wait_idle(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        loop {
+            let removed = self.removed.notified();
+            tokio::pin!(removed);
+            removed.as_mut().enable();
+            if self.is_empty() {
+                return true;
+            }
+            tokio::select! {
+                () = removed => {}
+                () = tokio::time::sleep_until(deadline) => return self.is_empty(),
+            }
         }
+    }
+
+    /// Ends every run (shutdown: `failed`, `interrupted`, text kept) —
+    /// including any a request in flight starts meanwhile — and waits until
+    /// all are persisted or `wait` has passed.
+    pub async fn stop_all(&self, wait: Duration) {
         let all = async {
-            for entry in entries {
-                let mut done = entry.done;
-                let _ = done.wait_for(Option::is_some).await;
+            loop {
+                let entries: Vec<RunEntry> = self.lock().values().cloned().collect();
+                if entries.is_empty() {
+                    return;
+                }
+                for entry in &entries {
+                    entry.control.stop(StopReason::Shutdown);
+                }
+                for entry in entries {
+                    let mut done = entry.done;
+                    let _ = done.wait_for(Option::is_some).await;
+                }
             }
         };
         let _ = tokio::time::timeout(wait, all).await;
@@ -240,6 +267,18 @@ enum Outcome {
         message: String,
     },
     Stopped(StopReason),
+}
+
+impl Outcome {
+    /// How `/metrics` counts the run ([`crate::metrics`]).
+    fn label(&self) -> &'static str {
+        match self {
+            Outcome::Complete { .. } => "complete",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Stopped(StopReason::Shutdown) => "interrupted",
+            Outcome::Stopped(StopReason::User | StopReason::Elsewhere) => "stopped",
+        }
+    }
 }
 
 /// What the recorder is given.
@@ -405,6 +444,7 @@ async fn run(
     slot: RunSlot,
     done: watch::Sender<Option<String>>,
 ) {
+    let started = Instant::now();
     let (record_tx, record_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(recorder(
         state.clone(),
@@ -432,6 +472,7 @@ async fn run(
 
     let mut run_id: Option<String> = None;
     let outcome = stream_answer(state, &turn, &control, &mut out, &mut run_id).await;
+    let label = outcome.label();
     conclude(&mut out, outcome, &turn.context, run_id);
     // The client's stream stays open until the rows are written and the
     // token is gone: a client that sees it end finds the whole answer.
@@ -453,6 +494,7 @@ async fn run(
     }
     // In this order, so that a client that sees its stream end may ask again
     // at once, and a Stop that waited learns the outcome.
+    state.metrics.run_finished(label, started.elapsed());
     state.runs.remove(turn.message_id);
     slot.release().await;
     let _ = done.send(Some(status.unwrap_or_else(|| "unknown".to_owned())));

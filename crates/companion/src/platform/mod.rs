@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::config::PlatformConfig;
+use crate::metrics::Metrics;
 pub use code::ApiCode;
 pub use events::{PlatformCitation, PlatformEvent};
 pub use items::ItemsPage;
@@ -147,11 +148,22 @@ struct Inner {
     base: String,
     anon_key: SecretString,
     service_key: SecretString,
+    /// Where failed calls are counted, in a serving companion.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Platform {
     /// A client for `config`'s platform.
     pub fn new(config: &PlatformConfig) -> anyhow::Result<Platform> {
+        Self::build(config, None)
+    }
+
+    /// A client that counts its failed calls in `metrics`.
+    pub fn counted(config: &PlatformConfig, metrics: Arc<Metrics>) -> anyhow::Result<Platform> {
+        Self::build(config, Some(metrics))
+    }
+
+    fn build(config: &PlatformConfig, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Platform> {
         // No redirects: a redirected call would carry `apikey` (the service
         // key, for service calls) to wherever it points; reqwest drops only
         // `Authorization` across hosts. A 3xx is an error like any other.
@@ -166,6 +178,7 @@ impl Platform {
                 base: config.base().to_owned(),
                 anon_key: config.anon_key.clone(),
                 service_key: config.service_role_key.clone(),
+                metrics,
             }),
         })
     }
@@ -205,11 +218,22 @@ impl Platform {
         let (client, request) = request.build_split();
         let request = request.map_err(transport)?;
         let as_service = self.is_service_call(&request);
-        let response = client.execute(request).await.map_err(transport)?;
+        let response = match client.execute(request).await {
+            Ok(response) => response,
+            Err(source) => return Err(self.count(transport(source))),
+        };
         if response.status().is_success() {
             return Ok(response);
         }
-        Err(status_error(what, response, as_service).await)
+        Err(self.count(status_error(what, response, as_service).await))
+    }
+
+    /// Counts a failed call ([`crate::metrics`]) and hands the error on.
+    fn count(&self, err: PlatformError) -> PlatformError {
+        if let Some(metrics) = &self.inner.metrics {
+            metrics.platform_error(&err);
+        }
+        err
     }
 
     /// Whether `request` carries the service key (its `apikey`).
@@ -234,10 +258,12 @@ impl Platform {
                 what: what.to_owned(),
                 source,
             })?;
-        serde_json::from_slice(&bytes).map_err(|e| PlatformError::Decode {
-            what: what.to_owned(),
-            detail: e.to_string(),
-            body: decoded_body(what, &bytes),
+        serde_json::from_slice(&bytes).map_err(|e| {
+            self.count(PlatformError::Decode {
+                what: what.to_owned(),
+                detail: e.to_string(),
+                body: decoded_body(what, &bytes),
+            })
         })
     }
 
@@ -344,10 +370,12 @@ impl Platform {
                 source,
             })?;
         let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        serde_json::from_slice(bytes).map_err(|e| PlatformError::Decode {
-            detail: e.to_string(),
-            body: decoded_body(&what, bytes),
-            what,
+        serde_json::from_slice(bytes).map_err(|e| {
+            self.count(PlatformError::Decode {
+                detail: e.to_string(),
+                body: decoded_body(&what, bytes),
+                what,
+            })
         })
     }
 }
