@@ -26,6 +26,7 @@
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod discovery;
 pub mod documents;
 pub mod error;
 pub mod health;

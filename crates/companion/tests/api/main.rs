@@ -7,6 +7,7 @@ mod bad_input;
 mod chat;
 mod cli;
 mod discovery;
+mod discovery;
 mod doctor;
 mod documents;
 mod edges;
