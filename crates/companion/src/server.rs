@@ -74,7 +74,6 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route(crate::discovery::PATH, get(crate::discovery::discovery))
-        .route(crate::discovery::PATH, get(crate::discovery::discovery))
         .route("/api/chat", post(chat::chat))
         .route("/api/chat/{message_id}/stop", post(chat::stop))
         .route("/api/documents", post(documents::register))

@@ -7,7 +7,6 @@ mod bad_input;
 mod chat;
 mod cli;
 mod discovery;
-mod discovery;
 mod doctor;
 mod documents;
 mod edges;
