@@ -7,6 +7,7 @@
 mod ask;
 mod chat;
 mod config;
+mod connect;
 mod documents;
 mod follow;
 mod proxy;

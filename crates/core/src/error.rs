@@ -60,6 +60,20 @@ pub enum ErrorCode {
     FileUnwritable,
     /// A service answered something the core does not understand.
     Unexpected,
+    /// The server address typed is not a web address.
+    InvalidAddress,
+    /// The server address is plain http and not on this computer.
+    InsecureServer,
+    /// Nothing answered at the server address.
+    ServerUnreachable,
+    /// Something answered at the server address, but not a Quire server.
+    NotAQuireServer,
+    /// The project takes no new accounts.
+    SignUpClosed,
+    /// The address already has an account.
+    AccountExists,
+    /// The new password is too weak for the project.
+    WeakPassword,
 }
 
 impl ErrorCode {
@@ -85,6 +99,13 @@ impl ErrorCode {
             ErrorCode::FileUnreadable => "file_unreadable",
             ErrorCode::FileUnwritable => "file_unwritable",
             ErrorCode::Unexpected => "unexpected",
+            ErrorCode::InvalidAddress => "invalid_address",
+            ErrorCode::InsecureServer => "insecure_server",
+            ErrorCode::ServerUnreachable => "server_unreachable",
+            ErrorCode::NotAQuireServer => "not_a_quire_server",
+            ErrorCode::SignUpClosed => "sign_up_closed",
+            ErrorCode::AccountExists => "account_exists",
+            ErrorCode::WeakPassword => "weak_password",
         }
     }
 }
@@ -286,6 +307,48 @@ pub enum Error {
         /// The raw body (cut to a few KB), for debugging.
         body: String,
     },
+
+    #[error(
+        "{address:?} is not a web address. Type your Quire server's address, such as quire.example.com."
+    )]
+    InvalidAddress { address: String },
+
+    #[error(
+        "{address} does not use https, so what you send could be read on the way. Use its https:// address; plain http is only for a server on this computer."
+    )]
+    InsecureServer { address: String },
+
+    #[error(
+        "Could not reach {host}. Check the address and your connection; if they are right, the server may be down: ask its administrator."
+    )]
+    ServerUnreachable {
+        host: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    #[error(
+        "{address} is not a Quire server ({detail}). Check the address: it is the one your administrator gave you."
+    )]
+    NotAQuireServer {
+        address: String,
+        detail: String,
+        /// The raw body (cut to a few KB), for debugging.
+        body: String,
+    },
+
+    #[error(
+        "This server does not take new accounts. Ask its administrator for one, or sign in with an account you have."
+    )]
+    SignUpClosed,
+
+    #[error(
+        "{email} already has an account. Sign in, or use Forgot password if you do not remember it."
+    )]
+    AccountExists { email: String },
+
+    #[error("That password is too weak: {message}. Choose a longer one.")]
+    WeakPassword { message: String },
 }
 
 impl Error {
@@ -311,6 +374,13 @@ impl Error {
             Error::FileUnreadable { .. } => ErrorCode::FileUnreadable,
             Error::FileUnwritable { .. } => ErrorCode::FileUnwritable,
             Error::Unexpected { .. } => ErrorCode::Unexpected,
+            Error::InvalidAddress { .. } => ErrorCode::InvalidAddress,
+            Error::InsecureServer { .. } => ErrorCode::InsecureServer,
+            Error::ServerUnreachable { .. } => ErrorCode::ServerUnreachable,
+            Error::NotAQuireServer { .. } => ErrorCode::NotAQuireServer,
+            Error::SignUpClosed => ErrorCode::SignUpClosed,
+            Error::AccountExists { .. } => ErrorCode::AccountExists,
+            Error::WeakPassword { .. } => ErrorCode::WeakPassword,
         }
     }
 

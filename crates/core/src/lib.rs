@@ -12,6 +12,7 @@ pub mod auth;
 pub mod chat;
 mod companion;
 pub mod config;
+pub mod discovery;
 mod documents;
 pub mod error;
 pub mod follow;
@@ -30,6 +31,7 @@ pub use chat::{
     Answer, Asked, ChatEvent, Citation, EventBody, FailureCode, HistoryPage, MessageStatus, Stopper,
 };
 pub use config::Config;
+pub use discovery::{Server, SignInMethods};
 pub use error::{Error, ErrorCode, ErrorView, Result, SignOutReason};
 pub use follow::{FollowOptions, FollowStatus, Follower};
 pub use quire::Quire;
