@@ -1006,3 +1006,44 @@ async fn a_pdf_the_reader_panics_on_fails_with_a_reason() {
     let message = source["error_message"].as_str().unwrap();
     assert!(message.contains("cannot handle"), "{message}");
 }
+
+#[tokio::test]
+async fn a_page_the_reader_panics_on_is_empty_and_the_source_still_extracted() {
+    use lopdf::content::Operation;
+    let app = spawn_sandbox().await;
+    let shown = |font: Option<&str>, text: &str| {
+        let mut ops = vec![Operation::new("BT", vec![])];
+        if let Some(font) = font {
+            ops.push(Operation::new("Tf", vec![font.into(), 12.into()]));
+        }
+        ops.push(Operation::new("Td", vec![72.into(), 700.into()]));
+        ops.push(Operation::new(
+            "Tj",
+            vec![lopdf::Object::string_literal(text)],
+        ));
+        ops.push(Operation::new("ET", vec![]));
+        ops
+    };
+    // Page 2 shows text before choosing a font, which the reader panics on;
+    // the platform's extractor leaves such a page empty and goes on
+    // (docs/platform-contract.md §4).
+    let partly = fixtures::pdf_from_operations(vec![
+        shown(Some("F1"), "Tides follow the moon"),
+        shown(None, "orphan"),
+        shown(Some("F1"), "Salt makes the sea dense"),
+    ]);
+
+    let source = uploaded_source(&app, "partly.pdf", partly).await;
+    assert_eq!(source["extraction_status"], "extracted");
+    assert_eq!(source["error_message"], Value::Null);
+    assert_eq!(source["derivatives"]["page_count"], 3);
+    let (_, texts) = get(
+        &app,
+        &format!("/api/sources/{}/page-texts", source["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(
+        texts,
+        json!({"page_texts": ["Tides follow the moon", "", "Salt makes the sea dense"], "count": 3})
+    );
+}
