@@ -6,15 +6,17 @@
 //!    service key, the same chunks as `context_items` by value — p50, p99, ratio.
 //! 2. Rows the companion writes per answer (`chat_events`, `chat_messages`).
 //!
+//! The sandbox, the companion and the database run in a child process (this binary run again,
+//! `quire_testkit::serve`), so the client's numbers do not include the servers' scheduling.
+//!
 //! Numbers are printed, never asserted: benchmarks measure, tests decide.
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use quire_companion::config::{Config, PlatformConfig};
-use quire_companion::platform::Platform;
-use quire_companion::provision;
-use secrecy::{ExposeSecret as _, SecretString};
+use quire_testkit::fixtures::{self, MANUAL};
+use quire_testkit::{Api, Stack, User};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -22,136 +24,42 @@ const WARMUP: usize = 3;
 const RUNS: usize = 30;
 const QUESTION: &str = "How long is the warranty on the motor?";
 const PATIENCE: Duration = Duration::from_secs(90);
-const MANUAL: [&str; 3] = [
-    "The X200 blender has a 1200 W motor.\nIt ships with two glass jars.",
-    "Cleaning: rinse the jars with warm water after every use.\nNever put the motor base in water.",
-    "Warranty: the motor is covered for five years.\nThe jars are covered for one year only.",
-];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let db = quire_testdb::TestDb::new().await;
-    let data_dir = tempfile::tempdir()?;
-    let mut sandbox_config = quire_sandbox::Config::new(data_dir.path(), db.url());
-    sandbox_config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
-    sandbox_config.agents.allow_loopback_tool_endpoints = true;
-    sandbox_config.agents.token_delay_ms = 0;
-    let sandbox = quire_sandbox::spawn(sandbox_config).await?;
-    let api = sandbox.api_base().to_owned();
-    let anon = sandbox.anon_key().expose_secret().to_owned();
-    let service = sandbox.service_role_key().expose_secret().to_owned();
-    let platform = PlatformConfig {
-        api_url: api.parse()?,
-        anon_key: sandbox.anon_key().clone(),
-        service_role_key: sandbox.service_role_key().clone(),
-    };
-    let ids = provision::provision(&Platform::new(&platform)?, None).await?;
-    let mut config = Config::new(
-        platform,
-        sandbox.jwt_secret().clone(),
-        ids.agent_id,
-        ids.knowledge_base_id,
-        SecretString::from(format!("tool-secret-{}", Uuid::new_v4().simple())),
-    );
-    config.ingest.poll_initial = Duration::from_millis(20);
-    config.ingest.poll_max = Duration::from_millis(300);
-    // The sandbox allows loopback tool endpoints; the real platform does not.
-    config.dev_allow_private_tool_url = true;
-    let companion = quire_companion::spawn(config).await?;
-    let url = companion.url();
-    let http = reqwest::Client::new();
+    let stack = quire_testkit::serve::stack_in_child(|| {
+        Stack::builder().token_delay_ms(0).with_companion()
+    })
+    .await;
 
     // A user with one ready three-page document.
-    let session: Value = http
-        .post(format!("{api}/auth/v1/signup"))
-        .header("apikey", &anon)
-        .json(&json!({"email": "bench@example.test", "password": "bench-password"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = session["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let uid = session["user"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let pdf = quire_testkit::fixtures::text_pdf(&MANUAL);
-    let registered: Value = http
-        .post(format!("{url}/api/documents"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "X200 manual.pdf", "byte_size": pdf.len()}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let document = registered["document_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let path = registered["storage_path"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let stored = http
-        .post(format!("{api}/storage/v1/object/documents/{path}"))
-        .header("apikey", &anon)
-        .bearer_auth(&token)
-        .header("content-type", "application/pdf")
-        .body(pdf)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        stored.status() == 200,
-        "upload answered {}",
-        stored.status()
-    );
-    let ingest = http
-        .post(format!("{url}/api/documents/{document}/ingest"))
-        .bearer_auth(&token)
-        .send()
-        .await?;
-    anyhow::ensure!(
-        ingest.status() == 202,
-        "ingest answered {}",
-        ingest.status()
-    );
-    let admin = db.admin().await;
-    let started = Instant::now();
-    loop {
-        let status: String = admin
-            .query_one(
-                "select status from public.documents where id = $1::text::uuid",
-                &[&document],
-            )
-            .await?
-            .get(0);
-        match status.as_str() {
-            "ready" => break,
-            "failed" | "no_text" => anyhow::bail!("the document ended {status}"),
-            _ if started.elapsed() > PATIENCE => anyhow::bail!("the document is still {status}"),
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let hits: Vec<Value> = http
-        .post(format!("{api}/rest/v1/rpc/search_chunks"))
-        .header("apikey", &anon)
-        .bearer_auth(&token)
-        .json(&json!({"query": QUESTION}))
-        .send()
-        .await?
-        .json()
-        .await?;
+    let user = stack.user("bench@example.test").await;
+    stack
+        .ready_document(&user, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
+        .await;
+    let hits = stack.search(&user, QUESTION).await;
     anyhow::ensure!(!hits.is_empty(), "search found no chunk");
-    let chunk_ids: Vec<&str> = hits.iter().filter_map(|h| h["id"].as_str()).collect();
 
-    // The companion: one conversation, asked again and again.
+    let (through, rows) = through_the_companion(&stack, &user, &hits).await?;
+    let direct = directly(&stack, &user, &hits).await?;
+    report(&through, &direct, rows);
+    Ok(())
+}
+
+/// [`RUNS`] answers through the companion's `POST /api/chat` in one conversation (after
+/// [`WARMUP`]), and the rows (`chat_events`, `chat_messages`) they wrote.
+async fn through_the_companion(
+    stack: &Api,
+    user: &User,
+    hits: &[Value],
+) -> anyhow::Result<(Vec<Timing>, (i64, i64))> {
+    let url = stack.companion_url().context("a companion")?;
+    let chunk_ids: Vec<&str> = hits.iter().filter_map(|h| h["id"].as_str()).collect();
+    let http = reqwest::Client::new();
     let ask = |conversation: Option<String>| {
         let request = http
             .post(format!("{url}/api/chat"))
-            .bearer_auth(&token)
+            .bearer_auth(&user.token)
             .json(
                 &json!({"conversation_id": conversation, "message": QUESTION,
                           "chunk_ids": chunk_ids}),
@@ -165,20 +73,29 @@ async fn main() -> anyhow::Result<()> {
     for _ in 1..WARMUP {
         ask(Some(conversation.clone())).await?;
     }
+    let admin = stack.connect_db().await;
     let rows_before = count_rows(&admin).await?;
     let mut through = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         through.push(ask(Some(conversation.clone())).await?);
     }
     let rows_after = count_rows(&admin).await?;
+    let written = (rows_after.0 - rows_before.0, rows_after.1 - rows_before.1);
+    Ok((through, written))
+}
 
-    // Directly: the same chunks by value, an instruction item like the companion's, a
-    // session of the user's made by the service role.
+/// [`RUNS`] runs of the sandbox's `run/stream` called directly (after [`WARMUP`]): the same
+/// chunks by value, an instruction item like the companion's, a session of the user's made by
+/// the service role.
+async fn directly(stack: &Api, user: &User, hits: &[Value]) -> anyhow::Result<Vec<Timing>> {
+    let (api, service) = (stack.api_base(), stack.service_key());
+    let agent_id = stack.info.agent_id.context("an agent")?;
+    let http = reqwest::Client::new();
     let platform_session: Value = http
-        .post(format!("{api}/api/agents/{}/sessions", ids.agent_id))
+        .post(format!("{api}/api/agents/{agent_id}/sessions"))
         .header("apikey", &service)
         .bearer_auth(&service)
-        .json(&json!({"user_id": uid}))
+        .json(&json!({"user_id": user.id}))
         .send()
         .await?
         .json()
@@ -200,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
     }));
     let run = || {
         let request = http
-            .post(format!("{api}/api/agents/{}/run/stream", ids.agent_id))
+            .post(format!("{api}/api/agents/{agent_id}/run/stream"))
             .header("apikey", &service)
             .bearer_auth(&service)
             .header("Accept", "text/event-stream")
@@ -217,7 +134,11 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..RUNS {
         direct.push(run().await?);
     }
+    Ok(direct)
+}
 
+/// Prints both sides, their ratios, and the rows the companion wrote per answer.
+fn report(through: &[Timing], direct: &[Timing], rows: (i64, i64)) {
     let quantiles = |runs: &[Timing], pick: fn(&Timing) -> Duration| {
         let mut v: Vec<Duration> = runs.iter().map(pick).collect();
         v.sort();
@@ -225,19 +146,20 @@ async fn main() -> anyhow::Result<()> {
         (at(0.50), at(0.99))
     };
     println!(
-        "chat benchmarks (2 cores, loopback, offline model at zero pace, {RUNS} answers each)\n"
+        "chat benchmarks (2 cores, loopback, offline model at zero pace, the servers in a child \
+         process, {RUNS} answers each)\n"
     );
     println!(
         "  {:<36} {:>10} {:>10} {:>10} {:>10}",
         "", "1st p50", "1st p99", "end p50", "end p99"
     );
     let (c_first, c_end) = (
-        quantiles(&through, |t| t.first_delta),
-        quantiles(&through, |t| t.complete),
+        quantiles(through, |t| t.first_delta),
+        quantiles(through, |t| t.complete),
     );
     let (d_first, d_end) = (
-        quantiles(&direct, |t| t.first_delta),
-        quantiles(&direct, |t| t.complete),
+        quantiles(direct, |t| t.first_delta),
+        quantiles(direct, |t| t.complete),
     );
     for (name, first, end) in [
         ("companion POST /api/chat", c_first, c_end),
@@ -260,17 +182,15 @@ async fn main() -> anyhow::Result<()> {
         |runs: &[Timing]| runs.iter().map(|t| t.deltas).sum::<usize>() as f64 / RUNS as f64;
     println!(
         "  deltas per answer: companion {:.1}, direct {:.1}",
-        deltas(&through),
-        deltas(&direct)
+        deltas(through),
+        deltas(direct)
     );
     println!(
         "\n  rows written per answer by the companion: chat_events {:.1}, chat_messages {:.1} \
          (the question and the answer)\n",
-        (rows_after.0 - rows_before.0) as f64 / RUNS as f64,
-        (rows_after.1 - rows_before.1) as f64 / RUNS as f64,
+        rows.0 as f64 / RUNS as f64,
+        rows.1 as f64 / RUNS as f64,
     );
-    drop(companion);
-    Ok(())
 }
 
 struct Timing {

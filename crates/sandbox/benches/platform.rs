@@ -7,50 +7,51 @@
 //! 2. Uploading a 100 MB object through Storage's resumable (TUS) endpoint vs writing the same
 //!    bytes to a file on the same disk — MB/s and ratio.
 //!
+//! The sandbox and its database run in a child process (this binary run again,
+//! `quire_testkit::serve`), so the client's numbers do not include the server's scheduling.
+//!
 //! Numbers are printed, never asserted: benchmarks measure, tests decide.
 
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use quire_sandbox::Config;
-use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use quire_testkit::{Api, Stack};
+use serde_json::Value;
 
 const REST_WARMUP: usize = 200;
 const REST_REQUESTS: usize = 3000;
 const UPLOAD_BYTES: usize = 100 * 1024 * 1024;
 /// Supabase's resumable-upload guide asks for 6 MiB TUS chunks (all but the last).
 const TUS_CHUNK: usize = 6 * 1024 * 1024;
+/// The upload's bucket: Quire's `documents` takes only files of documents registered with the
+/// companion, up to 50 MiB, so the bench has a bucket of its own, with the own-folder policies
+/// of a typical Supabase project and no size limit of its own.
+const BENCH_BUCKET: &str = "
+insert into storage.buckets (id, name, public) values ('bench', 'bench', false);
+create policy bench_own_folder_uploads on storage.objects for insert to authenticated
+  with check (bucket_id = 'bench' and (storage.foldername(name))[1] = (select auth.uid())::text);
+create policy bench_own_folder_reads on storage.objects for select to authenticated
+  using (bucket_id = 'bench' and (storage.foldername(name))[1] = (select auth.uid())::text);";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let db = quire_testdb::TestDb::new().await;
-    let data_dir = tempfile::tempdir()?;
-    let mut config = Config::new(data_dir.path(), db.url());
-    config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
-    let sandbox = quire_sandbox::spawn(config).await?;
-    let base = sandbox.api_base().to_owned();
-    let anon = sandbox.anon_key().expose_secret().to_owned();
+    // 100 MB is over Storage's default global upload limit (50 MiB): this bench's own sandbox
+    // raises it.
+    let stack = quire_testkit::serve::stack_in_child(|| {
+        Stack::builder().sandbox(|c| c.max_upload_bytes = 2 * UPLOAD_BYTES as u64)
+    })
+    .await;
+    let base = stack.api_base().to_owned();
+    let anon = stack.anon_key();
     let http = reqwest::Client::new();
+    // The disk the sandbox's data directory is on (a temp directory, as the child's is).
+    let disk_dir = tempfile::tempdir()?;
 
     // A user with one conversation row.
-    let session: Value = http
-        .post(format!("{base}/auth/v1/signup"))
-        .header("apikey", &anon)
-        .json(&json!({"email": "bench@example.test", "password": "bench-password"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = session["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let uid = session["user"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let admin = db.admin().await;
+    let user = stack.user("bench@example.test").await;
+    let (token, uid) = (user.token.clone(), user.id.to_string());
+    let admin = stack.connect_db().await;
+    admin.batch_execute(BENCH_BUCKET).await?;
     let row = admin
         .query_one(
             "insert into public.conversations (owner_id, title) values ($1::text::uuid, 'bench') returning id::text",
@@ -59,9 +60,12 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let conversation: String = row.get(0);
 
-    println!("sandbox benchmarks (2 cores, loopback, one client at a time)\n");
-    rest_vs_direct(&http, &base, &anon, &token, &conversation, &db).await?;
-    upload_vs_disk(&http, &base, &anon, &token, &uid, data_dir.path()).await?;
+    println!(
+        "sandbox benchmarks (2 cores, loopback, one client at a time, the sandbox in a child \
+         process)\n"
+    );
+    rest_vs_direct(&http, &base, &anon, &token, &conversation, &stack).await?;
+    upload_vs_disk(&http, &base, &anon, &token, &uid, disk_dir.path()).await?;
     Ok(())
 }
 
@@ -87,7 +91,7 @@ async fn rest_vs_direct(
     anon: &str,
     token: &str,
     conversation: &str,
-    db: &quire_testdb::TestDb,
+    stack: &Api,
 ) -> anyhow::Result<()> {
     let url = format!("{base}/rest/v1/conversations?select=*&id=eq.{conversation}");
     let one = || async {
@@ -124,7 +128,7 @@ async fn rest_vs_direct(
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?
     };
     let claims = claims.to_string();
-    let mut direct_client = db.client_as("authenticator").await;
+    let mut direct_client = stack.connect_db_as("authenticator").await;
     for _ in 0..REST_WARMUP {
         direct_once(&mut direct_client, &claims, conversation).await?;
     }
@@ -206,7 +210,7 @@ async fn upload_vs_disk(
             "Upload-Metadata",
             format!(
                 "bucketName {},objectName {},contentType {}",
-                b64("documents"),
+                b64("bench"),
                 b64(&format!("{uid}/bench.pdf")),
                 b64("application/pdf")
             ),

@@ -7,13 +7,16 @@
 //! 2. Messages per second delivered: a burst sent back to back, counted until every
 //!    subscriber has read all of it.
 //!
+//! The sandbox and its database run in a child process (this binary run again,
+//! `quire_testkit::serve`), so the subscribers' numbers do not include the server's scheduling.
+//!
 //! Supabase's published figures stand beside them (not measured here). Numbers are printed,
 //! never asserted: benchmarks measure, tests decide.
 
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use quire_sandbox::Config;
+use quire_testkit::{Api, Stack};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_tungstenite::connect_async;
@@ -33,17 +36,15 @@ const SUPABASE_RLS_MEDIAN_MS: f64 = 19.0;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let db = quire_testdb::TestDb::new().await;
-    let data_dir = tempfile::tempdir()?;
-    let mut config = Config::new(data_dir.path(), db.url());
-    config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
-    let sandbox = quire_sandbox::spawn(config).await?;
-    let ws_base = sandbox.api_base().replacen("http", "ws", 1);
-    let anon = secrecy::ExposeSecret::expose_secret(sandbox.anon_key()).to_owned();
-    let keys = quire_sandbox::jwt::JwtKeys::new(sandbox.jwt_secret());
-    let admin = db.admin().await;
+    let stack = quire_testkit::serve::stack_in_child(Stack::builder).await;
+    let ws_base = stack.api_base().replacen("http", "ws", 1);
+    let anon = stack.anon_key();
+    let admin = stack.connect_db().await;
 
-    println!("realtime benchmarks (2 cores, loopback, private channel realtime:user:<uid>)\n");
+    println!(
+        "realtime benchmarks (2 cores, loopback, private channel realtime:user:<uid>, the sandbox \
+         in a child process)\n"
+    );
     println!(
         "  {:<28} {:>10} {:>10} {:>14}",
         "", "p50", "p99", "delivered/s"
@@ -53,78 +54,16 @@ async fn main() -> anyhow::Result<()> {
         (1, LATENCY_MESSAGES_ONE, BURST_ONE),
         (100, LATENCY_MESSAGES_MANY, BURST_MANY),
     ] {
-        // A fresh user per run, so the two runs share no topic.
-        let uid = db
-            .create_user(&format!("bench-{subscribers}@example.test"))
-            .await;
-        let token = keys.sign(&json!({
-            "sub": uid, "role": "authenticated", "aud": "authenticated",
-            "iat": chrono::Utc::now().timestamp(),
-            "exp": chrono::Utc::now().timestamp() + 3600,
-            "session_id": Uuid::new_v4(),
-        }));
-        let topic = format!("realtime:user:{uid}");
-        let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
-        let mut readers = Vec::with_capacity(subscribers);
-        for _ in 0..subscribers {
-            readers.push(subscribe(&ws_base, &anon, &topic, &token, tx.clone()).await?);
-        }
-        drop(tx);
-        let send = |n: i64| {
-            let admin = &admin;
-            let topic = format!("user:{uid}");
-            async move {
-                admin
-                    .execute(
-                        "select realtime.send($1::jsonb, 'delta', $2, true)",
-                        &[&json!({"n": n}), &topic],
-                    )
-                    .await
-            }
-        };
-
-        let mut n: i64 = 0;
-        for _ in 0..WARMUP {
-            send(n).await?;
-            receive(&mut rx, n, subscribers).await?;
-            n += 1;
-        }
-
-        let mut samples = Vec::with_capacity(latency_messages * subscribers);
-        for _ in 0..latency_messages {
-            let sent = Instant::now();
-            send(n).await?;
-            for at in receive(&mut rx, n, subscribers).await? {
-                samples.push(at.saturating_duration_since(sent));
-            }
-            n += 1;
-        }
-        samples.sort();
-        let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-        let (p50, p99) = (at(0.50), at(0.99));
-
-        let first = n;
-        let start = Instant::now();
-        for _ in 0..burst {
-            send(n).await?;
-            n += 1;
-        }
-        let mut delivered = 0usize;
-        while delivered < burst * subscribers {
-            match tokio::time::timeout(PATIENCE, rx.recv()).await {
-                Ok(Some((m, _))) if m >= first => delivered += 1,
-                Ok(Some(_)) => {}
-                _ => anyhow::bail!(
-                    "only {delivered} of {} deliveries arrived",
-                    burst * subscribers
-                ),
-            }
-        }
-        let per_sec = delivered as f64 / start.elapsed().as_secs_f64();
-        for reader in readers {
-            reader.abort();
-        }
-
+        let (p50, p99, per_sec) = run(
+            &stack,
+            &admin,
+            &ws_base,
+            &anon,
+            subscribers,
+            latency_messages,
+            burst,
+        )
+        .await?;
         let name = format!(
             "{subscribers} subscriber{}",
             if subscribers == 1 { "" } else { "s" }
@@ -154,6 +93,93 @@ async fn main() -> anyhow::Result<()> {
     }
     println!();
     Ok(())
+}
+
+/// One run: `subscribers` clients of a fresh user's private channel; the latency of
+/// `latency_messages` sent one at a time (p50, p99), then deliveries per second of a `burst`.
+async fn run(
+    stack: &Api,
+    admin: &tokio_postgres::Client,
+    ws_base: &str,
+    anon: &str,
+    subscribers: usize,
+    latency_messages: usize,
+    burst: usize,
+) -> anyhow::Result<(Duration, Duration, f64)> {
+    // A fresh user per run, so the two runs share no topic.
+    let uid = stack
+        .create_user(
+            &format!("bench-{subscribers}@example.test"),
+            "bench password, long enough",
+        )
+        .await;
+    let token = stack.sign(&json!({
+        "sub": uid, "role": "authenticated", "aud": "authenticated",
+        "iat": chrono::Utc::now().timestamp(),
+        "exp": chrono::Utc::now().timestamp() + 3600,
+        "session_id": Uuid::new_v4(),
+    }));
+    let topic = format!("realtime:user:{uid}");
+    let (tx, mut rx) = mpsc::unbounded_channel::<(i64, Instant)>();
+    let mut readers = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        readers.push(subscribe(ws_base, anon, &topic, &token, tx.clone()).await?);
+    }
+    drop(tx);
+    let send = |n: i64| {
+        let topic = format!("user:{uid}");
+        async move {
+            admin
+                .execute(
+                    "select realtime.send($1::jsonb, 'delta', $2, true)",
+                    &[&json!({"n": n}), &topic],
+                )
+                .await
+        }
+    };
+
+    let mut n: i64 = 0;
+    for _ in 0..WARMUP {
+        send(n).await?;
+        receive(&mut rx, n, subscribers).await?;
+        n += 1;
+    }
+
+    let mut samples = Vec::with_capacity(latency_messages * subscribers);
+    for _ in 0..latency_messages {
+        let sent = Instant::now();
+        send(n).await?;
+        for at in receive(&mut rx, n, subscribers).await? {
+            samples.push(at.saturating_duration_since(sent));
+        }
+        n += 1;
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    let (p50, p99) = (at(0.50), at(0.99));
+
+    let first = n;
+    let start = Instant::now();
+    for _ in 0..burst {
+        send(n).await?;
+        n += 1;
+    }
+    let mut delivered = 0usize;
+    while delivered < burst * subscribers {
+        match tokio::time::timeout(PATIENCE, rx.recv()).await {
+            Ok(Some((m, _))) if m >= first => delivered += 1,
+            Ok(Some(_)) => {}
+            _ => anyhow::bail!(
+                "only {delivered} of {} deliveries arrived",
+                burst * subscribers
+            ),
+        }
+    }
+    let per_sec = delivered as f64 / start.elapsed().as_secs_f64();
+    for reader in readers {
+        reader.abort();
+    }
+    Ok((p50, p99, per_sec))
 }
 
 /// Connects, joins `topic` as a private channel, and spawns a reader that reports each

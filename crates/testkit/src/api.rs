@@ -199,6 +199,21 @@ impl Api {
             .get(0)
     }
 
+    /// A connection to the stack's database logged in as `role` (`authenticator`, …),
+    /// without any request settings. Panics without a `db_url` or when it cannot connect.
+    pub async fn connect_db_as(&self, role: &str) -> quire_testdb::tokio_postgres::Client {
+        use quire_testdb::tokio_postgres;
+        let url = self.info.db_url.as_deref().expect("the stack has no db_url");
+        let mut config: tokio_postgres::Config = url.parse().expect("a database URL");
+        config.user(role);
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to the stack's database as {role}: {e}"));
+        tokio::spawn(connection);
+        client
+    }
+
     // --- Requests ---------------------------------------------------------------------------
 
     /// A request to `path` with the anon `apikey` and, when given, a bearer
