@@ -6,8 +6,10 @@
 //! ([`chat`]; the vocabulary is in `EVENTS.md`), gives the agent a search
 //! tool that acts as the user ([`tool`]), registers and ingests documents
 //! ([`documents`], [`ingest`]), and provisions the agent and knowledge base
-//! ([`provision`]). It reaches the platform only through `/rest/v1`,
-//! `/storage/v1` and `/api` ([`platform`]). Operators watch it through
+//! ([`provision`]), applies `db/app` ([`migrate`]) and checks a deployment
+//! ([`doctor`]). It reaches the platform only through `/rest/v1`,
+//! `/storage/v1` and `/api` ([`platform`]); only `migrate` and `doctor`
+//! connect to the project's database. Operators watch it through
 //! [`health`] (`/health`, `/ready`) and [`metrics`] (`/metrics`, on a
 //! listener of its own).
 //!
@@ -27,6 +29,7 @@ pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod discovery;
+pub mod doctor;
 pub mod documents;
 pub mod error;
 pub mod health;

@@ -5,6 +5,7 @@
 //! quire-companion provision --out <file>  find or create the agent and knowledge base,
 //!                                         write {"agent_id", "knowledge_base_id"} to <file>
 //! quire-companion migrate [--dry-run | status]   apply db/app (QUIRE_COMPANION_DATABASE_URL)
+//! quire-companion doctor [--run]          check a deployment, one line per check
 //! ```
 
 use std::path::PathBuf;
@@ -32,7 +33,12 @@ const USAGE: &str = "usage:
       recorded in supabase_migrations.schema_migrations as the Supabase CLI
       records it. --dry-run prints what would be applied; status lists the
       applied and pending files. Refuses a database that is not a Powabase
-      project's.";
+      project's.
+  quire-companion doctor [--run]
+      Checks the deployment the QUIRE_COMPANION_* settings describe (and
+      QUIRE_COMPANION_DATABASE_URL): one line per check, ok or FAIL with
+      the fix; exits non-zero if anything fails. --run also runs the agent
+      once (costs one run).";
 
 fn main() -> ExitCode {
     init_logs();
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         Some("migrate") => runtime.block_on(quire_companion::migrate::command(&args[1..])),
+        Some("doctor") => runtime.block_on(quire_companion::doctor::command(&args[1..])),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;

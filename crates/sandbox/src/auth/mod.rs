@@ -12,6 +12,7 @@ pub mod error;
 mod admin;
 mod authorize;
 mod extract;
+mod links;
 mod meta;
 mod password;
 mod pkce;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
             "/admin/users",
             get(admin::list_users).post(admin::create_user),
         )
+        .route("/admin/generate_link", post(links::generate_link))
         .route(
             "/admin/users/{id}",
             get(admin::get_user)
