@@ -4,6 +4,7 @@
 //! the core compiles the core alone. Two users in every test that could
 //! leak: A acts, B sees nothing.
 
+mod accounts;
 mod ask;
 mod chat;
 mod config;

@@ -26,7 +26,7 @@ pub mod upload;
 
 pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};
 pub use auth::store::{KeyringStore, Profile, TokenStore};
-pub use auth::{AuthStatus, AuthWatch, User};
+pub use auth::{AuthStatus, AuthWatch, SignUp, User};
 pub use chat::{
     Answer, Asked, ChatEvent, Citation, EventBody, FailureCode, HistoryPage, MessageStatus, Stopper,
 };

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::auth::browser::{self, Browser, BrowserSignIn};
 use crate::auth::store::Profile;
-use crate::auth::{Auth, AuthState, AuthStatus, KeyringStore, TokenStore, User};
+use crate::auth::{Auth, AuthState, AuthStatus, KeyringStore, SignUp, TokenStore, User};
 use crate::chat::{self, Answer, Asked, HistoryPage, sse};
 use crate::companion::Companion;
 use crate::config::Config;
@@ -95,6 +95,22 @@ impl Quire {
     /// Signs in with email and password.
     pub async fn sign_in_with_password(&self, email: &str, password: &str) -> Result<User> {
         self.auth.sign_in_with_password(email, password).await
+    }
+
+    /// Creates an account ([`Auth::sign_up`]).
+    pub async fn sign_up(&self, email: &str, password: &str) -> Result<SignUp> {
+        self.auth.sign_up(email, password).await
+    }
+
+    /// Mails a password-reset code ([`Auth::send_password_reset`]).
+    pub async fn send_password_reset(&self, email: &str) -> Result<()> {
+        self.auth.send_password_reset(email).await
+    }
+
+    /// Sets a new password with the mailed code and signs in
+    /// ([`Auth::reset_password`]).
+    pub async fn reset_password(&self, email: &str, code: &str, password: &str) -> Result<User> {
+        self.auth.reset_password(email, code, password).await
     }
 
     /// Signs in through the OAuth page in a browser (PKCE, loopback redirect).

@@ -115,6 +115,11 @@ pub struct Config {
     #[arg(long, env = "QUIRE_SANDBOX_DISABLE_SIGNUP")]
     pub disable_signup: bool,
 
+    /// New email accounts confirm their address before signing in (GoTrue's
+    /// `MAILER_AUTOCONFIRM=false`); the mails go to [`Config::mailbox`].
+    #[arg(long, env = "QUIRE_SANDBOX_CONFIRM_EMAIL")]
+    pub confirm_email: bool,
+
     /// Minimum password length for sign-up and password changes.
     #[arg(long, env = "QUIRE_SANDBOX_MIN_PASSWORD_LENGTH", default_value_t = DEFAULT_MIN_PASSWORD_LENGTH)]
     pub min_password_length: usize,
@@ -198,12 +203,19 @@ impl Config {
             site_url: Url::parse(DEFAULT_SITE_URL).expect("default site URL parses"),
             additional_redirect_urls: Vec::new(),
             disable_signup: false,
+            confirm_email: false,
             min_password_length: DEFAULT_MIN_PASSWORD_LENGTH,
             password_hash_memory_kib: argon2::Params::DEFAULT_M_COST,
             realtime: crate::realtime::RealtimeConfig::default(),
             agents: crate::ai::agents::AgentsConfig::default(),
             keys_file: None,
         }
+    }
+
+    /// The file the sandbox's mails are appended to, one JSON line each
+    /// (`mailbox.jsonl` in the data directory).
+    pub fn mailbox(&self) -> PathBuf {
+        self.data_dir.join("mailbox.jsonl")
     }
 
     /// Access-token lifetime.

@@ -15,6 +15,7 @@
 //! * A refresh the server refuses ends the session: the keyring entry is
 //!   removed and the state becomes signed out with a [`SignOutReason`].
 
+mod accounts;
 pub mod browser;
 mod gotrue;
 pub mod store;
@@ -31,6 +32,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result, SignOutReason};
 use crate::http::Api;
+pub use accounts::SignUp;
 use gotrue::{GrantError, TokenResponse};
 use quire_protocol::backoff::Backoff;
 pub use store::{KeyringStore, TokenStore};

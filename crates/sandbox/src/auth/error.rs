@@ -45,6 +45,7 @@ pub mod code {
     pub const PHONE_PROVIDER_DISABLED: &str = "phone_provider_disabled";
     pub const USER_NOT_FOUND: &str = "user_not_found";
     pub const USER_BANNED: &str = "user_banned";
+    pub const OTP_EXPIRED: &str = "otp_expired";
     pub const SESSION_NOT_FOUND: &str = "session_not_found";
     pub const SESSION_EXPIRED: &str = "session_expired";
     pub const REFRESH_TOKEN_NOT_FOUND: &str = "refresh_token_not_found";

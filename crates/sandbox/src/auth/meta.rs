@@ -33,7 +33,7 @@ pub async fn settings(State(state): State<AppState>) -> Response {
     ok_json(&json!({
         "external": Value::Object(external),
         "disable_signup": state.config.disable_signup,
-        "mailer_autoconfirm": true,
+        "mailer_autoconfirm": !state.config.confirm_email,
         "phone_autoconfirm": false,
         "sms_provider": "",
         "saml_enabled": false,

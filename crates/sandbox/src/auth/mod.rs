@@ -12,6 +12,7 @@ pub mod error;
 mod admin;
 mod authorize;
 mod extract;
+mod mail;
 mod links;
 mod meta;
 mod password;
@@ -37,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/health", get(meta::health))
         .route("/settings", get(meta::settings))
         .route("/signup", post(signup::signup))
+        .route("/recover", post(mail::recover))
+        .route("/verify", get(mail::verify_link).post(mail::verify_code))
         .route("/token", post(token::token))
         .route("/authorize", get(authorize::start).post(authorize::submit))
         .route("/user", get(user::get_user).put(user::update_user))

@@ -21,6 +21,8 @@ pub enum AuthMethod {
     Password,
     /// Through a provider (`/authorize`), then PKCE or the implicit flow.
     OAuth,
+    /// A mailed link or code (`/verify`).
+    Otp,
 }
 
 impl AuthMethod {
@@ -28,6 +30,7 @@ impl AuthMethod {
         match self {
             AuthMethod::Password => "password",
             AuthMethod::OAuth => "oauth",
+            AuthMethod::Otp => "otp",
         }
     }
 }
