@@ -534,6 +534,7 @@ fn summary(
         stack.field("api_url")
     );
     println!("  companion   {}", stack.field("companion_url"));
+    println!("  answers     from {}", stack.model());
     println!();
     println!("Demo user: {DEMO_EMAIL} / {DEMO_PASSWORD}, with these PDFs ready:");
     for title in titles {

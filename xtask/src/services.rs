@@ -76,16 +76,8 @@ impl Service {
         Ok(util::target_dir().join("debug").join(self.binary))
     }
 
-    /// Starts the binary detached (own process group, stdio to the log file), with `envs`.
-    pub fn start(&self, dir: &Path, binary: &Path, envs: &[(&str, String)]) -> Result<u32> {
-        self.start_with(dir, binary, |c| {
-            c.stdin(Stdio::null())
-                .envs(envs.iter().map(|(k, v)| (k, v)));
-        })
-    }
-
-    /// [`Service::start`] with the command (arguments, environment, standard input) as
-    /// `configure` leaves it.
+    /// Starts the binary detached (own process group, stdio to the log file), with the command
+    /// (arguments, environment, standard input) as `configure` leaves it.
     pub fn start_with(
         &self,
         dir: &Path,

@@ -5,12 +5,15 @@
 //! content), then `db/app` with `quire-companion migrate` as a deployer would (recorded in
 //! `supabase_migrations.schema_migrations` as the Supabase CLI does), sets the login roles'
 //! passwords, and writes `.quire/stack.json`. Fields of services that do not run yet are left out
-//! of that file, never faked.
+//! of that file, never faked. The sandbox answers with the model `QUIRE_SANDBOX_LLM_URL`,
+//! `_API_KEY` and `_MODEL` choose, handed to it alone and said at `up` (README.md, "Your own
+//! model"); the key is in neither that file nor any output.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -64,6 +67,8 @@ const OTHER_SECRETS: &[&str] = &["companion_tool_secret"];
 pub struct Stack {
     fields: Map<String, Value>,
     password: String,
+    /// Which model answers ([`Model::describe`]; never the key).
+    model: String,
 }
 
 impl Stack {
@@ -73,6 +78,11 @@ impl Stack {
             .get(name)
             .and_then(Value::as_str)
             .unwrap_or_default()
+    }
+
+    /// Which model the sandbox answers with, for printing.
+    pub fn model(&self) -> &str {
+        &self.model
     }
 
     /// The database URL with the password masked, for printing.
@@ -135,11 +145,15 @@ pub fn up() -> Result<Stack> {
     set_role_passwords(&password, &secrets)?;
 
     let mut fields = Map::new();
-    sandbox(&p, &secrets, &mut fields)?;
+    let model = sandbox(&p, &secrets, &mut fields)?;
     fields.insert("db_url".into(), json!(db_url));
     companion(&p, &secrets, &mut fields)?;
     demo_user(&mut fields)?;
-    let stack = Stack { fields, password };
+    let stack = Stack {
+        fields,
+        password,
+        model,
+    };
     write_private(&p.stack_json, &serde_json::to_vec_pretty(&stack.fields)?)?;
     util::step("stack: up (described in .quire/stack.json)");
     Ok(stack)
@@ -190,9 +204,14 @@ pub fn status() -> Result<()> {
         println!("postgres   stopped (data in .quire/pg)");
     }
     match SANDBOX.running_pid(&p.dir) {
-        Some(pid) => println!(
-            "sandbox    running on http://{sandbox_addr} (pid {pid}), log in .quire/sandbox.log"
-        ),
+        Some(pid) => {
+            println!(
+                "sandbox    running on http://{sandbox_addr} (pid {pid}), log in .quire/sandbox.log"
+            );
+            if let Some(model) = Model::of_process(pid) {
+                println!("           answers from {}", model.describe());
+            }
+        }
         None => println!("sandbox    stopped"),
     }
     match COMPANION.running_pid(&p.dir) {
@@ -204,14 +223,21 @@ pub fn status() -> Result<()> {
     Ok(())
 }
 
-/// Starts the sandbox (unless it already runs) and adds its URL and keys to `fields`.
-fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Value>) -> Result<()> {
+/// Starts the sandbox (unless it already runs) with the model `QUIRE_SANDBOX_LLM_*` ask for,
+/// adds its URL and keys to `fields`, and returns which model answers.
+fn sandbox(
+    p: &Paths,
+    secrets: &Map<String, Value>,
+    fields: &mut Map<String, Value>,
+) -> Result<String> {
     let pg_port = pg_port();
     let sandbox_addr = sandbox_addr();
     let data_dir = p.dir.join("sandbox");
     let keys_file = data_dir.join("keys.json");
-    if SANDBOX.running_pid(&p.dir).is_some() {
+    let wanted = Model::from_env();
+    let running = if let Some(pid) = SANDBOX.running_pid(&p.dir) {
         util::step("stack: the sandbox is already running");
+        Model::of_process(pid)
     } else {
         if TcpStream::connect(&sandbox_addr).is_ok() {
             bail!(
@@ -227,43 +253,56 @@ fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Val
         util::step(&format!(
             "stack: starting the sandbox on http://{sandbox_addr}"
         ));
-        SANDBOX.start(
-            &p.dir,
-            &binary,
-            &[
-                ("NO_COLOR", "1".to_owned()),
-                ("QUIRE_SANDBOX_LISTEN", sandbox_addr.clone()),
-                // The companion's tool endpoint is on loopback, which the real platform
-                // refuses; the dev stack allows it.
-                (
-                    "QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS",
-                    "1".to_owned(),
-                ),
-                ("QUIRE_SANDBOX_DATA_DIR", data_dir.display().to_string()),
-                ("QUIRE_SANDBOX_KEYS_FILE", keys_file.display().to_string()),
-                (
-                    "QUIRE_SANDBOX_DB_URL",
-                    format!("postgresql://{PG_HOST}:{pg_port}/postgres"),
-                ),
-                ("QUIRE_SANDBOX_AUTH_DB_URL", url_as("supabase_auth_admin")),
-                ("QUIRE_SANDBOX_REST_DB_URL", url_as("authenticator")),
-                (
-                    "QUIRE_SANDBOX_STORAGE_DB_URL",
-                    url_as("supabase_storage_admin"),
-                ),
-                (
-                    "QUIRE_SANDBOX_REALTIME_DB_URL",
-                    url_as("supabase_realtime_admin"),
-                ),
-                ("QUIRE_SANDBOX_AI_DB_URL", url_as("powabase_ai_admin")),
-            ],
-        )?;
+        let envs = [
+            ("NO_COLOR", "1".to_owned()),
+            ("QUIRE_SANDBOX_LISTEN", sandbox_addr.clone()),
+            // The companion's tool endpoint is on loopback, which the real platform
+            // refuses; the dev stack allows it.
+            (
+                "QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS",
+                "1".to_owned(),
+            ),
+            ("QUIRE_SANDBOX_DATA_DIR", data_dir.display().to_string()),
+            ("QUIRE_SANDBOX_KEYS_FILE", keys_file.display().to_string()),
+            (
+                "QUIRE_SANDBOX_DB_URL",
+                format!("postgresql://{PG_HOST}:{pg_port}/postgres"),
+            ),
+            ("QUIRE_SANDBOX_AUTH_DB_URL", url_as("supabase_auth_admin")),
+            ("QUIRE_SANDBOX_REST_DB_URL", url_as("authenticator")),
+            (
+                "QUIRE_SANDBOX_STORAGE_DB_URL",
+                url_as("supabase_storage_admin"),
+            ),
+            (
+                "QUIRE_SANDBOX_REALTIME_DB_URL",
+                url_as("supabase_realtime_admin"),
+            ),
+            ("QUIRE_SANDBOX_AI_DB_URL", url_as("powabase_ai_admin")),
+        ];
+        SANDBOX.start_with(&p.dir, &binary, |c| {
+            c.stdin(Stdio::null())
+                .envs(envs.iter().map(|(k, v)| (k, v)));
+            wanted.pass_to(c);
+        })?;
         services::wait_healthy(
             &sandbox_addr,
             "/auth/v1/health",
             Duration::from_secs(30),
             &SANDBOX.log_file(&p.dir),
         )?;
+        Some(wanted.clone())
+    };
+    let model = match &running {
+        Some(running) => running.describe(),
+        None => "a model xtask cannot tell (the sandbox's environment is not readable)".to_owned(),
+    };
+    util::step(&format!("stack: answers from {model}"));
+    if running.is_some_and(|running| !running.same_as(&wanted)) {
+        println!(
+            "    (QUIRE_SANDBOX_LLM_* ask for {}: `cargo xtask stack down`, then `up`, to switch)",
+            wanted.describe()
+        );
     }
     let keys: Map<String, Value> = serde_json::from_slice(
         &std::fs::read(&keys_file).context("reading the sandbox's keys file")?,
@@ -274,7 +313,7 @@ fn sandbox(p: &Paths, secrets: &Map<String, Value>, fields: &mut Map<String, Val
             .with_context(|| format!("the sandbox's keys file has no `{field}`"))?;
         fields.insert(field.into(), value.clone());
     }
-    Ok(())
+    Ok(model)
 }
 
 /// Provisions the agent and knowledge base (idempotent), starts the companion unless it runs,
@@ -347,7 +386,11 @@ fn companion(
                 "true".to_owned(),
             ),
         ]);
-        COMPANION.start(&p.dir, &binary, &envs)?;
+        COMPANION.start_with(&p.dir, &binary, |c| {
+            c.stdin(Stdio::null())
+                .envs(envs.iter().map(|(k, v)| (k, v)));
+            Model::keep_from(c);
+        })?;
         services::wait_healthy(
             &companion_addr,
             "/health",
@@ -697,4 +740,177 @@ fn set_role_passwords(password: &str, secrets: &Map<String, Value>) -> Result<()
     }
     psql(password).args(["-c", &sql]).read()?;
     Ok(())
+}
+
+// --- The sandbox's model ------------------------------------------------------------------------
+
+/// The variables that choose the sandbox's model (README.md, "Your own model"), in the order of
+/// [`Model`]'s fields.
+const MODEL_VARS: [&str; 3] = [
+    "QUIRE_SANDBOX_LLM_URL",
+    "QUIRE_SANDBOX_LLM_API_KEY",
+    "QUIRE_SANDBOX_LLM_MODEL",
+];
+
+/// Which model the sandbox answers with: its offline extractive one, or any OpenAI-compatible
+/// server (README.md, "Your own model"). Read from xtask's own environment and handed to the
+/// sandbox alone; the key is never printed, nor written to a file.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Model {
+    url: Option<String>,
+    key: Option<String>,
+    name: Option<String>,
+}
+
+impl Model {
+    /// The model `QUIRE_SANDBOX_LLM_*` ask for; an empty variable counts as unset.
+    fn from_env() -> Model {
+        Model::from_vars(|var| std::env::var(var).ok())
+    }
+
+    /// The model a running sandbox was started with, from its environment (of which only the
+    /// URL and the model's name are kept); `None` when that cannot be read.
+    fn of_process(pid: u32) -> Option<Model> {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let kept: Vec<(&str, &str)> = environ
+            .split(|b| *b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok()?.split_once('='))
+            .filter(|(k, _)| [MODEL_VARS[0], MODEL_VARS[2]].contains(k))
+            .collect();
+        Some(Model::from_vars(|var| {
+            kept.iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (*v).to_owned())
+        }))
+    }
+
+    fn from_vars(get: impl Fn(&str) -> Option<String>) -> Model {
+        let get = |var: &str| get(var).filter(|v| !v.trim().is_empty());
+        Model {
+            url: get(MODEL_VARS[0]),
+            key: get(MODEL_VARS[1]),
+            name: get(MODEL_VARS[2]),
+        }
+    }
+
+    /// What answers, for people: never the key, nor a password in the URL.
+    fn describe(&self) -> String {
+        match &self.url {
+            // The sandbox's default name (`DEFAULT_AGENT_MODEL`, crates/sandbox's agents config).
+            Some(url) => format!(
+                "{} at {}",
+                self.name.as_deref().unwrap_or("gpt-4o-mini"),
+                without_password(url).trim_end_matches('/')
+            ),
+            None => {
+                "the sandbox's offline extractive model (your own: README.md, \"Your own model\")"
+                    .to_owned()
+            }
+        }
+    }
+
+    /// Whether both name the same server and model (keys are not compared).
+    fn same_as(&self, other: &Model) -> bool {
+        (&self.url, &self.name) == (&other.url, &other.name)
+    }
+
+    /// Gives `command` exactly these variables: an unset or empty one is removed, so that it does
+    /// not reach the sandbox's parser from xtask's own environment.
+    fn pass_to(&self, command: &mut Command) {
+        for (var, value) in MODEL_VARS
+            .into_iter()
+            .zip([&self.url, &self.key, &self.name])
+        {
+            match value {
+                Some(value) => command.env(var, value),
+                None => command.env_remove(var),
+            };
+        }
+    }
+
+    /// Keeps all of them from `command` (the companion has no use for the model's key).
+    fn keep_from(command: &mut Command) {
+        for var in MODEL_VARS {
+            command.env_remove(var);
+        }
+    }
+}
+
+/// `url` without its `user:password@`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(vars: &[(&str, &str)]) -> Model {
+        Model::from_vars(|var| {
+            vars.iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn the_three_variables_choose_the_model_and_the_key_is_never_described() {
+        let own = model(&[
+            ("QUIRE_SANDBOX_LLM_URL", "http://127.0.0.1:11434/v1/"),
+            ("QUIRE_SANDBOX_LLM_API_KEY", "sk-local-secret"),
+            ("QUIRE_SANDBOX_LLM_MODEL", "qwen3:8b"),
+        ]);
+        assert_eq!(own.describe(), "qwen3:8b at http://127.0.0.1:11434/v1");
+        let with_password = model(&[
+            (
+                "QUIRE_SANDBOX_LLM_URL",
+                "https://me:sk-in-url@llm.example.com/v1",
+            ),
+            ("QUIRE_SANDBOX_LLM_API_KEY", "sk-local-secret"),
+        ]);
+        let line = with_password.describe();
+        assert_eq!(line, "gpt-4o-mini at https://llm.example.com/v1");
+        assert!(!line.contains("sk-"), "{line}");
+        assert!(
+            model(&[])
+                .describe()
+                .starts_with("the sandbox's offline extractive model")
+        );
+    }
+
+    #[test]
+    fn the_sandbox_gets_exactly_the_variables_given_and_no_empty_one() {
+        let own = model(&[
+            ("QUIRE_SANDBOX_LLM_URL", "http://127.0.0.1:8080/v1"),
+            ("QUIRE_SANDBOX_LLM_API_KEY", ""),
+            ("QUIRE_SANDBOX_LLM_MODEL", "  "),
+        ]);
+        let mut command = Command::new("true");
+        own.pass_to(&mut command);
+        let envs: Vec<(String, Option<String>)> = command
+            .get_envs()
+            .map(|(k, v)| {
+                let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+                (text(k), v.map(text))
+            })
+            .collect();
+        assert_eq!(
+            envs,
+            vec![
+                ("QUIRE_SANDBOX_LLM_API_KEY".to_owned(), None),
+                ("QUIRE_SANDBOX_LLM_MODEL".to_owned(), None),
+                (
+                    "QUIRE_SANDBOX_LLM_URL".to_owned(),
+                    Some("http://127.0.0.1:8080/v1".to_owned())
+                ),
+            ]
+        );
+    }
 }
