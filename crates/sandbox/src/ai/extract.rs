@@ -72,43 +72,45 @@ pub fn looks_like_pdf(bytes: &[u8]) -> bool {
 /// Errors: [`ExtractError::NotAPdf`], [`ExtractError::Encrypted`],
 /// [`ExtractError::Corrupt`]. CPU-bound: call it from a blocking thread.
 pub fn extract_pdf(bytes: &[u8]) -> Result<Vec<String>, ExtractError> {
-    read_pdf(bytes, None)
+    read_pdf(bytes, Stop::default(), Duration::ZERO)
 }
 
 /// [`extract_pdf`] that gives up with [`ExtractError::TimedOut`] once `limit`
-/// has passed while reading pages. Parsing the file itself is not covered:
-/// the caller runs this on a thread it stops waiting for at the same limit.
-pub fn extract_pdf_within(bytes: &[u8], limit: Duration) -> Result<Vec<String>, ExtractError> {
-    read_pdf(bytes, Some(limit))
+/// has passed or `stop` is raised. The reader checks both at every glyph and
+/// drawing operation, so a caller that stops waiting raises `stop` and the
+/// thread ends; parsing the file's cross-reference table is not covered.
+pub fn extract_pdf_within(
+    bytes: &[u8],
+    limit: Duration,
+    stop: Arc<AtomicBool>,
+) -> Result<Vec<String>, ExtractError> {
+    read_pdf(bytes, Stop::at(Instant::now() + limit).or_when(stop), limit)
 }
 
-fn read_pdf(bytes: &[u8], limit: Option<Duration>) -> Result<Vec<String>, ExtractError> {
-    let deadline = limit.map(|limit| Instant::now() + limit);
+fn read_pdf(bytes: &[u8], stop: Stop, limit: Duration) -> Result<Vec<String>, ExtractError> {
     if !looks_like_pdf(bytes) {
         return Err(ExtractError::NotAPdf);
     }
-    let doc = Document::load_mem(bytes).map_err(|e| classify_load_error(&e))?;
-    // lopdf leaves the /Encrypt entry in place when the empty user password
-    // does not open the file (an empty one is tried, and removed, on load).
-    if doc.is_encrypted() {
-        return Err(ExtractError::Encrypted);
-    }
-    if doc.get_pages().is_empty() {
-        return Err(ExtractError::Corrupt("the document has no pages".into()));
-    }
-    quire_pdftext::page_texts(doc, deadline).map_err(|e| match e {
-        quire_pdftext::ExtractError::TimedOut => ExtractError::TimedOut(limit.unwrap_or_default()),
+    let pdf = Pdf::open(bytes).map_err(|e| match e {
+        OpenError::Encrypted => ExtractError::Encrypted,
+        OpenError::Damaged(why) => ExtractError::Corrupt(why),
+        OpenError::NoPages => ExtractError::Corrupt("the document has no pages".into()),
+    })?;
+    let read = quire_pdftext::page_texts(&pdf, &stop).map_err(|e| match e {
+        quire_pdftext::ExtractError::TimedOut | quire_pdftext::ExtractError::Cancelled => {
+            ExtractError::TimedOut(limit)
+        }
         other => ExtractError::Unreadable(other.to_string()),
-    })
-}
-
-fn classify_load_error(err: &lopdf::Error) -> ExtractError {
-    match err {
-        lopdf::Error::InvalidPassword
-        | lopdf::Error::Decryption(_)
-        | lopdf::Error::UnsupportedSecurityHandler(_) => ExtractError::Encrypted,
-        other => ExtractError::Corrupt(other.to_string()),
+    })?;
+    if !read.failed.is_empty() {
+        let pages: Vec<usize> = read.failed.iter().map(|f| f.page).collect();
+        tracing::warn!(
+            ?pages,
+            first_error = %read.failed[0].error,
+            "pages whose text could not be read are left empty"
+        );
     }
+    Ok(read.pages)
 }
 
 #[cfg(test)]
