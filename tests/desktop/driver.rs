@@ -42,6 +42,8 @@ pub fn artifacts() -> PathBuf {
 /// signs it in again).
 pub struct Profile {
     pub name: String,
+    /// The project this device is set up for: the dev stack unless [`Profile::on`] says.
+    stack: Option<Api>,
     config: tempfile::TempDir,
     data: tempfile::TempDir,
     cache: tempfile::TempDir,
@@ -51,10 +53,28 @@ impl Profile {
     pub fn new(label: &str) -> Result<Self> {
         Ok(Self {
             name: format!("e2e-{label}-{}", support::unique()),
+            stack: None,
             config: tempfile::tempdir()?,
             data: tempfile::tempdir()?,
             cache: tempfile::tempdir()?,
         })
+    }
+
+    /// A device set up for `stack` rather than the dev stack: a stack of the test's own
+    /// (`quire_testkit::Stack`), for a platform the other tests must not share (`own_model.rs`).
+    pub fn on(label: &str, stack: &Api) -> Result<Self> {
+        Ok(Self {
+            stack: Some(stack.clone()),
+            ..Self::new(label)?
+        })
+    }
+
+    /// The stack the app of this profile is launched against.
+    pub fn stack(&self) -> Result<&Api> {
+        match &self.stack {
+            Some(stack) => Ok(stack),
+            None => support::stack(),
+        }
     }
 
     /// The keyring account of this profile (IPC.md, "Launching the app").
@@ -89,7 +109,7 @@ impl App {
         if std::env::var_os("DISPLAY").is_none() {
             bail!("no DISPLAY: run the end-to-end tests through `cargo xtask test` (Xvfb + D-Bus)");
         }
-        let stack = support::stack()?;
+        let stack = profile.stack()?;
         support::ensure_keyring()?;
         let app = app_binary()?;
         let name = format!("{test}-{instance}");

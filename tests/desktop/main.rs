@@ -28,6 +28,7 @@ mod devices;
 mod documents;
 mod driver;
 mod languages;
+mod own_model;
 mod security;
 mod signin;
 mod support;
