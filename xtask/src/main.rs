@@ -6,9 +6,12 @@
 //! - `demo [--second]`: setup + the release app + stack up + Quire open as the demo user.
 //! - `demo-pdfs`: regenerate `demo/*.pdf` from `demo/src/*.txt`.
 //! - `refs`: every reference to a document in code and docs resolves inside the repo.
+//! - `dist companion`: the companion's static binary, systemd unit and OCI image in
+//!   `target/dist/companion/` (DEPLOY.md).
 //! - `test`: the reference check, setup, then every test of the project.
 
 mod demo;
+mod dist_companion;
 mod pdf;
 mod refs;
 mod services;
@@ -34,6 +37,8 @@ commands:
   search-measure        how often search_chunks finds a page of tests/pdf-corpus first from a
                         distinctive phrase of it (4 words, or 4 to 8 CJK characters), per document
   refs                  check that every reference to a document resolves inside the repo
+  dist companion        the companion as something to run: a static binary, its systemd unit
+                        and an OCI image FROM scratch in target/dist/companion/ (DEPLOY.md)
   test                  check references, setup, then run every test (what CI runs)
   bench                 measure the stack against its baselines, side by side (prints ratios)
   fuzz [SECONDS]        fuzz the PDF text extractor (seeded with tests/pdf-corpus), then the PostgREST
@@ -88,6 +93,7 @@ fn run() -> Result<()> {
             .current_dir(util::repo_root())
             .run(),
         ["refs"] => refs::check(),
+        ["dist", "companion"] => dist_companion::run().map(drop),
         ["test", rest @ ..] => test(rest),
         ["bench"] => bench(),
         ["fuzz"] => fuzz(60),
@@ -338,6 +344,7 @@ fn test(args: &[&str]) -> Result<()> {
         cargo_test.arg("--").args(args);
     }
     let unit = cargo_test.run();
+    let image = dist_companion::test_image();
 
     // The window tests run the release app against the dev stack. They need a display and a
     // session bus: a private Xvfb and D-Bus per run, so nothing is left behind
@@ -366,6 +373,7 @@ fn test(args: &[&str]) -> Result<()> {
     });
     ui?;
     unit?;
+    image?;
     e2e?;
     Ok(())
 }

@@ -12,6 +12,7 @@ mod documents;
 mod edges;
 mod faults;
 mod hardening;
+mod image;
 mod migrate;
 mod operations;
 mod proxy;

@@ -4,6 +4,7 @@
 
 mod admin;
 mod errors;
+mod generate_link;
 mod hostile_tokens;
 mod logout;
 mod password_grant;
