@@ -203,7 +203,11 @@ impl Api {
     /// without any request settings. Panics without a `db_url` or when it cannot connect.
     pub async fn connect_db_as(&self, role: &str) -> quire_testdb::tokio_postgres::Client {
         use quire_testdb::tokio_postgres;
-        let url = self.info.db_url.as_deref().expect("the stack has no db_url");
+        let url = self
+            .info
+            .db_url
+            .as_deref()
+            .expect("the stack has no db_url");
         let mut config: tokio_postgres::Config = url.parse().expect("a database URL");
         config.user(role);
         let (client, connection) = config
@@ -471,5 +475,46 @@ impl Api {
         .await
         .expect("storage upload")
         .status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `.quire/stack.json` as `cargo xtask stack up` writes it: extra fields are ignored,
+    /// the ids are read.
+    #[test]
+    fn a_dev_stack_description_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stack.json");
+        let agent = Uuid::new_v4();
+        let body = json!({
+            "api_url": "http://127.0.0.1:54321/", "anon_key": "anon", "service_role_key": "svc",
+            "jwt_secret": "secret", "companion_url": "http://127.0.0.1:54380",
+            "db_url": "postgresql://postgres:pw@127.0.0.1:54322/postgres",
+            "agent_id": agent, "knowledge_base_id": Uuid::new_v4(),
+            "demo_users": [{"email": "demo@quire.test", "password": "quire-demo"}],
+        });
+        std::fs::write(&path, body.to_string()).unwrap();
+        let api = Api::new(StackInfo::read(&path));
+        assert_eq!(api.api_base(), "http://127.0.0.1:54321");
+        assert_eq!(api.companion_url(), Some("http://127.0.0.1:54380"));
+        assert_eq!(api.info.agent_id, Some(agent));
+        assert_eq!(
+            api.realtime_url(),
+            "ws://127.0.0.1:54321/realtime/v1/websocket?apikey=anon&vsn=1.0.0"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "has an empty `anon_key`")]
+    fn a_description_without_a_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stack.json");
+        let body = json!({"api_url": "http://x", "anon_key": "", "service_role_key": "s",
+                          "jwt_secret": "j"});
+        std::fs::write(&path, body.to_string()).unwrap();
+        StackInfo::read(&path);
     }
 }
