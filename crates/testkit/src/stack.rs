@@ -65,6 +65,8 @@ pub async fn spawn_stack() -> Stack {
 #[must_use]
 pub struct Builder<'a> {
     sandbox: Vec<SandboxAdjust<'a>>,
+    /// The database has `db/platform` only (a Powabase project before Quire).
+    platform_only: bool,
     #[cfg(feature = "stack")]
     companion: Option<Vec<CompanionAdjust<'a>>>,
 }
@@ -75,6 +77,13 @@ impl<'a> Builder<'a> {
     /// endpoints allowed and the offline model at 2 ms a piece).
     pub fn sandbox(mut self, adjust: impl FnOnce(&mut quire_sandbox::Config) + 'a) -> Self {
         self.sandbox.push(Box::new(adjust));
+        self
+    }
+
+    /// A database with `db/platform` only: a Powabase project before Quire's
+    /// `db/app` is applied (`quire-companion migrate` applies it).
+    pub fn platform_only(mut self) -> Self {
+        self.platform_only = true;
         self
     }
 
@@ -106,7 +115,11 @@ impl<'a> Builder<'a> {
     /// Starts what was asked for.
     pub async fn spawn(self) -> Stack {
         crate::logs::init();
-        let db = TestDb::new().await;
+        let db = if self.platform_only {
+            TestDb::platform_only().await
+        } else {
+            TestDb::new().await
+        };
         let dir = tempfile::tempdir().expect("a temp data directory");
         let mut config = quire_sandbox::Config::new(dir.path(), db.url());
         config.password_hash_memory_kib = argon2::Params::MIN_M_COST;
@@ -158,6 +171,7 @@ impl Stack {
     pub fn builder<'a>() -> Builder<'a> {
         Builder {
             sandbox: Vec::new(),
+            platform_only: false,
             #[cfg(feature = "stack")]
             companion: None,
         }

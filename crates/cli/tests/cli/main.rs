@@ -4,6 +4,8 @@
 //! the test re-runs itself under `dbus-run-session` with an unlocked
 //! gnome-keyring-daemon, so a person's own keyring is never touched).
 
+mod deploy;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
