@@ -6,7 +6,8 @@
 //! "device", another user) and tests can share the dev stack. The app inherits its
 //! environment from tauri-driver (through WebKitWebDriver): only `QUIRE_API_URL`,
 //! `QUIRE_ANON_KEY`, `QUIRE_COMPANION_URL` and `QUIRE_PROFILE` of the `QUIRE_*` variables are
-//! set there, and [`App::launch`] checks in `/proc` that the app got exactly those.
+//! set there (and a `QUIRE_E2E_*` answer a test gives, [`App::launch_with`]), and the launch
+//! checks in `/proc` that the app got exactly those.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,18 @@ impl App {
     /// Launches Quire on `profile` through a fresh tauri-driver on a free port. `test` and
     /// `instance` name the screenshots (`artifacts/e2e/<test>-<instance>-NN-<label>.png`).
     pub async fn launch(test: &str, instance: &str, profile: &Profile) -> Result<Self> {
+        Self::launch_with(test, instance, profile, &[]).await
+    }
+
+    /// Like [`App::launch`], with `env` in the app's environment too: the answer of a native
+    /// dialog (`QUIRE_E2E_CONFIRM_LINKS`, docs/desktop-on-linux.md §4), a `PATH` with a
+    /// recorder first.
+    pub async fn launch_with(
+        test: &str,
+        instance: &str,
+        profile: &Profile,
+        env: &[(&str, String)],
+    ) -> Result<Self> {
         if std::env::var_os("DISPLAY").is_none() {
             bail!("no DISPLAY: run the end-to-end tests through `cargo xtask test` (Xvfb + D-Bus)");
         }
@@ -143,6 +156,7 @@ impl App {
             .env("XDG_DATA_HOME", profile.data.path())
             .env("XDG_CACHE_HOME", profile.cache.path())
             .env("NO_AT_BRIDGE", "1")
+            .envs(env.iter().map(|(k, v)| (*k, v)))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -207,6 +221,7 @@ impl App {
             log,
         };
         launched.check_environment(stack, profile)?;
+        launched.check_given(env)?;
         Ok(launched)
     }
 
@@ -235,7 +250,7 @@ impl App {
         let mut quire: Vec<&str> = vars
             .iter()
             .map(|(k, _)| k.as_str())
-            .filter(|k| k.starts_with("QUIRE_"))
+            .filter(|k| k.starts_with("QUIRE_") && !k.starts_with("QUIRE_E2E_"))
             .collect();
         quire.sort();
         ensure!(
@@ -561,16 +576,45 @@ impl App {
             .map(|_| ())
     }
 
-    /// Uploads files through `upload_files`, the command a drop on the window calls.
-    pub async fn drop_files(&self, paths: &[&Path]) -> Result<()> {
-        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        match self
-            .invoke("upload_files", json!({ "paths": paths }))
-            .await?
-        {
-            Ok(_) => Ok(()),
-            Err(e) => bail!("{}: upload_files rejected: {e}", self.name),
+    /// The app got `given` ([`App::launch_with`]), and of the `QUIRE_E2E_*` variables only
+    /// those given.
+    fn check_given(&self, given: &[(&str, String)]) -> Result<()> {
+        let environ = std::fs::read(format!("/proc/{}/environ", self.pid))
+            .context("reading the app's environment")?;
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|kv| String::from_utf8_lossy(kv).into_owned())
+            .collect();
+        for (key, value) in given {
+            ensure!(
+                vars.contains(&format!("{key}={value}")),
+                "the app did not get {key} from tauri-driver"
+            );
         }
+        let e2e = vars
+            .iter()
+            .filter(|kv| kv.starts_with("QUIRE_E2E_"))
+            .count();
+        let asked = given
+            .iter()
+            .filter(|(k, _)| k.starts_with("QUIRE_E2E_"))
+            .count();
+        ensure!(
+            e2e == asked,
+            "the app has QUIRE_E2E_* variables it was not given"
+        );
+        Ok(())
+    }
+
+    /// Drops files on the window for real (XDND, `xdnd.rs`), as a person drags them from a file
+    /// manager: the shell uploads only files dropped on it, and the page calls `upload_files`
+    /// with them. Returns once the window took the drop.
+    pub async fn drop_files(&self, paths: &[&Path]) -> Result<()> {
+        let paths: Vec<PathBuf> = paths.iter().map(|p| p.to_path_buf()).collect();
+        let pid = self.pid;
+        tokio::task::spawn_blocking(move || crate::xdnd::drop_files(pid, &paths, UI))
+            .await?
+            .with_context(|| format!("{}: dropping files on the window", self.name))
     }
 
     /// Waits for the sidebar's document titled `title` to reach `status` and returns it.

@@ -32,4 +32,6 @@ mod own_model;
 mod security;
 mod signin;
 mod support;
+mod web_view;
 mod window;
+mod xdnd;

@@ -212,7 +212,9 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
     let spare_title = format!("Spare almanac {}", support::unique());
 
     let profile = Profile::new("security")?;
-    let app = App::launch("security", "a", &profile).await?;
+    // The link dialog answers no: `open_link` is called with a real link below.
+    let no_links = [("QUIRE_E2E_CONFIRM_LINKS", "no".to_owned())];
+    let app = App::launch_with("security", "a", &profile, &no_links).await?;
     app.record_events().await?;
     app.sign_in(&a.email, &a.password).await?;
     let doc = upload_ready(&app, files.path(), &title).await?;
