@@ -69,7 +69,7 @@ async fn cli(client: &[(&str, String)], profile: &str, args: &[&str], stdin: &st
     child.wait_with_output().await.unwrap()
 }
 
-/// `curl -fsS <addr>/ready` succeeds (DEPLOY.md §5.3).
+/// `curl -fsS <addr>/ready` succeeds (DEPLOY.md §5, step 3).
 async fn ready(addr: &str) -> bool {
     let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
         return false;
@@ -143,7 +143,7 @@ async fn a_project_set_up_as_deploy_md_says_answers_a_person_with_citations() {
     let mut env = environment_file(&stack, port);
     let dir = tempfile::tempdir().unwrap();
 
-    // §5.1: migrate.
+    // DEPLOY.md §5, step 1: migrate.
     let status = companion(&env, &["migrate", "status"]).await;
     assert!(status.status.success(), "{}", said(&status));
     assert!(
@@ -156,7 +156,7 @@ async fn a_project_set_up_as_deploy_md_says_answers_a_person_with_citations() {
     let again = companion(&env, &["migrate", "--dry-run"]).await;
     assert!(said(&again).contains(": 0 of "), "{}", said(&again));
 
-    // §5.2: provision, the ids into the environment file.
+    // DEPLOY.md §5, step 2: provision, the ids into the environment file.
     let ids_file = dir.path().join("companion.json");
     let provisioned = companion(&env, &["provision", "--out", ids_file.to_str().unwrap()]).await;
     assert!(provisioned.status.success(), "{}", said(&provisioned));
@@ -170,7 +170,7 @@ async fn a_project_set_up_as_deploy_md_says_answers_a_person_with_citations() {
         ids["knowledge_base_id"].as_str().unwrap().to_owned(),
     ));
 
-    // §5.3: serve, until /ready says so.
+    // DEPLOY.md §5, step 3: serve, until /ready says so.
     let mut serve = Command::new(companion_binary())
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -184,13 +184,13 @@ async fn a_project_set_up_as_deploy_md_says_answers_a_person_with_citations() {
     let addr = format!("127.0.0.1:{port}");
     eventually(60, "the companion is ready", async || ready(&addr).await).await;
 
-    // §7: doctor, green.
+    // DEPLOY.md §7: doctor, green.
     let doctor = companion(&env, &["doctor", "--run"]).await;
     let report = said(&doctor);
     assert!(doctor.status.success(), "{report}");
     assert!(!report.contains("FAIL"), "{report}");
 
-    // §8: people connect with the project URL, the anon key and PUBLIC_URL.
+    // DEPLOY.md §8: people connect with the project URL, the anon key and PUBLIC_URL.
     stack.create_user("a@example.com", PASSWORD_A).await;
     stack.create_user("b@example.com", PASSWORD_B).await;
     let client = [
@@ -231,7 +231,7 @@ async fn a_project_set_up_as_deploy_md_says_answers_a_person_with_citations() {
     assert!(!said(&theirs).contains("X200"), "{}", said(&theirs));
     assert!(!said(&theirs).contains("five years"), "{}", said(&theirs));
 
-    // And it stops as §11 says: SIGTERM, a clean exit.
+    // And it stops as DEPLOY.md §11 says: SIGTERM, a clean exit.
     let pid = serve.id().unwrap().to_string();
     assert!(
         std::process::Command::new("kill")
