@@ -31,7 +31,14 @@ export type ErrorCode =
   | "cancelled"
   | "file_unreadable"
   | "file_unwritable"
-  | "unexpected";
+  | "unexpected"
+  | "invalid_address"
+  | "insecure_server"
+  | "server_unreachable"
+  | "not_a_quire_server"
+  | "sign_up_closed"
+  | "account_exists"
+  | "weak_password";
 
 /**
  * An error as the UI receives it.
