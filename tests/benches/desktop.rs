@@ -1,4 +1,4 @@
-//! `cargo xtask bench` (desktop part): the release app (`target/release/quire`, or
+//! `cargo xtask bench` (desktop part): the app as it ships (`target/dist/quire`, or
 //! `QUIRE_APP_BIN`) under Xvfb, side by side with a bare WebKitGTK window.
 //!
 //! 1. The binary's size, as built and stripped.
@@ -110,7 +110,7 @@ async fn run() -> Result<()> {
     let size = std::fs::metadata(&app)?.len();
     let stripped = stripped_size(&app)?;
     println!("  binary size");
-    println!("    {:<34} {:>10}", "target/release/quire", mib_bytes(size));
+    println!("    {:<34} {:>10}", "target/dist/quire", mib_bytes(size));
     match stripped {
         Some(s) if s != size => println!(
             "    {:<34} {:>10}   ({:.0}% of the build)",

@@ -9,7 +9,7 @@
 //! test` sets them up):
 //!
 //! ```sh
-//! QUIRE_STACK=$PWD/.quire/stack.json QUIRE_APP_BIN=$PWD/target/release/quire \
+//! QUIRE_STACK=$PWD/.quire/stack.json QUIRE_APP_BIN=$PWD/target/dist/quire \
 //!   xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- sh -c '
 //!     printf pw | HOME=$(mktemp -d) gnome-keyring-daemon --unlock --components=secrets >/dev/null
 //!     sleep 1   # until it owns org.freedesktop.secrets
@@ -29,6 +29,7 @@ mod documents;
 mod driver;
 mod languages;
 mod own_model;
+mod packages;
 mod security;
 mod signin;
 mod support;

@@ -4,7 +4,7 @@
 //! Setup, the UI bundle and the release app, `stack up`, then for each window's profile
 //! (`default`, and `second` with `--second`) a `quire-cli login` as the demo user, the demo PDFs
 //! uploaded once (a document of the same title that is ready, or still indexing, counts), and
-//! `target/release/quire` started with the three values it reads (`QUIRE_API_URL`,
+//! `target/dist/quire` started with the three values it reads (`QUIRE_API_URL`,
 //! `QUIRE_ANON_KEY`, `QUIRE_COMPANION_URL`; never the service key or the JWT secret).
 //!
 //! With a display, the windows open there and the sign-in lives in the desktop's keyring. Without

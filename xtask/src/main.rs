@@ -6,11 +6,13 @@
 //! - `demo [--second]`: setup + the release app + stack up + Quire open as the demo user.
 //! - `demo-pdfs`: regenerate `demo/*.pdf` from `demo/src/*.txt`.
 //! - `refs`: every reference to a document in code and docs resolves inside the repo.
+//! - `dist`: the app's `.deb` and AppImage in `target/dist/bundle/`.
 //! - `dist companion`: the companion's static binary, systemd unit and OCI image in
 //!   `target/dist/companion/` (DEPLOY.md).
 //! - `test`: the reference check, setup, then every test of the project.
 
 mod demo;
+mod dist;
 mod dist_companion;
 mod pdf;
 mod refs;
@@ -37,6 +39,8 @@ commands:
   search-measure        how often search_chunks finds a page of tests/pdf-corpus first from a
                         distinctive phrase of it (4 words, or 4 to 8 CJK characters), per document
   refs                  check that every reference to a document resolves inside the repo
+  dist                  build the app and package it: a .deb and an AppImage in
+                        target/dist/bundle/ (docs/packaging.md)
   dist companion        the companion as something to run: a static binary, its systemd unit
                         and an OCI image FROM scratch in target/dist/companion/ (DEPLOY.md)
   test                  check references, setup, then run every test (what CI runs)
@@ -93,6 +97,7 @@ fn run() -> Result<()> {
             .current_dir(util::repo_root())
             .run(),
         ["refs"] => refs::check(),
+        ["dist"] => dist::run(),
         ["dist", "companion"] => dist_companion::run().map(drop),
         ["test", rest @ ..] => test(rest),
         ["bench"] => bench(),
@@ -264,8 +269,9 @@ fn build_ui() -> Result<()> {
         .run()
 }
 
-/// The release app the demo, the end-to-end tests and the desktop bench run
-/// (`target/release/quire`); returns its path. `ui/dist` is rebuilt only when something in `ui/`
+/// The app as it ships (the `dist` profile, docs/packaging.md §5), which the demo, the
+/// end-to-end tests, the desktop bench and `cargo xtask dist` run (`target/dist/quire`);
+/// returns its path. `ui/dist` is rebuilt only when something in `ui/`
 /// is newer than it (a fresh `dist` would make the shell recompile for nothing); cargo itself
 /// decides whether the binary is stale.
 fn build_app() -> Result<std::path::PathBuf> {
@@ -275,14 +281,14 @@ fn build_app() -> Result<std::path::PathBuf> {
     if built.is_none() || newest > built {
         build_ui()?;
     }
-    util::step("app: cargo build --release -p quire-desktop --features custom-protocol");
+    util::step("app: cargo build --profile dist -p quire-desktop --features custom-protocol");
     let start = std::time::Instant::now();
     util::cmd("cargo")
-        .args(["build", "--release", "-p", "quire-desktop"])
+        .args(["build", "--profile", "dist", "-p", "quire-desktop"])
         .args(["--features", "custom-protocol"])
         .current_dir(util::repo_root())
         .run()?;
-    let binary = util::target_dir().join("release/quire");
+    let binary = util::target_dir().join("dist/quire");
     println!("    {} ({} s)", binary.display(), start.elapsed().as_secs());
     Ok(binary)
 }
@@ -346,10 +352,11 @@ fn test(args: &[&str]) -> Result<()> {
     let unit = cargo_test.run();
     let image = dist_companion::test_image();
 
-    // The window tests run the release app against the dev stack. They need a display and a
-    // session bus: a private Xvfb and D-Bus per run, so nothing is left behind
-    // (docs/desktop-on-linux.md §7).
+    // The window tests run the app as it ships, and its packages, against the dev stack. They
+    // need a display and a session bus: a private Xvfb and D-Bus per run, so nothing is left
+    // behind (docs/desktop-on-linux.md §7).
     let e2e = build_app().and_then(|app| {
+        dist::package(&app)?;
         stack::up()?;
         util::step(
             "end-to-end tests of the app window (Xvfb + dbus-run-session + gnome-keyring + tauri-driver)",

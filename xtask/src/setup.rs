@@ -53,6 +53,14 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("xdotool", "driving the window under Xvfb"),
     ("x11-utils", "xwininfo, to find the app window"),
     ("fonts-dejavu-core", "a font for the web view"),
+    // Packaging the app (`cargo xtask dist`, docs/packaging.md).
+    ("dpkg-dev", "dpkg-shlibdeps, the .deb's Depends"),
+    ("squashfs-tools", "mksquashfs, the AppImage's file system"),
+    (
+        "desktop-file-utils",
+        "desktop-file-validate, checking the desktop entry",
+    ),
+    ("appstream", "appstreamcli, checking the AppStream metainfo"),
     // The companion's image (`cargo xtask dist companion`, DEPLOY.md §4.2).
     ("podman", "building the companion's OCI image and running it in the tests"),
     ("runc", "the OCI runtime the image test runs with (crun cannot set podman's limits here)"),

@@ -12,14 +12,15 @@ use anyhow::{Result, bail};
 
 pub use crate::repo_root;
 
-/// The app binary: `QUIRE_APP_BIN`, else the release build in the target dir.
+/// The app binary: `QUIRE_APP_BIN`, else the build that ships (the `dist` profile) in the
+/// target dir.
 pub fn app_binary() -> Result<PathBuf> {
     let path = match std::env::var_os("QUIRE_APP_BIN") {
         Some(p) => PathBuf::from(p),
         None => std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| repo_root().join("target"))
-            .join("release/quire"),
+            .join("dist/quire"),
     };
     if !path.is_file() {
         bail!(
