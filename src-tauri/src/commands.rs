@@ -52,6 +52,7 @@ commands![
     stop,
     upload_files,
     pick_files,
+    opened_files,
     retry_document,
     delete_document,
     document_pdf,
@@ -283,6 +284,13 @@ pub async fn upload_files<R: tauri::Runtime>(
         return Err(refused.into());
     }
     start_upload(&app, &shell, paths)
+}
+
+/// The files handed to the window ("Open with Quire") since the page last
+/// asked, each granted for one `upload_files`.
+#[tauri::command(rename_all = "snake_case")]
+pub fn opened_files(shell: State<'_, Shell>) -> Vec<PathBuf> {
+    std::mem::take(&mut *shell.opened.lock().unwrap())
 }
 
 #[tauri::command(rename_all = "snake_case")]

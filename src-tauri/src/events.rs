@@ -17,9 +17,11 @@ pub const LIVE: &str = "quire://live";
 pub const UPDATE: &str = "quire://update";
 pub const RESYNC: &str = "quire://resync";
 pub const UPLOAD: &str = "quire://upload";
+/// Files were handed to the window by a second launch: call `opened_files`.
+pub const OPENED: &str = "quire://opened";
 
 /// Every event name the shell emits.
-pub const EVENTS: &[&str] = &[AUTH, LIVE, UPDATE, RESYNC, UPLOAD];
+pub const EVENTS: &[&str] = &[AUTH, LIVE, UPDATE, RESYNC, UPLOAD, OPENED];
 
 /// Who is signed in, as the UI sees it: the sign-out reason as a sentence.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]

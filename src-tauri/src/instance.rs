@@ -1,5 +1,6 @@
-//! One window per profile. A second launch of the same profile focuses the
-//! running window and exits; another profile runs its own window (the
+//! One window per profile. A second launch of the same profile hands its
+//! files ("Open with Quire") to the running window, which comes forward, and
+//! exits; another profile runs its own window (the
 //! end-to-end tests run A, A's second device and B at once, under one D-Bus
 //! session).
 //!
@@ -12,14 +13,15 @@
 //!   OS drops when the process ends however it ends — no stale locks;
 //! * `instance.json`, `{port, token}` of a loopback TCP listener the running
 //!   window keeps. A second launch connects and sends the token (so a stray
-//!   local process cannot make the window jump); the window focuses itself.
+//!   local process cannot make the window jump), then the files it was
+//!   given; the window takes them and focuses itself.
 //!
 //! Std only, the same on Linux, macOS and Windows.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -45,8 +47,9 @@ struct Address {
     token: String,
 }
 
-/// Takes the profile's lock, or asks the window holding it to focus.
-pub fn acquire(dir: &Path) -> std::io::Result<Instance> {
+/// Takes the profile's lock, or hands `opened` to the window holding it and
+/// asks it to focus.
+pub fn acquire(dir: &Path, opened: &[PathBuf]) -> std::io::Result<Instance> {
     let lock = OpenOptions::new()
         .read(true)
         .write(true)
@@ -61,7 +64,7 @@ pub fn acquire(dir: &Path) -> std::io::Result<Instance> {
     loop {
         match lock.try_lock() {
             Ok(()) => break,
-            Err(TryLockError::WouldBlock) => match ask_focus(&address) {
+            Err(TryLockError::WouldBlock) => match hand_over(&address, opened) {
                 Ok(()) => return Ok(Instance::Secondary),
                 Err(e) if Instant::now() >= deadline => return Err(e),
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
@@ -89,9 +92,9 @@ pub fn acquire(dir: &Path) -> std::io::Result<Instance> {
 }
 
 impl Guard {
-    /// Serves focus requests on a thread of its own for the app's life;
-    /// `focus` runs for each request that carries the token.
-    pub fn serve(self, focus: impl Fn() + Send + 'static) {
+    /// Serves second launches on a thread of its own for the app's life;
+    /// `launched` runs with the files of each launch that carries the token.
+    pub fn serve(self, launched: impl Fn(Vec<PathBuf>) + Send + 'static) {
         std::thread::Builder::new()
             .name("quire-instance".into())
             .spawn(move || {
@@ -103,28 +106,45 @@ impl Guard {
                 for stream in listener.incoming() {
                     let Ok(mut stream) = stream else { continue };
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    // Two lines: the token, then the files as a JSON list.
+                    let mut reader = BufReader::new((&stream).take(HAND_OVER_LIMIT));
                     let mut line = String::new();
-                    // One short line: the token.
-                    let _ = BufReader::new((&stream).take(256)).read_line(&mut line);
-                    if line.trim_end() == token {
-                        focus();
-                        let _ = stream.write_all(b"ok\n");
+                    let _ = reader.read_line(&mut line);
+                    if line.trim_end() != token {
+                        continue;
                     }
+                    line.clear();
+                    let _ = reader.read_line(&mut line);
+                    launched(serde_json::from_str(&line).unwrap_or_default());
+                    let _ = stream.write_all(b"ok\n");
                 }
             })
             .expect("a thread for the single-instance listener");
     }
 }
 
-fn ask_focus(path: &Path) -> std::io::Result<()> {
+/// The most a second launch may send: the token and its files.
+const HAND_OVER_LIMIT: u64 = 1 << 20;
+
+/// Sends the token and `opened` to the running window; `Ok` once it answered.
+fn hand_over(path: &Path, opened: &[PathBuf]) -> std::io::Result<()> {
     let address: Address =
         serde_json::from_slice(&std::fs::read(path)?).map_err(std::io::Error::other)?;
+    // JSON carries text: a name that is not UTF-8 cannot be handed over.
+    let files: Vec<&str> = opened.iter().filter_map(|p| p.to_str()).collect();
+    if files.len() < opened.len() {
+        tracing::warn!(
+            files = opened.len() - files.len(),
+            "files whose names are not UTF-8 cannot be handed to the running window"
+        );
+    }
+    let files = serde_json::to_string(&files).map_err(std::io::Error::other)?;
     let mut stream = TcpStream::connect_timeout(
         &(Ipv4Addr::LOCALHOST, address.port).into(),
         Duration::from_secs(2),
     )?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(format!("{}\n", address.token).as_bytes())?;
+    stream.write_all(format!("{}\n{files}\n", address.token).as_bytes())?;
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer)?;
     if answer.trim_end() == "ok" {
@@ -151,8 +171,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn a_second_launch_focuses_the_first_and_another_profile_runs_alone() {
@@ -160,25 +180,44 @@ mod tests {
         let (a, b) = (root.path().join("A"), root.path().join("B"));
         std::fs::create_dir_all(&a).unwrap();
         std::fs::create_dir_all(&b).unwrap();
-        let Instance::Primary(first) = acquire(&a).unwrap() else {
+        let Instance::Primary(first) = acquire(&a, &[]).unwrap() else {
             panic!("the first launch runs")
         };
-        let focused = Arc::new(AtomicUsize::new(0));
-        let counter = focused.clone();
-        first.serve(move || {
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
+        let launches = Arc::new(Mutex::new(Vec::new()));
+        let seen = launches.clone();
+        first.serve(move |files| seen.lock().unwrap().push(files));
 
-        assert!(matches!(acquire(&a).unwrap(), Instance::Secondary));
-        assert_eq!(focused.load(Ordering::SeqCst), 1);
-        assert!(matches!(acquire(&b).unwrap(), Instance::Primary(_)));
+        assert!(matches!(acquire(&a, &[]).unwrap(), Instance::Secondary));
+        assert_eq!(*launches.lock().unwrap(), [Vec::<PathBuf>::new()]);
+        assert!(matches!(acquire(&b, &[]).unwrap(), Instance::Primary(_)));
+    }
+
+    #[test]
+    fn a_second_launch_hands_its_files_to_the_first() {
+        let root = tempfile::tempdir().unwrap();
+        let Instance::Primary(first) = acquire(root.path(), &[]).unwrap() else {
+            panic!("the first launch runs")
+        };
+        let launches = Arc::new(Mutex::new(Vec::new()));
+        let seen = launches.clone();
+        first.serve(move |files| seen.lock().unwrap().push(files));
+
+        let files = [
+            PathBuf::from("/home/a/Lease.pdf"),
+            PathBuf::from("/home/a/Tax 2024 (final).pdf"),
+        ];
+        assert!(matches!(
+            acquire(root.path(), &files).unwrap(),
+            Instance::Secondary
+        ));
+        assert_eq!(*launches.lock().unwrap(), [files.to_vec()]);
     }
 
     #[test]
     fn a_launch_while_the_last_window_is_exiting_takes_over() {
         let root = tempfile::tempdir().unwrap();
         // An exiting window: its listener is gone, its lock not yet released.
-        let Instance::Primary(exiting) = acquire(root.path()).unwrap() else {
+        let Instance::Primary(exiting) = acquire(root.path(), &[]).unwrap() else {
             panic!("the first launch runs")
         };
         let Guard {
@@ -190,7 +229,7 @@ mod tests {
             drop(_lock);
         });
         assert!(matches!(
-            acquire(root.path()).unwrap(),
+            acquire(root.path(), &[]).unwrap(),
             Instance::Primary(_)
         ));
         release.join().unwrap();
@@ -199,17 +238,19 @@ mod tests {
     #[test]
     fn a_stranger_without_the_token_focuses_nothing() {
         let root = tempfile::tempdir().unwrap();
-        let Instance::Primary(first) = acquire(root.path()).unwrap() else {
+        let Instance::Primary(first) = acquire(root.path(), &[]).unwrap() else {
             panic!("the first launch runs")
         };
         let port = first.listener.local_addr().unwrap().port();
         let focused = Arc::new(AtomicUsize::new(0));
         let counter = focused.clone();
-        first.serve(move || {
+        first.serve(move |_| {
             counter.fetch_add(1, Ordering::SeqCst);
         });
         let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
-        stream.write_all(b"guess\n").unwrap();
+        stream
+            .write_all(b"guess\n[\"/home/a/.ssh/id_ed25519\"]\n")
+            .unwrap();
         let mut answer = String::new();
         let _ = BufReader::new(&stream).read_line(&mut answer);
         assert_eq!(answer, "");

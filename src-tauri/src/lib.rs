@@ -24,7 +24,7 @@ pub mod window_state;
 use std::path::Path;
 use std::process::ExitCode;
 
-use tauri::{DragDropEvent, Manager, WebviewWindowBuilder, WindowEvent};
+use tauri::{DragDropEvent, Emitter, Manager, WebviewWindowBuilder, WindowEvent};
 
 pub use commands::COMMANDS;
 pub use events::EVENTS;
@@ -33,7 +33,10 @@ pub use events::EVENTS;
 /// focusing the running window, when this profile already has one).
 pub fn run() -> ExitCode {
     init_logs();
-    let profile = match profile::from_args(std::env::args(), std::env::var("QUIRE_PROFILE").ok()) {
+    // Arguments are read as bytes: a file's name need not be UTF-8.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let named = args.iter().map(|a| a.to_string_lossy().into_owned());
+    let profile = match profile::from_args(named, std::env::var("QUIRE_PROFILE").ok()) {
         Ok(profile) => profile,
         Err(e) => {
             eprintln!("quire: {e}");
@@ -47,7 +50,9 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let guard = match instance::acquire(&dir) {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let opened = profile::opened_files(args, &cwd);
+    let guard = match instance::acquire(&dir, &opened) {
         Ok(instance::Instance::Primary(guard)) => guard,
         Ok(instance::Instance::Secondary) => {
             tracing::info!(profile = %profile, "this profile's window is already open; brought it forward");
@@ -73,7 +78,14 @@ pub fn run() -> ExitCode {
             });
             app.manage(shell);
             build_window(app, &profile, &dir)?;
-            guard.serve(move || focus(&handle));
+            app.state::<shell::Shell>().open(opened);
+            guard.serve(move |files| {
+                if !files.is_empty() {
+                    handle.state::<shell::Shell>().open(files);
+                    let _ = handle.emit(events::OPENED, ());
+                }
+                focus(&handle);
+            });
             Ok(())
         })
         .run(tauri::generate_context!("../tauri.conf.json"));

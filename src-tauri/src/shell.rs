@@ -35,6 +35,10 @@ pub struct Shell {
     pub sign_in: Mutex<Option<CancellationToken>>,
     /// The local files the web view may name in `upload_files`.
     pub granted: Granted,
+    /// Files handed to the window on the command line or by a second launch
+    /// ("Open with Quire"), granted to it, until the page takes them
+    /// (`opened_files`) to upload them as it does a drop's.
+    pub opened: Mutex<Vec<PathBuf>>,
     pub links: Consent,
 }
 
@@ -80,8 +84,20 @@ impl Shell {
             sources: Sources::load(profile_dir.join("uploads.json")),
             sign_in: Mutex::new(None),
             granted: Granted::default(),
+            opened: Mutex::default(),
             links: Consent::from_env(),
         }
+    }
+
+    /// Grants `files` to the main window and keeps them for the page
+    /// (`opened_files`), which uploads them once someone is signed in.
+    pub fn open(&self, files: Vec<PathBuf>) {
+        if files.is_empty() {
+            return;
+        }
+        tracing::info!(files = files.len(), "files opened with Quire");
+        self.granted.grant("main", files.iter().cloned());
+        self.opened.lock().unwrap().extend(files);
     }
 
     /// The client, or the configuration error every command reports.

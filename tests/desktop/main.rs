@@ -28,6 +28,7 @@ mod devices;
 mod documents;
 mod driver;
 mod languages;
+mod open_with;
 mod own_model;
 mod packages;
 mod security;

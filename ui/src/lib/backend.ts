@@ -41,6 +41,8 @@ export interface Backend {
   /** Uploads the paths of a drop on the window; the shell refuses any path that was not dropped. */
   uploadFiles(paths: string[]): Promise<void>;
   pickFiles(): Promise<number>;
+  /** The files handed to Quire ("Open with Quire") since the last call; upload them with `uploadFiles`. */
+  openedFiles(): Promise<string[]>;
   retryDocument(id: Uuid): Promise<void>;
   deleteDocument(id: Uuid): Promise<void>;
   documentPdf(id: Uuid): Promise<Uint8Array>;
@@ -54,6 +56,8 @@ export interface Backend {
   onResync(handler: () => void): Promise<Unlisten>;
   onUpload(handler: (event: UploadEvent) => void): Promise<Unlisten>;
   onDragDrop(handler: (event: DragDrop) => void): Promise<Unlisten>;
+  /** A second launch handed files to the window: call `openedFiles`. */
+  onOpened(handler: () => void): Promise<Unlisten>;
 }
 
 /** What the window reports while files are dragged over it (Tauri's drag-drop events). */
@@ -115,6 +119,7 @@ export async function createTauriBackend(): Promise<Backend> {
 
     uploadFiles: (paths) => call<null>('upload_files', { paths }).then(() => undefined),
     pickFiles: () => call<number>('pick_files'),
+    openedFiles: () => call<string[]>('opened_files'),
     retryDocument: (id) => call<null>('retry_document', { id }).then(() => undefined),
     deleteDocument: (id) => call<null>('delete_document', { id }).then(() => undefined),
     documentPdf: async (id) => {
@@ -129,6 +134,7 @@ export async function createTauriBackend(): Promise<Backend> {
     onUpdate: (handler) => on<UpdateEvent>('quire://update', handler),
     onResync: (handler) => on<null>('quire://resync', () => handler()),
     onUpload: (handler) => on<UploadEvent>('quire://upload', handler),
+    onOpened: (handler) => on<null>('quire://opened', () => handler()),
     onDragDrop: (handler) =>
       getCurrentWebview().onDragDropEvent((event) => {
         const p = event.payload;

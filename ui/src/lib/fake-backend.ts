@@ -27,6 +27,8 @@ export interface FakeOptions {
   seed?: boolean;
   /** How many times the canned answer repeats (long answers for smoothness checks). */
   answerRepeat?: number;
+  /** Files Quire was started with ("Open with Quire"). */
+  opened?: string[];
 }
 
 export interface FakeBackend extends Backend {
@@ -35,6 +37,8 @@ export interface FakeBackend extends Backend {
   setLive(state: LiveState['state']): void;
   /** Makes the next `resync` happen. */
   resync(): void;
+  /** Hands files to the window, as a second launch does. */
+  openWith(paths: string[]): void;
 }
 
 type Handler<T> = (payload: T) => void;
@@ -93,7 +97,9 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
     resync: new Set<Handler<void>>(),
     upload: new Set<Handler<UploadEvent>>(),
     drag: new Set<Handler<DragDrop>>(),
+    opened: new Set<Handler<void>>(),
   };
+  let opened = [...(options.opened ?? [])];
 
   const subscribe = <T>(set: Set<Handler<T>>, handler: Handler<T>): Promise<Unlisten> => {
     set.add(handler);
@@ -404,6 +410,11 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       paths.forEach(upload);
       return paths.length;
     },
+    async openedFiles() {
+      const taken = opened;
+      opened = [];
+      return taken;
+    },
     async retryDocument(id) {
       const doc = documents.get(id);
       if (!doc) throw fail('not_found', 'That document no longer exists.');
@@ -435,6 +446,7 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
     onResync: (h) => subscribe(handlers.resync, h),
     onUpload: (h) => subscribe(handlers.upload, h),
     onDragDrop: (h) => subscribe(handlers.drag, h),
+    onOpened: (h) => subscribe(handlers.opened, h),
 
     remoteAnswer(conversationId) {
       const conversation = (conversationId && conversations.get(conversationId)) || [...conversations.values()][0];
@@ -449,6 +461,10 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
     },
     resync() {
       handlers.resync.forEach((h) => h());
+    },
+    openWith(paths) {
+      opened.push(...paths);
+      handlers.opened.forEach((h) => h());
     },
   };
   return backend;
