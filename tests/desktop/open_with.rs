@@ -35,7 +35,12 @@ async fn pdfs_opened_with_quire_are_uploaded_by_its_running_window_for_the_signe
     let tax_pdf = support::write_parade_pdf(files.path(), &tax)?;
 
     // A relative path, as typed in a terminal in the file's folder.
-    let mut first = launch(&profile, files.path(), &format!("{lease}.pdf"), "first")?;
+    let first = Running(launch(
+        &profile,
+        files.path(),
+        &format!("{lease}.pdf"),
+        "first",
+    )?);
     let titles = async || {
         stack
             .rows_as(&a_session, "documents?select=title")
@@ -73,10 +78,18 @@ async fn pdfs_opened_with_quire_are_uploaded_by_its_running_window_for_the_signe
             .is_empty(),
         "B sees A's documents"
     );
-
-    let _ = Command::new("kill").arg(first.id().to_string()).status();
-    first.wait()?;
+    drop(first);
     Ok(())
+}
+
+/// The first window, ended (SIGTERM) when the test ends, passed or not.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
 }
 
 /// Leaves `refresh_token` in the keyring for `account`, as Quire keeps a sign-in.
