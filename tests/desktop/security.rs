@@ -38,6 +38,7 @@ const SWEEP: &[&str] = &[
     "ask",
     "stop",
     "upload_files",
+    "opened_files",
     "pick_files",
     "retry_document",
     "delete_document",
@@ -235,7 +236,7 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
     for name in SWEEP {
         called.insert(*name);
         match *name {
-            "session" | "snapshot" | "cancel_sign_in" => {
+            "session" | "snapshot" | "cancel_sign_in" | "opened_files" => {
                 call(&app, results, name, json!({}), short).await?;
             }
             "sign_in" => {
