@@ -15,7 +15,18 @@ use quire_testkit::{Api, StackInfo, User as Session, fixtures};
 /// endpoints, with the secrets of the test process ([`StackInfo::load`]).
 pub fn stack() -> Result<&'static Api> {
     static STACK: OnceLock<Api> = OnceLock::new();
-    let api = STACK.get_or_init(|| Api::new(StackInfo::load()));
+    let api = STACK.get_or_init(|| {
+        let mut api = Api::new(StackInfo::load());
+        // One `Api` for every test, but each test has its own runtime: a pooled connection
+        // dies with the runtime that opened it ("runtime dropped the dispatch task" in the
+        // next test to pick it up). Keep no idle connection between requests.
+        api.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client");
+        api
+    });
     ensure!(
         api.companion_url().is_some_and(|u| !u.is_empty()),
         "the stack description has no `companion_url`"
