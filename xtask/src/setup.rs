@@ -62,9 +62,18 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     ("appstream", "appstreamcli, checking the AppStream metainfo"),
     // The companion's image (`cargo xtask dist companion`, DEPLOY.md §4.2).
-    ("podman", "building the companion's OCI image and running it in the tests"),
-    ("runc", "the OCI runtime the image test runs with (crun cannot set podman's limits here)"),
-    ("ca-certificates", "the CA bundle the companion's image ships"),
+    (
+        "podman",
+        "building the companion's OCI image and running it in the tests",
+    ),
+    (
+        "runc",
+        "the OCI runtime the image test runs with (crun cannot set podman's limits here)",
+    ),
+    (
+        "ca-certificates",
+        "the CA bundle the companion's image ships",
+    ),
 ];
 
 /// npm projects whose packages `setup` installs (relative to the repository root).
