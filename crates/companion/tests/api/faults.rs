@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use quire_testkit::fixtures;
-use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -165,29 +164,9 @@ async fn a_model_without_a_key_fails_the_answer_saying_the_server_is_not_set_up(
     assert_eq!(app.rows_as(&b, answers).await, Vec::<Value>::new());
 }
 
-/// The companion binary, configured by environment, with its stderr kept.
+/// The companion binary, configured by environment (as the shutdown tests start it), quiet.
 fn companion_process(app: &Stack, poll_initial_ms: u64, lease_secs: u64) -> tokio::process::Child {
-    let c = app.companion_config();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_quire-companion"))
-        .env_clear()
-        .env("QUIRE_COMPANION_LISTEN", "127.0.0.1:0")
-        .env("QUIRE_COMPANION_API_URL", c.platform.api_url.as_str())
-        .env(
-            "QUIRE_COMPANION_ANON_KEY",
-            c.platform.anon_key.expose_secret(),
-        )
-        .env(
-            "QUIRE_COMPANION_SERVICE_ROLE_KEY",
-            c.platform.service_role_key.expose_secret(),
-        )
-        .env("QUIRE_COMPANION_JWT_SECRET", c.jwt_secret.expose_secret())
-        .env("QUIRE_COMPANION_AGENT_ID", c.agent_id.to_string())
-        .env(
-            "QUIRE_COMPANION_KNOWLEDGE_BASE_ID",
-            c.knowledge_base_id.to_string(),
-        )
-        .env("QUIRE_COMPANION_TOOL_SECRET", c.tool_secret.expose_secret())
-        .env("QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL", "true")
+    crate::shutdown::companion_command(app)
         .env(
             "QUIRE_COMPANION_POLL_INITIAL_MS",
             poll_initial_ms.to_string(),
