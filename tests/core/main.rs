@@ -10,6 +10,7 @@ mod chat;
 mod config;
 mod connect;
 mod documents;
+mod export;
 mod follow;
 mod proxy;
 mod redirects;

@@ -91,6 +91,14 @@ enum Command {
     /// Print what your other devices ask, the answers as they stream, and
     /// document status changes, until interrupted.
     Follow,
+    /// Export a conversation as Markdown, its citations as footnotes.
+    Export {
+        /// The conversation: its id, or its title.
+        conversation: String,
+        /// Write to this file instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// `print!` for results: a closed pipe (`quire-cli ask … | head`) ends the
@@ -190,6 +198,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
         } => history(&quire, conversation, limit).await,
         Command::Follow => follow(&quire).await,
+        Command::Export {
+            conversation,
+            output,
+        } => export(&quire, &conversation, output).await,
     }
 }
 
@@ -548,6 +560,22 @@ async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyho
             MessageStatus::Complete => "",
         };
         outln!("{who}{status}: {}\n", message.content);
+    }
+    Ok(())
+}
+
+async fn export(
+    quire: &Quire,
+    conversation: &str,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    quire.resume().await?;
+    let id = quire.find_conversation(conversation).await?;
+    let markdown = quire.export_conversation(id).await?;
+    match output {
+        Some(path) => std::fs::write(&path, markdown)
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => out!("{markdown}"),
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod discovery;
 mod documents;
 pub mod error;
+pub mod export;
 pub mod follow;
 mod http;
 mod quire;
