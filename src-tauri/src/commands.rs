@@ -57,6 +57,8 @@ commands![
     delete_document,
     document_pdf,
     save_document,
+    export_conversation,
+    answer_text,
     open_link,
 ];
 
@@ -378,6 +380,44 @@ pub async fn save_document<R: tauri::Runtime>(
     };
     quire.save_document(id, dest.path()).await?;
     Ok(true)
+}
+
+/// Saves a conversation as Markdown where the person chooses (native save
+/// dialog); `false` when they cancel. Another user's conversation is
+/// `not_found` before any dialog opens.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn export_conversation<R: tauri::Runtime>(
+    window: WebviewWindow<R>,
+    shell: State<'_, Shell>,
+    id: Uuid,
+) -> Reply<bool> {
+    let quire = shell.quire()?;
+    let markdown = quire.export_conversation(id).await?;
+    let title = quire
+        .state()
+        .conversations()
+        .into_iter()
+        .find(|c| c.id == id)
+        .and_then(|c| c.title)
+        .unwrap_or_else(|| "Conversation".into());
+    let Some(dest) = rfd::AsyncFileDialog::new()
+        .set_title("Export conversation")
+        .set_file_name(format!("{}.md", file_name(&title)))
+        .add_filter("Markdown", &["md"])
+        .set_parent(&window)
+        .save_file()
+        .await
+    else {
+        return Ok(false);
+    };
+    quire_core::export::write(dest.path(), &markdown).await?;
+    Ok(true)
+}
+
+/// An answer with its sources listed under it, for the clipboard.
+#[tauri::command(rename_all = "snake_case")]
+pub fn answer_text(shell: State<'_, Shell>, message_id: Uuid) -> Reply<String> {
+    Ok(shell.quire()?.answer_text(message_id)?)
 }
 
 /// A title as a file name: no path separators or control characters.

@@ -44,6 +44,8 @@ const SWEEP: &[&str] = &[
     "delete_document",
     "document_pdf",
     "save_document",
+    "export_conversation",
+    "answer_text",
     "open_link",
 ];
 
@@ -364,6 +366,9 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
                 )
                 .await?;
             }
+            "answer_text" => {
+                call(&app, results, name, json!({ "message_id": message }), short).await?;
+            }
             "retry_document" | "document_pdf" => {
                 call(&app, results, name, json!({ "id": doc }), short).await?;
             }
@@ -387,7 +392,11 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
             "delete_document" => {
                 call(&app, results, name, json!({ "id": spare }), short).await?;
             }
-            "delete_conversation" | "sign_out" | "pick_files" | "save_document" => {
+            "delete_conversation"
+            | "sign_out"
+            | "pick_files"
+            | "save_document"
+            | "export_conversation" => {
                 // At the end: these end the session, remove data or open native dialogs.
             }
             other => bail!("the sweep does not know how to call `{other}`"),
@@ -399,6 +408,14 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
         results,
         "save_document",
         json!({ "id": doc }),
+        Duration::from_secs(3),
+    )
+    .await?;
+    call(
+        &app,
+        results,
+        "export_conversation",
+        json!({ "id": conversation }),
         Duration::from_secs(3),
     )
     .await?;

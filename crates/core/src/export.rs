@@ -13,6 +13,7 @@
 //! Markers inside code are left as written.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use uuid::Uuid;
 
@@ -201,6 +202,27 @@ pub fn answer_with_sources(message: &Message) -> String {
         out.push_str(&listed.join("\n"));
     }
     out
+}
+
+/// Writes an export to `dest`, through a hidden temporary file next to it
+/// renamed when complete, so a failed write never leaves half a file there.
+pub async fn write(dest: &Path, markdown: &str) -> Result<()> {
+    let unwritable = |source| Error::FileUnwritable {
+        path: dest.to_owned(),
+        source,
+    };
+    let name = dest
+        .file_name()
+        .map_or_else(|| "export.md".into(), |n| n.to_string_lossy().into_owned());
+    let partial = dest.with_file_name(format!(".{name}.part"));
+    let written = match tokio::fs::write(&partial, markdown).await {
+        Ok(()) => tokio::fs::rename(&partial, dest).await.map_err(unwritable),
+        Err(e) => Err(unwritable(e)),
+    };
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    written
 }
 
 /// A title or label on one line (a newline would end a heading or footnote).
@@ -437,6 +459,18 @@ mod tests {
             markdown.ends_with("[^1]: Lease, p. 2\n[^2]: Lease, p. 5\n"),
             "{markdown}"
         );
+    }
+
+    #[tokio::test]
+    async fn an_export_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("Pets.md");
+        write(&dest, "# Pets\n").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&dest).unwrap(), "# Pets\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let nowhere = dir.path().join("missing").join("Pets.md");
+        let error = write(&nowhere, "# Pets\n").await.unwrap_err();
+        assert_eq!(error.code(), crate::ErrorCode::FileUnwritable);
     }
 
     #[test]

@@ -47,6 +47,10 @@ export interface Backend {
   deleteDocument(id: Uuid): Promise<void>;
   documentPdf(id: Uuid): Promise<Uint8Array>;
   saveDocument(id: Uuid): Promise<boolean>;
+  /** Saves a conversation as Markdown through a native dialog; `false` when cancelled. */
+  exportConversation(id: Uuid): Promise<boolean>;
+  /** An answer's text with the sources it cites listed under it, for the clipboard. */
+  answerText(messageId: Uuid): Promise<string>;
   /** Asks the person in a native dialog, then opens the link; `false` when they declined. */
   openLink(url: string): Promise<boolean>;
 
@@ -127,6 +131,8 @@ export async function createTauriBackend(): Promise<Backend> {
       return bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : Uint8Array.from(bytes);
     },
     saveDocument: (id) => call<boolean>('save_document', { id }),
+    exportConversation: (id) => call<boolean>('export_conversation', { id }),
+    answerText: (messageId) => call<string>('answer_text', { message_id: messageId }),
     openLink: (url) => call<boolean>('open_link', { url }),
 
     onAuth: (handler) => on<AuthStatus>('quire://auth', handler),

@@ -436,6 +436,17 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       await wait(200);
       return true;
     },
+    async exportConversation(id) {
+      await wait(200);
+      if (!conversations.get(id)) throw fail('not_found', 'That conversation no longer exists.');
+      return true;
+    },
+    async answerText(messageId) {
+      const m = messages.get(messageId);
+      if (!m) throw fail('not_found', 'That answer no longer exists.');
+      const sources = m.citations.map((c, i) => `[${c.key ?? i + 1}] ${c.title ?? 'Untitled document'}${c.page ? `, p. ${c.page}` : ''}`);
+      return sources.length ? `${m.content}\n\nSources:\n${sources.join('\n')}` : m.content;
+    },
     async openLink(url) {
       console.info('[fake] open_link', url);
       return true;
