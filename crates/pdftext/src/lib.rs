@@ -33,6 +33,7 @@ mod cjk;
 mod objects;
 mod repair;
 pub mod score;
+mod xref;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;

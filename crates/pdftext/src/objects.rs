@@ -114,6 +114,10 @@ impl<'a> Objects<'a> {
     /// Reads the cross-reference table and trailer of `bytes`; a file whose
     /// table does not match its objects is loaded whole instead.
     pub(crate) fn open(bytes: &'a [u8]) -> Result<Objects<'a>, OpenFailure> {
+        let start = bytes.windows(5).position(|w| w == b"%PDF-").unwrap_or(0);
+        if let Some(document) = crate::xref::read(&bytes[start..]) {
+            return Ok(Objects::lazy(&bytes[start..], document));
+        }
         let options = LoadOptions {
             filter: Some(keep_none),
             ..LoadOptions::default()
@@ -130,23 +134,29 @@ impl<'a> Objects<'a> {
         if document.objects.is_empty() && !table_matches(&document, &found) {
             return Objects::open_whole(bytes);
         }
-        let store = if document.objects.is_empty() {
-            let start = bytes.windows(5).position(|w| w == b"%PDF-").unwrap_or(0);
-            Store::Lazy(Box::new(Reader {
-                buffer: &bytes[start..],
+        if document.objects.is_empty() {
+            return Ok(Objects::lazy(&bytes[start..], document));
+        }
+        Ok(Objects {
+            store: Store::Loaded(Box::new(document)),
+            object_streams: RefCell::new(VecDeque::new()),
+        })
+    }
+
+    /// Objects read from `buffer` (starting at `%PDF-`) as `document`'s
+    /// cross-reference table places them.
+    fn lazy(buffer: &'a [u8], document: Document) -> Objects<'a> {
+        Objects {
+            store: Store::Lazy(Box::new(Reader {
+                buffer,
                 document,
                 encryption_state: None,
                 raw_objects: BTreeMap::new(),
                 password: None,
                 strict: false,
-            }))
-        } else {
-            Store::Loaded(Box::new(document))
-        };
-        Ok(Objects {
-            store,
+            })),
             object_streams: RefCell::new(VecDeque::new()),
-        })
+        }
     }
 
     /// Every object of `bytes`, parsed now, as lopdf's loader files them.
