@@ -192,6 +192,74 @@ describe('streaming render', () => {
   });
 });
 
+describe('streaming by appending', () => {
+  const context = { citations: [], sources: [{ id: 's', document_id: 'd', chunk_id: null, page: 1, title: 'T' }] };
+  const pieces = [
+    ' the', ' motor', ' is', ' covered', 'for', ' five', ' years', '.', ',', ' **bold**', ' *it', 'alic*', ' `code`',
+    ' [1]', '.', ' see https://example.org/x', ' www.example', '.org', ' a@b', '.org', ' &amp', ';', ' __u__', 'x',
+    '\n', '\n\n', '\n- item', '\n1. one', '\n# Head', '1', ') ', '\n---', ' <b>b', ' (x', ')', '  ', ' ~~s~~', ' |',
+    '\n\n1', '. ', '\n\n-', ' x', ' ünïcödé', ' 漢字', '!',
+  ];
+  /** A reproducible pseudo-random sequence (mulberry32). */
+  function random(seed: number): () => number {
+    return () => {
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  it('shows after every delta what rendering the last block again shows', () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const next = random(seed);
+      let text = '';
+      for (let i = 0; i < 40; i++) text += pieces[Math.floor(next() * pieces.length)];
+      const streamed = document.createElement('div');
+      const renderer = new StreamingMarkdown(streamed);
+      // The same, always rendering its last block again.
+      const rendered = document.createElement('div');
+      const again = new StreamingMarkdown(rendered);
+      (again as unknown as { append: () => boolean }).append = () => false;
+      for (let at = 0; at < text.length; ) {
+        at = Math.min(text.length, at + 1 + Math.floor(next() * 7));
+        renderer.render(text.slice(0, at), context, false);
+        again.render(text.slice(0, at), context, false);
+        expect(streamed.innerHTML, JSON.stringify(text.slice(0, at))).toBe(rendered.innerHTML);
+      }
+    }
+  }, 60_000);
+
+  it('appends plain words to the paragraph on screen instead of rebuilding it', () => {
+    const streamed = document.createElement('div');
+    const renderer = new StreamingMarkdown(streamed);
+    renderer.render('First block.\n\nThe motor', context, false);
+    const paragraph = streamed.lastElementChild;
+    const text = paragraph?.firstChild;
+    let sofar = 'First block.\n\nThe motor';
+    for (const more of [' is', ' covered', ' for five years', ' and']) {
+      sofar += more;
+      renderer.render(sofar, context, false);
+    }
+    renderer.render('First block.\n\nThe motor is covered for five years and more', context, false);
+    expect(streamed.lastElementChild).toBe(paragraph);
+    expect(paragraph?.firstChild).toBe(text);
+    expect(paragraph?.textContent).toBe('The motor is covered for five years and more');
+  });
+
+  it('keeps the blocks the final render leaves unchanged, and replaces the others', () => {
+    const streamed = document.createElement('div');
+    const renderer = new StreamingMarkdown(streamed);
+    renderer.render('One.\n\nTwo [1].\n\nThree', { citations: [], sources: [] }, false);
+    const [one, two] = [...streamed.children];
+    renderer.render('One.\n\nTwo [1].\n\nThree.', context, true);
+    expect(streamed.children[0]).toBe(one);
+    expect(streamed.children[1]).not.toBe(two);
+    expect(streamed.querySelectorAll('button.citation')).toHaveLength(1);
+    expect(streamed.innerHTML).toBe(renderMarkdownToString('One.\n\nTwo [1].\n\nThree.', context));
+  });
+});
+
 describe('linkDestination', () => {
   it('names the origin a link really goes to, in ASCII', () => {
     expect(linkDestination('https://example.org/a?b#c')).toEqual({ origin: 'https://example.org', rest: '/a?b#c' });

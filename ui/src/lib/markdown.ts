@@ -245,32 +245,59 @@ export function stableEnd(text: string): number {
 }
 
 /**
+ * Characters that can change how Markdown reads a paragraph: emphasis, code,
+ * links, images, HTML, entities, escapes, strikethrough, tables, autolinks
+ * (`:` of a scheme, `@` of an address), the parentheses of a link's
+ * destination, and line breaks (a new block, a setext heading).
+ */
+const SIGNIFICANT = /[\n\r\t*_`[\]!<>&\\~|()@:]/;
+/** A paragraph's first line: nothing appended on that line makes it a list, heading, quote or code. */
+const PARAGRAPH_START = /^ {0,3}\p{L}/u;
+
+/** The last block of a streaming text as rendered, when more plain text can be appended to it as is. */
+interface Tail {
+  /** The Markdown the tail was rendered from. */
+  source: string;
+  /** Its only block, a paragraph; null when the next text must be rendered again. */
+  paragraph: HTMLParagraphElement | null;
+}
+
+/**
  * Renders a growing Markdown text into `host`, re-rendering only what changed
  * since the last call: settled blocks stay in the DOM, the last block is
- * replaced. `full` renders everything in one pass (the final text).
+ * replaced, and text that only extends the last paragraph with plain words
+ * is appended to it as a text node (what a full parse would give: see
+ * `appendable`). `full` renders the final text: blocks that come out the same
+ * as on screen are kept, the others replaced.
  */
 export class StreamingMarkdown {
   private settled = '';
   private settledNodes = 0;
   /** The citations and sources the settled blocks were rendered with. */
   private contextKey = '';
+  private tail: Tail | null = null;
 
   constructor(private host: HTMLElement) {}
 
   render(text: string, context: CitationContext, full: boolean): void {
     const key = JSON.stringify(context);
-    if (full || key !== this.contextKey || !text.startsWith(this.settled)) {
+    if (full) {
       this.contextKey = key;
-      if (full) {
-        this.host.replaceChildren(renderMarkdown(text, context));
-        this.settled = '';
-        this.settledNodes = 0;
-        return;
-      }
+      this.settled = '';
+      this.settledNodes = 0;
+      this.tail = null;
+      this.replaceChanged(renderMarkdown(text, context));
+      return;
+    }
+    if (key !== this.contextKey || !text.startsWith(this.settled)) {
+      this.contextKey = key;
       this.host.replaceChildren();
       this.settled = '';
       this.settledNodes = 0;
+      this.tail = null;
     }
+    const source = text.slice(this.settled.length);
+    if (this.tail && this.append(source)) return;
     const end = stableEnd(text);
     // Drop the previous tail.
     while (this.host.childNodes.length > this.settledNodes) this.host.lastChild!.remove();
@@ -280,6 +307,59 @@ export class StreamingMarkdown {
       this.host.append(grown);
       this.settled = text.slice(0, end);
     }
-    this.host.append(renderMarkdown(text.slice(this.settled.length), context));
+    const tail = text.slice(this.settled.length);
+    const rendered = renderMarkdown(tail, context);
+    this.tail = { source: tail, paragraph: onlyParagraph(tail, rendered) };
+    this.host.append(rendered);
   }
+
+  /** Appends `source`'s new text to the tail's paragraph when that is what parsing it would give. */
+  private append(source: string): boolean {
+    const tail = this.tail!;
+    if (!tail.paragraph || !source.startsWith(tail.source)) return false;
+    const added = source.slice(tail.source.length);
+    if (!appendable(tail.source, added)) return false;
+    const last = tail.paragraph.lastChild;
+    if (last instanceof Text) last.appendData(added);
+    else tail.paragraph.append(added);
+    tail.source = source;
+    return true;
+  }
+
+  /** Replaces the host's children with `fragment`'s, keeping each one that is equal already. */
+  private replaceChanged(fragment: DocumentFragment): void {
+    const next = [...fragment.childNodes];
+    const current = [...this.host.childNodes];
+    if (next.length !== current.length) {
+      this.host.replaceChildren(fragment);
+      return;
+    }
+    next.forEach((node, i) => {
+      if (!current[i].isEqualNode(node)) current[i].replaceWith(node);
+    });
+  }
+}
+
+/**
+ * Whether `added`, written after `before` in one paragraph, is plain text
+ * that cannot change how the paragraph parses: no significant character in
+ * it; its line started with a letter (so it is no list item, heading or
+ * quote to be); none in the word it continues (an entity, a citation's
+ * punctuation, an autolink being typed, `www.` included); and none just
+ * before a space it starts with (a delimiter run's meaning depends on its
+ * neighbour).
+ */
+function appendable(before: string, added: string): boolean {
+  if (SIGNIFICANT.test(added)) return false;
+  if (!PARAGRAPH_START.test(before.slice(before.lastIndexOf('\n') + 1))) return false;
+  const word = /\S*$/.exec(before)![0];
+  if (/www\./i.test(word + added)) return false;
+  return /^\s/.test(added) ? !SIGNIFICANT.test(before.slice(-1)) : !SIGNIFICANT.test(word);
+}
+
+/** The paragraph `source` rendered to, when it is one paragraph without inline HTML; else null. */
+function onlyParagraph(source: string, rendered: DocumentFragment): HTMLParagraphElement | null {
+  if (!PARAGRAPH_START.test(source) || source.includes('<')) return null;
+  const blocks = [...rendered.children];
+  return blocks.length === 1 && blocks[0] instanceof HTMLParagraphElement ? blocks[0] : null;
 }
