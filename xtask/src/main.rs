@@ -45,6 +45,7 @@ commands:
                         and an OCI image FROM scratch in target/dist/companion/ (DEPLOY.md)
   test                  check references, setup, then run every test (what CI runs)
   bench                 measure the stack against its baselines, side by side (prints ratios)
+  bench NAME [FLAGS]    one of them, e.g. `bench load --rates 1,4,16 --seconds 20`
   fuzz [SECONDS]        fuzz the PDF text extractor (seeded with tests/pdf-corpus), then the PostgREST
                         query-string parser, each for a bounded time (default 60 s)
 ";
@@ -100,7 +101,8 @@ fn run() -> Result<()> {
         ["dist"] => dist::run(),
         ["dist", "companion"] => dist_companion::run().map(drop),
         ["test", rest @ ..] => test(rest),
-        ["bench"] => bench(),
+        ["bench"] => bench(None, &[]),
+        ["bench", name, flags @ ..] => bench(Some(name), flags),
         ["fuzz"] => fuzz(60),
         ["fuzz", secs] => fuzz(
             secs.parse()
@@ -136,6 +138,11 @@ const BENCHES: &[(&str, &str, &str)] = &[
     ),
     (
         "quire-e2e",
+        "load",
+        "many people at once: companion vs platform, open-loop rates, a replica, REST vs direct",
+    ),
+    (
+        "quire-e2e",
         "follow",
         "second-device lag, 1 and 50 followers",
     ),
@@ -157,10 +164,19 @@ const BENCHES: &[(&str, &str, &str)] = &[
 ];
 
 /// Benchmarks print measurements next to a baseline measured in the same run; nothing asserts.
-fn bench() -> Result<()> {
+/// `only` runs one of them, with `flags` after `--`.
+fn bench(only: Option<&str>, flags: &[&str]) -> Result<()> {
+    if let Some(name) = only
+        && !BENCHES.iter().any(|(_, bench, _)| *bench == name)
+    {
+        bail!("no bench named {name}");
+    }
     setup::run()?;
     let root = util::repo_root();
     for (package, bench, what) in BENCHES {
+        if only.is_some_and(|name| name != *bench) {
+            continue;
+        }
         let dir = match *package {
             "quire-sandbox" => "crates/sandbox",
             "quire-companion" => "crates/companion",
@@ -180,7 +196,8 @@ fn bench() -> Result<()> {
         }
         util::step(&format!("bench: {what}"));
         util::cmd("cargo")
-            .args(["bench", "-p", package, "--bench", bench])
+            .args(["bench", "-p", package, "--bench", bench, "--"])
+            .args(flags)
             .current_dir(&root)
             .run()?;
     }

@@ -11,18 +11,30 @@
 //! | `quire_ingest_queue_oldest_seconds` | gauge | since the least recent of them last moved (0 when none) |
 //! | `quire_ingest_queue_scrape_ok` | gauge | 1 when the two above could be read from the database |
 //! | `quire_platform_errors_total{kind}` | counter | failed platform calls, by [`error_kind`] |
+//! | `quire_platform_requests_total{service}` | counter | platform calls sent, by service: `rest`, `api`, `storage`, `auth` |
+//! | `quire_answer_stage_seconds{stage}` | summary | time spent in each stage of an answer ([`Metrics::stage`]) |
 //!
 //! The ingest queue is read through PostgREST at each scrape (one request,
 //! [`SCRAPE_TIMEOUT`]): it is the same for every replica, so aggregate it
 //! with `max`, not `sum`.
 //!
-//! Written by hand rather than with the `prometheus-client` crate: four
+//! The stages of an answer, each also a tracing span `answer_stage` with its
+//! `stage` field: `auth` (the request read and its token checked), `slot`,
+//! `conversation` (with a new conversation's platform session), `chunks`,
+//! `turn`, `tool_session`, `run_start` (`run/stream` sent until its
+//! headers), `first_delta` (from the request's arrival), `tool_call` (the
+//! search tool's endpoint), `event_write` (each `append_chat_events`),
+//! `complete` (the final row) and `answer` (arrival to the final row).
+//!
+//! Written by hand rather than with the `prometheus-client` crate: a few
 //! families of plain numbers need no registry, and the format is stable.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument as _;
 
 use axum::extract::State;
 use axum::http::header;
@@ -47,6 +59,9 @@ const QUEUED: &str = "in.(stored,extracting,indexing)";
 pub struct Metrics {
     runs: Mutex<BTreeMap<&'static str, Histogram>>,
     platform_errors: Mutex<BTreeMap<&'static str, u64>>,
+    platform_requests: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per stage of an answer: how many times, and seconds in all.
+    stages: Mutex<BTreeMap<&'static str, (u64, f64)>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -79,6 +94,34 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *errors.entry(error_kind(err)).or_default() += 1;
+    }
+
+    /// A platform call was sent to `service` (`rest`, `api`, `storage`, `auth`).
+    pub fn platform_request(&self, service: &'static str) {
+        let mut requests = self
+            .platform_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *requests.entry(service).or_default() += 1;
+    }
+
+    /// A stage of an answer took `took` (see the module's list).
+    pub fn stage_took(&self, stage: &'static str, took: Duration) {
+        let mut stages = self.stages.lock().unwrap_or_else(|e| e.into_inner());
+        let (count, sum) = stages.entry(stage).or_default();
+        *count += 1;
+        *sum += took.as_secs_f64();
+    }
+
+    /// Runs `work` as the stage `stage` of an answer: inside a tracing span
+    /// `answer_stage`, timed into `quire_answer_stage_seconds`.
+    pub async fn stage<T>(&self, stage: &'static str, work: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = work
+            .instrument(tracing::info_span!("answer_stage", stage))
+            .await;
+        self.stage_took(stage, started.elapsed());
+        out
     }
 
     /// The text of a scrape.
@@ -135,7 +178,45 @@ impl Metrics {
                 "quire_platform_errors_total{{kind=\"{kind}\"}} {count}"
             );
         }
+        self.render_work(&mut out);
         out
+    }
+
+    /// The platform calls sent and the answers' stages.
+    fn render_work(&self, out: &mut String) {
+        family(
+            out,
+            "quire_platform_requests_total",
+            "counter",
+            "Platform calls sent, by service.",
+        );
+        let requests = self
+            .platform_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (service, count) in requests {
+            let _ = writeln!(
+                out,
+                "quire_platform_requests_total{{service=\"{service}\"}} {count}"
+            );
+        }
+        family(
+            out,
+            "quire_answer_stage_seconds",
+            "summary",
+            "Time spent in each stage of an answer.",
+        );
+        let stages = self
+            .stages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for (stage, (count, sum)) in stages {
+            let name = "quire_answer_stage_seconds";
+            let _ = writeln!(out, "{name}_sum{{stage=\"{stage}\"}} {sum}");
+            let _ = writeln!(out, "{name}_count{{stage=\"{stage}\"}} {count}");
+        }
     }
 }
 
@@ -328,6 +409,17 @@ mod tests {
             "quire_ingest_queue_oldest_seconds 12.5",
             "quire_ingest_queue_scrape_ok 1",
             "# TYPE quire_platform_errors_total counter",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        metrics.platform_request("rest");
+        metrics.platform_request("rest");
+        metrics.stage_took("turn", Duration::from_millis(250));
+        let text = metrics.render(0, None);
+        for line in [
+            "quire_platform_requests_total{service=\"rest\"} 2",
+            "quire_answer_stage_seconds_sum{stage=\"turn\"} 0.25",
+            "quire_answer_stage_seconds_count{stage=\"turn\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

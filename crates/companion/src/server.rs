@@ -74,7 +74,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route(crate::discovery::PATH, get(crate::discovery::discovery))
-        .route("/api/chat", post(chat::chat))
+        .route(
+            "/api/chat",
+            post(chat::chat).layer(axum::middleware::from_fn(stamp_arrival)),
+        )
         .route("/api/chat/{message_id}/stop", post(chat::stop))
         .route("/api/documents", post(documents::register))
         .route("/api/documents/{id}/ingest", post(documents::ingest))
@@ -90,6 +93,21 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("apikey"),
         ]))
         .with_state(state)
+}
+
+/// When a request reached the companion: where an answer's stages start
+/// ([`crate::metrics`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub tokio::time::Instant);
+
+async fn stamp_arrival(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    request
+        .extensions_mut()
+        .insert(Arrival(tokio::time::Instant::now()));
+    next.run(request).await
 }
 
 /// The routes of the metrics listener (`QUIRE_COMPANION_METRICS_ADDR`): `/metrics` alone.

@@ -225,12 +225,20 @@ fn unauthorized() -> Response {
         .into_response()
 }
 
-/// `POST /internal/tools/search-documents` (called by the platform).
+/// `POST /internal/tools/search-documents` (called by the platform): the
+/// `tool_call` stage of an answer ([`crate::metrics`]).
 pub async fn search_documents(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let metrics = state.metrics.clone();
+    metrics
+        .stage("tool_call", answer_tool_call(state, headers, body))
+        .await
+}
+
+async fn answer_tool_call(state: AppState, headers: HeaderMap, body: Bytes) -> Response {
     let secret = state.config.tool_secret.expose_secret().as_bytes();
     let presented = bearer(&headers).unwrap_or_default().as_bytes();
     if !bool::from(presented.ct_eq(secret)) {

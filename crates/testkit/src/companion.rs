@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::api::{Api, User, json_of};
+use crate::api::{Api, StackInfo, User, json_of};
 use crate::sse::parse_sse;
 use crate::{PATIENCE, Stack};
 
@@ -48,12 +48,7 @@ impl Stack {
             ids.knowledge_base_id,
             SecretString::from(format!("tool-secret-{}", Uuid::new_v4().simple())),
         );
-        config.ingest.poll_initial = Duration::from_millis(20);
-        config.ingest.poll_max = Duration::from_millis(300);
-        config.ingest.idle_poll = Duration::from_millis(200);
-        config.ingest.lease = Duration::from_secs(10);
-        // The sandbox allows loopback tool endpoints; the real platform does not.
-        config.dev_allow_private_tool_url = true;
+        test_defaults(&mut config);
         config
     }
 
@@ -109,6 +104,39 @@ impl Stack {
             .expose_secret()
             .to_owned()
     }
+}
+
+/// The test defaults of a companion: short ingest polls and lease, the
+/// sandbox's loopback tool URL allowed.
+fn test_defaults(config: &mut Config) {
+    config.ingest.poll_initial = Duration::from_millis(20);
+    config.ingest.poll_max = Duration::from_millis(300);
+    config.ingest.idle_poll = Duration::from_millis(200);
+    config.ingest.lease = Duration::from_secs(10);
+    // The sandbox allows loopback tool endpoints; the real platform does not.
+    config.dev_allow_private_tool_url = true;
+}
+
+/// A companion configuration with test defaults for the stack `info`
+/// describes (already provisioned: its agent and knowledge base) and the
+/// tool secret its first companion registered: a replica's
+/// ([`crate::serve::Served::replica`]).
+pub(crate) fn config_for(info: &StackInfo, tool_secret: &str) -> Config {
+    let platform = PlatformConfig {
+        api_url: info.api_url.parse().expect("a platform URL"),
+        anon_key: SecretString::from(info.anon_key.clone()),
+        service_role_key: SecretString::from(info.service_role_key.clone()),
+    };
+    let mut config = Config::new(
+        platform,
+        SecretString::from(info.jwt_secret.clone()),
+        info.agent_id.expect("a provisioned agent"),
+        info.knowledge_base_id
+            .expect("a provisioned knowledge base"),
+        SecretString::from(tool_secret.to_owned()),
+    );
+    test_defaults(&mut config);
+    config
 }
 
 impl Api {

@@ -21,23 +21,24 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::auth::User;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::RUN_RETRY_AFTER_SECS;
 use crate::platform::{ApiCode, Auth, PlatformError, in_list};
-use crate::server::AppState;
+use crate::server::{AppState, Arrival};
 use crate::tool;
 use events::ChatEvent;
 pub use request::ChatRequest;
@@ -76,33 +77,48 @@ struct TurnRow {
     message_id: Uuid,
 }
 
-/// `POST /api/chat`.
+/// `POST /api/chat`. Each step is a stage of the answer ([`crate::metrics`]).
 pub async fn chat(
     State(state): State<AppState>,
+    arrival: Option<Extension<Arrival>>,
     user: User,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let arrived = arrival.map_or_else(Instant::now, |Extension(Arrival(at))| at);
+    state.metrics.stage_took("auth", arrived.elapsed());
+    let metrics = &state.metrics;
     let request = ChatRequest::parse(&body, &state.config.limits)?;
     let question = request.question.as_str().to_owned();
     let chunk_ids = request.chunk_ids;
 
-    let slot = state.run_slots.take(user.id).await?.ok_or_else(|| {
-        ApiError::rate_limited(
-            "You already have answers being written. Wait for one to finish.",
-            RUN_RETRY_AFTER_SECS,
+    let slot = metrics
+        .stage("slot", state.run_slots.take(user.id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::rate_limited(
+                "You already have answers being written. Wait for one to finish.",
+                RUN_RETRY_AFTER_SECS,
+            )
+        })?;
+
+    let (conversation_id, session_id) = metrics
+        .stage(
+            "conversation",
+            conversation(&state, &user, request.conversation_id, &question),
         )
-    })?;
+        .await?;
+    let (context, dropped) = metrics
+        .stage("chunks", own_chunks(&state, &user, chunk_ids.as_slice()))
+        .await?;
 
-    let (conversation_id, session_id) =
-        conversation(&state, &user, request.conversation_id, &question).await?;
-    let (context, dropped) = own_chunks(&state, &user, chunk_ids.as_slice()).await?;
-
-    let turn: Vec<TurnRow> = state
-        .platform
-        .rpc(
-            Auth::Service,
-            "begin_chat_turn",
-            &json!({"conversation_id": conversation_id, "owner_id": user.id, "content": question}),
+    let turn: Vec<TurnRow> = metrics
+        .stage(
+            "turn",
+            state.platform.rpc(
+                Auth::Service,
+                "begin_chat_turn",
+                &json!({"conversation_id": conversation_id, "owner_id": user.id, "content": question}),
+            ),
         )
         .await
         .map_err(|err| match err.code() {
@@ -115,8 +131,12 @@ pub async fn chat(
         .next()
         .ok_or_else(|| ApiError::internal("begin_chat_turn returned no row"))?;
 
-    let (token, token_hash) =
-        open_tool_session(&state, &user, conversation_id, turn_row.message_id).await?;
+    let (token, token_hash) = metrics
+        .stage(
+            "tool_session",
+            open_tool_session(&state, &user, conversation_id, turn_row.message_id),
+        )
+        .await?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let message_id = turn_row.message_id;
@@ -133,6 +153,7 @@ pub async fn chat(
             dropped,
             token,
             token_hash,
+            arrived,
         },
         tx,
         slot,

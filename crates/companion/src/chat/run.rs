@@ -67,6 +67,8 @@ pub struct Turn {
     pub token: SecretString,
     /// Its hash: the `tool_sessions` key.
     pub token_hash: String,
+    /// When the question reached the companion.
+    pub arrived: Instant,
 }
 
 /// A chunk given to the agent as a by-value context item.
@@ -479,6 +481,7 @@ async fn run(
     let client = out.client.take();
     drop(out);
     let status = recorder.await.ok().flatten();
+    state.metrics.stage_took("answer", turn.arrived.elapsed());
 
     // The token has done its work: nobody may search with it any more.
     if let Err(err) = state
@@ -620,11 +623,14 @@ async fn stream_answer(
         .header("Accept", "text/event-stream")
         .json(&body);
 
+    let sent = state
+        .metrics
+        .stage("run_start", state.platform.send(what, request));
     let response = tokio::select! {
         biased;
         () = control.cancel.cancelled() => return stopped(control),
         () = tokio::time::sleep_until(deadline) => return timed_out(),
-        response = state.platform.send(what, request) => response,
+        response = sent => response,
     };
     let response = match response {
         Ok(response) => response,
@@ -634,6 +640,7 @@ async fn stream_answer(
     let mut body = response.bytes_stream();
     let mut parser = SseParser::default();
     let mut final_text: Option<String> = None;
+    let mut first_delta = false;
     loop {
         let group_deadline = out.deadline();
         tokio::select! {
@@ -656,7 +663,12 @@ async fn stream_answer(
                             tracing::warn!(bytes = event.data.len(), "run/stream sent an event that is not JSON");
                             continue;
                         };
-                        if let Some(outcome) = relay(event, out, run_id, &mut final_text) {
+                        let outcome = relay(event, out, run_id, &mut final_text);
+                        if !first_delta && !out.content.is_empty() {
+                            first_delta = true;
+                            state.metrics.stage_took("first_delta", turn.arrived.elapsed());
+                        }
+                        if let Some(outcome) = outcome {
                             return outcome;
                         }
                     }
@@ -912,13 +924,23 @@ async fn recorder(
                 "message_id": message_id, "events": rows, "status": status, "content": content,
                 "citations": citations, "run_id": run_id, "error": error,
             });
-            let result: Option<Option<String>> =
-                write_with_retries(&state, "finish_chat_message", &args, 8).await;
+            let result: Option<Option<String>> = state
+                .metrics
+                .stage(
+                    "complete",
+                    write_with_retries(&state, "finish_chat_message", &args, 8),
+                )
+                .await;
             return result.flatten();
         }
         let args = json!({"message_id": message_id, "events": rows, "content": content});
-        let streaming: Option<bool> =
-            write_with_retries(&state, "append_chat_events", &args, 5).await;
+        let streaming: Option<bool> = state
+            .metrics
+            .stage(
+                "event_write",
+                write_with_retries(&state, "append_chat_events", &args, 5),
+            )
+            .await;
         if streaming == Some(false) {
             control.stop(StopReason::Elsewhere);
         }

@@ -218,6 +218,9 @@ impl Platform {
         let (client, request) = request.build_split();
         let request = request.map_err(transport)?;
         let as_service = self.is_service_call(&request);
+        if let Some(metrics) = &self.inner.metrics {
+            metrics.platform_request(service(request.url().path()));
+        }
         let response = match client.execute(request).await {
             Ok(response) => response,
             Err(source) => return Err(self.count(transport(source))),
@@ -378,6 +381,18 @@ impl Platform {
             })
         })
     }
+}
+
+/// The platform service a path belongs to, as `/metrics` counts calls.
+fn service(path: &str) -> &'static str {
+    ["rest", "api", "storage", "auth"]
+        .into_iter()
+        .find(|s| {
+            path.strip_prefix('/')
+                .and_then(|p| p.strip_prefix(s))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+        .unwrap_or("other")
 }
 
 /// Reads an error answer into [`PlatformError::Status`]; `as_service` says

@@ -35,6 +35,7 @@ pub mod sql;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Extension;
 use axum::Router;
@@ -67,6 +68,28 @@ pub const MAX_ROWS: i64 = 1000;
 /// The largest request body the gateway lets through.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// `/rest/v1` requests this process has served (any outcome).
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// Round trips to the database those requests waited for (a statement
+/// prepared and then run is two); the schema cache's loads are left out.
+static DB_ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
+
+/// `/rest/v1` requests served by this process so far (the load benchmark
+/// divides the round trips by answers).
+pub fn requests() -> u64 {
+    REQUESTS.load(Ordering::Relaxed)
+}
+
+/// Database round trips the `/rest/v1` requests of this process have
+/// waited for so far.
+pub fn db_round_trips() -> u64 {
+    DB_ROUND_TRIPS.load(Ordering::Relaxed)
+}
+
+fn round_trips(n: u64) {
+    DB_ROUND_TRIPS.fetch_add(n, Ordering::Relaxed);
+}
+
 /// The REST service's own state: the schema cache of this server.
 #[derive(Default)]
 pub struct RestService {
@@ -88,6 +111,7 @@ async fn handle(
     Extension(service): Extension<Arc<RestService>>,
     request: Request,
 ) -> Response {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
     match serve(&state, &service, request).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -952,16 +976,20 @@ async fn execute(
         .start()
         .await
         .map_err(db_err)?;
+    round_trips(1);
     tx.query(ROLE_SETTINGS, &[&p.identity.role])
         .await
         .map_err(db_err)?;
+    round_trips(2);
     let preamble = preamble_params(p);
     query_untyped(&tx, PREAMBLE, &preamble)
         .await
         .map_err(db_err)?;
+    round_trips(1);
     let rows = query_untyped(&tx, &plan.statement.sql, &plan.statement.params)
         .await
         .map_err(db_err)?;
+    round_trips(1);
     let row = rows
         .first()
         .ok_or_else(|| RestError::connection("the statement returned no result row"))?;
@@ -982,6 +1010,7 @@ async fn execute(
         return Err(RestError::max_affected(result.page_total));
     }
     tx.commit().await.map_err(db_err)?;
+    round_trips(1);
     respond(p, &plan.kind, result)
 }
 
