@@ -106,6 +106,7 @@ pub(crate) fn repair(doc: &mut Document) {
     crate::cjk::read_predefined_cmaps(doc);
     rename_to_unicode_maps(doc);
     give_encodings(doc);
+    drop_unread_type1_programs(doc);
     inherit_on_each_page(doc);
     spell_out_quote_operators(doc);
     break_form_cycles(doc);
@@ -422,6 +423,11 @@ fn repair_font(dict: &mut Dictionary) {
     if let Ok(Object::Array(widths)) = dict.get_mut(b"W") {
         *widths = list_form_widths(widths);
     }
+    standard_encoding_spelled_out(dict);
+    skip_unknown_glyph_names(dict);
+}
+
+fn standard_encoding_spelled_out(dict: &mut Dictionary) {
     let encoding = dict.get_mut(b"Encoding");
     match encoding {
         Ok(encoding @ Object::Name(_))
@@ -445,6 +451,122 @@ fn repair_font(dict: &mut Dictionary) {
             encoding.set("Differences", differences);
         }
         _ => {}
+    }
+}
+
+/// Leaves out of an inline `/Differences` the glyph names pdf-extract's
+/// glyph list cannot hold (`/g12`, `/.notdef`, `/uni4E2D`, `/glyph7`,
+/// `/cid42`), numbering the names after them explicitly. It looks each one up
+/// and skips it, which is most of the time it spends on a Chromium Type3
+/// font (`/Differences` of 177 names, nearly all `/g0`); without them it reads
+/// the same table. Not for a font named FontAwesome, whose unknown names it
+/// maps to empty text.
+fn skip_unknown_glyph_names(dict: &mut Dictionary) {
+    let simple = dict.has_type(b"Font")
+        && dict
+            .get(b"Subtype")
+            .and_then(Object::as_name)
+            .is_ok_and(|n| matches!(n, b"Type1" | b"MMType1" | b"TrueType" | b"Type3"));
+    let awesome = dict
+        .get(b"BaseFont")
+        .and_then(Object::as_name)
+        .is_ok_and(|n| n.windows(11).any(|w| w == b"FontAwesome"));
+    if !simple || awesome {
+        return;
+    }
+    let Ok(Object::Dictionary(encoding)) = dict.get_mut(b"Encoding") else {
+        return;
+    };
+    let Ok(Object::Array(differences)) = encoding.get_mut(b"Differences") else {
+        return;
+    };
+    if let Some(known) = known_names_only(differences) {
+        *differences = known;
+    }
+}
+
+/// `differences` without the names [`unknown_glyph_name`] matches, or
+/// `None` if it holds anything but numbers and names.
+fn known_names_only(differences: &[Object]) -> Option<Vec<Object>> {
+    let mut out = Vec::new();
+    let mut code = 0;
+    let mut numbered = false;
+    for item in differences {
+        match item {
+            Object::Integer(next) => {
+                code = *next;
+                numbered = false;
+            }
+            Object::Name(name) if unknown_glyph_name(name) => {
+                code += 1;
+                numbered = false;
+            }
+            Object::Name(name) => {
+                if !numbered {
+                    out.push(Object::Integer(code));
+                    numbered = true;
+                }
+                out.push(Object::Name(name.clone()));
+                code += 1;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Whether `name` is of a form no entry of pdf-extract's glyph list has
+/// (checked against the list of pdf-extract 0.12.1).
+fn unknown_glyph_name(name: &[u8]) -> bool {
+    let digits_after = |prefix: &[u8], hex: bool| {
+        name.strip_prefix(prefix).is_some_and(|rest| {
+            rest.first().is_some_and(u8::is_ascii_digit)
+                && rest.iter().all(|b| {
+                    if hex {
+                        b.is_ascii_hexdigit()
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
+        })
+    };
+    name == b".notdef"
+        || digits_after(b"g", true)
+        || digits_after(b"glyph", false)
+        || digits_after(b"cid", false)
+        || name.strip_prefix(b"uni").is_some_and(|rest| {
+            rest.len() >= 4
+                && rest
+                    .iter()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+        })
+}
+
+/// Removes the embedded Type1 program (`/FontFile`) of fonts that have an
+/// `/Encoding`: pdf-extract inflates and parses it for its built-in
+/// encoding, which it uses only for a font without one (and panics on a
+/// program it cannot parse). A descriptor shared with a font without an
+/// `/Encoding` keeps it.
+fn drop_unread_type1_programs(doc: &mut Document) {
+    let mut unread = HashSet::new();
+    let mut read = HashSet::new();
+    for font in font_ids(doc) {
+        let Ok(dict) = doc.get_dictionary(font) else {
+            continue;
+        };
+        let Ok(descriptor) = dict.get(b"FontDescriptor").and_then(Object::as_reference) else {
+            continue;
+        };
+        if dict.has(b"Encoding") {
+            unread.insert(descriptor);
+        } else {
+            read.insert(descriptor);
+        }
+    }
+    for id in unread.difference(&read) {
+        if let Ok(descriptor) = doc.get_dictionary_mut(*id) {
+            descriptor.remove(b"FontFile");
+        }
     }
 }
 
@@ -731,6 +853,42 @@ mod tests {
             crate::tests::texts(with_to_unicode(&cmap, "AB")),
             vec!["Hi"]
         );
+    }
+
+    #[test]
+    fn the_codes_after_glyph_names_the_decoder_does_not_know_keep_their_own_names() {
+        let mut encoding = lopdf::Dictionary::new();
+        let names = [
+            "g0", "B", ".notdef", "uni4E2D", "Z", "g4F01", "glyph7", "cid42", "eacute",
+        ];
+        let mut differences = vec![Object::Integer(65)];
+        differences.extend(names.iter().map(|n| Object::Name(n.as_bytes().to_vec())));
+        encoding.set("Differences", differences);
+        let doc = document(Object::Dictionary(encoding), "ABCDEFGHI", empty_form);
+        assert_eq!(crate::tests::texts(doc), vec!["ABCDZFGH\u{e9}"]);
+    }
+
+    #[test]
+    fn a_font_with_an_encoding_is_read_whatever_its_embedded_type1_program_holds() {
+        let mut doc = document("WinAnsiEncoding".into(), "Still readable", empty_form);
+        let program = doc.add_object(Stream::new(
+            dictionary! { "Length1" => 10, "Length2" => 0, "Length3" => 0 },
+            b"not a font".to_vec(),
+        ));
+        let descriptor = doc.add_object(dictionary! {
+            "Type" => "FontDescriptor", "FontName" => "Times-Roman", "Flags" => 34,
+            "FontBBox" => vec![0.into(), 0.into(), 1000.into(), 1000.into()],
+            "ItalicAngle" => 0, "Ascent" => 683, "Descent" => -217, "CapHeight" => 662,
+            "StemV" => 84, "FontFile" => program,
+        });
+        for object in doc.objects.values_mut() {
+            if let Object::Dictionary(font) = object
+                && font.has_type(b"Font")
+            {
+                font.set("FontDescriptor", descriptor);
+            }
+        }
+        assert_eq!(crate::tests::texts(doc), vec!["Still readable"]);
     }
 
     #[test]
