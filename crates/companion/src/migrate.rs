@@ -22,9 +22,10 @@
 //! `service_role`, and `pg_trgm` available.
 
 use std::fmt;
-use std::str::FromStr as _;
 
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+pub mod tls;
 
 include!(concat!(env!("OUT_DIR"), "/db_app.rs"));
 
@@ -90,6 +91,41 @@ pub enum MigrateError {
         "{DATABASE_URL} is not a PostgreSQL URL ({0}); write it as postgresql://user:password@host:port/database"
     )]
     BadUrl(String),
+    /// Its `sslrootcert` cannot be used.
+    #[error("{DATABASE_URL}'s {0}. Name the project's CA certificate file (PEM) there")]
+    RootCert(String),
+    /// The URL asks for TLS and the server offers none.
+    #[error(
+        "the database at {target} does not offer TLS, and {DATABASE_URL} asks for it \
+         (sslmode={mode}). Check that the URL names the project's database (a Powabase or \
+         Supabase database offers TLS, directly and through its pooler); only where nothing \
+         else can listen between here and the database, set sslmode=disable"
+    )]
+    NoTls {
+        /// `user@host:port/database`.
+        target: String,
+        /// The URL's `sslmode`.
+        mode: tls::Mode,
+    },
+    /// The server's certificate was not accepted.
+    #[error(
+        "the database at {target} showed a certificate that could not be trusted ({detail}), \
+         and {DATABASE_URL} asks that it be checked (sslmode={mode}{root}). Save the project's \
+         CA certificate (Supabase: Database settings, SSL configuration, Download certificate) \
+         and add sslrootcert=<its path> to the URL, or connect by the name the certificate is \
+         for; sslmode=require encrypts without checking the certificate",
+        root = if *.has_root_cert { " with sslrootcert" } else { "" }
+    )]
+    Certificate {
+        /// `user@host:port/database`.
+        target: String,
+        /// The URL's `sslmode`.
+        mode: tls::Mode,
+        /// Whether `sslrootcert` was given.
+        has_root_cert: bool,
+        /// rustls's words.
+        detail: String,
+    },
     /// The database did not answer.
     #[error(
         "cannot connect to the database at {target}: {detail}. Check {DATABASE_URL} and that this machine may reach it"
@@ -161,6 +197,16 @@ impl fmt::Debug for Database {
     }
 }
 
+/// Drives a connection until it ends.
+async fn watch<T>(connection: tokio_postgres::Connection<tokio_postgres::Socket, T>)
+where
+    T: tokio_postgres::tls::TlsStream + Unpin,
+{
+    if let Err(err) = connection.await {
+        tracing::debug!(%err, "the database connection ended");
+    }
+}
+
 /// `user@host:port/database` of `url`, without its password.
 fn describe(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
@@ -186,24 +232,40 @@ impl Database {
         Database::connect(url.trim()).await
     }
 
-    /// Connects to `url` (a `postgresql://` URL or `key=value` pairs).
+    /// Connects to `url` (a `postgresql://` URL or `key=value` pairs), with
+    /// TLS as its `sslmode` and `sslrootcert` ask ([`tls`]).
     pub async fn connect(url: &str) -> Result<Database, MigrateError> {
-        let config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| MigrateError::BadUrl(e.to_string()))?;
-        let target = describe(&config);
-        let (client, connection) =
-            config
-                .connect(NoTls)
-                .await
-                .map_err(|e| MigrateError::Connect {
-                    target: target.clone(),
-                    detail: e.to_string(),
-                })?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%err, "the database connection ended");
+        let settings = tls::Settings::parse(url).map_err(MigrateError::BadUrl)?;
+        let target = describe(&settings.config);
+        let refused = |e: tokio_postgres::Error| match tls::Failure::of(&e) {
+            Some(tls::Failure::NotOffered) => MigrateError::NoTls {
+                target: target.clone(),
+                mode: settings.mode,
+            },
+            Some(tls::Failure::Certificate(detail)) => MigrateError::Certificate {
+                target: target.clone(),
+                mode: settings.mode,
+                has_root_cert: settings.root_cert.is_some(),
+                detail,
+            },
+            None => MigrateError::Connect {
+                target: target.clone(),
+                detail: server_message(&e, None),
+            },
+        };
+        let client = match settings.client_config().map_err(MigrateError::RootCert)? {
+            None => {
+                let (client, connection) = settings.config.connect(NoTls).await.map_err(refused)?;
+                tokio::spawn(watch(connection));
+                client
             }
-        });
+            Some(tls) => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+                let (client, connection) = settings.config.connect(tls).await.map_err(refused)?;
+                tokio::spawn(watch(connection));
+                client
+            }
+        };
         Ok(Database { client, target })
     }
 
