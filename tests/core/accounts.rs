@@ -172,3 +172,62 @@ async fn a_forgotten_password_is_reset_with_the_mailed_code_and_only_for_its_own
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_reset_mails_link_pasted_into_the_app_resets_that_persons_password_only() {
+    let stack = confirming_stack().await;
+    stack.create_user("alice@example.com", PASSWORD_A).await;
+    stack.create_user("bob@example.com", PASSWORD_B).await;
+    let (a, _) = stack.client();
+    let (b, _) = stack.client();
+    a.send_password_reset("alice@example.com").await.unwrap();
+    b.send_password_reset("bob@example.com").await.unwrap();
+    let alice_link = mails_to(&stack, "alice@example.com")[0]["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bob_link = mails_to(&stack, "bob@example.com")[0]["link"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A link of another server, or not a reset link, is refused before anything is sent.
+    for foreign in [
+        alice_link.replace("127.0.0.1", "localhost"),
+        alice_link.replace("type=recovery", "type=signup"),
+        "https://evil.example/auth/v1/verify?token=x&type=recovery".to_owned(),
+    ] {
+        let error = a
+            .reset_password("alice@example.com", &foreign, "new password 1")
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), ErrorCode::BadInput, "{foreign}: {error}");
+        assert!(error.to_string().contains("not the link"), "{error}");
+    }
+    let user = a
+        .reset_password("", &format!("  {alice_link}\n"), "alice's new password")
+        .await
+        .unwrap();
+
+    assert_eq!(user.email.as_deref(), Some("alice@example.com"));
+    let used = b
+        .reset_password("", &alice_link, "bob owns alice now")
+        .await
+        .unwrap_err();
+    assert!(used.to_string().contains("wrong or has expired"), "{used}");
+    let (fresh, _) = stack.client();
+    fresh
+        .sign_in_with_password("alice@example.com", "alice's new password")
+        .await
+        .unwrap();
+    fresh
+        .sign_in_with_password("bob@example.com", PASSWORD_B)
+        .await
+        .unwrap();
+    // Bob's link, never pasted, still works for Bob alone.
+    let bob = b
+        .reset_password("", &bob_link, "bob's new password")
+        .await
+        .unwrap();
+    assert_eq!(bob.email.as_deref(), Some("bob@example.com"));
+}

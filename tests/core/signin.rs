@@ -75,7 +75,7 @@ async fn pkce_sign_in_through_the_authorize_page() {
     let browser = PageDriver::new(&stack, "alice@example.com", PASSWORD_A);
 
     let user = quire
-        .sign_in_with_browser(&browser, &BrowserSignIn::default())
+        .sign_in_with_browser(&browser, &BrowserSignIn::new("github"))
         .await
         .unwrap();
 
@@ -126,7 +126,7 @@ async fn pkce_cancelled_in_the_browser_is_reported_and_signs_nobody_in() {
     browser.cancel = true;
 
     let error = quire
-        .sign_in_with_browser(&browser, &BrowserSignIn::default())
+        .sign_in_with_browser(&browser, &BrowserSignIn::new("github"))
         .await
         .unwrap_err();
 
@@ -268,7 +268,7 @@ async fn keyring_pkce_sign_in() {
     let browser = PageDriver::new(&stack, "alice@example.com", PASSWORD_A);
 
     let user = quire
-        .sign_in_with_browser(&browser, &BrowserSignIn::default())
+        .sign_in_with_browser(&browser, &BrowserSignIn::new("github"))
         .await
         .unwrap();
 

@@ -48,9 +48,10 @@ enum Command {
         /// Sign in through the browser (OAuth with PKCE).
         #[arg(long)]
         browser: bool,
-        /// The OAuth provider for --browser.
-        #[arg(long, default_value = "github")]
-        provider: String,
+        /// The OAuth provider for --browser, by GoTrue's name (`github`…);
+        /// when missing, the one the server enables (its `/.well-known/quire`).
+        #[arg(long, requires = "browser")]
+        provider: Option<String>,
         /// Your email (asked for when missing).
         #[arg(long)]
         email: Option<String>,
@@ -205,19 +206,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The one OAuth provider the server enables, from its discovery document.
+async fn enabled_provider(quire: &Quire) -> anyhow::Result<String> {
+    let server = quire_core::discovery::discover(quire.config().companion_base()).await?;
+    match server.sign_in.providers.as_slice() {
+        [] => Err(anyhow!(
+            "this server offers no browser sign-in: sign in with email and password"
+        )),
+        [one] => Ok(one.clone()),
+        several => Err(anyhow!(
+            "this server offers several browser sign-ins: pass --provider {}",
+            several.join(" | ")
+        )),
+    }
+}
+
 async fn login(
     quire: &Quire,
     browser: bool,
-    provider: String,
+    provider: Option<String>,
     email: Option<String>,
     password_stdin: bool,
 ) -> anyhow::Result<()> {
     let user = if browser {
-        eprintln!("Opening your browser to sign in…");
-        let options = BrowserSignIn {
-            provider,
-            ..BrowserSignIn::default()
+        let provider = match provider {
+            Some(provider) => provider,
+            None => enabled_provider(quire).await?,
         };
+        eprintln!("Opening your browser to sign in with {provider}…");
+        let options = BrowserSignIn::new(&provider);
         quire.sign_in_with_browser(&SystemBrowser, &options).await?
     } else {
         let email = match email {
@@ -564,11 +581,7 @@ async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyho
     Ok(())
 }
 
-async fn export(
-    quire: &Quire,
-    conversation: &str,
-    output: Option<PathBuf>,
-) -> anyhow::Result<()> {
+async fn export(quire: &Quire, conversation: &str, output: Option<PathBuf>) -> anyhow::Result<()> {
     quire.resume().await?;
     let id = quire.find_conversation(conversation).await?;
     let markdown = quire.export_conversation(id).await?;

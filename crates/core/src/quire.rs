@@ -107,10 +107,17 @@ impl Quire {
         self.auth.send_password_reset(email).await
     }
 
-    /// Sets a new password with the mailed code and signs in
+    /// Sets a new password with the mailed code or link, and signs in
     /// ([`Auth::reset_password`]).
-    pub async fn reset_password(&self, email: &str, code: &str, password: &str) -> Result<User> {
-        self.auth.reset_password(email, code, password).await
+    pub async fn reset_password(
+        &self,
+        email: &str,
+        code_or_link: &str,
+        password: &str,
+    ) -> Result<User> {
+        self.auth
+            .reset_password(email, code_or_link, password)
+            .await
     }
 
     /// Signs in through the OAuth page in a browser (PKCE, loopback redirect).

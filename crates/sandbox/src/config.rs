@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 50 * 1024 * 1024;
 pub const DEFAULT_EXTRACTION_TIME_LIMIT_SECS: u64 = 300;
 /// Default site URL, as the Supabase CLI's `site_url`.
 pub const DEFAULT_SITE_URL: &str = "http://127.0.0.1:3000";
+/// The OAuth providers a sandbox enables unless told otherwise (an empty
+/// `QUIRE_SANDBOX_OAUTH_PROVIDERS` enables none).
+pub const DEFAULT_OAUTH_PROVIDERS: &str = "github,google";
 /// Default connection-pool size per service.
 pub const DEFAULT_DB_POOL_SIZE: usize = 10;
 /// Default minimum password length, as GoTrue's `GOTRUE_PASSWORD_MIN_LENGTH`.
@@ -110,6 +113,17 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub additional_redirect_urls: Vec<String>,
+
+    /// The OAuth providers the project enabled (comma separated; GoTrue's
+    /// `EXTERNAL_<NAME>_ENABLED`): `/settings` lists them `true` and
+    /// `/authorize` serves the sandbox's sign-in page for them only.
+    #[arg(
+        long,
+        env = "QUIRE_SANDBOX_OAUTH_PROVIDERS",
+        value_delimiter = ',',
+        default_value = DEFAULT_OAUTH_PROVIDERS
+    )]
+    pub oauth_providers: Vec<String>,
 
     /// Refuse new sign-ups (`/signup` answers 422 `signup_disabled`).
     #[arg(long, env = "QUIRE_SANDBOX_DISABLE_SIGNUP")]
@@ -202,6 +216,10 @@ impl Config {
             extraction_time_limit_secs: DEFAULT_EXTRACTION_TIME_LIMIT_SECS,
             site_url: Url::parse(DEFAULT_SITE_URL).expect("default site URL parses"),
             additional_redirect_urls: Vec::new(),
+            oauth_providers: DEFAULT_OAUTH_PROVIDERS
+                .split(',')
+                .map(str::to_owned)
+                .collect(),
             disable_signup: false,
             confirm_email: false,
             min_password_length: DEFAULT_MIN_PASSWORD_LENGTH,

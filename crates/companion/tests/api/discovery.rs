@@ -36,7 +36,9 @@ async fn the_document_holds_the_project_and_its_sign_in_methods_and_never_a_secr
     assert_eq!(body["auth"]["password"], true);
     assert_eq!(body["auth"]["signup"], true);
     let providers = body["auth"]["providers"].as_array().unwrap();
-    assert!(providers.contains(&json!("github")), "{body}");
+    // GoTrue lists every provider it knows, false unless enabled: only the enabled ones
+    // (the sandbox's default, github and google) are offered.
+    assert_eq!(providers, &[json!("github"), json!("google")], "{body}");
     for switch in ["email", "phone", "anonymous_users"] {
         assert!(
             !providers.contains(&json!(switch)),

@@ -72,6 +72,38 @@ fn session_of(answer: Value) -> Result<TokenResponse> {
     })
 }
 
+/// The body of `POST /verify` for a reset: `{type, email, token}` for the
+/// mail's code; `{type, token_hash}` for its link, which must be this
+/// project's `/auth/v1/verify` link of type `recovery` (its `token` is the
+/// hash). A link pasted instead of opened is never used up by a browser
+/// first, and needs no mail template with the code in it.
+fn recovery_proof(api: &Api, email: &str, pasted: &str) -> Result<Value> {
+    let pasted = pasted.trim();
+    if !pasted.starts_with("http://") && !pasted.starts_with("https://") {
+        return Ok(json!({"type": "recovery", "email": email.trim(), "token": pasted}));
+    }
+    let not_ours = || Error::BadInput {
+        service: Service::Auth,
+        message: "that is not the link of this server's password-reset email. Paste the link \
+                  from the email, or type its six-digit code"
+            .into(),
+    };
+    let link = url::Url::parse(pasted).map_err(|_| not_ours())?;
+    let verify = url::Url::parse(&api.url("/auth/v1/verify")).map_err(|_| not_ours())?;
+    let query: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
+    let token = query.get("token").filter(|t| !t.is_empty());
+    match token {
+        Some(token)
+            if link.origin() == verify.origin()
+                && link.path() == verify.path()
+                && query.get("type").map(String::as_str) == Some("recovery") =>
+        {
+            Ok(json!({"type": "recovery", "token_hash": token}))
+        }
+        _ => Err(not_ours()),
+    }
+}
+
 impl Auth {
     /// Creates an account with email and password. Signed in at once when
     /// the project confirms addresses automatically; otherwise the person
@@ -114,15 +146,22 @@ impl Auth {
         call(&self.api, request).await.map(|_| ())
     }
 
-    /// Sets a new password with the code of the reset mail, and signs in.
-    pub async fn reset_password(&self, email: &str, code: &str, password: &str) -> Result<User> {
+    /// Sets a new password with what the person copied from the reset mail
+    /// (its six-digit code, or its link: [`recovery_proof`]), and signs in.
+    pub async fn reset_password(
+        &self,
+        email: &str,
+        code_or_link: &str,
+        password: &str,
+    ) -> Result<User> {
+        let proof = recovery_proof(&self.api, email, code_or_link)?;
         let _flight = self.flight.lock().await;
         let request = self
             .api
             .http
             .post(self.api.url("/auth/v1/verify"))
             .bearer_auth(self.api.anon_key())
-            .json(&json!({"type": "recovery", "email": email.trim(), "token": code.trim()}));
+            .json(&proof);
         let session = session_of(call(&self.api, request).await?)?;
         let token: SecretString = session.access_token.clone();
         let request = self

@@ -53,17 +53,22 @@ impl Browser for SystemBrowser {
 /// Options of a browser sign-in.
 #[derive(Debug, Clone)]
 pub struct BrowserSignIn {
-    /// The OAuth provider GoTrue should use (`github`, `google`, …).
+    /// The OAuth provider GoTrue should use (`github`, `google`, …): one the
+    /// project enabled ([`crate::discovery::SignInMethods::providers`]).
     pub provider: String,
     /// How long to wait for the person to finish in the browser.
     pub timeout: Duration,
 }
 
-impl Default for BrowserSignIn {
-    fn default() -> Self {
+impl BrowserSignIn {
+    /// How long the person has by default to finish in the browser.
+    pub const TIMEOUT: Duration = Duration::from_secs(300);
+
+    /// Signing in with `provider`, waiting [`BrowserSignIn::TIMEOUT`].
+    pub fn new(provider: &str) -> BrowserSignIn {
         BrowserSignIn {
-            provider: "github".to_owned(),
-            timeout: Duration::from_secs(300),
+            provider: provider.to_owned(),
+            timeout: BrowserSignIn::TIMEOUT,
         }
     }
 }

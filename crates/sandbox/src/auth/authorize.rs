@@ -35,8 +35,9 @@ use super::{password, pkce, redirect, users};
 use crate::jwt::JwtKeys;
 use crate::state::AppState;
 
-/// Providers `/authorize` accepts (GoTrue's built-in ones); each gets the
-/// sandbox's sign-in page.
+/// GoTrue's built-in providers, as its `/settings` lists them; those the
+/// project enabled ([`crate::Config::oauth_providers`]) get the sandbox's
+/// sign-in page.
 pub const PROVIDERS: &[&str] = &[
     "apple",
     "azure",
@@ -55,6 +56,7 @@ pub const PROVIDERS: &[&str] = &[
     "notion",
     "slack",
     "slack_oidc",
+    "snapchat",
     "spotify",
     "twitch",
     "twitter",
@@ -122,6 +124,12 @@ pub async fn start(
         return Err(AuthError::validation(format!(
             "Unsupported provider: provider {provider} could not be found"
         )));
+    }
+    // GoTrue's `OAuthProviderConfiguration::ValidateOAuth`.
+    if !super::meta::enabled(&state, provider) {
+        return Err(AuthError::validation(
+            "Unsupported provider: provider is not enabled",
+        ));
     }
     let challenge = query
         .get("code_challenge")

@@ -190,6 +190,9 @@ pub struct VerifyCode {
     email: String,
     #[serde(deserialize_with = "nullable")]
     token: String,
+    /// The link's `token` instead of email and code.
+    #[serde(deserialize_with = "nullable")]
+    token_hash: String,
 }
 
 fn expired() -> AuthError {
@@ -269,7 +272,9 @@ pub async fn verify_link(
         .into_response())
 }
 
-/// `POST /verify {type, email, token}`: the mail's code → a session.
+/// `POST /verify {type, email, token}` (the mail's code) or `{type,
+/// token_hash}` (the link's token) → a session; GoTrue's
+/// `VerifyParams::Validate` decides which.
 pub async fn verify_code(
     State(state): State<AppState>,
     from: ClientInfo,
@@ -277,7 +282,20 @@ pub async fn verify_code(
 ) -> Result<Response, AuthError> {
     let kind = Kind::parse(&params.r#type)
         .ok_or_else(|| AuthError::validation("Verify requires a verification type"))?;
-    let email = users::validate_email(&params.email)?;
+    let token = match (params.token.is_empty(), params.token_hash.is_empty()) {
+        (false, true) => hashed(&users::validate_email(&params.email)?, params.token.trim()),
+        (true, false) if params.email.is_empty() => params.token_hash.clone(),
+        (true, false) => {
+            return Err(AuthError::validation(
+                "Only the token_hash and type should be provided",
+            ));
+        }
+        _ => {
+            return Err(AuthError::validation(
+                "Verify requires either a token or a token hash",
+            ));
+        }
+    };
     let mut client = state
         .db
         .auth
@@ -288,7 +306,7 @@ pub async fn verify_code(
         .transaction()
         .await
         .map_err(|e| AuthError::internal("Database error finding user", e))?;
-    let user_id = redeem(&tx, kind, &hashed(&email, params.token.trim())).await?;
+    let user_id = redeem(&tx, kind, &token).await?;
     let session = sessions::issue(&state, &tx, user_id, AuthMethod::Otp, &from).await?;
     tx.commit()
         .await

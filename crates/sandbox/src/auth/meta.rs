@@ -20,13 +20,15 @@ pub async fn health() -> Response {
     }))
 }
 
-/// `GET /settings`: which providers are on (every OAuth provider is, through
-/// the sandbox's sign-in page), sign-up and autoconfirm.
+/// `GET /settings`, as GoTrue's `internal/api/settings.go` answers it: every
+/// provider GoTrue knows, `true` only for those the project enabled
+/// ([`crate::Config::oauth_providers`]); `email` is on, `phone` and
+/// `anonymous_users` off.
 pub async fn settings(State(state): State<AppState>) -> Response {
     let mut external = Map::new();
     external.insert("anonymous_users".into(), json!(false));
     for provider in PROVIDERS {
-        external.insert((*provider).into(), json!(true));
+        external.insert((*provider).into(), json!(enabled(&state, provider)));
     }
     external.insert("email".into(), json!(true));
     external.insert("phone".into(), json!(false));
@@ -37,5 +39,11 @@ pub async fn settings(State(state): State<AppState>) -> Response {
         "phone_autoconfirm": false,
         "sms_provider": "",
         "saml_enabled": false,
+        "passkeys_enabled": false,
     }))
+}
+
+/// Whether the project enabled OAuth `provider`.
+pub fn enabled(state: &AppState, provider: &str) -> bool {
+    state.config.oauth_providers.iter().any(|p| p == provider)
 }

@@ -84,6 +84,101 @@ async fn health_and_settings() {
     assert_eq!(settings["mailer_autoconfirm"], true);
 }
 
+/// GoTrue v2.189.0 `internal/api/settings.go`: `external` has every provider
+/// GoTrue knows, each `true` or `false`.
+const GOTRUE_EXTERNAL: [&str; 26] = [
+    "anonymous_users",
+    "apple",
+    "azure",
+    "bitbucket",
+    "discord",
+    "email",
+    "facebook",
+    "figma",
+    "fly",
+    "github",
+    "gitlab",
+    "google",
+    "kakao",
+    "keycloak",
+    "linkedin",
+    "linkedin_oidc",
+    "notion",
+    "phone",
+    "slack",
+    "slack_oidc",
+    "snapchat",
+    "spotify",
+    "twitch",
+    "twitter",
+    "workos",
+    "zoom",
+];
+
+#[tokio::test]
+async fn settings_list_every_provider_and_only_the_enabled_ones_are_true() {
+    let app = quire_testkit::Stack::builder()
+        .sandbox(|config| config.oauth_providers = vec!["gitlab".into(), "azure".into()])
+        .spawn()
+        .await;
+
+    let (status, settings) = json_of(app.settings().await).await;
+
+    assert_eq!(status, 200);
+    let mut keys: Vec<&str> = settings
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "disable_signup",
+            "external",
+            "mailer_autoconfirm",
+            "passkeys_enabled",
+            "phone_autoconfirm",
+            "saml_enabled",
+            "sms_provider"
+        ]
+    );
+    let external = settings["external"].as_object().unwrap();
+    let mut names: Vec<&str> = external.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, GOTRUE_EXTERNAL);
+    let on: Vec<&str> = GOTRUE_EXTERNAL
+        .into_iter()
+        .filter(|name| external[*name] == true)
+        .collect();
+    assert_eq!(on, ["azure", "email", "gitlab"]);
+    assert!(external.values().all(serde_json::Value::is_boolean));
+
+    // A provider the project did not enable is refused as GoTrue refuses it.
+    let (status, body) = json_of(
+        app.authorize(&[
+            ("provider", "github"),
+            ("redirect_to", "http://127.0.0.1:1/cb"),
+        ])
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body,
+        json!({"code": 400, "error_code": "validation_failed",
+               "msg": "Unsupported provider: provider is not enabled"})
+    );
+    let page = app
+        .authorize(&[
+            ("provider", "gitlab"),
+            ("redirect_to", "http://127.0.0.1:1/cb"),
+        ])
+        .await;
+    assert_eq!(page.status(), 200);
+}
+
 #[tokio::test]
 async fn unknown_paths_get_the_gateways_answer() {
     let app = spawn_sandbox().await;
