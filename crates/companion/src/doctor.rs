@@ -1,7 +1,10 @@
 //! `quire-companion doctor`: checks a deployment from the companion's own
 //! configuration (`QUIRE_COMPANION_*`, and `QUIRE_COMPANION_DATABASE_URL`
 //! for the database's checks) and prints one line per check, `ok` or
-//! `FAIL` with what to do. It exits non-zero if anything fails.
+//! `FAIL` with what to do. It exits non-zero if anything fails. A check
+//! that needs what an earlier one found missing (the service key refused,
+//! the API not answering, no database, no db/app) prints `SKIP … needs …`
+//! instead of repeating that failure with another fix.
 //!
 //! What it checks, in order: the keys and the JWT secret (a throwaway user
 //! is created with the service key, signed in with the anon key, its token
@@ -49,6 +52,13 @@ pub enum Outcome {
         /// What to do about it.
         fix: String,
     },
+    /// Not tried: it needs what an earlier check found missing (a refused
+    /// key, an API that does not answer, no database, no db/app), so its
+    /// result would only repeat that failure with a misleading fix.
+    Skip {
+        /// What it needs, e.g. `the service key (see its line)`.
+        needs: String,
+    },
 }
 
 /// One printed line.
@@ -78,6 +88,20 @@ fn fail(problem: impl Into<String>, fix: impl Into<String>) -> Outcome {
     }
 }
 
+fn skip(needs: &str) -> Outcome {
+    Outcome::Skip {
+        needs: needs.to_owned(),
+    }
+}
+
+/// `check`'s outcome, or a skip when it `needs` something found missing.
+async fn unless(needs: Option<&str>, check: impl Future<Output = Outcome>) -> Outcome {
+    match needs {
+        Some(needs) => skip(needs),
+        None => check.await,
+    }
+}
+
 impl Report {
     fn add(&mut self, check: &'static str, outcome: Outcome) {
         self.lines.push(Line { check, outcome });
@@ -96,6 +120,14 @@ impl Report {
             .count()
     }
 
+    /// How many checks were not tried.
+    pub fn skipped(&self) -> usize {
+        self.lines
+            .iter()
+            .filter(|l| matches!(l.outcome, Outcome::Skip { .. }))
+            .count()
+    }
+
     /// The report as printed.
     pub fn text(&self) -> String {
         let mut out = String::new();
@@ -108,14 +140,23 @@ impl Report {
                     let _ = writeln!(out, "FAIL  {}: {problem}", line.check);
                     let _ = writeln!(out, "      fix: {fix}");
                 }
+                Outcome::Skip { needs } => {
+                    let _ = writeln!(out, "SKIP  {}: needs {needs}", line.check);
+                }
             }
         }
-        let _ = writeln!(
+        let _ = write!(
             out,
             "doctor: {} checks, {} failed",
             self.lines.len(),
             self.failed()
         );
+        match self.skipped() {
+            0 => out.push('\n'),
+            n => {
+                let _ = writeln!(out, ", {n} not tried");
+            }
+        }
         out
     }
 }
@@ -184,19 +225,40 @@ pub async fn check(config: &Config, database_url: Option<&str>, options: Options
         platform: &platform,
         jwt: JwtKeys::new(&config.jwt_secret),
     };
-    doctor.keys(&mut report).await;
-    report.add(checks::SPLIT, doctor.split().await);
-    doctor.database(database_url, &mut report).await;
-    report.add(checks::BUCKET, doctor.bucket().await);
-    doctor.auth_settings(&mut report).await;
-    report.add(checks::TUS_LOCATION, doctor.tus_location().await);
+    let (service_line, needs) = doctor.service_key().await;
+    report.add(checks::SERVICE_KEY, service_line);
+    // The database first, so that the checks of what db/app makes are
+    // skipped when it is not applied; its lines are printed in their place.
+    let (database, no_db_app) = doctor.database(database_url).await;
+    let (api, service) = (needs.api.as_deref(), needs.service.as_deref());
+    doctor
+        .keys(&mut report, service, no_db_app.as_deref())
+        .await;
+    report.add(checks::SPLIT, unless(api, doctor.split()).await);
+    report.lines.extend(database);
+    let bucket_needs = service.or(no_db_app.as_deref());
+    report.add(checks::BUCKET, unless(bucket_needs, doctor.bucket()).await);
+    doctor.auth_settings(&mut report, api, service).await;
+    let tus = unless(service, doctor.tus_location()).await;
+    report.add(checks::TUS_LOCATION, tus);
     report.add(checks::PUBLIC_URL, doctor.public_url().await);
-    report.add(checks::TOOL, doctor.tool().await);
-    report.add(checks::KNOWLEDGE_BASES, doctor.knowledge_bases().await);
+    report.add(checks::TOOL, unless(service, doctor.tool()).await);
+    let knowledge_bases = unless(service, doctor.knowledge_bases()).await;
+    report.add(checks::KNOWLEDGE_BASES, knowledge_bases);
     if options.run {
-        report.add(checks::MODEL, doctor.model().await);
+        report.add(checks::MODEL, unless(service, doctor.model()).await);
     }
     report
+}
+
+/// What the service key's check found missing, for the checks after it.
+#[derive(Debug, Default)]
+struct Needs {
+    /// The API did not answer: every platform check needs it.
+    api: Option<String>,
+    /// The service key was refused (or the API did not answer): the checks
+    /// that call the platform with it need it.
+    service: Option<String>,
 }
 
 /// `quire-companion doctor [--run]`: prints the report; an error when a
@@ -284,9 +346,15 @@ impl Doctor<'_> {
         self.config.platform.anon_key.expose_secret()
     }
 
-    /// The keys and the JWT secret, through a throwaway user.
-    async fn keys(&self, report: &mut Report) {
-        report.add(checks::SERVICE_KEY, self.service_key().await);
+    /// The anon key and the JWT secret, through a throwaway user made with
+    /// the service key (so both need it). Without db/app, the user's read
+    /// through PostgREST is not tried: there is nothing of Quire's to read.
+    async fn keys(&self, report: &mut Report, service: Option<&str>, no_db_app: Option<&str>) {
+        if let Some(needs) = service {
+            report.add(checks::ANON_KEY, skip(needs));
+            report.add(checks::JWT_SECRET, skip(needs));
+            return;
+        }
         let user = match self.create_user().await {
             Ok(user) => user,
             Err(problem) => {
@@ -297,12 +365,20 @@ impl Doctor<'_> {
             }
         };
         let (anon, secret) = match self.sign_in(&user).await {
+            Ok(token) if no_db_app.is_some() => (
+                pass(
+                    "a throwaway user signed in with it (not read through PostgREST: db/app is not applied)",
+                ),
+                self.jwt_secret(&token),
+            ),
             Ok(token) => (self.anon_key_on_rest(&token).await, self.jwt_secret(&token)),
-            Err(problem) => {
-                let fix = "set QUIRE_COMPANION_ANON_KEY to the project's anon key";
-                let why = format!("signing a throwaway user in failed ({problem})");
-                (fail(why.clone(), fix), fail(why, fix))
-            }
+            Err(problem) => (
+                fail(
+                    format!("signing a throwaway user in failed ({problem})"),
+                    "set QUIRE_COMPANION_ANON_KEY to the project's anon key",
+                ),
+                skip("an access token the project issued (see anon key)"),
+            ),
         };
         report.add(checks::ANON_KEY, anon);
         report.add(checks::JWT_SECRET, secret);
@@ -320,7 +396,8 @@ impl Doctor<'_> {
         }
     }
 
-    async fn service_key(&self) -> Outcome {
+    /// The service key on `/api`, and what the later checks lack if it fails.
+    async fn service_key(&self) -> (Outcome, Needs) {
         match self
             .call(
                 Method::GET,
@@ -330,12 +407,28 @@ impl Doctor<'_> {
             )
             .await
         {
-            Ok((status, _)) if status.is_success() => pass("accepted by /api"),
-            Ok((status, body)) => fail(
-                format!("GET /api/knowledge-bases with it answered {status}: {body}"),
-                FIX_SERVICE_KEY,
+            Ok((status, _)) if status.is_success() => (pass("accepted by /api"), Needs::default()),
+            Ok((status, body)) => (
+                fail(
+                    format!("GET /api/knowledge-bases with it answered {status}: {body}"),
+                    FIX_SERVICE_KEY,
+                ),
+                Needs {
+                    api: None,
+                    service: Some("the service key (see its line)".to_owned()),
+                },
             ),
-            Err(problem) => fail(problem, "check QUIRE_COMPANION_API_URL"),
+            Err(problem) => {
+                let api = format!(
+                    "the API at {} answering (see service key)",
+                    self.config.platform.api_url.as_str().trim_end_matches('/')
+                );
+                let needs = Needs {
+                    api: Some(api.clone()),
+                    service: Some(api),
+                };
+                (fail(problem, "check QUIRE_COMPANION_API_URL"), needs)
+            }
         }
     }
 
@@ -459,36 +552,45 @@ impl Doctor<'_> {
         }
     }
 
-    /// `db/app`, `pg_trgm` and the `realtime.messages` policy.
-    async fn database(&self, url: Option<&str>, report: &mut Report) {
-        let names = [checks::DB_APP, checks::PG_TRGM, checks::REALTIME_POLICY];
-        let Some(url) = url else {
-            for name in names {
-                report.add(
-                    name,
-                    fail(
-                        format!(
-                            "{} is not set, so the database was not checked",
-                            migrate::DATABASE_URL
-                        ),
-                        FIX_DATABASE_URL,
-                    ),
-                );
-            }
-            return;
+    /// `db/app`, `pg_trgm` and the `realtime.messages` policy: their lines,
+    /// and what the checks of db/app's objects need when none of it is applied.
+    async fn database(&self, url: Option<&str>) -> (Vec<Line>, Option<String>) {
+        let line = |check, outcome| Line { check, outcome };
+        let db = match url {
+            None => Err(fail(
+                format!(
+                    "{} is not set, so the database was not checked",
+                    migrate::DATABASE_URL
+                ),
+                FIX_DATABASE_URL,
+            )),
+            Some(url) => Database::connect(url)
+                .await
+                .map_err(|err| fail(err.to_string(), FIX_DATABASE_URL)),
         };
-        let db = match Database::connect(url).await {
+        let db = match db {
             Ok(db) => db,
-            Err(err) => {
-                for name in names {
-                    report.add(name, fail(err.to_string(), FIX_DATABASE_URL));
-                }
-                return;
+            Err(outcome) => {
+                let needs = skip("the database (see db/app)");
+                let lines = vec![
+                    line(checks::DB_APP, outcome),
+                    line(checks::PG_TRGM, needs.clone()),
+                    line(checks::REALTIME_POLICY, needs),
+                ];
+                return (lines, None);
             }
         };
-        report.add(checks::DB_APP, db_app(&db).await);
-        report.add(checks::PG_TRGM, pg_trgm(&db).await);
-        report.add(checks::REALTIME_POLICY, realtime_policy(&db).await);
+        let (outcome, nothing_applied) = db_app(&db).await;
+        let mut lines = vec![line(checks::DB_APP, outcome)];
+        if nothing_applied {
+            let needs = "db/app applied (see db/app)";
+            lines.push(line(checks::PG_TRGM, skip(needs)));
+            lines.push(line(checks::REALTIME_POLICY, skip(needs)));
+            return (lines, Some(needs.to_owned()));
+        }
+        lines.push(line(checks::PG_TRGM, pg_trgm(&db).await));
+        lines.push(line(checks::REALTIME_POLICY, realtime_policy(&db).await));
+        (lines, None)
     }
 
     async fn bucket(&self) -> Outcome {
@@ -525,8 +627,15 @@ impl Doctor<'_> {
         }
     }
 
-    /// `/auth/v1/settings` and the loopback redirect.
-    async fn auth_settings(&self, report: &mut Report) {
+    /// `/auth/v1/settings` (the anon key) and the loopback redirect (the
+    /// service key).
+    async fn auth_settings(&self, report: &mut Report, api: Option<&str>, service: Option<&str>) {
+        if let Some(needs) = api {
+            for name in [checks::SIGN_UP, checks::OAUTH, checks::LOOPBACK_REDIRECT] {
+                report.add(name, skip(needs));
+            }
+            return;
+        }
         let anon = self.anon_key().to_owned();
         let settings = match self
             .call(Method::GET, "/auth/v1/settings", Auth::User(&anon), None)
@@ -555,7 +664,8 @@ impl Doctor<'_> {
         };
         report.add(checks::SIGN_UP, sign_up(&settings));
         report.add(checks::OAUTH, oauth_providers(&settings));
-        report.add(checks::LOOPBACK_REDIRECT, self.loopback_redirect().await);
+        let redirect = unless(service, self.loopback_redirect()).await;
+        report.add(checks::LOOPBACK_REDIRECT, redirect);
     }
 
     /// Whether GoTrue keeps a loopback `redirect_to`: it answers
@@ -622,8 +732,11 @@ fn token_alg(token: &str) -> String {
         .unwrap_or_else(|| "?".to_owned())
 }
 
-async fn db_app(db: &Database) -> Outcome {
-    match migrate::plan(db).await {
+/// The `db/app` line, and whether none of it is applied.
+async fn db_app(db: &Database) -> (Outcome, bool) {
+    let plan = migrate::plan(db).await;
+    let nothing_applied = matches!(&plan, Ok(plan) if plan.applied.is_empty());
+    let outcome = match plan {
         Ok(plan) if plan.pending.is_empty() => pass(format!(
             "applied, version {} ({} files)",
             plan.version().unwrap_or("none"),
@@ -643,7 +756,8 @@ async fn db_app(db: &Database) -> Outcome {
             err.to_string(),
             "run quire-companion migrate status to see why",
         ),
-    }
+    };
+    (outcome, nothing_applied)
 }
 
 async fn pg_trgm(db: &Database) -> Outcome {

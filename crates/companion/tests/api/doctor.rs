@@ -170,6 +170,93 @@ async fn wrong_keys_and_secret_each_fail_their_own_line() {
     }
 }
 
+/// The printed lines that start with `prefix` (`FAIL`, `SKIP`, `ok`).
+fn lines_starting<'t>(text: &'t str, prefix: &str) -> Vec<&'t str> {
+    text.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[tokio::test]
+async fn a_wrong_service_key_fails_one_line_and_skips_the_checks_that_need_it() {
+    let (stack, config) = stack(|_| {}).await;
+    let mut wrong = config.clone();
+    wrong.platform.service_role_key = SecretString::from(format!(
+        "{}x",
+        config.platform.service_role_key.expose_secret()
+    ));
+
+    let text = doctor(&stack, &wrong).await.text();
+
+    let failed = lines_starting(&text, "FAIL");
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(failed[0].starts_with("FAIL  service key: "), "{text}");
+    assert!(
+        text.contains("fix: set QUIRE_COMPANION_SERVICE_ROLE_KEY"),
+        "{text}"
+    );
+    // Each check that calls the platform with the service key (the anon key
+    // and JWT secret through a user it creates) says so instead of failing.
+    for check in [
+        checks::ANON_KEY,
+        checks::JWT_SECRET,
+        checks::BUCKET,
+        checks::LOOPBACK_REDIRECT,
+        checks::TUS_LOCATION,
+        checks::TOOL,
+        checks::KNOWLEDGE_BASES,
+    ] {
+        let line = format!("SKIP  {check}: needs the service key (see its line)");
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    // What does not need it still ran.
+    for check in [
+        checks::SPLIT,
+        checks::DB_APP,
+        checks::PG_TRGM,
+        checks::REALTIME_POLICY,
+        checks::SIGN_UP,
+        checks::OAUTH,
+        checks::PUBLIC_URL,
+    ] {
+        assert!(
+            text.contains(&format!("ok    {check}: ")),
+            "{check}\n{text}"
+        );
+    }
+    assert!(
+        text.ends_with("doctor: 15 checks, 1 failed, 7 not tried\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_project_without_db_app_fails_only_that_line_and_skips_what_db_app_makes() {
+    let stack = Stack::builder()
+        .platform_only()
+        .with_companion()
+        .spawn()
+        .await;
+    let mut config = stack.companion_config().clone();
+    config.public_url = Some(stack.companion().url().parse().unwrap());
+
+    let text = doctor(&stack, &config).await.text();
+
+    let failed = lines_starting(&text, "FAIL");
+    assert_eq!(failed.len(), 1, "{text}");
+    assert!(
+        failed[0].starts_with("FAIL  db/app: 13 of 13 files are not applied"),
+        "{text}"
+    );
+    assert!(text.contains("fix: run quire-companion migrate"), "{text}");
+    for check in [checks::PG_TRGM, checks::REALTIME_POLICY, checks::BUCKET] {
+        let line = format!("SKIP  {check}: needs db/app applied (see db/app)");
+        assert!(text.contains(&line), "{line}\n{text}");
+    }
+    assert!(
+        text.contains("ok    anon key: a throwaway user signed in with it"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn the_database_checks_fail_on_what_is_missing() {
     let (stack, config) = stack(|_| {}).await;
@@ -214,15 +301,20 @@ async fn the_database_checks_fail_on_what_is_missing() {
         other => panic!("{other:?}"),
     }
 
-    // Without a database URL, each database line says which variable to set.
+    // Without a database URL, db/app's line says which variable to set and
+    // the other database lines wait for it.
     let report = doctor::check(&config, None, Options::default()).await;
-    for check in [checks::DB_APP, checks::PG_TRGM, checks::REALTIME_POLICY] {
-        match &report.line(check).unwrap().outcome {
-            Outcome::Fail { fix, .. } => {
-                assert!(fix.contains("QUIRE_COMPANION_DATABASE_URL"), "{fix}")
+    match &report.line(checks::DB_APP).unwrap().outcome {
+        Outcome::Fail { fix, .. } => assert!(fix.contains("QUIRE_COMPANION_DATABASE_URL"), "{fix}"),
+        other => panic!("{other:?}"),
+    }
+    for check in [checks::PG_TRGM, checks::REALTIME_POLICY] {
+        assert_eq!(
+            report.line(check).unwrap().outcome,
+            Outcome::Skip {
+                needs: "the database (see db/app)".to_owned()
             }
-            other => panic!("{check}: {other:?}"),
-        }
+        );
     }
 }
 
@@ -459,8 +551,15 @@ async fn the_binary_exits_non_zero_when_a_check_fails_and_names_missing_settings
         "{stdout}"
     );
     assert!(stdout.contains("FAIL  public URL: "), "{stdout}");
-    assert!(stdout.contains("doctor: 15 checks, 4 failed"), "{stdout}");
-    assert!(stderr.contains("4 of 15 checks failed"), "{stderr}");
+    assert!(
+        stdout.contains("SKIP  pg_trgm: needs the database (see db/app)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("doctor: 15 checks, 2 failed, 2 not tried"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("2 of 15 checks failed"), "{stderr}");
 
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_quire-companion"))
         .env_clear()
