@@ -37,8 +37,9 @@ const USAGE: &str = "usage:
   quire-companion doctor [--run]
       Checks the deployment the QUIRE_COMPANION_* settings describe (and
       QUIRE_COMPANION_DATABASE_URL): one line per check, ok or FAIL with
-      the fix; exits non-zero if anything fails. --run also runs the agent
-      once (costs one run).";
+      the fix, or SKIP when it needs what a failed check lacks; exits
+      non-zero if anything fails. --run also runs the agent once (costs
+      one run).";
 
 fn main() -> ExitCode {
     init_logs();
@@ -95,36 +96,55 @@ fn provision_out(args: &[String]) -> anyhow::Result<Option<PathBuf>> {
 
 async fn serve() -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    let mut signals = Signals::install()?;
     let companion = quire_companion::spawn(config).await?;
     let stop = companion.shutdown_handle();
+    let no_grace = companion.no_grace_handle();
     tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
+        signals.next().await;
+        tracing::info!(
+            "shutting down; a second SIGTERM or Ctrl-C ends the answers still running now"
+        );
         stop.cancel();
+        // As servers do: asked twice, stop without waiting.
+        signals.next().await;
+        tracing::warn!("asked again: ending the answers still running now");
+        no_grace.cancel();
     });
     companion.wait().await
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and Ctrl-C, each time one arrives: the handlers stay installed
+/// between the first and the second, so none is missed.
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+                interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

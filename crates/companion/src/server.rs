@@ -132,6 +132,8 @@ pub struct Companion {
     servers: Vec<JoinHandle<std::io::Result<()>>>,
     workers: Vec<JoinHandle<()>>,
     stop_serving: CancellationToken,
+    /// Cancelled to end the grace period early (a second signal).
+    no_grace: CancellationToken,
 }
 
 impl std::fmt::Debug for Companion {
@@ -181,7 +183,11 @@ impl Companion {
         tracing::info!(runs, grace_secs = grace.as_secs(), "stopping");
         let workers = std::mem::take(&mut self.workers);
         let answers = async {
-            if !self.state.runs.wait_idle(grace).await {
+            let finished = tokio::select! {
+                finished = self.state.runs.wait_idle(grace) => finished,
+                () = self.no_grace.cancelled() => self.state.runs.is_empty(),
+            };
+            if !finished {
                 tracing::warn!(
                     runs = self.state.runs.len(),
                     "answers still running after the grace period are ended"
@@ -209,6 +215,13 @@ impl Companion {
     /// from elsewhere (a signal handler) — pair with [`Companion::wait`].
     pub fn shutdown_handle(&self) -> CancellationToken {
         self.state.shutdown.clone()
+    }
+
+    /// A token that ends [`Companion::shutdown`]'s grace period when
+    /// cancelled: answers still being written are ended at once, `failed`
+    /// with their text kept (a second signal).
+    pub fn no_grace_handle(&self) -> CancellationToken {
+        self.no_grace.clone()
     }
 
     /// Waits until [`Companion::shutdown_handle`] is cancelled, then shuts down.
@@ -319,6 +332,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
         servers,
         workers,
         stop_serving,
+        no_grace: CancellationToken::new(),
     })
 }
 

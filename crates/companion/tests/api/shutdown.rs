@@ -242,6 +242,45 @@ async fn sigterm_past_the_grace_period_ends_an_answer_failed_with_its_text_kept(
 }
 
 #[tokio::test]
+async fn a_second_sigterm_ends_the_grace_period_at_once_and_keeps_the_text() {
+    let (app, a, b, question) = slow_answers().await;
+    let mut command = companion_command(&app);
+    command
+        .env("QUIRE_COMPANION_INGEST_WORKERS", "0")
+        .env("QUIRE_COMPANION_SHUTDOWN_GRACE_SECS", "600");
+    let mut process = Process::start(command).await;
+    let (mut reader, mut events) = process.ask_until_first_delta(&a, &question).await;
+    let message_id: Uuid = events[0]["message_id"].as_str().unwrap().parse().unwrap();
+
+    process.terminate();
+    let addr = process.url.trim_start_matches("http://").to_owned();
+    eventually(
+        30,
+        "the stopping companion refuses new connections",
+        async || tokio::net::TcpStream::connect(&addr).await.is_err(),
+    )
+    .await;
+    process.terminate();
+    read_to_end(&mut reader, &mut events).await;
+    let status = process.exit().await;
+    assert!(status.success(), "{status}\n{}", process.log());
+
+    // Ended now, not after the answer or the ten minutes' grace: A's stream
+    // and the stored row both hold the text written so far.
+    let last = events.last().unwrap();
+    assert_eq!(last["kind"], "error", "{last}");
+    assert_eq!(last["payload"]["code"], "interrupted");
+    let text = streamed_text(&events);
+    assert!(!text.is_empty());
+    let answer = format!("chat_messages?select=status,content&id=eq.{message_id}");
+    assert_eq!(
+        app.rows_as(&a, &answer).await,
+        [json!({"status": "failed", "content": text})]
+    );
+    assert_eq!(app.rows_as(&b, &answer).await, Vec::<Value>::new());
+}
+
+#[tokio::test]
 async fn sigterm_during_an_ingest_gives_the_job_to_another_companion_at_once() {
     // The harness's companion does not ingest: the process does, and then,
     // once it has stopped, a second companion.
