@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use quire_core::{
     Asked, BrowserSignIn, CancellationToken, ChunkHit, Conversation, Document, Error, ErrorView,
-    Message, SystemBrowser, UploadOptions, User, search::DEFAULT_MATCH_COUNT,
+    Message, SignInMethods, SignUp, SystemBrowser, UploadOptions, User,
+    search::DEFAULT_MATCH_COUNT,
 };
 use serde::Serialize;
 use tauri::{AppHandle, State, WebviewWindow};
@@ -17,7 +18,7 @@ use ts_rs::TS;
 use uuid::Uuid;
 
 use crate::events::{AuthView, LiveView};
-use crate::shell::Shell;
+use crate::shell::{ServerView, Shell, host_of};
 
 /// Declares the command list once: [`COMMANDS`] (the names, as IPC.md's
 /// table lists them) and [`handler`] (Tauri's handler of exactly those), so
@@ -38,9 +39,14 @@ macro_rules! commands {
 
 commands![
     session,
+    connect,
+    sign_in_methods,
     sign_in,
     sign_in_browser,
     cancel_sign_in,
+    sign_up,
+    send_password_reset,
+    reset_password,
     sign_out,
     snapshot,
     open_conversation,
@@ -59,6 +65,7 @@ commands![
     save_document,
     export_conversation,
     answer_text,
+    suggestions,
     open_link,
 ];
 
@@ -71,7 +78,8 @@ const PAGE: u32 = 50;
 const SNAPSHOT_CONVERSATIONS: u32 = 200;
 
 /// What the window shows at start: who is signed in, the live indicator,
-/// the profile and the project's host.
+/// the profile, the project's host and the Quire server (none: the window
+/// asks for one, offering the build's default address).
 #[derive(Serialize, TS)]
 #[ts(rename = "Session")]
 pub struct SessionView {
@@ -79,24 +87,44 @@ pub struct SessionView {
     live: LiveView,
     profile: String,
     api_host: String,
+    server: Option<ServerView>,
+    default_server: Option<String>,
 }
 
 #[tauri::command(rename_all = "snake_case")]
 pub async fn session(shell: State<'_, Shell>) -> Reply<SessionView> {
-    let quire = shell.quire()?;
     shell.restored().await;
-    let url = &quire.config().api_url;
-    let api_host = match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_owned(),
-        (None, _) => url.as_str().to_owned(),
-    };
+    let quire = shell.quire().ok();
+    let signed_out = AuthView::SignedOut { reason: None };
     Ok(SessionView {
-        status: AuthView::from(&quire.status()),
+        status: quire
+            .as_ref()
+            .map_or(signed_out, |q| AuthView::from(&q.status())),
         live: shell.live(),
         profile: shell.profile.name().to_owned(),
-        api_host,
+        api_host: quire
+            .map(|q| host_of(&q.config().api_url))
+            .unwrap_or_default(),
+        server: shell.server(),
+        default_server: crate::profile::DEFAULT_SERVER.map(str::to_owned),
     })
+}
+
+/// Connects the window to the Quire server at the address the person typed
+/// (`quire_core::discovery`), and keeps it for the profile.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn connect<R: tauri::Runtime>(
+    app: AppHandle<R>,
+    shell: State<'_, Shell>,
+    address: String,
+) -> Reply<ServerView> {
+    let server = quire_core::discovery::discover(&address).await?;
+    shell.connect(&app, server)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_in_methods(shell: State<'_, Shell>) -> Reply<SignInMethods> {
+    shell.sign_in_methods().await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -107,18 +135,54 @@ pub async fn sign_in(shell: State<'_, Shell>, email: String, password: String) -
         .await?)
 }
 
+/// Signs in with `provider` in the system browser; only a provider the
+/// server enables is asked for.
 #[tauri::command(rename_all = "snake_case")]
-pub async fn sign_in_browser(shell: State<'_, Shell>) -> Reply<User> {
+pub async fn sign_in_browser(shell: State<'_, Shell>, provider: String) -> Reply<User> {
     let quire = shell.quire()?;
     let cancel = CancellationToken::new();
     if let Some(earlier) = shell.sign_in.lock().unwrap().replace(cancel.clone()) {
         earlier.cancel();
     }
-    let options = BrowserSignIn::default();
+    let sign_in = async {
+        let methods = shell.sign_in_methods().await?;
+        if !methods.providers.contains(&provider) {
+            return Err(ErrorView {
+                code: quire_core::ErrorCode::BadInput,
+                message: format!("This server does not offer signing in with {provider}."),
+            });
+        }
+        let options = BrowserSignIn::new(&provider);
+        Ok(quire.sign_in_with_browser(&SystemBrowser, &options).await?)
+    };
     tokio::select! {
-        user = quire.sign_in_with_browser(&SystemBrowser, &options) => Ok(user?),
+        user = sign_in => user,
         () = cancel.cancelled() => Err(Error::SignInCancelled("it was cancelled in Quire".into()).into()),
     }
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn sign_up(shell: State<'_, Shell>, email: String, password: String) -> Reply<SignUp> {
+    Ok(shell.quire()?.sign_up(&email, &password).await?)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn send_password_reset(shell: State<'_, Shell>, email: String) -> Reply<()> {
+    Ok(shell.quire()?.send_password_reset(&email).await?)
+}
+
+/// Sets a new password with the code or the link of the reset email.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn reset_password(
+    shell: State<'_, Shell>,
+    email: String,
+    code: String,
+    password: String,
+) -> Reply<User> {
+    Ok(shell
+        .quire()?
+        .reset_password(&email, &code, &password)
+        .await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -256,7 +320,7 @@ fn start_upload<R: tauri::Runtime>(
     shell: &Shell,
     paths: Vec<PathBuf>,
 ) -> Reply<()> {
-    let quire = shell.quire()?.clone();
+    let quire = shell.quire()?;
     // Signed out, every file would fail the same way: say it once.
     quire.auth().user()?;
     shell.spawn_upload(app, move |events, cancel| async move {
@@ -323,7 +387,7 @@ pub async fn retry_document<R: tauri::Runtime>(
     shell: State<'_, Shell>,
     id: Uuid,
 ) -> Reply<()> {
-    let quire = shell.quire()?.clone();
+    let quire = shell.quire()?;
     quire.auth().user()?;
     let Some(path) = shell.sources.get(id) else {
         return Err(Error::NotFound {
@@ -418,6 +482,13 @@ pub async fn export_conversation<R: tauri::Runtime>(
 #[tauri::command(rename_all = "snake_case")]
 pub fn answer_text(shell: State<'_, Shell>, message_id: Uuid) -> Reply<String> {
     Ok(shell.quire()?.answer_text(message_id)?)
+}
+
+/// First questions for an empty conversation, from the person's own
+/// documents' titles and headings.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn suggestions(shell: State<'_, Shell>) -> Reply<Vec<String>> {
+    Ok(shell.quire()?.suggestions().await?)
 }
 
 /// A title as a file name: no path separators or control characters.

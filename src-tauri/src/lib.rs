@@ -73,9 +73,12 @@ pub fn run() -> ExitCode {
         .invoke_handler(commands::handler())
         .setup(move |app| {
             let handle = app.handle().clone();
-            let shell = tauri::async_runtime::block_on(async {
-                shell::Shell::start(&handle, profile.clone(), &dir, config)
-            });
+            let shell = tauri::async_runtime::block_on(shell::Shell::start(
+                &handle,
+                profile.clone(),
+                &dir,
+                config,
+            ));
             app.manage(shell);
             build_window(app, &profile, &dir)?;
             app.state::<shell::Shell>().open(opened);

@@ -3,12 +3,91 @@
 //! lock, the window state and the paths of the files it uploaded, in
 //! `<OS data dir>/quire/profiles/<NAME>/`. Its sign-in is its own keyring
 //! entry ([`quire_core::Profile`]), which `quire-cli --profile NAME` shares.
-//! The other arguments are files to upload ([`opened_files`]).
+//! The other arguments are files to upload ([`opened_files`]). Its Quire
+//! server is kept in `server.json` there ([`Start`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use quire_core::Profile;
+use quire_core::{Config, Profile, Server, SignInMethods};
+use serde::{Deserialize, Serialize};
+
+/// The server an organisation's build connects to without asking: the
+/// address given as `QUIRE_DEFAULT_SERVER` when the app was built.
+pub const DEFAULT_SERVER: Option<&str> = option_env!("QUIRE_DEFAULT_SERVER");
+
+/// Where the window's project comes from, at start.
+#[derive(Debug)]
+pub enum Start {
+    /// `QUIRE_API_URL`, `QUIRE_ANON_KEY`, `QUIRE_COMPANION_URL` or
+    /// `config.toml` name it (a developer's stack, the demo, the tests, a
+    /// managed install): used as it is, and not changed from the window.
+    Configured(Config),
+    /// The server this profile connected to earlier.
+    Saved(Server),
+    /// Nothing saved: the build's default server, to discover.
+    Default(String),
+    /// Nothing at all: the window asks for the server's address.
+    Ask,
+}
+
+/// The first of: an explicit configuration, the profile's saved server, the
+/// build's default server; else [`Start::Ask`].
+pub fn start(
+    configured: Result<Config, quire_core::Error>,
+    saved: Option<Server>,
+    default: Option<&str>,
+) -> Start {
+    match (
+        configured,
+        saved,
+        default.map(str::trim).filter(|d| !d.is_empty()),
+    ) {
+        (Ok(config), _, _) => Start::Configured(config),
+        (Err(_), Some(server), _) => Start::Saved(server),
+        (Err(_), None, Some(address)) => Start::Default(address.to_owned()),
+        (Err(_), None, None) => Start::Ask,
+    }
+}
+
+/// `server.json`: the server as discovered, so the window starts offline
+/// too. The anon key is the project's public key.
+#[derive(Serialize, Deserialize)]
+struct SavedServer {
+    address: String,
+    api_url: String,
+    anon_key: String,
+    sign_in: SignInMethods,
+}
+
+const SERVER_FILE: &str = "server.json";
+
+/// The server saved in the profile's directory, if any (a file that cannot
+/// be read is as none: the window asks again).
+pub fn saved_server(dir: &Path) -> Option<Server> {
+    let bytes = std::fs::read(dir.join(SERVER_FILE)).ok()?;
+    let saved: SavedServer = serde_json::from_slice(&bytes).ok()?;
+    let config = Config::new(&saved.api_url, &saved.anon_key, &saved.address).ok()?;
+    Some(Server {
+        address: config.companion_url.clone(),
+        config,
+        sign_in: saved.sign_in,
+    })
+}
+
+/// Saves `server` as the profile's server.
+pub fn save_server(dir: &Path, server: &Server) -> std::io::Result<()> {
+    let saved = SavedServer {
+        address: server.address.to_string(),
+        api_url: server.config.api_url.to_string(),
+        anon_key: server.config.anon_key.clone(),
+        sign_in: server.sign_in.clone(),
+    };
+    let path = dir.join(SERVER_FILE);
+    let partial = dir.join(format!("{SERVER_FILE}.partial"));
+    std::fs::write(&partial, serde_json::to_vec_pretty(&saved)?)?;
+    std::fs::rename(partial, path)
+}
 
 /// The profile named on the command line (`--profile NAME` or
 /// `--profile=NAME`), else by `QUIRE_PROFILE`, else `default`.
@@ -64,6 +143,52 @@ pub fn opened_files(args: impl IntoIterator<Item = OsString>, cwd: &Path) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn server(address: &str) -> Server {
+        let config = Config::new("https://project.example.com", "anon", address).unwrap();
+        Server {
+            address: config.companion_url.clone(),
+            config,
+            sign_in: SignInMethods {
+                password: true,
+                signup: true,
+                confirm_email: false,
+                providers: vec!["gitlab".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn an_explicit_configuration_wins_then_the_saved_server_then_the_builds_default() {
+        let configured = || Config::new("http://127.0.0.1:1", "k", "http://127.0.0.1:2");
+        let none = || Err(quire_core::Error::NotConfigured("no anon key".into()));
+        let saved = || Some(server("https://quire.example.com"));
+        assert!(matches!(
+            start(configured(), saved(), Some("https://org.example")),
+            Start::Configured(_)
+        ));
+        assert!(matches!(
+            start(none(), saved(), Some("https://org.example")),
+            Start::Saved(s) if s.address.as_str() == "https://quire.example.com/"
+        ));
+        assert!(matches!(
+            start(none(), None, Some(" https://org.example ")),
+            Start::Default(a) if a == "https://org.example"
+        ));
+        assert!(matches!(start(none(), None, Some("")), Start::Ask));
+        assert!(matches!(start(none(), None, None), Start::Ask));
+    }
+
+    #[test]
+    fn the_saved_server_comes_back_as_it_was_discovered() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(saved_server(dir.path()).is_none());
+        let saved = server("https://quire.example.com/team");
+        save_server(dir.path(), &saved).unwrap();
+        assert_eq!(saved_server(dir.path()), Some(saved));
+        std::fs::write(dir.path().join(SERVER_FILE), b"{not json").unwrap();
+        assert!(saved_server(dir.path()).is_none());
+    }
 
     fn args(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

@@ -9,26 +9,34 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
-use quire_core::{CancellationToken, Config, ErrorView, Follower, Profile, Quire, UploadEvent};
+use quire_core::{
+    CancellationToken, Config, ErrorCode, ErrorView, Follower, Profile, Quire, Server,
+    SignInMethods, UploadEvent,
+};
 use quire_protocol::backoff::Backoff;
+use serde::Serialize;
 use tauri::{AppHandle, Emitter, Runtime};
 use tokio::sync::{mpsc, watch};
+use ts_rs::TS;
 use uuid::Uuid;
 
 use crate::events::{self, Revs};
 use crate::granted::Granted;
 use crate::links::Consent;
+use crate::profile::{self, Start};
 
 pub struct Shell {
     pub profile: Profile,
-    /// The client, or why there is none (no anon key configured…).
-    client: Result<Quire, ErrorView>,
+    /// The profile's own directory (its saved server, uploads, window).
+    dir: PathBuf,
+    /// The server and its client; replaced when the person connects to
+    /// another server.
+    connection: RwLock<Connection>,
     pub revs: Revs,
-    follower: Option<Follower>,
     /// `true` once the saved session has been tried at start.
-    restored: watch::Receiver<bool>,
+    restored: Arc<watch::Sender<bool>>,
     batches: Arc<Mutex<HashMap<u64, CancellationToken>>>,
     next_batch: AtomicU64,
     pub sources: Sources,
@@ -42,43 +50,88 @@ pub struct Shell {
     pub links: Consent,
 }
 
+/// The Quire server the window talks to, as the connect and sign-in screens
+/// show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[ts(rename = "Server")]
+pub struct ServerView {
+    /// The server's address (the companion's URL).
+    pub address: String,
+    /// Its host (and port), for "Server: …".
+    pub host: String,
+    /// Set by the environment or `config.toml`, so not changed from the window.
+    pub managed: bool,
+}
+
+impl ServerView {
+    fn of(address: &url::Url, managed: bool) -> ServerView {
+        ServerView {
+            address: address.as_str().trim_end_matches('/').to_owned(),
+            host: host_of(address),
+            managed,
+        }
+    }
+}
+
+/// `host:port`, or the host alone on the scheme's port.
+pub fn host_of(url: &url::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => url.as_str().to_owned(),
+    }
+}
+
+/// One server's client and what runs for it.
+struct Connection {
+    /// The client, or why there is none (no server yet).
+    client: Result<Quire, ErrorView>,
+    follower: Option<Follower>,
+    /// `None` until a server is known: the window asks for one.
+    server: Option<ServerView>,
+    /// The sign-in methods last discovered.
+    methods: Option<SignInMethods>,
+}
+
+/// What a command answers before a server is known.
+fn not_connected() -> ErrorView {
+    ErrorView {
+        code: ErrorCode::NotConfigured,
+        message: "Quire is not connected to a server yet. Enter your Quire server's address."
+            .into(),
+    }
+}
+
+impl Connection {
+    fn none() -> Connection {
+        Connection {
+            client: Err(not_connected()),
+            follower: None,
+            server: None,
+            methods: None,
+        }
+    }
+}
+
 impl Shell {
-    /// Builds the client for `profile` and starts what runs for the whole
-    /// session: the update, auth and live forwarders, one follower (it waits
-    /// for a sign-in by itself), and restoring the saved session. Must run
-    /// inside the async runtime.
-    pub fn start<R: Runtime>(
+    /// Finds the profile's server ([`profile::start`]; the build's default
+    /// one is discovered here, for a few seconds at most), builds its client
+    /// and starts what runs for the whole session: the update, auth and live
+    /// forwarders, one follower (it waits for a sign-in by itself), and
+    /// restoring the saved session. Must run inside the async runtime.
+    pub async fn start<R: Runtime>(
         app: &AppHandle<R>,
         profile: Profile,
         profile_dir: &Path,
-        config: Result<Config, quire_core::Error>,
+        configured: Result<Config, quire_core::Error>,
     ) -> Shell {
-        let revs = Revs::default();
-        let (restored_tx, restored) = watch::channel(false);
-        let client = config
-            .map(|config| Quire::with_profile(config, &profile))
-            .map_err(|e| e.to_view());
-        let mut follower = None;
-        match &client {
-            Ok(quire) => {
-                events::forward_updates(app.clone(), quire.state().subscribe(), revs.clone());
-                events::forward_auth(app.clone(), quire);
-                let following = quire.follow();
-                events::forward_live(app.clone(), following.watch());
-                follower = Some(following);
-                tauri::async_runtime::spawn(restore(quire.clone(), restored_tx));
-            }
-            Err(error) => {
-                tracing::error!(message = %error.message, "Quire is not configured");
-                restored_tx.send_replace(true);
-            }
-        }
-        Shell {
+        let (restored, _) = watch::channel(false);
+        let shell = Shell {
             profile,
-            client,
-            revs,
-            follower,
-            restored,
+            dir: profile_dir.to_owned(),
+            connection: RwLock::new(Connection::none()),
+            revs: Revs::default(),
+            restored: Arc::new(restored),
             batches: Arc::default(),
             next_batch: AtomicU64::new(0),
             sources: Sources::load(profile_dir.join("uploads.json")),
@@ -86,6 +139,113 @@ impl Shell {
             granted: Granted::default(),
             opened: Mutex::default(),
             links: Consent::from_env(),
+        };
+        let saved = profile::saved_server(profile_dir);
+        match profile::start(configured, saved, profile::DEFAULT_SERVER) {
+            Start::Configured(config) => {
+                let server = ServerView::of(&config.companion_url, true);
+                shell.attach(app, config, server, None);
+            }
+            Start::Saved(server) => {
+                let view = ServerView::of(&server.address, false);
+                shell.attach(app, server.config, view, Some(server.sign_in));
+            }
+            Start::Default(address) => {
+                let found = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    quire_core::discovery::discover(&address),
+                )
+                .await;
+                match found {
+                    Ok(Ok(server)) => {
+                        if let Err(e) = shell.connect(app, server) {
+                            tracing::warn!(error = %e.message, "the build's server");
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "the build's server"),
+                    Err(_) => tracing::warn!("the build's server did not answer in time"),
+                }
+            }
+            Start::Ask => tracing::info!("no Quire server yet: the window asks for one"),
+        }
+        if shell.server().is_none() {
+            shell.restored.send_replace(true);
+        }
+        shell
+    }
+
+    /// Makes `server` this window's server, saved for the profile. Refused
+    /// while someone is signed in (they sign out first).
+    pub fn connect<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        server: Server,
+    ) -> Result<ServerView, ErrorView> {
+        let signed_in = self.quire().is_ok_and(|quire| quire.auth().user().is_ok());
+        if signed_in {
+            return Err(ErrorView {
+                code: ErrorCode::BadInput,
+                message: "Sign out before you connect to another server.".into(),
+            });
+        }
+        profile::save_server(&self.dir, &server).map_err(|e| ErrorView {
+            code: ErrorCode::Unexpected,
+            message: format!("Quire could not save the server for this profile ({e})."),
+        })?;
+        let view = ServerView::of(&server.address, false);
+        tracing::info!(server = %view.host, "connected to a Quire server");
+        self.attach(app, server.config, view.clone(), Some(server.sign_in));
+        Ok(view)
+    }
+
+    /// Builds the client of `config` and starts its forwarders, follower
+    /// and session restore; the earlier client (signed out) is dropped.
+    fn attach<R: Runtime>(
+        &self,
+        app: &AppHandle<R>,
+        config: Config,
+        server: ServerView,
+        methods: Option<SignInMethods>,
+    ) {
+        let quire = Quire::with_profile(config, &self.profile);
+        events::forward_updates(app.clone(), quire.state().subscribe(), self.revs.clone());
+        events::forward_auth(app.clone(), &quire);
+        let follower = quire.follow();
+        events::forward_live(app.clone(), follower.watch());
+        self.restored.send_replace(false);
+        tauri::async_runtime::spawn(restore(quire.clone(), self.restored.clone()));
+        *self.connection.write().unwrap() = Connection {
+            client: Ok(quire),
+            follower: Some(follower),
+            server: Some(server),
+            methods,
+        };
+    }
+
+    /// The server, or `None` when the window must ask for one.
+    pub fn server(&self) -> Option<ServerView> {
+        self.connection.read().unwrap().server.clone()
+    }
+
+    /// The sign-in methods the server allows, read from it now; the last
+    /// ones read when it cannot be reached.
+    pub async fn sign_in_methods(&self) -> Result<SignInMethods, ErrorView> {
+        let (server, cached) = {
+            let connection = self.connection.read().unwrap();
+            (connection.server.clone(), connection.methods.clone())
+        };
+        let Some(server) = server else {
+            return Err(not_connected());
+        };
+        match quire_core::discovery::discover(&server.address).await {
+            Ok(found) => {
+                let mut connection = self.connection.write().unwrap();
+                if connection.server.as_ref() == Some(&server) {
+                    connection.methods = Some(found.sign_in.clone());
+                }
+                Ok(found.sign_in)
+            }
+            Err(e) => cached.ok_or_else(|| e.to_view()),
         }
     }
 
@@ -100,14 +260,17 @@ impl Shell {
         self.opened.lock().unwrap().extend(files);
     }
 
-    /// The client, or the configuration error every command reports.
-    pub fn quire(&self) -> Result<&Quire, ErrorView> {
-        self.client.as_ref().map_err(Clone::clone)
+    /// The client, or the error every command reports while there is none.
+    pub fn quire(&self) -> Result<Quire, ErrorView> {
+        self.connection.read().unwrap().client.clone()
     }
 
     /// The follower's status now (offline when there is none).
     pub fn live(&self) -> events::LiveView {
-        self.follower
+        self.connection
+            .read()
+            .unwrap()
+            .follower
             .as_ref()
             .map(|f| events::LiveView::from(&f.status()))
             .unwrap_or_else(events::LiveView::offline)
@@ -116,7 +279,7 @@ impl Shell {
     /// Waits (a few seconds at most) for the first attempt to restore the
     /// saved session, so the window does not flash the sign-in screen.
     pub async fn restored(&self) {
-        let mut restored = self.restored.clone();
+        let mut restored = self.restored.subscribe();
         let _ = tokio::time::timeout(
             std::time::Duration::from_secs(5),
             restored.wait_for(|done| *done),
@@ -169,7 +332,7 @@ impl Shell {
 /// again with backoff until someone is signed in. A keyring that cannot be
 /// used leaves the window on the sign-in screen (signing in then reports the
 /// keyring's problem).
-async fn restore(quire: Quire, restored: watch::Sender<bool>) {
+async fn restore(quire: Quire, restored: Arc<watch::Sender<bool>>) {
     let mut backoff = Backoff::new(
         std::time::Duration::from_secs(1),
         std::time::Duration::from_secs(30),

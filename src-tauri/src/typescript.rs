@@ -6,8 +6,11 @@
 
 use quire_core::typescript::{config, declaration, declarations};
 
+use quire_core::{SignInMethods, SignUp};
+
 use crate::commands::{Page, SessionView, Snapshot};
 use crate::events::{AuthView, LiveStateName, LiveView, Numbered};
+use crate::shell::ServerView;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui/src/lib/types.ts");
 
@@ -28,7 +31,10 @@ fn generated() -> String {
         declaration::<AuthView>(&config),
         declaration::<LiveStateName>(&config),
         declaration::<LiveView>(&config),
+        declaration::<ServerView>(&config),
         declaration::<SessionView>(&config),
+        declaration::<SignInMethods>(&config),
+        declaration::<SignUp>(&config),
         declaration::<Snapshot>(&config),
         declaration::<Page>(&config),
         declaration::<Numbered<'static>>(&config),

@@ -11,7 +11,10 @@ import type {
   ErrorCode,
   ErrorView,
   LiveState,
+  Server,
   Session,
+  SignInMethods,
+  SignUp,
   Snapshot,
   UpdateEvent,
   UploadEvent,
@@ -23,9 +26,17 @@ export type Unlisten = () => void;
 
 export interface Backend {
   session(): Promise<Session>;
+  /** Finds the Quire server at a typed address and keeps it for this profile. */
+  connect(address: string): Promise<Server>;
+  signInMethods(): Promise<SignInMethods>;
   signIn(email: string, password: string): Promise<User>;
-  signInBrowser(): Promise<User>;
+  /** `provider` is one of `signInMethods().providers`. */
+  signInBrowser(provider: string): Promise<User>;
   cancelSignIn(): Promise<void>;
+  signUp(email: string, password: string): Promise<SignUp>;
+  sendPasswordReset(email: string): Promise<void>;
+  /** `code` is the reset email's six-digit code, or its link pasted. */
+  resetPassword(email: string, code: string, password: string): Promise<User>;
   signOut(): Promise<void>;
 
   snapshot(): Promise<Snapshot>;
@@ -51,6 +62,8 @@ export interface Backend {
   exportConversation(id: Uuid): Promise<boolean>;
   /** An answer's text with the sources it cites listed under it, for the clipboard. */
   answerText(messageId: Uuid): Promise<string>;
+  /** First questions for an empty conversation, from the user's own documents. */
+  suggestions(): Promise<string[]>;
   /** Asks the person in a native dialog, then opens the link; `false` when they declined. */
   openLink(url: string): Promise<boolean>;
 
@@ -100,9 +113,14 @@ export async function createTauriBackend(): Promise<Backend> {
 
   return {
     session: () => call<Session>('session'),
+    connect: (address) => call<Server>('connect', { address }),
+    signInMethods: () => call<SignInMethods>('sign_in_methods'),
     signIn: (email, password) => call<User>('sign_in', { email, password }),
-    signInBrowser: () => call<User>('sign_in_browser'),
+    signInBrowser: (provider) => call<User>('sign_in_browser', { provider }),
     cancelSignIn: () => call<null>('cancel_sign_in').then(() => undefined),
+    signUp: (email, password) => call<SignUp>('sign_up', { email, password }),
+    sendPasswordReset: (email) => call<null>('send_password_reset', { email }).then(() => undefined),
+    resetPassword: (email, code, password) => call<User>('reset_password', { email, code, password }),
     signOut: () => call<null>('sign_out').then(() => undefined),
 
     snapshot: () => call<Snapshot>('snapshot'),
@@ -133,6 +151,7 @@ export async function createTauriBackend(): Promise<Backend> {
     saveDocument: (id) => call<boolean>('save_document', { id }),
     exportConversation: (id) => call<boolean>('export_conversation', { id }),
     answerText: (messageId) => call<string>('answer_text', { message_id: messageId }),
+    suggestions: () => call<string[]>('suggestions'),
     openLink: (url) => call<boolean>('open_link', { url }),
 
     onAuth: (handler) => on<AuthStatus>('quire://auth', handler),

@@ -310,7 +310,28 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
         live,
         profile: 'default',
         api_host: 'quire.example.org',
+        server: { address: 'https://quire.example.org', host: 'quire.example.org', managed: false },
+        default_server: null,
       };
+    },
+    async connect(address) {
+      await wait(300);
+      const host = address.trim().replace(/^https?:\/\//, '').replace(/\/.*$/, '');
+      if (!host.includes('.')) throw fail('server_unreachable', `Quire cannot reach ${host}. Check the address and your connection, then try again.`);
+      return { address: `https://${host}`, host, managed: false };
+    },
+    async signInMethods() {
+      return { password: true, signup: true, confirm_email: true, providers: ['github', 'google'] };
+    },
+    async signUp(e) {
+      await wait(300);
+      return { state: 'check_email', email: e };
+    },
+    async sendPasswordReset() {
+      await wait(300);
+    },
+    async resetPassword(e, code, password) {
+      return backend.signIn(e, code === '123456' ? 'password' : password);
     },
     async signIn(e, password) {
       await wait(300);
@@ -440,6 +461,14 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       await wait(200);
       if (!conversations.get(id)) throw fail('not_found', 'That conversation no longer exists.');
       return true;
+    },
+    async suggestions() {
+      const ready = [...documents.values()].filter((d) => d.status === 'ready');
+      if (!ready.length) return [];
+      return [
+        ready.length === 1 ? `Summarise ${ready[0].title}` : 'Summarise the key points of my documents',
+        'What do my documents say about notice periods?',
+      ];
     },
     async answerText(messageId) {
       const m = messages.get(messageId);

@@ -276,15 +276,64 @@ export type LiveState = {
 };
 
 /**
+ * The Quire server the window talks to, as the connect and sign-in screens
+ * show it.
+ */
+export type Server = {
+  /**
+   * The server's address (the companion's URL).
+   */
+  address: string,
+  /**
+   * Its host (and port), for "Server: …".
+   */
+  host: string,
+  /**
+   * Set by the environment or `config.toml`, so not changed from the window.
+   */
+  managed: boolean,
+};
+
+/**
  * What the window shows at start: who is signed in, the live indicator,
- * the profile and the project's host.
+ * the profile, the project's host and the Quire server (none: the window
+ * asks for one, offering the build's default address).
  */
 export type Session = {
   status: AuthStatus,
   live: LiveState,
   profile: string,
   api_host: string,
+  server: Server | null,
+  default_server: string | null,
 };
+
+/**
+ * The sign-in methods the project allows (from GoTrue's `/settings`).
+ */
+export type SignInMethods = {
+  /**
+   * Email and password.
+   */
+  password: boolean,
+  /**
+   * New accounts may be created.
+   */
+  signup: boolean,
+  /**
+   * A new account confirms its address by email before signing in.
+   */
+  confirm_email: boolean,
+  /**
+   * The enabled OAuth providers, by GoTrue's name (`github`, `google`…).
+   */
+  providers: Array<string>,
+};
+
+/**
+ * How a sign-up ended.
+ */
+export type SignUp = { "state": "signed_in", user: User } | { "state": "check_email", email: string };
 
 /**
  * Everything the sidebar lists, as of `rev`.
