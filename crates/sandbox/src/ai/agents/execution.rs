@@ -40,6 +40,7 @@ use super::definitions::Agent;
 use super::events::{
     CompleteDetails, LoopClock, LoopMeta, ResultMeta, StreamEvent, ToolCallRecord, Usage, preview,
 };
+use super::guard::ToolClient;
 use super::http_tool::{self, HttpToolConfig};
 use super::llm::Llm;
 use super::model::{self, Citation, ContextItem, ToolSpec};
@@ -766,9 +767,19 @@ fn instructions(agent: &Agent, gathered: &Gathered) -> String {
     out
 }
 
+/// The model's client (an OpenAI-compatible endpoint the operator configured).
 fn http_client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(reqwest::Client::new)
+}
+
+/// The custom tools' client, one per loopback allowance (sandboxes in one
+/// test process may differ).
+fn tool_client(allow_loopback: bool) -> &'static ToolClient {
+    static STRICT: OnceLock<ToolClient> = OnceLock::new();
+    static LOOPBACK: OnceLock<ToolClient> = OnceLock::new();
+    let cell = if allow_loopback { &LOOPBACK } else { &STRICT };
+    cell.get_or_init(|| ToolClient::new(allow_loopback))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -794,8 +805,8 @@ async fn call_tool(
     let result = match tools.iter().find(|t| t.name == tool_name) {
         Some(tool) => {
             let config = HttpToolConfig::from_config(&tool.config);
-            let allow_loopback = state.config.agents.allow_loopback_tool_endpoints;
-            http_tool::call(http_client(), &config, &arguments, allow_loopback).await
+            let client = tool_client(state.config.agents.allow_loopback_tool_endpoints);
+            http_tool::call(client, &config, &arguments).await
         }
         None => format!("Error: Unknown tool '{tool_name}'"),
     };

@@ -8,6 +8,11 @@
 //! failure becomes the tool result `Error: …` (the run goes on), and the
 //! response text is cut to its first 10 000 characters (`text[:10000]`:
 //! Unicode characters, not bytes, and no marker is added).
+//!
+//! Stricter than the platform: the call goes through [`guard::ToolClient`],
+//! which refuses internal addresses the platform's check lets through (a name
+//! resolving to one, `127.1`, `[::]`, CGNAT, NAT64, 6to4, a redirect to one)
+//! and connects only to the addresses it checked.
 
 use std::time::Duration;
 
@@ -15,6 +20,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::endpoint::{self, Refused};
+use super::guard::{self, ToolClient};
 
 /// Default timeout of a custom tool call (`CUSTOM_TOOL_TIMEOUT`).
 pub const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
@@ -73,12 +79,11 @@ impl HttpToolConfig {
 /// [`MAX_OUTPUT_CHARS`] characters) or an `Error: …` string, never a Rust
 /// error — a failing tool is something the model reads, not a failed run.
 pub async fn call(
-    client: &reqwest::Client,
+    client: &ToolClient,
     config: &HttpToolConfig,
     arguments: &Map<String, Value>,
-    allow_loopback: bool,
 ) -> String {
-    match endpoint::check(&config.endpoint, allow_loopback) {
+    match endpoint::check(&config.endpoint, client.allow_loopback) {
         Ok(()) => {}
         Err(Refused::Blocked(blocked)) => return format!("Error: URL blocked — {blocked}"),
         Err(Refused::Malformed(message)) => return format!("Error: {message}"),
@@ -88,6 +93,9 @@ pub async fn call(
         Ok(url) => url,
         Err(err) => return format!("Error: Invalid URL '{}': {err}", config.endpoint),
     };
+    if let Err(internal) = guard::check_url(&url, client.allow_loopback) {
+        return format!("Error: URL blocked — {internal}");
+    }
     let method = match reqwest::Method::from_bytes(config.method.as_bytes()) {
         Ok(m) => m,
         Err(_) => return format!("Error: Invalid HTTP method {:?}", config.method),
@@ -105,6 +113,7 @@ pub async fn call(
     }
     let body = serde_json::to_vec(arguments).expect("JSON arguments serialize");
     let response = client
+        .http
         .request(method, url.clone())
         .headers(headers)
         .body(body)
@@ -113,7 +122,10 @@ pub async fn call(
         .await;
     let response = match response {
         Ok(r) => r,
-        Err(err) => return format!("Error: {}", transport_error(&url, &err, config.timeout)),
+        Err(err) => match guard::refusal(&err) {
+            Some(internal) => return format!("Error: URL blocked — {internal}"),
+            None => return format!("Error: {}", transport_error(&url, &err, config.timeout)),
+        },
     };
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
@@ -198,9 +210,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_blocked_endpoint_is_an_error_result() {
-        let client = reqwest::Client::new();
+        let client = ToolClient::new(false);
         let config = HttpToolConfig::from_config(&json!({"endpoint": "http://127.0.0.1:9/x"}));
-        let result = call(&client, &config, &Map::new(), false).await;
+        let result = call(&client, &config, &Map::new()).await;
         assert_eq!(
             result,
             "Error: URL blocked — URL targets internal network: 127.0.0.1"
@@ -209,9 +221,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_url_urlparse_rejects_is_a_plain_error_result() {
-        let client = reqwest::Client::new();
+        let client = ToolClient::new(true);
         let config = HttpToolConfig::from_config(&json!({"endpoint": "http://[::1/x"}));
-        let result = call(&client, &config, &Map::new(), true).await;
+        let result = call(&client, &config, &Map::new()).await;
         assert_eq!(result, "Error: Invalid IPv6 URL");
     }
 
@@ -220,16 +232,200 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let client = reqwest::Client::new();
+        let client = ToolClient::new(true);
         let config = HttpToolConfig::from_config(
             &json!({"endpoint": format!("http://127.0.0.1:{port}/tool")}),
         );
-        let result = call(&client, &config, &Map::new(), true).await;
+        let result = call(&client, &config, &Map::new()).await;
         assert!(
             result.starts_with(&format!(
                 "Error: HTTPConnectionPool(host='127.0.0.1', port={port}): Max retries"
             )),
             "{result}"
         );
+    }
+
+    /// The sandbox's guard, stricter than the platform (`guard`): each test
+    /// aims a tool at a server on this machine and checks it is never reached.
+    mod guard_tests {
+        use std::collections::HashMap;
+        use std::net::IpAddr;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        use axum::extract::Query;
+        use axum::response::Redirect;
+        use futures_util::future::BoxFuture;
+        use serde_json::json;
+
+        use super::super::guard::{Lookup, ToolClient};
+        use super::super::*;
+
+        const ANSWER: &str = "the tool's answer";
+
+        /// A loopback server: `/tool` answers and counts, `/redirect?to=…`
+        /// redirects.
+        struct ToolServer {
+            port: u16,
+            hits: Arc<AtomicUsize>,
+        }
+
+        async fn tool_server() -> ToolServer {
+            let hits = Arc::new(AtomicUsize::new(0));
+            let counter = hits.clone();
+            let app = axum::Router::new()
+                .route(
+                    "/tool",
+                    axum::routing::any(move || {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        async { ANSWER }
+                    }),
+                )
+                .route(
+                    "/redirect",
+                    axum::routing::any(|Query(q): Query<HashMap<String, String>>| async move {
+                        Redirect::temporary(&q["to"])
+                    }),
+                );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            ToolServer { port, hits }
+        }
+
+        /// Answers a name with `answer(name, lookups so far)`, and counts.
+        struct FakeLookup<F> {
+            answer: F,
+            lookups: AtomicUsize,
+        }
+
+        impl<F: Fn(&str, usize) -> Vec<IpAddr> + Send + Sync + 'static> Lookup for FakeLookup<F> {
+            fn lookup(&self, host: &str) -> BoxFuture<'static, std::io::Result<Vec<IpAddr>>> {
+                let n = self.lookups.fetch_add(1, Ordering::SeqCst);
+                let addresses = (self.answer)(host, n);
+                Box::pin(async move { Ok(addresses) })
+            }
+        }
+
+        fn fake<F: Fn(&str, usize) -> Vec<IpAddr> + Send + Sync + 'static>(
+            answer: F,
+        ) -> Arc<FakeLookup<F>> {
+            Arc::new(FakeLookup {
+                answer,
+                lookups: AtomicUsize::new(0),
+            })
+        }
+
+        fn ip(address: &str) -> IpAddr {
+            address.parse().unwrap()
+        }
+
+        async fn call_at(client: &ToolClient, endpoint: &str) -> String {
+            let config =
+                HttpToolConfig::from_config(&json!({"endpoint": endpoint, "timeout_seconds": 5}));
+            call(client, &config, &Map::new()).await
+        }
+
+        #[tokio::test]
+        async fn loopback_spelled_so_the_platform_lets_it_through_is_never_reached() {
+            let server = tool_server().await;
+            let client = ToolClient::new(false);
+            for host in ["127.1", "0x7f000001", "2130706433", "127.0.0.01"] {
+                let result = call_at(&client, &format!("http://{host}:{}/tool", server.port)).await;
+                assert!(
+                    result.starts_with(
+                        "Error: URL blocked — URL targets internal address 127.0.0.1 (loopback)"
+                    ),
+                    "{host}: {result}"
+                );
+            }
+            assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+        }
+
+        #[tokio::test]
+        async fn a_name_with_any_internal_address_is_never_reached() {
+            let server = tool_server().await;
+            let lookup = fake(|_, _| vec![ip("93.184.216.34"), ip("127.0.0.1")]);
+            let client = ToolClient::with_lookup(false, lookup);
+            let result = call_at(
+                &client,
+                &format!("http://tools.example.com:{}/tool", server.port),
+            )
+            .await;
+            assert_eq!(
+                result,
+                "Error: URL blocked — URL targets internal address 127.0.0.1 (loopback) of host \
+                 tools.example.com (refused by the sandbox's guard, which is stricter than the platform)"
+            );
+            assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+        }
+
+        #[tokio::test]
+        async fn a_name_is_connected_to_at_the_address_that_was_checked() {
+            // A rebinding name: public when checked, loopback when asked again.
+            let server = tool_server().await;
+            let lookup = fake(|_, n| match n {
+                0 => vec![ip("198.51.100.7")],
+                _ => vec![ip("127.0.0.1")],
+            });
+            let client = ToolClient::with_lookup(false, lookup.clone());
+            let config = HttpToolConfig::from_config(&json!({
+                "endpoint": format!("http://rebind.example.com:{}/tool", server.port),
+                "timeout_seconds": 1,
+            }));
+            let result = call(&client, &config, &Map::new()).await;
+            assert!(
+                result.starts_with("Error: HTTPConnectionPool(host='rebind.example.com'"),
+                "{result}"
+            );
+            assert_eq!(
+                server.hits.load(Ordering::SeqCst),
+                0,
+                "the loopback answer was used"
+            );
+            assert_eq!(lookup.lookups.load(Ordering::SeqCst), 1);
+        }
+
+        #[tokio::test]
+        async fn a_redirect_to_an_internal_address_is_refused() {
+            let server = tool_server().await;
+            let lookup = fake(|host, _| match host {
+                "metadata.example.com" => vec![ip("169.254.169.254")],
+                _ => vec![ip("127.0.0.1")],
+            });
+            // The loopback allowance lets the first hop reach the test server.
+            let client = ToolClient::with_lookup(true, lookup);
+            for (target, refused) in [
+                ("http://10.0.0.1/x", "10.0.0.1 (private) of host 10.0.0.1"),
+                ("http://[::]/x", ":: (unspecified) of host [::]"),
+                (
+                    "http://metadata.example.com/latest",
+                    "169.254.169.254 (link-local) of host metadata.example.com",
+                ),
+            ] {
+                let endpoint = format!(
+                    "http://tools.example.com:{}/redirect?to={target}",
+                    server.port
+                );
+                let result = call_at(&client, &endpoint).await;
+                assert!(
+                    result.starts_with(&format!(
+                        "Error: URL blocked — URL targets internal address {refused}"
+                    )),
+                    "{target}: {result}"
+                );
+            }
+        }
+
+        #[tokio::test]
+        async fn loopback_stays_reachable_for_the_local_stack_when_allowed() {
+            let server = tool_server().await;
+            let client = ToolClient::new(true);
+            for host in ["127.0.0.1", "localhost"] {
+                let result = call_at(&client, &format!("http://{host}:{}/tool", server.port)).await;
+                assert_eq!(result, ANSWER, "{host}");
+            }
+            assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+        }
     }
 }

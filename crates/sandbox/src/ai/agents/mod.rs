@@ -20,13 +20,15 @@
 //! - [`model`], [`text`]: the offline extractive model; [`llm`]: an
 //!   OpenAI-compatible model instead, when one is configured;
 //! - [`events`]: the SSE events and their framing;
-//! - [`endpoint`], [`http_tool`]: which tool URLs are allowed, and calling them.
+//! - [`endpoint`], [`http_tool`]: which tool URLs are allowed, and calling them;
+//!   [`guard`]: the sandbox's own, stricter check of where a tool connects.
 
 pub mod config;
 pub mod definitions;
 pub mod endpoint;
 pub mod events;
 pub mod execution;
+pub mod guard;
 pub mod http_tool;
 pub mod knowledge;
 pub mod llm;
