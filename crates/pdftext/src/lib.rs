@@ -31,6 +31,7 @@ mod assemble;
 pub mod candidate;
 mod cjk;
 mod objects;
+mod parse;
 mod repair;
 pub mod score;
 mod xref;

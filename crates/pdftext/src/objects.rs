@@ -193,7 +193,19 @@ impl<'a> Objects<'a> {
             XrefEntry::Compressed { container, .. } => {
                 self.object_stream(*container)?.get(&id).cloned()
             }
-            XrefEntry::Normal { .. } => {
+            XrefEntry::Normal { offset, .. } => {
+                let table = &reader.document.reference_table;
+                let lengths = |length: ObjectId| match table.get(length.0) {
+                    Some(XrefEntry::Normal { offset, .. }) => {
+                        crate::parse::integer(reader.buffer, *offset as usize, length)
+                    }
+                    _ => None,
+                };
+                if let Some(object) =
+                    crate::parse::object(reader.buffer, *offset as usize, id, &lengths)
+                {
+                    return Some(object);
+                }
                 let mut object = reader.get_object(id, &mut HashSet::new()).ok()?;
                 if let Object::Stream(stream) = &mut object {
                     fill_stream_content(reader, stream);
