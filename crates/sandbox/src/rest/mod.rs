@@ -15,7 +15,9 @@
 //!    `request.jwt.claims`, method, path, headers, `search_path`), the
 //!    statement, then commit — read-only for `GET`/`HEAD`
 //!    and for calls of stable/immutable functions — so that row-level
-//!    security is PostgreSQL's own.
+//!    security is PostgreSQL's own. Everything up to the statement is sent
+//!    at once and answered at once, as PostgREST pipelines it: two round
+//!    trips a request with the commit ([`Pipelined`]).
 //!
 //! Not served (deviations from PostgREST, each answered with an error rather
 //! than a guess): resource embedding and related orders (`PGRST200`,
@@ -70,8 +72,9 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// `/rest/v1` requests this process has served (any outcome).
 static REQUESTS: AtomicU64 = AtomicU64::new(0);
-/// Round trips to the database those requests waited for (a statement
-/// prepared and then run is two); the schema cache's loads are left out.
+/// Round trips to the database those requests waited for (messages sent
+/// together and answered together are one); the schema cache's loads are
+/// left out.
 static DB_ROUND_TRIPS: AtomicU64 = AtomicU64::new(0);
 
 /// `/rest/v1` requests served by this process so far (the load benchmark
@@ -90,10 +93,60 @@ fn round_trips(n: u64) {
     DB_ROUND_TRIPS.fetch_add(n, Ordering::Relaxed);
 }
 
-/// The REST service's own state: the schema cache of this server.
+/// The REST service's own state: the schema cache of this server, and the
+/// impersonated roles' own settings, read once per role as PostgREST reads
+/// them with its schema cache (and read again when the cache is).
 #[derive(Default)]
 pub struct RestService {
     pub catalog: Catalog,
+    role_settings: std::sync::Mutex<std::collections::HashMap<String, Arc<RoleSettings>>>,
+}
+
+/// A role's settings: names and values, to be applied with `set_config`.
+#[derive(Debug, Default)]
+struct RoleSettings {
+    names: Vec<String>,
+    values: Vec<String>,
+}
+
+impl RestService {
+    /// `role`'s settings ([`ROLE_SETTINGS`]), read on first use.
+    async fn role_settings(
+        &self,
+        client: &tokio_postgres::Client,
+        role: &str,
+    ) -> Result<Arc<RoleSettings>, tokio_postgres::Error> {
+        let cached = self
+            .role_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(role)
+            .cloned();
+        if let Some(settings) = cached {
+            return Ok(settings);
+        }
+        round_trips(1);
+        let rows = client
+            .query_typed(ROLE_SETTINGS, &[(&role, Type::TEXT)])
+            .await?;
+        let settings = Arc::new(RoleSettings {
+            names: rows.iter().map(|r| r.get(0)).collect(),
+            values: rows.iter().map(|r| r.get(1)).collect(),
+        });
+        self.role_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(role.to_owned(), settings.clone());
+        Ok(settings)
+    }
+
+    /// Forgets the roles' settings (read again with a refreshed schema cache).
+    fn forget_role_settings(&self) {
+        self.role_settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
 }
 
 /// The `/rest/v1` router. Each call makes a fresh schema cache, so every
@@ -369,7 +422,7 @@ impl ToSql for Untyped<'_> {
 
 /// Runs `sql` with untyped text parameters.
 async fn query_untyped(
-    client: &tokio_postgres::Transaction<'_>,
+    client: &tokio_postgres::Client,
     sql: &str,
     params: &[String],
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
@@ -396,8 +449,9 @@ const PREAMBLE: &str = "select set_config('search_path', $1, true), \
 /// reads them from `pg_roles.rolconfig` of the roles its login role is a
 /// member of, keeps those a user may set, lowercases the values and leaves
 /// out `default_transaction_isolation` (`queryRoleSettings`); PostgREST reads
-/// them when it loads its schema cache, the sandbox at every request.
-const ROLE_SETTINGS: &str = "select pg_catalog.set_config(s.name, s.value, true) \
+/// them when it loads its schema cache, the sandbox on a role's first
+/// request ([`RestService`]).
+const ROLE_SETTINGS: &str = "select s.name, s.value \
      from (select pg_catalog.split_part(c, '=', 1) as name, \
                   pg_catalog.lower(pg_catalog.substr(c, pg_catalog.strpos(c, '=') + 1)) as value \
            from pg_catalog.pg_roles r \
@@ -409,6 +463,10 @@ const ROLE_SETTINGS: &str = "select pg_catalog.set_config(s.name, s.value, true)
      where s.name <> 'default_transaction_isolation' \
        and (ps.context = 'user' \
             or pg_catalog.has_parameter_privilege(current_user::regrole::oid, ps.name, 'set'))";
+
+/// Applies a role's settings ([`ROLE_SETTINGS`]) for the transaction.
+const APPLY_ROLE_SETTINGS: &str = "select pg_catalog.set_config(s.name, s.value, true) \
+     from rows from (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) as s(name, value)";
 
 /// What the statement is, for shaping the answer.
 #[derive(Debug, Clone)]
@@ -942,7 +1000,7 @@ async fn execute(
     service: &RestService,
     p: &Parsed,
 ) -> Result<Response, RestError> {
-    let mut client = state.db.rest.get().await.map_err(|e| match e {
+    let client = state.db.rest.get().await.map_err(|e| match e {
         deadpool_postgres::PoolError::Timeout(_) => RestError::pool_timeout(),
         other => RestError::connection(other.to_string()),
     })?;
@@ -960,6 +1018,7 @@ async fn execute(
     let plan = match plan(p, &cache) {
         Ok(plan) => plan,
         Err(e) if cache_miss(&e) => {
+            service.forget_role_settings();
             let fresh = service
                 .catalog
                 .refresh(&client, p.schema)
@@ -970,26 +1029,20 @@ async fn execute(
         Err(e) => return Err(e),
     };
 
-    let tx = client
-        .build_transaction()
-        .read_only(plan.read_only)
-        .start()
-        .await
-        .map_err(db_err)?;
-    round_trips(1);
-    tx.query(ROLE_SETTINGS, &[&p.identity.role])
-        .await
-        .map_err(db_err)?;
-    round_trips(2);
     let preamble = preamble_params(p);
-    query_untyped(&tx, PREAMBLE, &preamble)
+    let settings = service
+        .role_settings(&client, &p.identity.role)
         .await
         .map_err(db_err)?;
-    round_trips(1);
-    let rows = query_untyped(&tx, &plan.statement.sql, &plan.statement.params)
-        .await
-        .map_err(db_err)?;
-    round_trips(1);
+    let (tx, rows) = Pipelined::start(
+        client,
+        plan.read_only,
+        &settings,
+        &preamble,
+        &plan.statement,
+    )
+    .await
+    .map_err(db_err)?;
     let row = rows
         .first()
         .ok_or_else(|| RestError::connection("the statement returned no result row"))?;
@@ -1010,8 +1063,98 @@ async fn execute(
         return Err(RestError::max_affected(result.page_total));
     }
     tx.commit().await.map_err(db_err)?;
-    round_trips(1);
     respond(p, &plan.kind, result)
+}
+
+/// A request's transaction, pipelined as PostgREST pipelines it: `BEGIN`,
+/// the role's settings, the preamble and the statement are sent together
+/// and answered together (one round trip), in that order, so each sees the
+/// settings before it; then `COMMIT` once the answer has been checked.
+/// Dropped before that (a check undid it, or the request went away), it
+/// rolls back before its connection goes back to the pool.
+struct Pipelined {
+    client: Option<deadpool_postgres::Object>,
+}
+
+impl Pipelined {
+    /// Runs the request's statement in a new transaction on `client`; its
+    /// rows, or the first error in pipeline order (the transaction then
+    /// rolled back).
+    async fn start(
+        client: deadpool_postgres::Object,
+        read_only: bool,
+        settings: &RoleSettings,
+        preamble: &[String],
+        statement: &Statement,
+    ) -> Result<(Pipelined, Vec<tokio_postgres::Row>), tokio_postgres::Error> {
+        let begin = if read_only {
+            "begin isolation level read committed read only"
+        } else {
+            "begin isolation level read committed read write"
+        };
+        let settings: [(&(dyn ToSql + Sync), Type); 2] = [
+            (&settings.names, Type::TEXT_ARRAY),
+            (&settings.values, Type::TEXT_ARRAY),
+        ];
+        // Each future sends its messages when first polled, and `join!`
+        // polls them first in this order: the server gets them in it.
+        let (begun, settings, preamble, rows) = tokio::join!(
+            client.batch_execute(begin),
+            client.query_typed(APPLY_ROLE_SETTINGS, &settings),
+            query_untyped(&client, PREAMBLE, preamble),
+            query_untyped(&client, &statement.sql, &statement.params),
+        );
+        round_trips(1);
+        let tx = Pipelined {
+            client: Some(client),
+        };
+        let outcome = begun
+            .and(settings.map(drop))
+            .and(preamble.map(drop))
+            .and(rows);
+        match outcome {
+            Ok(rows) => Ok((tx, rows)),
+            Err(e) => {
+                tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn commit(mut self) -> Result<(), tokio_postgres::Error> {
+        let client = self.client.take().expect("an open transaction");
+        round_trips(1);
+        client.batch_execute("commit").await
+    }
+
+    async fn rollback(mut self) {
+        if let Some(client) = self.client.take() {
+            round_trips(1);
+            rollback(client).await;
+        }
+    }
+}
+
+/// Ends the transaction on `client`; a connection that cannot is closed
+/// rather than pooled.
+async fn rollback(client: deadpool_postgres::Object) {
+    if client.batch_execute("rollback").await.is_err() {
+        drop(deadpool_postgres::Object::take(client));
+    }
+}
+
+impl Drop for Pipelined {
+    fn drop(&mut self) {
+        let Some(client) = self.client.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(rollback(client));
+            }
+            Err(_) => drop(deadpool_postgres::Object::take(client)),
+        }
+    }
 }
 
 fn preamble_params(p: &Parsed) -> Vec<String> {
