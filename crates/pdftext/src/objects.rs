@@ -2,10 +2,12 @@
 //! at a time whatever the page count.
 //!
 //! lopdf's `Document::load_mem` parses every object of the file up front
-//! (measured: 140 of the 168 MiB peak of a 500-page, 15 MiB file). Here lopdf
-//! reads the cross-reference table and trailer only (its loader with a filter
-//! that keeps no object), and [`Objects::get`] parses one object at its offset
-//! when asked, through lopdf's own `Reader`. [`Objects::page_document`] copies
+//! (measured: 140 of the 168 MiB peak of a 500-page, 15 MiB file). Here only
+//! the cross-reference table and trailer are read (`src/xref.rs`; lopdf's
+//! loader, with a filter that keeps no object, for what that does not read),
+//! and [`Objects::get`] parses one object at its offset when asked
+//! (`src/parse.rs`, or lopdf's own `Reader` for what that leaves to it).
+//! [`Objects::page_document`] copies
 //! into a one-page lopdf `Document` what one page draws with (contents,
 //! resources, fonts, forms), which the decoder reads and which is dropped
 //! before the next page.

@@ -8,8 +8,8 @@
 //! anything else (a token not followed by a delimiter, a stream whose length
 //! does not end at `endstream`, nesting deeper than lopdf allows, a number
 //! out of range) is `None`, and the caller asks lopdf, so the result never
-//! differs from lopdf's. The corpus test checks every object of every corpus
-//! file against lopdf's parse.
+//! differs from lopdf's. A test checks every object of every corpus file
+//! against lopdf's parse.
 
 use lopdf::{Dictionary, Object, ObjectId, Stream, StringFormat};
 
