@@ -45,9 +45,9 @@ fn main() {
         .collect();
     pdfs.sort();
     println!(
-        "| document | engine | pages | truth words | recall | precision | page accuracy | ms/page | pdftotext ms/page | peak MiB |"
+        "| document | engine | pages | truth words | recall | precision | page accuracy | ms/page | pdftotext ms/page | × pdftotext | peak MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for pdf in &pdfs {
         let name = pdf.file_stem().unwrap().to_string_lossy().to_string();
         let truth = read_truth(&dir.join("truth").join(&name));
@@ -74,21 +74,23 @@ fn main() {
                 .unwrap_or(f64::NAN);
             if status != "ok" {
                 println!(
-                    "| {name} | {engine} | {} | | {status} | | | | {reference_ms:.1} | |",
+                    "| {name} | {engine} | {} | | {status} | | | | {reference_ms:.1} | | |",
                     truth.len()
                 );
                 continue;
             }
             let s = score(&pages, &truth);
+            let ms_per_page = ms / pages.len().max(1) as f64;
             println!(
-                "| {name} | {engine} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} | {:.1} |",
+                "| {name} | {engine} | {} | {} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} | {:.2} | {:.1} |",
                 truth.len(),
                 s.truth_words,
                 s.recall,
                 s.precision,
                 s.page_accuracy,
-                ms / pages.len().max(1) as f64,
+                ms_per_page,
                 reference_ms,
+                ms_per_page / reference_ms,
                 kib / 1024.0
             );
         }
@@ -107,9 +109,9 @@ fn long_documents(dir: &Path, pdfs: &[PathBuf]) {
          includes the file's bytes, which the reader holds (pdftotext reads the file as it goes):\n"
     );
     println!(
-        "| reader | pages | file MiB | pages read | s/page | total s | peak MiB | peak beyond the file MiB |"
+        "| reader | pages | file MiB | pages read | s/page | total s | × pdftotext | peak MiB | peak beyond the file MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let out_dir = std::env::temp_dir().join(format!("quire-pdf-measure-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
     for pages in LONG_PAGES {
@@ -148,10 +150,46 @@ fn join_corpus(dir: &Path, pdfs: &[PathBuf], pages: usize, long: &Path) -> bool 
         .is_ok_and(|s| s.success())
 }
 
-/// One row per reader for the joined file `long` of `pages` pages.
+/// One row per reader for the joined file `long` of `pages` pages: three
+/// rounds, each a run of quire-pdftext and pdftotext's best of 3, taken in
+/// turn so that other work on the machine weighs on both alike; each
+/// reader's best time.
 fn long_document(long: &Path, pages: usize) {
     let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
     let size = mib(std::fs::metadata(long).map(|m| m.len()).unwrap_or(0) as f64);
+    let mut ours: Option<(String, f64, f64)> = None;
+    let mut reference_ms = f64::NAN;
+    for _ in 0..3 {
+        let run = read_long(long);
+        if ours
+            .as_ref()
+            .is_none_or(|best| run.1 < best.1 || best.1.is_nan())
+        {
+            ours = Some(run);
+        }
+        reference_ms = reference_ms.min(pdftotext_ms(long));
+    }
+    let (read, ms, kib) = ours.expect("three runs");
+    println!(
+        "| quire-pdftext | {pages} | {size:.1} | {read} | {:.4} | {:.2} | {:.2} | {:.1} | {:.1} |",
+        ms / 1000.0 / pages as f64,
+        ms / 1000.0,
+        ms / reference_ms,
+        kib / 1024.0,
+        kib / 1024.0 - size
+    );
+    let kib = pdftotext_peak_kib(long);
+    println!(
+        "| pdftotext | {pages} | {size:.1} | {pages} | {:.4} | {:.2} | | {} | |",
+        reference_ms / 1000.0 / pages as f64,
+        reference_ms / 1000.0,
+        kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
+    );
+}
+
+/// One reading of `long` by `quire-pdftext` in a child process: pages read
+/// (or why not), milliseconds and peak KiB.
+fn read_long(long: &Path) -> (String, f64, f64) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--one", "quire-pdftext"])
         .arg(long)
@@ -175,22 +213,7 @@ fn long_document(long: &Path, pages: usize) {
     } else {
         status.to_string()
     };
-    println!(
-        "| quire-pdftext | {pages} | {size:.1} | {read} | {:.4} | {:.2} | {:.1} | {:.1} |",
-        ms / 1000.0 / pages as f64,
-        ms / 1000.0,
-        kib / 1024.0,
-        kib / 1024.0 - size
-    );
-
-    let ms = pdftotext_ms(long);
-    let kib = pdftotext_peak_kib(long);
-    println!(
-        "| pdftotext | {pages} | {size:.1} | {pages} | {:.4} | {:.2} | {} | |",
-        ms / 1000.0 / pages as f64,
-        ms / 1000.0,
-        kib.map_or("?".to_string(), |k| format!("{:.1}", k as f64 / 1024.0))
-    );
+    (read, ms, kib)
 }
 
 /// Peak resident memory of one `pdftotext` run, through GNU time (None without it).
