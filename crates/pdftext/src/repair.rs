@@ -365,13 +365,17 @@ fn spell_out_quote_operators(doc: &mut Document) {
         let Ok(Object::Stream(stream)) = doc.get_object_mut(id) else {
             continue;
         };
-        let bytes = stream
-            .decompressed_content()
-            .unwrap_or_else(|_| stream.content.clone());
+        // Kept inflated: the decoder would inflate it once more.
+        if stream.dict.has(b"Filter")
+            && let Ok(plain) = stream.decompressed_content()
+        {
+            stream.set_plain_content(plain);
+        }
+        let bytes = &stream.content;
         if !bytes.iter().any(|&b| b == b'\'' || b == b'"') {
             continue;
         }
-        let Ok(content) = Content::decode(&bytes) else {
+        let Ok(content) = Content::decode(bytes) else {
             continue;
         };
         if !content
