@@ -613,6 +613,46 @@ pub async fn resume_indexing(state: &AppState) {
     }
 }
 
+/// The chunks of a source as the columns `ai.chunks` is filled from (one
+/// `unnest` insert).
+struct ChunkColumns<'a> {
+    texts: Vec<&'a str>,
+    ordinals: Vec<i32>,
+    starts: Vec<i32>,
+    ends: Vec<i32>,
+    tokens: Vec<i32>,
+    metas: Vec<Value>,
+}
+
+impl<'a> ChunkColumns<'a> {
+    fn of(chunks: &'a [chunking::Chunk]) -> Self {
+        let as_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        let tokens: Vec<i32> = chunks
+            .iter()
+            .map(|c| as_i32(chunking::estimate_tokens(&c.text)))
+            .collect();
+        let metas = chunks
+            .iter()
+            .zip(&tokens)
+            .map(|(c, tokens)| {
+                let mut meta = json!({"strategy": "markdown_header", "chunk_size": tokens});
+                if let Some(pages) = &c.pages {
+                    meta["pages"] = json!(pages);
+                }
+                meta
+            })
+            .collect();
+        ChunkColumns {
+            texts: chunks.iter().map(|c| c.text.as_str()).collect(),
+            ordinals: (0..chunks.len()).map(as_i32).collect(),
+            starts: chunks.iter().map(|c| as_i32(c.start_char)).collect(),
+            ends: chunks.iter().map(|c| as_i32(c.end_char)).collect(),
+            tokens,
+            metas,
+        }
+    }
+}
+
 /// Indexes one source into one knowledge base. The job is identified by its
 /// `task_id`: if the source was re-added (a new task) or removed meanwhile,
 /// the job's work is dropped. Chunks are replaced in one transaction, so
@@ -655,31 +695,12 @@ async fn index_source(
 
     let spec = ChunkSpec::from_indexing_config(&config);
     let chunks = chunking::chunk_pages(&pages, spec);
-    let as_i32 = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
-    let ordinals: Vec<i32> = (0..chunks.len()).map(as_i32).collect();
-    let starts: Vec<i32> = chunks.iter().map(|c| as_i32(c.start_char)).collect();
-    let ends: Vec<i32> = chunks.iter().map(|c| as_i32(c.end_char)).collect();
-    let tokens: Vec<i32> = chunks
-        .iter()
-        .map(|c| as_i32(chunking::estimate_tokens(&c.text)))
-        .collect();
-    let metas: Vec<Value> = chunks
-        .iter()
-        .zip(&tokens)
-        .map(|(c, tokens)| {
-            let mut meta = json!({"strategy": "markdown_header", "chunk_size": tokens});
-            if let Some(pages) = &c.pages {
-                meta["pages"] = json!(pages);
-            }
-            meta
-        })
-        .collect();
+    let columns = ChunkColumns::of(&chunks);
     let stats = json!({
         "chunk_count": chunks.len(),
         "page_count": pages.len(),
         "char_count": pages.iter().map(|p| p.chars().count()).sum::<usize>(),
-        "token_count": tokens.iter().map(|&t| i64::from(t)).sum::<i64>(),
+        "token_count": columns.tokens.iter().map(|&t| i64::from(t)).sum::<i64>(),
         "chunk_size": spec.chunk_size,
         "overlap": spec.overlap,
     });
@@ -708,7 +729,17 @@ async fn index_source(
          select $1, $2, $3, u.text, u.chunk_index, u.start_char, u.end_char, u.tokens, u.meta \
          from unnest($4::text[], $5::int[], $6::int[], $7::int[], $8::int[], $9::jsonb[]) \
               as u(text, chunk_index, start_char, end_char, tokens, meta)",
-        &[&indexed_source_id, &kb_id, &source_id, &texts, &ordinals, &starts, &ends, &tokens, &metas],
+        &[
+            &indexed_source_id,
+            &kb_id,
+            &source_id,
+            &columns.texts,
+            &columns.ordinals,
+            &columns.starts,
+            &columns.ends,
+            &columns.tokens,
+            &columns.metas,
+        ],
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -42,10 +42,10 @@ use super::events::{
 };
 use super::guard::ToolClient;
 use super::http_tool::{self, HttpToolConfig};
-use super::llm::Llm;
+use super::llm::{Llm, LlmToolCall};
 use super::model::{self, Citation, ContextItem, ToolSpec};
 use super::request::{ContextSource, KnowledgeBaseRequest, RawItem, RunRequest};
-use super::sessions::{self, BindError, SESSION_NOT_FOUND};
+use super::sessions::{self, BindError, BoundSession, SESSION_NOT_FOUND};
 use super::store::{self, FinishedRun, NewRun};
 use super::tools::{self, CustomTool};
 use super::{call_id, text};
@@ -245,6 +245,15 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
         Some(llm) => turn.with_model(&llm, session.uuid, &mut lp).await?,
     };
 
+    emit_answer(emit, run_id, react, &generated);
+    persist_finished(state, run_id, react, &generated, &lp).await?;
+    Ok(complete(
+        emit, prepared, &session, &gathered, react, candidates, generated,
+    ))
+}
+
+/// The answer's `chunk`, and on the plain path a failed run's `error`.
+fn emit_answer(emit: &Emitter, run_id: &str, react: bool, generated: &Generated) {
     // The tool path's `chunk` is what was streamed; the plain path's is the
     // answer after its markers were checked (as on the platform).
     if react {
@@ -260,11 +269,20 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
         // The plain path announces a failed run before `complete`, as the platform does.
         emit.send(&StreamEvent::Error {
             error: error.clone(),
-            run_id: Some(run_id.clone()),
+            run_id: Some(run_id.to_owned()),
             context_handler_id: None,
         });
     }
+}
 
+/// Records the finished (or failed) run in `ai.agent_runs`.
+async fn persist_finished(
+    state: &AppState,
+    run_id: &str,
+    react: bool,
+    generated: &Generated,
+    lp: &Loop,
+) -> anyhow::Result<()> {
     let client = state
         .db
         .ai
@@ -288,6 +306,20 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
     .await
     .context("persisting the finished run")?;
 
+    Ok(())
+}
+
+/// Emits `complete` and gives the run's outcome.
+fn complete(
+    emit: &Emitter,
+    prepared: &Prepared,
+    session: &BoundSession,
+    gathered: &Gathered,
+    react: bool,
+    candidates: Option<Vec<Citation>>,
+    generated: Generated,
+) -> Outcome {
+    let run_id = &prepared.run_id;
     let retrieved_items = gathered
         .retrieved_context
         .as_ref()
@@ -321,9 +353,9 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
         citations: (!generated.citations.is_empty()).then(|| generated.citations.clone()),
     });
 
-    Ok(Outcome::Finished(Box::new(Finished {
+    Outcome::Finished(Box::new(Finished {
         run_id: run_id.clone(),
-        session_id: session.session_id,
+        session_id: session.session_id.clone(),
         is_new_session: session.is_new,
         status,
         error: generated.error,
@@ -332,7 +364,7 @@ async fn execute(state: &AppState, prepared: &Prepared, emit: &Emitter) -> anyho
         retrieved_items,
         citation_candidates: candidates,
         citations: generated.citations,
-    })))
+    }))
 }
 
 /// What the model produced in a run.
@@ -374,6 +406,60 @@ impl Turn<'_> {
     /// The offline model: at most one round of tool calls, then an
     /// extractive answer streamed word by word at the configured pace.
     async fn offline(&self, specs: &[ToolSpec], lp: &mut Loop) -> Generated {
+        let Prepared { request, .. } = self.prepared;
+        let emit = self.emit;
+        let (step, tool_calls) = self.offline_tool_round(specs, lp).await;
+        let tool_results: Vec<String> = tool_calls.iter().map(|c| c.result.clone()).collect();
+        let answer = model::answer(
+            &request.message,
+            model::Context {
+                items: &self.gathered.items,
+                text: self.gathered.text.as_deref(),
+                tool_results: &tool_results,
+                tools: specs,
+            },
+            request.citations_enabled,
+        );
+        let deltas = model::deltas(&answer.content);
+        let delay = self.state.config.agents.token_delay();
+        for delta in &deltas {
+            if self.prepared.streaming && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let meta = self.delta_meta(lp);
+            emit.send(&StreamEvent::ContentDelta {
+                meta,
+                delta: delta.clone(),
+            });
+        }
+        if self.react {
+            lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
+                meta,
+                step,
+                finish_reason: "stop".to_owned(),
+                has_tool_calls: false,
+            });
+        }
+
+        let usage = self.offline_usage(&tool_results, deltas.len() as u64);
+        Generated {
+            streamed: answer.content.clone(),
+            content: answer.content,
+            citations: answer.citations,
+            steps: step,
+            tool_calls,
+            usage,
+            error: None,
+        }
+    }
+
+    /// The offline model's one round of tool calls on the tool path: the
+    /// step the answer comes in, and the calls made.
+    async fn offline_tool_round(
+        &self,
+        specs: &[ToolSpec],
+        lp: &mut Loop,
+    ) -> (u32, Vec<ToolCallRecord>) {
         let Prepared { agent, request, .. } = self.prepared;
         let emit = self.emit;
         let mut step = 1;
@@ -416,38 +502,12 @@ impl Turn<'_> {
             }
         }
 
-        let tool_results: Vec<String> = tool_calls.iter().map(|c| c.result.clone()).collect();
-        let answer = model::answer(
-            &request.message,
-            model::Context {
-                items: &self.gathered.items,
-                text: self.gathered.text.as_deref(),
-                tool_results: &tool_results,
-                tools: specs,
-            },
-            request.citations_enabled,
-        );
-        let deltas = model::deltas(&answer.content);
-        let delay = self.state.config.agents.token_delay();
-        for delta in &deltas {
-            if self.prepared.streaming && !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-            let meta = self.delta_meta(lp);
-            emit.send(&StreamEvent::ContentDelta {
-                meta,
-                delta: delta.clone(),
-            });
-        }
-        if self.react {
-            lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
-                meta,
-                step,
-                finish_reason: "stop".to_owned(),
-                has_tool_calls: false,
-            });
-        }
+        (step, tool_calls)
+    }
 
+    /// Token counts estimated from the prompt the offline model read.
+    fn offline_usage(&self, tool_results: &[String], completion_tokens: u64) -> Usage {
+        let Prepared { agent, request, .. } = self.prepared;
         let prompt = format!(
             "{}\n{}\n{}\n{}\n{}",
             agent.system_prompt.as_deref().unwrap_or_default(),
@@ -462,21 +522,12 @@ impl Turn<'_> {
             request.message,
         );
         let prompt_tokens = model::estimate_tokens(&prompt);
-        let completion_tokens = deltas.len() as u64;
-        Generated {
-            streamed: answer.content.clone(),
-            content: answer.content,
-            citations: answer.citations,
-            steps: step,
-            tool_calls,
-            usage: Usage {
-                prompt_tokens,
-                completion_tokens,
-                reasoning_tokens: 0,
-                cached_tokens: 0,
-                total_tokens: prompt_tokens + completion_tokens,
-            },
-            error: None,
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            reasoning_tokens: 0,
+            cached_tokens: 0,
+            total_tokens: prompt_tokens + completion_tokens,
         }
     }
 
@@ -494,34 +545,8 @@ impl Turn<'_> {
         let emit = self.emit;
         let cite = request.citations_enabled;
 
-        let mut system = agent.system_prompt.clone().unwrap_or_default();
-        let context = format_context(self.gathered, cite);
-        if !context.is_empty() {
-            system.push_str("\n\nContext:\n");
-            system.push_str(&context);
-        }
-        if cite && (!self.gathered.items.is_empty() || self.react) {
-            system.push_str("\n\n");
-            system.push_str(CITATION_INSTRUCTION);
-        }
-        let mut messages = Vec::new();
-        if !system.trim().is_empty() {
-            messages.push(json!({"role": "system", "content": system}));
-        }
-        messages.extend(history(self.state, session).await?);
-        messages.push(json!({"role": "user", "content": request.message}));
-
-        let offered: Vec<Value> = if self.react {
-            self.tools
-                .iter()
-                .map(|t| {
-                    json!({"type": "function", "function": {
-                        "name": t.name, "description": t.description, "parameters": t.input_schema}})
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let mut messages = self.model_messages(session).await?;
+        let offered = self.offered_tools();
         let max_steps = agent
             .settings
             .get("max_steps")
@@ -587,32 +612,8 @@ impl Turn<'_> {
                         "id": c.id, "type": "function",
                         "function": {"name": c.name, "arguments": c.arguments}})).collect::<Vec<_>>(),
                 }));
-                for call in calls {
-                    let arguments = serde_json::from_str::<Value>(&call.arguments)
-                        .ok()
-                        .and_then(|v| v.as_object().cloned())
-                        .unwrap_or_default();
-                    let id = if call.id.is_empty() {
-                        call_id()
-                    } else {
-                        call.id.clone()
-                    };
-                    let record = call_tool(
-                        self.state,
-                        self.tools,
-                        &call.name,
-                        id.clone(),
-                        arguments,
-                        step,
-                        lp,
-                        emit,
-                    )
+                self.model_tool_calls(calls, step, lp, &mut messages, &mut generated)
                     .await;
-                    messages.push(
-                        json!({"role": "tool", "tool_call_id": id, "content": record.result}),
-                    );
-                    generated.tool_calls.push(record);
-                }
             }
             if self.react {
                 lp.emit(emit, "step_completed", |meta| StreamEvent::StepCompleted {
@@ -636,6 +637,81 @@ impl Turn<'_> {
             generated.citations = citations;
         }
         Ok(generated)
+    }
+
+    /// The model's messages: the system prompt with the context and the
+    /// citation instruction, the session's history, the user's message.
+    async fn model_messages(&self, session: Uuid) -> anyhow::Result<Vec<Value>> {
+        let Prepared { agent, request, .. } = self.prepared;
+        let cite = request.citations_enabled;
+        let mut system = agent.system_prompt.clone().unwrap_or_default();
+        let context = format_context(self.gathered, cite);
+        if !context.is_empty() {
+            system.push_str("\n\nContext:\n");
+            system.push_str(&context);
+        }
+        if cite && (!self.gathered.items.is_empty() || self.react) {
+            system.push_str("\n\n");
+            system.push_str(CITATION_INSTRUCTION);
+        }
+        let mut messages = Vec::new();
+        if !system.trim().is_empty() {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.extend(history(self.state, session).await?);
+        messages.push(json!({"role": "user", "content": request.message}));
+
+        Ok(messages)
+    }
+
+    /// The tools offered to the model (none on the plain path).
+    fn offered_tools(&self) -> Vec<Value> {
+        if self.react {
+            self.tools
+                .iter()
+                .map(|t| {
+                    json!({"type": "function", "function": {
+                        "name": t.name, "description": t.description, "parameters": t.input_schema}})
+                })
+                .collect()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Calls the tools the model asked for, and answers each in `messages`.
+    async fn model_tool_calls(
+        &self,
+        calls: Vec<LlmToolCall>,
+        step: u32,
+        lp: &mut Loop,
+        messages: &mut Vec<Value>,
+        generated: &mut Generated,
+    ) {
+        for call in calls {
+            let arguments = serde_json::from_str::<Value>(&call.arguments)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default();
+            let id = if call.id.is_empty() {
+                call_id()
+            } else {
+                call.id.clone()
+            };
+            let record = call_tool(
+                self.state,
+                self.tools,
+                &call.name,
+                id.clone(),
+                arguments,
+                step,
+                lp,
+                self.emit,
+            )
+            .await;
+            messages.push(json!({"role": "tool", "tool_call_id": id, "content": record.result}));
+            generated.tool_calls.push(record);
+        }
     }
 }
 
