@@ -40,6 +40,11 @@ pub struct Config {
     /// `QUIRE_COMPANION_PUBLIC_URL`: the companion's base URL as the platform
     /// reaches it (tool callbacks). Default: `http://<bound address>`.
     pub public_url: Option<Url>,
+    /// `QUIRE_COMPANION_PUBLIC_API_URL`: the project's URL as the desktop
+    /// app reaches it, handed out by `GET /.well-known/quire`, when the
+    /// companion reaches the platform by another (a private network).
+    /// https unless on loopback. Default: `QUIRE_COMPANION_API_URL`.
+    pub public_api_url: Option<Url>,
     /// `QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL` (`true`/`false`, default
     /// `false`): start even though the tool's endpoint is one the platform
     /// refuses to call (`localhost`, loopback, private or link-local
@@ -155,6 +160,10 @@ impl fmt::Debug for Config {
             .field("knowledge_base_id", &self.knowledge_base_id)
             .field("public_url", &self.public_url.as_ref().map(Url::as_str))
             .field(
+                "public_api_url",
+                &self.public_api_url.as_ref().map(Url::as_str),
+            )
+            .field(
                 "dev_allow_private_tool_url",
                 &self.dev_allow_private_tool_url,
             )
@@ -245,6 +254,38 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// `QUIRE_COMPANION_PUBLIC_API_URL`: an absolute http(s) URL with nothing
+    /// after its path, https unless its host is loopback (people's sign-ins
+    /// and documents go there).
+    fn public_api_url(&mut self) -> Option<Url> {
+        const NAME: &str = "QUIRE_COMPANION_PUBLIC_API_URL";
+        let url = self.url(
+            NAME,
+            "the project's URL as the desktop app reaches it",
+            false,
+        )?;
+        let loopback = match url.host()? {
+            url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        };
+        let problem = if url.scheme() != "https" && !loopback {
+            Some(
+                "must be https (the app sends passwords and tokens there); only a loopback address may use http",
+            )
+        } else if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+            Some("must be the project's base URL, without credentials, query or fragment")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            self.problems
+                .push(format!("{NAME} {problem}; got {:?}", url.as_str()));
+            return None;
+        }
+        Some(url)
     }
 
     /// An optional address like `127.0.0.1:9464`; `None` when unset or malformed.
@@ -455,6 +496,7 @@ impl Config {
             "the companion's URL as the platform reaches it",
             false,
         );
+        let public_api_url = r.public_api_url();
         let dev_allow_private_tool_url = r.boolean("QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL");
         let tool_secret = r.secret(
             "QUIRE_COMPANION_TOOL_SECRET",
@@ -484,6 +526,7 @@ impl Config {
                 agent_id: agent_id?,
                 knowledge_base_id: knowledge_base_id?,
                 public_url,
+                public_api_url,
                 dev_allow_private_tool_url,
                 tool_secret: tool_secret?,
                 delta_interval: Duration::from_millis(delta_ms),
@@ -514,6 +557,7 @@ impl Config {
             agent_id,
             knowledge_base_id,
             public_url: None,
+            public_api_url: None,
             dev_allow_private_tool_url: false,
             tool_secret,
             delta_interval: Duration::from_millis(DEFAULT_DELTA_INTERVAL_MS),
@@ -523,6 +567,15 @@ impl Config {
             limits: Limits::default(),
             ingest: IngestConfig::default(),
         }
+    }
+
+    /// The project's base URL the desktop app is told to use (discovery):
+    /// [`Config::public_api_url`], else the platform's own; no trailing slash.
+    pub fn client_api_url(&self) -> &str {
+        self.public_api_url.as_ref().map_or_else(
+            || self.platform.base(),
+            |url| url.as_str().trim_end_matches('/'),
+        )
     }
 
     /// True when the JWT secret is as long as [`MIN_SECRET_BYTES`].
@@ -586,6 +639,55 @@ mod tests {
         assert!(config.has_strong_secrets());
         assert_eq!(config.shutdown_grace, Duration::from_secs(30));
         assert_eq!(config.metrics_listen, None);
+    }
+
+    #[test]
+    fn the_public_api_url_defaults_to_the_platforms_and_must_be_https_off_loopback() {
+        let config = Config::from_lookup(&lookup(&complete())).unwrap();
+        assert_eq!(config.client_api_url(), "http://127.0.0.1:54321");
+
+        for (given, handed_out) in [
+            (
+                "https://project.example.com/",
+                "https://project.example.com",
+            ),
+            (
+                "https://example.com/powabase",
+                "https://example.com/powabase",
+            ),
+            ("http://localhost:54321", "http://localhost:54321"),
+            ("http://127.0.0.2:8000", "http://127.0.0.2:8000"),
+            ("http://[::1]:8000", "http://[::1]:8000"),
+        ] {
+            let mut env = complete();
+            env.push(("QUIRE_COMPANION_PUBLIC_API_URL", given));
+            let config = Config::from_lookup(&lookup(&env)).unwrap();
+            assert_eq!(config.client_api_url(), handed_out, "{given}");
+        }
+        for (given, words) in [
+            ("http://project.example.com", "must be https"),
+            ("http://10.0.0.5:8000", "must be https"),
+            ("project.example.com", "is not an http(s) URL"),
+            ("ftp://project.example.com", "is not an http(s) URL"),
+            (
+                "https://project.example.com/?x=1",
+                "without credentials, query or fragment",
+            ),
+            (
+                "https://user:pw@project.example.com",
+                "without credentials, query or fragment",
+            ),
+        ] {
+            let mut env = complete();
+            env.push(("QUIRE_COMPANION_PUBLIC_API_URL", given));
+            let err = Config::from_lookup(&lookup(&env)).unwrap_err();
+            let said = err.problems.join("\n");
+            assert!(
+                said.contains("QUIRE_COMPANION_PUBLIC_API_URL"),
+                "{given}: {said}"
+            );
+            assert!(said.contains(words), "{given}: {said}");
+        }
     }
 
     #[test]

@@ -43,7 +43,8 @@ const SWITCHES: [&str; 3] = ["email", "phone", "anonymous_users"];
 pub struct Discovery {
     /// Always [`VERSION`].
     pub quire: u32,
-    /// The Powabase project's base URL.
+    /// The Powabase project's base URL as clients reach it
+    /// (`QUIRE_COMPANION_PUBLIC_API_URL`, else the one the companion uses).
     pub api_url: String,
     /// The project's anon key: public by design, shipped in every client.
     pub anon_key: String,
@@ -108,7 +109,7 @@ pub async fn discovery(State(state): State<AppState>) -> Result<Response, ApiErr
         .await?;
     let document = Discovery {
         quire: VERSION,
-        api_url: state.platform.base().to_owned(),
+        api_url: state.config.client_api_url().to_owned(),
         anon_key: anon_key.to_owned(),
         auth: settings.into(),
     };

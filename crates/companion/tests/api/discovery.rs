@@ -61,6 +61,27 @@ async fn the_document_holds_the_project_and_its_sign_in_methods_and_never_a_secr
 }
 
 #[tokio::test]
+async fn the_document_hands_out_the_public_api_url_when_the_companion_reaches_the_project_privately()
+ {
+    // The companion reaches the platform on a private address; people's
+    // apps are told the public one.
+    let public = "https://project.example.com";
+    let app = Stack::builder()
+        .companion(|config| config.public_api_url = Some(public.parse().unwrap()))
+        .spawn()
+        .await;
+
+    let (status, body) = discovery(&app).await;
+
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["api_url"], public);
+    assert_ne!(app.api_base(), public);
+    assert!(!body.to_string().contains(app.api_base()), "{body}");
+    // The companion itself still reaches the project where it did.
+    assert_eq!(body["auth"]["providers"], json!(["github", "google"]));
+}
+
+#[tokio::test]
 async fn a_project_closed_to_sign_ups_says_so() {
     let app = Stack::builder()
         .sandbox(|config| config.disable_signup = true)
