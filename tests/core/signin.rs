@@ -316,3 +316,39 @@ async fn keyring_profiles_keep_separate_sign_ins() {
     );
     default_again.sign_out().await.unwrap();
 }
+
+#[tokio::test]
+async fn signing_in_again_ends_the_replaced_session_on_the_server_and_no_other() {
+    let stack = spawn_sandbox().await;
+    stack.create_user("alice@example.com", PASSWORD_A).await;
+    stack.create_user("bob@example.com", PASSWORD_B).await;
+    let (quire, tokens) = stack.client();
+    let (elsewhere, elsewhere_tokens) = stack.client();
+    elsewhere
+        .sign_in_with_password("alice@example.com", PASSWORD_A)
+        .await
+        .unwrap();
+    quire
+        .sign_in_with_password("alice@example.com", PASSWORD_A)
+        .await
+        .unwrap();
+    let replaced = tokens.get().unwrap();
+
+    // The same device signs in again, as Bob.
+    let bob = quire
+        .sign_in_with_password("bob@example.com", PASSWORD_B)
+        .await
+        .unwrap();
+
+    assert_eq!(bob.email.as_deref(), Some("bob@example.com"));
+    let current = tokens.get().unwrap();
+    assert_ne!(current, replaced);
+    let (status, body) = quire_testkit::json_of(stack.refresh(&replaced).await).await;
+    assert_eq!(status, 400, "the replaced session still refreshes: {body}");
+    // Bob's new session and Alice's session on another device are untouched.
+    let (status, _) = quire_testkit::json_of(stack.refresh(&current).await).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        quire_testkit::json_of(stack.refresh(&elsewhere_tokens.get().unwrap()).await).await;
+    assert_eq!(status, 200, "Alice's other device was signed out");
+}

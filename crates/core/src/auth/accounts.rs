@@ -126,7 +126,7 @@ impl Auth {
             other => other,
         })?;
         if answer.get("access_token").is_some() {
-            let user = self.establish(session_of(answer)?).await?;
+            let user = self.replace(session_of(answer)?).await?;
             return Ok(SignUp::SignedIn { user });
         }
         Ok(SignUp::CheckEmail {
@@ -171,6 +171,6 @@ impl Auth {
             .bearer_auth(token.expose_secret())
             .json(&json!({"password": password}));
         call(&self.api, request).await?;
-        self.establish(session).await
+        self.replace(session).await
     }
 }

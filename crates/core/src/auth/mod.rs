@@ -185,7 +185,7 @@ impl Auth {
         let response = gotrue::password(&self.api, email.trim(), password)
             .await
             .map_err(GrantError::into_sign_in_error)?;
-        self.establish(response).await
+        self.replace(response).await
     }
 
     /// Finishes a PKCE sign-in: exchanges the code the browser brought back.
@@ -194,7 +194,7 @@ impl Auth {
         let response = gotrue::pkce(&self.api, auth_code, verifier)
             .await
             .map_err(GrantError::into_sign_in_error)?;
-        self.establish(response).await
+        self.replace(response).await
     }
 
     /// Resumes the session saved in the keyring, if there is one. A saved
@@ -305,6 +305,25 @@ impl Auth {
     }
 
     /// Saves the new refresh token, then publishes the session.
+    /// [`Auth::establish`]es a new sign-in's session, then ends the session it
+    /// replaces on the server (`POST /logout?scope=local` with its access
+    /// token; best effort, as at sign-out): its refresh token, kept nowhere
+    /// any more, must not stay usable. Other sessions of the person (other
+    /// devices) are left alone.
+    pub(crate) async fn replace(&self, response: TokenResponse) -> Result<User> {
+        let replaced = match &*self.state.borrow() {
+            AuthState::SignedIn(session) => Some(session.access_token.clone()),
+            AuthState::SignedOut(_) => None,
+        };
+        let user = self.establish(response).await?;
+        if let Some(token) = replaced
+            && let Err(e) = gotrue::logout(&self.api, &token).await
+        {
+            tracing::warn!(error = %e, "could not end the replaced session on the server");
+        }
+        Ok(user)
+    }
+
     async fn establish(&self, response: TokenResponse) -> Result<User> {
         let TokenResponse {
             access_token,
