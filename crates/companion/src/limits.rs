@@ -108,6 +108,20 @@ async fn release(platform: &Platform, id: Uuid) {
 }
 
 impl RunSlot {
+    /// The slot's row in `private.run_slots`.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Lets go of a slot the database has already given back (with the
+    /// answer's final row, `finish_chat_answer`): its lease is no longer
+    /// renewed, and nothing more is sent.
+    pub fn released_elsewhere(mut self) {
+        if let Some(keeper) = self.keeper.take() {
+            keeper.abort();
+        }
+    }
+
     /// Gives the slot back and waits until the database has it: a client
     /// that sees its answer end may ask again at once, on any companion.
     pub async fn release(mut self) {

@@ -21,10 +21,11 @@
 //! The stages of an answer, each also a tracing span `answer_stage` with its
 //! `stage` field: `auth` (the request read and its token checked), `slot`,
 //! `conversation` (with a new conversation's platform session), `chunks`,
-//! `turn`, `tool_session`, `run_start` (`run/stream` sent until its
-//! headers), `first_delta` (from the request's arrival), `tool_call` (the
+//! `turn` (the turn's rows and the run's tool session), `run_start`
+//! (`run/stream` sent until its headers), `first_delta` (from the request's arrival), `tool_call` (the
 //! search tool's endpoint), `event_write` (each `append_chat_events`),
-//! `complete` (the final row) and `answer` (arrival to the final row).
+//! `complete` (the final row, the tool session and the run slot) and
+//! `answer` (arrival to the final row).
 //!
 //! Written by hand rather than with the `prometheus-client` crate: a few
 //! families of plain numbers need no registry, and the format is stable.

@@ -7,9 +7,10 @@
 //! limit (429); the conversation, read under the user's own token (404 for
 //! one that is not theirs, exactly as for one that does not exist). Then
 //! the chunk ids are re-read under the user's token — RLS drops any id that
-//! is not theirs, and the client's text is never used — the question and the
-//! answer's `streaming` row are written, a `session_token` is minted, and
-//! the run starts ([`run`]). The response is the run's events as SSE
+//! is not theirs, and the client's text is never used — a `session_token`
+//! is minted, the question, the answer's `streaming` row and the token's
+//! tool session are written in one transaction (`begin_chat_answer`,
+//! db/app/90_answer_bookkeeping.sql), and the run starts ([`run`]). The response is the run's events as SSE
 //! ([`events`]).
 
 pub mod events;
@@ -27,9 +28,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use secrecy::SecretString;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -111,13 +111,20 @@ pub async fn chat(
         .stage("chunks", own_chunks(&state, &user, chunk_ids.as_slice()))
         .await?;
 
+    // The turn's rows and the run's tool session, in one transaction.
+    let (token, token_hash) = tool::mint_session_token();
+    let token_expires_at = chrono::Utc::now()
+        + chrono::Duration::from_std(state.config.run_timeout + Duration::from_secs(60))
+            .unwrap_or(chrono::Duration::hours(1));
     let turn: Vec<TurnRow> = metrics
         .stage(
             "turn",
             state.platform.rpc(
                 Auth::Service,
-                "begin_chat_turn",
-                &json!({"conversation_id": conversation_id, "owner_id": user.id, "content": question}),
+                "begin_chat_answer",
+                &json!({"conversation_id": conversation_id, "owner_id": user.id,
+                        "content": question, "token_hash": token_hash,
+                        "token_expires_at": token_expires_at}),
             ),
         )
         .await
@@ -129,14 +136,7 @@ pub async fn chat(
     let turn_row = turn
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::internal("begin_chat_turn returned no row"))?;
-
-    let (token, token_hash) = metrics
-        .stage(
-            "tool_session",
-            open_tool_session(&state, &user, conversation_id, turn_row.message_id),
-        )
-        .await?;
+        .ok_or_else(|| ApiError::internal("begin_chat_answer returned no row"))?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let message_id = turn_row.message_id;
@@ -160,43 +160,6 @@ pub async fn chat(
     );
 
     Ok(answer_stream(rx, conversation_id, message_id))
-}
-
-/// Mints the run's `session_token` and stores its hash for the search tool
-/// ([`tool`]). When that fails, the answer's row (already written) is ended
-/// as failed rather than left streaming.
-async fn open_tool_session(
-    state: &AppState,
-    user: &User,
-    conversation_id: Uuid,
-    message_id: Uuid,
-) -> Result<(SecretString, String), ApiError> {
-    let (token, token_hash) = tool::mint_session_token();
-    let expires_at = chrono::Utc::now()
-        + chrono::Duration::from_std(state.config.run_timeout + Duration::from_secs(60))
-            .unwrap_or(chrono::Duration::hours(1));
-    if let Err(err) = state
-        .platform
-        .insert::<Value>(
-            Auth::Service,
-            "tool_sessions",
-            &json!({"token_hash": token_hash, "owner_id": user.id,
-                    "conversation_id": conversation_id, "expires_at": expires_at}),
-        )
-        .await
-    {
-        let _ = state
-            .platform
-            .rpc::<Value>(
-                Auth::Service,
-                "finish_chat_message",
-                &json!({"message_id": message_id, "events": [], "status": "failed",
-                        "content": "", "error": "The answer could not be started. Try again."}),
-            )
-            .await;
-        return Err(ApiError::platform(&err));
-    }
-    Ok((token, token_hash))
 }
 
 /// The run's events as the SSE response, with the ids of the conversation

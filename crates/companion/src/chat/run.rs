@@ -15,7 +15,9 @@
 //!
 //! The run ends in exactly one terminal event — `complete` (finished or
 //! stopped) or `error` — written with the final row by
-//! `finish_chat_message` in one transaction.
+//! `finish_chat_answer` in one transaction, which also deletes the run's
+//! tool session and gives its run slot back
+//! (db/app/90_answer_bookkeeping.sql).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -450,7 +452,11 @@ async fn run(
     let (record_tx, record_rx) = mpsc::unbounded_channel();
     let recorder = tokio::spawn(recorder(
         state.clone(),
-        turn.message_id,
+        Closing {
+            message_id: turn.message_id,
+            token_hash: turn.token_hash.clone(),
+            slot_id: slot.id(),
+        },
         record_rx,
         control.clone(),
     ));
@@ -480,18 +486,21 @@ async fn run(
     // token is gone: a client that sees it end finds the whole answer.
     let client = out.client.take();
     drop(out);
-    let status = recorder.await.ok().flatten();
+    let (status, ended) = recorder.await.unwrap_or((None, false));
     state.metrics.stage_took("answer", turn.arrived.elapsed());
 
-    // The token has done its work: nobody may search with it any more.
-    if let Err(err) = state
-        .platform
-        .delete(
-            Auth::Service,
-            "tool_sessions",
-            &[("token_hash", format!("eq.{}", turn.token_hash))],
-        )
-        .await
+    // The token has done its work: nobody may search with it any more. The
+    // final row's transaction deleted it and gave the slot back, unless it
+    // was never written.
+    if !ended
+        && let Err(err) = state
+            .platform
+            .delete(
+                Auth::Service,
+                "tool_sessions",
+                &[("token_hash", format!("eq.{}", turn.token_hash))],
+            )
+            .await
     {
         tracing::warn!(error = %err, "could not delete a run's tool session (it expires on its own)");
     }
@@ -499,7 +508,11 @@ async fn run(
     // at once, and a Stop that waited learns the outcome.
     state.metrics.run_finished(label, started.elapsed());
     state.runs.remove(turn.message_id);
-    slot.release().await;
+    if ended {
+        slot.released_elsewhere();
+    } else {
+        slot.release().await;
+    }
     let _ = done.send(Some(status.unwrap_or_else(|| "unknown".to_owned())));
     drop(client);
 }
@@ -878,16 +891,29 @@ async fn sleep_until_some(deadline: Option<Instant>) {
     }
 }
 
+/// What the final row's transaction also ends: the run's tool session and
+/// its run slot.
+struct Closing {
+    message_id: Uuid,
+    token_hash: String,
+    slot_id: Uuid,
+}
+
 /// Writes rows as they come, batching what queued up meanwhile; ends with
-/// the final row. Returns the final status as persisted.
+/// the final row, written with `finish_chat_answer` (which also deletes the
+/// run's tool session and gives its slot back). Returns the final status as
+/// persisted, and whether that final write happened.
 async fn recorder(
     state: AppState,
-    message_id: Uuid,
+    ending: Closing,
     mut rx: mpsc::UnboundedReceiver<Record>,
     control: Arc<RunControl>,
-) -> Option<String> {
+) -> (Option<String>, bool) {
+    let message_id = ending.message_id;
     loop {
-        let first = rx.recv().await?;
+        let Some(first) = rx.recv().await else {
+            return (None, false);
+        };
         let mut rows = Vec::new();
         let mut content = String::new();
         let mut finish = None;
@@ -923,15 +949,16 @@ async fn recorder(
             let args = json!({
                 "message_id": message_id, "events": rows, "status": status, "content": content,
                 "citations": citations, "run_id": run_id, "error": error,
+                "token_hash": ending.token_hash, "slot_id": ending.slot_id,
             });
             let result: Option<Option<String>> = state
                 .metrics
                 .stage(
                     "complete",
-                    write_with_retries(&state, "finish_chat_message", &args, 8),
+                    write_with_retries(&state, "finish_chat_answer", &args, 8),
                 )
                 .await;
-            return result.flatten();
+            return (result.clone().flatten(), result.is_some());
         }
         let args = json!({"message_id": message_id, "events": rows, "content": content});
         let streaming: Option<bool> = state

@@ -506,3 +506,119 @@ async fn an_answer_stops_at_the_longest_quire_keeps() {
             .get(0);
     assert_eq!(b_content, "Short.");
 }
+
+/// `begin_chat_answer` as the companion calls it: the new answer's id.
+async fn begin_answer(
+    service: &Caller,
+    conversation: Uuid,
+    owner: Uuid,
+    token_hash: &str,
+) -> Result<Uuid, quire_testdb::tokio_postgres::Error> {
+    service
+        .query_one(
+            "select message_id from public.begin_chat_answer($1, $2, 'Why?', $3, \
+             now() + interval '1 hour')",
+            &[&conversation, &owner, &token_hash],
+        )
+        .await
+        .map(|r| r.get(0))
+}
+
+#[tokio::test]
+async fn an_answer_begins_and_ends_in_one_call_each_and_only_the_owners() {
+    // Arrange: a conversation of A's, one of B's, and a run slot each.
+    let t = TwoUsers::new().await;
+    let service = t.db.as_service();
+    let a_conversation = crate::fixtures::conversation(&t.db, t.a).await;
+    let b_conversation = crate::fixtures::conversation(&t.db, t.b).await;
+    let mut slots = Vec::new();
+    for owner in [t.a, t.b] {
+        let slot: Uuid = service
+            .query_one(
+                "select public.take_run_slot($1, 'companion-1', 2, 60)",
+                &[&owner],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        slots.push(slot);
+    }
+    let (a_slot, b_slot) = (slots[0], slots[1]);
+    let (a_hash, b_hash, forged_hash) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+
+    // Act: each begins an answer in their own conversation; A's owner id on
+    // B's conversation is refused; A's answer ends; A's own token cannot end
+    // B's.
+    let a_answer = begin_answer(&service, a_conversation, t.a, &a_hash)
+        .await
+        .expect("A's answer begins");
+    let b_answer = begin_answer(&service, b_conversation, t.b, &b_hash)
+        .await
+        .expect("B's answer begins");
+    let forged = begin_answer(&service, b_conversation, t.a, &forged_hash).await;
+    let complete = serde_json::json!([{"seq": 0, "kind": "complete",
+        "payload": {"status": "complete", "content": "Because.", "citations": []}}]);
+    let status: Option<String> = service
+        .query_one(
+            "select public.finish_chat_answer($1, $2, 'complete', 'Because.', '[]', 'run_1', \
+             null, $3, $4)",
+            &[&a_answer, &complete, &a_hash, &a_slot],
+        )
+        .await
+        .expect("finish_chat_answer")
+        .get(0);
+    let by_a = t
+        .as_a()
+        .query_one(
+            "select public.finish_chat_answer($1, '[]', 'failed', '', '[]', null, null, $2, $3)",
+            &[&b_answer, &b_hash, &b_slot],
+        )
+        .await;
+
+    // Assert
+    assert!(
+        forged.is_err(),
+        "A cannot begin an answer in B's conversation"
+    );
+    assert_eq!(status.as_deref(), Some("complete"));
+    crate::fixtures::assert_denied(by_a);
+    let sessions = "select count(*) from public.tool_sessions where token_hash = $1";
+    let slot_rows = "select count(*) from private.run_slots where id = $1";
+    let count = crate::fixtures::count;
+    assert_eq!(
+        count(&t.db, sessions, &[&a_hash]).await,
+        0,
+        "A's token is gone"
+    );
+    assert_eq!(
+        count(&t.db, slot_rows, &[&a_slot]).await,
+        0,
+        "A's slot is free"
+    );
+    assert_eq!(
+        count(&t.db, sessions, &[&b_hash]).await,
+        1,
+        "B's token stays"
+    );
+    assert_eq!(
+        count(&t.db, slot_rows, &[&b_slot]).await,
+        1,
+        "B's slot stays"
+    );
+    assert_eq!(
+        count(&t.db, sessions, &[&forged_hash]).await,
+        0,
+        "a refused answer leaves no token behind"
+    );
+    let b_status: String =
+        t.db.admin()
+            .await
+            .query_one(
+                "select status from public.chat_messages where id = $1",
+                &[&b_answer],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(b_status, "streaming", "B's answer is untouched");
+}
