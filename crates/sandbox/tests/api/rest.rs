@@ -174,36 +174,7 @@ async fn world(app: &Stack) -> World {
         .await
         .unwrap()
         .get(0);
-    let chunks = [
-        (
-            a,
-            a_docs[0],
-            1,
-            "The aurora borealis glows over the northern sky.",
-        ),
-        (
-            a,
-            a_docs[0],
-            2,
-            "Solar wind meets the magnetosphere near the poles.",
-        ),
-        (
-            a,
-            a_docs[1],
-            1,
-            "Photosynthesis turns light into sugar in the leaf.",
-        ),
-        (b, b_doc, 1, "The aurora is also the secret of user B."),
-    ];
-    for (i, (owner, doc, page, text)) in chunks.into_iter().enumerate() {
-        admin
-            .execute(
-                "insert into public.document_chunks (owner_id, document_id, chunk_id, page, ordinal, text) values ($1, $2, $3, $4, $5, $6)",
-                &[&owner, &doc, &Uuid::new_v4(), &page, &(i as i32), &text],
-            )
-            .await
-            .unwrap();
-    }
+    insert_chunks(&admin, (a, &a_docs), (b, b_doc)).await;
     let a_conv: Uuid = admin
         .query_one(
             "insert into public.conversations (owner_id, title) values ($1, 'A chat') returning id",
@@ -242,6 +213,44 @@ async fn world(app: &Stack) -> World {
         a_docs,
         b_doc,
         a_conv,
+    }
+}
+
+/// The chunks `world` gives A's first two documents and B's.
+async fn insert_chunks(
+    admin: &tokio_postgres::Client,
+    (a, a_docs): (Uuid, &[Uuid]),
+    (b, b_doc): (Uuid, Uuid),
+) {
+    let chunks = [
+        (
+            a,
+            a_docs[0],
+            1,
+            "The aurora borealis glows over the northern sky.",
+        ),
+        (
+            a,
+            a_docs[0],
+            2,
+            "Solar wind meets the magnetosphere near the poles.",
+        ),
+        (
+            a,
+            a_docs[1],
+            1,
+            "Photosynthesis turns light into sugar in the leaf.",
+        ),
+        (b, b_doc, 1, "The aurora is also the secret of user B."),
+    ];
+    for (i, (owner, doc, page, text)) in chunks.into_iter().enumerate() {
+        admin
+            .execute(
+                "insert into public.document_chunks (owner_id, document_id, chunk_id, page, ordinal, text) values ($1, $2, $3, $4, $5, $6)",
+                &[&owner, &doc, &Uuid::new_v4(), &page, &(i as i32), &text],
+            )
+            .await
+            .unwrap();
     }
 }
 
@@ -608,7 +617,7 @@ async fn single_object_accept() {
 }
 
 #[tokio::test]
-async fn inserts_and_upserts() {
+async fn a_users_insert_answers_as_its_return_preference_asks() {
     let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
@@ -656,6 +665,13 @@ async fn inserts_and_upserts() {
         r.header("location"),
         Some(format!("/conversations?id=eq.{id}").as_str())
     );
+}
+
+#[tokio::test]
+async fn b_and_anon_cannot_insert_rows_for_a_and_users_cannot_insert_documents() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
 
     // B cannot create rows owned by A: WITH CHECK fails, 403 for a user.
     let r = rest
@@ -699,6 +715,13 @@ async fn inserts_and_upserts() {
         .await,
         0
     );
+}
+
+#[tokio::test]
+async fn a_bulk_insert_takes_columns_and_missing_default_as_supabase_js_sends_them() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
 
     // Bulk insert with ?columns= as supabase-js sends it, missing=default.
     let r = rest
@@ -714,6 +737,13 @@ async fn inserts_and_upserts() {
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.body, json!([{"title": "Bulk 1"}, {"title": null}]));
+}
+
+#[tokio::test]
+async fn malformed_inserts_get_postgrests_errors() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
 
     // Keys that differ between objects: PGRST102.
     let r = rest
@@ -752,6 +782,13 @@ async fn inserts_and_upserts() {
         (r.status.as_u16(), r.body["message"].as_str()),
         (400, Some("Empty or invalid json"))
     );
+}
+
+#[tokio::test]
+async fn constraint_violations_are_409_with_postgres_codes() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
 
     // Duplicate primary key: 23505 → 409.
     let r = rest
@@ -773,6 +810,13 @@ async fn inserts_and_upserts() {
         )
         .await;
     assert_eq!((r.status.as_u16(), r.code()), (409, "23503"));
+}
+
+#[tokio::test]
+async fn upserts_merge_or_ignore_duplicates_and_b_cannot_upsert_over_as_row() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
 
     // Upsert as supabase-js sends it: merge-duplicates with on_conflict.
     let r = rest
@@ -1296,26 +1340,11 @@ async fn errors_have_postgrest_codes_and_statuses() {
     );
 }
 
-#[tokio::test]
-async fn hostile_input_executes_nothing() {
-    let app = spawn_sandbox().await;
-    let w = world(&app).await;
-    test_functions(&app).await;
-    let rest = Rest::new(&app);
-    let drop = "'; drop table public.canary; --";
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
-    let hostile_strings = [
-        drop.to_owned(),
+/// Strings that break out of quoting, identifiers or statements if they are
+/// ever pasted into SQL.
+fn hostile_strings() -> [String; 8] {
+    [
+        DROP_CANARY.to_owned(),
         "\"; drop table public.canary; --".to_owned(),
         "x\") ; drop table public.canary; --".to_owned(),
         "1); drop table public.canary; select (1".to_owned(),
@@ -1323,7 +1352,54 @@ async fn hostile_input_executes_nothing() {
         "é\u{202e}☃ \\ ' \" ( ) , . : * %".to_owned(),
         "nul\0byte".to_owned(),
         "a'||pg_sleep(5)||'".to_owned(),
-    ];
+    ]
+}
+
+const DROP_CANARY: &str = "'; drop table public.canary; --";
+
+/// Every byte but ASCII letters and digits percent-encoded.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The canary lives, and A's documents and conversations are as `world` made them.
+async fn nothing_ran(app: &Stack, w: &World) {
+    canary_alive_with(app, 1).await;
+    assert_eq!(count(app, "select count(*) from public.documents").await, 4);
+    assert_eq!(
+        count(
+            app,
+            &format!(
+                "select count(*) from public.conversations where owner_id = '{}'",
+                w.a
+            )
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(app, &format!("select count(*) from public.conversations where owner_id = '{}' and title = 'A chat'", w.a)).await,
+        1
+    );
+}
+
+/// Hostile select, filter, order, limit, table and function names in the query string.
+#[tokio::test]
+async fn hostile_query_strings_get_a_4xx_or_show_b_and_anon_nothing_of_as() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    test_functions(&app).await;
+    let rest = Rest::new(&app);
+    let hostile_strings = hostile_strings();
+
     let mut paths = Vec::new();
     for s in &hostile_strings {
         let e = enc(s);
@@ -1363,6 +1439,19 @@ async fn hostile_input_executes_nothing() {
             }
         }
     }
+
+    nothing_ran(&app, &w).await;
+}
+
+/// Hostile keys and values in JSON bodies, `columns` and `on_conflict`.
+#[tokio::test]
+async fn hostile_json_keys_and_values_execute_nothing() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    test_functions(&app).await;
+    let rest = Rest::new(&app);
+    let hostile_strings = hostile_strings();
+
     // JSON bodies: hostile keys and values.
     for s in &hostile_strings {
         let r = rest
@@ -1441,6 +1530,17 @@ async fn hostile_input_executes_nothing() {
             .await;
         assert!(r.status.is_client_error(), "{} {}", r.status, r.body);
     }
+
+    nothing_ran(&app, &w).await;
+}
+
+#[tokio::test]
+async fn a_body_with_sql_after_its_json_is_refused() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    test_functions(&app).await;
+    let rest = Rest::new(&app);
+    let drop = DROP_CANARY;
     // A body that is not JSON at all, with SQL in it.
     let r = rest
         .send(
@@ -1460,26 +1560,7 @@ async fn hostile_input_executes_nothing() {
         .await;
     assert_eq!((r.status.as_u16(), r.code()), (400, "22P02"), "{}", r.body);
 
-    canary_alive_with(&app, 1).await;
-    assert_eq!(
-        count(&app, "select count(*) from public.documents").await,
-        4
-    );
-    assert_eq!(
-        count(
-            &app,
-            &format!(
-                "select count(*) from public.conversations where owner_id = '{}'",
-                w.a
-            )
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        count(&app, &format!("select count(*) from public.conversations where owner_id = '{}' and title = 'A chat'", w.a)).await,
-        1
-    );
+    nothing_ran(&app, &w).await;
 }
 
 fn object(key: &str, value: Value) -> Value {
@@ -1500,11 +1581,11 @@ async fn canary_alive_with(app: &Stack, rows: usize) {
     assert_eq!(found[0].get::<_, String>(1), "alive");
 }
 
-#[tokio::test]
-async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
-    let app = spawn_sandbox().await;
-    let w = world(&app).await;
-    let rest = Rest::new(&app);
+/// A hostile bearer token: what it is, and PostgREST's status, code and message.
+type TokenCase = (&'static str, String, u16, &'static str, &'static str);
+
+/// Tokens that are not what they claim: malformed, expired, unsigned, re-signed or edited.
+fn forged_tokens(app: &Stack, w: &World) -> Vec<TokenCase> {
     let b64 = |v: &Value| {
         use base64::Engine as _;
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
@@ -1520,7 +1601,7 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
         _ => unreachable!(),
     };
     let parts: Vec<&str> = a_token.split('.').collect();
-    let cases: Vec<(&str, String, u16, &str, &str)> = vec![
+    vec![
         (
             "malformed",
             "not-a-jwt".into(),
@@ -1584,6 +1665,12 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
             "PGRST301",
             "JWT cryptographic operation failed",
         ),
+    ]
+}
+
+/// Correctly signed tokens whose claims ask for what they may not have.
+fn tokens_with_hostile_claims(app: &Stack, w: &World) -> Vec<TokenCase> {
+    vec![
         (
             "role postgres, correctly signed",
             app.sign(&json!({"role": "postgres", "exp": now() + 60})),
@@ -1619,7 +1706,16 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
             "PGRST303",
             "The JWT 'aud' claim must be a string or an array of strings",
         ),
-    ];
+    ]
+}
+
+#[tokio::test]
+async fn each_hostile_token_gets_postgrests_error_on_every_route_and_runs_nothing() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
+    let mut cases = forged_tokens(&app, &w);
+    cases.extend(tokens_with_hostile_claims(&app, &w));
     let targets = [
         (Method::GET, "/documents".to_owned(), None),
         (
@@ -1669,6 +1765,30 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
             }
         }
     }
+    canary_alive(&app).await;
+    assert_eq!(
+        count(&app, "select count(*) from public.documents").await,
+        4
+    );
+    assert_eq!(
+        count(
+            &app,
+            "select count(*) from public.conversations where title = 'pwned'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_gateway_refuses_a_request_without_a_project_api_key() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
+    let a_token = match &w.a_tok {
+        Who::Token(t) => t.clone(),
+        _ => unreachable!(),
+    };
     // The gateway: no apikey, or one that is not a project key.
     let r = rest
         .send(
@@ -1693,7 +1813,13 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
         (r.status.as_u16(), r.body["message"].as_str()),
         (401, Some("Invalid authentication credentials"))
     );
+}
 
+#[tokio::test]
+async fn a_token_for_another_audience_is_still_only_its_user() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
     // PostgREST checks no audience (jwt-aud is unset): a token for B with
     // another audience is still only B.
     let other_aud = Who::Token(app.sign(
@@ -1706,19 +1832,9 @@ async fn hostile_tokens_get_postgrest_errors_and_run_nothing() {
         .await;
     assert_eq!(r.status, 204);
 
-    // Nothing ran.
-    canary_alive(&app).await;
     assert_eq!(
         count(&app, "select count(*) from public.documents").await,
         4
-    );
-    assert_eq!(
-        count(
-            &app,
-            "select count(*) from public.conversations where title = 'pwned'"
-        )
-        .await,
-        0
     );
 }
 
