@@ -543,12 +543,18 @@ async fn range_requests_get_206_and_416() {
 
 // ----- two users -----------------------------------------------------------
 
-#[tokio::test]
-async fn b_and_anon_get_nothing_of_a_and_cannot_write_into_a_folder() {
-    let env = Env::start().await;
+/// A's one object, the bytes and row it was stored with, and B.
+struct AsObject {
+    a: User,
+    b: User,
+    key: String,
+    bytes: Vec<u8>,
+    row: Value,
+}
+
+async fn a_with_one_object(env: &Env) -> AsObject {
     let a = env.user("a").await;
     let b = env.user("b").await;
-    let anon = env.anon();
     let key = doc_key(a.id);
     let bytes = pdf("a's");
     assert_eq!(
@@ -558,8 +564,34 @@ async fn b_and_anon_get_nothing_of_a_and_cannot_write_into_a_folder() {
         StatusCode::OK
     );
     let row = env.row(DOCS, &key).await.unwrap();
+    AsObject {
+        a,
+        b,
+        key,
+        bytes,
+        row,
+    }
+}
 
-    for token in [&b.token, &anon] {
+/// A's object is untouched: same row, same bytes, nothing else stored.
+async fn assert_untouched(env: &Env, o: &AsObject) {
+    let AsObject {
+        a, key, bytes, row, ..
+    } = o;
+    assert_eq!(env.row(DOCS, key).await.unwrap(), *row);
+    assert_eq!(env.row_count().await, 1);
+    assert_eq!(env.object_files(DOCS).len(), 1);
+    assert!(env.tmp_files().is_empty());
+    let res = env.download(&a.token, DOCS, key).await;
+    assert_eq!(res.bytes().await.unwrap().as_ref(), bytes.as_slice());
+}
+
+#[tokio::test]
+async fn b_and_anon_cannot_read_list_or_sign_as_object() {
+    let env = Env::start().await;
+    let o = a_with_one_object(&env).await;
+    let (a, key) = (&o.a, &o.key);
+    for token in [&o.b.token, &env.anon()] {
         // Read, info, list, sign, batch sign.
         assert_storage_error(env.download(token, DOCS, &key).await, "404", "NoSuchKey").await;
         let res = env
@@ -595,7 +627,16 @@ async fn b_and_anon_get_nothing_of_a_and_cannot_write_into_a_folder() {
             signed[0]["error"],
             "Either the object does not exist or you do not have access to it"
         );
+    }
+    assert_untouched(&env, &o).await;
+}
 
+#[tokio::test]
+async fn b_and_anon_cannot_overwrite_as_object_or_plant_a_file_in_as_folder() {
+    let env = Env::start().await;
+    let o = a_with_one_object(&env).await;
+    let (a, key) = (&o.a, &o.key);
+    for token in [&o.b.token, &env.anon()] {
         // Overwrite (upsert), PUT, plant a new file in A's folder, signed upload URL.
         let res = env.upload(token, DOCS, &key, &pdf("evil"), true).await;
         assert_storage_error(res, "403", "AccessDenied").await;
@@ -627,7 +668,16 @@ async fn b_and_anon_get_nothing_of_a_and_cannot_write_into_a_folder() {
             .await
             .unwrap();
         assert_storage_error(res, "403", "AccessDenied").await;
+    }
+    assert_untouched(&env, &o).await;
+}
 
+#[tokio::test]
+async fn b_and_anon_cannot_delete_as_object() {
+    let env = Env::start().await;
+    let o = a_with_one_object(&env).await;
+    let key = &o.key;
+    for token in [&o.b.token, &env.anon()] {
         // Delete, one and many.
         let res = env
             .req(Method::DELETE, &format!("/object/{DOCS}/{key}"), token)
@@ -646,15 +696,14 @@ async fn b_and_anon_get_nothing_of_a_and_cannot_write_into_a_folder() {
             .unwrap();
         assert_eq!(removed, json!([]));
     }
+    assert_untouched(&env, &o).await;
+}
 
-    // A's object is untouched: same row, same bytes, nothing else stored.
-    assert_eq!(env.row(DOCS, &key).await.unwrap(), row);
-    assert_eq!(env.row_count().await, 1);
-    assert_eq!(env.object_files(DOCS).len(), 1);
-    assert!(env.tmp_files().is_empty());
-    let res = env.download(&a.token, DOCS, &key).await;
-    assert_eq!(res.bytes().await.unwrap().as_ref(), bytes.as_slice());
-
+#[tokio::test]
+async fn a_cannot_write_into_bs_folder() {
+    let env = Env::start().await;
+    let o = a_with_one_object(&env).await;
+    let (a, b) = (&o.a, &o.b);
     // And A cannot write into B's folder either.
     let res = env
         .upload(&a.token, DOCS, &doc_key(b.id), &pdf("x"), false)
