@@ -801,9 +801,8 @@ async fn duplicates_and_upserts() {
 
 // ----- signed URLs --------------------------------------------------------------
 
-#[tokio::test]
-async fn signed_download_urls() {
-    let env = Env::start().await;
+/// A's two objects, `key` (with the bytes `signed`) and `other`.
+async fn a_with_two_objects(env: &Env) -> (User, String, String, Vec<u8>) {
     let a = env.user("a").await;
     let key = doc_key(a.id);
     let other = doc_key(a.id);
@@ -811,7 +810,11 @@ async fn signed_download_urls() {
     env.upload(&a.token, DOCS, &key, &bytes, false).await;
     env.upload(&a.token, DOCS, &other, &pdf("other"), false)
         .await;
+    (a, key, other, bytes)
+}
 
+/// A's signed URL for `key`, valid 60 s, and its token.
+async fn signed_download(env: &Env, a: &User, key: &str) -> (String, String) {
     let signed: Value = env
         .req(
             Method::POST,
@@ -825,12 +828,20 @@ async fn signed_download_urls() {
         .json()
         .await
         .unwrap();
-    let url = signed["signedURL"].as_str().unwrap();
+    let url = signed["signedURL"].as_str().unwrap().to_owned();
     assert!(
         url.starts_with(&format!("/object/sign/{DOCS}/{key}?token=")),
         "{url}"
     );
-    let token = url.split("token=").nth(1).unwrap();
+    let token = url.split("token=").nth(1).unwrap().to_owned();
+    (url, token)
+}
+
+#[tokio::test]
+async fn a_signed_url_is_the_only_credential_needed_and_names_one_object() {
+    let env = Env::start().await;
+    let (a, key, other, bytes) = a_with_two_objects(&env).await;
+    let (url, token) = signed_download(&env, &a, &key).await;
     let payload: Value = serde_json::from_slice(
         &URL_SAFE_NO_PAD
             .decode(token.split('.').nth(1).unwrap())
@@ -844,7 +855,7 @@ async fn signed_download_urls() {
     );
 
     // No Authorization, no apikey: the token is the credential.
-    let res = env.app.http.get(env.url(url)).send().await.unwrap();
+    let res = env.app.http.get(env.url(&url)).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(res.headers().contains_key("expires"));
     assert_eq!(res.bytes().await.unwrap().as_ref(), bytes.as_slice());
@@ -858,7 +869,13 @@ async fn signed_download_urls() {
         .await
         .unwrap();
     assert_storage_error(res, "400", "InvalidSignature").await;
+}
 
+#[tokio::test]
+async fn expired_foreign_tampered_and_missing_signed_url_tokens_are_refused() {
+    let env = Env::start().await;
+    let (a, key, other, _) = a_with_two_objects(&env).await;
+    let (_, token) = signed_download(&env, &a, &key).await;
     // Expired, foreign-secret, tampered and missing tokens.
     let now = chrono::Utc::now().timestamp();
     let expired =
@@ -895,7 +912,12 @@ async fn signed_download_urls() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
 
+#[tokio::test]
+async fn batch_signing_gives_a_url_per_visible_path_and_an_error_for_the_rest() {
+    let env = Env::start().await;
+    let (a, key, _, bytes) = a_with_two_objects(&env).await;
     // Batch: one URL per visible path, an error for the rest.
     let missing = doc_key(a.id);
     let signed: Value = env
@@ -995,9 +1017,9 @@ async fn signed_upload_urls() {
 
 // ----- list and delete ------------------------------------------------------------
 
-#[tokio::test]
-async fn listing_shows_folders_then_files() {
-    let env = Env::start().await;
+/// A's folder tree: `a.pdf`, `b.pdf`, `sub/c.pdf`, `sub/deeper/d.pdf`,
+/// `other/e.pdf` under A's id.
+async fn a_with_a_folder_tree(env: &Env) -> (User, String) {
     let a = env.user("a").await;
     let root = a.id.to_string();
     for name in [
@@ -1013,6 +1035,23 @@ async fn listing_shows_folders_then_files() {
         assert_eq!(res.status(), StatusCode::OK);
     }
 
+    (a, root)
+}
+
+/// The names of a listing, in its order.
+fn names(listed: &Value) -> Vec<&str> {
+    listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_listing_shows_folders_then_files_in_storages_fields() {
+    let env = Env::start().await;
+    let (a, root) = a_with_a_folder_tree(&env).await;
     let (status, listed) = env
         .list(
             &a.token,
@@ -1022,13 +1061,7 @@ async fn listing_shows_folders_then_files() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["other", "sub", "a.pdf", "b.pdf"]);
+    assert_eq!(names(&listed), ["other", "sub", "a.pdf", "b.pdf"]);
     let folder = listed[0].as_object().unwrap();
     let file = listed[2].as_object().unwrap();
     let mut keys: Vec<&String> = file.keys().collect();
@@ -1060,61 +1093,56 @@ async fn listing_shows_folders_then_files() {
     );
     assert_eq!(file["metadata"]["mimetype"], "application/pdf");
     assert!(file["created_at"].as_str().unwrap().ends_with('Z'));
+}
 
-    let (_, listed) = env
-        .list(
-            &a.token,
-            DOCS,
+#[tokio::test]
+async fn listings_sort_page_descend_and_search_as_asked() {
+    let env = Env::start().await;
+    let (a, root) = a_with_a_folder_tree(&env).await;
+    let cases = [
+        (
+            "names descending",
             json!({"prefix": format!("{root}/"), "sortBy": {"column": "name", "order": "desc"}}),
-        )
-        .await;
-    let names: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["sub", "other", "b.pdf", "a.pdf"]);
-
-    let (_, listed) = env
-        .list(
-            &a.token,
-            DOCS,
+            vec!["sub", "other", "b.pdf", "a.pdf"],
+        ),
+        (
+            "a page",
             json!({"prefix": root, "limit": 2, "offset": 1}),
-        )
-        .await;
-    let names: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["sub", "a.pdf"]);
+            vec!["sub", "a.pdf"],
+        ),
+        (
+            "a subfolder",
+            json!({"prefix": format!("{root}/sub")}),
+            vec!["deeper", "c.pdf"],
+        ),
+        (
+            "a case-insensitive search",
+            json!({"prefix": root, "search": "B"}),
+            vec!["b.pdf"],
+        ),
+    ];
+    for (case, body, expected) in cases {
+        let (_, listed) = env.list(&a.token, DOCS, body).await;
+        assert_eq!(names(&listed), expected, "{case}");
+    }
+}
 
-    let (_, listed) = env
-        .list(&a.token, DOCS, json!({"prefix": format!("{root}/sub")}))
-        .await;
-    let names: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["deeper", "c.pdf"]);
-
-    let (_, listed) = env
-        .list(&a.token, DOCS, json!({"prefix": root, "search": "B"}))
-        .await;
-    assert_eq!(listed.as_array().unwrap().len(), 1);
-    assert_eq!(listed[0]["name"], "b.pdf");
-
+#[tokio::test]
+async fn the_buckets_root_lists_only_the_callers_folder() {
+    let env = Env::start().await;
+    let (a, root) = a_with_a_folder_tree(&env).await;
     let (_, listed) = env.list(&a.token, DOCS, json!({"prefix": ""})).await;
     assert_eq!(
         listed,
         json!([{"name": root, "id": null, "updated_at": null, "created_at": null,
         "last_accessed_at": null, "metadata": null}])
     );
+}
 
+#[tokio::test]
+async fn a_hostile_sort_column_is_refused() {
+    let env = Env::start().await;
+    let (a, root) = a_with_a_folder_tree(&env).await;
     let res = env
         .req(Method::POST, &format!("/object/list/{DOCS}"), &a.token)
         .json(&json!({"prefix": root, "sortBy": {"column": "name; drop table storage.objects"}}))
