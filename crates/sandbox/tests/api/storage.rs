@@ -1860,8 +1860,15 @@ async fn a_resumable_upload_resumes_after_a_cut() {
     );
 }
 
+/// A's resumable upload of `len` bytes to `key`, created: its location.
+async fn started_upload(env: &Env, a: &User, key: &str, len: usize) -> String {
+    let res = tus_create(env, &a.token, DOCS, key, len, &[]).await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.headers()["location"].to_str().unwrap().to_owned()
+}
+
 #[tokio::test]
-async fn resumable_uploads_refuse_what_they_must() {
+async fn b_and_anon_cannot_start_a_resumable_upload_into_as_folder() {
     let env = Env::with_limit(100 * 1024).await;
     let a = env.user("a").await;
     let b = env.user("b").await;
@@ -1878,6 +1885,13 @@ async fn resumable_uploads_refuse_what_they_must() {
     );
     let res = tus_create(&env, &env.anon(), DOCS, &key, file.len(), &[]).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn malformed_resumable_creations_get_tus_errors() {
+    let env = Env::with_limit(100 * 1024).await;
+    let a = env.user("a").await;
+    let key = doc_key(a.id);
 
     // Protocol errors.
     let res = env
@@ -1909,10 +1923,16 @@ async fn resumable_uploads_refuse_what_they_must() {
     let res = tus_create(&env, &a.token, "nope", &key, 10, &[]).await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert_eq!(res.text().await.unwrap(), "Bucket not found");
+}
 
-    let res = tus_create(&env, &a.token, DOCS, &key, file.len(), &[]).await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let location = res.headers()["location"].to_str().unwrap().to_owned();
+#[tokio::test]
+async fn only_the_creator_sees_or_writes_a_resumable_upload() {
+    let env = Env::with_limit(100 * 1024).await;
+    let a = env.user("a").await;
+    let b = env.user("b").await;
+    let key = doc_key(a.id);
+    let file = pattern(100 * 1024);
+    let location = started_upload(&env, &a, &key, file.len()).await;
 
     // Only the creator sees or writes the upload.
     assert_eq!(
@@ -1931,6 +1951,15 @@ async fn resumable_uploads_refuse_what_they_must() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_wrong_offset_or_a_chunk_past_the_end_is_refused() {
+    let env = Env::with_limit(100 * 1024).await;
+    let a = env.user("a").await;
+    let key = doc_key(a.id);
+    let file = pattern(100 * 1024);
+    let location = started_upload(&env, &a, &key, file.len()).await;
 
     // Wrong offset, chunk past the end.
     let res = tus_patch(&env, &a.token, &location, 5, &file[..10]).await;
@@ -1941,6 +1970,17 @@ async fn resumable_uploads_refuse_what_they_must() {
     let res = tus_patch(&env, &a.token, &location, 60 * 1024, &pattern(50 * 1024)).await;
     assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(res.text().await.unwrap(), "upload's size exceeded\n");
+}
+
+#[tokio::test]
+async fn a_second_writer_mid_chunk_gets_409_and_the_first_completes_the_upload() {
+    let env = Env::with_limit(100 * 1024).await;
+    let a = env.user("a").await;
+    let key = doc_key(a.id);
+    let file = pattern(100 * 1024);
+    let location = started_upload(&env, &a, &key, file.len()).await;
+    let res = tus_patch(&env, &a.token, &location, 0, &file[..60 * 1024]).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
 
     // A second writer while one is mid-chunk: 409.
     let head = format!(
@@ -1971,6 +2011,17 @@ async fn resumable_uploads_refuse_what_they_must() {
     );
     let res = env.download(&a.token, DOCS, &key).await;
     assert_eq!(res.bytes().await.unwrap().as_ref(), file.as_slice());
+}
+
+#[tokio::test]
+async fn a_finished_resumable_upload_cannot_be_terminated_nor_its_key_created_again() {
+    let env = Env::with_limit(100 * 1024).await;
+    let a = env.user("a").await;
+    let key = doc_key(a.id);
+    let file = pattern(100 * 1024);
+    let location = started_upload(&env, &a, &key, file.len()).await;
+    let res = tus_patch(&env, &a.token, &location, 0, &file).await;
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
 
     // A finished upload cannot be terminated; an existing key cannot be
     // uploaded again without upsert.
@@ -1987,7 +2038,11 @@ async fn resumable_uploads_refuse_what_they_must() {
     let res = tus_create(&env, &a.token, DOCS, &key, 10, &[]).await;
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert_eq!(res.text().await.unwrap(), "The resource already exists");
+}
 
+#[tokio::test]
+async fn tus_options_need_no_token() {
+    let env = Env::with_limit(100 * 1024).await;
     // OPTIONS needs no token.
     let res = env
         .app
