@@ -14,6 +14,8 @@ mod export;
 mod follow;
 mod proxy;
 mod redirects;
+mod resume;
 mod search;
 mod signin;
+mod suggestions;
 mod uploads;

@@ -46,6 +46,7 @@ const SWEEP: &[&str] = &[
     "save_document",
     "export_conversation",
     "answer_text",
+    "suggestions",
     "open_link",
 ];
 
@@ -365,6 +366,9 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
                     short,
                 )
                 .await?;
+            }
+            "suggestions" => {
+                call(&app, results, name, json!({}), short).await?;
             }
             "answer_text" => {
                 call(&app, results, name, json!({ "message_id": message }), short).await?;

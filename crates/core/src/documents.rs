@@ -62,6 +62,37 @@ pub(crate) async fn status(quire: &Quire, id: Uuid) -> Result<crate::state::Docu
         })
 }
 
+/// A document's row as an upload needs it.
+#[derive(Deserialize)]
+pub(crate) struct UploadRow {
+    pub title: String,
+    pub status: crate::state::DocumentStatus,
+    pub byte_size: Option<i64>,
+    pub storage_path: String,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The document's row now (under the user's token: another user's document
+/// is not found).
+pub(crate) async fn row(quire: &Quire, id: Uuid) -> Result<UploadRow> {
+    let rows: Vec<UploadRow> = quire
+        .rest
+        .select(
+            "documents",
+            &[
+                (
+                    "select",
+                    "title,status,byte_size,storage_path,updated_at".to_owned(),
+                ),
+                ("id", eq(id)),
+            ],
+        )
+        .await?;
+    rows.into_iter().next().ok_or_else(|| Error::NotFound {
+        what: "document".into(),
+    })
+}
+
 /// `GET /storage/v1/object/authenticated/documents/<key>`; the response once
 /// its status is a success.
 async fn download(quire: &Quire, id: Uuid) -> Result<reqwest::Response> {
@@ -143,9 +174,233 @@ async fn write_stream(response: reqwest::Response, path: &Path) -> Result<u64> {
     Ok(written)
 }
 
+/// Questions offered while a conversation is empty, at most this many.
+const SUGGESTIONS: usize = 3;
+/// Documents whose headings are read for suggestions, newest first.
+const SUGGESTION_DOCUMENTS: usize = 5;
+/// The first chunks of each document read for headings.
+const HEADING_CHUNKS: i32 = 8;
+
+/// First questions to offer the person, from their own ready documents
+/// (read under their token): a summary of them, then what they say about
+/// headings found in them, taken from different documents in turn. Empty
+/// when no document is ready.
+pub(crate) async fn suggestions(quire: &Quire) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Ready {
+        id: Uuid,
+        title: String,
+    }
+    #[derive(Deserialize)]
+    struct Chunk {
+        document_id: Uuid,
+        text: String,
+    }
+    let ready: Vec<Ready> = quire
+        .rest
+        .select(
+            "documents",
+            &[
+                ("select", "id,title".to_owned()),
+                ("status", "eq.ready".to_owned()),
+                ("order", "created_at.desc".to_owned()),
+                ("limit", SUGGESTION_DOCUMENTS.to_string()),
+            ],
+        )
+        .await?;
+    let Some(first) = ready.first() else {
+        return Ok(Vec::new());
+    };
+    let ids: Vec<String> = ready.iter().map(|d| d.id.to_string()).collect();
+    let chunks: Vec<Chunk> = quire
+        .rest
+        .select(
+            "document_chunks",
+            &[
+                ("select", "document_id,text".to_owned()),
+                ("document_id", format!("in.({})", ids.join(","))),
+                ("ordinal", format!("lt.{HEADING_CHUNKS}")),
+                ("order", "document_id.asc,ordinal.asc".to_owned()),
+            ],
+        )
+        .await?;
+    let mut per_document: Vec<Vec<String>> = ready
+        .iter()
+        .map(|d| {
+            let text: String = chunks
+                .iter()
+                .filter(|c| c.document_id == d.id)
+                .map(|c| c.text.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            headings(&text)
+                .into_iter()
+                .filter(|h| {
+                    let (h, title) = (h.to_lowercase(), d.title.trim().to_lowercase());
+                    !title.contains(&h) && !h.contains(&title)
+                })
+                .rev()
+                .collect()
+        })
+        .collect();
+    let mut out = vec![if ready.len() == 1 {
+        format!("Summarise {}", first.title.trim())
+    } else {
+        "Summarise the key points of my documents".to_owned()
+    }];
+    while out.len() < SUGGESTIONS && per_document.iter().any(|h| !h.is_empty()) {
+        for headings in &mut per_document {
+            if let Some(heading) = headings.pop()
+                && out.len() < SUGGESTIONS
+            {
+                out.push(format!(
+                    "What do my documents say about {}?",
+                    topic(&heading)
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The headings of a document's text, in order: lines of one to six words
+/// that start with a capital, end without punctuation, and stand alone (the
+/// line before ends a sentence or is itself short, the next starts anew or
+/// is a list item);
+/// not a question ("How to …", "What …") and without digits.
+pub(crate) fn headings(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let words = |line: &str| line.split_whitespace().count();
+    let starts_anew =
+        |line: &str| line.starts_with(|c: char| c.is_uppercase() || c.is_ascii_digit());
+    let ends_sentence = |line: &str| line.ends_with(['.', '!', '?', ':', '"', '”']);
+    let mut out: Vec<String> = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        let alone_before = n == 0 || ends_sentence(lines[n - 1]) || words(lines[n - 1]) <= 12;
+        let alone_after = lines
+            .get(n + 1)
+            .is_some_and(|next| starts_anew(next) || next.starts_with(['-', '•', '*']));
+        let first = line.split_whitespace().next().unwrap_or_default();
+        let question = ["how", "what", "when", "where", "why", "which", "who"]
+            .contains(&first.to_lowercase().as_str());
+        if (1..=6).contains(&words(line))
+            && line.chars().count() >= 4
+            && starts_anew(line)
+            && !line.ends_with(|c: char| c.is_ascii_punctuation() && c != ')')
+            && !line.chars().any(|c| c.is_ascii_digit())
+            && !question
+            && alone_before
+            && alone_after
+            && !out.iter().any(|h| h == line)
+        {
+            out.push((*line).to_owned());
+        }
+    }
+    out
+}
+
+/// A heading as the topic of a question: in lower case when written in
+/// sentence case ("Feeder etiquette" → "feeder etiquette"), else as written
+/// ("Black-capped Chickadee").
+fn topic(heading: &str) -> String {
+    let mut words = heading.split_whitespace();
+    let first = words.next().unwrap_or_default();
+    let sentence_case = words.all(|w| !w.starts_with(char::is_uppercase))
+        && first.chars().skip(1).all(|c| !c.is_uppercase());
+    if sentence_case {
+        let mut chars = first.chars();
+        let lowered: String = chars
+            .next()
+            .into_iter()
+            .flat_map(char::to_lowercase)
+            .chain(chars)
+            .collect();
+        heading.replacen(first, &lowered, 1)
+    } else {
+        heading.to_owned()
+    }
+}
+
+impl Quire {
+    /// Goes on with an upload that was cut by quitting, from the offset the
+    /// server holds ([`upload::resume`](crate::upload)); `upload_url` is the
+    /// [`UploadEvent::Resumable`](crate::UploadEvent) of the earlier run, if
+    /// it had one. Another user's document is not found. When it cannot go
+    /// on (the file is gone or changed…), the document stays `uploading`
+    /// with an `error` that begins "Upload interrupted", for Retry or Delete.
+    pub async fn resume_upload(
+        &self,
+        id: Uuid,
+        path: &Path,
+        upload_url: Option<&str>,
+        options: &crate::UploadOptions,
+        events: Option<tokio::sync::mpsc::UnboundedSender<crate::UploadEvent>>,
+    ) -> Result<crate::Document> {
+        let resumed =
+            crate::upload::resume(self, id, path, upload_url, options, events.as_ref()).await;
+        if let Err(e) = &resumed {
+            if !matches!(e, Error::NotFound { .. } | Error::NotSignedIn) {
+                self.state
+                    .upload_interrupted(id, format!("Upload interrupted: {e}"));
+            }
+            if let Some(events) = &events {
+                let _ = events.send(crate::UploadEvent::Failed {
+                    path: path.to_owned(),
+                    error: e.to_view(),
+                });
+            }
+        }
+        resumed
+    }
+
+    /// First questions to offer in an empty conversation, from the person's
+    /// own documents: their titles and headings ([`suggestions`]).
+    pub async fn suggestions(&self) -> Result<Vec<String>> {
+        suggestions(self).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headings_are_short_lines_that_stand_alone() {
+        let text = "Backyard Birds Field Guide\n\
+            Twelve common feeder birds of eastern North America, and how to tell them apart\n\
+            How to use this guide\n\
+            Start with size, then shape, then the field marks. Compare every new bird with\n\
+            American Robin and American Crow.\n\
+            Birding by ear\n\
+            Most birds are heard before they are seen.\n\
+            Feeder etiquette\n\
+            - Offer black-oil sunflower seed first.\n\
+            Downy Woodpecker or Hairy Woodpecker?\n\
+            The Downy is small.\n\
+            Step 3 of 4\n\
+            Black-capped Chickadee\n\
+            A 5-inch ball of a bird with a black cap and bib, white cheeks and a soft grey back. Its\n\
+            Call Notes are soft.\n";
+        assert_eq!(
+            headings(text),
+            [
+                "Backyard Birds Field Guide",
+                "Birding by ear",
+                "Feeder etiquette",
+                "Black-capped Chickadee"
+            ]
+        );
+        assert_eq!(topic("Birding by ear"), "birding by ear");
+        assert_eq!(topic("Black-capped Chickadee"), "Black-capped Chickadee");
+        assert_eq!(
+            topic("Important safety instructions"),
+            "important safety instructions"
+        );
+    }
 
     #[test]
     fn the_partial_file_sits_hidden_next_to_the_destination() {

@@ -575,6 +575,24 @@ impl State {
     }
 
     /// Records upload progress of a document this device is sending.
+    /// Marks a document whose upload from this device was cut and cannot go
+    /// on (its file is gone or changed): it stays `uploading`, without
+    /// progress, and its `error` says why, until the person retries or
+    /// deletes it.
+    pub(crate) fn upload_interrupted(&self, id: Uuid, reason: String) {
+        let mut model = self.model.lock().unwrap();
+        let update = model.documents.get_mut(&id).and_then(|document| {
+            (document.status == DocumentStatus::Uploading).then(|| {
+                document.upload = None;
+                document.error = Some(reason);
+                document.clone()
+            })
+        });
+        if let Some(document) = update {
+            self.emit(Update::Document(document));
+        }
+    }
+
     pub(crate) fn upload_progress(&self, id: Uuid, sent: u64, total: u64) {
         let mut model = self.model.lock().unwrap();
         let update = {

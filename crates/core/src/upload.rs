@@ -74,6 +74,13 @@ pub enum UploadEvent {
         sent: u64,
         total: u64,
     },
+    /// A resumable (TUS) upload was created at `upload_url`: kept, an upload
+    /// cut by quitting goes on from where the server stands
+    /// ([`Quire::resume_upload`]).
+    Resumable {
+        document_id: Uuid,
+        upload_url: String,
+    },
     /// Stored and handed to ingestion; status changes follow in the state.
     Stored { document_id: Uuid },
     /// It failed (or was refused before sending).
@@ -328,7 +335,16 @@ async fn upload_one(
         () = cancel.cancelled() => Err(Error::Cancelled),
         stored = async {
             if file.bytes > options.resumable_above {
-                resumable(quire, &file, &registered.storage_path, options, &progress).await
+                let created = |url: &str| {
+                    if let Some(events) = events {
+                        let _ = events.send(UploadEvent::Resumable {
+                            document_id: id,
+                            upload_url: url.to_owned(),
+                        });
+                    }
+                };
+                let storage = &registered.storage_path;
+                resumable(quire, &file, storage, options, &progress, None, &created).await
             } else {
                 single(quire, &file, &registered.storage_path, options, &progress).await
             }
@@ -356,6 +372,94 @@ async fn upload_one(
         updated_at: chrono::DateTime::UNIX_EPOCH,
         upload: None,
     }))
+}
+
+/// Goes on with the upload of document `id` from `path` after it was cut
+/// (the app quit): the document must still be `uploading`, and the file must
+/// still be a PDF of the size registered. A resumable upload continues from
+/// the offset the server holds at `upload_url`; a small file is sent again
+/// whole (a 409 says the earlier run had stored it). Then ingestion starts.
+/// Unlike a fresh upload, a failure leaves the document for Retry or Delete.
+pub(crate) async fn resume(
+    quire: &Quire,
+    id: Uuid,
+    path: &Path,
+    upload_url: Option<&str>,
+    options: &UploadOptions,
+    events: Option<&mpsc::UnboundedSender<UploadEvent>>,
+) -> Result<Document> {
+    let row = crate::documents::row(quire, id).await?;
+    if row.status != DocumentStatus::Uploading {
+        return Err(Error::Conflict {
+            service: Service::Database,
+            message: format!(
+                "only a document whose upload was cut can be resumed; this one is {}",
+                row.status.as_str()
+            ),
+        });
+    }
+    let document = Document {
+        id,
+        title: row.title,
+        status: DocumentStatus::Uploading,
+        error: None,
+        page_count: None,
+        byte_size: row.byte_size,
+        updated_at: row.updated_at,
+        upload: None,
+    };
+    quire.state.apply_document(&document);
+    let file = check(path, size_limit(quire).await?).await?;
+    if row.byte_size != i64::try_from(file.bytes).ok() {
+        return Err(Error::Conflict {
+            service: Service::Storage,
+            message: format!("{} changed since its upload began", path.display()),
+        });
+    }
+    let progress = |sent: u64| {
+        quire.state.upload_progress(id, sent, file.bytes);
+        if let Some(events) = events {
+            let _ = events.send(UploadEvent::Progress {
+                document_id: id,
+                sent,
+                total: file.bytes,
+            });
+        }
+    };
+    let created = |url: &str| {
+        if let Some(events) = events {
+            let _ = events.send(UploadEvent::Resumable {
+                document_id: id,
+                upload_url: url.to_owned(),
+            });
+        }
+    };
+    let stored = if file.bytes > options.resumable_above {
+        resumable(
+            quire,
+            &file,
+            &row.storage_path,
+            options,
+            &progress,
+            upload_url,
+            &created,
+        )
+        .await
+    } else {
+        match single(quire, &file, &row.storage_path, options, &progress).await {
+            Err(Error::Conflict { .. }) => {
+                progress(file.bytes);
+                Ok(())
+            }
+            other => other,
+        }
+    };
+    stored?;
+    quire.companion.ingest(id).await?;
+    if let Some(events) = events {
+        let _ = events.send(UploadEvent::Stored { document_id: id });
+    }
+    Ok(quire.state.document(id).unwrap_or(document))
 }
 
 /// The file from `offset`, `len` bytes, as a body that reports progress.
@@ -469,15 +573,30 @@ async fn single(
 
 const TUS_VERSION: &str = "1.0.0";
 
-/// A TUS upload: create, then `PATCH` chunk by chunk; after a failure ask
-/// the server where it stands (`HEAD`) and go on from there.
+/// A TUS upload: create (or, given the `known` upload of an earlier run,
+/// ask it where it stands), then `PATCH` chunk by chunk; after a failure ask
+/// the server where it stands (`HEAD`) and go on from there. `created` hears
+/// a new upload's URL.
 async fn resumable(
     quire: &Quire,
     file: &Checked,
     storage_path: &str,
     options: &UploadOptions,
     progress: &(dyn Fn(u64) + Sync),
+    known: Option<&str>,
+    created: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
+    if let Some(location) = known {
+        match head(quire, location).await {
+            Ok(offset) => {
+                progress(offset);
+                return patch_from(quire, file, location, offset, options, progress).await;
+            }
+            // Expired or never finished creating: start again.
+            Err(Error::NotFound { .. } | Error::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let metadata = format!(
         "bucketName {},objectName {},contentType {},cacheControl {}",
@@ -515,12 +634,23 @@ async fn resumable(
             })
     })
     .await?;
+    created(&location);
+    patch_from(quire, file, &location, 0, options, progress).await
+}
 
-    let mut offset = 0u64;
+/// The `PATCH`es of a TUS upload from `offset` to the end of the file.
+async fn patch_from(
+    quire: &Quire,
+    file: &Checked,
+    location: &str,
+    mut offset: u64,
+    options: &UploadOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<()> {
     let mut failures = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while offset < file.bytes {
         let len = options.chunk_bytes.max(1).min(file.bytes - offset);
-        let outcome = patch(quire, file, &location, offset, len, progress).await;
+        let outcome = patch(quire, file, location, offset, len, progress).await;
         match outcome {
             Ok(next) => {
                 offset = next;
@@ -534,7 +664,7 @@ async fn resumable(
                 tracing::info!(error = %e, offset, "resumable upload interrupted; resuming");
                 tokio::time::sleep(failures.next()).await;
                 // Where the server stands now (it may have kept part of the chunk).
-                match head(quire, &location).await {
+                match head(quire, location).await {
                     Ok(at) => offset = at,
                     Err(e) if e.is_transient() => continue,
                     Err(e) => return Err(e),

@@ -250,6 +250,7 @@ export type UploadEvent =
   | { "type": "checked", path: string, bytes: number }
   | { "type": "registered", path: string, document_id: string }
   | { "type": "progress", document_id: string, sent: number, total: number }
+  | { "type": "resumable", document_id: string, upload_url: string }
   | { "type": "stored", document_id: string }
   | { "type": "failed", path: string, error: ErrorView };
 
