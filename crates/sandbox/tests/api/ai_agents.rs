@@ -357,7 +357,7 @@ async fn management_routes_refuse_user_tokens_with_the_platform_message() {
 }
 
 #[tokio::test]
-async fn agents_tools_and_assignments_have_the_platform_shapes() {
+async fn agents_are_created_and_read_in_the_platforms_shape() {
     let app = app().await;
     let (status, body) = json_of(
         app.service(Method::POST, "/api/agents")
@@ -415,7 +415,27 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
         (status, body),
         (StatusCode::NOT_FOUND, json!({"error": "Agent not found"}))
     );
+}
 
+/// Registers the custom tool `lookup` (not assigned to any agent).
+async fn create_lookup_tool(app: &Stack) -> Value {
+    let (status, tool) = json_of(
+        app.service(Method::POST, "/api/tools")
+            .json(&json!({"name": "lookup", "description": "d", "type": "http",
+                          "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
+                          "config": {"endpoint": "https://backend.example.com/tools/lookup"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{tool}");
+    tool
+}
+
+#[tokio::test]
+async fn tools_are_created_listed_with_the_builtins_and_deleted_in_the_platforms_shape() {
+    let app = app().await;
     let (status, body) = json_of(
         app.service(Method::POST, "/api/tools")
             .json(&json!({"name": "t", "endpoint_url": "https://example.com/t", "method": "POST"}))
@@ -455,6 +475,33 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
         ])
     );
 
+    let (_, all) = json_of(app.service(Method::GET, "/api/tools").send().await.unwrap()).await;
+    let tools = all["tools"].as_array().unwrap();
+    assert!(
+        tools
+            .iter()
+            .any(|t| t["name"] == "web_search" && t["id"].is_null() && t["type"] == "builtin")
+    );
+    assert!(tools.iter().any(|t| t["id"] == tool["id"]));
+    let (status, body) = json_of(
+        app.service(
+            Method::DELETE,
+            &format!("/api/tools/{}", tool["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"deleted": true})));
+}
+
+#[tokio::test]
+async fn a_tool_is_assigned_to_an_agent_in_the_platforms_shape() {
+    let app = app().await;
+    let agent = create_agent(&app, "Be brief.").await;
+    let agent = agent.as_str();
+    let tool = create_lookup_tool(&app).await;
     let (status, body) = json_of(
         app.service(Method::POST, &format!("/api/agents/{agent}/tools"))
             .json(&json!({"tool_name": "lookup"}))
@@ -492,26 +539,6 @@ async fn agents_tools_and_assignments_have_the_platform_shapes() {
         json!({"tools": [{"id": assigned["id"], "tool_type": "custom", "tool_name": "lookup",
                           "tool_id": tool["id"], "config_override": {}}]})
     );
-
-    let (_, all) = json_of(app.service(Method::GET, "/api/tools").send().await.unwrap()).await;
-    let tools = all["tools"].as_array().unwrap();
-    assert!(
-        tools
-            .iter()
-            .any(|t| t["name"] == "web_search" && t["id"].is_null() && t["type"] == "builtin")
-    );
-    assert!(tools.iter().any(|t| t["id"] == tool["id"]));
-    let (status, body) = json_of(
-        app.service(
-            Method::DELETE,
-            &format!("/api/tools/{}", tool["id"].as_str().unwrap()),
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!((status, body), (StatusCode::OK, json!({"deleted": true})));
 }
 
 #[tokio::test]
@@ -690,19 +717,24 @@ async fn a_tool_answer_reaches_the_model_cut_to_10000_characters_without_a_suffi
     assert_eq!(sse.one("tool_result")["result_meta"]["char_count"], 10_000);
 }
 
-#[tokio::test]
-async fn plain_stream_events_match_the_reference() {
-    let app = app().await;
-    let agent = create_agent(&app, "Answer from the user's documents.").await;
-    let question = "How long is the warranty on the motor?";
-    let (headers, sse) = stream(
-        &app,
+const WARRANTY_QUESTION: &str = "How long is the warranty on the motor?";
+
+/// The warranty question asked of the manual, with citations, on the plain path.
+async fn plain_run(app: &Stack) -> (HeaderMap, Sse) {
+    let agent = create_agent(app, "Answer from the user's documents.").await;
+    stream(
+        app,
         &agent,
         None,
-        json!({"message": question, "context_items": manual(), "citations_enabled": true}),
+        json!({"message": WARRANTY_QUESTION, "context_items": manual(), "citations_enabled": true}),
     )
-    .await;
+    .await
+}
 
+#[tokio::test]
+async fn a_plain_stream_is_start_deltas_chunk_complete_with_sse_headers() {
+    let app = app().await;
+    let (headers, sse) = plain_run(&app).await;
     assert!(
         headers["content-type"]
             .to_str()
@@ -725,7 +757,12 @@ async fn plain_stream_events_match_the_reference() {
         names.len() > 4,
         "the answer is streamed in pieces: {names:?}"
     );
+}
 
+#[tokio::test]
+async fn plain_stream_events_have_the_reference_fields() {
+    let app = app().await;
+    let (_, sse) = plain_run(&app).await;
     let start = sse.one("start");
     assert_eq!(
         keys(start),
@@ -779,7 +816,13 @@ async fn plain_stream_events_match_the_reference() {
     assert!(complete["error"].is_null());
     assert_eq!(complete["retrieved_items"], 3);
     assert_eq!(complete["is_new_session"], true);
+}
 
+#[tokio::test]
+async fn a_plain_answers_citations_match_its_markers_and_the_cited_items() {
+    let app = app().await;
+    let (_, sse) = plain_run(&app).await;
+    let complete = sse.one("complete");
     let content = complete["content"].as_str().unwrap();
     assert!(content.contains("five years"), "{content}");
     let citations = complete["citations"].as_array().unwrap();
@@ -809,7 +852,17 @@ async fn plain_stream_events_match_the_reference() {
         assert!(citation["score"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(cited, BTreeSet::from(["2".to_owned()]));
+}
 
+#[tokio::test]
+async fn a_plain_run_is_persisted_as_the_stream_reported_it() {
+    let app = app().await;
+    let (_, sse) = plain_run(&app).await;
+    let start = sse.one("start");
+    let complete = sse.one("complete");
+    let content = complete["content"].as_str().unwrap();
+    let items = manual();
+    let question = WARRANTY_QUESTION;
     // Persisted: the row, and what GET /api/agents/runs/{id} shows.
     let run = finished_run(&app, start["run_id"].as_str().unwrap()).await;
     assert_eq!(run["status"], "completed");
