@@ -276,11 +276,19 @@ export class StreamingMarkdown {
   /** The citations and sources the settled blocks were rendered with. */
   private contextKey = '';
   private tail: Tail | null = null;
+  /** Whether the last render was a streaming one (not `full`). */
+  private streamed = false;
 
   constructor(private host: HTMLElement) {}
 
+  /** Whether what is on screen was streamed with this context (so a render without `full` keeps it). */
+  streamedWith(context: CitationContext): boolean {
+    return this.streamed && this.contextKey === JSON.stringify(context);
+  }
+
   render(text: string, context: CitationContext, full: boolean): void {
     const key = JSON.stringify(context);
+    this.streamed = !full;
     if (full) {
       this.contextKey = key;
       this.settled = '';
