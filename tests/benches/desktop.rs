@@ -107,21 +107,7 @@ async fn run() -> Result<()> {
     );
 
     // 1. Size.
-    let size = std::fs::metadata(&app)?.len();
-    let stripped = stripped_size(&app)?;
-    println!("  binary size");
-    println!("    {:<34} {:>10}", "target/dist/quire", mib_bytes(size));
-    match stripped {
-        Some(s) if s != size => println!(
-            "    {:<34} {:>10}   ({:.0}% of the build)",
-            "stripped",
-            mib_bytes(s),
-            100.0 * s as f64 / size as f64
-        ),
-        Some(_) => println!("    {:<34} {:>10}", "stripped (already)", mib_bytes(size)),
-        None => println!("    {:<34} {:>10}", "stripped", "n/a (no strip)"),
-    }
-    println!();
+    print_size(&app)?;
 
     // The session: own HOME (config, window state, WebKit caches), unlocked keyring.
     let home = tempfile::tempdir()?;
@@ -148,18 +134,7 @@ async fn run() -> Result<()> {
     ]);
 
     // 2 + 3. Launch and memory: the baseline first.
-    let mut base_launch = Vec::new();
-    let mut base_session = Vec::new();
-    let mut base_pss = Vec::new();
-    for _ in 0..launches {
-        let window = Window::minibrowser(&env).await?;
-        let (elapsed, _) = window.until_interactive(&[]).await?;
-        base_launch.push(elapsed);
-        base_session.push(window.connected);
-        tokio::time::sleep(SETTLE).await;
-        base_pss.push(window.pss()?);
-        window.close().await;
-    }
+    let (mut base_launch, mut base_session, mut base_pss) = baseline(&env, launches).await?;
 
     // The app: the first launch signs in through the form when the UI has one.
     let first = Window::app(&app, &env).await?;
@@ -176,86 +151,23 @@ async fn run() -> Result<()> {
 
     // Signed in (the UI) or not (the placeholder): every launch must end the same way.
     let expected: &[Interactive] = if ui { &[Interactive::Composer] } else { &[] };
-    let mut app_launch = Vec::new();
-    let mut app_session = Vec::new();
-    let mut app_pss = Vec::new();
-    let mut marker = Interactive::Blank;
-    let mut kept = None;
-    for n in 0..launches {
-        let window = Window::app(&app, &env).await?;
-        let (elapsed, state) = window.until_interactive(expected).await?;
-        marker = state;
-        app_launch.push(elapsed);
-        app_session.push(window.connected);
-        tokio::time::sleep(SETTLE).await;
-        app_pss.push(window.pss()?);
-        if n + 1 == launches {
-            kept = Some(window);
-        } else {
-            window.close().await;
-        }
-    }
-    let window = kept.expect("LAUNCHES > 0");
+    let (mut app_launch, mut app_session, mut app_pss, marker, window) =
+        app_launches(&app, &env, launches, expected).await?;
 
-    let base_launch = median(&mut base_launch);
-    let app_launch = median(&mut app_launch);
-    let base_session = median(&mut base_session);
-    let app_session = median(&mut app_session);
-    println!(
-        "  launch → interactive window (median of {launches}; WebDriver polled every {} ms)",
-        POLL.as_millis()
+    print_launch(
+        launches,
+        marker,
+        (median(&mut base_session), median(&mut app_session)),
+        (median(&mut base_launch), median(&mut app_launch)),
     );
-    println!(
-        "    {:<34} {:>10} {:>10} {:>7}",
-        "", "baseline", "Quire", "ratio"
-    );
-    for (label, base, quire) in [
-        (
-            "new session → session established",
-            base_session,
-            app_session,
-        ),
-        (
-            &*format!("new session → {}", marker.describe()),
-            base_launch,
-            app_launch,
-        ),
-    ] {
-        println!(
-            "    {:<34} {:>10.2?} {:>10.2?} {:>6.1}×",
-            label,
-            base,
-            quire,
-            quire.as_secs_f64() / base.as_secs_f64()
-        );
-    }
-    println!("    (baseline: WebKitWebDriver + MiniBrowser on about:blank, same WebKitGTK)\n");
 
-    let base = median_pss(&mut base_pss);
-    let start = median_pss(&mut app_pss);
-    println!(
-        "  memory: PSS of the app and its WebKit processes, {} s after each step",
-        SETTLE.as_secs()
-    );
-    println!(
-        "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>7} {:>10} {:>7}",
-        "", "app", "web", "network", "PSS", "ratio", "private", "ratio"
-    );
-    let row = |label: &str, pss: &Pss| {
-        println!(
-            "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>6.2}× {:>10} {:>6.2}×",
-            label,
-            mib(pss.app),
-            mib(pss.web),
-            mib(pss.network + pss.other),
-            mib(pss.total()),
-            pss.total() as f64 / base.total() as f64,
-            mib(pss.private),
-            pss.private as f64 / base.private as f64
-        );
+    let rows = Rows {
+        base: median_pss(&mut base_pss),
     };
-    row("baseline: MiniBrowser about:blank", &base);
-    row(&format!("after start ({})", marker.describe()), &start);
+    let start = median_pss(&mut app_pss);
+    rows.header();
+    rows.row("baseline: MiniBrowser about:blank", &rows.base);
+    rows.row(&format!("after start ({})", marker.describe()), &start);
 
     if !ui {
         println!(
@@ -275,16 +187,190 @@ async fn run() -> Result<()> {
     let open_20 = window.open_conversation(&seeded_20).await?;
     let open_500 = window.open_conversation(&seeded_500).await?;
     tokio::time::sleep(SETTLE).await;
-    let pss_500 = window.pss()?;
-    row("after opening 500 messages", &pss_500);
+    rows.row("after opening 500 messages", &window.pss()?);
 
     // 4. 200 deltas per second into that conversation.
+    let streamed = streaming(&window, &stack, owner, seeded_500.id, &rows).await?;
+
+    // 5. The 5,000-message conversation.
+    let open_5000 = match &seeded_5000 {
+        Some(seeded) => {
+            let open = window.open_conversation(seeded).await?;
+            tokio::time::sleep(SETTLE).await;
+            rows.row("after opening 5,000 messages", &window.pss()?);
+            Some(open)
+        }
+        None => None,
+    };
+    println!("    (ratios: against the baseline; \"network\" includes any other child process;");
+    println!("     PSS shares a page among all its mappers machine-wide, so it drops while other");
+    println!("     WebKit processes run; \"private\" = Private_Clean + Private_Dirty does not)\n");
+
+    streamed.print();
+    print_opening(open_20, open_500, open_5000);
+    window.close().await;
+    Ok(())
+}
+
+/// Prints the binary's size, as built and stripped.
+fn print_size(app: &Path) -> Result<()> {
+    let size = std::fs::metadata(app)?.len();
+    let stripped = stripped_size(app)?;
+    println!("  binary size");
+    println!("    {:<34} {:>10}", "target/dist/quire", mib_bytes(size));
+    match stripped {
+        Some(s) if s != size => println!(
+            "    {:<34} {:>10}   ({:.0}% of the build)",
+            "stripped",
+            mib_bytes(s),
+            100.0 * s as f64 / size as f64
+        ),
+        Some(_) => println!("    {:<34} {:>10}", "stripped (already)", mib_bytes(size)),
+        None => println!("    {:<34} {:>10}", "stripped", "n/a (no strip)"),
+    }
+    println!();
+    Ok(())
+}
+
+/// MiniBrowser launched `launches` times: to interactive, to an established session, and its PSS
+/// after settling, per launch.
+async fn baseline(env: &Env, launches: usize) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Pss>)> {
+    let mut launch = Vec::new();
+    let mut session = Vec::new();
+    let mut pss = Vec::new();
+    for _ in 0..launches {
+        let window = Window::minibrowser(env).await?;
+        let (elapsed, _) = window.until_interactive(&[]).await?;
+        launch.push(elapsed);
+        session.push(window.connected);
+        tokio::time::sleep(SETTLE).await;
+        pss.push(window.pss()?);
+        window.close().await;
+    }
+    Ok((launch, session, pss))
+}
+
+/// The app launched `launches` times, each to one of the `expected` states: to interactive, to an
+/// established session and its PSS after settling per launch, the state reached, and the last
+/// window, left open.
+async fn app_launches(
+    app: &Path,
+    env: &Env,
+    launches: usize,
+    expected: &[Interactive],
+) -> Result<(Vec<Duration>, Vec<Duration>, Vec<Pss>, Interactive, Window)> {
+    let mut launch = Vec::new();
+    let mut session = Vec::new();
+    let mut pss = Vec::new();
+    for n in 0..launches {
+        let window = Window::app(app, env).await?;
+        let (elapsed, state) = window.until_interactive(expected).await?;
+        launch.push(elapsed);
+        session.push(window.connected);
+        tokio::time::sleep(SETTLE).await;
+        pss.push(window.pss()?);
+        if n + 1 == launches {
+            return Ok((launch, session, pss, state, window));
+        }
+        window.close().await;
+    }
+    bail!("no launch (LAUNCHES is 0)")
+}
+
+/// Prints the launch medians: (baseline, Quire) to an established session and to an interactive
+/// window.
+fn print_launch(
+    launches: usize,
+    marker: Interactive,
+    session: (Duration, Duration),
+    interactive: (Duration, Duration),
+) {
+    println!(
+        "  launch → interactive window (median of {launches}; WebDriver polled every {} ms)",
+        POLL.as_millis()
+    );
+    println!(
+        "    {:<34} {:>10} {:>10} {:>7}",
+        "", "baseline", "Quire", "ratio"
+    );
+    for (label, (base, quire)) in [
+        ("new session → session established", session),
+        (
+            &*format!("new session → {}", marker.describe()),
+            interactive,
+        ),
+    ] {
+        println!(
+            "    {:<34} {:>10.2?} {:>10.2?} {:>6.1}×",
+            label,
+            base,
+            quire,
+            quire.as_secs_f64() / base.as_secs_f64()
+        );
+    }
+    println!("    (baseline: WebKitWebDriver + MiniBrowser on about:blank, same WebKitGTK)\n");
+}
+
+/// The memory table's rows, with ratios against the baseline.
+struct Rows {
+    base: Pss,
+}
+
+impl Rows {
+    fn header(&self) {
+        println!(
+            "  memory: PSS of the app and its WebKit processes, {} s after each step",
+            SETTLE.as_secs()
+        );
+        println!(
+            "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>7} {:>10} {:>7}",
+            "", "app", "web", "network", "PSS", "ratio", "private", "ratio"
+        );
+    }
+
+    fn row(&self, label: &str, pss: &Pss) {
+        println!(
+            "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>6.2}× {:>10} {:>6.2}×",
+            label,
+            mib(pss.app),
+            mib(pss.web),
+            mib(pss.network + pss.other),
+            mib(pss.total()),
+            pss.total() as f64 / self.base.total() as f64,
+            mib(pss.private),
+            pss.private as f64 / self.base.private as f64
+        );
+    }
+}
+
+/// What streaming an answer into the open conversation cost.
+struct Streamed {
+    sent: u64,
+    achieved: f64,
+    idle: Vec<f64>,
+    streaming: Vec<f64>,
+    catch_up: Duration,
+    churn: Value,
+    growth: Vec<(&'static str, i64)>,
+}
+
+/// Streams an answer into `conversation` (open in the window) and measures it; prints the
+/// memory row after it.
+async fn streaming(
+    window: &Window,
+    stack: &Stack,
+    owner: Uuid,
+    conversation: Uuid,
+    rows: &Rows,
+) -> Result<Streamed> {
+    let maps_before = window.web_maps()?;
     let idle = window
         .frames(Duration::from_secs(STREAM_SECONDS), async {
             Ok::<_, anyhow::Error>(())
         })
         .await?;
-    let answer = stack.begin_turn(owner, seeded_500.id).await?;
+    let answer = stack.begin_turn(owner, conversation).await?;
+    window.client.execute(CHURN_START, vec![]).await?;
     let pumped = window
         .frames(Duration::ZERO, async {
             let sent = stack.stream(&answer).await?;
@@ -294,50 +380,75 @@ async fn run() -> Result<()> {
         })
         .await?;
     let ((sent, achieved), catch_up) = pumped.result;
+    let churn = window.client.execute(CHURN_STOP, vec![]).await?;
     tokio::time::sleep(SETTLE).await;
-    row(
+    rows.row(
         &format!("after streaming {sent} deltas there"),
         &window.pss()?,
     );
+    Ok(Streamed {
+        sent,
+        achieved,
+        idle: idle.intervals,
+        streaming: pumped.intervals,
+        catch_up,
+        churn,
+        growth: growth(&maps_before, &window.web_maps()?),
+    })
+}
 
-    // 5. The 5,000-message conversation.
-    let open_5000 = match &seeded_5000 {
-        Some(seeded) => {
-            let open = window.open_conversation(seeded).await?;
-            tokio::time::sleep(SETTLE).await;
-            row("after opening 5,000 messages", &window.pss()?);
-            Some(open)
-        }
-        None => None,
-    };
-    println!("    (ratios: against the baseline; \"network\" includes any other child process;");
-    println!("     PSS shares a page among all its mappers machine-wide, so it drops while other");
-    println!("     WebKit processes run; \"private\" = Private_Clean + Private_Dirty does not)\n");
-
-    println!(
-        "  streaming: {sent} deltas at {DELTAS_PER_SECOND}/s (achieved {achieved:.0}/s) as chat_events rows → Realtime → the app"
-    );
-    println!(
-        "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>7}",
-        "frames (requestAnimationFrame)", "frames", "max", "p99", "> 50 ms", "fps"
-    );
-    for (label, f) in [
-        ("baseline: same page, idle", &idle.intervals),
-        ("while streaming", &pumped.intervals),
-    ] {
-        let f = FrameStats(f);
+impl Streamed {
+    fn print(&self) {
+        let Self { sent, achieved, .. } = self;
         println!(
-            "    {:<34} {:>10} {:>8.1}ms {:>8.1}ms {:>10} {:>7.1}",
-            label,
-            f.len(),
-            f.max(),
-            f.quantile(0.99),
-            f.longer_than(50.0),
-            f.fps()
+            "  streaming: {sent} deltas at {DELTAS_PER_SECOND}/s (achieved {achieved:.0}/s) as chat_events rows → Realtime → the app"
         );
+        println!(
+            "    {:<34} {:>10} {:>10} {:>10} {:>10} {:>7}",
+            "frames (requestAnimationFrame)", "frames", "max", "p99", "> 50 ms", "fps"
+        );
+        for (label, f) in [
+            ("baseline: same page, idle", &self.idle),
+            ("while streaming", &self.streaming),
+        ] {
+            let f = FrameStats(f);
+            println!(
+                "    {:<34} {:>10} {:>8.1}ms {:>8.1}ms {:>10} {:>7.1}",
+                label,
+                f.len(),
+                f.max(),
+                f.quantile(0.99),
+                f.longer_than(50.0),
+                f.fps()
+            );
+        }
+        let long = FrameStats(&self.streaming).long_frames(50.0);
+        if !long.is_empty() {
+            let at: Vec<String> = long
+                .iter()
+                .map(|(at, ms)| format!("{ms:.0} ms at {:.1} s", at / 1000.0))
+                .collect();
+            println!("    frames over 50 ms while streaming: {}", at.join(", "));
+        }
+        println!(
+            "    last row written → answer shown complete: {:.0?} (polled every 50 ms)",
+            self.catch_up
+        );
+        let churn = &self.churn;
+        println!(
+            "    DOM churn in the page while streaming: {} nodes added, {} removed, {} text changes, in {} batches",
+            churn["added"], churn["removed"], churn["text"], churn["batches"]
+        );
+        println!("    web process growth while streaming, by mapping (PSS):");
+        for (kind, kib) in &self.growth {
+            println!("      {kind:<32} {:>+10.1} MiB", *kib as f64 / 1024.0);
+        }
+        println!();
     }
-    println!("    last row written → answer shown complete: {catch_up:.0?} (polled every 50 ms)\n");
+}
 
+/// Prints click → last message painted, and the messages then in the DOM, per conversation size.
+fn print_opening(open_20: (f64, u64), open_500: (f64, u64), open_5000: Option<(f64, u64)>) {
     println!("  opening a conversation: click in the sidebar → latest message rendered (in-page)");
     println!(
         "    {:<34} {:>10} {:>10} {:>10} {:>7}",
@@ -372,8 +483,6 @@ async fn run() -> Result<()> {
     println!(
         "    (baseline: a 20-message conversation; each opened once, after a warm-up opening)\n"
     );
-    window.close().await;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -689,6 +798,34 @@ for (let i = 1; i < rec.times.length; i++) out.push(rec.times[i] - rec.times[i -
 return out;
 "#;
 
+/// Counts DOM mutations in the page (nodes added and removed, text changes) until stopped: how
+/// much of the document a streaming answer rebuilds.
+const CHURN_START: &str = r#"
+const rec = { added: 0, removed: 0, text: 0, batches: 0 };
+const observer = new MutationObserver((records) => {
+  rec.batches += 1;
+  for (const r of records) {
+    if (r.type === 'characterData') rec.text += 1;
+    rec.added += r.addedNodes.length;
+    rec.removed += r.removedNodes.length;
+  }
+});
+observer.observe(document.body, { childList: true, subtree: true, characterData: true });
+window.__quireChurn = { rec, observer };
+return null;
+"#;
+
+const CHURN_STOP: &str = r#"
+const { rec, observer } = window.__quireChurn;
+for (const r of observer.takeRecords()) {
+  if (r.type === 'characterData') rec.text += 1;
+  rec.added += r.addedNodes.length;
+  rec.removed += r.removedNodes.length;
+}
+observer.disconnect();
+return rec;
+"#;
+
 /// One window under WebDriver: the driver's process group and its session.
 struct Window {
     client: Client,
@@ -945,6 +1082,37 @@ impl Window {
         Ok(pss)
     }
 
+    /// The web process's PSS by kind of mapping (KiB), to see where it grows: the malloc heap,
+    /// anonymous memory (JavaScriptCore's heap, Mesa's and other allocators' arenas), shared
+    /// buffers (memfd, /dev/shm, DRM), and files (libraries, fonts, caches).
+    fn web_maps(&self) -> Result<HashMap<&'static str, u64>> {
+        let table = processes()?;
+        let mut out = HashMap::new();
+        for pid in descendants(&table, self.driver.0.id()) {
+            if !matches!(
+                table[&pid].1.as_str(),
+                "WebKitWebProces" | "WebKitWebProcess"
+            ) {
+                continue;
+            }
+            let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+            let mut kind = "";
+            for line in smaps.lines() {
+                if let Some(kib) = line.strip_prefix("Pss:") {
+                    let kib: u64 = kib.trim().trim_end_matches("kB").trim().parse()?;
+                    *out.entry(kind).or_default() += kib;
+                } else if line
+                    .split_whitespace()
+                    .next()
+                    .is_some_and(|a| a.contains('-'))
+                {
+                    kind = mapping_kind(line.split_whitespace().nth(5).unwrap_or(""));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Ends the session and every process below the driver, and waits until they are gone (the
     /// next launch of the same profile must not find this one's single-instance lock).
     async fn close(self) {
@@ -1009,6 +1177,18 @@ impl FrameStats<'_> {
     }
     fn longer_than(&self, ms: f64) -> usize {
         self.0.iter().filter(|&&i| i > ms).count()
+    }
+    /// The frames longer than `ms`: (when each ended, since the first frame; its length).
+    fn long_frames(&self, ms: f64) -> Vec<(f64, f64)> {
+        let mut at = 0.0;
+        let mut out = Vec::new();
+        for &interval in self.0 {
+            at += interval;
+            if interval > ms {
+                out.push((at, interval));
+            }
+        }
+        out
     }
 }
 
@@ -1102,6 +1282,39 @@ fn rollup_kib(pid: u32) -> Option<(u64, u64)> {
         field("Pss:")?,
         field("Private_Clean:")? + field("Private_Dirty:")?,
     ))
+}
+
+/// What a mapping in `smaps` holds, from its path.
+fn mapping_kind(path: &str) -> &'static str {
+    match path {
+        "" => "anonymous (JS heap, arenas)",
+        "[heap]" => "malloc heap ([heap])",
+        "[stack]" => "stacks",
+        p if p.starts_with("/memfd:") || p.starts_with("/dev/shm") => "shared buffers (memfd, shm)",
+        p if p.starts_with("/dev/dri") => "GPU (/dev/dri)",
+        p if p.starts_with('[') => "other ([vdso], …)",
+        _ => "files (libraries, fonts)",
+    }
+}
+
+/// `after - before`, per kind, largest change first.
+fn growth(
+    before: &HashMap<&'static str, u64>,
+    after: &HashMap<&'static str, u64>,
+) -> Vec<(&'static str, i64)> {
+    let mut kinds: Vec<&'static str> = before.keys().chain(after.keys()).copied().collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let mut out: Vec<(&'static str, i64)> = kinds
+        .into_iter()
+        .map(|k| {
+            let b = before.get(k).copied().unwrap_or(0);
+            let a = after.get(k).copied().unwrap_or(0);
+            (k, a as i64 - b as i64)
+        })
+        .collect();
+    out.sort_by_key(|(_, d)| -d.abs());
+    out
 }
 
 fn median_pss(samples: &mut [Pss]) -> Pss {
