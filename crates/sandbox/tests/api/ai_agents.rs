@@ -901,30 +901,38 @@ async fn a_plain_run_is_persisted_as_the_stream_reported_it() {
     );
 }
 
-#[tokio::test]
-async fn the_tool_path_calls_the_tool_with_its_headers_and_uses_its_result() {
-    let app = app().await;
+const INVOICE_QUESTION: &str = "When is invoice INV-7 due?";
+
+/// The invoice question on the tool path: the agent's search tool answers
+/// from a server that logs what it received.
+async fn tool_run(app: &Stack) -> (Sse, ToolLog) {
     let (endpoint, log) = tool_server(Behaviour::Answer(json!({
         "results": [{"text": "Invoice INV-7 is due on 3 March 2025.", "page": 2, "title": "Invoices"}]
     })))
     .await;
-    let agent = create_agent(&app, "You answer questions about the user's documents.").await;
-    add_tool(&app, &agent, "search_my_documents", &endpoint, 30).await;
+    let agent = create_agent(app, "You answer questions about the user's documents.").await;
+    add_tool(app, &agent, "search_my_documents", &endpoint, 30).await;
 
     let mut items = manual();
     items.as_array_mut().unwrap().push(json!({
         "text": "To search the user's documents, call search_my_documents with session_token = tok_abc.",
         "meta": {"kind": "instruction"}
     }));
-    let question = "When is invoice INV-7 due?";
     let (_, sse) = stream(
-        &app,
+        app,
         &agent,
         None,
-        json!({"message": question, "context_items": items, "citations_enabled": true}),
+        json!({"message": INVOICE_QUESTION, "context_items": items, "citations_enabled": true}),
     )
     .await;
 
+    (sse, log)
+}
+
+#[tokio::test]
+async fn the_tool_path_streams_the_agent_loops_events_in_order_with_seq_and_ts() {
+    let app = app().await;
+    let (sse, _) = tool_run(&app).await;
     let names = sse.names();
     let deltas = names.iter().filter(|n| **n == "content_delta").count();
     assert!(deltas > 1);
@@ -954,6 +962,13 @@ async fn the_tool_path_calls_the_tool_with_its_headers_and_uses_its_result() {
             "{event}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_tool_paths_events_have_the_reference_fields() {
+    let app = app().await;
+    let (sse, _) = tool_run(&app).await;
+    let question = INVOICE_QUESTION;
     let loop_keys = ["event", "type", "seq", "ts"];
     let with = |extra: &[&'static str]| -> BTreeSet<&'static str> {
         loop_keys.iter().chain(extra).copied().collect()
@@ -1040,7 +1055,13 @@ async fn the_tool_path_calls_the_tool_with_its_headers_and_uses_its_result() {
     for delta in sse.events.iter().filter(|e| e["event"] == "content_delta") {
         assert_eq!(keys(delta), with(&["delta"]));
     }
+}
 
+#[tokio::test]
+async fn the_tool_is_called_with_its_json_arguments_and_static_headers_only() {
+    let app = app().await;
+    let (_, log) = tool_run(&app).await;
+    let question = INVOICE_QUESTION;
     // The tool got the JSON arguments and its static headers — nothing else.
     let requests = log.lock().unwrap().clone();
     assert_eq!(requests.len(), 1);
@@ -1056,7 +1077,12 @@ async fn the_tool_path_calls_the_tool_with_its_headers_and_uses_its_result() {
             .unwrap()
             .starts_with("application/json")
     );
+}
 
+#[tokio::test]
+async fn the_tools_result_reaches_the_answer_and_complete() {
+    let app = app().await;
+    let (sse, _) = tool_run(&app).await;
     // Its result reaches the answer.
     let chunk = sse.one("chunk");
     assert_eq!(chunk["content"], sse.deltas());
@@ -1123,7 +1149,14 @@ async fn the_tool_path_calls_the_tool_with_its_headers_and_uses_its_result() {
         })
         .unwrap_or_default();
     assert_eq!(cited, markers(content));
+}
 
+#[tokio::test]
+async fn a_tool_run_is_persisted_with_its_calls_and_loop_events() {
+    let app = app().await;
+    let (sse, _) = tool_run(&app).await;
+    let start = sse.one("start");
+    let full = json!({"results": [{"text": "Invoice INV-7 is due on 3 March 2025.", "page": 2, "title": "Invoices"}]}).to_string();
     let run = finished_run(&app, start["run_id"].as_str().unwrap()).await;
     assert_eq!(run["status"], "completed");
     assert_eq!(run["steps"], 2);
