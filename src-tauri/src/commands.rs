@@ -395,6 +395,14 @@ pub async fn retry_document<R: tauri::Runtime>(
         }
         .into());
     };
+    // An upload cut by quitting goes on from where it stands.
+    if quire
+        .state()
+        .document(id)
+        .is_some_and(|d| d.status == quire_core::DocumentStatus::Uploading)
+    {
+        return crate::resume::resume(&app, &shell, id, path);
+    }
     let sources = shell.sources.clone();
     shell.spawn_upload(&app, move |events, cancel| async move {
         let result = quire

@@ -16,6 +16,7 @@ pub mod granted;
 pub mod instance;
 pub mod links;
 pub mod profile;
+pub mod resume;
 pub mod shell;
 #[cfg(test)]
 mod typescript;
@@ -79,7 +80,9 @@ pub fn run() -> ExitCode {
                 &dir,
                 config,
             ));
+            app.manage(resume::Resumable::load(dir.join("resumable.json")));
             app.manage(shell);
+            resume::start(handle.clone());
             build_window(app, &profile, &dir)?;
             app.state::<shell::Shell>().open(opened);
             guard.serve(move |files| {

@@ -17,7 +17,7 @@ use quire_core::{
 };
 use quire_protocol::backoff::Backoff;
 use serde::Serialize;
-use tauri::{AppHandle, Emitter, Runtime};
+use tauri::{AppHandle, Emitter, Manager, Runtime};
 use tokio::sync::{mpsc, watch};
 use ts_rs::TS;
 use uuid::Uuid;
@@ -308,6 +308,14 @@ impl Shell {
                 while let Some(event) = received.recv().await {
                     if let UploadEvent::Registered { path, document_id } = &event {
                         sources.remember(*document_id, path);
+                    }
+                    if let UploadEvent::Resumable {
+                        document_id,
+                        upload_url,
+                    } = &event
+                        && let Some(resumable) = app.try_state::<crate::resume::Resumable>()
+                    {
+                        resumable.remember(*document_id, upload_url);
                     }
                     let _ = app.emit(events::UPLOAD, &event);
                 }
