@@ -1322,16 +1322,22 @@ async fn a_run_whose_client_disconnects_still_completes_and_is_persisted() {
     assert!(run["completed_at"].is_string());
 }
 
-#[tokio::test]
-async fn users_run_only_in_their_own_sessions() {
-    let app = app().await;
-    let agent = create_agent(&app, "").await;
-    let (alice, _) = user(&app, "alice@example.com").await;
-    let (bob, _) = user(&app, "bob@example.com").await;
+/// Alice's session of a new agent, with one run in it; and Bob.
+struct AlicesSession {
+    agent: String,
+    alice: String,
+    bob: String,
+    session: String,
+    run_id: String,
+}
 
+async fn alices_session(app: &Stack) -> AlicesSession {
+    let agent = create_agent(app, "").await;
+    let (alice, _) = user(app, "alice@example.com").await;
+    let (bob, _) = user(app, "bob@example.com").await;
     // Alice opens a session and runs in it with her own token.
     let (status, created) = json_of(
-        post(&app, &format!("/api/agents/{agent}/sessions"), Some(&alice))
+        post(app, &format!("/api/agents/{agent}/sessions"), Some(&alice))
             .send()
             .await
             .unwrap(),
@@ -1340,11 +1346,30 @@ async fn users_run_only_in_their_own_sessions() {
     assert_eq!(status, StatusCode::CREATED);
     let session = created["session_id"].as_str().unwrap().to_owned();
     assert!(is_public_id(&created["session_id"], "sess_"));
-    let (_, sse) = stream(&app, &agent, Some(&alice), json!({"message": "How long is the warranty?", "session_id": session, "context_items": manual()})).await;
+    let (_, sse) = stream(app, &agent, Some(&alice), json!({"message": "How long is the warranty?", "session_id": session, "context_items": manual()})).await;
     let complete = sse.one("complete");
     assert_eq!(complete["session_id"], session.as_str());
     assert_eq!(complete["is_new_session"], false);
     let run_id = complete["run_id"].as_str().unwrap().to_owned();
+
+    AlicesSession {
+        agent,
+        alice,
+        bob,
+        session,
+        run_id,
+    }
+}
+
+#[tokio::test]
+async fn bob_can_neither_continue_alices_session_nor_name_one_of_his_choosing() {
+    let app = app().await;
+    let AlicesSession {
+        agent,
+        bob,
+        session,
+        ..
+    } = alices_session(&app).await;
 
     // Bob can neither continue it nor name a session of his own choosing.
     for target in [session.as_str(), "sess_made_up_by_bob"] {
@@ -1386,6 +1411,18 @@ async fn users_run_only_in_their_own_sessions() {
         made_up.is_none(),
         "a user never creates a session under an id of their choosing"
     );
+}
+
+#[tokio::test]
+async fn each_user_lists_only_their_own_sessions_and_the_service_role_sees_all() {
+    let app = app().await;
+    let AlicesSession {
+        agent,
+        alice,
+        bob,
+        session,
+        ..
+    } = alices_session(&app).await;
 
     // A run without a session starts one owned by the caller.
     let (_, sse) = stream(&app, &agent, Some(&bob), json!({"message": "hi"})).await;
@@ -1427,6 +1464,14 @@ async fn users_run_only_in_their_own_sessions() {
         list(None).await,
         BTreeSet::from([session.clone(), bobs_session.clone()])
     );
+}
+
+#[tokio::test]
+async fn a_run_is_read_by_its_sessions_owner_and_the_service_role_only() {
+    let app = app().await;
+    let AlicesSession {
+        alice, bob, run_id, ..
+    } = alices_session(&app).await;
 
     // Runs: Alice reads hers, Bob gets 404, the service role reads any.
     let path = format!("/api/agents/runs/{run_id}");
@@ -1452,7 +1497,21 @@ async fn users_run_only_in_their_own_sessions() {
     );
     let (status, _) = json_of(app.service(Method::GET, &path).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
+}
 
+#[tokio::test]
+async fn only_alice_deletes_her_session_and_its_runs_go_with_it() {
+    let app = app().await;
+    let AlicesSession {
+        agent,
+        alice,
+        bob,
+        session,
+        run_id,
+        ..
+    } = alices_session(&app).await;
+
+    let path = format!("/api/agents/runs/{run_id}");
     // Deleting: Bob's attempt on Alice's session is 404, Alice's is 204.
     let delete = format!("/api/agents/{agent}/sessions/{session}");
     let (status, body) = json_of(
@@ -1481,10 +1540,11 @@ async fn users_run_only_in_their_own_sessions() {
 }
 
 #[tokio::test]
-async fn user_runs_may_not_reach_stored_data() {
+async fn user_runs_may_not_name_stored_data_on_either_route() {
     let app = app().await;
     let agent = create_agent(&app, "").await;
-    let (token, user_id) = user(&app, "carol@example.com").await;
+    let (token, _) = user(&app, "carol@example.com").await;
+
     let cases = [
         (
             json!({"message": "q", "knowledge_bases": [{"id": "00000000-0000-0000-0000-000000000000"}]}),
@@ -1516,6 +1576,14 @@ async fn user_runs_may_not_reach_stored_data() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_user_run_may_bring_its_own_text_as_context() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let (token, _) = user(&app, "carol@example.com").await;
+
     // What a user may send: their own text as context.
     let (_, sse) = stream(
         &app,
@@ -1528,6 +1596,13 @@ async fn user_runs_may_not_reach_stored_data() {
         sse.one("complete")["content"],
         "The warranty lasts two years."
     );
+}
+
+#[tokio::test]
+async fn only_the_service_role_names_a_sessions_owner_and_seeds_its_messages() {
+    let app = app().await;
+    let agent = create_agent(&app, "").await;
+    let (token, user_id) = user(&app, "carol@example.com").await;
 
     // Only the service role names a session's owner.
     let (status, body) = json_of(
