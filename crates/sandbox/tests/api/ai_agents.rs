@@ -2117,43 +2117,72 @@ async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
     assert_eq!(run["error"], error["error"]);
 }
 
-#[tokio::test]
-async fn session_routes_show_a_user_their_own_conversation_only() {
-    let app = app().await;
-    let agent = create_agent(&app, "").await;
-    let (alice, alice_id) = user(&app, "dora@example.com").await;
-    let (bob, _) = user(&app, "eve@example.com").await;
+/// Dora's (`alice`) session of a new agent with two turns (the first cited, over the
+/// manual); and Eve (`bob`), another user.
+struct DorasSession {
+    agent: String,
+    alice: String,
+    alice_id: String,
+    bob: String,
+    run_id: String,
+    complete: Value,
+    base: String,
+}
+
+async fn doras_session(app: &Stack) -> DorasSession {
+    let agent = create_agent(app, "").await;
+    let (alice, alice_id) = user(app, "dora@example.com").await;
+    let (bob, _) = user(app, "eve@example.com").await;
     let (_, sse) = stream(
-        &app,
+        app,
         &agent,
         Some(&alice),
         json!({"message": "How long is the warranty on the motor?", "context_items": manual(), "citations_enabled": true}),
     )
     .await;
-    let complete = sse.one("complete");
+    let complete = sse.one("complete").clone();
     let session = complete["session_id"].as_str().unwrap().to_owned();
     let run_id = complete["run_id"].as_str().unwrap().to_owned();
     // A second turn in the same session.
     let (_, _) = stream(
-        &app,
+        app,
         &agent,
         Some(&alice),
         json!({"message": "warranty?", "session_id": session}),
     )
     .await;
 
-    let get = |path: String, token: Option<String>| {
-        let app = &app;
-        async move {
-            let request = match &token {
-                Some(t) => app.request(Method::GET, &path, Some(t)),
-                None => app.service(Method::GET, &path),
-            };
-            json_of(request.send().await.unwrap()).await
-        }
+    DorasSession {
+        agent,
+        alice,
+        alice_id,
+        bob,
+        run_id,
+        complete,
+        base: format!("/api/sessions/{session}"),
+    }
+}
+
+/// GET `path` with a user's token, or with the service key.
+async fn get_as(app: &Stack, path: String, token: Option<String>) -> (StatusCode, Value) {
+    let request = match &token {
+        Some(t) => app.request(Method::GET, &path, Some(t)),
+        None => app.service(Method::GET, &path),
     };
-    let base = format!("/api/sessions/{session}");
-    let (status, shown) = get(base.clone(), Some(alice.clone())).await;
+    json_of(request.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_user_sees_their_session_in_the_platforms_shape() {
+    let app = app().await;
+    let DorasSession {
+        agent,
+        alice,
+        alice_id,
+        base,
+        ..
+    } = doras_session(&app).await;
+    let (status, shown) = get_as(&app, base.clone(), Some(alice.clone())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         keys(&shown),
@@ -2170,8 +2199,19 @@ async fn session_routes_show_a_user_their_own_conversation_only() {
     );
     assert_eq!(shown["user_id"], alice_id.as_str());
     assert_eq!(shown["agent_id"], agent.as_str());
+}
 
-    let (status, messages) = get(format!("{base}/messages"), Some(alice.clone())).await;
+#[tokio::test]
+async fn a_user_reads_their_sessions_messages_oldest_first_and_the_last_ones_by_limit() {
+    let app = app().await;
+    let DorasSession {
+        alice,
+        run_id,
+        complete,
+        base,
+        ..
+    } = doras_session(&app).await;
+    let (status, messages) = get_as(&app, format!("{base}/messages"), Some(alice.clone())).await;
     assert_eq!(status, StatusCode::OK);
     let list = messages["messages"].as_array().unwrap();
     assert_eq!(list.len(), 4);
@@ -2181,40 +2221,72 @@ async fn session_routes_show_a_user_their_own_conversation_only() {
     assert_eq!(list[1]["content"], complete["content"]);
     assert_eq!(list[1]["run_id"], run_id.as_str());
     assert_eq!(list[1]["citations"], complete["citations"]);
-    let (_, last_two) = get(format!("{base}/messages?limit=2"), Some(alice.clone())).await;
+    let (_, last_two) = get_as(
+        &app,
+        format!("{base}/messages?limit=2"),
+        Some(alice.clone()),
+    )
+    .await;
     assert_eq!(
         last_two["messages"].as_array().unwrap()[0]["content"],
         "warranty?"
     );
+}
 
-    let (status, runs) = get(format!("{base}/runs"), Some(alice.clone())).await;
+#[tokio::test]
+async fn a_user_reads_their_sessions_runs_newest_first_and_a_runs_retrieved_context() {
+    let app = app().await;
+    let DorasSession {
+        agent,
+        alice,
+        run_id,
+        base,
+        ..
+    } = doras_session(&app).await;
+    let (status, runs) = get_as(&app, format!("{base}/runs"), Some(alice.clone())).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(runs["runs"].as_array().unwrap().len(), 2);
     assert_eq!(runs["runs"][1]["run_id"], run_id.as_str(), "newest first");
     assert_eq!(runs["runs"][1]["agent_id"], agent.as_str());
-    let (status, retrieved) = get(
+    let (status, retrieved) = get_as(
+        &app,
         format!("{base}/runs/{run_id}/retrieved-context"),
         Some(alice.clone()),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(retrieved["retrieved_context"][0]["source"], "context_items");
+}
 
+#[tokio::test]
+async fn another_user_gets_404_on_every_session_route_and_the_service_role_200() {
+    let app = app().await;
+    let DorasSession {
+        bob, run_id, base, ..
+    } = doras_session(&app).await;
     for path in [
         base.clone(),
         format!("{base}/messages"),
         format!("{base}/runs"),
         format!("{base}/runs/{run_id}/retrieved-context"),
     ] {
-        let (status, body) = get(path.clone(), Some(bob.clone())).await;
+        let (status, body) = get_as(&app, path.clone(), Some(bob.clone())).await;
         assert_eq!(
             (status, body),
             (StatusCode::NOT_FOUND, json!({"error": "Session not found"})),
             "{path}"
         );
-        let (status, _) = get(path.clone(), None).await;
+        let (status, _) = get_as(&app, path.clone(), None).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
+}
+
+#[tokio::test]
+async fn only_the_owner_deletes_a_session_through_the_session_routes() {
+    let app = app().await;
+    let DorasSession {
+        alice, bob, base, ..
+    } = doras_session(&app).await;
     let (status, body) = json_of(
         app.request(Method::DELETE, &base, Some(&bob))
             .send()
@@ -2240,7 +2312,7 @@ async fn session_routes_show_a_user_their_own_conversation_only() {
             json!({"success": true, "message": "Session deleted"})
         )
     );
-    let (status, _) = get(base, None).await;
+    let (status, _) = get_as(&app, base, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
