@@ -120,7 +120,13 @@ async fn post_json(app: &Stack, path: &str, body: Value) -> (StatusCode, Value) 
     (status, response.json().await.unwrap())
 }
 
+/// A journey: one PDF from upload through extraction, indexing and search to
+/// page-cited results, each stage checked as the platform answers it.
 #[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "a journey, one source through every stage"
+)]
 async fn a_pdf_goes_from_upload_to_page_cited_search_results() {
     let app = spawn_sandbox().await;
 
@@ -587,13 +593,10 @@ async fn knowledge_base_requests_are_validated() {
     );
 }
 
-/// Every sources/KB route with each kind of credential (docs/platform/ai-api.md §2, §3.1).
-#[tokio::test]
-async fn sources_and_knowledge_bases_need_the_service_key() {
-    let app = spawn_sandbox().await;
-    let user = app.db.create_user("a@example.com").await;
+/// Every sources/KB route (docs/platform/ai-api.md §2, §3.1), for a made-up id.
+fn sources_and_kb_routes() -> Vec<(reqwest::Method, String)> {
     let id = Uuid::new_v4();
-    let routes: Vec<(reqwest::Method, String)> = vec![
+    vec![
         (reqwest::Method::POST, "/api/sources/upload".into()),
         (reqwest::Method::GET, "/api/sources".into()),
         (reqwest::Method::GET, format!("/api/sources/{id}")),
@@ -631,51 +634,42 @@ async fn sources_and_knowledge_bases_need_the_service_key() {
             reqwest::Method::POST,
             format!("/api/knowledge-bases/{id}/search"),
         ),
-    ];
+    ]
+}
+
+/// `method path` with the anon key as `apikey` and `bearer`, if any.
+async fn call_as(
+    app: &Stack,
+    method: &reqwest::Method,
+    path: &str,
+    bearer: Option<String>,
+) -> (StatusCode, Value) {
+    let mut request = app
+        .http
+        .request(method.clone(), format!("{}{path}", app.api_base()))
+        .header("apikey", app.anon_key());
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    (
+        status,
+        response.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}
+
+/// The gateway comes first: no `apikey`, or a user token as `apikey`, is
+/// refused even with the service key as bearer.
+#[tokio::test]
+async fn the_gateway_refuses_every_sources_and_kb_route_without_a_project_api_key() {
+    let app = spawn_sandbox().await;
+    let user = app.db.create_user("a@example.com").await;
     let now = chrono::Utc::now().timestamp();
     let user_token = app.sign(
         &json!({"sub": user, "aud": "authenticated", "role": "authenticated", "exp": now + 600}),
     );
-    // A user token claiming the service role is still a user token.
-    let claims_service = app.sign(
-        &json!({"sub": user, "aud": "authenticated", "role": "service_role", "exp": now + 600}),
-    );
-    let expired = app.sign(
-        &json!({"sub": user, "aud": "authenticated", "role": "authenticated", "exp": now - 10}),
-    );
-    let wrong_aud =
-        app.sign(&json!({"sub": user, "aud": "other", "role": "authenticated", "exp": now + 600}));
-    let not_a_user = app.sign(&json!({"sub": "service", "aud": "authenticated", "role": "authenticated", "exp": now + 600}));
-    let anon = app.anon_key();
-
-    for (method, path) in &routes {
-        let call = |bearer: Option<String>| {
-            let mut request = app
-                .http
-                .request(method.clone(), format!("{}{path}", app.api_base()))
-                .header("apikey", app.anon_key());
-            if let Some(bearer) = bearer {
-                request = request.bearer_auth(bearer);
-            }
-            async move {
-                let response = request.send().await.unwrap();
-                let status = response.status();
-                (
-                    status,
-                    response.json::<Value>().await.unwrap_or(Value::Null),
-                )
-            }
-        };
-        let expect = |(status, body): (StatusCode, Value), want: StatusCode, error: &str| {
-            assert_eq!(status, want, "{method} {path}: {body}");
-            assert_eq!(body, json!({"error": error}), "{method} {path}");
-        };
-        expect(
-            call(None).await,
-            StatusCode::UNAUTHORIZED,
-            "Authorization header required",
-        );
-        // The gateway first: no apikey, or a user token as apikey.
+    for (method, path) in &sources_and_kb_routes() {
         let gateway = |apikey: Option<String>| {
             let mut request = app
                 .http
@@ -705,38 +699,80 @@ async fn sources_and_knowledge_bases_need_the_service_key() {
             ),
             "{method} {path}"
         );
-        let forbidden = "This endpoint requires the project's service role key";
-        expect(
-            call(Some(user_token.clone())).await,
+    }
+}
+
+/// Each kind of credential but the service key is refused on every sources/KB route.
+#[tokio::test]
+async fn sources_and_knowledge_bases_need_the_service_key() {
+    let app = spawn_sandbox().await;
+    let user = app.db.create_user("a@example.com").await;
+    let now = chrono::Utc::now().timestamp();
+    let user_token = app.sign(
+        &json!({"sub": user, "aud": "authenticated", "role": "authenticated", "exp": now + 600}),
+    );
+    // A user token claiming the service role is still a user token.
+    let claims_service = app.sign(
+        &json!({"sub": user, "aud": "authenticated", "role": "service_role", "exp": now + 600}),
+    );
+    let expired = app.sign(
+        &json!({"sub": user, "aud": "authenticated", "role": "authenticated", "exp": now - 10}),
+    );
+    let wrong_aud =
+        app.sign(&json!({"sub": user, "aud": "other", "role": "authenticated", "exp": now + 600}));
+    let not_a_user = app.sign(&json!({"sub": "service", "aud": "authenticated", "role": "authenticated", "exp": now + 600}));
+    let forbidden = "This endpoint requires the project's service role key";
+    let cases: [(&str, Option<String>, StatusCode, &str); 7] = [
+        (
+            "no bearer",
+            None,
+            StatusCode::UNAUTHORIZED,
+            "Authorization header required",
+        ),
+        (
+            "a user's token",
+            Some(user_token),
             StatusCode::FORBIDDEN,
             forbidden,
-        );
-        expect(
-            call(Some(claims_service.clone())).await,
+        ),
+        (
+            "a user's token claiming the service role",
+            Some(claims_service),
             StatusCode::FORBIDDEN,
             forbidden,
-        );
-        expect(
-            call(Some(expired.clone())).await,
+        ),
+        (
+            "an expired token",
+            Some(expired),
             StatusCode::UNAUTHORIZED,
             "Token has expired",
-        );
-        expect(
-            call(Some(wrong_aud.clone())).await,
+        ),
+        (
+            "another audience",
+            Some(wrong_aud),
             StatusCode::UNAUTHORIZED,
             "Invalid token audience",
-        );
-        expect(
-            call(Some(not_a_user.clone())).await,
+        ),
+        (
+            "a sub that is not a user id",
+            Some(not_a_user),
             StatusCode::UNAUTHORIZED,
             "Invalid token: sub must be a user id",
-        );
-        expect(
-            call(Some(anon.clone())).await,
+        ),
+        (
+            "the anon key",
+            Some(app.anon_key()),
             StatusCode::UNAUTHORIZED,
             r#"Invalid token: Token is missing the "sub" claim"#,
-        );
-        let (status, body) = call(Some(app.service_key())).await;
+        ),
+    ];
+    for (method, path) in &sources_and_kb_routes() {
+        for (case, bearer, want, error) in &cases {
+            let (status, body) = call_as(&app, method, path, bearer.clone()).await;
+            assert_eq!(status, *want, "{case}: {method} {path}: {body}");
+            assert_eq!(body, json!({"error": error}), "{case}: {method} {path}");
+        }
+        let (status, body) = call_as(&app, method, path, Some(app.service_key())).await;
         assert!(
             !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
             "{method} {path} with the service key: {status} {body}"
@@ -745,8 +781,10 @@ async fn sources_and_knowledge_bases_need_the_service_key() {
 }
 
 /// A sandbox restarted on the same database and data directory picks up
-/// extraction and indexing that were left unfinished.
+/// extraction and indexing that were left unfinished. A journey: the
+/// restart is the behaviour, so its stages stay in one test.
 #[tokio::test]
+#[allow(clippy::too_many_lines, reason = "a journey across a restart")]
 async fn a_restarted_sandbox_resumes_unfinished_extraction_and_indexing() {
     let db = quire_testdb::TestDb::new().await;
     let dir = tempfile::tempdir().unwrap();

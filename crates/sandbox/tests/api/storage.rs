@@ -593,7 +593,7 @@ async fn b_and_anon_cannot_read_list_or_sign_as_object() {
     let (a, key) = (&o.a, &o.key);
     for token in [&o.b.token, &env.anon()] {
         // Read, info, list, sign, batch sign.
-        assert_storage_error(env.download(token, DOCS, &key).await, "404", "NoSuchKey").await;
+        assert_storage_error(env.download(token, DOCS, key).await, "404", "NoSuchKey").await;
         let res = env
             .req(Method::GET, &format!("/object/info/{DOCS}/{key}"), token)
             .send()
@@ -638,7 +638,7 @@ async fn b_and_anon_cannot_overwrite_as_object_or_plant_a_file_in_as_folder() {
     let (a, key) = (&o.a, &o.key);
     for token in [&o.b.token, &env.anon()] {
         // Overwrite (upsert), PUT, plant a new file in A's folder, signed upload URL.
-        let res = env.upload(token, DOCS, &key, &pdf("evil"), true).await;
+        let res = env.upload(token, DOCS, key, &pdf("evil"), true).await;
         assert_storage_error(res, "403", "AccessDenied").await;
         let res = env
             .req(Method::PUT, &format!("/object/{DOCS}/{key}"), token)
