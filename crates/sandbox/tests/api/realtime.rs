@@ -596,19 +596,19 @@ async fn public_and_private_channels_of_one_name_are_separate_topics() {
     public.expect_silence(Duration::from_millis(100)).await;
 }
 
+/// Alice's private channel, joined, gets a fresh token of hers.
 #[tokio::test]
-async fn a_refreshed_token_keeps_the_channel_and_a_bad_one_closes_it() {
+async fn a_refreshed_token_keeps_the_channel_receiving() {
     let app = realtime_app().await;
     let alice = app.db.create_user("alice@example.com").await;
-    let bob = app.db.create_user("bob@example.com").await;
     let topic = format!("realtime:user:{alice}");
     let admin = app.db.admin().await;
-
-    // Refreshed: the channel stays and keeps receiving.
     let mut socket = Socket::anon(&app).await;
     let join_ref = socket
         .joined(&topic, private_config(), Some(&user_token(&app, alice, 60)))
         .await;
+
+    // Refreshed: the channel stays and keeps receiving.
     socket
         .push(
             &topic,
@@ -628,6 +628,22 @@ async fn a_refreshed_token_keeps_the_channel_and_a_bad_one_closes_it() {
     .await;
     let frame = socket.recv_event(&topic, "broadcast").await;
     assert_eq!(frame["payload"]["event"], "after_refresh");
+}
+
+/// Alice's channel gets an expired token.
+#[tokio::test]
+async fn an_expired_token_closes_the_channel_with_realtimes_message() {
+    let app = realtime_app().await;
+    let alice = app.db.create_user("alice@example.com").await;
+    let topic = format!("realtime:user:{alice}");
+    let mut socket = Socket::anon(&app).await;
+    let join_ref = socket
+        .joined(
+            &topic,
+            private_config(),
+            Some(&user_token(&app, alice, 3600)),
+        )
+        .await;
 
     // Expired: system error with Realtime's text, then phx_close with the join ref.
     let expired = app.sign(&json!({"sub": alice, "role": "authenticated", "exp": now() - 10}));
@@ -654,8 +670,15 @@ async fn a_refreshed_token_keeps_the_channel_and_a_bad_one_closes_it() {
         close,
         json!({"topic": topic, "event": "phx_close", "payload": {}, "ref": join_ref})
     );
+}
 
-    // Forged (signed with another secret): closed too.
+/// Alice's channel gets a token signed with another secret.
+#[tokio::test]
+async fn a_forged_token_closes_the_channel() {
+    let app = realtime_app().await;
+    let alice = app.db.create_user("alice@example.com").await;
+    let topic = format!("realtime:user:{alice}");
+    let mut socket = Socket::anon(&app).await;
     let join_ref = socket
         .joined(
             &topic,
@@ -663,6 +686,7 @@ async fn a_refreshed_token_keeps_the_channel_and_a_bad_one_closes_it() {
             Some(&user_token(&app, alice, 3600)),
         )
         .await;
+
     let forged = quire_sandbox::jwt::JwtKeys::new(&SecretString::from(
         "another-secret-of-more-than-32-bytes!!".to_owned(),
     ))
@@ -681,8 +705,17 @@ async fn a_refreshed_token_keeps_the_channel_and_a_bad_one_closes_it() {
         "Failed to validate JWT signature"
     );
     assert_eq!(socket.recv().await["event"], "phx_close");
+}
 
-    // Another user's valid token: re-authorized, refused, closed.
+/// Alice's channel gets Bob's valid token.
+#[tokio::test]
+async fn another_users_token_closes_the_channel_and_nothing_more_arrives() {
+    let app = realtime_app().await;
+    let alice = app.db.create_user("alice@example.com").await;
+    let bob = app.db.create_user("bob@example.com").await;
+    let topic = format!("realtime:user:{alice}");
+    let admin = app.db.admin().await;
+    let mut socket = Socket::anon(&app).await;
     let join_ref = socket
         .joined(
             &topic,
@@ -690,6 +723,8 @@ async fn a_refreshed_token_keeps_the_channel_and_a_bad_one_closes_it() {
             Some(&user_token(&app, alice, 3600)),
         )
         .await;
+
+    // Another user's valid token: re-authorized, refused, closed.
     socket
         .push(
             &topic,
