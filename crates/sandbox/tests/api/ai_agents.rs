@@ -1957,8 +1957,9 @@ async fn fake_model() -> (String, ModelLog) {
     (url, log)
 }
 
-#[tokio::test]
-async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
+/// A sandbox whose agents run on a fake OpenAI-compatible model, and an agent
+/// with the search tool; the model's and the tool's request logs.
+async fn model_app() -> (Stack, String, ModelLog, ToolLog) {
     let (model_url, model_log) = fake_model().await;
     let (tool_url, tool_log) = tool_server(Behaviour::Answer(json!({
         "results": [{"text": "Invoice INV-7 is due on 3 March 2025."}]
@@ -1975,15 +1976,27 @@ async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
     let agent = create_agent(&app, "You answer from the user's documents.").await;
     add_tool(&app, &agent, "search_my_documents", &tool_url, 30).await;
 
+    (app, agent, model_log, tool_log)
+}
+
+/// The invoice question on the model's tool path, over one context item.
+async fn model_tool_run(app: &Stack, agent: &str) -> Sse {
     let items =
         json!([{"text": "Invoices are issued monthly.", "meta": {"chunk_id": "c-9", "page": 1}}]);
     let (_, sse) = stream(
-        &app,
-        &agent,
+        app,
+        agent,
         None,
         json!({"message": "When is INV-7 due?", "context_items": items, "citations_enabled": true}),
     )
     .await;
+    sse
+}
+
+#[tokio::test]
+async fn with_a_model_the_tool_path_streams_the_loop_and_calls_the_tool_the_model_asked_for() {
+    let (app, agent, _, tool_log) = model_app().await;
+    let sse = model_tool_run(&app, &agent).await;
     let names = sse.names();
     assert_eq!(
         &names[..6],
@@ -2018,7 +2031,12 @@ async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
         tool_log.lock().unwrap()[0].1,
         json!({"query": "INV-7", "session_token": "tok_abc"})
     );
+}
 
+#[tokio::test]
+async fn with_a_model_chunk_is_what_streamed_and_complete_has_its_markers_checked() {
+    let (app, agent, _, _) = model_app().await;
+    let sse = model_tool_run(&app, &agent).await;
     // `chunk` is what streamed; `complete` has the markers checked against the one item.
     assert_eq!(
         sse.one("chunk")["content"],
@@ -2030,7 +2048,12 @@ async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
     assert_eq!(complete["steps"], 2);
     assert_eq!(complete["usage"]["total_tokens"], 144);
     assert_eq!(complete["status"], "completed");
+}
 
+#[tokio::test]
+async fn the_model_is_asked_with_the_platforms_prompt_its_tools_and_the_tools_result() {
+    let (app, agent, model_log, _) = model_app().await;
+    model_tool_run(&app, &agent).await;
     let requests = model_log.lock().unwrap().clone();
     assert_eq!(requests.len(), 2);
     let (headers, first) = &requests[0];
@@ -2067,7 +2090,13 @@ async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
             .unwrap()
             .contains("3 March 2025")
     );
+}
 
+#[tokio::test]
+async fn the_next_run_in_a_session_gives_the_model_the_history_without_markers() {
+    let (app, agent, model_log, _) = model_app().await;
+    let sse = model_tool_run(&app, &agent).await;
+    let complete = sse.one("complete");
     // The next run in the session gives the model the history, markers removed.
     let session = complete["session_id"].clone();
     let (_, sse) = stream(
@@ -2094,7 +2123,11 @@ async fn an_openai_compatible_model_can_stand_in_for_the_offline_one() {
         &json!({"role": "assistant", "content": "Invoice INV-7 is due on 3 March."})
     );
     assert_eq!(history[2], &json!({"role": "user", "content": "Thanks!"}));
+}
 
+#[tokio::test]
+async fn a_failing_model_fails_the_run_with_its_raw_error() {
+    let (app, _, _, _) = model_app().await;
     // A failing model fails the run: on the plain path an `error` event, then `complete`.
     let plain = create_agent(&app, "").await;
     let (_, sse) = stream(&app, &plain, None, json!({"message": "FAIL please"})).await;
