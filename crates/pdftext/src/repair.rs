@@ -24,6 +24,10 @@
 //!   recurse until the stack overflows, is emptied;
 //! - a composite font naming a predefined CJK CMap, on which it panics, gets
 //!   an embedded CMap and a `/ToUnicode` built from the name (`src/cjk.rs`).
+//!
+//! And, for speed only (it reads the same): glyph names its glyph list cannot
+//! hold are left out of `/Differences`, the Type1 program of a font with an
+//! `/Encoding` is not handed to it, and content streams are inflated once.
 
 use std::collections::{BTreeMap, HashSet};
 
