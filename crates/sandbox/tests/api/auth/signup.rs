@@ -6,10 +6,8 @@ use uuid::Uuid;
 use super::support::{PASSWORD_A, claims_of, count, field, two_users, user_id};
 use quire_testkit::{json_of, spawn_sandbox, spawn_sandbox_with};
 
-#[tokio::test]
-async fn signup_answers_with_a_session_in_gotrues_shape() {
-    let app = spawn_sandbox().await;
-
+/// Alice signs up (a mixed-case address, a display name): the session.
+async fn alice_signs_up(app: &quire_testkit::Stack) -> Value {
     let (status, session) = json_of(
         app.signup_with(&json!({
             "email": "Alice@Example.com",
@@ -21,6 +19,14 @@ async fn signup_answers_with_a_session_in_gotrues_shape() {
     .await;
 
     assert_eq!(status, 200, "{session}");
+    session
+}
+
+#[tokio::test]
+async fn signup_answers_with_a_session_in_gotrues_shape() {
+    let app = spawn_sandbox().await;
+    let session = alice_signs_up(&app).await;
+
     let keys: Vec<&str> = session
         .as_object()
         .unwrap()
@@ -71,6 +77,14 @@ async fn signup_answers_with_a_session_in_gotrues_shape() {
     assert_eq!(identities[0]["provider"], "email");
     assert_eq!(identities[0]["id"], user["id"]);
     assert_eq!(identities[0]["identity_data"]["email"], "alice@example.com");
+}
+
+#[tokio::test]
+async fn the_signup_access_token_carries_exactly_gotrues_claims() {
+    let app = spawn_sandbox().await;
+    let session = alice_signs_up(&app).await;
+    let user = &session["user"];
+    let expires_at = session["expires_at"].as_i64().unwrap();
 
     // The access token carries exactly GoTrue's claims.
     let claims = claims_of(field(&session, "access_token"));
@@ -113,6 +127,13 @@ async fn signup_answers_with_a_session_in_gotrues_shape() {
     assert_eq!(claims["app_metadata"], user["app_metadata"]);
     assert_eq!(claims["user_metadata"], user["user_metadata"]);
     assert_eq!(claims["is_anonymous"], false);
+}
+
+#[tokio::test]
+async fn signup_stores_a_hashed_password_a_session_and_its_refresh_token() {
+    let app = spawn_sandbox().await;
+    let session = alice_signs_up(&app).await;
+    let claims = claims_of(field(&session, "access_token"));
 
     // The rows behind it.
     let id = user_id(&session);
