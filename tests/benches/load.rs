@@ -24,7 +24,8 @@
 //! sandbox, the first companion and PostgreSQL in one, the replica in another.
 //!
 //! Flags (after `--`): `--rates 1,2,4` (questions per second), `--seconds 6` (per rate and
-//! path), `--no-replica`, `--no-rest`. Numbers are printed, never asserted.
+//! path), `--pool N` (the sandbox's connections per pool; 10 by default), `--no-replica`,
+//! `--no-rest`. Numbers are printed, never asserted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ const PAGES: [&str; 3] = [
     "Clean the filter every month; a blocked filter makes the motor run hot.",
 ];
 const PATIENCE: Duration = Duration::from_secs(60);
-const DEFAULT_RATES: [f64; 6] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
+const DEFAULT_RATES: [f64; 5] = [1.0, 4.0, 16.0, 32.0, 48.0];
 const DEFAULT_SECONDS: f64 = 6.0;
 /// Connections each side of the REST comparison keeps busy.
 const REST_CLIENTS: usize = 8;
@@ -56,6 +57,8 @@ struct Options {
     seconds: f64,
     replica: bool,
     rest: bool,
+    /// The sandbox's connections per pool (`QUIRE_SANDBOX_DB_POOL_SIZE`), when not its default.
+    pool: Option<usize>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -64,6 +67,7 @@ fn options() -> anyhow::Result<Options> {
         seconds: DEFAULT_SECONDS,
         replica: true,
         rest: true,
+        pool: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -79,6 +83,7 @@ fn options() -> anyhow::Result<Options> {
             "--seconds" => {
                 options.seconds = args.next().context("--seconds N")?.parse()?;
             }
+            "--pool" => options.pool = Some(args.next().context("--pool N")?.parse()?),
             "--no-replica" => options.replica = false,
             "--no-rest" => options.rest = false,
             // `cargo bench` passes `--bench`.
@@ -90,15 +95,23 @@ fn options() -> anyhow::Result<Options> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The child gets the same flags: the pool size is the sandbox's.
+    let options = options()?;
+    let pool = options.pool;
     let stack = quire_testkit::serve::stack_in_child(|| {
-        Stack::builder().companion(|c| {
-            c.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
-            // No documents are uploaded: no worker polls the queue.
-            c.ingest.workers = 0;
-        })
+        Stack::builder()
+            .sandbox(move |c| {
+                if let Some(size) = pool {
+                    c.db.db_pool_size = size;
+                }
+            })
+            .companion(|c| {
+                c.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+                // No documents are uploaded: no worker polls the queue.
+                c.ingest.workers = 0;
+            })
     })
     .await;
-    let options = options()?;
     let bench = Bench::new(&stack).await?;
 
     println!(
@@ -118,7 +131,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!();
-    print_stages(&bench.metrics_of(&stack).await?);
     if options.replica {
         replicas(&bench, &stack, &options).await?;
     }
@@ -343,10 +355,6 @@ impl Bench {
             cost: after.minus(&before),
         })
     }
-
-    async fn metrics_of(&self, served: &Served) -> anyhow::Result<BTreeMap<String, f64>> {
-        metrics(&self.http, served).await
-    }
 }
 
 fn chrono_now() -> i64 {
@@ -462,6 +470,8 @@ struct Counters {
     rest_round_trips: f64,
     /// The companions' platform calls, by service.
     platform_calls: BTreeMap<String, f64>,
+    /// The companions' `quire_answer_stage_seconds` sums and counts, by stage.
+    stages: BTreeMap<String, (f64, f64)>,
 }
 
 impl Counters {
@@ -476,8 +486,10 @@ impl Counters {
             .await?;
         let stats = companions[0].stats().await;
         let mut platform_calls = BTreeMap::new();
+        let mut stages: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         for companion in companions {
-            for (name, value) in metrics(&bench.http, companion).await? {
+            let metrics = metrics(&bench.http, companion).await?;
+            for (name, value) in &metrics {
                 if let Some(service) = name
                     .strip_prefix("quire_platform_requests_total{service=\"")
                     .and_then(|s| s.strip_suffix("\"}"))
@@ -485,12 +497,18 @@ impl Counters {
                     *platform_calls.entry(service.to_owned()).or_default() += value;
                 }
             }
+            for (stage, (sum, count)) in stage_sums(&metrics) {
+                let entry = stages.entry(stage.to_owned()).or_default();
+                entry.0 += sum;
+                entry.1 += count;
+            }
         }
         Ok(Counters {
             xacts: row.get(0),
             rest_requests: stats["rest_requests"].as_f64().unwrap_or(0.0),
             rest_round_trips: stats["rest_db_round_trips"].as_f64().unwrap_or(0.0),
             platform_calls,
+            stages,
         })
     }
 
@@ -499,7 +517,14 @@ impl Counters {
         for (service, value) in &before.platform_calls {
             *platform_calls.entry(service.clone()).or_default() -= value;
         }
+        let mut stages = self.stages.clone();
+        for (stage, (sum, count)) in &before.stages {
+            let entry = stages.entry(stage.clone()).or_default();
+            entry.0 -= sum;
+            entry.1 -= count;
+        }
         Counters {
+            stages,
             // The two reads of pg_stat_database are transactions too.
             xacts: self.xacts - before.xacts - 1.0,
             rest_requests: self.rest_requests - before.rest_requests,
@@ -660,6 +685,16 @@ impl Phase {
                 calls.join(", ")
             );
         }
+        let stages: Vec<String> = STAGES
+            .iter()
+            .filter_map(|stage| {
+                let (sum, count) = self.cost.stages.get(*stage)?;
+                (*count > 0.0).then(|| format!("{stage} {:.0}", sum / count * 1000.0))
+            })
+            .collect();
+        if !stages.is_empty() {
+            println!("  {:<20} mean ms per stage: {}", "", stages.join(", "));
+        }
         if let Some(why) = first_failure {
             println!("  {:<20} first failure: {}", "", cut(&why, 160));
         }
@@ -670,9 +705,23 @@ fn cut(text: &str, chars: usize) -> String {
     text.chars().take(chars).collect()
 }
 
-/// The mean time of each stage of an answer over the whole run, from the companion's
-/// `/metrics` (`quire_answer_stage_seconds`).
-fn print_stages(metrics: &BTreeMap<String, f64>) {
+/// The stages of an answer the companion times (`quire_answer_stage_seconds`), in order.
+const STAGES: [&str; 11] = [
+    "auth",
+    "slot",
+    "conversation",
+    "chunks",
+    "turn",
+    "run_start",
+    "first_delta",
+    "tool_call",
+    "event_write",
+    "complete",
+    "answer",
+];
+
+/// `quire_answer_stage_seconds` from a scrape: stage → (seconds in all, times).
+fn stage_sums(metrics: &BTreeMap<String, f64>) -> BTreeMap<&str, (f64, f64)> {
     let mut stages: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for (name, value) in metrics {
         let Some(rest) = name.strip_prefix("quire_answer_stage_seconds_") else {
@@ -681,39 +730,14 @@ fn print_stages(metrics: &BTreeMap<String, f64>) {
         let Some((kind, stage)) = rest.split_once("{stage=\"") else {
             continue;
         };
-        let stage = stage.trim_end_matches("\"}");
-        let entry = stages.entry(stage).or_default();
+        let entry = stages.entry(stage.trim_end_matches("\"}")).or_default();
         match kind {
             "sum" => entry.0 = *value,
             "count" => entry.1 = *value,
             _ => {}
         }
     }
-    println!("  where the companion's time goes (mean over every answer of the run, all rates):");
-    for stage in [
-        "auth",
-        "slot",
-        "conversation",
-        "chunks",
-        "turn",
-        "tool_session",
-        "run_start",
-        "first_delta",
-        "tool_call",
-        "event_write",
-        "complete",
-        "answer",
-    ] {
-        if let Some((sum, count)) = stages.get(stage)
-            && *count > 0.0
-        {
-            println!(
-                "    {stage:<14} {:>9.2} ms  ({count} times)",
-                sum / count * 1000.0
-            );
-        }
-    }
-    println!();
+    stages
 }
 
 /// A second companion in a process of its own: both take turns at the highest rate asked,

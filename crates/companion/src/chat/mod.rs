@@ -91,25 +91,31 @@ pub async fn chat(
     let question = request.question.as_str().to_owned();
     let chunk_ids = request.chunk_ids;
 
-    let slot = metrics
-        .stage("slot", state.run_slots.take(user.id))
-        .await?
-        .ok_or_else(|| {
-            ApiError::rate_limited(
-                "You already have answers being written. Wait for one to finish.",
-                RUN_RETRY_AFTER_SECS,
+    // The chunks are read while the slot is taken and the conversation
+    // checked or made: they need neither, and nothing is written before
+    // both are done.
+    let slot_and_conversation = async {
+        let slot = metrics
+            .stage("slot", state.run_slots.take(user.id))
+            .await?
+            .ok_or_else(|| {
+                ApiError::rate_limited(
+                    "You already have answers being written. Wait for one to finish.",
+                    RUN_RETRY_AFTER_SECS,
+                )
+            })?;
+        let conversation = metrics
+            .stage(
+                "conversation",
+                conversation(&state, &user, request.conversation_id, &question),
             )
-        })?;
-
-    let (conversation_id, session_id) = metrics
-        .stage(
-            "conversation",
-            conversation(&state, &user, request.conversation_id, &question),
-        )
-        .await?;
-    let (context, dropped) = metrics
-        .stage("chunks", own_chunks(&state, &user, chunk_ids.as_slice()))
-        .await?;
+            .await?;
+        Ok::<_, ApiError>((slot, conversation))
+    };
+    let chunks = metrics.stage("chunks", own_chunks(&state, &user, chunk_ids.as_slice()));
+    let (slot_and_conversation, chunks) = tokio::join!(slot_and_conversation, chunks);
+    let (slot, (conversation_id, session_id)) = slot_and_conversation?;
+    let (context, dropped) = chunks?;
 
     // The turn's rows and the run's tool session, in one transaction.
     let (token, token_hash) = tool::mint_session_token();
