@@ -20,27 +20,32 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Layout: [`server::router`] nests each service's `router()` under its
-//! public prefix ([`auth`] `/auth/v1`, [`rest`] `/rest/v1`, [`storage`]
-//! `/storage/v1`, [`realtime`] `/realtime/v1`, [`ai`] `/api`) with the shared
-//! middleware of [`http`]; every handler gets an [`AppState`] holding the
+//! Layout: `server::router` nests each service's `router()` under its
+//! public prefix ([`auth`] `/auth/v1`, [`rest`] `/rest/v1`, `storage`
+//! `/storage/v1`, `realtime` `/realtime/v1`, [`ai`] `/api`) with the shared
+//! middleware of `http`; every handler gets an `AppState` holding the
 //! [`Config`], the [`keys::ProjectKeys`], the [`jwt::JwtKeys`] verifier and one
-//! connection pool per service ([`db::Databases`]). Each service answers in
+//! connection pool per service (`db::Databases`). Each service answers in
 //! its own error shape.
+//!
+//! The public surface is what the binary, `quire-testkit`, the tests and the
+//! fuzz targets use: [`spawn`], [`Sandbox`], [`Config`] and [`config`],
+//! [`keys`], [`jwt`], and the [`ai`], [`auth`] and [`rest`] modules (whose
+//! codecs and constants tests pin); `db`, `http`, `realtime`, `server`,
+//! `state` and `storage` are internal.
 
 pub mod ai;
 pub mod auth;
 pub mod config;
-pub mod db;
-pub mod http;
+pub(crate) mod db;
+pub(crate) mod http;
 pub mod jwt;
 pub mod keys;
-pub mod realtime;
+pub(crate) mod realtime;
 pub mod rest;
-pub mod server;
-pub mod state;
-pub mod storage;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod storage;
 
 pub use config::Config;
 pub use server::{Sandbox, spawn};
-pub use state::AppState;

@@ -30,8 +30,6 @@ pub mod event {
     pub const REPLY: &str = "phx_reply";
     /// Server closed a channel normally.
     pub const CLOSE: &str = "phx_close";
-    /// Server-side channel crash.
-    pub const ERROR: &str = "phx_error";
     /// Socket keep-alive on the `phoenix` topic.
     pub const HEARTBEAT: &str = "heartbeat";
     /// Realtime: new JWT for a joined channel.

@@ -19,8 +19,6 @@ pub enum StorageError {
     NoSuchBucket,
     #[error("Object not found")]
     NoSuchKey,
-    #[error("Upload not found")]
-    NoSuchUpload,
     #[error("Invalid key: {0}")]
     InvalidKey(String),
     #[error("Bucket name invalid")]
@@ -93,7 +91,6 @@ impl StorageError {
         let (status, code, error): (u16, &'static str, Option<&'static str>) = match self {
             Self::NoSuchBucket => (404, "NoSuchBucket", Some("Bucket not found")),
             Self::NoSuchKey => (404, "NoSuchKey", Some("not_found")),
-            Self::NoSuchUpload => (404, "NoSuchUpload", None),
             Self::InvalidKey(_) => (400, "InvalidKey", None),
             Self::InvalidBucketName(_) => (400, "InvalidBucketName", Some("Invalid Input")),
             Self::AccessDenied(_) | Self::InvalidRole(_) => {
@@ -293,10 +290,6 @@ pub mod tus {
     pub const UNSUPPORTED_DEFER_LENGTH: StorageError = StorageError::Tus {
         status: 501,
         body: "creation-defer-length extension is not (yet) supported.\n",
-    };
-    pub const FILE_WRITE_ERROR: StorageError = StorageError::Tus {
-        status: 500,
-        body: "Something went wrong receiving the file\n",
     };
 }
 

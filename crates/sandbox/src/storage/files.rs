@@ -62,6 +62,7 @@ impl ObjectFiles {
     }
 
     /// Where request bodies are received before they are committed.
+    #[cfg(test)]
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
     }
@@ -221,6 +222,7 @@ impl Incoming {
     }
 
     /// Where the bytes are (until committed).
+    #[cfg(test)]
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }

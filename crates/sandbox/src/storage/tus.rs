@@ -87,6 +87,7 @@ pub fn parse_metadata(header: &str) -> Result<BTreeMap<String, Option<String>>, 
 }
 
 /// Encodes metadata back into an `Upload-Metadata` value.
+#[cfg(test)]
 pub fn encode_metadata(metadata: &BTreeMap<String, Option<String>>) -> String {
     metadata
         .iter()
@@ -305,11 +306,6 @@ impl Uploads {
             }
         }
         Ok(removed)
-    }
-
-    /// The root of upload state.
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 
