@@ -451,17 +451,7 @@ async fn tools_are_created_listed_with_the_builtins_and_deleted_in_the_platforms
             json!({"error": "name, description, type, and input_schema are required"})
         )
     );
-    let (status, tool) = json_of(
-        app.service(Method::POST, "/api/tools")
-            .json(&json!({"name": "lookup", "description": "d", "type": "http",
-                          "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
-                          "config": {"endpoint": "https://backend.example.com/tools/lookup"}}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{tool}");
+    let tool = create_lookup_tool(&app).await;
     assert_eq!(
         keys(&tool),
         set(&[

@@ -596,17 +596,40 @@ async fn public_and_private_channels_of_one_name_are_separate_topics() {
     public.expect_silence(Duration::from_millis(100)).await;
 }
 
+/// Alice's private channel, joined on a socket with a token valid `ttl` seconds.
+struct Joined {
+    alice: Uuid,
+    topic: String,
+    socket: Socket,
+    join_ref: String,
+}
+
+async fn alices_channel(app: &Stack, ttl: i64) -> Joined {
+    let alice = app.db.create_user("alice@example.com").await;
+    let topic = format!("realtime:user:{alice}");
+    let mut socket = Socket::anon(app).await;
+    let join_ref = socket
+        .joined(&topic, private_config(), Some(&user_token(app, alice, ttl)))
+        .await;
+    Joined {
+        alice,
+        topic,
+        socket,
+        join_ref,
+    }
+}
+
 /// Alice's private channel, joined, gets a fresh token of hers.
 #[tokio::test]
 async fn a_refreshed_token_keeps_the_channel_receiving() {
     let app = realtime_app().await;
-    let alice = app.db.create_user("alice@example.com").await;
-    let topic = format!("realtime:user:{alice}");
+    let Joined {
+        alice,
+        topic,
+        mut socket,
+        join_ref,
+    } = alices_channel(&app, 60).await;
     let admin = app.db.admin().await;
-    let mut socket = Socket::anon(&app).await;
-    let join_ref = socket
-        .joined(&topic, private_config(), Some(&user_token(&app, alice, 60)))
-        .await;
 
     // Refreshed: the channel stays and keeps receiving.
     socket
@@ -634,16 +657,12 @@ async fn a_refreshed_token_keeps_the_channel_receiving() {
 #[tokio::test]
 async fn an_expired_token_closes_the_channel_with_realtimes_message() {
     let app = realtime_app().await;
-    let alice = app.db.create_user("alice@example.com").await;
-    let topic = format!("realtime:user:{alice}");
-    let mut socket = Socket::anon(&app).await;
-    let join_ref = socket
-        .joined(
-            &topic,
-            private_config(),
-            Some(&user_token(&app, alice, 3600)),
-        )
-        .await;
+    let Joined {
+        alice,
+        topic,
+        mut socket,
+        join_ref,
+    } = alices_channel(&app, 3600).await;
 
     // Expired: system error with Realtime's text, then phx_close with the join ref.
     let expired = app.sign(&json!({"sub": alice, "role": "authenticated", "exp": now() - 10}));
@@ -676,16 +695,12 @@ async fn an_expired_token_closes_the_channel_with_realtimes_message() {
 #[tokio::test]
 async fn a_forged_token_closes_the_channel() {
     let app = realtime_app().await;
-    let alice = app.db.create_user("alice@example.com").await;
-    let topic = format!("realtime:user:{alice}");
-    let mut socket = Socket::anon(&app).await;
-    let join_ref = socket
-        .joined(
-            &topic,
-            private_config(),
-            Some(&user_token(&app, alice, 3600)),
-        )
-        .await;
+    let Joined {
+        alice,
+        topic,
+        mut socket,
+        join_ref,
+    } = alices_channel(&app, 3600).await;
 
     let forged = quire_sandbox::jwt::JwtKeys::new(&SecretString::from(
         "another-secret-of-more-than-32-bytes!!".to_owned(),
@@ -711,18 +726,14 @@ async fn a_forged_token_closes_the_channel() {
 #[tokio::test]
 async fn another_users_token_closes_the_channel_and_nothing_more_arrives() {
     let app = realtime_app().await;
-    let alice = app.db.create_user("alice@example.com").await;
+    let Joined {
+        alice,
+        topic,
+        mut socket,
+        join_ref,
+    } = alices_channel(&app, 3600).await;
     let bob = app.db.create_user("bob@example.com").await;
-    let topic = format!("realtime:user:{alice}");
     let admin = app.db.admin().await;
-    let mut socket = Socket::anon(&app).await;
-    let join_ref = socket
-        .joined(
-            &topic,
-            private_config(),
-            Some(&user_token(&app, alice, 3600)),
-        )
-        .await;
 
     // Another user's valid token: re-authorized, refused, closed.
     socket
