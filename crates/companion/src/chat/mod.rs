@@ -37,7 +37,7 @@ use uuid::Uuid;
 use crate::auth::User;
 use crate::error::{ApiError, ErrorCode};
 use crate::limits::RUN_RETRY_AFTER_SECS;
-use crate::platform::{ApiCode, Auth, PlatformError, in_list};
+use crate::platform::{ApiCode, Auth, PlatformError};
 use crate::server::{AppState, Arrival};
 use crate::tool;
 use events::ChatEvent;
@@ -63,11 +63,6 @@ struct ChunkRow {
     page: Option<i32>,
     page_end: Option<i32>,
     text: String,
-}
-
-#[derive(Deserialize)]
-struct TitleRow {
-    id: Uuid,
     title: String,
 }
 
@@ -308,7 +303,9 @@ async fn create_session(state: &AppState) -> Result<String, ApiError> {
 }
 
 /// The chunks among `ids` the user may read, with their documents' titles,
-/// in the order given; and how many ids were dropped.
+/// in the order given; and how many ids were dropped. One request:
+/// `rpc/context_chunks` under the user's token (db/app/91_context_chunks.sql),
+/// so their policies decide.
 async fn own_chunks(
     state: &AppState,
     user: &User,
@@ -319,55 +316,25 @@ async fn own_chunks(
     }
     let rows: Vec<ChunkRow> = state
         .platform
-        .select(
+        .rpc(
             Auth::User(user.token()),
-            "document_chunks",
-            &[
-                (
-                    "select",
-                    "id,document_id,chunk_id,page,page_end,text".to_owned(),
-                ),
-                ("id", in_list(ids)),
-            ],
+            "context_chunks",
+            &json!({ "ids": ids }),
         )
         .await?;
-    let mut documents: Vec<Uuid> = rows.iter().map(|r| r.document_id).collect();
-    documents.sort_unstable();
-    documents.dedup();
-    let titles: HashMap<Uuid, String> = if documents.is_empty() {
-        HashMap::new()
-    } else {
-        state
-            .platform
-            .select::<TitleRow>(
-                Auth::User(user.token()),
-                "documents",
-                &[
-                    ("select", "id,title".to_owned()),
-                    ("id", in_list(&documents)),
-                ],
-            )
-            .await?
-            .into_iter()
-            .map(|r| (r.id, r.title))
-            .collect()
-    };
     let mut by_id: HashMap<Uuid, ChunkRow> = rows.into_iter().map(|r| (r.id, r)).collect();
     let context: Vec<ContextChunk> = ids
         .iter()
         .filter_map(|id| by_id.remove(id))
-        .filter_map(|row| {
-            let title = titles.get(&row.document_id)?.clone();
-            Some(ContextChunk {
-                id: row.id,
-                document_id: row.document_id,
-                chunk_id: row.chunk_id,
-                page: row.page,
-                // Rows copied before page_end existed: one page.
-                page_end: row.page_end.or(row.page),
-                title,
-                text: row.text,
-            })
+        .map(|row| ContextChunk {
+            id: row.id,
+            document_id: row.document_id,
+            chunk_id: row.chunk_id,
+            page: row.page,
+            // Rows copied before page_end existed: one page.
+            page_end: row.page_end.or(row.page),
+            title: row.title,
+            text: row.text,
         })
         .collect();
     let dropped = ids.len() - context.len();

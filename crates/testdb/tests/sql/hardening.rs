@@ -622,3 +622,45 @@ async fn an_answer_begins_and_ends_in_one_call_each_and_only_the_owners() {
             .get(0);
     assert_eq!(b_status, "streaming", "B's answer is untouched");
 }
+
+#[tokio::test]
+async fn context_chunks_returns_only_the_callers_chunks_with_their_titles() {
+    // Arrange: a chunk of A's and one of B's.
+    let t = TwoUsers::new().await;
+    let a_document = document(&t.db, t.a, "A's field notes", "ready").await;
+    let b_document = document(&t.db, t.b, "B's diary", "ready").await;
+    let a_chunk = crate::fixtures::chunk(&t.db, t.a, a_document, 2, "Moss grows north.").await;
+    let b_chunk = crate::fixtures::chunk(&t.db, t.b, b_document, 1, "B's secret.").await;
+    let ids = vec![b_chunk, a_chunk, Uuid::new_v4()];
+
+    // Act: A asks for all three ids; B for A's; anon for both.
+    let by_a = t
+        .as_a()
+        .query(
+            "select id, title, page, text from public.context_chunks($1)",
+            &[&ids],
+        )
+        .await
+        .expect("context_chunks as A");
+    let by_b = t
+        .as_b()
+        .query(
+            "select id from public.context_chunks($1)",
+            &[&vec![a_chunk]],
+        )
+        .await
+        .expect("context_chunks as B");
+    let by_anon =
+        t.db.as_anon()
+            .query("select id from public.context_chunks($1)", &[&ids])
+            .await;
+
+    // Assert
+    assert_eq!(by_a.len(), 1, "only A's own chunk");
+    assert_eq!(by_a[0].get::<_, Uuid>(0), a_chunk);
+    assert_eq!(by_a[0].get::<_, String>(1), "A's field notes");
+    assert_eq!(by_a[0].get::<_, i32>(2), 2);
+    assert_eq!(by_a[0].get::<_, String>(3), "Moss grows north.");
+    assert!(by_b.is_empty(), "B reads nothing of A's");
+    crate::fixtures::assert_denied(by_anon);
+}
