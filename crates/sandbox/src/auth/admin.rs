@@ -238,26 +238,7 @@ pub async fn update_user(
     Path(id): Path<String>,
     JsonBody(params): JsonBody<AdminUserParams>,
 ) -> Result<Response, AuthError> {
-    let email = if params.email.is_empty() {
-        None
-    } else {
-        Some(users::validate_email(&params.email)?)
-    };
-    if !params.phone.is_empty() {
-        return Err(AuthError::unprocessable(
-            code::PHONE_PROVIDER_DISABLED,
-            "Phone logins are disabled",
-        ));
-    }
-    let banned_until = ban_until(&params.ban_duration)?;
-    let new_hash = match &params.password {
-        Some(p) => {
-            password::check_strength(p, state.config.min_password_length)?;
-            Some(password::hash(p.clone(), state.config.password_hash_memory_kib).await?)
-        }
-        None => None,
-    };
-
+    let checked = CheckedUpdate::check(&state, &params).await?;
     let mut client = state
         .db
         .auth
@@ -273,6 +254,69 @@ pub async fn update_user(
         .await?
         .ok_or_else(|| AuthError::not_found(code::USER_NOT_FOUND, "User not found"))?;
 
+    update_account(&tx, &user, &params, checked.email, checked.new_hash).await?;
+    update_metadata(&tx, &user, params.app_metadata, params.user_metadata).await?;
+    if let Some(until) = checked.banned_until {
+        tx.execute(
+            "update auth.users set banned_until = $2, updated_at = now() where id = $1",
+            &[&user.id, &until],
+        )
+        .await
+        .map_err(db("Error updating user"))?;
+    }
+    let updated = users::find_by_id(&tx, user.id)
+        .await?
+        .ok_or_else(|| AuthError::not_found(code::USER_NOT_FOUND, "User not found"))?;
+    tx.commit().await.map_err(db("Error updating user"))?;
+    Ok(ok_json(&updated))
+}
+
+/// An admin update's fields checked before the database is touched: the new
+/// email (validated), the ban (parsed) and the new password (hashed).
+struct CheckedUpdate {
+    email: Option<String>,
+    banned_until: Option<Option<DateTime<Utc>>>,
+    new_hash: Option<String>,
+}
+
+impl CheckedUpdate {
+    async fn check(state: &AppState, params: &AdminUserParams) -> Result<Self, AuthError> {
+        let email = if params.email.is_empty() {
+            None
+        } else {
+            Some(users::validate_email(&params.email)?)
+        };
+        if !params.phone.is_empty() {
+            return Err(AuthError::unprocessable(
+                code::PHONE_PROVIDER_DISABLED,
+                "Phone logins are disabled",
+            ));
+        }
+        let banned_until = ban_until(&params.ban_duration)?;
+        let new_hash = match &params.password {
+            Some(p) => {
+                password::check_strength(p, state.config.min_password_length)?;
+                Some(password::hash(p.clone(), state.config.password_hash_memory_kib).await?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            email,
+            banned_until,
+            new_hash,
+        })
+    }
+}
+
+/// The role, email, email confirmation and password of an admin update, in
+/// that order; a new password signs the user out everywhere.
+async fn update_account(
+    tx: &impl deadpool_postgres::GenericClient,
+    user: &User,
+    params: &AdminUserParams,
+    email: Option<String>,
+    new_hash: Option<String>,
+) -> Result<(), AuthError> {
     if !params.role.is_empty() {
         tx.execute(
             "update auth.users set role = $2, updated_at = now() where id = $1",
@@ -282,13 +326,13 @@ pub async fn update_user(
         .map_err(db("Error updating user"))?;
     }
     if let Some(email) = email.filter(|e| Some(e.as_str()) != user.email.as_deref()) {
-        if users::email_taken(&tx, &email, Some(user.id)).await? {
+        if users::email_taken(tx, &email, Some(user.id)).await? {
             return Err(AuthError::unprocessable(
                 code::EMAIL_EXISTS,
                 DUPLICATE_EMAIL,
             ));
         }
-        set_email(&tx, user.id, &email).await?;
+        set_email(tx, user.id, &email).await?;
     }
     if params.email_confirm && !user.is_confirmed() {
         let mut metadata = user.user_metadata.as_object().cloned().unwrap_or_default();
@@ -312,7 +356,19 @@ pub async fn update_user(
             .await
             .map_err(db("Error updating user"))?;
     }
-    if let Some(updates) = params.app_metadata {
+    Ok(())
+}
+
+/// Merges an admin update's `app_metadata` and `user_metadata` into the
+/// user's (`null` removes a key). The user metadata is re-read: confirming
+/// the email may have just set its `email_verified`.
+async fn update_metadata(
+    tx: &impl deadpool_postgres::GenericClient,
+    user: &User,
+    app_metadata: Option<Map<String, Value>>,
+    user_metadata: Option<Map<String, Value>>,
+) -> Result<(), AuthError> {
+    if let Some(updates) = app_metadata {
         let mut metadata = user.app_metadata_map();
         users::merge_metadata(&mut metadata, updates);
         tx.execute(
@@ -322,8 +378,8 @@ pub async fn update_user(
         .await
         .map_err(db("Error updating user"))?;
     }
-    if let Some(updates) = params.user_metadata {
-        let current = users::find_by_id(&tx, user.id)
+    if let Some(updates) = user_metadata {
+        let current = users::find_by_id(tx, user.id)
             .await?
             .ok_or_else(|| AuthError::not_found(code::USER_NOT_FOUND, "User not found"))?;
         let mut metadata = current
@@ -339,19 +395,7 @@ pub async fn update_user(
         .await
         .map_err(db("Error updating user"))?;
     }
-    if let Some(until) = banned_until {
-        tx.execute(
-            "update auth.users set banned_until = $2, updated_at = now() where id = $1",
-            &[&user.id, &until],
-        )
-        .await
-        .map_err(db("Error updating user"))?;
-    }
-    let updated = users::find_by_id(&tx, user.id)
-        .await?
-        .ok_or_else(|| AuthError::not_found(code::USER_NOT_FOUND, "User not found"))?;
-    tx.commit().await.map_err(db("Error updating user"))?;
-    Ok(ok_json(&updated))
+    Ok(())
 }
 
 /// `DELETE /admin/users/{id}` (body optionally `{"should_soft_delete":true}`):

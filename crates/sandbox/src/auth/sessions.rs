@@ -237,55 +237,20 @@ pub async fn refresh(
         .await
         .map_err(db("Database error finding refresh token"))?;
 
-    let Some(found) = tx
-        .query_opt(
-            "select session_id from auth.refresh_tokens where token = $1",
-            &[&token],
-        )
-        .await
-        .map_err(db("Database error finding refresh token"))?
-    else {
-        return Err(AuthError::bad_request(
-            code::REFRESH_TOKEN_NOT_FOUND,
-            "Invalid Refresh Token: Refresh Token Not Found",
-        ));
-    };
+    let Locked {
+        session_id,
+        user_id,
+        not_after,
+        token_id,
+        revoked,
+        revoked_at,
+    } = lock_session(&tx, token).await?;
     let no_session = || {
         AuthError::bad_request(
             code::SESSION_NOT_FOUND,
             "Invalid Refresh Token: No Valid Session Found",
         )
     };
-    let session_id: Uuid = found.get::<_, Option<Uuid>>(0).ok_or_else(no_session)?;
-
-    // Lock the session first, then the token: concurrent refreshes of one
-    // session queue here instead of both rotating the same token.
-    let session = tx
-        .query_opt(
-            "select user_id, not_after from auth.sessions where id = $1 for update",
-            &[&session_id],
-        )
-        .await
-        .map_err(db("Database error finding session"))?
-        .ok_or_else(no_session)?;
-    let user_id: Uuid = session.get(0);
-    let not_after: Option<DateTime<Utc>> = session.get(1);
-    let row = tx
-        .query_opt(
-            "select id, revoked, updated_at from auth.refresh_tokens where token = $1 for update",
-            &[&token],
-        )
-        .await
-        .map_err(db("Database error finding refresh token"))?
-        .ok_or_else(|| {
-            AuthError::bad_request(
-                code::REFRESH_TOKEN_NOT_FOUND,
-                "Invalid Refresh Token: Refresh Token Not Found",
-            )
-        })?;
-    let token_id: i64 = row.get(0);
-    let revoked: bool = row.get(1);
-    let revoked_at: DateTime<Utc> = row.get(2);
 
     let user = users::find_by_id(&tx, user_id)
         .await?
@@ -305,35 +270,12 @@ pub async fn refresh(
     }
 
     let issued = if !revoked {
-        tx.execute(
-            "update auth.refresh_tokens set revoked = true, updated_at = now() where id = $1",
-            &[&token_id],
-        )
-        .await
-        .map_err(db("Database error granting user"))?;
-        let child = new_refresh_token()?;
-        tx.execute(
-            "insert into auth.refresh_tokens (instance_id, token, user_id, session_id, parent, revoked, created_at, updated_at) \
-             values ('00000000-0000-0000-0000-000000000000', $1, $2, $3, $4, false, now(), now())",
-            &[&child, &user_id, &session_id, &token],
-        )
-        .await
-        .map_err(db("Database error granting user"))?;
-        child
+        rotate(&tx, token_id, user_id, session_id, token).await?
     } else {
-        let active: Option<String> = tx
-            .query_opt(
-                "select token from auth.refresh_tokens \
-                 where session_id = $1 and not revoked order by id desc limit 1",
-                &[&session_id],
-            )
-            .await
-            .map_err(db("Database error finding refresh token"))?
-            .map(|row| row.get(0));
         let reuse_until = revoked_at
             + chrono::Duration::from_std(state.config.refresh_token_reuse_interval())
                 .unwrap_or_default();
-        match active {
+        match active_token(&tx, session_id).await? {
             Some(active) if now <= reuse_until => active,
             _ => {
                 tracing::warn!(%session_id, "refresh token reused after the reuse interval; revoking the session");
@@ -363,4 +305,107 @@ pub async fn refresh(
         .await
         .map_err(db("Database error granting user"))?;
     Ok(response)
+}
+
+/// A refresh token's session and the token itself, both locked.
+struct Locked {
+    session_id: Uuid,
+    user_id: Uuid,
+    not_after: Option<DateTime<Utc>>,
+    token_id: i64,
+    revoked: bool,
+    /// When the token was revoked (its last update).
+    revoked_at: DateTime<Utc>,
+}
+
+/// Finds a refresh token's session and locks the session first, then the
+/// token: concurrent refreshes of one session queue here instead of both
+/// rotating the same token.
+async fn lock_session(tx: &impl GenericClient, token: &str) -> Result<Locked, AuthError> {
+    let not_found = || {
+        AuthError::bad_request(
+            code::REFRESH_TOKEN_NOT_FOUND,
+            "Invalid Refresh Token: Refresh Token Not Found",
+        )
+    };
+    let no_session = || {
+        AuthError::bad_request(
+            code::SESSION_NOT_FOUND,
+            "Invalid Refresh Token: No Valid Session Found",
+        )
+    };
+    let found = tx
+        .query_opt(
+            "select session_id from auth.refresh_tokens where token = $1",
+            &[&token],
+        )
+        .await
+        .map_err(db("Database error finding refresh token"))?
+        .ok_or_else(not_found)?;
+    let session_id: Uuid = found.get::<_, Option<Uuid>>(0).ok_or_else(no_session)?;
+    let session = tx
+        .query_opt(
+            "select user_id, not_after from auth.sessions where id = $1 for update",
+            &[&session_id],
+        )
+        .await
+        .map_err(db("Database error finding session"))?
+        .ok_or_else(no_session)?;
+    let row = tx
+        .query_opt(
+            "select id, revoked, updated_at from auth.refresh_tokens where token = $1 for update",
+            &[&token],
+        )
+        .await
+        .map_err(db("Database error finding refresh token"))?
+        .ok_or_else(not_found)?;
+    Ok(Locked {
+        session_id,
+        user_id: session.get(0),
+        not_after: session.get(1),
+        token_id: row.get(0),
+        revoked: row.get(1),
+        revoked_at: row.get(2),
+    })
+}
+
+/// Revokes the active refresh token `token` and issues its child.
+async fn rotate(
+    tx: &impl GenericClient,
+    token_id: i64,
+    user_id: Uuid,
+    session_id: Uuid,
+    token: &str,
+) -> Result<String, AuthError> {
+    tx.execute(
+        "update auth.refresh_tokens set revoked = true, updated_at = now() where id = $1",
+        &[&token_id],
+    )
+    .await
+    .map_err(db("Database error granting user"))?;
+    let child = new_refresh_token()?;
+    tx.execute(
+        "insert into auth.refresh_tokens (instance_id, token, user_id, session_id, parent, revoked, created_at, updated_at) \
+         values ('00000000-0000-0000-0000-000000000000', $1, $2, $3, $4, false, now(), now())",
+        &[&child, &user_id, &session_id, &token],
+    )
+    .await
+    .map_err(db("Database error granting user"))?;
+    Ok(child)
+}
+
+/// The session's current (newest unrevoked) refresh token, if it has one.
+async fn active_token(
+    tx: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<Option<String>, AuthError> {
+    Ok(tx
+        .query_opt(
+            "select token from auth.refresh_tokens \
+             where session_id = $1 and not revoked order by id desc limit 1",
+            &[&session_id],
+        )
+        .await
+        .map_err(db("Database error finding refresh token"))?
+        .map(|row| row.get(0)))
 }

@@ -97,24 +97,7 @@ pub async fn update_user(
             DUPLICATE_EMAIL,
         ));
     }
-    let new_hash = match params.password.as_deref() {
-        Some(new_password) if !new_password.is_empty() => {
-            if password::verify(new_password.to_owned(), user.encrypted_password.clone()).await {
-                return Err(AuthError::unprocessable(
-                    code::SAME_PASSWORD,
-                    "New password should be different from the old password.",
-                ));
-            }
-            Some(
-                password::hash(
-                    new_password.to_owned(),
-                    state.config.password_hash_memory_kib,
-                )
-                .await?,
-            )
-        }
-        _ => None,
-    };
+    let new_hash = new_password_hash(&state, params.password.as_deref(), &user).await?;
 
     let tx = client
         .transaction()
@@ -127,19 +110,7 @@ pub async fn update_user(
         )
     })?;
     if let Some(hash) = &new_hash {
-        tx.execute(
-            "update auth.users set encrypted_password = $2, updated_at = now() where id = $1",
-            &[&user.id, hash],
-        )
-        .await
-        .map_err(|e| AuthError::internal("Error during password storage", e))?;
-        // As GoTrue's UpdatePassword: whoever knew the old password is signed out.
-        tx.execute(
-            "delete from auth.sessions where user_id = $1 and ($2::uuid is null or id <> $2)",
-            &[&user.id, &signed_in.session_id],
-        )
-        .await
-        .map_err(|e| AuthError::internal("Error during password storage", e))?;
+        store_password(&tx, user.id, signed_in.session_id, hash).await?;
     }
     if let Some(data) = params.data {
         let mut metadata = current
@@ -169,6 +140,54 @@ pub async fn update_user(
         }
     })?;
     Ok(ok_json(&updated))
+}
+
+/// The hash of a user's new password; `None` when there is none (or it is
+/// empty). The user's current password is 422 `same_password`.
+async fn new_password_hash(
+    state: &AppState,
+    new_password: Option<&str>,
+    user: &users::User,
+) -> Result<Option<String>, AuthError> {
+    let Some(new_password) = new_password.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    if password::verify(new_password.to_owned(), user.encrypted_password.clone()).await {
+        return Err(AuthError::unprocessable(
+            code::SAME_PASSWORD,
+            "New password should be different from the old password.",
+        ));
+    }
+    Ok(Some(
+        password::hash(
+            new_password.to_owned(),
+            state.config.password_hash_memory_kib,
+        )
+        .await?,
+    ))
+}
+
+/// Stores a user's new password hash and, as GoTrue's `UpdatePassword`,
+/// signs out whoever knew the old password: every session but `keep`.
+async fn store_password(
+    tx: &impl deadpool_postgres::GenericClient,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    hash: &str,
+) -> Result<(), AuthError> {
+    tx.execute(
+        "update auth.users set encrypted_password = $2, updated_at = now() where id = $1",
+        &[&user_id, &hash],
+    )
+    .await
+    .map_err(|e| AuthError::internal("Error during password storage", e))?;
+    tx.execute(
+        "delete from auth.sessions where user_id = $1 and ($2::uuid is null or id <> $2)",
+        &[&user_id, &keep],
+    )
+    .await
+    .map_err(|e| AuthError::internal("Error during password storage", e))?;
+    Ok(())
 }
 
 /// Sets a user's email and their `email` identity's address.
