@@ -33,6 +33,7 @@ mod own_model;
 mod packages;
 mod security;
 mod signin;
+mod suggestions;
 mod support;
 mod web_view;
 mod window;
