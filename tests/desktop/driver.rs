@@ -45,6 +45,9 @@ pub struct Profile {
     pub name: String,
     /// The project this device is set up for: the dev stack unless [`Profile::on`] says.
     stack: Option<Api>,
+    /// Whether the app is given the project's values (`QUIRE_API_URL`…); a first run
+    /// ([`Profile::first_run`]) is not, and asks for its server.
+    configured: bool,
     config: tempfile::TempDir,
     data: tempfile::TempDir,
     cache: tempfile::TempDir,
@@ -55,6 +58,7 @@ impl Profile {
         Ok(Self {
             name: format!("e2e-{label}-{}", support::unique()),
             stack: None,
+            configured: true,
             config: tempfile::tempdir()?,
             data: tempfile::tempdir()?,
             cache: tempfile::tempdir()?,
@@ -67,6 +71,15 @@ impl Profile {
         Ok(Self {
             stack: Some(stack.clone()),
             ..Self::new(label)?
+        })
+    }
+
+    /// A device on `stack` whose app is given nothing of the project: it starts on the connect
+    /// screen, as after installing, and keeps the server it connects to.
+    pub fn first_run(label: &str, stack: &Api) -> Result<Self> {
+        Ok(Self {
+            configured: false,
+            ..Self::on(label, stack)?
         })
     }
 
@@ -149,8 +162,10 @@ impl App {
                 command.env_remove(&key);
             }
         }
+        if profile.configured {
+            command.envs(stack.app_env());
+        }
         command
-            .envs(stack.app_env())
             .env("QUIRE_PROFILE", &profile.name)
             .env("XDG_CONFIG_HOME", profile.config.path())
             .env("XDG_DATA_HOME", profile.data.path())
@@ -239,7 +254,17 @@ impl App {
             })
             .collect();
         let get = |key: &str| vars.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
-        for (key, value) in stack.app_env() {
+        let given: &[&str] = if profile.configured {
+            &[
+                "QUIRE_ANON_KEY",
+                "QUIRE_API_URL",
+                "QUIRE_COMPANION_URL",
+                "QUIRE_PROFILE",
+            ]
+        } else {
+            &["QUIRE_PROFILE"]
+        };
+        for (key, value) in stack.app_env().into_iter().filter(|_| profile.configured) {
             ensure!(
                 get(key) == Some(value.as_str()),
                 "the app did not inherit {key} from tauri-driver"
@@ -253,16 +278,7 @@ impl App {
             .filter(|k| k.starts_with("QUIRE_") && !k.starts_with("QUIRE_E2E_"))
             .collect();
         quire.sort();
-        ensure!(
-            quire
-                == [
-                    "QUIRE_ANON_KEY",
-                    "QUIRE_API_URL",
-                    "QUIRE_COMPANION_URL",
-                    "QUIRE_PROFILE"
-                ],
-            "the app's QUIRE_* environment: {quire:?}"
-        );
+        ensure!(quire == given, "the app's QUIRE_* environment: {quire:?}");
         for secret in [&stack.info.service_role_key, &stack.info.jwt_secret] {
             ensure!(
                 !support::contains(&environ, secret),

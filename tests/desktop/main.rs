@@ -23,7 +23,9 @@
 //! `src-tauri/IPC.md`) and, behind the app's back, what the database holds; every test that
 //! touches data has a second user who must see none of it.
 
+mod accounts;
 mod chat;
+mod connect;
 mod devices;
 mod documents;
 mod driver;
