@@ -25,9 +25,14 @@ use crate::support::{self, DevStack as _, QUESTION, Secrets, stack};
 /// `commands![…]` list and IPC.md's table, so a new command cannot be forgotten.
 const SWEEP: &[&str] = &[
     "session",
+    "connect",
+    "sign_in_methods",
     "sign_in",
     "sign_in_browser",
     "cancel_sign_in",
+    "sign_up",
+    "send_password_reset",
+    "reset_password",
     "sign_out",
     "snapshot",
     "open_conversation",
@@ -239,8 +244,45 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
     for name in SWEEP {
         called.insert(*name);
         match *name {
-            "session" | "snapshot" | "cancel_sign_in" | "opened_files" => {
+            "session" | "sign_in_methods" | "snapshot" | "cancel_sign_in" | "opened_files" => {
                 call(&app, results, name, json!({}), short).await?;
+            }
+            "connect" => {
+                // Signed in, another server is refused; so is a plain-http one.
+                let companion = stack.companion_url().unwrap_or_default().to_owned();
+                for address in [companion.as_str(), "http://quire.example.com"] {
+                    let got =
+                        call(&app, results, name, json!({ "address": address }), short).await?;
+                    ensure!(matches!(got, Some(Err(_))), "connect {address}: {got:?}");
+                }
+            }
+            "sign_up" => {
+                // A's own address: taken, so A stays signed in.
+                call(
+                    &app,
+                    results,
+                    name,
+                    json!({ "email": a.email, "password": a.password }),
+                    short,
+                )
+                .await?;
+            }
+            "send_password_reset" => {
+                call(&app, results, name, json!({ "email": a.email }), short).await?;
+            }
+            "reset_password" => {
+                let got = call(
+                    &app,
+                    results,
+                    name,
+                    json!({ "email": a.email, "code": "000000", "password": "not set by the sweep" }),
+                    short,
+                )
+                .await?;
+                ensure!(
+                    matches!(got, Some(Err(_))),
+                    "a wrong code reset A's password: {got:?}"
+                );
             }
             "sign_in" => {
                 call(
@@ -263,7 +305,9 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
             "sign_in_browser" => {
                 // It waits for the browser's redirect; cancelling ends it.
                 let started = app.client.execute(
-                    "window.__e2eBrowser = window.__TAURI_INTERNALS__.invoke('sign_in_browser', {})
+                    "window.__e2eBrowser = window.__TAURI_INTERNALS__
+                       .invoke('sign_in_methods', {})
+                       .then(m => window.__TAURI_INTERNALS__.invoke('sign_in_browser', { provider: m.providers[0] }))
                        .then(v => ({ ok: v }), e => ({ err: e })); return true;",
                     vec![],
                 );
