@@ -185,6 +185,15 @@ async fn a_cut_upload_whose_file_is_gone_stays_for_retry_or_delete() {
     let documents = a.documents().await.unwrap();
     assert_eq!(documents.len(), 1);
     assert_eq!(documents[0].status, DocumentStatus::Uploading);
+    // Reading the documents again (the window's snapshot) keeps the interruption shown.
+    let shown = a.state().document(id).unwrap();
+    assert!(
+        shown
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("Upload interrupted")),
+        "{shown:?}"
+    );
 
     // B cannot delete it; A can.
     assert_eq!(

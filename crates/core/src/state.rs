@@ -531,8 +531,19 @@ impl State {
                     } else {
                         None
                     };
+                    // An upload this device could not finish keeps saying so
+                    // (`upload_interrupted`): an uploading row has no error of its own.
+                    let error = if document.status == DocumentStatus::Uploading
+                        && current.status == DocumentStatus::Uploading
+                        && document.error.is_none()
+                    {
+                        current.error.clone()
+                    } else {
+                        document.error.clone()
+                    };
                     let next = Document {
                         upload,
+                        error,
                         ..document.clone()
                     };
                     (*current != next).then(|| {
@@ -601,6 +612,8 @@ impl State {
                 (document.upload != progress && document.status == DocumentStatus::Uploading).then(
                     || {
                         document.upload = progress;
+                        // Going again: no longer interrupted.
+                        document.error = None;
                         document.clone()
                     },
                 )
