@@ -400,6 +400,9 @@ impl UploadBars {
                 }
             }
             UploadEvent::Stored { document_id } => self.status(document_id, "stored"),
+            // The CLI does not resume a cut upload on its next run: the
+            // document stays `uploading`, and the app offers Retry.
+            UploadEvent::Resumable { .. } => {}
             UploadEvent::Failed { path, error } => {
                 if let Some(bar) = self.by_path.get(&path) {
                     bar.abandon_with_message(format!("failed: {}", error.message));
