@@ -33,6 +33,7 @@ mod languages;
 mod open_with;
 mod own_model;
 mod packages;
+mod resume;
 mod security;
 mod signin;
 mod suggestions;
