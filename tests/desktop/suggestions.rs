@@ -122,7 +122,7 @@ async fn the_first_suggestion_summarises_both_documents_and_the_conversation_exp
 
     // Export through the native dialog.
     let dir = tempfile::tempdir()?;
-    let dest = dir.path().join("summary.md");
+    let dest = dir.path().join("summary").with_extension("md");
     app.click("conversation-export", "").await?;
     answer_save_dialog("Export conversation", &dest)?;
     let markdown = wait_file(&dest, UI)?;
@@ -137,7 +137,12 @@ async fn the_first_suggestion_summarises_both_documents_and_the_conversation_exp
             && markdown.contains(&format!("]: {ESPRESSO}, p")),
         "the footnotes do not name both documents with pages: {markdown}"
     );
-    std::fs::write(artifacts().join("suggestions-a-export.md"), &markdown)?;
+    std::fs::write(
+        artifacts()
+            .join("suggestions-a-export")
+            .with_extension("md"),
+        &markdown,
+    )?;
     show_rendered(&app, &markdown).await?;
     // The page draws the new content on its next frames; the X screen is read after them.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -213,7 +213,7 @@ pub async fn write(dest: &Path, markdown: &str) -> Result<()> {
     };
     let name = dest
         .file_name()
-        .map_or_else(|| "export.md".into(), |n| n.to_string_lossy().into_owned());
+        .map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned());
     let partial = dest.with_file_name(format!(".{name}.part"));
     let written = match tokio::fs::write(&partial, markdown).await {
         Ok(()) => tokio::fs::rename(&partial, dest).await.map_err(unwritable),
@@ -464,11 +464,11 @@ mod tests {
     #[tokio::test]
     async fn an_export_is_written_whole_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("Pets.md");
+        let dest = dir.path().join("Pets").with_extension("md");
         write(&dest, "# Pets\n").await.unwrap();
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "# Pets\n");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let nowhere = dir.path().join("missing").join("Pets.md");
+        let nowhere = dir.path().join("missing").join("Pets").with_extension("md");
         let error = write(&nowhere, "# Pets\n").await.unwrap_err();
         assert_eq!(error.code(), crate::ErrorCode::FileUnwritable);
     }
