@@ -1092,16 +1092,25 @@ impl Pipelined {
         } else {
             "begin isolation level read committed read write"
         };
-        let settings: [(&(dyn ToSql + Sync), Type); 2] = [
-            (&settings.names, Type::TEXT_ARRAY),
-            (&settings.values, Type::TEXT_ARRAY),
-        ];
+        // The two statements every request runs are prepared once per
+        // connection, as PostgREST's are (`db-prepared-statements`).
+        let cached = client.statement_cache.size();
+        let apply = client
+            .prepare_typed_cached(APPLY_ROLE_SETTINGS, &[Type::TEXT_ARRAY, Type::TEXT_ARRAY])
+            .await?;
+        let set_preamble = client
+            .prepare_typed_cached(PREAMBLE, &[Type::TEXT; 7])
+            .await?;
+        round_trips(client.statement_cache.size().saturating_sub(cached) as u64);
+        let settings: [&(dyn ToSql + Sync); 2] = [&settings.names, &settings.values];
+        let preamble: Vec<&(dyn ToSql + Sync)> =
+            preamble.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
         // Each future sends its messages when first polled, and `join!`
         // polls them first in this order: the server gets them in it.
         let (begun, settings, preamble, rows) = tokio::join!(
             client.batch_execute(begin),
-            client.query_typed(APPLY_ROLE_SETTINGS, &settings),
-            query_untyped(&client, PREAMBLE, preamble),
+            client.query(&apply, &settings),
+            client.query(&set_preamble, &preamble),
             query_untyped(&client, &statement.sql, &statement.params),
         );
         round_trips(1);
