@@ -5,6 +5,7 @@
 //! gnome-keyring-daemon, so a person's own keyring is never touched).
 
 mod deploy;
+mod export;
 
 use std::path::Path;
 use std::process::Stdio;
