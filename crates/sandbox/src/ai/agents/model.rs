@@ -499,18 +499,26 @@ fn summary_sentences(passage: &str) -> Vec<String> {
 fn candidates(context: Context<'_>) -> Vec<Candidate> {
     let mut out = Vec::new();
     let mut push = |origin: Origin, body: &str| {
-        for (position, sentence) in text::sentences(body).into_iter().enumerate() {
-            if is_instruction(&sentence, context.tools) {
-                continue;
-            }
-            let terms: HashSet<String> = text::terms(&sentence).into_iter().collect();
-            if !terms.is_empty() {
-                out.push(Candidate {
-                    origin,
-                    position,
-                    sentence,
-                    terms,
-                });
+        let mut position = 0;
+        for (heading, block) in titled_blocks(body) {
+            let heading_terms = heading.as_deref().map(text::terms).unwrap_or_default();
+            for (k, sentence) in text::sentences(&block).into_iter().enumerate() {
+                if is_instruction(&sentence, context.tools) {
+                    continue;
+                }
+                let mut terms: HashSet<String> = text::terms(&sentence).into_iter().collect();
+                if k == 0 {
+                    terms.extend(heading_terms.iter().cloned());
+                }
+                if !terms.is_empty() {
+                    out.push(Candidate {
+                        origin,
+                        position,
+                        sentence,
+                        terms,
+                    });
+                    position += 1;
+                }
             }
         }
     };
@@ -526,6 +534,38 @@ fn candidates(context: Context<'_>) -> Vec<Candidate> {
         }
     }
     out
+}
+
+/// A passage cut at its headings — short lines without closing punctuation
+/// between lines that start anew ("Birding by ear") — each block with the
+/// heading that opens it. A heading is not quoted; it counts for the first
+/// sentence under it, as it did when the PDF's lines ran it into that
+/// sentence.
+fn titled_blocks(passage: &str) -> Vec<(Option<String>, String)> {
+    let lines: Vec<&str> = passage.lines().collect();
+    let starts_anew = |line: &str| {
+        line.trim_start()
+            .starts_with(|c: char| c.is_uppercase() || c.is_ascii_digit())
+    };
+    let mut blocks: Vec<(Option<String>, String)> = vec![(None, String::new())];
+    for (n, raw) in lines.iter().enumerate() {
+        let line = raw.trim();
+        let heading = !line.is_empty()
+            && line.split_whitespace().count() <= 8
+            && !line.ends_with(|c: char| c.is_ascii_punctuation() && c != ')')
+            && starts_anew(line)
+            && n > 0
+            && lines[n - 1].trim().ends_with(['.', '!', '?', ':'])
+            && lines.get(n + 1).is_some_and(|next| starts_anew(next));
+        if heading {
+            blocks.push((Some(line.to_owned()), String::new()));
+        } else {
+            let block = &mut blocks.last_mut().expect("one block at least").1;
+            block.push_str(raw);
+            block.push('\n');
+        }
+    }
+    blocks
 }
 
 fn is_instruction(sentence: &str, tools: &[ToolSpec]) -> bool {
@@ -741,6 +781,21 @@ mod tests {
             tools: &TOOLS,
             ..Context::default()
         }
+    }
+
+    #[test]
+    fn a_heading_counts_for_the_sentence_under_it_but_is_not_quoted() {
+        let items = vec![ContextItem::by_value(
+            "Calls are short notes used all year.\nBirding by ear\nMost birds are heard \
+             before they are seen. Songs are long, patterned phrases.",
+            json!({"chunk_id": "c-1", "document_id": "birds", "page": 1, "title": "Birds"}),
+        )];
+        let a = answer(
+            "What do my documents say about birding by ear?",
+            ctx(&items),
+            true,
+        );
+        assert_eq!(a.content, "Most birds are heard before they are seen [1].");
     }
 
     #[test]
