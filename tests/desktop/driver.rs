@@ -170,7 +170,10 @@ impl App {
             .env("XDG_CONFIG_HOME", profile.config.path())
             .env("XDG_DATA_HOME", profile.data.path())
             .env("XDG_CACHE_HOME", profile.cache.path())
+            // WebKitWebDriver's screenshots never return without compositing, which the app
+            // turns off in software (docs/desktop-on-linux.md §8): keep it on for the tests.
             .env("NO_AT_BRIDGE", "1")
+            .env("WEBKIT_DISABLE_COMPOSITING_MODE", "0")
             .envs(env.iter().map(|(k, v)| (*k, v)))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)

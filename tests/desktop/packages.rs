@@ -121,6 +121,8 @@ async fn first_screen(
     }
     command
         .envs(stack.app_env())
+        // No screenshot without compositing (docs/desktop-on-linux.md §8).
+        .env("WEBKIT_DISABLE_COMPOSITING_MODE", "0")
         .env(
             "QUIRE_PROFILE",
             format!("e2e-packages-{}", support::unique()),
