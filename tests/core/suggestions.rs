@@ -88,7 +88,10 @@ async fn every_suggestion_comes_from_the_documents_and_gets_a_cited_answer() {
     for document in &documents {
         assert!(cited.contains(document), "{summary}");
     }
-    assert!(!summary.contains("Woodpecker or Hairy Woodpecker ["), "{summary}");
+    assert!(
+        !summary.contains("Woodpecker or Hairy Woodpecker ["),
+        "{summary}"
+    );
 
     // B has no documents: no suggestions, and nothing of A's in an answer.
     assert_eq!(b.suggestions().await.unwrap(), Vec::<String>::new());
