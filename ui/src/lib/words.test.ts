@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { openingPage, pagesLabel, pagesSpoken } from './words';
+import type { Document } from './types';
+import { documentStatusText, isBusy, isInterrupted, openingPage, pagesLabel, pagesSpoken } from './words';
 
 describe('the pages a source spans', () => {
   it('one page says "p. 3"; a chunk across a page break says "pp. 3–4"', () => {
@@ -25,5 +26,34 @@ describe('the pages a source spans', () => {
 
   it('the viewer opens at the first page of a range', () => {
     expect(openingPage(3)).toBe(3);
+  });
+});
+
+describe('an upload cut by quitting', () => {
+  const doc = (over: Partial<Document>): Document => ({
+    id: 'd',
+    title: 'Harbour rafts',
+    status: 'uploading',
+    error: null,
+    page_count: null,
+    byte_size: 1000,
+    updated_at: '2026-12-07T00:00:00Z',
+    upload: null,
+    ...over,
+  });
+
+  it('is interrupted, not in progress: nothing is being prepared until Retry', () => {
+    const cut = doc({ error: 'the file is no longer where it was' });
+    expect(isInterrupted(cut)).toBe(true);
+    expect(isBusy(cut)).toBe(false);
+    expect(documentStatusText(cut)).toBe('Upload interrupted');
+  });
+
+  it('an upload going on, or one another device is sending, is still in progress', () => {
+    const going = doc({ upload: { sent: 10, total: 1000 } as Document['upload'] });
+    expect(isInterrupted(going)).toBe(false);
+    expect(isBusy(going)).toBe(true);
+    expect(isInterrupted(doc({}))).toBe(false);
+    expect(isBusy(doc({}))).toBe(true);
   });
 });

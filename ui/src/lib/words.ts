@@ -4,6 +4,7 @@ import type { Document, ErrorView } from './types';
 
 /** "Uploading 42%", "Extracting text…", "Ready", "Failed: <reason>", … */
 export function documentStatusText(doc: Document): string {
+  if (isInterrupted(doc)) return 'Upload interrupted';
   switch (doc.status) {
     case 'uploading': {
       const pct = uploadPercent(doc);
@@ -31,8 +32,18 @@ export function uploadPercent(doc: Document): number | null {
   return Math.min(100, Math.floor((doc.upload.sent / doc.upload.total) * 100));
 }
 
-/** Whether ingestion is still running (a progress bar is shown). */
+/**
+ * An upload this device could not finish (the app quit, and the file is gone or changed): the
+ * core keeps it uploading, without progress, with an error that says why. Nothing happens to it
+ * until the person chooses Retry or Delete.
+ */
+export function isInterrupted(doc: Document): boolean {
+  return doc.status === 'uploading' && !doc.upload && !!doc.error;
+}
+
+/** Whether ingestion is still running (a progress bar is shown); an interrupted upload is not. */
 export function isBusy(doc: Document): boolean {
+  if (isInterrupted(doc)) return false;
   return doc.status === 'uploading' || doc.status === 'stored' || doc.status === 'extracting' || doc.status === 'indexing';
 }
 
