@@ -35,6 +35,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
         "the database under the sandbox and every integration test",
     ),
     ("postgresql-contrib", "pg_trgm for fuzzy search"),
+    // A transaction-mode pooler, as Supabase's Supavisor is on port 6543.
+    ("pgbouncer", "testing migrate through a pooler"),
     // Running and testing the app without a display.
     ("xvfb", "a virtual display for the app's end-to-end tests"),
     (
