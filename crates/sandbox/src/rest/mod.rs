@@ -714,6 +714,8 @@ fn payload_columns<'t>(
         .collect()
 }
 
+/// The statement for a request on a table or view: PostgREST's read, create
+/// (insert or upsert), update and delete plans.
 fn plan_relation(
     p: &Parsed,
     table: &Table,
@@ -722,123 +724,162 @@ fn plan_relation(
     order: &[OrderTerm],
 ) -> Result<Plan, RestError> {
     match p.action {
-        Action::Read { headers_only } => {
-            let statement = sql::read(
-                table,
-                &ReadSpec {
-                    select: &p.query.select,
-                    filters,
-                    logic,
-                    order,
-                    range: p.range.restrict(MAX_ROWS),
-                    count: p.prefs.counts(),
-                    media: p.media,
-                },
-            )?;
-            Ok(Plan {
-                statement,
-                kind: Kind::Read {
-                    table: table.name.clone(),
-                    headers_only,
-                },
-                read_only: true,
-            })
-        }
-        Action::Create => {
-            let payload = p
-                .payload
-                .as_ref()
-                .ok_or_else(|| RestError::invalid_body("Empty or invalid json"))?;
-            let columns = payload_columns(table, &payload.keys)?;
-            let on_conflict = match p.prefs.resolution {
-                None => None,
-                Some(res) => {
-                    let target = match &p.query.on_conflict {
-                        Some(cols) => cols
-                            .iter()
-                            .map(|c| {
-                                table
-                                    .column(c)
-                                    .ok_or_else(|| RestError::undefined_column(&table.name, c))
-                            })
-                            .collect::<Result<Vec<_>, _>>()?,
-                        None => table
-                            .primary_key
-                            .iter()
-                            .filter_map(|c| table.column(c))
-                            .collect(),
-                    };
-                    Some((res, target))
-                }
-            };
-            let statement = sql::insert(
-                table,
-                &sql::InsertSpec {
-                    columns,
-                    body: payload.body.clone(),
-                    on_conflict,
-                    apply_defaults: p.prefs.missing == Some(prefer::Missing::Default),
-                    returning: representation(p),
-                    media: p.media,
-                },
-            )?;
-            Ok(Plan {
-                statement,
-                kind: Kind::Create {
-                    table: table.name.clone(),
-                    has_pk: !table.primary_key.is_empty() || p.query.on_conflict.is_some(),
-                    resolution: p.prefs.resolution,
-                },
-                read_only: false,
-            })
-        }
-        Action::Update => {
-            let payload = p
-                .payload
-                .as_ref()
-                .ok_or_else(|| RestError::invalid_body("Empty or invalid json"))?;
-            let columns = payload_columns(table, &payload.keys)?;
-            let statement = sql::update(
-                table,
-                &sql::UpdateSpec {
-                    columns,
-                    body: payload.body.clone(),
-                    filters,
-                    logic,
-                    order,
-                    range: p.range,
-                    returning: representation(p),
-                    media: p.media,
-                },
-            )?;
-            Ok(Plan {
-                statement,
-                kind: Kind::Update,
-                read_only: false,
-            })
-        }
-        Action::Delete => {
-            let statement = sql::delete(
-                table,
-                &sql::DeleteSpec {
-                    filters,
-                    logic,
-                    order,
-                    range: p.range,
-                    returning: representation(p),
-                    media: p.media,
-                },
-            )?;
-            Ok(Plan {
-                statement,
-                kind: Kind::Delete,
-                read_only: false,
-            })
-        }
+        Action::Read { headers_only } => plan_read(p, table, filters, logic, order, headers_only),
+        Action::Create => plan_create(p, table),
+        Action::Update => plan_update(p, table, filters, logic, order),
+        Action::Delete => plan_delete(p, table, filters, logic, order),
         Action::Info | Action::Invoke { .. } => {
             Err(RestError::unsupported_method(p.method.as_str()))
         }
     }
+}
+
+/// `GET`/`HEAD`: a read of at most `MAX_ROWS` rows, counted when asked.
+fn plan_read(
+    p: &Parsed,
+    table: &Table,
+    filters: &[Filter],
+    logic: &[LogicTree],
+    order: &[OrderTerm],
+    headers_only: bool,
+) -> Result<Plan, RestError> {
+    let statement = sql::read(
+        table,
+        &ReadSpec {
+            select: &p.query.select,
+            filters,
+            logic,
+            order,
+            range: p.range.restrict(MAX_ROWS),
+            count: p.prefs.counts(),
+            media: p.media,
+        },
+    )?;
+    Ok(Plan {
+        statement,
+        kind: Kind::Read {
+            table: table.name.clone(),
+            headers_only,
+        },
+        read_only: true,
+    })
+}
+
+/// The JSON body a create or update writes; without one the request is a
+/// `PGRST102`.
+fn write_payload(p: &Parsed) -> Result<&Payload, RestError> {
+    p.payload
+        .as_ref()
+        .ok_or_else(|| RestError::invalid_body("Empty or invalid json"))
+}
+
+/// `POST`: an insert, or an upsert when `Prefer: resolution=` is given.
+fn plan_create(p: &Parsed, table: &Table) -> Result<Plan, RestError> {
+    let payload = write_payload(p)?;
+    let columns = payload_columns(table, &payload.keys)?;
+    let on_conflict = match p.prefs.resolution {
+        None => None,
+        Some(res) => Some((res, conflict_target(p, table)?)),
+    };
+    let statement = sql::insert(
+        table,
+        &sql::InsertSpec {
+            columns,
+            body: payload.body.clone(),
+            on_conflict,
+            apply_defaults: p.prefs.missing == Some(prefer::Missing::Default),
+            returning: representation(p),
+            media: p.media,
+        },
+    )?;
+    Ok(Plan {
+        statement,
+        kind: Kind::Create {
+            table: table.name.clone(),
+            has_pk: !table.primary_key.is_empty() || p.query.on_conflict.is_some(),
+            resolution: p.prefs.resolution,
+        },
+        read_only: false,
+    })
+}
+
+/// The upsert's conflict target: `on_conflict=` when given, else the
+/// primary key.
+fn conflict_target<'t>(
+    p: &Parsed,
+    table: &'t Table,
+) -> Result<Vec<&'t catalog::Column>, RestError> {
+    match &p.query.on_conflict {
+        Some(cols) => cols
+            .iter()
+            .map(|c| {
+                table
+                    .column(c)
+                    .ok_or_else(|| RestError::undefined_column(&table.name, c))
+            })
+            .collect(),
+        None => Ok(table
+            .primary_key
+            .iter()
+            .filter_map(|c| table.column(c))
+            .collect()),
+    }
+}
+
+/// `PATCH`: an update of the filtered rows.
+fn plan_update(
+    p: &Parsed,
+    table: &Table,
+    filters: &[Filter],
+    logic: &[LogicTree],
+    order: &[OrderTerm],
+) -> Result<Plan, RestError> {
+    let payload = write_payload(p)?;
+    let columns = payload_columns(table, &payload.keys)?;
+    let statement = sql::update(
+        table,
+        &sql::UpdateSpec {
+            columns,
+            body: payload.body.clone(),
+            filters,
+            logic,
+            order,
+            range: p.range,
+            returning: representation(p),
+            media: p.media,
+        },
+    )?;
+    Ok(Plan {
+        statement,
+        kind: Kind::Update,
+        read_only: false,
+    })
+}
+
+/// `DELETE`: a delete of the filtered rows.
+fn plan_delete(
+    p: &Parsed,
+    table: &Table,
+    filters: &[Filter],
+    logic: &[LogicTree],
+    order: &[OrderTerm],
+) -> Result<Plan, RestError> {
+    let statement = sql::delete(
+        table,
+        &sql::DeleteSpec {
+            filters,
+            logic,
+            order,
+            range: p.range,
+            returning: representation(p),
+            media: p.media,
+        },
+    )?;
+    Ok(Plan {
+        statement,
+        kind: Kind::Delete,
+        read_only: false,
+    })
 }
 
 /// The arguments of a call: the body's keys (POST) or the query string's
@@ -1269,129 +1310,175 @@ fn range_status(lower: i64, page_total: i64, total: Option<i64>) -> (StatusCode,
     (status, content_range(lower, upper, total))
 }
 
+/// The response headers built so far.
+type Headers = Vec<(HeaderName, String)>;
+
+/// PostgREST's response to a statement that ran: status, headers and body
+/// per kind of request, then what the SQL set in `response.*`.
 fn respond(p: &Parsed, kind: &Kind, mut r: QueryResult) -> Result<Response, RestError> {
-    let result_body = std::mem::take(&mut r.body);
-    let mut headers: Vec<(HeaderName, String)> = Vec::new();
-    let content_type = |headers: &mut Vec<(HeaderName, String)>| {
-        headers.push((header::CONTENT_TYPE, p.media.content_type().to_string()));
-        // Several schemas are exposed, so the profile was negotiated.
-        headers.push((
-            HeaderName::from_static("content-profile"),
-            p.schema.to_string(),
-        ));
-    };
-    let applied = |headers: &mut Vec<(HeaderName, String)>, v: Option<String>| {
-        if let Some(v) = v {
-            headers.push((HeaderName::from_static("preference-applied"), v));
-        }
-    };
-    let counted = p.prefs.counts().then_some(r.page_total);
+    let body = std::mem::take(&mut r.body);
+    let mut headers: Headers = Vec::new();
     let (status, body) = match kind {
         Kind::Read {
             table,
             headers_only,
-        } => {
-            let (status, range) = range_status(p.range.offset(), r.page_total, r.total);
-            headers.push((header::CONTENT_RANGE, range));
-            let location = if p.query.canonical.is_empty() {
-                format!("/{table}")
-            } else {
-                format!("/{table}?{}", p.query.canonical)
-            };
-            headers.push((header::CONTENT_LOCATION, location));
-            content_type(&mut headers);
-            applied(&mut headers, p.prefs.applied(false, false, false, false));
-            if status == StatusCode::RANGE_NOT_SATISFIABLE {
-                return Err(RestError::out_of_bounds(
-                    p.range.offset(),
-                    r.total.unwrap_or(0),
-                ));
-            }
-            (
-                status,
-                if *headers_only {
-                    String::new()
-                } else {
-                    result_body
-                },
-            )
-        }
+        } => read_response(p, &r, body, &mut headers, table, *headers_only)?,
         Kind::Create {
             table,
             has_pk,
             resolution,
-        } => {
-            if !r.location.is_empty() {
-                let mut q = String::new();
-                for (i, kv) in r.location.iter().enumerate() {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    q.push(if i == 0 { '?' } else { '&' });
-                    q.push_str(&encode_query_component(k));
-                    q.push('=');
-                    q.push_str(&encode_query_component(v));
-                }
-                headers.push((header::LOCATION, format!("/{table}{q}")));
-            }
-            headers.push((header::CONTENT_RANGE, content_range(1, 0, counted)));
-            applied(&mut headers, p.prefs.applied(*has_pk, true, true, false));
-            let status =
-                if *resolution == Some(Resolution::MergeDuplicates) && r.inserted == Some(0) {
-                    StatusCode::OK
-                } else {
-                    StatusCode::CREATED
-                };
-            if p.prefs.representation == Some(Representation::Full) {
-                content_type(&mut headers);
-                (status, result_body)
-            } else {
-                (status, String::new())
-            }
-        }
-        Kind::Update | Kind::Delete => {
-            let range = if matches!(kind, Kind::Update) {
-                content_range(0, r.page_total - 1, counted)
-            } else {
-                content_range(1, 0, counted)
-            };
-            headers.push((header::CONTENT_RANGE, range));
-            applied(
-                &mut headers,
-                p.prefs
-                    .applied(false, matches!(kind, Kind::Update), true, true),
-            );
-            if p.prefs.representation == Some(Representation::Full) {
-                content_type(&mut headers);
-                (StatusCode::OK, result_body)
-            } else {
-                (StatusCode::NO_CONTENT, String::new())
-            }
-        }
+        } => create_response(p, &r, body, &mut headers, table, *has_pk, *resolution),
+        Kind::Update | Kind::Delete => write_response(p, &r, body, &mut headers, kind),
         Kind::Call { void, headers_only } => {
-            let (status, range) = range_status(p.range.offset(), r.page_total, r.total);
-            headers.push((header::CONTENT_RANGE, range));
-            applied(&mut headers, p.prefs.applied(false, false, false, true));
-            if *void {
-                (StatusCode::NO_CONTENT, String::new())
-            } else {
-                if status == StatusCode::RANGE_NOT_SATISFIABLE {
-                    return Err(RestError::out_of_bounds(
-                        p.range.offset(),
-                        r.total.unwrap_or(0),
-                    ));
-                }
-                content_type(&mut headers);
-                (
-                    status,
-                    if *headers_only {
-                        String::new()
-                    } else {
-                        result_body
-                    },
-                )
-            }
+            call_response(p, &r, body, &mut headers, *void, *headers_only)?
         }
     };
     override_from_gucs(status, headers, body, &r)
+}
+
+/// `Content-Type` and, since several schemas are exposed, the negotiated
+/// `Content-Profile`.
+fn push_content_type(p: &Parsed, headers: &mut Headers) {
+    headers.push((header::CONTENT_TYPE, p.media.content_type().to_string()));
+    // Several schemas are exposed, so the profile was negotiated.
+    headers.push((
+        HeaderName::from_static("content-profile"),
+        p.schema.to_string(),
+    ));
+}
+
+/// `Preference-Applied`, when any preference was.
+fn push_applied(headers: &mut Headers, applied: Option<String>) {
+    if let Some(v) = applied {
+        headers.push((HeaderName::from_static("preference-applied"), v));
+    }
+}
+
+/// The rows read and their range, or `PGRST103` past the end.
+fn read_response(
+    p: &Parsed,
+    r: &QueryResult,
+    body: String,
+    headers: &mut Headers,
+    table: &str,
+    headers_only: bool,
+) -> Result<(StatusCode, String), RestError> {
+    let (status, range) = range_status(p.range.offset(), r.page_total, r.total);
+    headers.push((header::CONTENT_RANGE, range));
+    let location = if p.query.canonical.is_empty() {
+        format!("/{table}")
+    } else {
+        format!("/{table}?{}", p.query.canonical)
+    };
+    headers.push((header::CONTENT_LOCATION, location));
+    push_content_type(p, headers);
+    push_applied(headers, p.prefs.applied(false, false, false, false));
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Err(RestError::out_of_bounds(
+            p.range.offset(),
+            r.total.unwrap_or(0),
+        ));
+    }
+    Ok((status, if headers_only { String::new() } else { body }))
+}
+
+/// `201` with the new row's `Location`, or `200` for an upsert that only
+/// merged duplicates.
+fn create_response(
+    p: &Parsed,
+    r: &QueryResult,
+    body: String,
+    headers: &mut Headers,
+    table: &str,
+    has_pk: bool,
+    resolution: Option<Resolution>,
+) -> (StatusCode, String) {
+    if !r.location.is_empty() {
+        headers.push((
+            header::LOCATION,
+            format!("/{table}{}", location_query(&r.location)),
+        ));
+    }
+    let counted = p.prefs.counts().then_some(r.page_total);
+    headers.push((header::CONTENT_RANGE, content_range(1, 0, counted)));
+    push_applied(headers, p.prefs.applied(has_pk, true, true, false));
+    let status = if resolution == Some(Resolution::MergeDuplicates) && r.inserted == Some(0) {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    if p.prefs.representation == Some(Representation::Full) {
+        push_content_type(p, headers);
+        (status, body)
+    } else {
+        (status, String::new())
+    }
+}
+
+/// The `?k=eq.v&…` of a created row's `Location`, from its `key=value`
+/// pairs.
+fn location_query(location: &[String]) -> String {
+    let mut q = String::new();
+    for (i, kv) in location.iter().enumerate() {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        q.push(if i == 0 { '?' } else { '&' });
+        q.push_str(&encode_query_component(k));
+        q.push('=');
+        q.push_str(&encode_query_component(v));
+    }
+    q
+}
+
+/// An update or delete: `204`, or `200` with the rows when
+/// `return=representation`.
+fn write_response(
+    p: &Parsed,
+    r: &QueryResult,
+    body: String,
+    headers: &mut Headers,
+    kind: &Kind,
+) -> (StatusCode, String) {
+    let is_update = matches!(kind, Kind::Update);
+    let counted = p.prefs.counts().then_some(r.page_total);
+    let range = if is_update {
+        content_range(0, r.page_total - 1, counted)
+    } else {
+        content_range(1, 0, counted)
+    };
+    headers.push((header::CONTENT_RANGE, range));
+    push_applied(headers, p.prefs.applied(false, is_update, true, true));
+    if p.prefs.representation == Some(Representation::Full) {
+        push_content_type(p, headers);
+        (StatusCode::OK, body)
+    } else {
+        (StatusCode::NO_CONTENT, String::new())
+    }
+}
+
+/// A function call: `204` for a void function, else its result and range,
+/// or `PGRST103` past the end.
+fn call_response(
+    p: &Parsed,
+    r: &QueryResult,
+    body: String,
+    headers: &mut Headers,
+    void: bool,
+    headers_only: bool,
+) -> Result<(StatusCode, String), RestError> {
+    let (status, range) = range_status(p.range.offset(), r.page_total, r.total);
+    headers.push((header::CONTENT_RANGE, range));
+    push_applied(headers, p.prefs.applied(false, false, false, true));
+    if void {
+        return Ok((StatusCode::NO_CONTENT, String::new()));
+    }
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        return Err(RestError::out_of_bounds(
+            p.range.offset(),
+            r.total.unwrap_or(0),
+        ));
+    }
+    push_content_type(p, headers);
+    Ok((status, if headers_only { String::new() } else { body }))
 }
 
 /// `response.status` / `response.headers` set by the SQL that ran.

@@ -556,6 +556,64 @@ pub fn parse_pairs(
     pairs: &[(String, Option<String>)],
     rpc_read: bool,
 ) -> Result<QueryParams, QueryError> {
+    let canonical = canonical_query(pairs);
+    let lookup = |needle: &str| -> Option<&str> {
+        pairs
+            .iter()
+            .find(|(k, _)| k == needle)
+            .and_then(|(_, v)| v.as_deref())
+    };
+    let nonempty: Vec<(&str, &str)> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
+        .collect();
+
+    let order = parse_orders(&nonempty)?;
+    let logic = parse_logic_trees(&nonempty)?;
+    let columns = lookup("columns")
+        .map(|c| {
+            run(
+                &format!("failed to parse columns parameter ({c})"),
+                c,
+                p_columns,
+            )
+        })
+        .transpose()?;
+    let select = parse_select(lookup("select").unwrap_or("*"))?;
+    let (filters, params) = parse_filters(&nonempty, rpc_read)?;
+    let on_conflict = lookup("on_conflict")
+        .map(|c| {
+            run(
+                &format!("failed to parse on_conflict parameter ({c})"),
+                c,
+                p_columns,
+            )
+        })
+        .transpose()?;
+    let ranges = parse_ranges(&nonempty);
+
+    Ok(QueryParams {
+        canonical,
+        select,
+        filters,
+        logic,
+        order,
+        ranges,
+        columns,
+        on_conflict,
+        params,
+    })
+}
+
+/// Whether the last dot-separated part of a parameter's name is one of
+/// `words` (`order`, `items.order`, ...).
+fn ends_in(k: &str, words: &[&str]) -> bool {
+    words.contains(&k.rsplit('.').next().unwrap_or(""))
+}
+
+/// The parameters sorted by name and re-encoded, as `Content-Location`
+/// shows them.
+fn canonical_query(pairs: &[(String, Option<String>)]) -> String {
     let mut sorted: Vec<&(String, Option<String>)> = pairs.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut canonical = String::new();
@@ -567,30 +625,27 @@ pub fn parse_pairs(
         canonical.push('=');
         percent_encode_component(v.as_deref().unwrap_or(""), &mut canonical);
     }
+    canonical
+}
 
-    let lookup = |needle: &str| -> Option<&str> {
-        pairs
-            .iter()
-            .find(|(k, _)| k == needle)
-            .and_then(|(_, v)| v.as_deref())
-    };
-    let nonempty: Vec<(&str, &str)> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_deref().map(|v| (k.as_str(), v)))
-        .collect();
-    let ending_in = |k: &str, words: &[&str]| words.contains(&k.rsplit('.').next().unwrap_or(""));
+/// A parameter's value with its embedding path (empty for the root table).
+type AtPath<T> = (Vec<String>, T);
 
+/// `order=` and `<embed>.order=`.
+fn parse_orders(nonempty: &[(&str, &str)]) -> Result<Vec<AtPath<Vec<OrderTerm>>>, QueryError> {
     let mut order = Vec::new();
-    for &(k, v) in nonempty.iter().filter(|(k, _)| ending_in(k, &["order"])) {
+    for &(k, v) in nonempty.iter().filter(|(k, _)| ends_in(k, &["order"])) {
         let path = parse_tree_path(k)?.0;
         let terms = run(&format!("failed to parse order ({v})"), v, p_order)?;
         order.push((path, terms));
     }
+    Ok(order)
+}
+
+/// `and=`/`or=` (and their `<embed>.` forms) logic trees.
+fn parse_logic_trees(nonempty: &[(&str, &str)]) -> Result<Vec<AtPath<LogicTree>>, QueryError> {
     let mut logic = Vec::new();
-    for &(k, v) in nonempty
-        .iter()
-        .filter(|(k, _)| ending_in(k, &["and", "or"]))
-    {
+    for &(k, v) in nonempty.iter().filter(|(k, _)| ends_in(k, &["and", "or"])) {
         let (path, op) = parse_logic_path(k)?;
         let input = format!("{op}{v}");
         let tree = run(
@@ -600,20 +655,19 @@ pub fn parse_pairs(
         )?;
         logic.push((path, tree));
     }
-    let columns = match lookup("columns") {
-        Some(c) => Some(run(
-            &format!("failed to parse columns parameter ({c})"),
-            c,
-            p_columns,
-        )?),
-        None => None,
-    };
-    let select = parse_select(lookup("select").unwrap_or("*"))?;
+    Ok(logic)
+}
 
+/// Filters and function arguments (in the order PostgREST reads them).
+type FiltersAndArgs = (Vec<AtPath<Filter>>, Vec<(String, String)>);
+
+/// Every parameter that is not reserved: a filter, or on `GET /rpc/fn` an
+/// argument when its value is no operator expression.
+fn parse_filters(nonempty: &[(&str, &str)], rpc_read: bool) -> Result<FiltersAndArgs, QueryError> {
     let mut filters = Vec::new();
     let mut params = Vec::new();
     let is_filter = |k: &str| {
-        !ending_in(k, &["order", "limit", "offset", "and", "or"])
+        !ends_in(k, &["order", "limit", "offset", "and", "or"])
             && !matches!(k, "select" | "columns" | "on_conflict")
     };
     for &(k, v) in nonempty.iter().filter(|(k, _)| is_filter(k)) {
@@ -633,25 +687,22 @@ pub fn parse_pairs(
             }
         }
     }
-    let on_conflict = match lookup("on_conflict") {
-        Some(c) => Some(run(
-            &format!("failed to parse on_conflict parameter ({c})"),
-            c,
-            p_columns,
-        )?),
-        None => None,
-    };
+    Ok((filters, params))
+}
 
+/// `limit=`/`offset=` (and their `<embed>.` forms), one range per
+/// embedding path.
+fn parse_ranges(nonempty: &[(&str, &str)]) -> Vec<AtPath<RowRange>> {
     let mut limits: Vec<(String, RowRange)> = Vec::new();
     let mut offsets: Vec<(String, RowRange)> = Vec::new();
-    for &(k, v) in &nonempty {
-        if ending_in(k, &["limit"]) {
+    for &(k, v) in nonempty {
+        if ends_in(k, &["limit"]) {
             let r = match read_integer(v) {
                 Some(l) => RowRange::ALL.restrict(l),
                 None => RowRange::ALL,
             };
             limits.push((k.to_string(), r));
-        } else if ending_in(k, &["offset"]) {
+        } else if ends_in(k, &["offset"]) {
             let r = match read_integer(v) {
                 Some(o) => RowRange {
                     lower: o,
@@ -698,17 +749,7 @@ pub fn parse_pairs(
         ranges.push((path, r));
     }
 
-    Ok(QueryParams {
-        canonical,
-        select,
-        filters,
-        logic,
-        order,
-        ranges,
-        columns,
-        on_conflict,
-        params,
-    })
+    ranges
 }
 
 /// Parses a `select` value on its own.
