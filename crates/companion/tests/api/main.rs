@@ -14,6 +14,7 @@ mod faults;
 mod hardening;
 mod image;
 mod migrate;
+mod migrate_pooler;
 mod migrate_tls;
 mod operations;
 mod proxy;
