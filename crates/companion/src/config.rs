@@ -91,6 +91,22 @@ pub struct Limits {
     /// `QUIRE_COMPANION_MAX_RUNS_PER_USER` (default 2): answers streaming at
     /// once per user, on every companion together ([`crate::limits`]).
     pub max_runs_per_user: usize,
+    /// `QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT` (default 64, at least 1):
+    /// answers this companion runs at once, everyone's together. One more
+    /// question is refused at once with 429 `rate_limited` and `Retry-After`
+    /// (the app says the server is busy) rather than queued behind the
+    /// others. An answer holds its place from the check, before any
+    /// database work, until it has ended in any way.
+    ///
+    /// The default comes from the load bench (`cargo xtask bench load`) on a
+    /// 2-core machine: the companion saturates near 47 answers/s, with the
+    /// sandbox's model answering in well under a second, so fewer than 47
+    /// answers are in flight at any rate it sustains; past it, answers
+    /// queued for 2–3 s, that is 100–140 in flight. 64 leaves room above
+    /// the first and refuses the excess long before the second. Answers in
+    /// flight are answers per second times an answer's seconds: with a
+    /// model that takes longer per answer, raise it in proportion.
+    pub max_answers_in_flight: usize,
     /// `QUIRE_COMPANION_MAX_UPLOADS_PER_USER` (default 8): documents a user
     /// may have registered and not yet finished (`uploading` … `indexing`).
     pub max_uploads_per_user: usize,
@@ -104,6 +120,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_runs_per_user: 2,
+            max_answers_in_flight: 64,
             max_uploads_per_user: 8,
             max_message_chars: 8000,
             max_chunk_ids: 20,
@@ -395,6 +412,11 @@ impl Limits {
                 d.max_runs_per_user,
                 1,
             ),
+            max_answers_in_flight: r.number(
+                "QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT",
+                d.max_answers_in_flight,
+                1,
+            ),
             max_uploads_per_user: r.number(
                 "QUIRE_COMPANION_MAX_UPLOADS_PER_USER",
                 d.max_uploads_per_user,
@@ -450,7 +472,7 @@ impl Config {
     /// `QUIRE_COMPANION_AGENT_ID`, `QUIRE_COMPANION_KNOWLEDGE_BASE_ID`,
     /// `QUIRE_COMPANION_TOOL_SECRET`. Optional (defaults in the field docs):
     /// `LISTEN`, `PUBLIC_URL`, `DEV_ALLOW_PRIVATE_TOOL_URL`, `DELTA_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
-    /// `MAX_RUNS_PER_USER`, `MAX_UPLOADS_PER_USER`, `MAX_MESSAGE_CHARS`,
+    /// `MAX_RUNS_PER_USER`, `MAX_ANSWERS_IN_FLIGHT`, `MAX_UPLOADS_PER_USER`, `MAX_MESSAGE_CHARS`,
     /// `MAX_CHUNK_IDS`, `INGEST_WORKERS`,
     /// `INGEST_LEASE_SECS`, `POLL_INITIAL_MS`, `POLL_MAX_MS`,
     /// `INGEST_IDLE_MS`, `INGEST_MAX_ATTEMPTS`, `WORKER_ID`,
@@ -708,6 +730,25 @@ mod tests {
         assert_eq!(
             err.problems,
             ["QUIRE_COMPANION_METRICS_ADDR is not an address like 127.0.0.1:9464; got \":9464\""]
+        );
+    }
+
+    #[test]
+    fn the_answers_in_flight_are_read_and_at_least_one() {
+        let config = Config::from_lookup(&lookup(&complete())).unwrap();
+        assert_eq!(config.limits.max_answers_in_flight, 64);
+        let mut env = complete();
+        env.push(("QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT", "200"));
+        let config = Config::from_lookup(&lookup(&env)).unwrap();
+        assert_eq!(config.limits.max_answers_in_flight, 200);
+        let mut env = complete();
+        env.push(("QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT", "0"));
+        let err = Config::from_lookup(&lookup(&env)).unwrap_err();
+        assert_eq!(
+            err.problems,
+            [
+                "QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT must be a whole number of at least 1; got \"0\""
+            ]
         );
     }
 

@@ -11,7 +11,7 @@ use axum::http::{HeaderName, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use quire_protocol::Backoff;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -49,6 +49,9 @@ pub struct Shared {
     pub jwt: JwtKeys,
     /// Answers streaming per user.
     pub run_slots: RunSlots,
+    /// Places for the answers this process runs at once
+    /// ([`crate::config::Limits::max_answers_in_flight`]).
+    pub answering: Arc<Semaphore>,
     /// The answers this process is running.
     pub runs: Runs,
     /// What `/metrics` reports ([`crate::metrics`]).
@@ -294,6 +297,12 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
             config.limits.max_runs_per_user,
             worker_id.clone(),
         ),
+        answering: Arc::new(Semaphore::new(
+            config
+                .limits
+                .max_answers_in_flight
+                .min(Semaphore::MAX_PERMITS),
+        )),
         runs: Runs::default(),
         metrics,
         ingest_wakeup: Notify::new(),

@@ -3,7 +3,8 @@
 //! A question is checked in this order, and nothing is written until every
 //! check has passed: the user's token; the body ([`ChatRequest::parse`]: a
 //! non-empty message within the length limit, at most `max_chunk_ids` chunk
-//! ids); the user's run
+//! ids); a place among the answers this companion runs at once (429 at once
+//! when there is none, before any database work); the user's run
 //! limit (429); the conversation, read under the user's own token (404 for
 //! one that is not theirs, exactly as for one that does not exist). Then
 //! the chunk ids are re-read under the user's token — RLS drops any id that
@@ -46,6 +47,9 @@ use run::{ContextChunk, Turn};
 
 /// Characters of the question used as a new conversation's title.
 const TITLE_CHARS: usize = 80;
+/// Seconds a client is told to wait when this companion runs as many
+/// answers as it may: an answer on a saturated companion takes about that.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 2;
 /// How long Stop waits for the run to be persisted before answering.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
@@ -85,6 +89,13 @@ pub async fn chat(
     let request = ChatRequest::parse(&body, &state.config.limits)?;
     let question = request.question.as_str().to_owned();
     let chunk_ids = request.chunk_ids;
+    // Held until the run has ended, however it ends (run::start).
+    let place = state.answering.clone().try_acquire_owned().map_err(|_| {
+        ApiError::rate_limited(
+            "Quire is busy answering others right now. Try again in a moment.",
+            BUSY_RETRY_AFTER_SECS,
+        )
+    })?;
 
     // The chunks are read while the slot is taken and the conversation
     // checked or made: they need neither, and nothing is written before
@@ -158,6 +169,7 @@ pub async fn chat(
         },
         tx,
         slot,
+        place,
     );
 
     Ok(answer_stream(rx, conversation_id, message_id))

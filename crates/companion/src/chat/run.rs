@@ -28,7 +28,7 @@ use reqwest::Method;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -238,11 +238,14 @@ impl Runs {
 }
 
 /// Starts answering `turn` in the background; its events go to `client`.
+/// `place` (among the answers this companion runs at once) is held until
+/// the run has ended.
 pub fn start(
     state: &AppState,
     turn: Turn,
     client: mpsc::UnboundedSender<ChatEvent>,
     slot: RunSlot,
+    place: OwnedSemaphorePermit,
 ) {
     let control = Arc::new(RunControl::default());
     let (done_tx, done_rx) = watch::channel(None);
@@ -256,6 +259,8 @@ pub fn start(
     );
     let state = state.clone();
     tokio::spawn(async move {
+        // Given back when the task ends: the run done, or its panic unwound.
+        let _place = place;
         run(&state, turn, client, control, slot, done_tx).await;
     });
 }

@@ -4,6 +4,7 @@
 
 mod attacks;
 mod bad_input;
+mod busy;
 mod chat;
 mod cli;
 mod discovery;
