@@ -118,7 +118,7 @@ async fn a_cut_upload_goes_on_at_the_next_start_or_shows_upload_interrupted() ->
         })
         .await
         .context("the document whose file is gone shows no interruption")?;
-    crate::suggestions::x_shot("resume-upload-interrupted")?;
+    app.screenshot("upload-interrupted").await?;
     ensure!(
         interrupted.data("id") == gone_id.to_string()
             && interrupted.data("status") == "uploading"
@@ -165,7 +165,7 @@ async fn a_cut_upload_goes_on_at_the_next_start_or_shows_upload_interrupted() ->
         (!items.iter().any(|d| d.data("id") == gone_id.to_string())).then_some(())
     })
     .await?;
-    crate::suggestions::x_shot("resume-interrupted-deleted")?;
+    app.screenshot("interrupted-deleted").await?;
     ensure!(
         stack
             .rows(&format!("documents?id=eq.{gone_id}&select=id"))
@@ -206,7 +206,7 @@ async fn an_answer_streaming_when_the_window_closes_is_whole_at_the_next_start()
             })
         })
         .await?;
-    crate::suggestions::x_shot("resume-streaming-before-close")?;
+    app.screenshot("streaming-before-close").await?;
     let id = streaming.data("id").to_owned();
     app.close().await?;
 
@@ -214,7 +214,7 @@ async fn an_answer_streaming_when_the_window_closes_is_whole_at_the_next_start()
     app.wait_signed_in().await?;
     app.click("conversation", "").await?;
     let answer = app.wait_answer_settled(&id).await?;
-    crate::suggestions::x_shot("resume-whole-after-restart")?;
+    app.screenshot("whole-after-restart").await?;
     ensure!(answer.data("status") == "complete", "{answer:?}");
     let shown = crate::support::squash(answer.body.as_deref().unwrap_or_default());
     let rows = stack

@@ -59,7 +59,9 @@ async fn the_first_suggestion_summarises_both_documents_and_the_conversation_exp
         })
         .await
         .context("three suggestions")?;
-    x_shot("suggestions-a-suggestions")?;
+    // The first frame after signing in can reach WebDriver's snapshot late.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.screenshot("suggestions").await?;
     let texts: Vec<String> = offered.iter().map(|s| squash(&s.text)).collect();
     ensure!(texts[0] == SUMMARY, "{texts:?}");
     ensure!(
@@ -73,7 +75,7 @@ async fn the_first_suggestion_summarises_both_documents_and_the_conversation_exp
     let answer = app.wait_answer().await?;
     let id = answer.data("id").to_owned();
     let answer = app.wait_answer_settled(&id).await?;
-    x_shot("suggestions-a-summary-answer")?;
+    app.screenshot("summary-answer").await?;
     let body = squash(answer.body.as_deref().unwrap_or_default());
     ensure!(answer.data("status") == "complete", "{answer:?}");
     ensure!(
@@ -144,9 +146,7 @@ async fn the_first_suggestion_summarises_both_documents_and_the_conversation_exp
         &markdown,
     )?;
     show_rendered(&app, &markdown).await?;
-    // The page draws the new content on its next frames; the X screen is read after them.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    x_shot("suggestions-a-export-rendered")?;
+    app.screenshot("export-rendered").await?;
 
     // B sees none of A's conversation or documents.
     let b_session = stack.tokens(&b).await?;
@@ -228,19 +228,4 @@ async fn show_rendered(app: &App, markdown: &str) -> Result<()> {
     )
     .await?;
     Ok(())
-}
-
-/// A PNG of the whole X screen under `artifacts/e2e/<name>.png` (`import`, ImageMagick): the
-/// WebDriver screenshot of this page did not return under Xvfb.
-pub fn x_shot(name: &str) -> Result<PathBuf> {
-    let dir = artifacts();
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}.png"));
-    let status = Command::new("import")
-        .args(["-window", "root"])
-        .arg(&path)
-        .status()
-        .context("running import (ImageMagick)")?;
-    ensure!(status.success(), "import failed");
-    Ok(path)
 }

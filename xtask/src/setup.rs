@@ -53,6 +53,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("keyutils", "the kernel keyring backend (keyctl)"),
     ("imagemagick", "screenshots of the app window"),
     ("xdotool", "driving the window under Xvfb"),
+    (
+        "python3-markdown",
+        "rendering an exported conversation in a window test (markdown_py)",
+    ),
     ("x11-utils", "xwininfo, to find the app window"),
     ("fonts-dejavu-core", "a font for the web view"),
     // Packaging the app (`cargo xtask dist`, docs/packaging.md).
