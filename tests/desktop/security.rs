@@ -213,6 +213,7 @@ fn the_sweep_calls_every_command_the_shell_registers() -> Result<()> {
 
 #[tokio::test]
 async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
+    let _x_input = support::x_input();
     let stack = stack()?;
     let a = stack.new_user("sec-a").await?;
     let b = stack.new_user("sec-b").await?;

@@ -32,6 +32,7 @@ fn demo(title: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_suggestion_summarises_both_documents_and_the_conversation_exports_with_footnotes()
 -> Result<()> {
+    let _x_input = crate::support::x_input();
     let stack = Stack::builder().with_companion().spawn().await;
     let a = stack.new_user("suggest-a").await?;
     let b = stack.new_user("suggest-b").await?;
@@ -126,7 +127,7 @@ async fn the_first_suggestion_summarises_both_documents_and_the_conversation_exp
     let dir = tempfile::tempdir()?;
     let dest = dir.path().join("summary").with_extension("md");
     app.click("conversation-export", "").await?;
-    answer_save_dialog("Export conversation", &dest)?;
+    answer_save_dialog(app.pid, "Export conversation", &dest)?;
     let markdown = wait_file(&dest, UI)?;
     ensure!(markdown.starts_with("# "), "{markdown}");
     ensure!(
@@ -159,13 +160,23 @@ async fn the_first_suggestion_summarises_both_documents_and_the_conversation_exp
     app.close().await
 }
 
-/// Waits for the GTK save dialog titled `title` and saves to `dest`: the name field takes a
-/// whole path, then Enter.
-fn answer_save_dialog(title: &str, dest: &Path) -> Result<()> {
+/// Waits for the GTK save dialog titled `title` of the app process `pid` and saves to `dest`:
+/// the name field takes a whole path, then Enter. Only this app's dialog: the window tests share
+/// one X display, and the security sweep opens the same dialog in its own app.
+fn answer_save_dialog(pid: u32, title: &str, dest: &Path) -> Result<()> {
+    let pid = pid.to_string();
     let start = Instant::now();
     let window = loop {
         let found = Command::new("xdotool")
-            .args(["search", "--onlyvisible", "--name", title])
+            .args([
+                "search",
+                "--all",
+                "--onlyvisible",
+                "--pid",
+                &pid,
+                "--name",
+                title,
+            ])
             .output()
             .context("running xdotool")?;
         let ids = String::from_utf8_lossy(&found.stdout);

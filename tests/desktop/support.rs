@@ -372,3 +372,15 @@ fn parade_pages_keep_their_sentences() {
     assert!(pages.iter().all(|p| p.lines().all(|l| l.len() <= 88)));
     assert!(!squash(&pages[0]).contains("lantern") && !squash(&pages[2]).contains("lantern"));
 }
+
+/// Held for the whole run of a test that types into a native dialog, drags onto its window
+/// with real X events, or (the security sweep) opens native dialogs and leaves them open: the
+/// window tests share one X display, and a dialog one app opens takes the keyboard focus or the
+/// pointer another test is using. The other window tests run beside them as before.
+pub fn x_input() -> std::sync::MutexGuard<'static, ()> {
+    static X_INPUT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it leaves nothing behind that matters.
+    X_INPUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -95,6 +95,7 @@ fn forbidden(got: &Result<Value, Value>) -> bool {
 
 #[tokio::test]
 async fn the_web_view_uploads_only_files_dropped_on_the_window() -> Result<()> {
+    let _x_input = support::x_input();
     let stack = stack()?;
     let a = stack.new_user("granted-a").await?;
     let b = stack.new_user("granted-b").await?;
