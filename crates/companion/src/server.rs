@@ -82,6 +82,10 @@ pub fn router(state: AppState) -> Router {
             post(chat::chat).layer(axum::middleware::from_fn(stamp_arrival)),
         )
         .route("/api/chat/{message_id}/stop", post(chat::stop))
+        .route(
+            "/api/chat/{message_id}/regenerate",
+            post(chat::regenerate::regenerate).layer(axum::middleware::from_fn(stamp_arrival)),
+        )
         .route("/api/documents", post(documents::register))
         .route("/api/documents/{id}/ingest", post(documents::ingest))
         .route("/api/documents/{id}", delete(documents::delete))

@@ -38,6 +38,8 @@ pub enum ErrorCode {
     NotFound,
     /// 409: stopping an answer that already finished.
     NotRunning,
+    /// 409: regenerating an answer while a version of it is being written.
+    AnswerInProgress,
     /// 409: ingesting a document whose file is not in Storage yet.
     NotUploaded,
     /// 413: a question over the length limit.
@@ -77,6 +79,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
             ErrorCode::NotRunning => "not_running",
+            ErrorCode::AnswerInProgress => "answer_in_progress",
             ErrorCode::NotUploaded => "not_uploaded",
             ErrorCode::MessageTooLong => "message_too_long",
             ErrorCode::TooLarge => "too_large",
@@ -116,6 +119,7 @@ mod tests {
             ErrorCode::Unauthorized,
             ErrorCode::NotFound,
             ErrorCode::NotRunning,
+            ErrorCode::AnswerInProgress,
             ErrorCode::NotUploaded,
             ErrorCode::MessageTooLong,
             ErrorCode::TooLarge,

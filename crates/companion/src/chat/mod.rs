@@ -15,6 +15,7 @@
 //! ([`events`]).
 
 pub mod events;
+pub mod regenerate;
 pub mod request;
 pub mod run;
 pub mod scrub;
@@ -125,9 +126,7 @@ pub async fn chat(
 
     // The turn's rows and the run's tool session, in one transaction.
     let (token, token_hash) = tool::mint_session_token();
-    let token_expires_at = chrono::Utc::now()
-        + chrono::Duration::from_std(state.config.run_timeout + Duration::from_secs(60))
-            .unwrap_or(chrono::Duration::hours(1));
+    let token_expires_at = token_expiry(&state);
     let turn: Vec<TurnRow> = metrics
         .stage(
             "turn",
@@ -136,7 +135,8 @@ pub async fn chat(
                 "begin_chat_answer",
                 &json!({"conversation_id": conversation_id, "owner_id": user.id,
                         "content": question, "token_hash": token_hash,
-                        "token_expires_at": token_expires_at}),
+                        "token_expires_at": token_expires_at,
+                        "sources": sources_of(&context)}),
             ),
         )
         .await
@@ -173,6 +173,18 @@ pub async fn chat(
     );
 
     Ok(answer_stream(rx, conversation_id, message_id))
+}
+
+/// When a run's tool session expires: a minute after the run must have ended.
+fn token_expiry(state: &AppState) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+        + chrono::Duration::from_std(state.config.run_timeout + Duration::from_secs(60))
+            .unwrap_or(chrono::Duration::hours(1))
+}
+
+/// The chunks as `chat_messages.sources` keeps them (db/app/93_answer_ground.sql).
+fn sources_of(context: &[ContextChunk]) -> Vec<quire_protocol::ContextChunk> {
+    context.iter().map(ContextChunk::to_event).collect()
 }
 
 /// The run's events as the SSE response, with the ids of the conversation

@@ -81,6 +81,46 @@ impl ChatRequest {
     }
 }
 
+/// A new version of an answer (`POST /api/chat/{message_id}/regenerate`),
+/// checked: the chunks the client ranked for the answer's question again.
+/// The question itself is the answer's own, read from the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegenerateRequest {
+    /// The chunks the client ranked for it, best first.
+    pub chunk_ids: ChunkIds,
+}
+
+/// The regenerate body as it arrives.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegenerateBody {
+    #[serde(default)]
+    chunk_ids: Vec<Uuid>,
+}
+
+impl RegenerateRequest {
+    /// Checks `body` (empty means no chunks): JSON `{chunk_ids}` (400
+    /// `invalid_body`), at most `max_chunk_ids` of them (400
+    /// `too_many_chunks`).
+    pub fn parse(body: &[u8], limits: &Limits) -> Result<RegenerateRequest, ApiError> {
+        let body: RegenerateBody = if body.iter().all(u8::is_ascii_whitespace) {
+            RegenerateBody {
+                chunk_ids: Vec::new(),
+            }
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(
+                    ErrorCode::InvalidBody,
+                    format!("The request body must be JSON {{chunk_ids}}: {e}"),
+                )
+            })?
+        };
+        Ok(RegenerateRequest {
+            chunk_ids: ChunkIds::parse(body.chunk_ids, limits.max_chunk_ids)?,
+        })
+    }
+}
+
 impl Question {
     fn parse(message: &str, max_chars: usize) -> Result<Question, ApiError> {
         let question = message.trim();

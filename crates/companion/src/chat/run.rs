@@ -95,8 +95,9 @@ pub struct ContextChunk {
 }
 
 impl ContextChunk {
-    /// The chunk as a `context` event names it (without its text).
-    fn to_event(&self) -> quire_protocol::ContextChunk {
+    /// The chunk as a `context` event names it (without its text), and as
+    /// `chat_messages.sources` keeps it.
+    pub fn to_event(&self) -> quire_protocol::ContextChunk {
         quire_protocol::ContextChunk {
             id: self.id,
             document_id: self.document_id,

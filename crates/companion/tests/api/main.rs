@@ -19,6 +19,8 @@ mod migrate_pooler;
 mod migrate_tls;
 mod operations;
 mod proxy;
+mod scope;
 mod sessions;
 mod shutdown;
 mod startup;
+mod versions;
