@@ -132,9 +132,10 @@ impl ErrorCode {
             | Companion::SizeMismatch => ErrorCode::BadInput,
             Companion::Unauthorized => ErrorCode::NotSignedIn,
             Companion::NotFound => ErrorCode::NotFound,
-            Companion::NotRunning | Companion::NotUploaded | Companion::LimitReached => {
-                ErrorCode::Conflict
-            }
+            Companion::NotRunning
+            | Companion::AnswerInProgress
+            | Companion::NotUploaded
+            | Companion::LimitReached => ErrorCode::Conflict,
             Companion::RateLimited => ErrorCode::RateLimited,
             Companion::Misconfigured | Companion::Internal | Companion::PlatformUnavailable => {
                 ErrorCode::PlatformUnavailable

@@ -232,6 +232,7 @@ mod tests {
             (Companion::Unauthorized, 401),
             (Companion::NotFound, 404),
             (Companion::NotRunning, 409),
+            (Companion::AnswerInProgress, 409),
             (Companion::NotUploaded, 409),
             (Companion::LimitReached, 409),
             (Companion::MessageTooLong, 413),
