@@ -14,6 +14,7 @@ pub struct Proxy {
     upload_budget: Arc<std::sync::atomic::AtomicI64>,
     stall: Arc<std::sync::atomic::AtomicBool>,
     pub cuts: Arc<std::sync::atomic::AtomicU64>,
+    trap: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
     /// Bytes sent towards the server so far, over all connections.
     pub uploaded: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -28,12 +29,14 @@ impl Proxy {
         let cuts = Arc::new(AtomicU64::new(0));
         let uploaded = Arc::new(AtomicU64::new(0));
         let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (cut_tx, budget, cut_count, uploaded_total, stalling) = (
+        let trap = Arc::new(std::sync::Mutex::new(None::<Vec<u8>>));
+        let (cut_tx, budget, cut_count, uploaded_total, stalling, trapped) = (
             cut.clone(),
             upload_budget.clone(),
             cuts.clone(),
             uploaded.clone(),
             stall.clone(),
+            trap.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -41,11 +44,12 @@ impl Proxy {
                     return;
                 };
                 let mut cut_rx = cut_tx.subscribe();
-                let (budget, cut_count, uploaded_total, stalling) = (
+                let (budget, cut_count, uploaded_total, stalling, trapped) = (
                     budget.clone(),
                     cut_count.clone(),
                     uploaded_total.clone(),
                     stalling.clone(),
+                    trapped.clone(),
                 );
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(target).await else {
@@ -76,6 +80,16 @@ impl Proxy {
                             if server_write.write_all(&buffer[..n]).await.is_err() {
                                 return;
                             }
+                            let mut trap = trapped.lock().unwrap();
+                            if trap.as_ref().is_some_and(|pattern| {
+                                buffer[..n].windows(pattern.len()).any(|w| w == pattern)
+                            }) {
+                                // Sent on, and the connection dropped before
+                                // its answer can come back.
+                                *trap = None;
+                                cut_count.fetch_add(1, Ordering::SeqCst);
+                                return;
+                            }
                         }
                     };
                     let downstream = tokio::io::copy(&mut server_read, &mut client_write);
@@ -93,6 +107,7 @@ impl Proxy {
             upload_budget,
             stall,
             cuts,
+            trap,
             uploaded,
         }
     }
@@ -105,6 +120,13 @@ impl Proxy {
     /// Drops every connection open now.
     pub fn cut(&self) {
         self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Sends on the next request that contains `pattern` (e.g. its request
+    /// line), then drops its connection before the answer comes back: the
+    /// server did the work, the client never heard; once.
+    pub fn cut_answer_to(&self, pattern: &str) {
+        *self.trap.lock().unwrap() = Some(pattern.as_bytes().to_vec());
     }
 
     /// Stops forwarding (without closing) once more than `bytes` have been

@@ -286,6 +286,80 @@ async fn a_large_file_resumes_after_a_dropped_connection_instead_of_restarting()
 }
 
 #[tokio::test]
+async fn an_ingest_request_whose_answer_is_lost_is_asked_again_and_the_file_is_not_failed() {
+    let stack = spawn_stack().await;
+    let (_, a_id) = stack.signed_in("alice@example.com").await;
+    let (bob, _) = stack.signed_in("bob@example.com").await;
+    let companion: std::net::SocketAddr = stack
+        .companion_url()
+        .unwrap()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(companion).await;
+    let config =
+        quire_core::Config::new(stack.api_base(), &stack.anon_key(), &proxy.url()).unwrap();
+    let quire = Quire::with_token_store(config, Arc::new(MemoryTokens::default()));
+    quire
+        .sign_in_with_password("alice@example.com", PASSWORD_A)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "Lease.pdf", &fixtures::text_pdf(&crate::ask::LEASE));
+    // The companion queues the document; its answer never arrives.
+    proxy.cut_answer_to("/ingest HTTP/1.1");
+
+    let results = quire
+        .upload(
+            &[path],
+            &UploadOptions::default(),
+            None,
+            CancellationToken::new(),
+        )
+        .await;
+
+    let document = results.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        proxy.cuts.load(Ordering::SeqCst),
+        1,
+        "the answer was cut once"
+    );
+    eventually(120, "the document is ready", async || {
+        quire
+            .state()
+            .document(document.id)
+            .is_some_and(|d| d.status == DocumentStatus::Ready)
+            || quire
+                .documents()
+                .await
+                .unwrap()
+                .iter()
+                .any(|d| d.id == document.id && d.status == DocumentStatus::Ready)
+    })
+    .await;
+    let owners: Vec<(uuid::Uuid, String)> = stack
+        .db
+        .admin()
+        .await
+        .query("select owner_id, status from public.documents", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![(a_id, "ready".to_owned())],
+        "one document, Alice's"
+    );
+    assert!(
+        bob.documents().await.unwrap().is_empty(),
+        "Bob sees none of it"
+    );
+}
+
+#[tokio::test]
 async fn ten_files_at_once_all_reach_ready() {
     let stack = spawn_stack().await;
     let (a, _) = stack.signed_in("alice@example.com").await;

@@ -358,7 +358,10 @@ async fn upload_one(
         quire.state.remove_document(id);
         return Err(e);
     }
-    quire.companion.ingest(id).await?;
+    // Asking again is harmless (the companion answers a queued document's
+    // status), so a 502 or a cut connection is tried again, not the file
+    // failed with its bytes already stored.
+    retrying(options, || quire.companion.ingest(id)).await?;
     if let Some(events) = events {
         let _ = events.send(UploadEvent::Stored { document_id: id });
     }
@@ -455,7 +458,7 @@ pub(crate) async fn resume(
         }
     };
     stored?;
-    quire.companion.ingest(id).await?;
+    retrying(options, || quire.companion.ingest(id)).await?;
     if let Some(events) = events {
         let _ = events.send(UploadEvent::Stored { document_id: id });
     }

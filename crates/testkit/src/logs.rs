@@ -34,6 +34,7 @@ pub fn init() {
         };
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(false)
             .with_test_writer()
             .try_init();
     });
