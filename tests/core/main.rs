@@ -19,3 +19,4 @@ mod search;
 mod signin;
 mod suggestions;
 mod uploads;
+mod versions;

@@ -1,5 +1,6 @@
 //! The Quire companion's routes the client uses, under the user's token:
 //! `POST /api/chat` (SSE), `POST /api/chat/{message_id}/stop`,
+//! `POST /api/chat/{message_id}/regenerate` (SSE),
 //! `POST /api/documents`, `POST /api/documents/{id}/ingest`,
 //! `DELETE /api/documents/{id}`. The core never calls the platform's own
 //! `/api/*` management routes; only the companion does.
@@ -80,6 +81,27 @@ impl Companion {
                 other => other,
             })?;
         Ok(response)
+    }
+
+    /// Starts a new version of the answer `message_id`; the response body
+    /// is its SSE stream, as for [`Companion::chat`].
+    pub async fn regenerate(&self, message_id: Uuid, chunk_ids: &[Uuid]) -> Result<Response> {
+        let body = json!({ "chunk_ids": chunk_ids });
+        let path = format!("/api/chat/{message_id}/regenerate");
+        let response = authorized(&self.auth, Service::Companion, |token| {
+            self.request(Method::POST, &path, token)
+                .header(reqwest::header::ACCEPT, "text/event-stream")
+                .json(&body)
+        })
+        .await?;
+        http::check(Service::Companion, response)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound { .. } => Error::NotFound {
+                    what: "answer".into(),
+                },
+                other => other,
+            })
     }
 
     /// Stops a running answer; returns its final status.

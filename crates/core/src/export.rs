@@ -260,6 +260,8 @@ impl Quire {
             }
         }
         let messages: Vec<Message> = pages.into_iter().rev().flatten().collect();
+        // Each answer as its chosen (latest) version.
+        let messages = crate::versions::chosen(&messages);
         Ok(conversation_markdown(&conversation, &messages))
     }
 

@@ -24,6 +24,7 @@ pub mod search;
 pub mod state;
 pub mod typescript;
 pub mod upload;
+pub mod versions;
 
 pub use auth::browser::{Browser, BrowserSignIn, SystemBrowser};
 pub use auth::store::{KeyringStore, Profile, TokenStore};

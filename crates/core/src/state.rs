@@ -129,6 +129,13 @@ pub(crate) struct MessageRow {
     pub content: String,
     #[serde(default)]
     pub citations: Vec<Citation>,
+    /// The chunks an answer was given (db/app/93_answer_ground.sql); empty
+    /// for answers stored before.
+    #[serde(default)]
+    pub sources: Vec<ContextChunk>,
+    /// An answer's question; every version of an answer names the same.
+    #[serde(default)]
+    pub question_id: Option<Uuid>,
     #[serde(default)]
     pub error: Option<String>,
 }
@@ -478,6 +485,12 @@ impl State {
         let before = state.view.clone();
         state.view.seq = Some(row.seq);
         state.view.role = row.role;
+        if !row.sources.is_empty() {
+            state.view.sources = row.sources.clone();
+        }
+        if row.question_id.is_some() {
+            state.view.question_id = row.question_id;
+        }
         if row.role == Role::User || row.status.is_final() {
             state.view.status = row.status;
             state.view.citations = row.citations.clone();
@@ -812,6 +825,8 @@ mod tests {
             status,
             content: content.into(),
             citations: vec![],
+            sources: vec![],
+            question_id: None,
             error: None,
         };
         state.apply_message_row(&row(a, 1, Role::Assistant, MessageStatus::Streaming, ""));

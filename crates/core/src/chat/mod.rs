@@ -162,7 +162,7 @@ pub struct HistoryPage {
 
 pub(crate) const CONVERSATION_COLUMNS: &str = "id,title,created_at,updated_at,archived_at";
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "id,conversation_id,seq,role,status,content,citations,error,updated_at";
+    "id,conversation_id,seq,role,status,content,citations,sources,question_id,error,updated_at";
 pub(crate) const EVENT_COLUMNS: &str = "message_id,conversation_id,seq,kind,payload";
 
 /// Lists conversations, most recently updated first.
