@@ -11,8 +11,10 @@
 //! 1. checks the static callback secret (the tool's `Authorization` header);
 //! 2. resolves the token to its owner — an unknown, expired or finished
 //!    token gets the same 401 as a missing secret, and nothing else;
-//! 3. signs a 60-second token for that user and calls `search_chunks`
-//!    through PostgREST under it, so RLS is still the gate;
+//! 3. signs a 60-second token for that user and calls
+//!    `search_conversation_chunks` (`search_chunks` in the documents the run's
+//!    conversation asks about) through PostgREST under it, so RLS is still
+//!    the gate;
 //! 4. answers compact JSON the agent can quote.
 //!
 //! [`ensure_registered`] makes sure, at start-up, that the tool exists with
@@ -205,6 +207,7 @@ pub async fn ensure_registered(
 #[derive(Deserialize)]
 struct ToolSession {
     owner_id: Uuid,
+    conversation_id: Uuid,
 }
 
 #[derive(Deserialize)]
@@ -257,15 +260,15 @@ async fn answer_tool_call(state: AppState, headers: HeaderMap, body: Bytes) -> R
             Auth::Service,
             "tool_sessions",
             &[
-                ("select", "owner_id".to_owned()),
+                ("select", "owner_id,conversation_id".to_owned()),
                 ("token_hash", format!("eq.{}", token_hash(token))),
                 ("expires_at", format!("gt.{now}")),
             ],
         )
         .await;
-    let owner = match sessions {
+    let session = match sessions {
         Ok(rows) => match rows.into_iter().next() {
-            Some(row) => row.owner_id,
+            Some(row) => row,
             None => return unauthorized(),
         },
         Err(err) => {
@@ -290,13 +293,16 @@ async fn answer_tool_call(state: AppState, headers: HeaderMap, body: Bytes) -> R
         )
             .into_response();
     }
-    let user_token = state.jwt.sign_user_token(owner);
+    // Only in the documents the run's conversation asks about, read by the
+    // database under the user's identity (db/app/92_conversation_scope.sql).
+    let user_token = state.jwt.sign_user_token(session.owner_id);
     let hits: Result<Vec<Hit>, _> = state
         .platform
         .rpc(
             Auth::User(&user_token),
-            "search_chunks",
-            &json!({"query": query, "match_count": MATCH_COUNT}),
+            "search_conversation_chunks",
+            &json!({"query": query, "conversation_id": session.conversation_id,
+                    "match_count": MATCH_COUNT}),
         )
         .await;
     match hits {

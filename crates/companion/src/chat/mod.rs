@@ -8,7 +8,9 @@
 //! limit (429); the conversation, read under the user's own token (404 for
 //! one that is not theirs, exactly as for one that does not exist). Then
 //! the chunk ids are re-read under the user's token — RLS drops any id that
-//! is not theirs, and the client's text is never used — a `session_token`
+//! is not theirs, the conversation's scope any chunk of a document it does
+//! not ask about (db/app/92_conversation_scope.sql), and the client's text
+//! is never used — a `session_token`
 //! is minted, the question, the answer's `streaming` row and the token's
 //! tool session are written in one transaction (`begin_chat_answer`,
 //! db/app/90_answer_bookkeeping.sql), and the run starts ([`run`]). The response is the run's events as SSE
@@ -58,6 +60,8 @@ const STOP_WAIT: Duration = Duration::from_secs(10);
 struct ConversationRow {
     id: Uuid,
     agent_session_id: Option<String>,
+    #[serde(default)]
+    document_ids: Vec<Uuid>,
 }
 
 #[derive(Deserialize)]
@@ -121,8 +125,8 @@ pub async fn chat(
     };
     let chunks = metrics.stage("chunks", own_chunks(&state, &user, chunk_ids.as_slice()));
     let (slot_and_conversation, chunks) = tokio::join!(slot_and_conversation, chunks);
-    let (slot, (conversation_id, session_id)) = slot_and_conversation?;
-    let (context, dropped) = chunks?;
+    let (slot, (conversation_id, session_id, scope)) = slot_and_conversation?;
+    let (context, dropped) = in_scope(chunks?, &scope);
 
     // The turn's rows and the run's tool session, in one transaction.
     let (token, token_hash) = tool::mint_session_token();
@@ -213,14 +217,15 @@ fn answer_stream(
     response
 }
 
-/// The conversation to answer in and its platform session: the user's own
-/// (checked under their token), or a new one.
+/// The conversation to answer in, its platform session and the documents
+/// it asks about (empty: all; db/app/92_conversation_scope.sql): the user's
+/// own (checked under their token), or a new one.
 async fn conversation(
     state: &AppState,
     user: &User,
     requested: Option<Uuid>,
     question: &str,
-) -> Result<(Uuid, String), ApiError> {
+) -> Result<(Uuid, String, Vec<Uuid>), ApiError> {
     let Some(id) = requested else {
         let session_id = create_session(state).await?;
         let title: String = question.chars().take(TITLE_CHARS).collect();
@@ -240,7 +245,7 @@ async fn conversation(
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::internal("inserting a conversation returned no row"))?;
-        return Ok((row.id, session_id));
+        return Ok((row.id, session_id, Vec::new()));
     };
 
     let rows: Vec<ConversationRow> = state
@@ -249,7 +254,7 @@ async fn conversation(
             Auth::User(user.token()),
             "conversations",
             &[
-                ("select", "id,agent_session_id".to_owned()),
+                ("select", "id,agent_session_id,document_ids".to_owned()),
                 ("id", format!("eq.{id}")),
             ],
         )
@@ -259,7 +264,7 @@ async fn conversation(
         .next()
         .ok_or_else(|| ApiError::not_found("conversation"))?;
     if let Some(session_id) = row.agent_session_id {
-        return Ok((row.id, session_id));
+        return Ok((row.id, session_id, row.document_ids));
     }
     // A conversation the client created itself: give it a session, unless
     // a concurrent question just did.
@@ -294,9 +299,25 @@ async fn conversation(
             .next()
             .and_then(|r| r.agent_session_id)
             .ok_or_else(|| ApiError::not_found("conversation"))?;
-        return Ok((id, existing));
+        return Ok((id, existing, row.document_ids));
     }
-    Ok((id, session_id))
+    Ok((id, session_id, row.document_ids))
+}
+
+/// The chunks among `context` that lie in the conversation's `scope` (all
+/// when it is empty), and how many were dropped in all: a client's chunk
+/// ids are not trusted to respect the scope (ARCHITECTURE.md, invariant 4).
+fn in_scope(
+    (mut context, dropped): (Vec<ContextChunk>, usize),
+    scope: &[Uuid],
+) -> (Vec<ContextChunk>, usize) {
+    if scope.is_empty() {
+        return (context, dropped);
+    }
+    let before = context.len();
+    context.retain(|chunk| scope.contains(&chunk.document_id));
+    let dropped = dropped + before - context.len();
+    (context, dropped)
 }
 
 /// A platform session for a new conversation, made without a `user_id`: the

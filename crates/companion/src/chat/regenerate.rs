@@ -29,7 +29,8 @@ use uuid::Uuid;
 use super::request::RegenerateRequest;
 use super::run::{self, Turn};
 use super::{
-    BUSY_RETRY_AFTER_SECS, answer_stream, conversation, own_chunks, sources_of, token_expiry,
+    BUSY_RETRY_AFTER_SECS, answer_stream, conversation, in_scope, own_chunks, sources_of,
+    token_expiry,
 };
 use crate::auth::User;
 use crate::error::{ApiError, ErrorCode};
@@ -91,8 +92,8 @@ pub async fn regenerate(
     };
     let chunks = own_chunks(&state, &user, request.chunk_ids.as_slice());
     let (answer_and_session, chunks) = tokio::join!(answer_and_session, chunks);
-    let (_, session_id) = answer_and_session?;
-    let (context, dropped) = chunks?;
+    let (_, session_id, scope) = answer_and_session?;
+    let (context, dropped) = in_scope(chunks?, &scope);
     let slot = state.run_slots.take(user.id).await?.ok_or_else(|| {
         ApiError::rate_limited(
             "You already have answers being written. Wait for one to finish.",
