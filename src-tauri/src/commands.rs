@@ -55,6 +55,7 @@ commands![
     delete_conversation,
     retrieve,
     ask,
+    regenerate,
     stop,
     upload_files,
     pick_files,
@@ -306,6 +307,19 @@ pub async fn ask(
 ) -> Reply<Asked> {
     let quire = shell.quire()?;
     Ok(quire.start_answer(conversation_id, &text, sources).await?)
+}
+
+/// A new version of the answer `message_id` (the person's own), given the
+/// sources the UI retrieved for its question again; it then streams as an
+/// answer does.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn regenerate(
+    shell: State<'_, Shell>,
+    message_id: Uuid,
+    sources: Vec<ChunkHit>,
+) -> Reply<Asked> {
+    let quire = shell.quire()?;
+    Ok(quire.start_regenerate(message_id, sources).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -169,6 +169,7 @@ async fn a_second_device_follows_the_answer_live_and_b_sees_none_of_it() -> Resu
         ("delete_document", json!({ "id": a_doc })),
         ("retry_document", json!({ "id": a_doc })),
         ("stop", json!({ "message_id": id })),
+        ("regenerate", json!({ "message_id": id, "sources": [] })),
         ("search_conversations", json!({ "query": "lantern" })),
         ("retrieve", json!({ "text": QUESTION })),
         ("snapshot", json!({})),

@@ -41,6 +41,7 @@ const SWEEP: &[&str] = &[
     "delete_conversation",
     "retrieve",
     "ask",
+    "regenerate",
     "stop",
     "upload_files",
     "opened_files",
@@ -391,6 +392,16 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
                     )
                     .await?;
                 }
+            }
+            "regenerate" => {
+                call(
+                    &app,
+                    results,
+                    name,
+                    json!({ "message_id": message, "messageId": message, "sources": [] }),
+                    short,
+                )
+                .await?;
             }
             "stop" => {
                 call(
