@@ -15,6 +15,7 @@ mod follow;
 mod proxy;
 mod redirects;
 mod resume;
+mod scope;
 mod search;
 mod signin;
 mod suggestions;

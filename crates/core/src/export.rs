@@ -359,6 +359,7 @@ mod tests {
             created_at: chrono::DateTime::UNIX_EPOCH,
             updated_at: chrono::DateTime::UNIX_EPOCH,
             archived_at: None,
+            document_ids: Vec::new(),
         }
     }
 

@@ -164,8 +164,38 @@ impl Quire {
     /// Asks a question: retrieves the user's chunks, then streams the
     /// companion's answer. `conversation` `None` starts a new conversation.
     pub async fn ask(&self, conversation: Option<Uuid>, text: &str) -> Result<Answer> {
-        let sources = self.search(text, DEFAULT_MATCH_COUNT, None).await?;
+        let sources = self.retrieve(conversation, text).await?;
         self.ask_with_sources(conversation, text, sources).await
+    }
+
+    /// The sources for a question in `conversation`: the user's chunks that
+    /// best match `text`, only in the documents the conversation asks about
+    /// (its scope, as stored: see [`Quire::set_scope`]).
+    pub async fn retrieve(&self, conversation: Option<Uuid>, text: &str) -> Result<Vec<ChunkHit>> {
+        match conversation {
+            Some(id) => {
+                search::search_conversation(&self.rest, text, DEFAULT_MATCH_COUNT, id).await
+            }
+            None => self.search(text, DEFAULT_MATCH_COUNT, None).await,
+        }
+    }
+
+    /// Limits `conversation` to `document_ids` (the person's own; empty: all
+    /// documents again). A document that is not theirs, or is gone, is
+    /// `NotFound`, and the scope stays as it was.
+    pub async fn set_scope(
+        &self,
+        conversation: Uuid,
+        document_ids: &[Uuid],
+    ) -> Result<Conversation> {
+        chat::update_conversation(
+            &self.rest,
+            &self.state,
+            conversation,
+            json!({ "document_ids": document_ids }),
+        )
+        .await
+        .map_err(search::scope_refused)
     }
 
     /// [`Quire::ask`] with sources the caller already retrieved (so the UI
@@ -257,7 +287,17 @@ impl Quire {
 
     /// Creates an empty conversation.
     pub async fn create_conversation(&self, title: &str) -> Result<Conversation> {
-        chat::create(&self.rest, &self.state, title).await
+        chat::create(&self.rest, &self.state, title, &[]).await
+    }
+
+    /// Creates an empty conversation that asks about `document_ids` only
+    /// (see [`Quire::set_scope`]).
+    pub async fn create_conversation_in_scope(
+        &self,
+        title: &str,
+        document_ids: &[Uuid],
+    ) -> Result<Conversation> {
+        chat::create(&self.rest, &self.state, title, document_ids).await
     }
 
     /// Renames a conversation.

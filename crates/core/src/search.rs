@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::rest::Rest;
 
 /// How many chunks a question retrieves by default.
@@ -54,4 +54,42 @@ pub(crate) async fn search_chunks(
         }),
     )
     .await
+}
+
+/// The best chunks for `query` in the documents conversation `id` asks
+/// about (all the user's when its scope is empty), the scope read by the
+/// database in the same request (`search_conversation_chunks`,
+/// db/app/92_conversation_scope.sql), so another device's change counts. A
+/// conversation that is not the user's is `NotFound`.
+pub(crate) async fn search_conversation(
+    rest: &Rest,
+    query: &str,
+    match_count: u32,
+    id: Uuid,
+) -> Result<Vec<ChunkHit>> {
+    if query.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    rest.rpc(
+        "search_conversation_chunks",
+        &json!({"query": query, "conversation_id": id, "match_count": match_count}),
+    )
+    .await
+    .map_err(|err| match err {
+        Error::NotFound { .. } => Error::NotFound {
+            what: "conversation".into(),
+        },
+        other => other,
+    })
+}
+
+/// What the database's refusal of a scope (db/app/92_conversation_scope.sql:
+/// a document that is not the user's, or is gone) is for the person.
+pub(crate) fn scope_refused(err: Error) -> Error {
+    match err {
+        Error::Conflict { .. } => Error::NotFound {
+            what: "document".into(),
+        },
+        other => other,
+    }
 }

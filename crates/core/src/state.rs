@@ -48,6 +48,10 @@ pub struct Conversation {
     pub updated_at: DateTime<Utc>,
     #[serde(default)]
     pub archived_at: Option<DateTime<Utc>>,
+    /// The documents the conversation asks about (its scope); empty: all of
+    /// the person's documents.
+    #[serde(default)]
+    pub document_ids: Vec<Uuid>,
 }
 
 /// Who wrote a message.
@@ -856,6 +860,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             archived_at: None,
+            document_ids: Vec::new(),
         });
         let m = Uuid::new_v4();
         state.apply_event(&delta(m, 1, "Hello"), Source::Log);

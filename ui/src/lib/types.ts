@@ -65,6 +65,11 @@ export type Conversation = {
   created_at: string,
   updated_at: string,
   archived_at: string | null,
+  /**
+   * The documents the conversation asks about (its scope); empty: all of
+   * the person's documents.
+   */
+  document_ids: Array<string>,
 };
 
 /**

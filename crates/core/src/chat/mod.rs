@@ -160,7 +160,8 @@ pub struct HistoryPage {
     pub before: Option<i32>,
 }
 
-pub(crate) const CONVERSATION_COLUMNS: &str = "id,title,created_at,updated_at,archived_at";
+pub(crate) const CONVERSATION_COLUMNS: &str =
+    "id,title,created_at,updated_at,archived_at,document_ids";
 pub(crate) const MESSAGE_COLUMNS: &str =
     "id,conversation_id,seq,role,status,content,citations,sources,question_id,error,updated_at";
 pub(crate) const EVENT_COLUMNS: &str = "message_id,conversation_id,seq,kind,payload";
@@ -323,14 +324,21 @@ pub(crate) async fn rename(
     update_conversation(rest, state, id, json!({"title": title})).await
 }
 
-/// Creates an empty conversation owned by the user.
-pub(crate) async fn create(rest: &Rest, state: &State, title: &str) -> Result<Conversation> {
+/// Creates an empty conversation owned by the user, asking about
+/// `document_ids` (all documents when empty).
+pub(crate) async fn create(
+    rest: &Rest,
+    state: &State,
+    title: &str,
+    document_ids: &[Uuid],
+) -> Result<Conversation> {
     let rows: Vec<Conversation> = rest
         .insert(
             "conversations",
-            &json!({"owner_id": rest.user_id()?, "title": title}),
+            &json!({"owner_id": rest.user_id()?, "title": title, "document_ids": document_ids}),
         )
-        .await?;
+        .await
+        .map_err(crate::search::scope_refused)?;
     let row = rows.into_iter().next().ok_or_else(|| {
         Error::unexpected(
             crate::error::Service::Database,
