@@ -9,7 +9,7 @@ use quire_core::typescript::{config, declaration, declarations};
 use quire_core::{SignInMethods, SignUp};
 
 use crate::commands::{Page, SessionView, Snapshot};
-use crate::events::{AuthView, LiveStateName, LiveView, Numbered};
+use crate::events::{AuthView, LiveStateName, LiveView, MessageText, Numbered, UpdateView};
 use crate::shell::ServerView;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../ui/src/lib/types.ts");
@@ -37,6 +37,8 @@ fn generated() -> String {
         declaration::<SignUp>(&config),
         declaration::<Snapshot>(&config),
         declaration::<Page>(&config),
+        declaration::<UpdateView<'static>>(&config),
+        declaration::<MessageText>(&config),
         declaration::<Numbered<'static>>(&config),
     ]);
     format!("{HEADER}\n{}\n", all.join("\n\n"))

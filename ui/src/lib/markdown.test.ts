@@ -167,6 +167,17 @@ describe('streaming render', () => {
     expect(stableEnd('a\n\n```\ncode\n\n```\n\nafter')).toBe(18);
   });
 
+  it('stableEnd from an earlier settled end finds what a search from the start finds', () => {
+    const text = 'a\n\n```\ncode\n\nmore\n```\n\nb\n\n~~~\nx\n\n~~~\n\nend';
+    for (let i = 0; i <= text.length; i++) {
+      const prefix = text.slice(0, i);
+      for (let j = i; j <= text.length; j++) {
+        const longer = text.slice(0, j);
+        expect(stableEnd(longer, stableEnd(prefix)), JSON.stringify([prefix, longer])).toBe(stableEnd(longer));
+      }
+    }
+  });
+
   it('renders a growing text block by block and ends exactly as a full render', () => {
     const text = 'Intro with a citation [1].\n\n- item one\n- item two\n\n```\nx = [2]\n\ny\n```\n\nThe **end** [2].';
     const context = { citations: [], sources: [{ id: 's', document_id: 'd', chunk_id: null, page: 1, title: 'T' }, { id: 't', document_id: 'e', chunk_id: null, page: 2, title: 'U' }] };

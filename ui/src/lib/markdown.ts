@@ -217,13 +217,15 @@ export function renderMarkdownToString(text: string, context?: CitationContext):
 /**
  * Where the settled part of a streaming text ends: the last blank line that
  * is not inside a fenced code block. Blocks before it will not change as more
- * text arrives, so a streaming answer re-renders only its last block.
+ * text arrives, so a streaming answer re-renders only its last block. `from`,
+ * a settled end found earlier in a prefix of `text` (outside any fence), is
+ * where the search starts: the text before it is not read again.
  */
-export function stableEnd(text: string): number {
+export function stableEnd(text: string, from = 0): number {
   let inFence = false;
   let fence = '';
-  let end = 0;
-  let lineStart = 0;
+  let end = from;
+  let lineStart = from;
   while (lineStart < text.length) {
     let lineEnd = text.indexOf('\n', lineStart);
     if (lineEnd === -1) break; // the last line is still being written
@@ -306,7 +308,7 @@ export class StreamingMarkdown {
     }
     const source = text.slice(this.settled.length);
     if (this.tail && this.append(source)) return;
-    const end = stableEnd(text);
+    const end = stableEnd(text, this.settled.length);
     // Drop the previous tail.
     while (this.host.childNodes.length > this.settledNodes) this.host.lastChild!.remove();
     if (end > this.settled.length) {

@@ -121,6 +121,65 @@ describe('stream reconciliation', () => {
   });
 });
 
+const textUpdate = (rev: number, id: string, at: number, text: string): UpdateEvent => ({
+  rev,
+  update: { type: 'message_text', id, conversation_id: C, at, text },
+});
+
+describe('streamed text (message_text: only the new text, at its place)', () => {
+  it('appends each piece once, at its place, whatever the page already had', () => {
+    const store = new QuireStore();
+    store.applyPage(C, { rev: 10, messages: [message('a', 1, 'Hel')], before: null });
+    expect(store.applyUpdate(textUpdate(11, 'a', 3, 'lo'))).toBe(true);
+    expect(store.message('a')!.content).toBe('Hello');
+    // A duplicate, and a piece already in what is held.
+    expect(store.applyUpdate(textUpdate(11, 'a', 3, 'lo'))).toBe(false);
+    expect(store.applyUpdate(textUpdate(12, 'a', 0, 'Hello'))).toBe(false);
+    // A piece that starts inside what is held (the page was read while it was on its way).
+    expect(store.applyUpdate(textUpdate(13, 'a', 4, 'o, 😀'))).toBe(true);
+    expect(store.applyUpdate(textUpdate(14, 'a', 9, ' world'))).toBe(true);
+    expect(store.message('a')!.content).toBe('Hello, 😀 world');
+    // The final update carries the whole text, and wins.
+    expect(store.applyUpdate(msgUpdate(15, message('a', 1, 'Hello, 😀 world.', { status: 'complete' }), '.'))).toBe(true);
+    expect(store.applyUpdate(textUpdate(16, 'a', 16, ' late'))).toBe(false);
+    expect(store.message('a')!).toMatchObject({ content: 'Hello, 😀 world.', status: 'complete' });
+  });
+
+  it('a message grown by text is a new object, so views that compare by identity redraw it', () => {
+    const store = new QuireStore();
+    store.applyPage(C, { rev: 1, messages: [message('a', 1, 'a')], before: null });
+    const before = store.message('a');
+    store.applyUpdate(textUpdate(2, 'a', 1, 'b'));
+    expect(store.message('a')).not.toBe(before);
+    expect(before!.content).toBe('a');
+  });
+
+  it('text after a missing piece is not applied: the conversation is read again', () => {
+    const store = new QuireStore();
+    const changes: Array<Set<string>> = [];
+    store.subscribe((change) => changes.push(change.reread));
+    store.applyPage(C, { rev: 10, messages: [message('a', 1, 'Hel')], before: null });
+    expect(store.applyUpdate(textUpdate(12, 'a', 5, ', world'))).toBe(false);
+    expect(store.message('a')!.content).toBe('Hel');
+    expect(changes.at(-1)).toEqual(new Set([C]));
+    expect(store.isOpened(C)).toBe(false);
+    // The page read again has the whole text, and later text follows it.
+    store.applyPage(C, { rev: 13, messages: [message('a', 1, 'Hello, world')], before: null });
+    expect(store.applyUpdate(textUpdate(14, 'a', 12, '!'))).toBe(true);
+    expect(store.message('a')!.content).toBe('Hello, world!');
+  });
+
+  it('text of a message not held here, or of a deleted conversation, is ignored', () => {
+    const store = new QuireStore();
+    expect(store.applyUpdate(textUpdate(1, 'a', 0, 'Hi'))).toBe(false);
+    expect(store.message('a')).toBeUndefined();
+    store.applyUpdate(msgUpdate(2, message('b', 1, 'x')));
+    store.applyUpdate({ rev: 3, update: { type: 'conversation_removed', id: C } });
+    expect(store.applyUpdate(textUpdate(4, 'b', 1, 'y'))).toBe(false);
+    expect(store.message('b')).toBeUndefined();
+  });
+});
+
 describe('conversations and documents', () => {
   it('orders conversations newest first, archived last, whatever the timestamp precision', () => {
     const store = new QuireStore();

@@ -26,6 +26,11 @@ export interface Change {
   documents: boolean;
   /** Conversations whose messages changed. */
   messages: Set<Uuid>;
+  /**
+   * Conversations to read again: a message's new text came without the text
+   * before it (the page held is no longer whole).
+   */
+  reread: Set<Uuid>;
 }
 
 type Listener = (change: Change) => void;
@@ -65,7 +70,7 @@ export class QuireStore {
     this.tombstones.clear();
     this.pages.clear();
     this.snapshotRev = NONE;
-    this.emit({ conversations: true, documents: true, messages: new Set() });
+    this.emit({ conversations: true, documents: true, messages: new Set(), reread: new Set() });
   }
 
   // ---- reading ----
@@ -200,7 +205,11 @@ export class QuireStore {
     this.emit(change);
   }
 
-  /** Applies one `quire://update`; returns false when it was stale or a duplicate. */
+  /**
+   * Applies one `quire://update`; returns false when it was stale or a
+   * duplicate. A `message_text` adds a streaming message's new text at its
+   * place (`at`, in UTF-16 code units, which a JavaScript string counts).
+   */
   applyUpdate({ rev, update }: UpdateEvent): boolean {
     const change = emptyChange();
     switch (update.type) {
@@ -244,6 +253,27 @@ export class QuireStore {
         change.messages.add(m.conversation_id);
         break;
       }
+      case 'message_text': {
+        const { id, conversation_id, at, text } = update;
+        const m = this.messages.get(id);
+        // Not held here (a page read later has its whole text), or over.
+        if (!m || m.status !== 'streaming') return false;
+        if (this.lastTombstone('c:' + conversation_id) >= rev || rev <= this.lastRev('m:' + id)) return false;
+        if (at > m.content.length) {
+          // Text before it never came here: drop the page so it is read again.
+          this.pages.delete(conversation_id);
+          change.reread.add(conversation_id);
+          this.emit(change);
+          return false;
+        }
+        this.revs.set('m:' + id, rev);
+        // What the page already held of it (it was read while this was on its way) is not added twice.
+        const added = text.slice(m.content.length - at);
+        if (!added) return false;
+        this.messages.set(id, { ...m, content: m.content + added });
+        change.messages.add(conversation_id);
+        break;
+      }
       default:
         return false;
     }
@@ -283,13 +313,13 @@ export class QuireStore {
   }
 
   private emit(change: Change): void {
-    if (!change.conversations && !change.documents && change.messages.size === 0) return;
+    if (!change.conversations && !change.documents && change.messages.size === 0 && change.reread.size === 0) return;
     for (const listener of this.listeners) listener(change);
   }
 }
 
 function emptyChange(): Change {
-  return { conversations: false, documents: false, messages: new Set() };
+  return { conversations: false, documents: false, messages: new Set(), reread: new Set() };
 }
 
 /** RFC 3339 timestamps differ in fractional digits, so compare them as times. */

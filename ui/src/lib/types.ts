@@ -366,9 +366,28 @@ export type ConversationPage = {
 };
 
 /**
+ * What one `quire://update` carries: one of the core's updates as it is, or
+ * only the text a streaming message gained.
+ */
+export type UpdateView = Update | MessageText;
+
+/**
+ * Text a streaming message gained, with nothing else of it changed: `text`
+ * goes at `at` of its content, counted in UTF-16 code units (a JavaScript
+ * string's length), so a copy that has more already, or less, can tell.
+ */
+export type MessageText = {
+  "type": "message_text",
+  id: string,
+  conversation_id: string,
+  at: number,
+  text: string,
+};
+
+/**
  * `quire://update`'s payload: an update and its session-wide `rev`.
  */
 export type UpdateEvent = {
   rev: number,
-  update: Update,
+  update: UpdateView,
 };
