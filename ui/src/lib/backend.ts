@@ -47,6 +47,8 @@ export interface Backend {
 
   retrieve(text: string): Promise<ChunkHit[]>;
   ask(conversationId: Uuid | null, text: string, sources: ChunkHit[]): Promise<AskResult>;
+  /** A new version of an answer (the same question asked again with `sources`); it streams as an answer does. */
+  regenerate(messageId: Uuid, sources: ChunkHit[]): Promise<AskResult>;
   stop(messageId: Uuid): Promise<void>;
 
   /** Uploads the paths of a drop on the window; the shell refuses any path that was not dropped. */
@@ -137,6 +139,7 @@ export async function createTauriBackend(): Promise<Backend> {
     retrieve: (text) => call<ChunkHit[]>('retrieve', { text }),
     ask: (conversationId, text, sources) =>
       call<AskResult>('ask', { conversation_id: conversationId, text, sources }),
+    regenerate: (messageId, sources) => call<AskResult>('regenerate', { message_id: messageId, sources }),
     stop: (messageId) => call<null>('stop', { message_id: messageId }).then(() => undefined),
 
     uploadFiles: (paths) => call<null>('upload_files', { paths }).then(() => undefined),

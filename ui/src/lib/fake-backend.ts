@@ -185,11 +185,11 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
     addConversation(null, 2 * 86_400_000);
   }
 
-  async function streamAnswer(conversation: Conversation, question: Message, sources: ChunkHit[]): Promise<Message> {
+  async function streamAnswer(conversation: Conversation, question: Message, sources: ChunkHit[], seq = (question.seq ?? 0) + 1): Promise<Message> {
     const answer: Message = {
       id: uuid(),
       conversation_id: conversation.id,
-      seq: (question.seq ?? 0) + 1,
+      seq,
       role: 'assistant',
       status: 'streaming',
       content: '',
@@ -417,6 +417,21 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       emit({ type: 'message', message: question, appended: null });
       const answer = await streamAnswer(conversation, question, sources);
       return { conversation_id: conversation.id, message_id: answer.id };
+    },
+    async regenerate(messageId, sources) {
+      needSignIn();
+      await wait(150);
+      const answer = messages.get(messageId);
+      const conversation = answer && conversations.get(answer.conversation_id);
+      if (!answer || answer.role !== 'assistant' || !conversation) throw fail('not_found', 'That answer no longer exists.');
+      const all = [...messages.values()].filter((m) => m.conversation_id === conversation.id);
+      const question =
+        (answer.question_id && messages.get(answer.question_id)) ||
+        all.filter((m) => m.role === 'user' && (m.seq ?? 0) < (answer.seq ?? 0)).sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0))[0];
+      if (!question) throw fail('not_found', 'That answer no longer exists.');
+      const seq = Math.max(...all.map((m) => m.seq ?? 0)) + 1;
+      const version = await streamAnswer(conversation, question, sources, seq);
+      return { conversation_id: conversation.id, message_id: version.id };
     },
     async stop(messageId) {
       stopped.add(messageId);
