@@ -164,7 +164,7 @@ async fn a_forgotten_password_is_reset_with_the_mailed_link_pasted_into_the_wind
     app.click("reset-submit", "").await?;
     let error = app.wait_item("account-error", "", UI).await?;
     ensure!(error.role.as_deref() == Some("alert"), "{error:?}");
-    ensure!(error.text.contains("not the link"), "{error:?}");
+    ensure!(error.text.contains("another Quire server"), "{error:?}");
 
     app.type_into("reset-code", &link).await?;
     app.type_into("reset-password", &new_password).await?;

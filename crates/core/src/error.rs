@@ -350,6 +350,25 @@ pub enum Error {
 
     #[error("That password is too weak: {message}. Choose a longer one.")]
     WeakPassword { message: String },
+
+    /// Pasted as a password-reset code: a link that is not this server's
+    /// reset link (Quire's own check; nothing was sent).
+    #[error("{}", not_a_reset_link(.other_server.as_deref()))]
+    NotAResetLink { other_server: Option<String> },
+
+    #[error(
+        "That reset code is wrong or has expired, or the link was already used (opening it in a browser uses it). Ask for a new reset email, then paste its link here without opening it, or type its six-digit code."
+    )]
+    ResetCodeExpired,
+}
+
+fn not_a_reset_link(other_server: Option<&str>) -> String {
+    match other_server {
+        Some(host) => format!(
+            "That reset link is from another Quire server ({host}), not the one this app is connected to. Use it in the app connected to {host}, or ask for a reset email here and paste its link or type its six-digit code."
+        ),
+        None => "That is not the link of a password-reset email. Paste the link from the reset email, or type the six-digit code in it.".to_owned(),
+    }
 }
 
 impl Error {
@@ -382,6 +401,7 @@ impl Error {
             Error::SignUpClosed => ErrorCode::SignUpClosed,
             Error::AccountExists { .. } => ErrorCode::AccountExists,
             Error::WeakPassword { .. } => ErrorCode::WeakPassword,
+            Error::NotAResetLink { .. } | Error::ResetCodeExpired => ErrorCode::BadInput,
         }
     }
 

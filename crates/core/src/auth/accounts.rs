@@ -34,10 +34,7 @@ fn refusal(status: u16, json: &Value, text: &str) -> Error {
             email: String::new(),
         },
         "weak_password" => Error::WeakPassword { message },
-        "otp_expired" => Error::BadInput {
-            service: Service::Auth,
-            message: "that code is wrong or has expired. Ask for a new one".into(),
-        },
+        "otp_expired" => Error::ResetCodeExpired,
         _ if status == 429 => Error::RateLimited {
             service: Service::Auth,
         },
@@ -76,31 +73,31 @@ fn session_of(answer: Value) -> Result<TokenResponse> {
 /// mail's code; `{type, token_hash}` for its link, which must be this
 /// project's `/auth/v1/verify` link of type `recovery` (its `token` is the
 /// hash). A link pasted instead of opened is never used up by a browser
-/// first, and needs no mail template with the code in it.
+/// first, and needs no mail template with the code in it. Any other link is
+/// [`Error::NotAResetLink`], saying when it is another server's reset link.
 fn recovery_proof(api: &Api, email: &str, pasted: &str) -> Result<Value> {
     let pasted = pasted.trim();
     if !pasted.starts_with("http://") && !pasted.starts_with("https://") {
         return Ok(json!({"type": "recovery", "email": email.trim(), "token": pasted}));
     }
-    let not_ours = || Error::BadInput {
-        service: Service::Auth,
-        message: "that is not the link of this server's password-reset email. Paste the link \
-                  from the email, or type its six-digit code"
-            .into(),
-    };
-    let link = url::Url::parse(pasted).map_err(|_| not_ours())?;
-    let verify = url::Url::parse(&api.url("/auth/v1/verify")).map_err(|_| not_ours())?;
+    let not_a_reset_link = || Error::NotAResetLink { other_server: None };
+    let link = url::Url::parse(pasted).map_err(|_| not_a_reset_link())?;
+    let verify = url::Url::parse(&api.url("/auth/v1/verify")).map_err(|_| not_a_reset_link())?;
     let query: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
     let token = query.get("token").filter(|t| !t.is_empty());
+    let a_reset_link = link.path().ends_with("/auth/v1/verify")
+        && query.get("type").map(String::as_str) == Some("recovery")
+        && token.is_some();
     match token {
         Some(token)
-            if link.origin() == verify.origin()
-                && link.path() == verify.path()
-                && query.get("type").map(String::as_str) == Some("recovery") =>
+            if a_reset_link && link.origin() == verify.origin() && link.path() == verify.path() =>
         {
             Ok(json!({"type": "recovery", "token_hash": token}))
         }
-        _ => Err(not_ours()),
+        _ if a_reset_link && link.origin() != verify.origin() => Err(Error::NotAResetLink {
+            other_server: Some(link.host_str().unwrap_or_default().to_owned()),
+        }),
+        _ => Err(not_a_reset_link()),
     }
 }
 
@@ -172,5 +169,56 @@ impl Auth {
             .json(&json!({"password": password}));
         call(&self.api, request).await?;
         self.replace(session).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    fn api() -> Api {
+        Api::new(Config::new("http://127.0.0.1:54321/", "anon", "http://127.0.0.1:9").unwrap())
+    }
+
+    #[test]
+    fn a_link_pasted_that_is_not_this_servers_reset_link_says_so_and_what_to_do() {
+        let ours = "http://127.0.0.1:54321/auth/v1/verify?token=abc&type=recovery";
+        assert_eq!(
+            recovery_proof(&api(), "a@example.com", ours).unwrap(),
+            json!({"type": "recovery", "token_hash": "abc"})
+        );
+        for (pasted, says) in [
+            (
+                "https://other.example/auth/v1/verify?token=abc&type=recovery",
+                "another Quire server",
+            ),
+            (
+                "http://127.0.0.1:54321/auth/v1/verify?token=abc&type=signup",
+                "not the link of a password-reset email",
+            ),
+            (
+                "https://example.com/",
+                "not the link of a password-reset email",
+            ),
+        ] {
+            let error = recovery_proof(&api(), "a@example.com", pasted).unwrap_err();
+            let message = error.to_string();
+            assert_eq!(error.code(), crate::ErrorCode::BadInput, "{pasted}");
+            assert!(message.contains(says), "{pasted}: {message}");
+            // Quire's own check, not the server's refusal; and it says what to do.
+            assert!(!message.contains("refused"), "{pasted}: {message}");
+            assert!(message.contains("six-digit code"), "{pasted}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_used_or_expired_reset_code_says_what_to_do() {
+        let answer = json!({"code": 403, "error_code": "otp_expired", "msg": "Email link is invalid or has expired"});
+        let message = refusal(403, &answer, "").to_string();
+        assert!(!message.contains("refused"), "{message}");
+        assert!(message.contains("wrong or has expired"), "{message}");
+        assert!(message.contains("already used"), "{message}");
+        assert!(message.contains("new reset email"), "{message}");
     }
 }
