@@ -9,7 +9,6 @@ use std::path::PathBuf;
 use quire_core::{
     Asked, BrowserSignIn, CancellationToken, ChunkHit, Conversation, Document, Error, ErrorView,
     Message, SignInMethods, SignUp, SystemBrowser, UploadOptions, User,
-    search::DEFAULT_MATCH_COUNT,
 };
 use serde::Serialize;
 use tauri::{AppHandle, State, WebviewWindow};
@@ -53,6 +52,8 @@ commands![
     search_conversations,
     rename_conversation,
     delete_conversation,
+    create_conversation,
+    set_scope,
     retrieve,
     ask,
     regenerate,
@@ -252,9 +253,16 @@ pub async fn open_conversation(
     limit: Option<u32>,
 ) -> Reply<Page> {
     let quire = shell.quire()?;
-    let page = quire
-        .history(id, before, limit.unwrap_or(PAGE).clamp(1, 500))
-        .await?;
+    let history = quire.history(id, before, limit.unwrap_or(PAGE).clamp(1, 500));
+    // Opening it reads the conversation too (another device may have
+    // changed its scope); an earlier page needs only the messages.
+    let page = if before.is_none() {
+        let (page, read) = tokio::join!(history, quire.read_conversation(id));
+        read?;
+        page?
+    } else {
+        history.await?
+    };
     let rev = shell.revs.current();
     let messages = page
         .messages
@@ -290,12 +298,38 @@ pub async fn delete_conversation(shell: State<'_, Shell>, id: Uuid) -> Reply<()>
     Ok(shell.quire()?.delete_conversation(id).await?)
 }
 
+/// Starts a conversation that asks about `document_ids` only (chips chosen
+/// before the first question).
 #[tauri::command(rename_all = "snake_case")]
-pub async fn retrieve(shell: State<'_, Shell>, text: String) -> Reply<Vec<ChunkHit>> {
-    Ok(shell
-        .quire()?
-        .search(&text, DEFAULT_MATCH_COUNT, None)
+pub async fn create_conversation(
+    shell: State<'_, Shell>,
+    title: String,
+    document_ids: Vec<Uuid>,
+) -> Reply<Conversation> {
+    let quire = shell.quire()?;
+    Ok(quire
+        .create_conversation_in_scope(&title, &document_ids)
         .await?)
+}
+
+/// Limits a conversation to `document_ids` (empty: all documents).
+#[tauri::command(rename_all = "snake_case")]
+pub async fn set_scope(
+    shell: State<'_, Shell>,
+    id: Uuid,
+    document_ids: Vec<Uuid>,
+) -> Reply<Conversation> {
+    Ok(shell.quire()?.set_scope(id, &document_ids).await?)
+}
+
+/// The sources for `text`, in the documents `conversation_id` asks about.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn retrieve(
+    shell: State<'_, Shell>,
+    text: String,
+    conversation_id: Option<Uuid>,
+) -> Reply<Vec<ChunkHit>> {
+    Ok(shell.quire()?.retrieve(conversation_id, &text).await?)
 }
 
 #[tauri::command(rename_all = "snake_case")]

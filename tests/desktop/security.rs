@@ -39,6 +39,8 @@ const SWEEP: &[&str] = &[
     "search_conversations",
     "rename_conversation",
     "delete_conversation",
+    "create_conversation",
+    "set_scope",
     "retrieve",
     "ask",
     "regenerate",
@@ -364,8 +366,36 @@ async fn the_web_view_obtains_no_token_through_any_command() -> Result<()> {
                 )
                 .await?;
             }
+            "create_conversation" => {
+                call(
+                    &app,
+                    results,
+                    name,
+                    json!({ "title": "Scoped in the sweep", "document_ids": [] }),
+                    short,
+                )
+                .await?;
+            }
+            "set_scope" => {
+                call(
+                    &app,
+                    results,
+                    name,
+                    json!({ "id": conversation, "document_ids": [] }),
+                    short,
+                )
+                .await?;
+            }
             "retrieve" => {
                 call(&app, results, name, json!({ "text": QUESTION }), short).await?;
+                call(
+                    &app,
+                    results,
+                    name,
+                    json!({ "text": QUESTION, "conversation_id": conversation }),
+                    short,
+                )
+                .await?;
             }
             "ask" => {
                 let hits = app

@@ -290,6 +290,12 @@ impl Quire {
         chat::create(&self.rest, &self.state, title, &[]).await
     }
 
+    /// Reads conversation `id` again into the state (its title, its scope):
+    /// another device may have changed it since the list was read.
+    pub async fn read_conversation(&self, id: Uuid) -> Result<()> {
+        chat::fetch_conversation(&self.rest, &self.state, id).await
+    }
+
     /// Creates an empty conversation that asks about `document_ids` only
     /// (see [`Quire::set_scope`]).
     pub async fn create_conversation_in_scope(
