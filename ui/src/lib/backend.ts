@@ -44,8 +44,13 @@ export interface Backend {
   searchConversations(query: string): Promise<Conversation[]>;
   renameConversation(id: Uuid, title: string): Promise<Conversation>;
   deleteConversation(id: Uuid): Promise<void>;
+  /** A new, empty conversation that asks about `documentIds` only (chips chosen before the first question). */
+  createConversation(title: string, documentIds: Uuid[]): Promise<Conversation>;
+  /** Limits a conversation to `documentIds` (empty: all documents); stored, so every device has it. */
+  setScope(id: Uuid, documentIds: Uuid[]): Promise<Conversation>;
 
-  retrieve(text: string): Promise<ChunkHit[]>;
+  /** The sources for `text`, only from the documents `conversationId` asks about. */
+  retrieve(text: string, conversationId?: Uuid | null): Promise<ChunkHit[]>;
   ask(conversationId: Uuid | null, text: string, sources: ChunkHit[]): Promise<AskResult>;
   /** A new version of an answer (the same question asked again with `sources`); it streams as an answer does. */
   regenerate(messageId: Uuid, sources: ChunkHit[]): Promise<AskResult>;
@@ -136,7 +141,11 @@ export async function createTauriBackend(): Promise<Backend> {
     renameConversation: (id, title) => call<Conversation>('rename_conversation', { id, title }),
     deleteConversation: (id) => call<null>('delete_conversation', { id }).then(() => undefined),
 
-    retrieve: (text) => call<ChunkHit[]>('retrieve', { text }),
+    createConversation: (title, documentIds) =>
+      call<Conversation>('create_conversation', { title, document_ids: documentIds }),
+    setScope: (id, documentIds) => call<Conversation>('set_scope', { id, document_ids: documentIds }),
+
+    retrieve: (text, conversationId = null) => call<ChunkHit[]>('retrieve', { text, conversation_id: conversationId }),
     ask: (conversationId, text, sources) =>
       call<AskResult>('ask', { conversation_id: conversationId, text, sources }),
     regenerate: (messageId, sources) => call<AskResult>('regenerate', { message_id: messageId, sources }),

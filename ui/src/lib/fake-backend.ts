@@ -134,7 +134,7 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
   }
 
   function addConversation(title: string | null, ageMs: number): Conversation {
-    const c: Conversation = { id: uuid(), title, created_at: now(-ageMs), updated_at: now(-ageMs), archived_at: null };
+    const c: Conversation = { id: uuid(), title, created_at: now(-ageMs), updated_at: now(-ageMs), archived_at: null, document_ids: [] };
     conversations.set(c.id, c);
     return c;
   }
@@ -393,11 +393,29 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       for (const m of [...messages.values()]) if (m.conversation_id === id) messages.delete(m.id);
       emit({ type: 'conversation_removed', id });
     },
-    async retrieve(text) {
+    async createConversation(title, documentIds) {
+      needSignIn();
+      if (documentIds.some((id) => !documents.has(id))) throw fail('not_found', 'That document was not found. It may have been deleted, or it is not yours.');
+      const c = addConversation(title, 0);
+      c.document_ids = [...new Set(documentIds)];
+      emit({ type: 'conversation', ...c });
+      return structuredClone(c);
+    },
+    async setScope(id, documentIds) {
+      const c = conversations.get(id);
+      if (!c) throw fail('not_found', 'That conversation no longer exists.');
+      if (documentIds.some((d) => !documents.has(d))) throw fail('not_found', 'That document was not found. It may have been deleted, or it is not yours.');
+      c.document_ids = [...new Set(documentIds)];
+      c.updated_at = now();
+      emit({ type: 'conversation', ...c });
+      return structuredClone(c);
+    },
+    async retrieve(text, conversationId = null) {
       needSignIn();
       await wait(400);
       if (/weather|capital|recipe/i.test(text)) return [];
-      const lease = [...documents.values()].find((d) => d.status === 'ready');
+      const scope = (conversationId && conversations.get(conversationId)?.document_ids) || [];
+      const lease = [...documents.values()].find((d) => d.status === 'ready' && (scope.length === 0 || scope.includes(d.id)));
       if (!lease) return [];
       return [
         { id: uuid(), document_id: lease.id, chunk_id: uuid(), title: lease.title, page: 2, page_end: 2, text: 'The tenant must give sixty days written notice before moving out.', score: 0.82 },

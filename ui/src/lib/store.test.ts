@@ -7,7 +7,7 @@ const C2 = '00000000-0000-4000-8000-0000000000c2';
 const D = '00000000-0000-4000-8000-0000000000d1';
 
 function conversation(id: string, updated: string, title: string | null = 'T'): Conversation {
-  return { id, title, created_at: '2026-01-01T00:00:00Z', updated_at: updated, archived_at: null };
+  return { id, title, created_at: '2026-01-01T00:00:00Z', updated_at: updated, archived_at: null, document_ids: [] };
 }
 
 function document(status: Document['status'], extra: Partial<Document> = {}): Document {
