@@ -9,13 +9,13 @@
 //! item tells the agent to pass it, and the endpoint ([`search_documents`])
 //!
 //! 1. checks the static callback secret (the tool's `Authorization` header);
-//! 2. resolves the token to its owner — an unknown, expired or finished
-//!    token gets the same 401 as a missing secret, and nothing else;
-//! 3. signs a 60-second token for that user and calls
-//!    `search_conversation_chunks` (`search_chunks` in the documents the run's
-//!    conversation asks about) through PostgREST under it, so RLS is still
-//!    the gate;
-//! 4. answers compact JSON the agent can quote.
+//! 2. in one request through PostgREST, `search_with_tool_session`
+//!    (db/app/94_tool_search.sql), resolves the token to its session and
+//!    runs `search_conversation_chunks` (`search_chunks` in the documents the
+//!    run's conversation asks about) as the session's owner, so RLS is still
+//!    the gate; an unknown, expired or finished token gets the same 401 as
+//!    a missing secret, and nothing else;
+//! 3. answers compact JSON the agent can quote.
 //!
 //! [`ensure_registered`] makes sure, at start-up, that the tool exists with
 //! this companion's endpoint and secret and is assigned to the agent.
@@ -205,12 +205,6 @@ pub async fn ensure_registered(
 }
 
 #[derive(Deserialize)]
-struct ToolSession {
-    owner_id: Uuid,
-    conversation_id: Uuid,
-}
-
-#[derive(Deserialize)]
 struct Hit {
     id: Uuid,
     document_id: Uuid,
@@ -253,34 +247,6 @@ async fn answer_tool_call(state: AppState, headers: HeaderMap, body: Bytes) -> R
     let Some(token) = body.get("session_token").and_then(Value::as_str) else {
         return unauthorized();
     };
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let sessions: Result<Vec<ToolSession>, _> = state
-        .platform
-        .select(
-            Auth::Service,
-            "tool_sessions",
-            &[
-                ("select", "owner_id,conversation_id".to_owned()),
-                ("token_hash", format!("eq.{}", token_hash(token))),
-                ("expires_at", format!("gt.{now}")),
-            ],
-        )
-        .await;
-    let session = match sessions {
-        Ok(rows) => match rows.into_iter().next() {
-            Some(row) => row,
-            None => return unauthorized(),
-        },
-        Err(err) => {
-            tracing::warn!(error = %err, "resolving a tool session failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"error": "temporarily unavailable"})),
-            )
-                .into_response();
-        }
-    };
-
     let query = bounded_query(
         body.get("query")
             .and_then(Value::as_str)
@@ -293,16 +259,18 @@ async fn answer_tool_call(state: AppState, headers: HeaderMap, body: Bytes) -> R
         )
             .into_response();
     }
-    // Only in the documents the run's conversation asks about, read by the
-    // database under the user's identity (db/app/92_conversation_scope.sql).
-    let user_token = state.jwt.sign_user_token(session.owner_id);
+    // One request: the database resolves the token to its session and
+    // searches as the session's owner, in the documents the run's
+    // conversation asks about, so RLS is still the gate
+    // (db/app/94_tool_search.sql). The caller is the companion's own
+    // identity, the nil user, which owns nothing.
+    let companion_token = state.jwt.sign_user_token(Uuid::nil());
     let hits: Result<Vec<Hit>, _> = state
         .platform
         .rpc(
-            Auth::User(&user_token),
-            "search_conversation_chunks",
-            &json!({"query": query, "conversation_id": session.conversation_id,
-                    "match_count": MATCH_COUNT}),
+            Auth::User(&companion_token),
+            "search_with_tool_session",
+            &json!({"session_token": token, "query": query, "match_count": MATCH_COUNT}),
         )
         .await;
     match hits {
@@ -311,6 +279,7 @@ async fn answer_tool_call(state: AppState, headers: HeaderMap, body: Bytes) -> R
             results_body(hits),
         )
             .into_response(),
+        Err(err) if unknown_session(&err) => unauthorized(),
         Err(err) => {
             tracing::warn!(error = %err, "the search tool's search failed");
             (
@@ -320,6 +289,13 @@ async fn answer_tool_call(state: AppState, headers: HeaderMap, body: Bytes) -> R
                 .into_response()
         }
     }
+}
+
+/// Whether the search was refused because its token names no live session:
+/// unknown, expired or finished (`PT401`, hint `tool_session_unknown`).
+fn unknown_session(err: &PlatformError) -> bool {
+    matches!(err, PlatformError::Status { status: 401, body, .. }
+        if body.contains("tool_session_unknown"))
 }
 
 /// The query searched for `raw`: trimmed, then its first

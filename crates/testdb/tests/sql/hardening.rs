@@ -664,3 +664,104 @@ async fn context_chunks_returns_only_the_callers_chunks_with_their_titles() {
     assert!(by_b.is_empty(), "B reads nothing of A's");
     crate::fixtures::assert_denied(by_anon);
 }
+
+/// The companion's identity for `search_with_tool_session`: `authenticated`
+/// with the nil uuid as `sub` (db/app/94_tool_search.sql).
+fn tool_caller(t: &TwoUsers) -> Caller {
+    t.db.as_claims(
+        "authenticated",
+        serde_json::json!({"sub": Uuid::nil(), "role": "authenticated", "aud": "authenticated"}),
+    )
+}
+
+/// A tool session of `owner` in `conversation` for `token`, live for
+/// `seconds` (negative: expired), stored as the companion stores it.
+async fn tool_session(t: &TwoUsers, owner: Uuid, conversation: Uuid, token: &str, seconds: i32) {
+    t.db.admin()
+        .await
+        .execute(
+            "insert into public.tool_sessions (token_hash, owner_id, conversation_id, expires_at) \
+             values (encode(sha256(convert_to($1, 'UTF8')), 'hex'), $2, $3, \
+                     now() + make_interval(secs => $4))",
+            &[&token, &owner, &conversation, &f64::from(seconds)],
+        )
+        .await
+        .expect("a tool session");
+}
+
+#[tokio::test]
+async fn search_with_tool_session_searches_as_the_sessions_owner_and_finds_nothing_otherwise() {
+    // Arrange: A and B each have a ready document about the motor and a live
+    // tool session; A has an expired one too.
+    let t = TwoUsers::new().await;
+    let a_document = document(&t.db, t.a, "A's manual", "ready").await;
+    let b_document = document(&t.db, t.b, "B's manual", "ready").await;
+    let a_chunk = crate::fixtures::chunk(
+        &t.db,
+        t.a,
+        a_document,
+        3,
+        "The motor warranty lasts five years.",
+    )
+    .await;
+    crate::fixtures::chunk(&t.db, t.b, b_document, 1, "B's motor warranty is secret.").await;
+    let a_conversation = crate::fixtures::conversation(&t.db, t.a).await;
+    let b_conversation = crate::fixtures::conversation(&t.db, t.b).await;
+    tool_session(&t, t.a, a_conversation, "qst_a_live", 60).await;
+    tool_session(&t, t.a, a_conversation, "qst_a_expired", -1).await;
+    tool_session(&t, t.b, b_conversation, "qst_b_live", 60).await;
+    let search =
+        "select id, title, page from public.search_with_tool_session($1, 'motor warranty')";
+    let companion = tool_caller(&t);
+
+    // Act
+    let with_a = companion.query(search, &[&"qst_a_live"]).await;
+    let with_b = companion.query(search, &[&"qst_b_live"]).await;
+    let mut refused = Vec::new();
+    for token in ["qst_a_expired", "qst_unknown", ""] {
+        refused.push((token, companion.query(search, &[&token]).await));
+    }
+    let a_hash: String =
+        t.db.admin()
+            .await
+            .query_one(
+                "select encode(sha256(convert_to('qst_a_live', 'UTF8')), 'hex')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    // The stored hash of a live token is not a token.
+    let by_hash = companion.query(search, &[&a_hash]).await;
+    let by_a_user = t.as_a().query(search, &[&"qst_a_live"]).await;
+    let by_b_user = t.as_b().query(search, &[&"qst_a_live"]).await;
+    let by_anon = t.db.as_anon().query(search, &[&"qst_a_live"]).await;
+
+    // Assert: A's token finds A's chunk only, B's token B's only.
+    let with_a = with_a.expect("the companion searches with A's token");
+    assert_eq!(with_a.len(), 1, "A's one chunk");
+    assert_eq!(with_a[0].get::<_, Uuid>(0), a_chunk);
+    assert_eq!(with_a[0].get::<_, String>(1), "A's manual");
+    assert_eq!(with_a[0].get::<_, i32>(2), 3);
+    let with_b = with_b.expect("the companion searches with B's token");
+    assert_eq!(with_b.len(), 1, "B's one chunk");
+    assert_ne!(
+        with_b[0].get::<_, Uuid>(0),
+        a_chunk,
+        "B's token never finds A's"
+    );
+    for (token, result) in refused {
+        let error = result.expect_err(token);
+        assert_eq!(
+            error.code().map(|c| c.code()),
+            Some("PT401"),
+            "{token}: {error:?}"
+        );
+    }
+    let error = by_hash.expect_err("a hash is not a token");
+    assert_eq!(error.code().map(|c| c.code()), Some("PT401"));
+    // Signed-in users, A included, and anon may not call it at all.
+    crate::fixtures::assert_denied(by_a_user);
+    crate::fixtures::assert_denied(by_b_user);
+    crate::fixtures::assert_denied(by_anon);
+}
