@@ -34,6 +34,7 @@ mod open_with;
 mod own_model;
 mod packages;
 mod resume;
+mod scope;
 mod security;
 mod signin;
 mod suggestions;
