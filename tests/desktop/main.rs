@@ -39,6 +39,7 @@ mod security;
 mod signin;
 mod suggestions;
 mod support;
+mod versions;
 mod web_view;
 mod window;
 mod xdnd;
