@@ -79,6 +79,10 @@ enum Command {
         /// Continue this conversation (a new one otherwise).
         #[arg(long)]
         conversation: Option<Uuid>,
+        /// Ask only about this document (its title or id); repeat for more.
+        /// The conversation keeps them for its next questions.
+        #[arg(long = "doc", value_name = "TITLE_OR_ID")]
+        docs: Vec<String>,
     },
     /// List conversations, or show one conversation's messages.
     History {
@@ -193,7 +197,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ask {
             question,
             conversation,
-        } => ask(&quire, &question, conversation).await,
+            docs,
+        } => ask(&quire, &question, conversation, &docs).await,
         Command::History {
             conversation,
             limit,
@@ -461,8 +466,14 @@ async fn docs(quire: &Quire) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ask(quire: &Quire, question: &str, conversation: Option<Uuid>) -> anyhow::Result<()> {
+async fn ask(
+    quire: &Quire,
+    question: &str,
+    conversation: Option<Uuid>,
+    docs: &[String],
+) -> anyhow::Result<()> {
     quire.resume().await?;
+    let conversation = in_scope(quire, question, conversation, docs).await?;
     let mut answer = quire.ask(conversation, question).await?;
     if answer.sources.is_empty() {
         outln!("Sources: none of your documents matched.");
@@ -582,6 +593,31 @@ async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyho
         outln!("{who}{status}: {}\n", message.content);
     }
     Ok(())
+}
+
+/// The conversation to ask in, limited to `docs` when some are named: the
+/// one given, or a new one made with them.
+async fn in_scope(
+    quire: &Quire,
+    question: &str,
+    conversation: Option<Uuid>,
+    docs: &[String],
+) -> anyhow::Result<Option<Uuid>> {
+    if docs.is_empty() {
+        return Ok(conversation);
+    }
+    let mut ids = Vec::with_capacity(docs.len());
+    for doc in docs {
+        ids.push(quire.find_document(doc).await?);
+    }
+    let scoped = match conversation {
+        Some(id) => quire.set_scope(id, &ids).await?,
+        None => {
+            let title: String = question.trim().chars().take(80).collect();
+            quire.create_conversation_in_scope(&title, &ids).await?
+        }
+    };
+    Ok(Some(scoped.id))
 }
 
 async fn export(quire: &Quire, conversation: &str, output: Option<PathBuf>) -> anyhow::Result<()> {

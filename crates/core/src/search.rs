@@ -93,3 +93,77 @@ pub(crate) fn scope_refused(err: Error) -> Error {
         other => other,
     }
 }
+
+impl crate::quire::Quire {
+    /// The id of the user's document named `id_or_title`: an id as it is,
+    /// else the one document whose title is it, in any case, with or
+    /// without `.pdf` (`NotFound` for none, `BadInput` naming the ids for
+    /// several). For `quire-cli ask --doc`.
+    pub async fn find_document(&self, id_or_title: &str) -> Result<Uuid> {
+        let name = id_or_title.trim();
+        if let Ok(id) = name.parse::<Uuid>() {
+            return Ok(id);
+        }
+        let documents = self.documents().await?;
+        match titled(&documents, name).as_slice() {
+            [] => Err(Error::NotFound {
+                what: format!("document called \u{201c}{name}\u{201d}"),
+            }),
+            [one] => Ok(*one),
+            many => Err(Error::BadInput {
+                service: crate::error::Service::Database,
+                message: format!(
+                    "{} documents are called \u{201c}{name}\u{201d}; name one by its id: {}",
+                    many.len(),
+                    many.iter()
+                        .map(Uuid::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+}
+
+/// The ids of `documents` titled `name`, in any case, with or without `.pdf`.
+fn titled(documents: &[crate::state::Document], name: &str) -> Vec<Uuid> {
+    let bare = |title: &str| {
+        let lower = title.trim().to_lowercase();
+        lower
+            .strip_suffix(".pdf")
+            .map(str::to_owned)
+            .unwrap_or(lower)
+    };
+    let wanted = bare(name);
+    documents
+        .iter()
+        .filter(|d| bare(&d.title) == wanted)
+        .map(|d| d.id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_document_is_named_by_its_title_in_any_case_with_or_without_pdf() {
+        let doc = |id: u8, title: &str| -> crate::state::Document {
+            serde_json::from_value(json!({
+                "id": Uuid::from_bytes([id; 16]), "title": title, "status": "ready",
+                "updated_at": "2026-01-01T00:00:00Z",
+            }))
+            .unwrap()
+        };
+        let docs = [
+            doc(1, "Lease 2024.pdf"),
+            doc(2, "X200 manual"),
+            doc(3, "lease 2024"),
+        ];
+        let (one, two, three) = (docs[0].id, docs[1].id, docs[2].id);
+        assert_eq!(titled(&docs, "x200 MANUAL.pdf"), [two]);
+        assert_eq!(titled(&docs, "Lease 2024"), [one, three]);
+        assert_eq!(titled(&docs, "LEASE 2024.PDF"), [one, three]);
+        assert!(titled(&docs, "Lease").is_empty());
+    }
+}

@@ -6,6 +6,7 @@
 
 mod deploy;
 mod export;
+mod scope;
 
 use std::path::Path;
 use std::process::Stdio;
