@@ -40,8 +40,8 @@ async fn ready(quire: &Quire, dir: &tempfile::TempDir, name: &str, pages: &[&str
 /// A limits a new conversation to her lease: a question about the manual's
 /// warranty retrieves nothing of the manual, and the answer is given only
 /// the lease's chunks. Her second device reads the scope with the
-/// conversation; widened to the manual, retrieval follows; emptied, it
-/// counts every document again.
+/// conversation, and has it live when she widens it to the manual; then
+/// retrieval follows; emptied, it counts every document again.
 #[tokio::test]
 async fn a_scoped_question_retrieves_only_from_the_chosen_documents() {
     let stack = Stack::builder().with_companion().spawn().await;
@@ -99,8 +99,20 @@ async fn a_scoped_question_retrieves_only_from_the_chosen_documents() {
     let seen = listed.iter().find(|c| c.id == conversation.id).unwrap();
     assert_eq!(seen.document_ids, [lease]);
 
-    let widened = device2.set_scope(conversation.id, &[manual]).await.unwrap();
+    // A widens it on her first device; the second, following, has it live.
+    let follower = device2.follow();
+    follower.ready().await;
+    let widened = a.set_scope(conversation.id, &[manual]).await.unwrap();
     assert_eq!(widened.document_ids, [manual]);
+    eventually(30, "the second device has the new scope", async || {
+        device2
+            .state()
+            .conversations()
+            .iter()
+            .any(|c| c.id == conversation.id && c.document_ids == [manual])
+    })
+    .await;
+    follower.stop().await;
     let hits = a
         .retrieve(Some(conversation.id), "How long is the motor's warranty?")
         .await

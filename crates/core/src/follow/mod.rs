@@ -578,6 +578,22 @@ fn live(context: &Context, event: &str, payload: Value) {
             }
             Err(e) => tracing::warn!(error = %e, "ignoring a malformed document_status"),
         },
+        // Another device changed a conversation's scope: read it again
+        // (db/app/95_conversation_scope_live.sql).
+        "conversation_scope" => {
+            if let Some(id) = payload
+                .get("conversation_id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+            {
+                let quire = context.quire.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = chat::fetch_conversation(&quire.rest, &quire.state, id).await {
+                        tracing::warn!(error = %e, "could not read a changed conversation");
+                    }
+                });
+            }
+        }
         "document_deleted" => {
             if let Some(id) = payload
                 .get("document_id")
