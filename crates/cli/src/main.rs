@@ -579,7 +579,8 @@ async fn history(quire: &Quire, conversation: Option<Uuid>, limit: u32) -> anyho
         }
         .into());
     }
-    for message in page.messages {
+    // Each answer as its chosen version (the latest; quire_core::versions).
+    for message in quire_core::versions::chosen(&page.messages) {
         let who = match message.role {
             Role::User => "you",
             Role::Assistant => "quire",
