@@ -2,8 +2,8 @@
 //! a chip from the sidebar ("Ask about …") and another by typing `#` and part of its title in
 //! the composer (Enter takes the suggestion and removes the `#…` text); the question's sources
 //! are only those documents, never the third one, which answers the question just as well. The
-//! scope is stored on the conversation: A's second device shows the chips when it opens it. B
-//! reads none of it.
+//! scope is stored on the conversation: A's second device shows the chips when it opens it, and
+//! follows live when A removes one with its ×. B reads none of it.
 //!
 //! A stack of the test's own (as `own_model.rs`), so the documents can be made ready through
 //! the API without dragging files onto the window.
@@ -182,6 +182,13 @@ async fn chips_from_the_sidebar_and_by_hash_limit_the_sources_and_a_second_devic
         stored[0]["document_ids"] == serde_json::json!([chosen_id]),
         "stored scope after ×: {stored:?}"
     );
+    // The second device, with the conversation open, follows live.
+    a2.wait_until("scope-chip", UI, |items| {
+        (items.len() == 1 && items[0].data("id") == chosen_id).then_some(())
+    })
+    .await
+    .context("the second device did not follow the removed chip")?;
+    a2.screenshot("second-device-after-remove").await?;
 
     // B reads none of it.
     for table in ["conversations", "chat_messages", "documents"] {
