@@ -4,9 +4,11 @@
 //! follows live.
 //!
 //! Both tests bring a stack of their own (quire-testkit, as own_model.rs does: the dev stack's
-//! ports are left alone) whose offline model writes a word every 60 ms, so an answer streams
-//! long enough to be stopped and followed. What is asserted never depends on that pace:
-//! streaming is proven by the states the page recorded ([`App::observe`]).
+//! ports are left alone) whose offline model writes a word every 60 or 150 ms, so an answer
+//! streams long enough to be stopped and followed. Streaming is proven by the states the page
+//! recorded ([`App::observe`]), not by the pace; the first test needs Stop to land before the
+//! answer's first citation marker (some six seconds after its first word) and says so if it did
+//! not.
 
 use anyhow::{Context, Result, ensure};
 use quire_testkit::Stack;
@@ -15,10 +17,10 @@ use crate::chat::{current_conversation, ensure_streamed, upload_ready};
 use crate::driver::{ANSWER, App, Profile, UI, message_css};
 use crate::support::{self, DevStack as _, QUESTION, squash};
 
-/// A stack of the test's own, with a slow offline model.
-async fn slow_stack() -> Stack {
+/// A stack of the test's own, whose offline model writes a word every `word_ms`.
+async fn slow_stack(word_ms: u64) -> Stack {
     Stack::builder()
-        .token_delay_ms(60)
+        .token_delay_ms(word_ms)
         .with_companion()
         .spawn()
         .await
@@ -39,7 +41,9 @@ async fn chips(app: &App, id: &str) -> Result<Vec<(String, String)>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_answer_keeps_its_chips_after_a_restart_and_they_open_the_page() -> Result<()> {
-    let stack = slow_stack().await;
+    // A word every 150 ms: the first citation marker comes some six seconds after the first
+    // word, and Stop is clicked at the first word.
+    let stack = slow_stack(150).await;
     let a = stack.new_user("ground-a").await?;
     let b = stack.new_user("ground-b").await?;
     let files = tempfile::tempdir()?;
@@ -69,9 +73,18 @@ async fn a_stopped_answer_keeps_its_chips_after_a_restart_and_they_open_the_page
         "after Stop the answer is {:?}",
         stopped.data("status")
     );
+    // Stopped before its text cited anything (the markers are drawn as numbers, so the stored
+    // row says it): its chips can only come from the chunks it was given.
+    let row = stack
+        .rows(&format!(
+            "chat_messages?id=eq.{id}&select=citations,content"
+        ))
+        .await;
+    let row = row.first().context("no row for the stopped answer")?;
     ensure!(
-        !squash(stopped.body.as_deref().unwrap_or_default()).contains('['),
-        "the answer was stopped after a citation marker; this test is about one stopped before: {stopped:?}"
+        row["citations"] == serde_json::json!([])
+            && !row["content"].as_str().unwrap_or("").contains('['),
+        "Stop came after a citation marker; this test is about an answer stopped before one: {row}"
     );
     let before = chips(&app, &id).await?;
     ensure!(
@@ -150,7 +163,7 @@ async fn a_stopped_answer_keeps_its_chips_after_a_restart_and_they_open_the_page
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regenerate_shows_versions_and_a_second_instance_follows_the_new_one_live() -> Result<()> {
-    let stack = slow_stack().await;
+    let stack = slow_stack(60).await;
     let a = stack.new_user("versions-a").await?;
     let b = stack.new_user("versions-b").await?;
     let files = tempfile::tempdir()?;
