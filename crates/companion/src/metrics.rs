@@ -13,6 +13,7 @@
 //! | `quire_platform_errors_total{kind}` | counter | failed platform calls, by [`error_kind`] |
 //! | `quire_platform_requests_total{service}` | counter | platform calls sent, by service: `rest`, `api`, `storage`, `auth` |
 //! | `quire_answer_stage_seconds{stage}` | summary | time spent in each stage of an answer ([`Metrics::stage`]) |
+//! | `quire_busy_refusals_total` | counter | questions refused at once, 429 `rate_limited`, because this process already writes `QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT` answers |
 //!
 //! The ingest queue is read through PostgREST at each scrape (one request,
 //! [`SCRAPE_TIMEOUT`]): it is the same for every replica, so aggregate it
@@ -33,6 +34,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
@@ -63,6 +65,7 @@ pub struct Metrics {
     platform_requests: Mutex<BTreeMap<&'static str, u64>>,
     /// Per stage of an answer: how many times, and seconds in all.
     stages: Mutex<BTreeMap<&'static str, (u64, f64)>>,
+    busy_refusals: AtomicU64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -104,6 +107,12 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *requests.entry(service).or_default() += 1;
+    }
+
+    /// A question was refused because every place for an answer in flight
+    /// was taken.
+    pub fn busy_refused(&self) {
+        self.busy_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A stage of an answer took `took` (see the module's list).
@@ -179,6 +188,17 @@ impl Metrics {
                 "quire_platform_errors_total{{kind=\"{kind}\"}} {count}"
             );
         }
+        family(
+            &mut out,
+            "quire_busy_refusals_total",
+            "counter",
+            "Questions refused at once because this process writes as many answers as it may.",
+        );
+        let _ = writeln!(
+            out,
+            "quire_busy_refusals_total {}",
+            self.busy_refusals.load(Ordering::Relaxed)
+        );
         self.render_work(&mut out);
         out
     }

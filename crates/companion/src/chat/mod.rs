@@ -96,6 +96,7 @@ pub async fn chat(
     let chunk_ids = request.chunk_ids;
     // Held until the run has ended, however it ends (run::start).
     let place = state.answering.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.busy_refused();
         ApiError::rate_limited(
             "Quire is busy answering others right now. Try again in a moment.",
             BUSY_RETRY_AFTER_SECS,

@@ -64,6 +64,7 @@ pub async fn regenerate(
     let answer_id = Uuid::parse_str(&answer_id).map_err(|_| ApiError::not_found("answer"))?;
     let request = RegenerateRequest::parse(&body, &state.config.limits)?;
     let place = state.answering.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.busy_refused();
         ApiError::rate_limited(
             "Quire is busy answering others right now. Try again in a moment.",
             BUSY_RETRY_AFTER_SECS,

@@ -14,9 +14,13 @@ async fn a_question_past_the_answers_in_flight_is_refused_at_once_until_one_ends
     let app = Stack::builder()
         // A's answer streams for a while: it holds the only place.
         .token_delay_ms(100)
-        .companion(|c| c.limits.max_answers_in_flight = 1)
+        .companion(|c| {
+            c.limits.max_answers_in_flight = 1;
+            c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        })
         .spawn()
         .await;
+    let metrics = app.companion().metrics_addr().expect("a metrics listener");
     let a = app.user("a@example.com").await;
     let b = app.user("b@example.com").await;
     app.ready_document(&a, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
@@ -40,11 +44,12 @@ async fn a_question_past_the_answers_in_flight_is_refused_at_once_until_one_ends
         error["message"],
         "Quire is busy answering others right now. Try again in a moment."
     );
-    // Nothing of B's question was written.
+    // Nothing of B's question was written; the operator sees one refusal.
     assert_eq!(
         app.rows_as(&b, "conversations?select=id").await,
         Vec::<Value>::new()
     );
+    assert_eq!(busy_refusals(metrics).await, 1.0);
 
     let mut last = context;
     while let Some(event) = reader.next().await {
@@ -66,4 +71,22 @@ async fn a_question_past_the_answers_in_flight_is_refused_at_once_until_one_ends
     // The place came back when B's answer ended too.
     let again = app.chat_response(&a, &question).await;
     assert_eq!(again.status(), StatusCode::OK, "the place came back");
+    assert_eq!(busy_refusals(metrics).await, 1.0, "no other refusal");
+}
+
+/// `quire_busy_refusals_total` on the companion's `/metrics`.
+async fn busy_refusals(at: std::net::SocketAddr) -> f64 {
+    let text = reqwest::get(format!("http://{at}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("quire_busy_refusals_total ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no quire_busy_refusals_total in {text}"))
 }
