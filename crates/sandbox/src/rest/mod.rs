@@ -17,7 +17,9 @@
 //!    and for calls of stable/immutable functions — so that row-level
 //!    security is PostgreSQL's own. Everything up to the statement is sent
 //!    at once and answered at once, as PostgREST pipelines it: two round
-//!    trips a request with the commit ([`Pipelined`]).
+//!    trips a request with the commit ([`Pipelined`]). Statements are
+//!    prepared once per connection, as PostgREST's are, so a request of a
+//!    shape the connection has served is neither parsed nor planned again.
 //!
 //! Not served (deviations from PostgREST, each answered with an error rather
 //! than a guess): resource embedding and related orders (`PGRST200`,
@@ -420,19 +422,29 @@ impl ToSql for Untyped<'_> {
     to_sql_checked!();
 }
 
-/// Runs `sql` with untyped text parameters.
-async fn query_untyped(
-    client: &tokio_postgres::Client,
-    sql: &str,
-    params: &[String],
+/// Runs `statement` with untyped text parameters, prepared once per
+/// connection as PostgREST prepares its statements (`db-prepared-statements`):
+/// PostgreSQL parses and plans a statement it has seen on the connection
+/// again only when it must. The statement's text holds no value (they are
+/// all parameters), so one text serves every request of the same shape.
+/// Prepared after whatever was sent before it, so inside the request's
+/// transaction, with its role and `search_path`; a statement that cannot
+/// be prepared is not kept, and fails as it would have run.
+async fn query_prepared(
+    client: &deadpool_postgres::Object,
+    statement: &Statement,
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-    let values: Vec<Untyped> = params.iter().map(|p| Untyped(p)).collect();
-    let typed: Vec<(&(dyn ToSql + Sync), Type)> = values
-        .iter()
-        .map(|v| (v as &(dyn ToSql + Sync), Type::UNKNOWN))
-        .collect();
-    client.query_typed(sql, &typed).await
+    let types = vec![Type::UNKNOWN; statement.params.len()];
+    let prepared = client.prepare_typed_cached(&statement.sql, &types).await?;
+    let values: Vec<Untyped> = statement.params.iter().map(|p| Untyped(p)).collect();
+    let params: Vec<&(dyn ToSql + Sync)> =
+        values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+    client.query(&prepared, &params).await
 }
+
+/// Statements kept prepared on one connection; past it the connection's
+/// cache is emptied (the shapes of requests a client can send are endless).
+const MAX_PREPARED: usize = 256;
 
 /// The request preamble, in PostgREST's order (`PreQuery.hs`).
 const PREAMBLE: &str = "select set_config('search_path', $1, true), \
@@ -1135,6 +1147,9 @@ impl Pipelined {
         };
         // The two statements every request runs are prepared once per
         // connection, as PostgREST's are (`db-prepared-statements`).
+        if client.statement_cache.size() > MAX_PREPARED {
+            client.statement_cache.clear();
+        }
         let cached = client.statement_cache.size();
         let apply = client
             .prepare_typed_cached(APPLY_ROLE_SETTINGS, &[Type::TEXT_ARRAY, Type::TEXT_ARRAY])
@@ -1146,15 +1161,18 @@ impl Pipelined {
         let settings: [&(dyn ToSql + Sync); 2] = [&settings.names, &settings.values];
         let preamble: Vec<&(dyn ToSql + Sync)> =
             preamble.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let cached = client.statement_cache.size();
         // Each future sends its messages when first polled, and `join!`
-        // polls them first in this order: the server gets them in it.
+        // polls them first in this order: the server gets them in it. A
+        // statement not yet prepared on this connection takes one more
+        // round trip, its preparation.
         let (begun, settings, preamble, rows) = tokio::join!(
             client.batch_execute(begin),
             client.query(&apply, &settings),
             client.query(&set_preamble, &preamble),
-            query_untyped(&client, &statement.sql, &statement.params),
+            query_prepared(&client, statement),
         );
-        round_trips(1);
+        round_trips(1 + client.statement_cache.size().saturating_sub(cached) as u64);
         let tx = Pipelined {
             client: Some(client),
         };
