@@ -25,7 +25,9 @@
 //!
 //! Flags (after `--`): `--rates 1,2,4` (questions per second), `--seconds 6` (per rate and
 //! path), `--pool N` (the sandbox's connections per pool; 10 by default), `--no-replica`,
-//! `--no-rest`. Numbers are printed, never asserted.
+//! `--no-rest`, `--busy N` (each companion's `QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT`, the
+//! replica's too; with it the two companions take the highest rate asked, past what one
+//! may hold, instead of half of it). Numbers are printed, never asserted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +61,8 @@ struct Options {
     rest: bool,
     /// The sandbox's connections per pool (`QUIRE_SANDBOX_DB_POOL_SIZE`), when not its default.
     pool: Option<usize>,
+    /// Each companion's answers in flight, when not its default.
+    busy: Option<usize>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -68,6 +72,7 @@ fn options() -> anyhow::Result<Options> {
         replica: true,
         rest: true,
         pool: None,
+        busy: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -84,6 +89,7 @@ fn options() -> anyhow::Result<Options> {
                 options.seconds = args.next().context("--seconds N")?.parse()?;
             }
             "--pool" => options.pool = Some(args.next().context("--pool N")?.parse()?),
+            "--busy" => options.busy = Some(args.next().context("--busy N")?.parse()?),
             "--no-replica" => options.replica = false,
             "--no-rest" => options.rest = false,
             // `cargo bench` passes `--bench`.
@@ -98,20 +104,27 @@ async fn main() -> anyhow::Result<()> {
     // The child gets the same flags: the pool size is the sandbox's.
     let options = options()?;
     let pool = options.pool;
-    let stack = quire_testkit::serve::stack_in_child(|| {
+    let busy = options.busy;
+    let mut stack = quire_testkit::serve::stack_in_child(|| {
         Stack::builder()
             .sandbox(move |c| {
                 if let Some(size) = pool {
                     c.db.db_pool_size = size;
                 }
             })
-            .companion(|c| {
+            .companion(move |c| {
                 c.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+                if let Some(limit) = busy {
+                    c.limits.max_answers_in_flight = limit;
+                }
                 // No documents are uploaded: no worker polls the queue.
                 c.ingest.workers = 0;
             })
     })
     .await;
+    if let Some(limit) = busy {
+        stack.extra["max_answers_in_flight"] = json!(limit);
+    }
     let bench = Bench::new(&stack).await?;
 
     println!(
@@ -472,6 +485,8 @@ struct Counters {
     platform_calls: BTreeMap<String, f64>,
     /// The companions' `quire_answer_stage_seconds` sums and counts, by stage.
     stages: BTreeMap<String, (f64, f64)>,
+    /// Each companion's `quire_busy_refusals_total`, in the order given.
+    busy_refusals: Vec<f64>,
 }
 
 impl Counters {
@@ -487,8 +502,15 @@ impl Counters {
         let stats = companions[0].stats().await;
         let mut platform_calls = BTreeMap::new();
         let mut stages: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        let mut busy_refusals = Vec::new();
         for companion in companions {
             let metrics = metrics(&bench.http, companion).await?;
+            busy_refusals.push(
+                metrics
+                    .get("quire_busy_refusals_total")
+                    .copied()
+                    .unwrap_or(0.0),
+            );
             for (name, value) in &metrics {
                 if let Some(service) = name
                     .strip_prefix("quire_platform_requests_total{service=\"")
@@ -509,6 +531,7 @@ impl Counters {
             rest_round_trips: stats["rest_db_round_trips"].as_f64().unwrap_or(0.0),
             platform_calls,
             stages,
+            busy_refusals,
         })
     }
 
@@ -530,6 +553,12 @@ impl Counters {
             rest_requests: self.rest_requests - before.rest_requests,
             rest_round_trips: self.rest_round_trips - before.rest_round_trips,
             platform_calls,
+            busy_refusals: self
+                .busy_refusals
+                .iter()
+                .zip(&before.busy_refusals)
+                .map(|(after, before)| after - before)
+                .collect(),
         }
     }
 }
@@ -679,10 +708,17 @@ impl Phase {
                 .filter(|(_, v)| **v > 0.0)
                 .map(|(service, v)| format!("{service} {:.1}", v / n))
                 .collect();
+            let refused: Vec<String> = self
+                .cost
+                .busy_refusals
+                .iter()
+                .map(|n| format!("{n:.0}"))
+                .collect();
             println!(
-                "  {:<20} companion's platform calls per answer: {}",
+                "  {:<20} companion's platform calls per answer: {}; busy refusals on /metrics: {}",
                 "",
-                calls.join(", ")
+                calls.join(", "),
+                refused.join(" + ")
             );
         }
         let stages: Vec<String> = STAGES
@@ -743,8 +779,19 @@ fn stage_sums(metrics: &BTreeMap<String, f64>) -> BTreeMap<&str, (f64, f64)> {
 /// A second companion in a process of its own: both take turns at the highest rate asked,
 /// and afterwards no run slot is left held and every answer's rows are whole.
 async fn replicas(bench: &Bench, stack: &Served, options: &Options) -> anyhow::Result<()> {
-    let rate = options.rates.iter().copied().fold(1.0, f64::max) / 2.0;
-    println!("two companions (the second in a process of its own), {rate} q/s:");
+    let highest = options.rates.iter().copied().fold(1.0, f64::max);
+    let rate = if options.busy.is_some() {
+        highest
+    } else {
+        highest / 2.0
+    };
+    let limit = options
+        .busy
+        .map_or_else(|| "default".to_owned(), |n| n.to_string());
+    println!(
+        "two companions (the second in a process of its own), {rate} q/s, answers in flight \
+         each: {limit}:"
+    );
     print_header();
     let one = bench
         .phase(Path::Companion, rate, options.seconds, &[stack])

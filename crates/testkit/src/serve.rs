@@ -116,6 +116,10 @@ async fn serve_replica() -> ! {
         .expect("the stack's tool secret");
     let mut config = crate::companion::config_for(&info, tool_secret);
     config.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    // The answers-in-flight limit the parent gave its first companion, if any.
+    if let Some(limit) = of["extra"]["max_answers_in_flight"].as_u64() {
+        config.limits.max_answers_in_flight = usize::try_from(limit).unwrap_or(usize::MAX);
+    }
     let companion = quire_companion::spawn(config)
         .await
         .expect("the replica starts");
@@ -218,7 +222,8 @@ impl Served {
 
     /// A second companion of this stack in a process of its own: the same
     /// platform, database, agent and tool secret, its metrics listener on
-    /// (`extra["metrics_url"]`). It registers the search tool at its own
+    /// (`extra["metrics_url"]`), and `extra["max_answers_in_flight"]` when
+    /// the caller set one. It registers the search tool at its own
     /// URL, as a replica behind a load balancer would at the balancer's.
     #[cfg(feature = "stack")]
     pub fn replica(&self) -> Served {
