@@ -40,7 +40,7 @@ use uuid::Uuid;
 
 use crate::auth::User;
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::RUN_RETRY_AFTER_SECS;
+use crate::limits::{RUN_RETRY_AFTER_SECS, RunSlot};
 use crate::platform::{ApiCode, Auth, PlatformError};
 use crate::server::{AppState, Arrival};
 use crate::tool;
@@ -95,27 +95,13 @@ pub async fn chat(
     let question = request.question.as_str().to_owned();
     let chunk_ids = request.chunk_ids;
     // Held until the run has ended, however it ends (run::start).
-    let place = state.answering.clone().try_acquire_owned().map_err(|_| {
-        state.metrics.busy_refused();
-        ApiError::rate_limited(
-            "Quire is busy answering others right now. Try again in a moment.",
-            BUSY_RETRY_AFTER_SECS,
-        )
-    })?;
+    let place = answering_place(&state)?;
 
     // The chunks are read while the slot is taken and the conversation
     // checked or made: they need neither, and nothing is written before
     // both are done.
     let slot_and_conversation = async {
-        let slot = metrics
-            .stage("slot", state.run_slots.take(user.id))
-            .await?
-            .ok_or_else(|| {
-                ApiError::rate_limited(
-                    "You already have answers being written. Wait for one to finish.",
-                    RUN_RETRY_AFTER_SECS,
-                )
-            })?;
+        let slot = metrics.stage("slot", run_slot(&state, &user)).await?;
         let conversation = metrics
             .stage(
                 "conversation",
@@ -178,6 +164,30 @@ pub async fn chat(
     );
 
     Ok(answer_stream(rx, conversation_id, message_id))
+}
+
+/// A place among the answers this companion writes at once, held until the
+/// run has ended, however it ends (run::start); 429 `rate_limited` at once,
+/// counted on /metrics, when every place is taken.
+fn answering_place(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.answering.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.busy_refused();
+        ApiError::rate_limited(
+            "Quire is busy answering others right now. Try again in a moment.",
+            BUSY_RETRY_AFTER_SECS,
+        )
+    })
+}
+
+/// One of the user's run slots (across companions); 429 `rate_limited` when
+/// they already have as many answers being written as they may.
+async fn run_slot(state: &AppState, user: &User) -> Result<RunSlot, ApiError> {
+    state.run_slots.take(user.id).await?.ok_or_else(|| {
+        ApiError::rate_limited(
+            "You already have answers being written. Wait for one to finish.",
+            RUN_RETRY_AFTER_SECS,
+        )
+    })
 }
 
 /// When a run's tool session expires: a minute after the run must have ended.

@@ -29,12 +29,11 @@ use uuid::Uuid;
 use super::request::RegenerateRequest;
 use super::run::{self, Turn};
 use super::{
-    BUSY_RETRY_AFTER_SECS, answer_stream, conversation, in_scope, own_chunks, sources_of,
+    answer_stream, answering_place, conversation, in_scope, own_chunks, run_slot, sources_of,
     token_expiry,
 };
 use crate::auth::User;
 use crate::error::{ApiError, ErrorCode};
-use crate::limits::RUN_RETRY_AFTER_SECS;
 use crate::platform::{ApiCode, Auth};
 use crate::server::{AppState, Arrival};
 use crate::tool;
@@ -63,13 +62,7 @@ pub async fn regenerate(
     let arrived = arrival.map_or_else(Instant::now, |Extension(Arrival(at))| at);
     let answer_id = Uuid::parse_str(&answer_id).map_err(|_| ApiError::not_found("answer"))?;
     let request = RegenerateRequest::parse(&body, &state.config.limits)?;
-    let place = state.answering.clone().try_acquire_owned().map_err(|_| {
-        state.metrics.busy_refused();
-        ApiError::rate_limited(
-            "Quire is busy answering others right now. Try again in a moment.",
-            BUSY_RETRY_AFTER_SECS,
-        )
-    })?;
+    let place = answering_place(&state)?;
 
     let answer_and_session = async {
         let rows: Vec<AnswerRow> = state
@@ -95,12 +88,7 @@ pub async fn regenerate(
     let (answer_and_session, chunks) = tokio::join!(answer_and_session, chunks);
     let (_, session_id, scope) = answer_and_session?;
     let (context, dropped) = in_scope(chunks?, &scope);
-    let slot = state.run_slots.take(user.id).await?.ok_or_else(|| {
-        ApiError::rate_limited(
-            "You already have answers being written. Wait for one to finish.",
-            RUN_RETRY_AFTER_SECS,
-        )
-    })?;
+    let slot = run_slot(&state, &user).await?;
 
     let (token, token_hash) = tool::mint_session_token();
     let rows: Vec<VersionRow> = state
