@@ -208,8 +208,17 @@ impl Quire {
     ) -> Result<Answer> {
         let chunk_ids: Vec<Uuid> = sources.iter().map(|hit| hit.id).collect();
         let response = self.companion.chat(conversation, text, &chunk_ids).await?;
-        // The companion names the conversation and answer in headers, so Stop
-        // works before the first event.
+        Ok(self.answer_from(response, sources))
+    }
+
+    /// The answer the companion streams in `response` (to a question or a
+    /// regenerate). It names the conversation and answer in headers, so Stop
+    /// works before the first event.
+    pub(crate) fn answer_from(
+        &self,
+        response: reqwest::Response,
+        sources: Vec<ChunkHit>,
+    ) -> Answer {
         let header = |name: &str| {
             response
                 .headers()
@@ -219,13 +228,13 @@ impl Quire {
         };
         let ids = header("x-quire-conversation-id").zip(header("x-quire-message-id"));
         let events = sse::chat_events(response.bytes_stream());
-        Ok(Answer::new(
+        Answer::new(
             sources,
             ids,
             events,
             self.state.clone(),
             self.companion.clone(),
-        ))
+        )
     }
 
     /// Asks a question and drives its answer in the background: each event

@@ -10,7 +10,7 @@
 
 use uuid::Uuid;
 
-use crate::chat::{Answer, Asked, sse};
+use crate::chat::{Answer, Asked};
 use crate::error::Result;
 use crate::quire::Quire;
 use crate::search::ChunkHit;
@@ -94,22 +94,7 @@ impl Quire {
     ) -> Result<Answer> {
         let chunk_ids: Vec<Uuid> = sources.iter().map(|hit| hit.id).collect();
         let response = self.companion.regenerate(message_id, &chunk_ids).await?;
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<Uuid>().ok())
-        };
-        let ids = header("x-quire-conversation-id").zip(header("x-quire-message-id"));
-        let events = sse::chat_events(response.bytes_stream());
-        Ok(Answer::new(
-            sources,
-            ids,
-            events,
-            self.state.clone(),
-            self.companion.clone(),
-        ))
+        Ok(self.answer_from(response, sources))
     }
 
     /// [`Quire::regenerate_with_sources`], driven in the background as
