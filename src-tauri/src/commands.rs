@@ -432,16 +432,39 @@ pub async fn pick_files<R: tauri::Runtime>(
 #[tauri::command(rename_all = "snake_case")]
 pub async fn retry_document<R: tauri::Runtime>(
     app: AppHandle<R>,
+    window: WebviewWindow<R>,
     shell: State<'_, Shell>,
     id: Uuid,
 ) -> Reply<()> {
     let quire = shell.quire()?;
     quire.auth().user()?;
-    let Some(path) = shell.sources.get(id) else {
-        return Err(Error::NotFound {
-            what: "file this document was uploaded from on this device".into(),
+    let path = match shell.sources.get(id) {
+        Some(path) => path,
+        None => {
+            // Cut on another device (or this one's record of the file is
+            // gone): the person picks the file; the core checks it is the
+            // one the upload began with.
+            let cut = quire
+                .state()
+                .document(id)
+                .filter(|d| d.uploading == Some(quire_core::Uploading::Interrupted));
+            let Some(cut) = cut else {
+                return Err(Error::NotFound {
+                    what: "file this document was uploaded from on this device".into(),
+                }
+                .into());
+            };
+            let Some(picked) = rfd::AsyncFileDialog::new()
+                .set_title(format!("Choose the file of \u{201c}{}\u{201d}", cut.title))
+                .add_filter("PDF documents", &["pdf", "PDF"])
+                .set_parent(&window)
+                .pick_file()
+                .await
+            else {
+                return Ok(());
+            };
+            picked.path().to_owned()
         }
-        .into());
     };
     // An upload cut by quitting goes on from where it stands.
     if quire

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use quire_core::{CancellationToken, DocumentStatus, ErrorCode, Quire, UploadEvent, UploadOptions};
+use quire_core::{
+    CancellationToken, DocumentStatus, ErrorCode, Quire, UploadEvent, UploadOptions, Uploading,
+};
 use quire_testkit::fixtures;
 use quire_testkit::{PASSWORD_A, Stack};
 use tokio::sync::mpsc;
@@ -202,4 +204,78 @@ async fn a_cut_upload_whose_file_is_gone_stays_for_retry_or_delete() {
     );
     a.delete_document(id).await.unwrap();
     assert!(a.documents().await.unwrap().is_empty());
+}
+
+/// Moves document `id`'s `updated_at` back by `hours`, as if that long had
+/// passed since its last change (the trigger that stamps it is off for this
+/// one statement).
+async fn age(stack: &Stack, id: Uuid, hours: i32) {
+    stack
+        .db
+        .admin()
+        .await
+        .batch_execute(&format!(
+            "begin; set local session_replication_role = replica; \
+             update public.documents set updated_at = now() - interval '{hours} hours' \
+             where id = '{id}'; commit;"
+        ))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_device_sees_a_cut_upload_as_elsewhere_then_interrupted() {
+    let stack = Stack::builder().with_companion().spawn().await;
+    stack.create_user("alice@example.com", PASSWORD_A).await;
+    let (b, _) = stack.signed_in("bob@example.com").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("Canal.pdf");
+    let pdf = big_pdf();
+    std::fs::write(&path, &pdf).unwrap();
+    let (id, _url) = tokio::task::block_in_place(|| cut_upload(&stack, &path, 64 * 1024));
+
+    // A second device: the upload is recent, so some device may still send it.
+    let second = next_start(&stack).await;
+    second.documents().await.unwrap();
+    let shown = second.state().document(id).unwrap();
+    assert_eq!(shown.status, DocumentStatus::Uploading);
+    assert_eq!(shown.uploading, Some(Uploading::Elsewhere), "{shown:?}");
+
+    // Past the server's in-flight window nothing sends it any more.
+    age(&stack, id, 2).await;
+    let later = next_start(&stack).await;
+    later.documents().await.unwrap();
+    let shown = later.state().document(id).unwrap();
+    assert_eq!(shown.uploading, Some(Uploading::Interrupted), "{shown:?}");
+    assert_eq!(
+        later.state().documents()[0].uploading,
+        Some(Uploading::Interrupted)
+    );
+
+    // Retry with a file of another size is refused and says why.
+    let other = dir.path().join("Other.pdf");
+    std::fs::write(&other, fixtures::document_pdf(&["Another file."])).unwrap();
+    let refused = later
+        .resume_upload(id, &other, None, &options(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), ErrorCode::Conflict, "{refused:?}");
+    assert!(
+        refused.to_view().message.contains("not the file"),
+        "{:?}",
+        refused.to_view()
+    );
+    // Retry with the file itself sends it whole from this device.
+    later
+        .resume_upload(id, &path, None, &options(), None)
+        .await
+        .unwrap();
+    let settled = later.wait_settled(&[id], |_| {}).await.unwrap();
+    assert_eq!(settled[0].status, DocumentStatus::Ready, "{settled:?}");
+    assert_eq!(later.document_pdf(id).await.unwrap(), pdf);
+    assert_eq!(later.state().document(id).unwrap().uploading, None);
+
+    // B sees none of it.
+    assert!(b.documents().await.unwrap().is_empty());
+    assert!(b.state().documents().is_empty());
 }

@@ -39,7 +39,8 @@ pub use follow::{FollowOptions, FollowStatus, Follower};
 pub use quire::Quire;
 pub use search::ChunkHit;
 pub use state::{
-    Conversation, Document, DocumentStatus, Message, Role, State, Update, UploadProgress,
+    Conversation, Document, DocumentStatus, Message, Role, State, UPLOAD_IN_FLIGHT, Update,
+    UploadProgress, Uploading, uploading,
 };
 pub use tokio_util::sync::CancellationToken;
 pub use upload::{UploadEvent, UploadOptions};

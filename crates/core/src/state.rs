@@ -202,6 +202,52 @@ pub struct Document {
     /// Set while this device uploads it.
     #[serde(skip_deserializing)]
     pub upload: Option<UploadProgress>,
+    /// Where its upload stands as this device sees it ([`uploading`]); set on
+    /// what the state hands out, `None` once it is no longer `uploading`.
+    #[serde(skip_deserializing)]
+    pub uploading: Option<Uploading>,
+}
+
+/// How long a document may stay `uploading` and still count as being sent:
+/// the server's own in-flight window (db/app/83_per_user_limits.sql counts a
+/// document in flight while it changed within the last hour). Past it,
+/// nothing sends it any more.
+pub const UPLOAD_IN_FLIGHT: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Where an `uploading` document's upload stands, seen from this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Uploading {
+    /// This device sends it.
+    Here,
+    /// Another device (or this one before it quit) began it lately and may
+    /// still be sending it.
+    Elsewhere,
+    /// Cut: nothing sends it. Retry (with the file) or Delete.
+    Interrupted,
+}
+
+/// Where `document`'s upload stands at `now`: `None` unless it is
+/// `uploading`; sent from here while this device reports progress; cut when
+/// this device could not go on (`error`) or when it has not changed for
+/// longer than [`UPLOAD_IN_FLIGHT`]; otherwise another device's.
+pub fn uploading(document: &Document, now: DateTime<Utc>) -> Option<Uploading> {
+    if document.status != DocumentStatus::Uploading {
+        return None;
+    }
+    Some(if document.upload.is_some() {
+        Uploading::Here
+    } else if document.error.is_some() || now - document.updated_at > UPLOAD_IN_FLIGHT {
+        Uploading::Interrupted
+    } else {
+        Uploading::Elsewhere
+    })
+}
+
+/// `document` as the UI sees it now ([`uploading`]).
+fn seen(mut document: Document) -> Document {
+    document.uploading = uploading(&document, Utc::now());
+    document
 }
 
 /// One change to the state, for the UI.
@@ -363,14 +409,20 @@ impl State {
     /// Documents, newest first.
     pub fn documents(&self) -> Vec<Document> {
         let model = self.model.lock().unwrap();
-        let mut list: Vec<Document> = model.documents.values().cloned().collect();
+        let mut list: Vec<Document> = model.documents.values().cloned().map(seen).collect();
         list.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(a.title.cmp(&b.title)));
         list
     }
 
     /// One document.
     pub fn document(&self, id: Uuid) -> Option<Document> {
-        self.model.lock().unwrap().documents.get(&id).cloned()
+        self.model
+            .lock()
+            .unwrap()
+            .documents
+            .get(&id)
+            .cloned()
+            .map(seen)
     }
 
     pub(crate) fn knows_message(&self, id: Uuid) -> bool {
@@ -394,6 +446,10 @@ impl State {
     }
 
     fn emit(&self, update: Update) {
+        let update = match update {
+            Update::Document(document) => Update::Document(seen(document)),
+            other => other,
+        };
         let _ = self.updates.send(update);
     }
 
@@ -544,7 +600,7 @@ impl State {
                 Some(current) if current.updated_at > document.updated_at => None,
                 Some(current) => {
                     let upload = if document.status == DocumentStatus::Uploading {
-                        current.upload
+                        current.upload.or(document.upload)
                     } else {
                         None
                     };
@@ -891,6 +947,7 @@ mod tests {
             byte_size: Some(10),
             updated_at: at(secs),
             upload: None,
+            uploading: None,
         };
         state.apply_document(&doc(DocumentStatus::Uploading, 10));
         state.upload_progress(id, 5, 10);
@@ -905,5 +962,55 @@ mod tests {
         assert_eq!(shown.upload, None);
         state.remove_document(id);
         assert!(state.documents().is_empty());
+    }
+
+    #[test]
+    fn an_uploading_document_is_here_elsewhere_or_interrupted() {
+        let began = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let document = Document {
+            id: Uuid::nil(),
+            title: "Lease".into(),
+            status: DocumentStatus::Uploading,
+            error: None,
+            page_count: None,
+            byte_size: Some(10),
+            updated_at: began,
+            upload: None,
+            uploading: None,
+        };
+        let minutes = |m| began + chrono::TimeDelta::minutes(m);
+        assert_eq!(uploading(&document, minutes(1)), Some(Uploading::Elsewhere));
+        assert_eq!(
+            uploading(&document, minutes(60)),
+            Some(Uploading::Elsewhere)
+        );
+        assert_eq!(
+            uploading(&document, minutes(61)),
+            Some(Uploading::Interrupted)
+        );
+        let here = Document {
+            upload: Some(UploadProgress { sent: 0, total: 10 }),
+            ..document.clone()
+        };
+        assert_eq!(uploading(&here, minutes(90)), Some(Uploading::Here));
+        let cut_here = Document {
+            error: Some("Upload interrupted: the file is gone".into()),
+            ..document.clone()
+        };
+        assert_eq!(
+            uploading(&cut_here, minutes(1)),
+            Some(Uploading::Interrupted)
+        );
+        for status in [
+            DocumentStatus::Stored,
+            DocumentStatus::Ready,
+            DocumentStatus::Failed,
+        ] {
+            let settled = Document {
+                status,
+                ..document.clone()
+            };
+            assert_eq!(uploading(&settled, minutes(120)), None);
+        }
     }
 }

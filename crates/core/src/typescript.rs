@@ -198,7 +198,7 @@ fn inline(part: &str) -> String {
 pub fn declarations(config: &Config) -> Vec<String> {
     use crate::{
         ChunkHit, Conversation, Document, DocumentStatus, ErrorCode, ErrorView, Message, Role,
-        Update, UploadEvent, UploadProgress, User, state::CitationView,
+        Update, UploadEvent, UploadProgress, Uploading, User, state::CitationView,
     };
     vec![
         declaration::<ErrorCode>(config),
@@ -212,6 +212,7 @@ pub fn declarations(config: &Config) -> Vec<String> {
         declaration::<Message>(config),
         declaration::<DocumentStatus>(config),
         declaration::<UploadProgress>(config),
+        declaration::<Uploading>(config),
         declaration::<Document>(config),
         declaration::<Update>(config),
         declaration::<ChunkHit>(config),

@@ -319,7 +319,12 @@ async fn upload_one(
         page_count: None,
         byte_size: i64::try_from(file.bytes).ok(),
         updated_at: chrono::DateTime::UNIX_EPOCH,
-        upload: None,
+        // Sent from here from the start (not "uploading elsewhere").
+        upload: Some(crate::state::UploadProgress {
+            sent: 0,
+            total: file.bytes,
+        }),
+        uploading: None,
     });
     let progress = |sent: u64| {
         quire.state.upload_progress(id, sent, file.bytes);
@@ -374,6 +379,7 @@ async fn upload_one(
         byte_size: i64::try_from(file.bytes).ok(),
         updated_at: chrono::DateTime::UNIX_EPOCH,
         upload: None,
+        uploading: None,
     }))
 }
 
@@ -409,14 +415,25 @@ pub(crate) async fn resume(
         page_count: None,
         byte_size: row.byte_size,
         updated_at: row.updated_at,
-        upload: None,
+        // Sent from here from now on (not "uploading elsewhere").
+        upload: Some(crate::state::UploadProgress {
+            sent: 0,
+            total: row
+                .byte_size
+                .and_then(|b| u64::try_from(b).ok())
+                .unwrap_or(0),
+        }),
+        uploading: None,
     };
     quire.state.apply_document(&document);
     let file = check(path, size_limit(quire).await?).await?;
     if row.byte_size != i64::try_from(file.bytes).ok() {
         return Err(Error::Conflict {
             service: Service::Storage,
-            message: format!("{} changed since its upload began", path.display()),
+            message: format!(
+                "{} is not the file this upload began with (its size differs)",
+                path.display()
+            ),
         });
     }
     let progress = |sent: u64| {

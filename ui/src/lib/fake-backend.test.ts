@@ -56,6 +56,7 @@ describe('document status words', () => {
     byte_size: null,
     updated_at: '2026-01-01T00:00:00Z',
     upload: null,
+    uploading: null,
     ...extra,
   });
   it('say what is happening, for people', () => {

@@ -126,6 +126,7 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       byte_size: 48_000,
       updated_at: now(),
       upload: null,
+      uploading: null,
       ...extra,
     };
     documents.set(doc.id, doc);
@@ -255,7 +256,7 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
       }
       const total = 2_400_000;
       emitUpload({ type: 'checked', path, bytes: total });
-      const doc = addDocument(name, 'uploading', { byte_size: total, upload: { sent: 0, total } });
+      const doc = addDocument(name, 'uploading', { byte_size: total, upload: { sent: 0, total }, uploading: 'here' });
       emit({ type: 'document', ...doc });
       emitUpload({ type: 'registered', path, document_id: doc.id });
       let sent = 0;
@@ -267,7 +268,7 @@ export function createFakeBackend(options: FakeOptions = {}): FakeBackend {
         emit({ type: 'document', ...doc });
         if (sent < total) return later(250, tick);
         emitUpload({ type: 'stored', document_id: doc.id });
-        setDoc(doc, { status: 'stored', upload: null });
+        setDoc(doc, { status: 'stored', upload: null, uploading: null });
         later(600, () => setDoc(doc, { status: 'extracting' }));
         later(1800, () => {
           if (/broken/i.test(name)) setDoc(doc, { status: 'failed', error: 'The PDF could not be read: its cross-reference table is damaged.' });

@@ -3,7 +3,7 @@ import { addTo, hashQuery, matchDocuments, removeFrom, withoutHash } from './sco
 import type { Document } from './types';
 
 function doc(id: string, title: string, status: Document['status'] = 'ready'): Document {
-  return { id, title, status, error: null, page_count: 3, byte_size: 1000, updated_at: '2026-01-01T00:00:00Z', upload: null };
+  return { id, title, status, error: null, page_count: 3, byte_size: 1000, updated_at: '2026-01-01T00:00:00Z', upload: null, uploading: null };
 }
 
 describe('a #title typed in the composer', () => {

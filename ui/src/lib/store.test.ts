@@ -11,7 +11,7 @@ function conversation(id: string, updated: string, title: string | null = 'T'): 
 }
 
 function document(status: Document['status'], extra: Partial<Document> = {}): Document {
-  return { id: D, title: 'Lease.pdf', status, error: null, page_count: 3, byte_size: 10, updated_at: '2026-01-01T00:00:00Z', upload: null, ...extra };
+  return { id: D, title: 'Lease.pdf', status, error: null, page_count: 3, byte_size: 10, updated_at: '2026-01-01T00:00:00Z', upload: null, uploading: null, ...extra };
 }
 
 function message(id: string, seq: number | null, content: string, extra: Partial<Message> = {}): Message {

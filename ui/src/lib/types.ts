@@ -179,6 +179,11 @@ export type UploadProgress = {
 };
 
 /**
+ * Where an `uploading` document's upload stands, seen from this device.
+ */
+export type Uploading = "here" | "elsewhere" | "interrupted";
+
+/**
  * A document.
  */
 export type Document = {
@@ -193,6 +198,11 @@ export type Document = {
    * Set while this device uploads it.
    */
   upload: UploadProgress | null,
+  /**
+   * Where its upload stands as this device sees it ([`uploading`]); set on
+   * what the state hands out, `None` once it is no longer `uploading`.
+   */
+  uploading: Uploading | null,
 };
 
 /**

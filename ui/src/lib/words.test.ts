@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Document } from './types';
-import { documentStatusText, isBusy, isInterrupted, openingPage, pagesLabel, pagesSpoken } from './words';
+import { documentStatusText, isBusy, isInterrupted, isUploadingElsewhere, openingPage, pagesLabel, pagesSpoken } from './words';
 
 describe('the pages a source spans', () => {
   it('one page says "p. 3"; a chunk across a page break says "pp. 3–4"', () => {
@@ -39,21 +39,33 @@ describe('an upload cut by quitting', () => {
     byte_size: 1000,
     updated_at: '2026-12-07T00:00:00Z',
     upload: null,
+    uploading: null,
     ...over,
   });
 
   it('is interrupted, not in progress: nothing is being prepared until Retry', () => {
-    const cut = doc({ error: 'the file is no longer where it was' });
+    const cut = doc({ error: 'the file is no longer where it was', uploading: 'interrupted' });
     expect(isInterrupted(cut)).toBe(true);
     expect(isBusy(cut)).toBe(false);
     expect(documentStatusText(cut)).toBe('Upload interrupted');
+    // Cut on another device: no error of this device's, the core says interrupted all the same.
+    const stale = doc({ uploading: 'interrupted' });
+    expect(isInterrupted(stale)).toBe(true);
+    expect(documentStatusText(stale)).toBe('Upload interrupted');
   });
 
-  it('an upload going on, or one another device is sending, is still in progress', () => {
-    const going = doc({ upload: { sent: 10, total: 1000 } as Document['upload'] });
+  it('an upload this device sends is in progress', () => {
+    const going = doc({ upload: { sent: 10, total: 1000 }, uploading: 'here' });
     expect(isInterrupted(going)).toBe(false);
     expect(isBusy(going)).toBe(true);
-    expect(isInterrupted(doc({}))).toBe(false);
-    expect(isBusy(doc({}))).toBe(true);
+    expect(documentStatusText(going)).toBe('Uploading 1%');
+  });
+
+  it('an upload another device is sending says so, with no progress shown here', () => {
+    const elsewhere = doc({ uploading: 'elsewhere' });
+    expect(isUploadingElsewhere(elsewhere)).toBe(true);
+    expect(isInterrupted(elsewhere)).toBe(false);
+    expect(isBusy(elsewhere)).toBe(false);
+    expect(documentStatusText(elsewhere)).toBe('Uploading from another device');
   });
 });

@@ -5,6 +5,7 @@ import type { Document, ErrorView } from './types';
 /** "Uploading 42%", "Extracting text…", "Ready", "Failed: <reason>", … */
 export function documentStatusText(doc: Document): string {
   if (isInterrupted(doc)) return 'Upload interrupted';
+  if (isUploadingElsewhere(doc)) return 'Uploading from another device';
   switch (doc.status) {
     case 'uploading': {
       const pct = uploadPercent(doc);
@@ -33,17 +34,23 @@ export function uploadPercent(doc: Document): number | null {
 }
 
 /**
- * An upload this device could not finish (the app quit, and the file is gone or changed): the
- * core keeps it uploading, without progress, with an error that says why. Nothing happens to it
- * until the person chooses Retry or Delete.
+ * An upload nothing sends any more: this device could not finish it (the app quit, and the file
+ * is gone or changed), or it has been uploading longer than the server's in-flight window. The
+ * core decides (`Document.uploading`, crates/core/src/state.rs `uploading`). Nothing happens to
+ * it until the person chooses Retry (with the file) or Delete.
  */
 export function isInterrupted(doc: Document): boolean {
-  return doc.status === 'uploading' && !doc.upload && !!doc.error;
+  return doc.uploading === 'interrupted';
+}
+
+/** An upload another device began lately and may still be sending: this device does nothing. */
+export function isUploadingElsewhere(doc: Document): boolean {
+  return doc.uploading === 'elsewhere';
 }
 
 /** Whether ingestion is still running (a progress bar is shown); an interrupted upload is not. */
 export function isBusy(doc: Document): boolean {
-  if (isInterrupted(doc)) return false;
+  if (isInterrupted(doc) || isUploadingElsewhere(doc)) return false;
   return doc.status === 'uploading' || doc.status === 'stored' || doc.status === 'extracting' || doc.status === 'indexing';
 }
 

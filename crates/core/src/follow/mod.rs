@@ -574,6 +574,7 @@ fn live(context: &Context, event: &str, payload: Value) {
                     byte_size: p.byte_size,
                     updated_at: p.updated_at,
                     upload: None,
+                    uploading: None,
                 });
             }
             Err(e) => tracing::warn!(error = %e, "ignoring a malformed document_status"),
