@@ -6,7 +6,8 @@
 //!    sign-in form, present, visible and enabled), median of several launches — vs a bare
 //!    `WebKitWebDriver` session on `about:blank` in WebKitGTK's own `MiniBrowser` (same WebKit,
 //!    no app). Interactivity is polled through WebDriver `execute` every 10 ms; both sides pay
-//!    the same polling.
+//!    the same polling. Each launch's timeline as the page saw it is printed too: when the
+//!    page was created, its navigation milestones, then interactive.
 //! 3. Memory: proportional set size (`/proc/<pid>/smaps_rollup` `Pss`) summed over the app
 //!    process and every process below it (WebKitWebProcess, WebKitNetworkProcess, …), after
 //!    start, after opening a 500-message conversation, after streaming an answer into it, and
@@ -16,6 +17,10 @@
 //!    (the path a second device takes, and the heaviest one: the companion coalesces deltas,
 //!    this does not). Frame intervals are recorded inside the page with
 //!    `requestAnimationFrame`: max, p99, frames > 50 ms — vs the same page idle for as long.
+//!    Where the page's JavaScript went meanwhile, in all and inside each frame over 50 ms: the
+//!    `quire://update` handlers and the other animation-frame callbacks, each with the
+//!    microtasks it queued (Svelte's DOM updates). The answer's text on screen is sampled
+//!    every second and compared with what had been written so far.
 //! 5. Opening a conversation of 500 and of 5,000 messages: click in the sidebar → its latest
 //!    message in the DOM and a frame painted after it, timed inside the page — vs a
 //!    20-message one; each opened once, after an unmeasured warm-up opening.
@@ -262,9 +267,11 @@ async fn app_launches(
     let mut launch = Vec::new();
     let mut session = Vec::new();
     let mut pss = Vec::new();
+    println!("  launch timelines (ms after the new-session request; the page's own clock):");
     for n in 0..launches {
         let window = Window::app(app, env).await?;
         let (elapsed, state) = window.until_interactive(expected).await?;
+        println!("    {}", window.timeline(elapsed).await?);
         launch.push(elapsed);
         session.push(window.connected);
         tokio::time::sleep(SETTLE).await;
@@ -285,6 +292,7 @@ fn print_launch(
     session: (Duration, Duration),
     interactive: (Duration, Duration),
 ) {
+    println!();
     println!(
         "  launch → interactive window (median of {launches}; WebDriver polled every {} ms)",
         POLL.as_millis()
@@ -349,6 +357,11 @@ struct Streamed {
     achieved: f64,
     idle: Vec<f64>,
     streaming: Vec<f64>,
+    /// The page's JavaScript while streaming (`FRAMES_STOP`).
+    js: Value,
+    /// Samples of the answer's text on screen while it streamed that were what had been
+    /// written so far (every word once, in order), of all samples taken.
+    shown: (usize, usize),
     catch_up: Duration,
     churn: Value,
     growth: Vec<(&'static str, i64)>,
@@ -373,13 +386,19 @@ async fn streaming(
     window.client.execute(CHURN_START, vec![]).await?;
     let pumped = window
         .frames(Duration::ZERO, async {
-            let sent = stack.stream(&answer).await?;
+            let (sent, shown) =
+                tokio::try_join!(stack.stream(&answer), window.sample_text(answer.message_id))?;
             let finished = Instant::now();
             window.until_complete(answer.message_id).await?;
-            Ok((sent, finished.elapsed()))
+            Ok((sent, shown, finished.elapsed()))
         })
         .await?;
-    let ((sent, achieved), catch_up) = pumped.result;
+    let ((sent, achieved), shown, catch_up) = pumped.result;
+    let written = letters(&(1..=sent).map(delta_text).collect::<String>());
+    let in_order = shown
+        .iter()
+        .filter(|text| written.starts_with(&letters(text)))
+        .count();
     let churn = window.client.execute(CHURN_STOP, vec![]).await?;
     tokio::time::sleep(SETTLE).await;
     rows.row(
@@ -391,6 +410,8 @@ async fn streaming(
         achieved,
         idle: idle.intervals,
         streaming: pumped.intervals,
+        js: pumped.js,
+        shown: (in_order, shown.len()),
         catch_up,
         churn,
         growth: growth(&maps_before, &window.web_maps()?),
@@ -430,9 +451,14 @@ impl Streamed {
                 .collect();
             println!("    frames over 50 ms while streaming: {}", at.join(", "));
         }
+        self.print_js();
         println!(
             "    last row written → answer shown complete: {:.0?} (polled every 50 ms)",
             self.catch_up
+        );
+        println!(
+            "    the answer's text on screen while streaming, sampled every second: {} of {} samples were what had been written so far (each word once, in order)",
+            self.shown.0, self.shown.1
         );
         let churn = &self.churn;
         println!(
@@ -444,6 +470,35 @@ impl Streamed {
             println!("      {kind:<32} {:>+10.1} MiB", *kib as f64 / 1024.0);
         }
         println!();
+    }
+}
+
+impl Streamed {
+    /// Where the page's JavaScript time went while streaming, and inside each long frame:
+    /// `update` = the `quire://update` handlers, `frame` = other animation-frame callbacks
+    /// (the rest of a long frame is parsing the events' scripts, style, layout, paint, GC).
+    fn print_js(&self) {
+        let part = |v: &Value| {
+            format!(
+                "{} runs, {:.1} ms (max {:.1})",
+                v["n"],
+                v["ms"].as_f64().unwrap_or(0.0),
+                v["max"].as_f64().unwrap_or(0.0)
+            )
+        };
+        println!(
+            "    page JS while streaming: updates {}; frame callbacks {}",
+            part(&self.js["update"]),
+            part(&self.js["frame"])
+        );
+        for long in self.js["long"].as_array().into_iter().flatten() {
+            println!(
+                "      a {:.0} ms frame: updates {}; frame callbacks {}",
+                long["ms"].as_f64().unwrap_or(0.0),
+                part(&long["update"]),
+                part(&long["frame"])
+            );
+        }
     }
 }
 
@@ -633,6 +688,11 @@ impl Stack {
     }
 }
 
+/// The letters and digits of a text: what its Markdown source and its rendering share.
+fn letters(text: &str) -> String {
+    text.chars().filter(|c| c.is_alphanumeric()).collect()
+}
+
 /// The n-th piece of a streamed answer: words, with some Markdown every so often.
 fn delta_text(n: u64) -> String {
     const WORDS: [&str; 8] = [
@@ -781,21 +841,80 @@ check();
 return null;
 "#;
 
-/// Records every animation frame's timestamp into `window.__quireFrames` until stopped.
+/// When the page was created and its navigation milestones, on the page's clock
+/// (`performance.timeOrigin` is wall-clock ms). WebKit lists no resource timing for the app's
+/// IPC (`ipc://`), so what follows `load` is the UI's start: its listeners, `session`, the
+/// first render.
+const TIMELINE: &str = r#"
+const nav = performance.getEntriesByType('navigation')[0];
+return {
+  origin: performance.timeOrigin,
+  nav: nav ? [nav.responseEnd, nav.domInteractive, nav.domContentLoadedEventEnd, nav.loadEventEnd] : null,
+};
+"#;
+
+/// The text of one message's body as shown (`arguments[0]`: its id), or null.
+const SHOWN_TEXT: &str = r#"
+const body = document.querySelector(`[data-testid="message"][data-id="${arguments[0]}"] [data-testid="message-body"]`);
+return body ? body.textContent : null;
+"#;
+
+/// Records every animation frame's timestamp into `window.__quireFrames` until stopped, and the
+/// page's own JavaScript while it runs: each `quire://update` handler (the store's work; the
+/// script that carries the event is parsed before it) and each other animation-frame callback
+/// (the app's coalesced refresh and Markdown render), each with the microtasks it queued (where
+/// Svelte updates the DOM), as `[start, ms, kind]`.
 const FRAMES_START: &str = r#"
-const rec = { run: true, times: [] };
+const raf = window.requestAnimationFrame;
+const rec = { run: true, times: [], work: [], raf, undo: [] };
 window.__quireFrames = rec;
-const tick = (t) => { rec.times.push(t); if (rec.run) requestAnimationFrame(tick); };
-requestAnimationFrame(tick);
+const tick = (t) => { rec.times.push(t); if (rec.run) raf.call(window, tick); };
+// Until the microtasks it queued have run too: Svelte applies state changes to the DOM in one.
+const timed = (f, kind) => function (...args) {
+  const s = performance.now();
+  try { return f.apply(this, args); } finally {
+    queueMicrotask(() => { if (rec.run) rec.work.push([s, performance.now() - s, kind]); });
+  }
+};
+window.requestAnimationFrame = (cb) => raf.call(window, timed(cb, 'frame'));
+rec.undo.push(() => { window.requestAnimationFrame = raf; });
+const callbacks = window.__TAURI_INTERNALS__ && window.__TAURI_INTERNALS__.callbacks;
+const events = window.__internal_unstable_listeners_object_id__;
+const listeners = events && events['quire://update'];
+if (callbacks && listeners) {
+  for (const id of Object.getOwnPropertyNames(listeners)) {
+    const handler = listeners[id].handlerId;
+    const f = callbacks.get(handler);
+    if (!f) continue;
+    callbacks.set(handler, timed(f, 'update'));
+    rec.undo.push(() => callbacks.set(handler, f));
+  }
+}
+raf.call(window, tick);
 return null;
 "#;
 
+/// Stops recording: the frame intervals and, per frame over 50 ms, the page's JavaScript that
+/// started inside it, plus the totals over the whole recording.
 const FRAMES_STOP: &str = r#"
 const rec = window.__quireFrames;
 rec.run = false;
-const out = [];
-for (let i = 1; i < rec.times.length; i++) out.push(rec.times[i] - rec.times[i - 1]);
-return out;
+rec.undo.forEach((u) => u());
+const intervals = [];
+const long = [];
+const sum = (list, kind) => {
+  const of = list.filter((w) => w[2] === kind);
+  return { n: of.length, ms: of.reduce((a, w) => a + w[1], 0), max: of.reduce((a, w) => Math.max(a, w[1]), 0) };
+};
+for (let i = 1; i < rec.times.length; i++) {
+  const ms = rec.times[i] - rec.times[i - 1];
+  intervals.push(ms);
+  if (ms > 50) {
+    const inside = rec.work.filter((w) => w[0] >= rec.times[i - 1] && w[0] < rec.times[i]);
+    long.push({ ms, update: sum(inside, 'update'), frame: sum(inside, 'frame') });
+  }
+}
+return { intervals, long, update: sum(rec.work, 'update'), frame: sum(rec.work, 'frame') };
 "#;
 
 /// Counts DOM mutations in the page (nodes added and removed, text changes) until stopped: how
@@ -833,6 +952,8 @@ struct Window {
     /// The program whose process (and descendants) the memory figures cover.
     program: String,
     requested: Instant,
+    /// The same instant on the wall clock, to place the page's own timeline.
+    requested_at: std::time::SystemTime,
     /// New-session request → session established (the process is up and its web view
     /// answers WebDriver).
     connected: Duration,
@@ -889,6 +1010,7 @@ impl Window {
             unreachable!()
         };
         let requested = Instant::now();
+        let requested_at = std::time::SystemTime::now();
         let client = ClientBuilder::native()
             .capabilities(caps)
             .connect(&format!("http://127.0.0.1:{port}"))
@@ -899,6 +1021,7 @@ impl Window {
             driver,
             program: program.to_owned(),
             requested,
+            requested_at,
             connected: requested.elapsed(),
         })
     }
@@ -924,6 +1047,30 @@ impl Window {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// One line: the launch as the page saw it (`TIMELINE`), then `interactive`, as polled.
+    async fn timeline(&self, interactive: Duration) -> Result<String> {
+        let t = self.client.execute(TIMELINE, vec![]).await?;
+        let requested_ms = self
+            .requested_at
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64()
+            * 1000.0;
+        let created = t["origin"].as_f64().unwrap_or(requested_ms) - requested_ms;
+        let at = |v: &Value| created + v.as_f64().unwrap_or(0.0);
+        let mut line = format!("page created {created:.0}");
+        if let Some(nav) = t["nav"].as_array() {
+            line += &format!(
+                ", response {:.0}, DOM interactive {:.0}, DOMContentLoaded {:.0}, load {:.0}",
+                at(&nav[0]),
+                at(&nav[1]),
+                at(&nav[2]),
+                at(&nav[3])
+            );
+        }
+        line += &format!("; interactive {:.0}", interactive.as_secs_f64() * 1000.0);
+        Ok(line)
     }
 
     async fn sign_in(&self, email: &str, password: &str) -> Result<()> {
@@ -1044,6 +1191,22 @@ impl Window {
         .await
     }
 
+    /// The text of `message`'s body on screen, once a second while the bench's answer streams.
+    async fn sample_text(&self, message: Uuid) -> Result<Vec<String>> {
+        let mut samples = Vec::new();
+        for _ in 1..STREAM_SECONDS {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let text = self
+                .client
+                .execute(SHOWN_TEXT, vec![json!(message.to_string())])
+                .await?;
+            if let Some(text) = text.as_str() {
+                samples.push(text.to_owned());
+            }
+        }
+        Ok(samples)
+    }
+
     /// Records animation frames while `work` runs, and at least for `at_least`.
     async fn frames<T>(
         &self,
@@ -1056,9 +1219,13 @@ impl Window {
         if let Some(rest) = at_least.checked_sub(started.elapsed()) {
             tokio::time::sleep(rest).await;
         }
-        let intervals: Vec<f64> =
-            serde_json::from_value(self.client.execute(FRAMES_STOP, vec![]).await?)?;
-        Ok(Frames { intervals, result })
+        let mut stopped = self.client.execute(FRAMES_STOP, vec![]).await?;
+        let intervals: Vec<f64> = serde_json::from_value(stopped["intervals"].take())?;
+        Ok(Frames {
+            intervals,
+            js: stopped,
+            result,
+        })
     }
 
     /// The PSS of the windowed program's process and everything below it.
@@ -1146,6 +1313,8 @@ fn alive(pid: u32) -> bool {
 struct Frames<T> {
     /// Intervals between consecutive animation frames, in milliseconds.
     intervals: Vec<f64>,
+    /// The page's JavaScript meanwhile (`FRAMES_STOP`): `long`, `update`, `frame`.
+    js: Value,
     result: T,
 }
 
