@@ -154,6 +154,12 @@ pub struct IngestConfig {
     /// `QUIRE_COMPANION_WORKER_ID`: the name leases are taken under.
     /// Default: host name, process id and a random suffix.
     pub worker_id: Option<String>,
+    /// `QUIRE_COMPANION_STALE_UPLOAD_SECS` (default 86400, at least 3600):
+    /// a document still `uploading` this long after its last change was cut
+    /// and is deleted with its file (db/app/96_stale_uploads.sql). At least
+    /// the in-flight hour of db/app/83_per_user_limits.sql, so an upload
+    /// going on is never taken.
+    pub stale_upload: Duration,
 }
 
 impl Default for IngestConfig {
@@ -166,6 +172,7 @@ impl Default for IngestConfig {
             idle_poll: Duration::from_secs(2),
             max_attempts: 8,
             worker_id: None,
+            stale_upload: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -462,6 +469,11 @@ impl IngestConfig {
             )),
             max_attempts: r.number("QUIRE_COMPANION_INGEST_MAX_ATTEMPTS", i.max_attempts, 1),
             worker_id: r.raw("QUIRE_COMPANION_WORKER_ID"),
+            stale_upload: Duration::from_secs(r.number(
+                "QUIRE_COMPANION_STALE_UPLOAD_SECS",
+                i.stale_upload.as_secs(),
+                60 * 60,
+            )),
         }
     }
 }
@@ -750,6 +762,25 @@ mod tests {
             err.problems,
             [
                 "QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT must be a whole number of at least 1; got \"0\""
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stale_upload_is_a_day_old_by_default_and_never_under_the_in_flight_hour() {
+        let config = Config::from_lookup(&lookup(&complete())).unwrap();
+        assert_eq!(config.ingest.stale_upload, Duration::from_secs(86_400));
+        let mut env = complete();
+        env.push(("QUIRE_COMPANION_STALE_UPLOAD_SECS", "7200"));
+        let config = Config::from_lookup(&lookup(&env)).unwrap();
+        assert_eq!(config.ingest.stale_upload, Duration::from_secs(7200));
+        let mut env = complete();
+        env.push(("QUIRE_COMPANION_STALE_UPLOAD_SECS", "60"));
+        let err = Config::from_lookup(&lookup(&env)).unwrap_err();
+        assert_eq!(
+            err.problems,
+            [
+                "QUIRE_COMPANION_STALE_UPLOAD_SECS must be a whole number of at least 3600; got \"60\""
             ]
         );
     }

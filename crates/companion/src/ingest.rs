@@ -137,9 +137,15 @@ pub fn start(state: &AppState) -> Vec<tokio::task::JoinHandle<()>> {
 
 async fn worker(state: AppState, n: usize) {
     let worker_id = format!("{}#{n}", state.worker_id);
+    // The first worker also clears uploads cut long ago.
+    let mut swept: Option<tokio::time::Instant> = None;
     loop {
         if state.shutdown.is_cancelled() {
             return;
+        }
+        if n == 0 && swept.is_none_or(|at| at.elapsed() >= STALE_SWEEP_EVERY) {
+            swept = Some(tokio::time::Instant::now());
+            delete_stale_uploads(&state).await;
         }
         let claimed: Result<Vec<Job>, PlatformError> = state
             .platform
@@ -164,6 +170,62 @@ async fn worker(state: AppState, n: usize) {
             () = state.shutdown.cancelled() => return,
             () = state.ingest_wakeup.notified() => {}
             () = tokio::time::sleep(state.config.ingest.idle_poll) => {}
+        }
+    }
+}
+
+/// How often the first worker looks for uploads cut long ago.
+const STALE_SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Documents one sweep deletes at most; the rest wait for the next.
+const STALE_SWEEP_ROWS: i32 = 100;
+
+/// Deletes documents still `uploading` [`IngestConfig::stale_upload`] after
+/// their last change (db/app/96_stale_uploads.sql: one statement), then
+/// their Storage objects. A failure is logged: when the statement fails,
+/// the next sweep tries again; when deleting an object fails, the object
+/// stays (its row is gone).
+///
+/// [`IngestConfig::stale_upload`]: crate::config::IngestConfig::stale_upload
+async fn delete_stale_uploads(state: &AppState) {
+    #[derive(Deserialize)]
+    struct Stale {
+        document_id: Uuid,
+        storage_path: String,
+    }
+    let older_than = i32::try_from(state.config.ingest.stale_upload.as_secs()).unwrap_or(i32::MAX);
+    let deleted: Result<Vec<Stale>, PlatformError> = state
+        .platform
+        .rpc(
+            Auth::Service,
+            "delete_stale_uploads",
+            &json!({"older_than_seconds": older_than, "max_rows": STALE_SWEEP_ROWS}),
+        )
+        .await;
+    let deleted = match deleted {
+        Ok(deleted) => deleted,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not look for uploads cut long ago");
+            return;
+        }
+    };
+    for stale in deleted {
+        tracing::info!(document_id = %stale.document_id, "deleted an upload cut long ago");
+        let path = format!("/storage/v1/object/documents/{}", stale.storage_path);
+        match state
+            .platform
+            .call(
+                "DELETE /storage/v1/object/documents/…",
+                state.platform.request(Method::DELETE, &path, Auth::Service),
+            )
+            .await
+        {
+            Err(err) if err.status() != Some(404) => tracing::warn!(
+                document_id = %stale.document_id,
+                error = %err,
+                "could not delete the file of an upload cut long ago"
+            ),
+            _ => {}
         }
     }
 }

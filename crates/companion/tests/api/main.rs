@@ -22,5 +22,6 @@ mod proxy;
 mod scope;
 mod sessions;
 mod shutdown;
+mod stale_uploads;
 mod startup;
 mod versions;
