@@ -328,7 +328,13 @@ pub fn forward_updates<R: Runtime>(
                 None => updates.recv().await,
             };
             match received {
-                Ok(update) => coalescer.push(update).into_iter().for_each(&emit),
+                Ok(update) => {
+                    coalescer.push(update).into_iter().for_each(&emit);
+                    // Updates that never pause (a backlog) still send the text every COALESCE.
+                    if coalescer.deadline().is_some_and(|at| at <= Instant::now()) {
+                        coalescer.flush().into_iter().for_each(&emit);
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "the window fell behind the state; resyncing");
                     coalescer.lost().into_iter().for_each(&emit);
