@@ -181,6 +181,121 @@ async fn a_cut_upload_goes_on_at_the_next_start_or_shows_upload_interrupted() ->
     app.close().await
 }
 
+/// Clicks `button` (`document-delete`, then `confirm-delete`) on the document `id`.
+async fn click_on_document(app: &App, id: Uuid, button: &str) -> Result<()> {
+    let clicked = app
+        .js(
+            "const [id, button] = arguments;
+             const el = document.querySelector(
+               `[data-testid=\"document\"][data-id=\"${id}\"] [data-testid=\"${button}\"]`);
+             if (el) el.click();
+             return !!el;",
+            vec![json!(id.to_string()), json!(button)],
+        )
+        .await?;
+    ensure!(clicked == json!(true), "no {button} on document {id}");
+    Ok(())
+}
+
+/// The same on A's other device (no record of the upload there): while recent, "Uploading from
+/// another device" without a progress bar; past the server's in-flight hour (the row's
+/// `updated_at` moved back, as time would), "Upload interrupted" with Retry and Delete. B sees
+/// none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_upload_shows_on_another_device_as_elsewhere_then_interrupted() -> Result<()> {
+    let stack = Stack::builder().with_companion().spawn().await;
+    let a = stack.new_user("elsewhere-a").await?;
+    let b = stack.new_user("elsewhere-b").await?;
+    let files = tempfile::tempdir()?;
+    let path = files.path().join("Tide tables.pdf");
+    std::fs::write(
+        &path,
+        big_pdf("Tides turn twice a day at the harbour mouth. "),
+    )?;
+    let (id, _) = tokio::task::block_in_place(|| cut_upload(&stack, &a.email, &a.password, &path));
+
+    let profile = Profile::on("elsewhere", stack.api())?;
+    let app = App::launch("elsewhere", "recent", &profile).await?;
+    app.sign_in(&a.email, &a.password).await?;
+    let shown = app
+        .wait_until("document", UI, |items| {
+            items.into_iter().find(|d| d.data("id") == id.to_string())
+        })
+        .await
+        .context("the cut upload is not listed on the other device")?;
+    // The software-rendered frame lags the DOM; give it time to show the list.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    app.screenshot("uploading-elsewhere").await?;
+    ensure!(
+        shown.data("uploading") == "elsewhere"
+            && shown.text.contains("Uploading from another device"),
+        "{shown:?}"
+    );
+    let css = format!(r#"[data-testid="document"][data-id="{id}"] "#);
+    ensure!(
+        app.items_css(&format!(r#"{css}[data-testid="document-progress"]"#))
+            .await?
+            .is_empty(),
+        "a progress bar on an upload this device does not send"
+    );
+    app.close().await?;
+
+    stack
+        .db
+        .admin()
+        .await
+        .batch_execute(&format!(
+            "begin; set local session_replication_role = replica; \
+             update public.documents set updated_at = now() - interval '2 hours' \
+             where id = '{id}'; commit;"
+        ))
+        .await?;
+    let app = App::launch("elsewhere", "later", &profile).await?;
+    app.wait_signed_in().await?;
+    let interrupted = app
+        .wait_until("document[data-interrupted]", UI, |items| {
+            items.into_iter().find(|d| d.data("id") == id.to_string())
+        })
+        .await
+        .context("the stale upload shows no interruption")?;
+    // The software-rendered frame lags the DOM; give it time to show the list.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    app.screenshot("interrupted-elsewhere").await?;
+    ensure!(
+        interrupted.data("uploading") == "interrupted"
+            && interrupted.text.contains("Upload interrupted"),
+        "{interrupted:?}"
+    );
+    for button in ["document-retry", "document-delete"] {
+        ensure!(
+            app.items_css(&format!(r#"{css}[data-testid="{button}"]"#))
+                .await?
+                .len()
+                == 1,
+            "no {button} on the interrupted upload"
+        );
+    }
+    click_on_document(&app, id, "document-delete").await?;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    click_on_document(&app, id, "confirm-delete").await?;
+    app.wait_until("document", UI, |items| {
+        (!items.iter().any(|d| d.data("id") == id.to_string())).then_some(())
+    })
+    .await?;
+    ensure!(
+        stack
+            .rows(&format!("documents?id=eq.{id}&select=id"))
+            .await
+            .is_empty(),
+        "the interrupted document is still stored"
+    );
+
+    let b_session = stack.tokens(&b).await?;
+    let rows = stack.rows_as(&b_session, "documents?select=id").await;
+    ensure!(rows.is_empty(), "B reads A's documents: {rows:?}");
+    app.close().await
+}
+
 /// Closing the last window while an answer streams asks nothing and loses nothing: the answer
 /// goes on on the companion, and the next start shows it whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
