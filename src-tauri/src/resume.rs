@@ -72,9 +72,24 @@ impl Resumable {
     }
 }
 
+/// How often the window's uploads are looked at again for one that nothing
+/// has sent for the in-flight hour ([`quire_core::State::recheck_uploads`]).
+const RECHECK_UPLOADS: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Once someone is signed in (now or later in this run), goes on with the
-/// uploads this device had not finished ([`resume_all`]).
+/// uploads this device had not finished ([`resume_all`]); and every
+/// [`RECHECK_UPLOADS`], an upload another device began that has gone
+/// quiet for the in-flight hour turns to "Upload interrupted".
 pub fn start<R: Runtime>(app: AppHandle<R>) {
+    let recheck = app.clone();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            tokio::time::sleep(RECHECK_UPLOADS).await;
+            if let Ok(quire) = recheck.state::<Shell>().quire() {
+                quire.state().recheck_uploads();
+            }
+        }
+    });
     tauri::async_runtime::spawn(async move {
         let Ok(quire) = app.state::<Shell>().quire() else {
             return;

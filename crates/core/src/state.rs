@@ -244,9 +244,11 @@ pub fn uploading(document: &Document, now: DateTime<Utc>) -> Option<Uploading> {
     })
 }
 
-/// `document` as the UI sees it now ([`uploading`]).
+/// `document` as the UI sees it now ([`uploading`]), unless already decided.
 fn seen(mut document: Document) -> Document {
-    document.uploading = uploading(&document, Utc::now());
+    if document.uploading.is_none() {
+        document.uploading = uploading(&document, Utc::now());
+    }
     document
 }
 
@@ -340,6 +342,8 @@ struct Model {
     conversations: HashMap<Uuid, Conversation>,
     messages: HashMap<Uuid, MessageState>,
     documents: HashMap<Uuid, Document>,
+    /// When [`State::recheck_uploads`] last looked.
+    uploads_checked: Option<DateTime<Utc>>,
 }
 
 /// The state model. Shared (`Arc<State>`) by the follower, `ask`, uploads
@@ -677,6 +681,36 @@ impl State {
         }
     }
 
+    /// Hands out again each document that became [`Uploading::Interrupted`]
+    /// with the time alone (past [`UPLOAD_IN_FLIGHT`] since its last change)
+    /// since the last call; the shell calls it now and then, so a window
+    /// showing "Uploading from another device" turns to "Upload interrupted"
+    /// without anything else changing.
+    pub fn recheck_uploads(&self) {
+        self.recheck_uploads_at(Utc::now());
+    }
+
+    fn recheck_uploads_at(&self, now: DateTime<Utc>) {
+        let mut model = self.model.lock().unwrap();
+        let since = model.uploads_checked.replace(now);
+        let turned: Vec<Document> = model
+            .documents
+            .values()
+            .filter(|d| {
+                d.error.is_none()
+                    && uploading(d, now) == Some(Uploading::Interrupted)
+                    && since.is_none_or(|since| d.updated_at + UPLOAD_IN_FLIGHT > since)
+            })
+            .map(|d| Document {
+                uploading: Some(Uploading::Interrupted),
+                ..d.clone()
+            })
+            .collect();
+        for document in turned {
+            self.emit(Update::Document(document));
+        }
+    }
+
     pub(crate) fn upload_progress(&self, id: Uuid, sent: u64, total: u64) {
         let mut model = self.model.lock().unwrap();
         let update = {
@@ -962,6 +996,34 @@ mod tests {
         assert_eq!(shown.upload, None);
         state.remove_document(id);
         assert!(state.documents().is_empty());
+    }
+
+    #[test]
+    fn an_upload_turning_stale_is_handed_out_again_once() {
+        let state = State::new();
+        let now = Utc::now();
+        let id = Uuid::new_v4();
+        state.apply_document(&Document {
+            id,
+            title: "Lease".into(),
+            status: DocumentStatus::Uploading,
+            error: None,
+            page_count: None,
+            byte_size: Some(10),
+            updated_at: now - chrono::TimeDelta::minutes(59),
+            upload: None,
+            uploading: None,
+        });
+        let mut updates = state.subscribe();
+        state.recheck_uploads_at(now);
+        assert!(updates.try_recv().is_err(), "still another device's");
+        state.recheck_uploads_at(now + chrono::TimeDelta::minutes(2));
+        match updates.try_recv() {
+            Ok(Update::Document(d)) => assert_eq!(d.uploading, Some(Uploading::Interrupted)),
+            other => panic!("{other:?}"),
+        }
+        state.recheck_uploads_at(now + chrono::TimeDelta::minutes(3));
+        assert!(updates.try_recv().is_err(), "handed out once");
     }
 
     #[test]
