@@ -158,7 +158,9 @@ pub struct IngestConfig {
     /// a document still `uploading` this long after its last change was cut
     /// and is deleted with its file (db/app/96_stale_uploads.sql). At least
     /// the in-flight hour of db/app/83_per_user_limits.sql, so an upload
-    /// going on is never taken.
+    /// going on is never taken. A day by default: a TUS upload URL is valid
+    /// for 24 hours (docs/platform-contract.md, "A TUS upload outlives the
+    /// client that created it"), so none can go on from its offset after it.
     pub stale_upload: Duration,
 }
 
