@@ -47,4 +47,20 @@ describe('source chips', () => {
     ]);
     expect(found).toHaveLength(2);
   });
+
+  it('two passages of one page are one chip with both of their markers, so [2] has a chip too', () => {
+    const opened: [ContextChunk, number][] = [];
+    const found = chips(
+      [
+        { id: 'a', document_id: 'doc', chunk_id: 'c1', page: 2, page_end: 2, title: 'Harbour diary.pdf' },
+        { id: 'b', document_id: 'doc', chunk_id: 'c2', page: 2, page_end: 2, title: 'Harbour diary.pdf' },
+      ],
+      opened,
+    );
+    expect(found).toHaveLength(1);
+    expect(found[0].querySelector('.chip-n')?.textContent).toBe('1, 2');
+    expect(found[0].getAttribute('aria-label')).toBe('Open sources 1 and 2: Harbour diary.pdf, page 2');
+    found[0].click();
+    expect(opened.map(([s, i]) => [s.id, i])).toEqual([['a', 0]]);
+  });
 });
