@@ -35,6 +35,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod limits;
+pub mod logs;
 pub mod metrics;
 pub mod migrate;
 pub mod platform;

@@ -78,8 +78,9 @@ fn main() -> ExitCode {
 }
 
 fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("QUIRE_COMPANION_LOG")
-        .unwrap_or_else(|_| "info".into());
+    let filter = quire_companion::logs::filter(
+        &std::env::var("QUIRE_COMPANION_LOG").unwrap_or_else(|_| "info".into()),
+    );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -30,7 +30,7 @@
 //!
 //! The public surface is what the binary, `quire-testkit`, the tests and the
 //! fuzz targets use: [`spawn`], [`Sandbox`], [`Config`] and [`config`],
-//! [`keys`], [`jwt`], and the [`ai`], [`auth`] and [`rest`] modules (whose
+//! [`keys`], [`jwt`], [`logs`], and the [`ai`], [`auth`] and [`rest`] modules (whose
 //! codecs and constants tests pin); `db`, `http`, `realtime`, `server`,
 //! `state` and `storage` are internal.
 
@@ -41,6 +41,7 @@ pub(crate) mod db;
 pub(crate) mod http;
 pub mod jwt;
 pub mod keys;
+pub mod logs;
 pub(crate) mod realtime;
 pub mod rest;
 pub(crate) mod server;

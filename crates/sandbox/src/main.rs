@@ -11,7 +11,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use quire_sandbox::Config;
 use quire_sandbox::keys::ProjectKeys;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -43,10 +42,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("QUIRE_SANDBOX_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn")),
-        )
+        .with_env_filter(quire_sandbox::logs::filter(
+            &std::env::var("QUIRE_SANDBOX_LOG").unwrap_or_else(|_| "info,tower_http=warn".into()),
+        ))
         .with_target(false)
         .init();
 
