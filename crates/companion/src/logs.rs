@@ -1,9 +1,17 @@
-//! The companion's log filter: what `QUIRE_COMPANION_LOG` asks for, with the
-//! database and HTTP libraries held at `info` whatever is asked. At `debug`
-//! `tokio_postgres` prints every statement's parameters (users' JWT claims,
-//! tool session tokens, questions), and hyper and h2 print frames at `trace`.
+//! The companion's log filter: what `QUIRE_COMPANION_LOG` asks for, and on
+//! top of it a cap that holds the database and HTTP libraries at `info`
+//! whatever is asked. At `debug` `tokio_postgres` prints every statement's
+//! parameters (users' JWT claims, tool session tokens, questions), and hyper
+//! and h2 print frames at `trace`.
+//!
+//! The cap is a second filter both must pass, not one more directive in the
+//! asked list: a more specific directive (`tokio_postgres::query=debug`) or a
+//! span directive (`[request]=trace`) would win over a directive of ours.
 
-use tracing_subscriber::EnvFilter;
+use tracing::Subscriber;
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, LevelFilter, Targets};
+use tracing_subscriber::layer::Filter;
+use tracing_subscriber::registry::LookupSpan;
 
 /// Libraries whose `debug`/`trace` output carries credentials.
 const CAPPED: [&str; 6] = [
@@ -15,15 +23,18 @@ const CAPPED: [&str; 6] = [
     "reqwest",
 ];
 
-/// `asked` (an `EnvFilter` directive list) with [`CAPPED`] at `info`; an
-/// invalid `asked` falls back to `info`.
-pub fn filter(asked: &str) -> EnvFilter {
-    let capped: String = CAPPED
-        .iter()
-        .map(|target| format!(",{target}=info"))
-        .collect();
-    EnvFilter::try_new(format!("{asked}{capped}"))
-        .unwrap_or_else(|_| EnvFilter::new(format!("info{capped}")))
+/// `asked` (an `EnvFilter` directive list; an invalid one falls back to
+/// `info`), and [`CAPPED`] at `info` whatever it says. For a layer:
+/// `fmt::layer().with_filter(filter(asked))`.
+pub fn filter<S>(asked: &str) -> impl Filter<S> + Send + Sync + 'static
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let asked = EnvFilter::try_new(asked).unwrap_or_else(|_| EnvFilter::new("info"));
+    let cap = Targets::new()
+        .with_default(LevelFilter::TRACE)
+        .with_targets(CAPPED.map(|target| (target, LevelFilter::INFO)));
+    asked.and(cap)
 }
 
 #[cfg(test)]
@@ -45,19 +56,31 @@ mod tests {
     }
 
     #[test]
-    fn trace_asked_keeps_the_database_library_at_info() {
+    fn no_directive_raises_the_database_library_past_info() {
+        use tracing_subscriber::prelude::*;
+
         let captured = Captured::default();
         let sink = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(super::filter("trace"))
-            .with_writer(move || sink.clone())
-            .finish();
+        let asked = "trace,tokio_postgres::query=trace,[request]=trace";
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || sink.clone())
+                .with_filter(super::filter(asked)),
+        );
         tracing::subscriber::with_default(subscriber, || {
+            let _request = tracing::info_span!("request").entered();
             tracing::debug!(target: "tokio_postgres::query", "parameters: [\"a-session-token\"]");
+            tracing::trace!(target: "hyper::proto::h1", "headers: authorization: a-bearer");
+            tracing::info!(target: "tokio_postgres::connection", "connection closed");
             tracing::trace!(target: "quire_companion::chat", "a companion line");
         });
         let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert!(logs.contains("a companion line"), "{logs}");
+        assert!(
+            logs.contains("connection closed"),
+            "info still shows: {logs}"
+        );
         assert!(!logs.contains("a-session-token"), "{logs}");
+        assert!(!logs.contains("a-bearer"), "{logs}");
     }
 }

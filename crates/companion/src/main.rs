@@ -78,12 +78,15 @@ fn main() -> ExitCode {
 }
 
 fn init_logs() {
-    let filter = quire_companion::logs::filter(
-        &std::env::var("QUIRE_COMPANION_LOG").unwrap_or_else(|_| "info".into()),
-    );
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    use tracing_subscriber::prelude::*;
+
+    let asked = std::env::var("QUIRE_COMPANION_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(quire_companion::logs::filter(&asked)),
+        )
         .try_init();
 }
 

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use quire_sandbox::Config;
 use quire_sandbox::keys::ProjectKeys;
+use tracing_subscriber::prelude::*;
 
 #[derive(Parser)]
 #[command(
@@ -41,11 +42,14 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(quire_sandbox::logs::filter(
-            &std::env::var("QUIRE_SANDBOX_LOG").unwrap_or_else(|_| "info,tower_http=warn".into()),
-        ))
-        .with_target(false)
+    let asked =
+        std::env::var("QUIRE_SANDBOX_LOG").unwrap_or_else(|_| "info,tower_http=warn".into());
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_filter(quire_sandbox::logs::filter(&asked)),
+        )
         .init();
 
     match cli.command {
