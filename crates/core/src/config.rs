@@ -11,6 +11,9 @@
 //!    file also holds the service key and JWT secret, which a client must
 //!    never load.
 //!
+//! Both URLs must be https, or plain http to a loopback host (the local
+//! stack): the rule of [`crate::discovery`], applied to configured values too.
+//!
 //! The anon key is a public key (every client ships it), but it is still
 //! never logged.
 
@@ -177,6 +180,15 @@ fn parse_url(field: &str, value: &str) -> Result<Url> {
             "{field} must be an http or https URL, not {value:?}"
         )));
     }
+    // The rule of the connect screen's address (crate::discovery): passwords
+    // and tokens go there.
+    if !crate::discovery::is_secure_or_local(&url) {
+        return Err(Error::NotConfigured(format!(
+            "{field} {value:?} does not use https, so passwords and tokens sent there could be \
+             read on the way. Use its https:// address; plain http is only for this computer \
+             (localhost, 127.0.0.1, ::1)"
+        )));
+    }
     Ok(url)
 }
 
@@ -210,22 +222,25 @@ mod tests {
 
     #[test]
     fn env_overrides_the_file_and_the_stack_overrides_env() {
-        let file = "api_url = \"http://file:1\"\nanon_key = \"file-key\"\ncompanion_url = \"http://file:2\"\n";
-        let config =
-            Config::from_sources(Some(file), env(&[("QUIRE_API_URL", "http://env:1")]), None)
-                .unwrap();
-        assert_eq!(config.api_url.as_str(), "http://env:1/");
-        assert_eq!(config.anon_key, "file-key");
-        assert_eq!(config.companion_url.as_str(), "http://file:2/");
-
-        let stack = r#"{"api_url":"http://stack:1","anon_key":"stack-key","companion_url":"http://stack:2"}"#;
+        let file = "api_url = \"https://file.example.com\"\nanon_key = \"file-key\"\ncompanion_url = \"http://127.0.0.2:2\"\n";
         let config = Config::from_sources(
             Some(file),
-            env(&[("QUIRE_API_URL", "http://env:1")]),
+            env(&[("QUIRE_API_URL", "https://env.example.com:1")]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.api_url.as_str(), "https://env.example.com:1/");
+        assert_eq!(config.anon_key, "file-key");
+        assert_eq!(config.companion_url.as_str(), "http://127.0.0.2:2/");
+
+        let stack = r#"{"api_url":"http://localhost:1","anon_key":"stack-key","companion_url":"http://[::1]:2"}"#;
+        let config = Config::from_sources(
+            Some(file),
+            env(&[("QUIRE_API_URL", "https://env.example.com:1")]),
             Some(stack),
         )
         .unwrap();
-        assert_eq!(config.api_url.as_str(), "http://stack:1/");
+        assert_eq!(config.api_url.as_str(), "http://localhost:1/");
         assert_eq!(config.anon_key, "stack-key");
     }
 
@@ -238,5 +253,41 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("companion_url"), "{error}");
+    }
+
+    #[test]
+    fn plain_http_is_only_for_this_computer() {
+        for (name, value) in [
+            ("QUIRE_API_URL", "http://127.0.0.1:54321"),
+            ("QUIRE_API_URL", "https://project.example.com"),
+            ("QUIRE_COMPANION_URL", "http://localhost:54380"),
+            ("QUIRE_COMPANION_URL", "https://quire.example.com"),
+        ] {
+            let config =
+                Config::from_sources(None, env(&[("QUIRE_ANON_KEY", "k"), (name, value)]), None);
+            assert!(config.is_ok(), "{name}={value}: {config:?}");
+        }
+        for (name, field, value) in [
+            ("QUIRE_API_URL", "api_url", "http://project.example.com"),
+            (
+                "QUIRE_COMPANION_URL",
+                "companion_url",
+                "http://10.0.0.2:54380",
+            ),
+            (
+                "QUIRE_COMPANION_URL",
+                "companion_url",
+                "http://localhost.example.com",
+            ),
+        ] {
+            let error =
+                Config::from_sources(None, env(&[("QUIRE_ANON_KEY", "k"), (name, value)]), None)
+                    .unwrap_err();
+            assert_eq!(error.code(), crate::ErrorCode::NotConfigured, "{value}");
+            let said = error.to_string();
+            assert!(said.contains(field) && said.contains(value), "{said}");
+            assert!(said.contains("https://"), "{said}");
+            assert!(said.contains("only for this computer"), "{said}");
+        }
     }
 }

@@ -86,11 +86,20 @@ pub fn normalise(typed: &str) -> Result<Url> {
     Ok(url)
 }
 
+/// The one rule for every address the core calls (here and in
+/// [`crate::config`]): https, or plain http to a loopback host.
+pub(crate) fn is_secure_or_local(url: &Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback(url),
+        _ => false,
+    }
+}
+
 /// https, or http to a loopback host.
 fn check_scheme(url: &Url) -> Result<()> {
     match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(url) => Ok(()),
+        _ if is_secure_or_local(url) => Ok(()),
         "http" => Err(Error::InsecureServer {
             address: url.as_str().trim_end_matches('/').to_owned(),
         }),
