@@ -480,11 +480,12 @@ async fn steps(state: &AppState, worker: &str, job: &Job) -> Result<Done, Stop> 
     }
 }
 
-/// Streams the object from Storage into `POST /api/sources/upload`; the
-/// source's id (an existing one for a duplicate). The object must be a PDF of
-/// the document's registered size: its header is read first, and the
-/// stream stops with an error at the first byte past that size (or when it
-/// ends short of it), so the platform never receives another file.
+/// Streams the object from Storage into `POST /api/sources/upload`, followed
+/// by its owner's mark ([`owner_mark`]); the source's id (an existing one for
+/// a duplicate of the same owner's). The object must be a PDF of the
+/// document's registered size: its header is read first, and the stream
+/// stops with an error at the first byte past that size (or when it ends
+/// short of it), so the platform never receives another file.
 async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
     let path = format!(
         "/storage/v1/object/authenticated/documents/{}",
@@ -517,8 +518,12 @@ async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
         return Err(Stop::Permanent(NOT_A_PDF.to_owned()));
     }
     let wrong_size = Arc::new(AtomicBool::new(false));
-    let body = reqwest::Body::wrap_stream(exactly(head, rest, size, wrong_size.clone()));
-    let part = Part::stream_with_length(body, size)
+    let mark = owner_mark(job.owner_id);
+    let sent = size + mark.len() as u64;
+    let file = exactly(head, rest, size, wrong_size.clone())
+        .chain(futures_util::stream::once(async move { Ok(mark) }));
+    let body = reqwest::Body::wrap_stream(file);
+    let part = Part::stream_with_length(body, sent)
         .file_name(format!("{}.pdf", job.document_id))
         .mime_str("application/pdf")
         .map_err(|e| Stop::Transient(e.to_string()))?;
@@ -552,6 +557,26 @@ async fn upload(state: &AppState, job: &Job) -> Result<Uuid, Stop> {
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| Stop::Transient(format!("the upload's answer has no id: {body}")))
+}
+
+/// A PDF comment line naming the file's owner, sent after the file's last
+/// byte, so that each user's sources are their own.
+///
+/// The platform de-duplicates sources by the sha256 of their bytes across the
+/// whole project (docs/platform/ai-api.md §7.2). Without the mark, a file
+/// another user had uploaded came back as that user's source, already
+/// extracted and indexed, and was ready sooner than a new file: the time to
+/// "Ready" told a user that someone else had uploaded the same file. Measured
+/// on the local stack (five rounds of two-page PDFs, B uploading A's file and
+/// then a new one): 211–312 ms against 368–765 ms, and on a real project,
+/// where extraction and embedding take seconds, the gap is wider. With the
+/// mark the same bytes from two users are two sources, extracted and indexed
+/// each; one user's repeated upload still reuses their own. PDF readers find
+/// the cross-reference table from the end of the file within its last
+/// kilobyte and read nothing after `%%EOF` as content, so the mark changes no
+/// text.
+fn owner_mark(owner: Uuid) -> Bytes {
+    Bytes::from(format!("\n%Quire-owner {owner}\n"))
 }
 
 /// The first pieces of a download, at least [`HEADER_BYTES`] of them unless
@@ -619,7 +644,8 @@ where
 /// A refused `POST /api/sources/upload`: the existing source of a duplicate,
 /// or why the document cannot be ingested.
 fn duplicate_or_refusal(err: PlatformError) -> Result<Uuid, Stop> {
-    // Same bytes already uploaded, by anyone (docs/platform/ai-api.md §7.2).
+    // The same bytes, owner's mark included, already uploaded: by this owner
+    // (docs/platform/ai-api.md §7.2, `owner_mark`).
     if let Some(ApiCode::DuplicateSource(Some(existing))) = err.code() {
         return Ok(*existing);
     }
