@@ -280,17 +280,15 @@ pub async fn submit(State(state): State<AppState>, from: ClientInfo, body: Bytes
         Err(e) => return error_redirect(&target, &e),
     };
     drop(client);
-    let Some(user) = user else {
+    // An unknown address costs the same Argon2 work as a wrong password
+    // (`password::verify_for_sign_in`).
+    let hash = user.as_ref().and_then(|u| u.encrypted_password.clone());
+    let memory_kib = state.config.password_hash_memory_kib;
+    let matches =
+        password::verify_for_sign_in(field("password").to_owned(), hash, memory_kib).await;
+    let Some(user) = user.filter(|_| matches) else {
         return again("Invalid login credentials");
     };
-    if !password::verify(
-        field("password").to_owned(),
-        user.encrypted_password.clone(),
-    )
-    .await
-    {
-        return again("Invalid login credentials");
-    }
     if !user.is_confirmed() {
         return again("Email not confirmed");
     }

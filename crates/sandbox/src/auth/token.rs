@@ -105,16 +105,21 @@ async fn password_grant(
             .map_err(|e| AuthError::internal("Database error querying schema", e))?;
         users::find_by_email(&client, &params.email).await?
     };
-    let Some(user) = user.filter(|u| u.deleted_at.is_none()) else {
+    let memory_kib = state.config.password_hash_memory_kib;
+    // No such user, or one without a password: the same Argon2 work as a wrong
+    // password, so the answer's time does not tell that the address has no
+    // account (stricter than GoTrue: docs/platform-contract.md §1).
+    let Some(user) = user.filter(|u| {
+        u.deleted_at.is_none() && !u.encrypted_password.as_deref().unwrap_or("").is_empty()
+    }) else {
+        password::verify_for_sign_in(params.password, None, memory_kib).await;
         return Err(invalid());
     };
-    if user.encrypted_password.as_deref().unwrap_or("").is_empty() {
-        return Err(invalid());
-    }
     if user.is_banned() {
         return Err(AuthError::bad_request(code::USER_BANNED, "User is banned"));
     }
-    if !password::verify(params.password.clone(), user.encrypted_password.clone()).await {
+    let hash = user.encrypted_password.clone();
+    if !password::verify_for_sign_in(params.password.clone(), hash, memory_kib).await {
         return Err(invalid());
     }
     if !user.is_confirmed() {

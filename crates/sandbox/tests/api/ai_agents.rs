@@ -6,6 +6,7 @@
 //! run that outlives its client.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -705,6 +706,124 @@ async fn a_tool_answer_reaches_the_model_cut_to_10000_characters_without_a_suffi
     let expected = format!("\"{}", "é".repeat(9_999));
     assert_eq!(tool_message(&requests[1].1), expected);
     assert_eq!(sse.one("tool_result")["result_meta"]["char_count"], 10_000);
+}
+
+/// A server on 127.0.0.1 answering every request with `status` and
+/// `Location: to`: its base URL and how many requests it got.
+async fn redirecting_server(status: u16, to: String) -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let handler = move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let to = to.clone();
+        async move {
+            axum::response::Response::builder()
+                .status(status)
+                .header("location", to)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        }
+    };
+    let router = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, hits)
+}
+
+/// Sandbox only, stricter than the platform (whose `requests` follows it):
+/// a tool's redirect is not followed, so its static headers and the
+/// arguments never reach where it points; the model reads an error in the
+/// platform's shape and the run goes on (docs/platform-contract.md §6).
+#[tokio::test]
+async fn a_tool_answering_with_a_redirect_is_not_followed_and_the_model_reads_an_error() {
+    let (model_url, model_log) = fake_model().await;
+    let (elsewhere, elsewhere_log) = tool_server(Behaviour::Answer(json!({"results": []}))).await;
+    let (redirecting, redirect_hits) = redirecting_server(302, elsewhere.clone()).await;
+    let tool_url = format!("{redirecting}/tool");
+    let app = spawn_sandbox_with({
+        let model_url = url::Url::parse(&model_url).unwrap();
+        move |c| {
+            c.agents.token_delay_ms = 0;
+            c.agents.allow_loopback_tool_endpoints = true;
+            c.agents.llm_url = Some(model_url);
+            c.agents.llm_api_key = Some(secrecy::SecretString::from("sk-test".to_owned()));
+            c.agents.llm_model = "test-model".to_owned();
+        }
+    })
+    .await;
+    let agent = create_agent(&app, "You answer from the user's documents.").await;
+    add_tool(&app, &agent, "search_my_documents", &tool_url, 30).await;
+
+    let (_, sse) = stream(&app, &agent, None, json!({"message": "When is INV-7 due?"})).await;
+
+    let expected = format!(
+        "Error: 302 Found for url: {tool_url} (a redirect, not followed: refused by the sandbox's \
+         guard, which is stricter than the platform)"
+    );
+    assert_eq!(sse.one("tool_result")["result_preview"], expected);
+    let complete = sse.one("complete");
+    assert_eq!(
+        complete["status"], "completed",
+        "the run goes on: {complete}"
+    );
+    assert_eq!(complete["tool_calls"][0]["result"], expected);
+    let requests = model_log.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(tool_message(&requests[1].1), expected);
+    assert_eq!(redirect_hits.load(Ordering::SeqCst), 1);
+    assert!(
+        elsewhere_log.lock().unwrap().is_empty(),
+        "the redirect's target got a request (with the tool's static Authorization)"
+    );
+}
+
+/// Sandbox only: the model's URL answering with a redirect fails the run with
+/// the usual model error, and the API key never travels to where it points.
+#[tokio::test]
+async fn a_model_url_answering_with_a_redirect_is_not_followed_and_the_run_fails() {
+    let (elsewhere, elsewhere_log) = fake_model().await;
+    let to = format!("{elsewhere}/chat/completions");
+    let (redirecting, redirect_hits) = redirecting_server(307, to.clone()).await;
+    let app = spawn_sandbox_with({
+        let model_url = url::Url::parse(&format!("{redirecting}/v1")).unwrap();
+        move |c| {
+            c.agents.token_delay_ms = 0;
+            c.agents.llm_url = Some(model_url);
+            c.agents.llm_api_key = Some(secrecy::SecretString::from("sk-test".to_owned()));
+            c.agents.llm_model = "test-model".to_owned();
+        }
+    })
+    .await;
+    let agent = create_agent(&app, "").await;
+
+    let (_, sse) = stream(&app, &agent, None, json!({"message": "Hello"})).await;
+
+    assert_eq!(sse.names(), ["start", "error", "complete"]);
+    let error = sse.one("error");
+    assert_eq!(
+        error["error"],
+        format!(
+            "the model answered 307, a redirect to {to:?}, which the sandbox does not follow: \
+             set --llm-url to the endpoint itself"
+        )
+    );
+    let complete = sse.one("complete");
+    assert_eq!(complete["status"], "failed");
+    assert_eq!(complete["error"], error["error"]);
+    let run = finished_run(&app, complete["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(redirect_hits.load(Ordering::SeqCst), 1);
+    let reached = elsewhere_log.lock().unwrap().clone();
+    assert!(
+        reached.is_empty(),
+        "the redirect's target got {} request(s), authorization {:?}",
+        reached.len(),
+        reached
+            .iter()
+            .map(|(headers, _)| headers.get("authorization").cloned())
+            .collect::<Vec<_>>()
+    );
 }
 
 const WARRANTY_QUESTION: &str = "How long is the warranty on the motor?";

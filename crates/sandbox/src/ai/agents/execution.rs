@@ -844,9 +844,17 @@ fn instructions(agent: &Agent, gathered: &Gathered) -> String {
 }
 
 /// The model's client (an OpenAI-compatible endpoint the operator configured).
+/// It follows no redirect: a 3xx fails the run ([`super::llm::LlmError::Redirected`]),
+/// so the API key in its `Authorization` never travels to where a redirect
+/// points.
 fn http_client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("the model client's settings are valid")
+    })
 }
 
 /// The custom tools' client, one per loopback allowance (sandboxes in one

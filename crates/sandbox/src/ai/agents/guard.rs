@@ -11,8 +11,12 @@
 //!   refused, and connects only to the addresses it checked: the client's
 //!   resolver *is* the check, so no second DNS answer (a rebinding) can come
 //!   between check and connect;
-//! - checks every redirect hop the same way, and uses no proxy from the
-//!   environment (a proxy would resolve the host itself).
+//! - follows no redirect (a 3xx answer is the tool's error, see
+//!   [`super::http_tool`]), where the platform's `requests` follows up to 30
+//!   to anywhere: a redirect would carry the tool's static headers (its
+//!   `Authorization`) and the arguments on to a host nobody configured;
+//! - uses no proxy from the environment (a proxy would resolve the host
+//!   itself).
 //!
 //! `allow_loopback` (`QUIRE_SANDBOX_ALLOW_LOOPBACK_TOOL_ENDPOINTS`) lets plain
 //! loopback through, 127.0.0.0/8 and `::1`, for tests and a local stack.
@@ -26,9 +30,6 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect;
-
-/// Redirects followed before the call fails, as reqwest's default policy.
-const MAX_REDIRECTS: usize = 10;
 
 /// An address the guard refuses. The model reads
 /// `Error: URL blocked — {this}`.
@@ -163,7 +164,7 @@ impl Resolve for CheckingResolver {
 }
 
 /// The HTTP client for custom tools, behind the guard: names resolved
-/// through its [`Lookup`] and checked, redirect hops checked, no proxy.
+/// through its [`Lookup`] and checked, no redirect followed, no proxy.
 #[derive(Clone)]
 pub struct ToolClient {
     pub(crate) http: reqwest::Client,
@@ -178,18 +179,9 @@ impl ToolClient {
 
     /// A client over `lookup` (tests answer names with it).
     pub fn with_lookup(allow_loopback: bool, lookup: Arc<dyn Lookup>) -> Self {
-        let policy = redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= MAX_REDIRECTS {
-                return attempt.error("too many redirects");
-            }
-            match check_url(attempt.url(), allow_loopback) {
-                Ok(()) => attempt.follow(),
-                Err(internal) => attempt.error(internal),
-            }
-        });
         let http = reqwest::Client::builder()
             .no_proxy()
-            .redirect(policy)
+            .redirect(redirect::Policy::none())
             .dns_resolver(Arc::new(CheckingResolver {
                 lookup,
                 allow_loopback,

@@ -11,8 +11,10 @@
 //!
 //! Stricter than the platform: the call goes through [`guard::ToolClient`],
 //! which refuses internal addresses the platform's check lets through (a name
-//! resolving to one, `127.1`, `[::]`, CGNAT, NAT64, 6to4, a redirect to one)
-//! and connects only to the addresses it checked.
+//! resolving to one, `127.1`, `[::]`, CGNAT, NAT64, 6to4) and connects only
+//! to the addresses it checked; and it follows no redirect, where `requests`
+//! would: a 3xx answer is the result [`redirect_refused`] (`Error: 302 Found
+//! for url: … (a redirect, not followed: …)`), and the run goes on.
 
 use std::time::Duration;
 
@@ -128,6 +130,9 @@ pub async fn call(
         },
     };
     let status = response.status();
+    if status.is_redirection() {
+        return redirect_refused(status, &url);
+    }
     if status.is_client_error() || status.is_server_error() {
         let kind = if status.is_client_error() {
             "Client"
@@ -144,6 +149,19 @@ pub async fn call(
         Ok(text) => text.chars().take(MAX_OUTPUT_CHARS).collect(),
         Err(err) => format!("Error: {}", transport_error(&url, &err, config.timeout)),
     }
+}
+
+/// What the model reads when the tool answers with a redirect: an error in
+/// the platform's shape (`Error: <status> … for url: <url>`, as
+/// `raise_for_status` words a failed answer), labelled as the sandbox's own
+/// refusal, since the platform would have followed it.
+fn redirect_refused(status: reqwest::StatusCode, url: &url::Url) -> String {
+    let reason = status.canonical_reason().unwrap_or("Redirect");
+    format!(
+        "Error: {} {reason} for url: {url} (a redirect, not followed: refused by the sandbox's \
+         guard, which is stricter than the platform)",
+        status.as_u16()
+    )
 }
 
 /// A transport failure in the words of `requests`/urllib3, which is what the
@@ -387,34 +405,51 @@ mod tests {
         }
 
         #[tokio::test]
-        async fn a_redirect_to_an_internal_address_is_refused() {
+        async fn no_redirect_is_followed_wherever_it_points() {
             let server = tool_server().await;
-            let lookup = fake(|host, _| match host {
-                "metadata.example.com" => vec![ip("169.254.169.254")],
-                _ => vec![ip("127.0.0.1")],
+            let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+            let lookup = fake({
+                let asked = asked.clone();
+                move |host, _| {
+                    asked.lock().unwrap().push(host.to_owned());
+                    match host {
+                        "metadata.example.com" => vec![ip("169.254.169.254")],
+                        "public.example.com" => vec![ip("93.184.216.34")],
+                        _ => vec![ip("127.0.0.1")],
+                    }
+                }
             });
             // The loopback allowance lets the first hop reach the test server.
             let client = ToolClient::with_lookup(true, lookup);
-            for (target, refused) in [
-                ("http://10.0.0.1/x", "10.0.0.1 (private) of host 10.0.0.1"),
-                ("http://[::]/x", ":: (unspecified) of host [::]"),
-                (
-                    "http://metadata.example.com/latest",
-                    "169.254.169.254 (link-local) of host metadata.example.com",
-                ),
+            for target in [
+                format!("http://tools.example.com:{}/tool", server.port),
+                format!("http://127.0.0.1:{}/tool", server.port),
+                "http://public.example.com/x".to_owned(),
+                "http://10.0.0.1/x".to_owned(),
+                "http://[::]/x".to_owned(),
+                "http://metadata.example.com/latest".to_owned(),
             ] {
                 let endpoint = format!(
                     "http://tools.example.com:{}/redirect?to={target}",
                     server.port
                 );
                 let result = call_at(&client, &endpoint).await;
-                assert!(
-                    result.starts_with(&format!(
-                        "Error: URL blocked — URL targets internal address {refused}"
-                    )),
-                    "{target}: {result}"
+                assert_eq!(
+                    result,
+                    format!(
+                        "Error: 307 Temporary Redirect for url: {endpoint} (a redirect, not \
+                         followed: refused by the sandbox's guard, which is stricter than the \
+                         platform)"
+                    ),
+                    "{target}"
                 );
             }
+            assert_eq!(server.hits.load(Ordering::SeqCst), 0, "never followed");
+            let asked = asked.lock().unwrap();
+            assert!(
+                asked.iter().all(|host| host == "tools.example.com"),
+                "only the first hop's name was resolved: {asked:?}"
+            );
         }
 
         #[tokio::test]

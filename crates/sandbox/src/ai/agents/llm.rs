@@ -11,7 +11,9 @@
 //! completion instead is understood too.
 //!
 //! Errors keep what the server said: the status and raw body of a refusal,
-//! the undecodable line of a broken stream.
+//! the undecodable line of a broken stream. A redirect is an error too (the
+//! client follows none: the request carries the API key), naming where it
+//! pointed.
 
 use futures_util::StreamExt as _;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -54,6 +56,13 @@ pub enum LlmError {
     Transport { url: String, reason: String },
     #[error("the model answered {status}: {body}")]
     Refused { status: u16, body: String },
+    /// A 3xx: the sandbox follows no redirect of the model's (the request
+    /// carries the API key).
+    #[error(
+        "the model answered {status}, a redirect to {location:?}, which the sandbox does not \
+         follow: set --llm-url to the endpoint itself"
+    )]
+    Redirected { status: u16, location: String },
     #[error("the model's answer could not be read ({reason}): {raw}")]
     Protocol { reason: String, raw: String },
 }
@@ -104,6 +113,17 @@ impl Llm {
         };
         let response = request.send().await.map_err(transport)?;
         let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                .unwrap_or_default();
+            return Err(LlmError::Redirected {
+                status: status.as_u16(),
+                location,
+            });
+        }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             return Err(LlmError::Refused {

@@ -1,10 +1,12 @@
 //! `POST /token?grant_type=password` and unsupported grants.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use uuid::Uuid;
 
 use super::support::{PASSWORD_A, PASSWORD_B, claims_of, field, two_users, user_id};
-use quire_testkit::{json_of, spawn_sandbox};
+use quire_testkit::{json_of, spawn_sandbox, spawn_sandbox_with};
 
 #[tokio::test]
 async fn the_right_password_opens_a_new_session() {
@@ -66,6 +68,73 @@ async fn wrong_credentials_all_look_the_same() {
         .unwrap()
         .get(0);
     assert_eq!(sessions, 2, "only the two sign-up sessions");
+}
+
+/// An address with no account costs a sign-in the same Argon2 work as a
+/// wrong password, and gets the same bytes back: neither the answer nor its
+/// time tells whether the address has an account (stricter than GoTrue,
+/// which answers an unknown address before hashing: docs/platform-contract.md
+/// §1). Not a race against a clock: Argon2 dominates a failed sign-in, so
+/// without the dummy verification an unknown address answers in a small
+/// fraction of a wrong password's time; attempts alternate, so a busy
+/// machine slows both alike.
+#[tokio::test]
+async fn an_unknown_address_costs_a_sign_in_the_same_hash_work_as_a_wrong_password() {
+    // Costlier hashes than the tests' default, so that Argon2 is most of an answer's time.
+    let app = spawn_sandbox_with(|c| c.password_hash_memory_kib = 4096).await;
+    let (_a, _b) = two_users(&app).await;
+
+    const ROUNDS: usize = 15;
+    let mut known: Vec<Duration> = Vec::new();
+    let mut unknown: Vec<Duration> = Vec::new();
+    let mut answers = Vec::new();
+    // One warm-up round of each, then the measured ones, alternating which goes first.
+    for round in 0..=ROUNDS {
+        let order = if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for is_known in order {
+            let email = if is_known {
+                "alice@example.com"
+            } else {
+                "nobody@example.com"
+            };
+            let started = Instant::now();
+            let response = app.sign_in(email, "wrong password").await;
+            let status = response.status();
+            let code = response.headers()["x-sb-error-code"].clone();
+            let body = response.bytes().await.unwrap();
+            let took = started.elapsed();
+            answers.push((status, code, body));
+            if round > 0 {
+                if is_known { &mut known } else { &mut unknown }.push(took);
+            }
+        }
+    }
+    let (status, code, body) = &answers[0];
+    assert_eq!(*status, 400);
+    assert_eq!(code, "invalid_credentials");
+    assert_eq!(
+        &body[..],
+        br#"{"code":400,"error_code":"invalid_credentials","msg":"Invalid login credentials"}"#
+    );
+    assert!(
+        answers.iter().all(|answer| answer == &answers[0]),
+        "every answer is byte for byte the same: {answers:?}"
+    );
+
+    let median = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2]
+    };
+    let (known, unknown) = (median(&mut known), median(&mut unknown));
+    assert!(
+        unknown * 2 >= known,
+        "an unknown address answers in {unknown:?}, a wrong password in {known:?} (medians of \
+         {ROUNDS}): the unknown address skips the password hash"
+    );
 }
 
 #[tokio::test]
