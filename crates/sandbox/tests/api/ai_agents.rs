@@ -805,7 +805,7 @@ async fn a_model_url_answering_with_a_redirect_is_not_followed_and_the_run_fails
         error["error"],
         format!(
             "the model answered 307, a redirect to {to:?}, which the sandbox does not follow: \
-             set --llm-url to the endpoint itself"
+             set QUIRE_SANDBOX_LLM_URL (--llm-url) to the endpoint itself"
         )
     );
     let complete = sse.one("complete");

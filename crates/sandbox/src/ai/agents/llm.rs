@@ -60,7 +60,7 @@ pub enum LlmError {
     /// carries the API key).
     #[error(
         "the model answered {status}, a redirect to {location:?}, which the sandbox does not \
-         follow: set --llm-url to the endpoint itself"
+         follow: set QUIRE_SANDBOX_LLM_URL (--llm-url) to the endpoint itself"
     )]
     Redirected { status: u16, location: String },
     #[error("the model's answer could not be read ({reason}): {raw}")]
