@@ -49,14 +49,6 @@ struct DocumentRow {
 }
 
 #[derive(Debug, Deserialize)]
-struct Deleted {
-    storage_path: String,
-    source_id: Option<Uuid>,
-    indexed_source_id: Option<Uuid>,
-    source_still_used: bool,
-}
-
-#[derive(Debug, Deserialize)]
 struct DocumentsBucket {
     file_size_limit: Option<u64>,
 }
@@ -315,32 +307,19 @@ pub async fn ingest(
         .into_response())
 }
 
-/// `DELETE /api/documents/{id}` → 204: the Storage object, the row (its
-/// chunks and job go with it), then — unless another document still uses
-/// the same platform source — its knowledge-base entry and the source.
+/// `DELETE /api/documents/{id}` → 204: deletes the row (its chunks and job
+/// go with it). Its Storage object and platform source are deleted after
+/// it, as after any other deletion of a document, by [`crate::deletions`]
+/// (db/app/97_document_deletions.sql).
 pub async fn delete(
     State(state): State<AppState>,
     user: User,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let document = own_document(&state, &user, &id).await?;
-
-    // The file first: if that fails nothing is gone and the client can retry.
-    let path = format!("/storage/v1/object/documents/{}", document.storage_path);
-    match state
-        .platform
-        .call(
-            "DELETE /storage/v1/object/documents/…",
-            state.platform.request(Method::DELETE, &path, Auth::Service),
-        )
-        .await
-    {
-        Ok(()) => {}
-        Err(err) if err.status() == Some(404) => {}
-        Err(err) => return Err(err.into()),
-    }
-
-    let deleted: Vec<Deleted> = state
+    // A row when the document was there (db/app/60_ingest.sql); what it
+    // says about the platform's copies is the drain's to act on.
+    let deleted: Vec<serde_json::Value> = state
         .platform
         .rpc(
             Auth::Service,
@@ -348,63 +327,8 @@ pub async fn delete(
             &json!({"document_id": document.id, "owner_id": user.id}),
         )
         .await?;
-    let Some(deleted) = deleted.into_iter().next() else {
+    if deleted.is_empty() {
         return Err(ApiError::not_found("document"));
-    };
-    if deleted.storage_path != document.storage_path {
-        tracing::warn!(document_id = %document.id, "a deleted document's storage path changed meanwhile");
-    }
-    if let Some(source) = deleted.source_id
-        && !deleted.source_still_used
-    {
-        let state = state.clone();
-        // The platform's copies are the companion's to tidy; the user's
-        // request is done whatever happens here.
-        tokio::spawn(async move {
-            if let Err(err) = remove_source(&state, source, deleted.indexed_source_id).await {
-                tracing::warn!(%source, error = %err, "could not remove an unused platform source");
-            }
-        });
     }
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-async fn remove_source(
-    state: &AppState,
-    source: Uuid,
-    entry: Option<Uuid>,
-) -> Result<(), PlatformError> {
-    let kb = state.config.knowledge_base_id;
-    let gone = |r: Result<(), PlatformError>| match r {
-        Err(err) if err.status() == Some(404) => Ok(()),
-        other => other,
-    };
-    if let Some(entry) = entry {
-        gone(
-            state
-                .platform
-                .call(
-                    "DELETE /api/knowledge-bases/{id}/sources/{entry}",
-                    state.platform.request(
-                        Method::DELETE,
-                        &format!("/api/knowledge-bases/{kb}/sources/{entry}"),
-                        Auth::Service,
-                    ),
-                )
-                .await,
-        )?;
-    }
-    gone(
-        state
-            .platform
-            .call(
-                "DELETE /api/sources/{id}",
-                state.platform.request(
-                    Method::DELETE,
-                    &format!("/api/sources/{source}"),
-                    Auth::Service,
-                ),
-            )
-            .await,
-    )
 }

@@ -5,7 +5,8 @@
 //! agent with the user's own chunks and streaming Quire's events
 //! ([`chat`]; the vocabulary is in `EVENTS.md`), gives the agent a search
 //! tool that acts as the user ([`tool`]), registers and ingests documents
-//! ([`documents`], [`ingest`]), and provisions the agent and knowledge base
+//! ([`documents`], [`ingest`]), deletes deleted documents' files and
+//! sources ([`deletions`]), and provisions the agent and knowledge base
 //! ([`provision`]), applies `db/app` ([`migrate`]) and checks a deployment
 //! ([`doctor`]). It reaches the platform only through `/rest/v1`,
 //! `/storage/v1` and `/api` ([`platform`]); only `migrate` and `doctor`
@@ -28,6 +29,7 @@
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod deletions;
 pub mod discovery;
 pub mod doctor;
 pub mod documents;

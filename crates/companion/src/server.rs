@@ -320,6 +320,8 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
     drop(purge);
     let drain = tokio::spawn(crate::sessions::drain_deletions(state.clone()));
     drop(drain);
+    let drain = tokio::spawn(crate::deletions::drain_deletions(state.clone()));
+    drop(drain);
 
     let stop_serving = CancellationToken::new();
     let mut servers = vec![serve(listener, router(state.clone()), &stop_serving)];

@@ -111,15 +111,20 @@ async fn deleting_a_document_removes_it_everywhere() {
             .await,
         0
     );
-    assert_eq!(
-        app.count(
-            "select count(*) from storage.objects where bucket_id = 'documents'",
-            &[]
-        )
-        .await,
-        0
-    );
+    // The file and the source go after the row, drained from the outbox
+    // (db/app/97_document_deletions.sql).
     let started = std::time::Instant::now();
+    while app
+        .count(
+            "select count(*) from storage.objects where bucket_id = 'documents'",
+            &[],
+        )
+        .await
+        > 0
+    {
+        assert!(started.elapsed() < PATIENCE, "the file is removed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     while app
         .count("select count(*) from ai.sources where id = $1", &[&source])
         .await

@@ -9,6 +9,7 @@ mod chat;
 mod cli;
 mod discovery;
 mod doctor;
+mod document_deletions;
 mod documents;
 mod edges;
 mod faults;

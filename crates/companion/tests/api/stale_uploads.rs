@@ -87,10 +87,12 @@ async fn an_upload_still_uploading_a_day_later_is_deleted_with_its_file() {
         !exists(&app, stale).await
     })
     .await;
-    assert!(
-        !object_exists(&app, &stale_path).await,
-        "its file went with it"
-    );
+    // Its file goes after it, drained from the outbox
+    // (db/app/97_document_deletions.sql).
+    eventually(30, "its file goes with it", async || {
+        !object_exists(&app, &stale_path).await
+    })
+    .await;
     assert!(exists(&app, recent).await, "A's recent upload stays");
     assert!(exists(&app, failed).await, "A's failed document stays");
     assert!(exists(&app, b_recent).await, "B's upload stays");

@@ -5,6 +5,7 @@
 mod fixtures;
 
 mod conversations;
+mod document_deletions;
 mod documents;
 mod hardening;
 mod harness;
