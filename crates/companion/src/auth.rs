@@ -5,6 +5,13 @@
 //! `sub` a UUID, `role` = `authenticated` (a token claiming `service_role`
 //! is refused, whoever signed it).
 //!
+//! A user signed in anonymously (GoTrue's anonymous sign-ins:
+//! `is_anonymous: true` in an otherwise ordinary user token) is refused on
+//! every user route with 403 `anonymous_not_allowed` unless
+//! `QUIRE_COMPANION_ALLOW_ANONYMOUS_USERS=true`
+//! ([`crate::config::Config::allow_anonymous_users`]): anyone can make such
+//! an account, as many as they like.
+//!
 //! Also signs the 60-second user tokens the search tool runs `search_chunks`
 //! under ([`JwtKeys::sign_user_token`]).
 
@@ -44,6 +51,18 @@ impl fmt::Debug for JwtKeys {
 struct Claims {
     sub: String,
     role: Option<String>,
+    /// GoTrue's claim; absent in older tokens (and the tool's own): `false`.
+    #[serde(default)]
+    is_anonymous: bool,
+}
+
+/// What a verified user access token says of its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// `sub`.
+    pub id: Uuid,
+    /// `is_anonymous`: an anonymous sign-in.
+    pub anonymous: bool,
 }
 
 #[derive(Serialize)]
@@ -103,6 +122,11 @@ impl JwtKeys {
     /// The user of `token`, or `None` for any token that is not a valid,
     /// unexpired user access token of this project.
     pub fn verify(&self, token: &str) -> Option<Uuid> {
+        self.verify_user(token).map(|user| user.id)
+    }
+
+    /// [`JwtKeys::verify`], with whether the user signed in anonymously.
+    pub fn verify_user(&self, token: &str) -> Option<Verified> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
         if data.header.alg != Algorithm::HS256 {
             return None;
@@ -110,7 +134,10 @@ impl JwtKeys {
         if data.claims.role.as_deref() != Some("authenticated") {
             return None;
         }
-        Uuid::parse_str(&data.claims.sub).ok()
+        Some(Verified {
+            id: Uuid::parse_str(&data.claims.sub).ok()?,
+            anonymous: data.claims.is_anonymous,
+        })
     }
 
     /// A user token for `user`, valid for [`TOOL_TOKEN_SECS`]: what the
@@ -143,9 +170,15 @@ impl FromRequestParts<AppState> for User {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        let id = state.jwt.verify(token).ok_or_else(ApiError::unauthorized)?;
+        let verified = state
+            .jwt
+            .verify_user(token)
+            .ok_or_else(ApiError::unauthorized)?;
+        if verified.anonymous && !state.config.allow_anonymous_users {
+            return Err(ApiError::anonymous_not_allowed());
+        }
         Ok(User {
-            id,
+            id: verified.id,
             token: SecretString::from(token.to_owned()),
         })
     }
@@ -199,6 +232,24 @@ mod tests {
             keys().verify(&token).map(|u| u.to_string()),
             c["sub"].as_str().map(str::to_owned)
         );
+    }
+
+    #[test]
+    fn an_anonymous_sign_in_is_told_apart() {
+        let k = keys();
+        let plain = sign_with(SECRET, Algorithm::HS256, &claims());
+        assert!(!k.verify_user(&plain).unwrap().anonymous);
+        let named = sign_with(
+            SECRET,
+            Algorithm::HS256,
+            &with("is_anonymous", json!(false)),
+        );
+        assert!(!k.verify_user(&named).unwrap().anonymous);
+        let anonymous = sign_with(SECRET, Algorithm::HS256, &with("is_anonymous", json!(true)));
+        assert!(k.verify_user(&anonymous).unwrap().anonymous);
+        // A claim that is not a boolean is not a token GoTrue made.
+        let odd = sign_with(SECRET, Algorithm::HS256, &with("is_anonymous", json!("no")));
+        assert_eq!(k.verify_user(&odd), None);
     }
 
     #[test]

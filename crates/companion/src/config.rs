@@ -51,6 +51,13 @@ pub struct Config {
     /// addresses; [`crate::startup::check_tool_endpoint`]). Only for a local
     /// sandbox started to allow it; never in production.
     pub dev_allow_private_tool_url: bool,
+    /// `QUIRE_COMPANION_ALLOW_ANONYMOUS_USERS` (`true`/`false`, default
+    /// `false`): serve users signed in anonymously (GoTrue's anonymous
+    /// sign-ins: an `authenticated` token with `is_anonymous: true`). Off,
+    /// every user route answers them 403 `anonymous_not_allowed`
+    /// ([`crate::auth`]): anyone can mint such an account, and with it run
+    /// the agent and fill Storage at the project's cost.
+    pub allow_anonymous_users: bool,
     /// `QUIRE_COMPANION_TOOL_SECRET`: sent by the platform in the tool's
     /// `Authorization` header; at least 32 bytes.
     pub tool_secret: SecretString,
@@ -73,6 +80,40 @@ pub struct Config {
     pub ingest: IngestConfig,
 }
 
+/// How long the companion waits on the platform, for every call it makes
+/// ([`crate::platform::Platform`]). Not settings: the defaults suit any
+/// deployment; tests shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Connecting (default 10 s).
+    pub connect: Duration,
+    /// The whole of an ordinary call, from connecting to the last byte of
+    /// its answer (default 30 s, [`crate::platform::CALL_TIMEOUT`]). A call
+    /// that streams has a longer one: `run/stream` the run's timeout plus a
+    /// minute, a download from Storage and a document's upload to the AI
+    /// service ten minutes ([`crate::platform::Platform::send`]).
+    pub call: Duration,
+    /// The longest silence of any answer, streams included: waiting for its
+    /// head, then between two reads of its body (default 120 s,
+    /// [`crate::platform::READ_TIMEOUT`]). `run/stream` breaks a silence
+    /// with a keepalive comment (docs/platform/ai-api.md §5.4; the sandbox
+    /// every 30 s) and a tool call is given 30 s, so two minutes with no
+    /// byte is a platform that stopped answering, not a model thinking.
+    /// Not applied to a call whose body is a stream (a document's upload to
+    /// the AI service): its file is being sent all that time.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            call: crate::platform::CALL_TIMEOUT,
+            read: crate::platform::READ_TIMEOUT,
+        }
+    }
+}
+
 /// Where the platform is and the keys to call it with.
 #[derive(Clone)]
 pub struct PlatformConfig {
@@ -83,6 +124,8 @@ pub struct PlatformConfig {
     /// `QUIRE_COMPANION_SERVICE_ROLE_KEY`: `apikey` and bearer of calls
     /// made as the service role. Never logged, never sent to a client.
     pub service_role_key: SecretString,
+    /// How long calls may take.
+    pub timeouts: Timeouts,
 }
 
 /// Per-user and per-request limits.
@@ -195,6 +238,7 @@ impl fmt::Debug for Config {
                 "dev_allow_private_tool_url",
                 &self.dev_allow_private_tool_url,
             )
+            .field("allow_anonymous_users", &self.allow_anonymous_users)
             .field("delta_interval", &self.delta_interval)
             .field("run_timeout", &self.run_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
@@ -209,6 +253,7 @@ impl fmt::Debug for PlatformConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PlatformConfig")
             .field("api_url", &self.api_url.as_str())
+            .field("timeouts", &self.timeouts)
             .finish_non_exhaustive()
     }
 }
@@ -294,12 +339,7 @@ impl Reader<'_> {
             "the project's URL as the desktop app reaches it",
             false,
         )?;
-        let loopback = match url.host()? {
-            url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
-            url::Host::Ipv4(ip) => ip.is_loopback(),
-            url::Host::Ipv6(ip) => ip.is_loopback(),
-        };
-        let problem = if url.scheme() != "https" && !loopback {
+        let problem = if !is_secure_or_loopback(&url) {
             Some(
                 "must be https (the app sends passwords and tokens there); only a loopback address may use http",
             )
@@ -369,13 +409,41 @@ impl Reader<'_> {
     }
 }
 
+/// https, or plain http to a loopback host (`localhost`, `127.0.0.0/8`,
+/// `::1`): the rule of every URL the companion sends keys or tokens to, and
+/// of the project's URL it hands to people's apps.
+fn is_secure_or_loopback(url: &Url) -> bool {
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => true,
+        ("http", Some(url::Host::Domain(name))) => name.eq_ignore_ascii_case("localhost"),
+        ("http", Some(url::Host::Ipv4(ip))) => ip.is_loopback(),
+        ("http", Some(url::Host::Ipv6(ip))) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
 impl PlatformConfig {
     fn read(r: &mut Reader<'_>) -> Option<PlatformConfig> {
-        let api_url = r.url(
-            "QUIRE_COMPANION_API_URL",
-            "the platform's base URL, e.g. http://127.0.0.1:54321",
-            true,
-        );
+        const API_URL: &str = "QUIRE_COMPANION_API_URL";
+        let api_url = r
+            .url(
+                API_URL,
+                "the platform's base URL, e.g. https://project.example.com",
+                true,
+            )
+            .filter(|url| {
+                let secure = is_secure_or_loopback(url);
+                if !secure {
+                    r.problems.push(format!(
+                        "{API_URL} must be https: the companion sends the service-role key and \
+                         people's tokens there; only a loopback address may use http. Put a project \
+                         reached over a private network behind TLS, or reach it through a tunnel to \
+                         a loopback port; got {:?}",
+                        url.as_str()
+                    ));
+                }
+                secure
+            });
         let anon_key = r
             .required("QUIRE_COMPANION_ANON_KEY", "the project's anon key")
             .map(SecretString::from);
@@ -389,6 +457,7 @@ impl PlatformConfig {
             api_url: api_url?,
             anon_key: anon_key?,
             service_role_key: service_role_key?,
+            timeouts: Timeouts::default(),
         })
     }
 
@@ -487,7 +556,8 @@ impl Config {
     /// `QUIRE_COMPANION_SERVICE_ROLE_KEY`, `QUIRE_COMPANION_JWT_SECRET`,
     /// `QUIRE_COMPANION_AGENT_ID`, `QUIRE_COMPANION_KNOWLEDGE_BASE_ID`,
     /// `QUIRE_COMPANION_TOOL_SECRET`. Optional (defaults in the field docs):
-    /// `LISTEN`, `PUBLIC_URL`, `DEV_ALLOW_PRIVATE_TOOL_URL`, `DELTA_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
+    /// `LISTEN`, `PUBLIC_URL`, `PUBLIC_API_URL`, `DEV_ALLOW_PRIVATE_TOOL_URL`,
+    /// `ALLOW_ANONYMOUS_USERS`, `DELTA_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
     /// `MAX_RUNS_PER_USER`, `MAX_ANSWERS_IN_FLIGHT`, `MAX_UPLOADS_PER_USER`, `MAX_MESSAGE_CHARS`,
     /// `MAX_CHUNK_IDS`, `INGEST_WORKERS`,
     /// `INGEST_LEASE_SECS`, `POLL_INITIAL_MS`, `POLL_MAX_MS`,
@@ -536,6 +606,7 @@ impl Config {
         );
         let public_api_url = r.public_api_url();
         let dev_allow_private_tool_url = r.boolean("QUIRE_COMPANION_DEV_ALLOW_PRIVATE_TOOL_URL");
+        let allow_anonymous_users = r.boolean("QUIRE_COMPANION_ALLOW_ANONYMOUS_USERS");
         let tool_secret = r.secret(
             "QUIRE_COMPANION_TOOL_SECRET",
             "the secret the platform presents when it calls the search tool",
@@ -566,6 +637,7 @@ impl Config {
                 public_url,
                 public_api_url,
                 dev_allow_private_tool_url,
+                allow_anonymous_users,
                 tool_secret: tool_secret?,
                 delta_interval: Duration::from_millis(delta_ms),
                 run_timeout: Duration::from_secs(run_timeout),
@@ -597,6 +669,7 @@ impl Config {
             public_url: None,
             public_api_url: None,
             dev_allow_private_tool_url: false,
+            allow_anonymous_users: false,
             tool_secret,
             delta_interval: Duration::from_millis(DEFAULT_DELTA_INTERVAL_MS),
             run_timeout: Duration::from_secs(600),
@@ -726,6 +799,73 @@ mod tests {
             );
             assert!(said.contains(words), "{given}: {said}");
         }
+    }
+
+    #[test]
+    fn the_platform_url_must_be_https_unless_on_loopback() {
+        for given in [
+            "https://project.example.com",
+            "https://10.0.0.5:8443",
+            "http://127.0.0.1:54321",
+            "http://localhost:54321",
+            "http://[::1]:54321",
+        ] {
+            let mut env = complete();
+            env.retain(|(k, _)| *k != "QUIRE_COMPANION_API_URL");
+            env.push(("QUIRE_COMPANION_API_URL", given));
+            assert!(Config::from_lookup(&lookup(&env)).is_ok(), "{given}");
+            assert!(
+                PlatformConfig::from_lookup(&lookup(&env)).is_ok(),
+                "{given}"
+            );
+        }
+        for given in [
+            "http://project.example.com",
+            "http://10.0.0.5:8000",
+            "http://localhost.example.com",
+        ] {
+            let mut env = complete();
+            env.retain(|(k, _)| *k != "QUIRE_COMPANION_API_URL");
+            env.push(("QUIRE_COMPANION_API_URL", given));
+            // `serve` and `provision` alike.
+            let problems = [
+                Config::from_lookup(&lookup(&env)).unwrap_err().problems,
+                PlatformConfig::from_lookup(&lookup(&env))
+                    .unwrap_err()
+                    .problems,
+            ];
+            for problems in problems {
+                let said = problems.join("\n");
+                assert_eq!(problems.len(), 1, "{given}: {said}");
+                for words in [
+                    "QUIRE_COMPANION_API_URL",
+                    given,
+                    "must be https",
+                    "service-role key",
+                    "TLS",
+                    "loopback",
+                ] {
+                    assert!(said.contains(words), "{given}: {words} in {said}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn anonymous_users_are_refused_unless_allowed() {
+        let config = Config::from_lookup(&lookup(&complete())).unwrap();
+        assert!(!config.allow_anonymous_users);
+        let mut env = complete();
+        env.push(("QUIRE_COMPANION_ALLOW_ANONYMOUS_USERS", "true"));
+        let config = Config::from_lookup(&lookup(&env)).unwrap();
+        assert!(config.allow_anonymous_users);
+        let mut env = complete();
+        env.push(("QUIRE_COMPANION_ALLOW_ANONYMOUS_USERS", "yes"));
+        let err = Config::from_lookup(&lookup(&env)).unwrap_err();
+        assert_eq!(
+            err.problems,
+            ["QUIRE_COMPANION_ALLOW_ANONYMOUS_USERS must be true or false; got \"yes\""]
+        );
     }
 
     #[test]

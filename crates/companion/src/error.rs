@@ -95,6 +95,16 @@ impl ApiError {
         )
     }
 
+    /// 403 `anonymous_not_allowed`: a user signed in anonymously, on a
+    /// companion that does not serve them ([`crate::auth`]).
+    pub fn anonymous_not_allowed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::AnonymousNotAllowed,
+            "This server does not serve anonymous accounts. Sign in with an account that has an email address or a sign-in provider.",
+        )
+    }
+
     /// 404 `not_found`: the same answer whether the thing does not exist or
     /// belongs to someone else.
     pub fn not_found(what: &str) -> Self {

@@ -131,6 +131,7 @@ impl ErrorCode {
             | Companion::NotAPdf
             | Companion::SizeMismatch => ErrorCode::BadInput,
             Companion::Unauthorized => ErrorCode::NotSignedIn,
+            Companion::AnonymousNotAllowed => ErrorCode::Forbidden,
             Companion::NotFound => ErrorCode::NotFound,
             Companion::NotRunning
             | Companion::AnswerInProgress

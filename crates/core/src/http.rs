@@ -230,6 +230,7 @@ mod tests {
             (Companion::InvalidSha256, 400),
             (Companion::EmptyFile, 422),
             (Companion::Unauthorized, 401),
+            (Companion::AnonymousNotAllowed, 403),
             (Companion::NotFound, 404),
             (Companion::NotRunning, 409),
             (Companion::AnswerInProgress, 409),

@@ -33,6 +33,9 @@ pub enum ErrorCode {
     /// 401: missing, forged, expired, wrong-audience or non-user token —
     /// one answer for all.
     Unauthorized,
+    /// 403: a user signed in anonymously, on a companion that does not serve
+    /// anonymous users (`QUIRE_COMPANION_ALLOW_ANONYMOUS_USERS`).
+    AnonymousNotAllowed,
     /// 404: something that does not exist or is not the user's — one
     /// answer for both.
     NotFound,
@@ -77,6 +80,7 @@ impl ErrorCode {
             ErrorCode::InvalidSha256 => "invalid_sha256",
             ErrorCode::EmptyFile => "empty_file",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::AnonymousNotAllowed => "anonymous_not_allowed",
             ErrorCode::NotFound => "not_found",
             ErrorCode::NotRunning => "not_running",
             ErrorCode::AnswerInProgress => "answer_in_progress",
@@ -117,6 +121,7 @@ mod tests {
             ErrorCode::InvalidSha256,
             ErrorCode::EmptyFile,
             ErrorCode::Unauthorized,
+            ErrorCode::AnonymousNotAllowed,
             ErrorCode::NotFound,
             ErrorCode::NotRunning,
             ErrorCode::AnswerInProgress,

@@ -37,6 +37,7 @@ impl Stack {
                 .expect("a platform URL"),
             anon_key: self.sandbox.anon_key().clone(),
             service_role_key: self.sandbox.service_role_key().clone(),
+            timeouts: Default::default(),
         };
         let ids = provision::provision(&Platform::new(&platform).unwrap(), None)
             .await
@@ -126,6 +127,7 @@ pub(crate) fn config_for(info: &StackInfo, tool_secret: &str) -> Config {
         api_url: info.api_url.parse().expect("a platform URL"),
         anon_key: SecretString::from(info.anon_key.clone()),
         service_role_key: SecretString::from(info.service_role_key.clone()),
+        timeouts: Default::default(),
     };
     let mut config = Config::new(
         platform,

@@ -640,6 +640,9 @@ async fn stream_answer(
             Auth::Service,
         )
         .header("Accept", "text/event-stream")
+        // Longer than the run's own deadline below, which ends it first; the
+        // platform client's read timeout bounds each silence of the stream.
+        .timeout(state.config.run_timeout + Duration::from_secs(60))
         .json(&body);
 
     let sent = state

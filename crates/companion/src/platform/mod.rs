@@ -29,14 +29,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::config::PlatformConfig;
+use crate::config::{PlatformConfig, Timeouts};
 use crate::metrics::Metrics;
 pub use code::ApiCode;
 pub use events::{PlatformCitation, PlatformEvent};
 pub use items::ItemsPage;
 
-/// Timeout of an ordinary (non-streaming) platform call.
+/// Timeout of an ordinary (non-streaming) platform call: the default of
+/// [`Timeouts::call`], which every call without a timeout of its own gets.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest silence of an answer, streams included: the default of
+/// [`Timeouts::read`] (why two minutes: there).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Timeout of a download from Storage, in all: a document (up to the
+/// bucket's 50 MiB) is read as it is sent on to the AI service, in the ten
+/// minutes its upload there is given ([`Platform::send`]).
+pub const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Characters of an unexpected body kept in an error.
 const BODY_KEPT: usize = 2000;
 
@@ -144,7 +152,13 @@ pub struct Platform {
 }
 
 struct Inner {
+    /// Every call: a total timeout unless the call sets its own, and a read
+    /// (silence) timeout ([`Timeouts`]).
     http: reqwest::Client,
+    /// Calls whose body is a stream (a document sent to the AI service): the
+    /// total timeout only, as reqwest's read timeout also counts the time
+    /// the body takes to send.
+    uploads: reqwest::Client,
     base: String,
     anon_key: SecretString,
     service_key: SecretString,
@@ -167,14 +181,27 @@ impl Platform {
         // No redirects: a redirected call would carry `apikey` (the service
         // key, for service calls) to wherever it points; reqwest drops only
         // `Authorization` across hosts. A 3xx is an error like any other.
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()?;
+        // Every call is bounded (issue 14 item 10): a platform that accepts
+        // and never answers, or stops mid-answer, ends the call with a
+        // `Transport` error instead of holding it for ever.
+        let Timeouts {
+            connect,
+            call,
+            read,
+        } = config.timeouts;
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(connect)
+                .timeout(call)
+                .pool_idle_timeout(Duration::from_secs(30))
+        };
+        let http = builder().read_timeout(read).build()?;
+        let uploads = builder().build()?;
         Ok(Platform {
             inner: Arc::new(Inner {
                 http,
+                uploads,
                 base: config.base().to_owned(),
                 anon_key: config.anon_key.clone(),
                 service_key: config.service_role_key.clone(),
@@ -188,7 +215,10 @@ impl Platform {
         &self.inner.base
     }
 
-    /// A request to `path` (starting with `/`) as `auth`.
+    /// A request to `path` (starting with `/`) as `auth`, bounded by
+    /// [`Timeouts::call`] unless it sets a `timeout` of its own, and by
+    /// [`Timeouts::read`] whatever it sets; [`Platform::send`] gives the
+    /// calls that stream longer bounds.
     pub fn request(&self, method: Method, path: &str, auth: Auth<'_>) -> RequestBuilder {
         let url = format!("{}{path}", self.inner.base);
         let (apikey, bearer) = match auth {
@@ -206,6 +236,14 @@ impl Platform {
     }
 
     /// Sends `request`; a non-2xx answer becomes [`PlatformError::Status`].
+    ///
+    /// Calls that stream get their bounds here, so that no caller has to
+    /// remember them: a download of a Storage object is given
+    /// [`DOWNLOAD_TIMEOUT`] in all unless it set its own timeout (a
+    /// document is read as it is sent on to the AI service), and a call whose
+    /// body is a stream (a document's upload) goes without the read timeout,
+    /// which would also count the time the body takes to send; it sets its
+    /// own total timeout.
     pub async fn send(
         &self,
         what: &str,
@@ -216,7 +254,19 @@ impl Platform {
             source,
         };
         let (client, request) = request.build_split();
-        let request = request.map_err(transport)?;
+        let mut request = request.map_err(transport)?;
+        if request.timeout().is_none()
+            && request.method() == Method::GET
+            && request.url().path().contains("/storage/v1/object/")
+        {
+            *request.timeout_mut() = Some(DOWNLOAD_TIMEOUT);
+        }
+        let streamed_body = request.body().is_some_and(|b| b.as_bytes().is_none());
+        let client = if streamed_body {
+            self.inner.uploads.clone()
+        } else {
+            client
+        };
         let as_service = self.is_service_call(&request);
         if let Some(metrics) = &self.inner.metrics {
             metrics.platform_request(service(request.url().path()));
@@ -247,13 +297,13 @@ impl Platform {
             .is_some_and(|key| key.as_bytes() == self.inner.service_key.expose_secret().as_bytes())
     }
 
-    /// Sends `request` with [`CALL_TIMEOUT`] and decodes a JSON answer.
+    /// Sends `request` and decodes a JSON answer.
     pub async fn json<T: DeserializeOwned>(
         &self,
         what: &str,
         request: RequestBuilder,
     ) -> Result<T, PlatformError> {
-        let response = self.send(what, request.timeout(CALL_TIMEOUT)).await?;
+        let response = self.send(what, request).await?;
         let bytes = response
             .bytes()
             .await
@@ -270,9 +320,9 @@ impl Platform {
         })
     }
 
-    /// Sends `request` with [`CALL_TIMEOUT`], ignoring the body.
+    /// Sends `request`, ignoring the body.
     pub async fn call(&self, what: &str, request: RequestBuilder) -> Result<(), PlatformError> {
-        self.send(what, request.timeout(CALL_TIMEOUT)).await?;
+        self.send(what, request).await?;
         Ok(())
     }
 
@@ -361,7 +411,6 @@ impl Platform {
             .send(
                 &what,
                 self.request(Method::POST, &format!("/rest/v1/rpc/{function}"), auth)
-                    .timeout(CALL_TIMEOUT)
                     .json(args),
             )
             .await?;

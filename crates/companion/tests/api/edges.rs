@@ -627,3 +627,162 @@ async fn chunks_of_another_source_are_never_copied_into_a_users_document() {
     assert!(!stack.search(&a, "blender motor").await.is_empty());
     assert!(!stack.search(&b, "garden hose").await.is_empty());
 }
+
+/// Issue 14, item 10: Storage, or whatever answers at the platform's URL,
+/// starts sending A's file and stops mid-answer. The companion's check of
+/// the upload (`POST /api/documents/{id}/ingest`) ends with an error once
+/// the platform client's read timeout passes, instead of holding the
+/// request for ever; B's upload, at the same time, comes through.
+#[tokio::test]
+async fn storage_that_stops_mid_answer_ends_the_upload_check_with_an_error() {
+    use futures_util::StreamExt as _;
+    use std::time::Duration;
+
+    let mut stack = sandbox(|_| {}).await;
+    let a = stack.user("a@example.com").await;
+    let b = stack.user("b@example.com").await;
+    let a_files = format!("/storage/v1/object/authenticated/documents/{}/", a.id);
+    let front = front(
+        stack.sandbox.api_base(),
+        Arc::new(move |method, path, _| {
+            (*method == Method::GET && path.starts_with(&a_files)).then(|| {
+                let head = futures_util::stream::once(async {
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"%PDF-1.7\n"))
+                });
+                Response::builder()
+                    .header("content-type", "application/pdf")
+                    .header("content-length", "4096")
+                    .body(Body::from_stream(
+                        head.chain(futures_util::stream::pending()),
+                    ))
+                    .unwrap()
+            })
+        }),
+    )
+    .await;
+    stack
+        .start_companion(Some(&front), |c| {
+            c.platform.timeouts.read = Duration::from_secs(2);
+            c.platform.timeouts.call = Duration::from_secs(4);
+        })
+        .await;
+
+    let pdf = quire_testkit::fixtures::document_pdf(&["The X200 blender has a 1200 W motor."]);
+    let (status, registered) = stack
+        .register(&a, &json!({"title": "A's manual", "byte_size": pdf.len()}))
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let id = registered["document_id"].as_str().unwrap().to_owned();
+    let path = registered["storage_path"].as_str().unwrap().to_owned();
+    assert_eq!(stack.put_object(&a, &path, pdf).await, 200);
+
+    // The outer timeout only detects a hang; the bound is the companion's.
+    let (checked, b_doc) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(90), stack.ingest(&a, &id)),
+        stack.upload(
+            &b,
+            "B's notes",
+            quire_testkit::fixtures::document_pdf(&["The garden hose is fifteen metres long."]),
+        ),
+    );
+    let (status, answer) = checked.expect("the upload check ends instead of hanging");
+    assert_eq!(status, 502, "{answer}");
+    assert_eq!(answer["error"], "platform_unavailable", "{answer}");
+    let a_rows = stack.rows_as(&a, "documents?select=id,status").await;
+    assert_eq!(a_rows, vec![json!({"id": id, "status": "uploading"})]);
+
+    let (status, error) = stack.wait_document(b_doc).await;
+    assert_eq!(status, "ready", "{error:?}");
+    let b_rows = stack.rows_as(&b, "documents?select=id").await;
+    assert_eq!(b_rows, vec![json!({"id": b_doc.to_string()})]);
+}
+
+/// Issue 14, item 10: a platform that accepts the connection and never
+/// answers. Draining the session-deletion outbox against it (here a
+/// server of the test's own: it answers the outbox's `rpc` and holds every
+/// `DELETE` open) ends, the session left for the next drain, once the
+/// platform client's total timeout passes.
+#[tokio::test]
+async fn a_session_deletion_the_platform_never_answers_ends() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let deletes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = deletes.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut piece = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut piece).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&piece[..n]);
+                    let text = String::from_utf8_lossy(&buffer).into_owned();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    if text.starts_with("DELETE ") {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        // Accepted, never answered.
+                        std::future::pending::<()>().await;
+                    }
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buffer.len() < end + 4 + length {
+                        continue;
+                    }
+                    buffer.drain(..end + 4 + length);
+                    let body = if text.contains("/rpc/pending_session_deletions") {
+                        r#"["3f0b8a52-5a4c-4c43-9d7e-6a1f1e0f7c11"]"#
+                    } else {
+                        "null"
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut config = quire_companion::config::PlatformConfig {
+        api_url: base.parse().unwrap(),
+        anon_key: SecretString::from("anon"),
+        service_role_key: SecretString::from("service"),
+        timeouts: Default::default(),
+    };
+    config.timeouts.call = Duration::from_secs(2);
+    let platform = quire_companion::platform::Platform::new(&config).unwrap();
+
+    // The outer timeout only detects a hang; the bound is the client's.
+    let drained = tokio::time::timeout(
+        Duration::from_secs(60),
+        quire_companion::sessions::drain_once(&platform, &uuid::Uuid::new_v4().to_string()),
+    )
+    .await
+    .expect("the drain ends instead of hanging");
+    assert_eq!(
+        drained.unwrap(),
+        0,
+        "the session is left for the next drain"
+    );
+    assert_eq!(deletes.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -1,8 +1,8 @@
 //! Attacks by a signed-in user on the companion's checks and on everyone
-//! else's share of the service (issue 14, items 1, 2 and 6): swapped files,
-//! unbounded queries, limits that must hold under concurrency and across
-//! replicas. Each test performs the attack, and B's data must come through
-//! intact.
+//! else's share of the service (issue 14, items 1, 2, 6 and 10): swapped
+//! files, unbounded queries, limits that must hold under concurrency and
+//! across replicas, accounts anyone can mint (anonymous sign-ins). Each
+//! test performs the attack, and B's data must come through intact.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -295,4 +295,75 @@ async fn a_user_with_as_many_conversations_as_quire_keeps_is_told_so_and_leaves_
         "the refused conversation's platform session is gone"
     );
     assert_eq!(b_status, StatusCode::OK);
+}
+
+/// The claims of an access token (its payload, not verified).
+fn claims_of(token: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Issue 14, item 10: A signs in anonymously (GoTrue's anonymous sign-in: an
+/// `authenticated` token with `is_anonymous: true`; the sandbox issues the
+/// claim from `auth.users.is_anonymous`). Asking a question or uploading
+/// through the companion is refused 403 `anonymous_not_allowed` and writes
+/// nothing, while B, signed in with an email, is served. A companion with
+/// `QUIRE_COMPANION_ALLOW_ANONYMOUS_USERS=true` serves A too.
+#[tokio::test]
+async fn anonymous_users_are_refused_unless_the_companion_allows_them() {
+    let mut app = Stack::builder().with_companion().spawn().await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    app.connect_db()
+        .await
+        .execute(
+            "update auth.users set is_anonymous = true where id = $1",
+            &[&a.id],
+        )
+        .await
+        .unwrap();
+    let a = app
+        .session("a@example.com", quire_testkit::PASSWORD_A)
+        .await;
+    assert_eq!(claims_of(&a.token)["is_anonymous"], true);
+    assert_eq!(claims_of(&b.token)["is_anonymous"], false);
+
+    let question = json!({"message": "What does the warranty cover?", "chunk_ids": []});
+    let pdf = fixtures::text_pdf(&MANUAL);
+    let registration = json!({"title": "Manual.pdf", "byte_size": pdf.len()});
+    let (status, refused) = quire_testkit::json_of(app.chat_response(&a, &question).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"], "anonymous_not_allowed", "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("anonymous"),
+        "{refused}"
+    );
+    let (status, refused) = app.register(&a, &registration).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"], "anonymous_not_allowed", "{refused}");
+    for table in ["documents", "conversations", "chat_messages"] {
+        let rows = app.rows_as(&a, &format!("{table}?select=id")).await;
+        assert!(rows.is_empty(), "{table}: {rows:?}");
+    }
+
+    // B is served as ever.
+    app.ready_document(&b, "B's manual", pdf.clone()).await;
+    let answer = app.ask(&b, &question).await;
+    assert_eq!(answer.last().unwrap()["kind"], "complete", "{answer:?}");
+
+    // A companion that allows anonymous users serves A, and B still.
+    app.start_companion(None, |c| c.allow_anonymous_users = true)
+        .await;
+    let answer = app.ask(&a, &question).await;
+    assert_eq!(answer.last().unwrap()["kind"], "complete", "{answer:?}");
+    let (status, registered) = app.register(&a, &registration).await;
+    assert_eq!(status, StatusCode::CREATED, "{registered}");
+    let answer = app.ask(&b, &question).await;
+    assert_eq!(answer.last().unwrap()["kind"], "complete", "{answer:?}");
+    assert_eq!(app.rows_as(&b, "documents?select=id").await.len(), 1);
+    assert_eq!(app.rows_as(&a, "documents?select=id").await.len(), 1);
 }
