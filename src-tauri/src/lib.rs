@@ -15,6 +15,7 @@ pub mod events;
 pub mod granted;
 pub mod instance;
 pub mod links;
+pub mod logs;
 pub mod profile;
 pub mod resume;
 pub mod shell;
@@ -151,28 +152,18 @@ fn focus<R: tauri::Runtime>(app: &tauri::AppHandle<R>) {
     }
 }
 
-/// Logs to stderr (`QUIRE_LOG`, default `info`). The HTTP and WebSocket
-/// libraries stay at `info` whatever is asked: at `debug`/`trace` they print
-/// headers and frames, and those carry tokens.
+/// Logs to stderr (`QUIRE_LOG`, default `info`), through [`logs::filter`]:
+/// the HTTP and WebSocket libraries stay at `info` whatever is asked.
 fn init_logs() {
+    use tracing_subscriber::prelude::*;
+
     let asked = std::env::var("QUIRE_LOG").unwrap_or_else(|_| "info".to_owned());
-    let capped = [
-        "tungstenite",
-        "tokio_tungstenite",
-        "hyper",
-        "hyper_util",
-        "reqwest",
-        "h2",
-        "rustls",
-    ]
-    .iter()
-    .map(|target| format!(",{target}=info"))
-    .collect::<String>();
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("{asked}{capped}"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("info{capped}")));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(std::io::stderr)
+                .with_filter(logs::filter(&asked)),
+        )
         .try_init();
 }
