@@ -39,9 +39,10 @@
 --    meanwhile, and then the last one out deletes it.
 --  * The source, not its knowledge-base entry: deleting a source deletes its
 --    entries and their chunks with it (ai.indexed_sources and ai.chunks
---    reference ai.sources `on delete cascade`). The entry's id lived in
---    private.ingest_jobs, whose row is already gone by the cascade when
---    this trigger runs.
+--    reference ai.sources `on delete cascade`, db/platform/40_ai.sql; the
+--    sandbox's DELETE /api/sources/{id} says so in its answer). The
+--    entry's id lived in private.ingest_jobs, whose row is already gone by
+--    the cascade when this trigger runs.
 --  * SECURITY DEFINER trigger, search_path = '': a user deleting their own
 --    row cannot write the outbox themselves (no grant, schema `private` not
 --    exposed), but their delete must still enqueue. What it records comes
