@@ -181,17 +181,16 @@ const STALE_SWEEP_EVERY: Duration = Duration::from_secs(60);
 const STALE_SWEEP_ROWS: i32 = 100;
 
 /// Deletes documents still `uploading` [`IngestConfig::stale_upload`] after
-/// their last change (db/app/96_stale_uploads.sql: one statement), then
-/// their Storage objects. A failure is logged: when the statement fails,
-/// the next sweep tries again; when deleting an object fails, the object
-/// stays (its row is gone).
+/// their last change (db/app/96_stale_uploads.sql: one statement). Their
+/// Storage objects are deleted after them, as after any other deletion of a
+/// document, by [`crate::deletions`] (db/app/97_document_deletions.sql). A
+/// failure is logged, and the next sweep tries again.
 ///
 /// [`IngestConfig::stale_upload`]: crate::config::IngestConfig::stale_upload
 async fn delete_stale_uploads(state: &AppState) {
     #[derive(Deserialize)]
     struct Stale {
         document_id: Uuid,
-        storage_path: String,
     }
     let older_than = i32::try_from(state.config.ingest.stale_upload.as_secs()).unwrap_or(i32::MAX);
     let deleted: Result<Vec<Stale>, PlatformError> = state
@@ -202,31 +201,13 @@ async fn delete_stale_uploads(state: &AppState) {
             &json!({"older_than_seconds": older_than, "max_rows": STALE_SWEEP_ROWS}),
         )
         .await;
-    let deleted = match deleted {
-        Ok(deleted) => deleted,
-        Err(err) => {
-            tracing::warn!(error = %err, "could not look for uploads cut long ago");
-            return;
+    match deleted {
+        Ok(deleted) => {
+            for stale in deleted {
+                tracing::info!(document_id = %stale.document_id, "deleted an upload cut long ago");
+            }
         }
-    };
-    for stale in deleted {
-        tracing::info!(document_id = %stale.document_id, "deleted an upload cut long ago");
-        let path = format!("/storage/v1/object/documents/{}", stale.storage_path);
-        match state
-            .platform
-            .call(
-                "DELETE /storage/v1/object/documents/…",
-                state.platform.request(Method::DELETE, &path, Auth::Service),
-            )
-            .await
-        {
-            Err(err) if err.status() != Some(404) => tracing::warn!(
-                document_id = %stale.document_id,
-                error = %err,
-                "could not delete the file of an upload cut long ago"
-            ),
-            _ => {}
-        }
+        Err(err) => tracing::warn!(error = %err, "could not look for uploads cut long ago"),
     }
 }
 
