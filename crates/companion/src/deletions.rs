@@ -25,7 +25,7 @@ use crate::server::AppState;
 pub const DRAIN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Entries read per round.
-const BATCH: i32 = 50;
+const BATCH: u16 = 50;
 
 /// One entry of the outbox (`pending_document_deletions`).
 #[derive(Debug, Deserialize)]
@@ -102,15 +102,27 @@ async fn clean_up(platform: &Platform, entry: &Pending) -> Result<(), PlatformEr
     Ok(())
 }
 
-/// Drains the outbox every [`DRAIN_INTERVAL`] until shutdown.
+/// Drains the outbox every [`DRAIN_INTERVAL`] until shutdown, and at once
+/// again after a full batch (an account's thousand documents do not wait
+/// two seconds per fifty).
 pub(crate) async fn drain_deletions(state: AppState) {
     loop {
-        match drain_once(&state.platform).await {
-            Ok(0) => {}
-            Ok(done) => tracing::info!(done, "deleted the files and sources of deleted documents"),
+        let more = match drain_once(&state.platform).await {
+            Ok(0) => false,
+            Ok(done) => {
+                tracing::info!(done, "deleted the files and sources of deleted documents");
+                done == usize::from(BATCH)
+            }
             Err(err) => {
                 tracing::debug!(error = %err, "could not drain the document deletion outbox");
+                false
             }
+        };
+        if state.shutdown.is_cancelled() {
+            return;
+        }
+        if more {
+            continue;
         }
         tokio::select! {
             () = state.shutdown.cancelled() => return,
