@@ -93,6 +93,8 @@ create trigger documents_enqueue_deletion
 -- Up to `max_count` deletions to carry out, oldest first; each call counts
 -- an attempt, so one the platform keeps refusing is visible in the table.
 -- source_still_used: another document (anyone's) has the same source now.
+-- Fewest attempts first, so rows that keep failing (each pick counts one)
+-- never hold up deletions that came after them.
 create or replace function public.pending_document_deletions(max_count integer default 50)
 returns table (
   document_id uuid,
@@ -110,7 +112,7 @@ as $$
        set attempts = d.attempts + 1
      where d.document_id in (
        select p.document_id from private.document_deletions p
-       order by p.created_at
+       order by p.attempts, p.created_at
        limit greatest(1, least(pending_document_deletions.max_count, 500))
        for update skip locked)
     returning d.document_id, d.owner_id, d.storage_path, d.source_id, d.created_at

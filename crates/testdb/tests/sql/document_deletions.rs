@@ -220,3 +220,44 @@ async fn a_shared_source_is_reported_in_use_until_its_last_document_goes() {
             .get(0);
     assert_eq!(attempts, 1, "each read counts an attempt");
 }
+
+/// Rows whose cleaning keeps failing (each pick counts an attempt) do not hold up the deletions
+/// that came after them: the drain is handed the fewest attempts first.
+#[tokio::test]
+async fn a_deletion_that_keeps_failing_does_not_hold_up_later_ones() {
+    let t = TwoUsers::new().await;
+    let stuck = document(&t.db, t.a, "Stuck", "ready").await;
+    t.as_a()
+        .execute("delete from documents where id = $1", &[&stuck])
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let picked =
+            t.db.as_service()
+                .query(
+                    "select document_id from public.pending_document_deletions(1)",
+                    &[],
+                )
+                .await
+                .unwrap();
+        assert_eq!(picked[0].get::<_, Uuid>(0), stuck);
+    }
+    let later = document(&t.db, t.b, "Later", "ready").await;
+    t.as_b()
+        .execute("delete from documents where id = $1", &[&later])
+        .await
+        .unwrap();
+    let picked =
+        t.db.as_service()
+            .query(
+                "select document_id from public.pending_document_deletions(1)",
+                &[],
+            )
+            .await
+            .unwrap();
+    assert_eq!(
+        picked[0].get::<_, Uuid>(0),
+        later,
+        "the later deletion first"
+    );
+}
