@@ -59,6 +59,10 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ),
     ("x11-utils", "xwininfo, to find the app window"),
     ("fonts-dejavu-core", "a font for the web view"),
+    (
+        "fonts-droid-fallback",
+        "Chinese and Japanese glyphs in the web view (the languages window test's screenshots)",
+    ),
     // Packaging the app (`cargo xtask dist`, docs/packaging.md).
     ("dpkg-dev", "dpkg-shlibdeps, the .deb's Depends"),
     ("squashfs-tools", "mksquashfs, the AppImage's file system"),
