@@ -15,6 +15,8 @@
 //!
 //! Nothing is printed unless `TEST_LOG=1`.
 
+#![warn(missing_docs)]
+
 mod cluster;
 
 use std::collections::HashMap;
