@@ -26,8 +26,12 @@ pub const PASSWORD_B: &str = "correct horse battery B";
 pub struct StackInfo {
     /// The sandbox's base URL, no trailing slash.
     pub api_url: String,
+    /// The public key clients send as `apikey`, as a signed-out user.
     pub anon_key: String,
+    /// The key that bypasses row-level security, to set up and inspect what
+    /// a test needs.
     pub service_role_key: String,
+    /// The secret the stack signs and verifies its JWTs with.
     pub jwt_secret: String,
     /// The companion's URL, when one runs.
     #[serde(default)]
@@ -35,8 +39,10 @@ pub struct StackInfo {
     /// A superuser URL of the stack's database.
     #[serde(default)]
     pub db_url: Option<String>,
+    /// Quire's agent on the stack, when it is provisioned.
     #[serde(default)]
     pub agent_id: Option<Uuid>,
+    /// Quire's knowledge base on the stack, when it is provisioned.
     #[serde(default)]
     pub knowledge_base_id: Option<Uuid>,
 }
@@ -81,10 +87,13 @@ impl StackInfo {
 /// A user with a session of its own.
 #[derive(Debug, Clone)]
 pub struct User {
+    /// The user's id (`auth.users.id`, the JWT's `sub`).
     pub id: Uuid,
+    /// The email the user signs in with.
     pub email: String,
     /// The access token.
     pub token: String,
+    /// The session's refresh token.
     pub refresh_token: String,
 }
 
@@ -114,12 +123,14 @@ pub async fn json_of(response: Response) -> (StatusCode, Value) {
 /// is known).
 #[derive(Debug, Clone)]
 pub struct Api {
+    /// Where the stack is and its keys.
     pub info: StackInfo,
     /// A client that does not follow redirects (tests look at them).
     pub http: reqwest::Client,
 }
 
 impl Api {
+    /// The endpoints of the stack `info` describes.
     pub fn new(info: StackInfo) -> Api {
         Api {
             info,
@@ -135,10 +146,12 @@ impl Api {
         self.info.api_url.trim_end_matches('/')
     }
 
+    /// The stack's anon key.
     pub fn anon_key(&self) -> String {
         self.info.anon_key.clone()
     }
 
+    /// The stack's service-role key.
     pub fn service_key(&self) -> String {
         self.info.service_role_key.clone()
     }

@@ -78,8 +78,11 @@ impl TokenStore for MemoryTokens {
 /// person would: opens the page, submits the form, follows the redirect to
 /// the loopback callback, and keeps the page the callback answered with.
 pub struct PageDriver {
+    /// The email typed into the form.
     pub email: String,
+    /// The password typed into the form.
     pub password: String,
+    /// The sandbox's base URL, no trailing slash; the form is posted there.
     pub api_base: String,
     /// The callback's answer page, once the flow is through.
     pub landing: Arc<Mutex<Option<(u16, String)>>>,
@@ -90,6 +93,7 @@ pub struct PageDriver {
 }
 
 impl PageDriver {
+    /// Signs in on `api`'s sandbox as `email` with `password`.
     pub fn new(api: &Api, email: &str, password: &str) -> PageDriver {
         PageDriver {
             email: email.to_owned(),

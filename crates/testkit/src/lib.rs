@@ -12,6 +12,8 @@
 //! A test reads Arrange / Act / Assert against real servers: two users in
 //! every test that touches data, user A acts, user B must see nothing.
 
+#![warn(missing_docs)]
+
 pub mod fixtures;
 pub mod logs;
 mod wait;

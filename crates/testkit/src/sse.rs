@@ -37,6 +37,7 @@ pub struct SseReader {
 }
 
 impl SseReader {
+    /// Reads the body of `response`.
     pub fn new(response: Response) -> SseReader {
         SseReader {
             response,

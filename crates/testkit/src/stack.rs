@@ -26,7 +26,9 @@ type CompanionAdjust<'a> = Box<dyn FnOnce(&mut quire_companion::config::Config) 
 /// by a later test, the cluster when the process ends.
 pub struct Stack {
     api: Api,
+    /// The stack's own database.
     pub db: TestDb,
+    /// The running sandbox.
     pub sandbox: Sandbox,
     /// The sandbox's configuration, to start it again.
     pub sandbox_config: quire_sandbox::Config,
