@@ -883,12 +883,17 @@ async fn upserts_merge_or_ignore_duplicates_and_b_cannot_upsert_over_as_row() {
     );
 }
 
+/// `/conversations?id=eq.{A's conversation}`.
+fn a_conv_filter(w: &World) -> String {
+    format!("/conversations?id=eq.{}", w.a_conv)
+}
+
 #[tokio::test]
-async fn updates_and_deletes_touch_only_own_rows() {
+async fn b_updates_and_deletes_nothing_of_as() {
     let app = spawn_sandbox().await;
     let w = world(&app).await;
     let rest = Rest::new(&app);
-    let conv = format!("/conversations?id=eq.{}", w.a_conv);
+    let conv = a_conv_filter(&w);
 
     // B: filtered away by RLS, nothing changes.
     let r = rest
@@ -930,18 +935,30 @@ async fn updates_and_deletes_touch_only_own_rows() {
         count(&app, "select count(*) from public.documents").await,
         4
     );
-    // anon: 401.
+}
+
+#[tokio::test]
+async fn anon_cannot_update_or_delete() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
+    let conv = a_conv_filter(&w);
     let r = rest
         .patch(&conv, &Who::Anon, &json!({"title": "anon"}), "")
         .await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "42501"));
     let r = rest.delete(&conv, &Who::Anon, "").await;
     assert_eq!((r.status.as_u16(), r.code()), (401, "42501"));
+}
 
-    // A: own row, representation and counts.
+#[tokio::test]
+async fn a_updates_own_row_with_representation_and_count() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
     let r = rest
         .patch(
-            &format!("{conv}&select=title"),
+            &format!("{}&select=title", a_conv_filter(&w)),
             &w.a_tok,
             &json!({"title": "Renamed"}),
             "return=representation,count=exact",
@@ -952,9 +969,16 @@ async fn updates_and_deletes_touch_only_own_rows() {
         (200, json!([{"title": "Renamed"}]))
     );
     assert_eq!(r.header("content-range"), Some("0-0/1"));
+}
+
+#[tokio::test]
+async fn a_cannot_update_a_column_without_an_update_grant_nor_documents() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
     // A column without an UPDATE grant: 42501.
     let r = rest
-        .patch(&conv, &w.a_tok, &json!({"owner_id": w.b}), "")
+        .patch(&a_conv_filter(&w), &w.a_tok, &json!({"owner_id": w.b}), "")
         .await;
     assert_eq!((r.status.as_u16(), r.code()), (403, "42501"));
     // Owners may not update documents (service role only): nothing visible to update.
@@ -967,8 +991,14 @@ async fn updates_and_deletes_touch_only_own_rows() {
         )
         .await;
     assert_eq!((r.status.as_u16(), r.code()), (403, "42501"));
+}
 
-    // Delete with limit/order on the service role (ctid range).
+#[tokio::test]
+async fn the_service_role_deletes_with_limit_and_order() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
+    // Delete with limit/order on the service role (ctid range): one row goes.
     let r = rest
         .delete(
             &format!(
@@ -980,6 +1010,17 @@ async fn updates_and_deletes_touch_only_own_rows() {
         )
         .await;
     assert_eq!(r.body, json!([{"title": "Gamma draft"}]), "{}", r.status);
+    assert_eq!(
+        count(&app, "select count(*) from public.documents").await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_deletes_own_row_with_count_and_bs_stays() {
+    let app = spawn_sandbox().await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
     let r = rest
         .delete(
             &format!("/documents?id=eq.{}", w.a_docs[0]),
@@ -993,7 +1034,7 @@ async fn updates_and_deletes_touch_only_own_rows() {
     );
     assert_eq!(
         count(&app, "select count(*) from public.documents").await,
-        2
+        3
     );
     assert_eq!(
         count(

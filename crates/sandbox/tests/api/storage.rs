@@ -1233,41 +1233,49 @@ async fn deletes_remove_rows_then_files() {
 
 // ----- buckets ---------------------------------------------------------------------
 
-#[tokio::test]
-async fn buckets_are_the_service_roles() {
-    let env = Env::start().await;
-    let a = env.user("a").await;
+/// The service role creates a public, image-only "avatars" bucket of 1 MB.
+async fn with_avatars(env: &Env) {
     env.create_bucket(json!({"id": "avatars", "name": "avatars", "public": true,
         "file_size_limit": "1MB", "allowed_mime_types": ["image/*"]}))
         .await;
-    let bucket: Value = env
-        .req(Method::GET, "/bucket/avatars", &env.service())
+}
+
+async fn get_json(env: &Env, path: &str, token: &str) -> Value {
+    env.req(Method::GET, path, token)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    assert_eq!(bucket["id"], "avatars");
-    assert_eq!(bucket["public"], true);
-    assert_eq!(bucket["file_size_limit"], 1_000_000);
-    assert_eq!(bucket["allowed_mime_types"], json!(["image/*"]));
-    let all: Value = env
-        .req(Method::GET, "/bucket", &env.service())
-        .send()
-        .await
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = all
+}
+
+fn bucket_ids(listed: &Value) -> Vec<&str> {
+    listed
         .as_array()
         .unwrap()
         .iter()
         .map(|b| b["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["avatars", "documents", DOCS]);
+        .collect()
+}
 
+#[tokio::test]
+async fn the_service_role_creates_reads_and_lists_buckets() {
+    let env = Env::start().await;
+    with_avatars(&env).await;
+    let bucket = get_json(&env, "/bucket/avatars", &env.service()).await;
+    assert_eq!(bucket["id"], "avatars");
+    assert_eq!(bucket["public"], true);
+    assert_eq!(bucket["file_size_limit"], 1_000_000);
+    assert_eq!(bucket["allowed_mime_types"], json!(["image/*"]));
+    let all = get_json(&env, "/bucket", &env.service()).await;
+    assert_eq!(bucket_ids(&all), ["avatars", "documents", DOCS]);
+}
+
+#[tokio::test]
+async fn a_bucket_name_already_taken_is_a_conflict() {
+    let env = Env::start().await;
+    with_avatars(&env).await;
     let res = env
         .req(Method::POST, "/bucket", &env.service())
         .json(&json!({"name": "avatars"}))
@@ -1275,7 +1283,12 @@ async fn buckets_are_the_service_roles() {
         .await
         .unwrap();
     assert_storage_error(res, "409", "BucketAlreadyExists").await;
+}
 
+#[tokio::test]
+async fn users_and_anon_cannot_create_buckets() {
+    let env = Env::start().await;
+    let a = env.user("a").await;
     for token in [&a.token, &env.anon()] {
         let res = env
             .req(Method::POST, "/bucket", token)
@@ -1285,31 +1298,18 @@ async fn buckets_are_the_service_roles() {
             .unwrap();
         assert_storage_error(res, "403", "AccessDenied").await;
     }
+}
+
+#[tokio::test]
+async fn a_signed_in_user_reads_the_documents_bucket_and_no_other() {
+    let env = Env::start().await;
+    let a = env.user("a").await;
+    with_avatars(&env).await;
     // A signed-in user reads Quire's documents bucket (its size limit) and
-    // no other; anon reads none.
-    let listed: Value = env
-        .req(Method::GET, "/bucket", &a.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["documents"]);
-    let documents: Value = env
-        .req(Method::GET, "/bucket/documents", &a.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // no other.
+    let listed = get_json(&env, "/bucket", &a.token).await;
+    assert_eq!(bucket_ids(&listed), ["documents"]);
+    let documents = get_json(&env, "/bucket/documents", &a.token).await;
     assert_eq!(documents["file_size_limit"], 52_428_800);
     let res = env
         .req(Method::GET, "/bucket/avatars", &a.token)
@@ -1317,14 +1317,13 @@ async fn buckets_are_the_service_roles() {
         .await
         .unwrap();
     assert_storage_error(res, "404", "NoSuchBucket").await;
-    let listed: Value = env
-        .req(Method::GET, "/bucket", &env.anon())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+}
+
+#[tokio::test]
+async fn anon_reads_no_bucket_not_even_a_public_one() {
+    let env = Env::start().await;
+    with_avatars(&env).await;
+    let listed = get_json(&env, "/bucket", &env.anon()).await;
     assert_eq!(listed, json!([]));
     let res = env
         .req(Method::GET, "/bucket/documents", &env.anon())
@@ -1332,6 +1331,11 @@ async fn buckets_are_the_service_roles() {
         .await
         .unwrap();
     assert_storage_error(res, "404", "NoSuchBucket").await;
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_not_found_and_takes_no_upload() {
+    let env = Env::start().await;
     let res = env
         .req(Method::GET, "/bucket/nope", &env.service())
         .send()
@@ -1343,6 +1347,11 @@ async fn buckets_are_the_service_roles() {
         .upload(&env.service(), "nope", "a.pdf", &pdf("x"), false)
         .await;
     assert_storage_error(res, "404", "NoSuchBucket").await;
+}
+
+#[tokio::test]
+async fn a_bucket_name_with_a_path_in_it_is_invalid() {
+    let env = Env::start().await;
     let res = env
         .req(Method::POST, "/bucket", &env.service())
         .json(&json!({"name": "../escape"}))
@@ -1350,8 +1359,13 @@ async fn buckets_are_the_service_roles() {
         .await
         .unwrap();
     assert_storage_error(res, "400", "InvalidBucketName").await;
+}
 
-    // Public buckets serve without a token; private ones never do.
+#[tokio::test]
+async fn public_buckets_serve_without_a_token_and_private_ones_never_do() {
+    let env = Env::start().await;
+    let a = env.user("a").await;
+    with_avatars(&env).await;
     let res = env
         .req(Method::POST, "/object/avatars/me.png", &env.service())
         .header("content-type", "image/png")
