@@ -201,7 +201,10 @@ impl fmt::Display for Service {
 pub enum SignOutReason {
     /// The server no longer accepts the saved session (revoked, expired,
     /// signed out elsewhere); `message` is the server's.
-    SessionEnded { message: String },
+    SessionEnded {
+        /// Why, in the server's words.
+        message: String,
+    },
     /// The saved sign-in is missing from the keyring.
     KeyringEmpty,
 }
@@ -223,140 +226,236 @@ impl fmt::Display for SignOutReason {
 /// Everything the core can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The configuration is missing or unusable; says what is wrong.
     #[error("Quire is not set up: {0}")]
     NotConfigured(String),
 
+    /// No session: nobody signed in, or the server refused the access token.
     #[error("You are not signed in. Sign in and try again.")]
     NotSignedIn,
 
+    /// The session ended without the person asking for it.
     #[error("You were signed out: {0}.")]
     SignedOut(SignOutReason),
 
+    /// The email and password match no account.
     #[error("That email and password do not match an account. Check them and try again.")]
     InvalidCredentials,
 
+    /// Signing in in the browser did not finish; says why.
     #[error("Signing in did not finish in the browser: {0}")]
     SignInCancelled(String),
 
+    /// A service could not be reached (connection refused, timeout, …).
     #[error("Could not reach {service}. Check your connection and try again.")]
     Offline {
+        /// The service that was called.
         service: Service,
+        /// The transport's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// A service answered with a server error (HTTP 5xx).
     #[error("{service} is having trouble (HTTP {status}). Try again in a moment.")]
     PlatformUnavailable {
+        /// The service that answered.
         service: Service,
+        /// The HTTP status it answered with.
         status: u16,
+        /// The raw body (cut to a few KB), for debugging.
         body: String,
     },
 
+    /// A service refused the signed-in person this request.
     #[error("You are not allowed to do that: {message}")]
-    Forbidden { service: Service, message: String },
+    Forbidden {
+        /// The service that refused.
+        service: Service,
+        /// Its reason, in its words.
+        message: String,
+    },
 
+    /// The thing does not exist, or row-level security hides it.
     #[error("That {what} was not found. It may have been deleted, or it is not yours.")]
-    NotFound { what: String },
+    NotFound {
+        /// What was looked for, for a person ("document", "file", …).
+        what: String,
+    },
 
+    /// The file's first bytes are not a PDF's; nothing was sent.
     #[error("{} is not a PDF (its content does not start like one). Choose a PDF file.", file_name(.path))]
-    NotAPdf { path: PathBuf },
+    NotAPdf {
+        /// The file chosen.
+        path: PathBuf,
+    },
 
+    /// The file has no bytes; nothing was sent.
     #[error("{} is empty. Choose a PDF that has content.", file_name(.path))]
-    EmptyFile { path: PathBuf },
+    EmptyFile {
+        /// The file chosen.
+        path: PathBuf,
+    },
 
+    /// The file is over the upload limit; nothing was sent.
     #[error("{} is larger than {}, the largest PDF Quire can store. Choose a smaller PDF or split this one.", file_name(.path), megabytes(*.limit))]
     TooLarge {
+        /// The file chosen.
         path: PathBuf,
+        /// Its size in bytes.
         size: u64,
+        /// The largest size allowed, in bytes.
         limit: u64,
     },
 
+    /// The request conflicts with what is stored or running now (HTTP 409,
+    /// a companion code such as `answer_in_progress`, or the core's own
+    /// check).
     #[error("{service} refused this because it conflicts with what is already there: {message}")]
-    Conflict { service: Service, message: String },
+    Conflict {
+        /// The service that refused.
+        service: Service,
+        /// What conflicts, in the service's words or the core's.
+        message: String,
+    },
 
+    /// The request was refused as it stands: a service's other HTTP 4xx, or
+    /// the core's own check (a name that several conversations or documents
+    /// have, say).
     #[error("{service} refused the request: {message}")]
-    BadInput { service: Service, message: String },
+    BadInput {
+        /// The service that refused.
+        service: Service,
+        /// Its reason, in its words or the core's.
+        message: String,
+    },
 
+    /// A service asked to slow down (HTTP 429).
     #[error("{service} is busy. Wait a little and try again.")]
-    RateLimited { service: Service },
+    RateLimited {
+        /// The service that asked.
+        service: Service,
+    },
 
+    /// The OS keyring, which keeps the refresh token, could not be used;
+    /// says why.
     #[error(
         "The system keyring could not be used ({0}). Quire keeps your sign-in there; unlock or start your keyring and try again."
     )]
     KeyringUnavailable(String),
 
+    /// The operation was cancelled by its caller (an upload's cancel token,
+    /// say).
     #[error("Cancelled.")]
     Cancelled,
 
+    /// A local file could not be read.
     #[error("Could not read {}: {source}", .path.display())]
     FileUnreadable {
+        /// The file.
         path: PathBuf,
+        /// The OS's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A local file could not be written.
     #[error("Could not write {}: {source}. Choose another place to save it.", .path.display())]
     FileUnwritable {
+        /// The file.
         path: PathBuf,
+        /// The OS's error.
         #[source]
         source: std::io::Error,
     },
 
+    /// A service answered something the core cannot read.
     #[error("{service} answered something Quire does not understand ({detail}).")]
     Unexpected {
+        /// The service that answered.
         service: Service,
+        /// What was wrong with the answer.
         detail: String,
         /// The raw body (cut to a few KB), for debugging.
         body: String,
     },
 
+    /// The server address typed is not a web address.
     #[error(
         "{address:?} is not a web address. Type your Quire server's address, such as quire.example.com."
     )]
-    InvalidAddress { address: String },
+    InvalidAddress {
+        /// The address, as typed or as parsed.
+        address: String,
+    },
 
+    /// The server address is plain http and not a loopback host.
     #[error(
         "{address} does not use https, so what you send could be read on the way. Use its https:// address; plain http is only for a server on this computer."
     )]
-    InsecureServer { address: String },
+    InsecureServer {
+        /// The address, as parsed.
+        address: String,
+    },
 
+    /// Nothing answered at the server address.
     #[error(
         "Could not reach {host}. Check the address and your connection; if they are right, the server may be down: ask its administrator."
     )]
     ServerUnreachable {
+        /// The address's host.
         host: String,
+        /// The transport's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
 
+    /// Something answered at the server address, but not a Quire server of
+    /// this app's version.
     #[error(
         "{address} is not a Quire server ({detail}). Check the address: it is the one your administrator gave you."
     )]
     NotAQuireServer {
+        /// The address that was asked.
         address: String,
+        /// What was wrong with its answer.
         detail: String,
         /// The raw body (cut to a few KB), for debugging.
         body: String,
     },
 
+    /// The project takes no new accounts.
     #[error(
         "This server does not take new accounts. Ask its administrator for one, or sign in with an account you have."
     )]
     SignUpClosed,
 
+    /// The address signing up already has an account.
     #[error(
         "{email} already has an account. Sign in, or use Forgot password if you do not remember it."
     )]
-    AccountExists { email: String },
+    AccountExists {
+        /// The address.
+        email: String,
+    },
 
+    /// The new password does not meet the project's rules.
     #[error("That password is too weak: {message}. Choose a longer one.")]
-    WeakPassword { message: String },
+    WeakPassword {
+        /// The sign-in service's reason.
+        message: String,
+    },
 
     /// Pasted as a password-reset code: a link that is not this server's
     /// reset link (Quire's own check; nothing was sent).
     #[error("{}", not_a_reset_link(.other_server.as_deref()))]
-    NotAResetLink { other_server: Option<String> },
+    NotAResetLink {
+        /// The host of the server the link is a reset link of, when it is
+        /// another server's.
+        other_server: Option<String>,
+    },
 
+    /// The reset code or link is wrong, has expired, or was already used.
     #[error(
         "That reset code is wrong or has expired, or the link was already used (opening it in a browser uses it). Ask for a new reset email, then paste its link here without opening it, or type its six-digit code."
     )]
@@ -449,7 +548,9 @@ impl Error {
 /// An error as the UI receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
 pub struct ErrorView {
+    /// What the UI switches on.
     pub code: ErrorCode,
+    /// What happened and what to do, for the person.
     pub message: String,
 }
 
@@ -480,7 +581,6 @@ fn file_name(path: &std::path::Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// `1.5 MB`-style sizes for messages.
 /// A size limit as a person reads it: binary megabytes, one decimal when
 /// not whole ("50 MB" for 52,428,800 bytes, as Storage's dashboard shows it).
 pub fn megabytes(bytes: u64) -> String {
@@ -492,6 +592,8 @@ pub fn megabytes(bytes: u64) -> String {
     }
 }
 
+/// A size as a person reads it, in decimal units with at most one decimal:
+/// "12 bytes", "1.5 MB", "52 MB".
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
     if bytes < 1000 {

@@ -8,6 +8,8 @@
 //! path to the platform's management routes (`/api/agents`, `/api/sources`,
 //! `/api/knowledge-bases`): the companion does those.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod chat;
 mod companion;

@@ -18,6 +18,7 @@ pub const DEFAULT_MATCH_COUNT: u32 = 8;
 pub struct ChunkHit {
     /// The `document_chunks` row id: what the companion is sent.
     pub id: Uuid,
+    /// The user's document the chunk is from.
     pub document_id: Uuid,
     /// The platform's chunk id (shared by users who uploaded the same file).
     pub chunk_id: Uuid,
@@ -31,6 +32,7 @@ pub struct ChunkHit {
     #[serde(default)]
     #[ts(optional = nullable)]
     pub page_end: Option<i32>,
+    /// The chunk's text.
     pub text: String,
     /// Rank of the stage that answered (scales differ between stages).
     pub score: f32,

@@ -41,11 +41,17 @@ pub const UPDATE_BUFFER: usize = 4096;
 /// A conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Conversation {
+    /// The `conversations.id`.
     pub id: Uuid,
+    /// The conversation's title (the start of its first question, unless
+    /// given or renamed); `None` when it has none.
     #[serde(default)]
     pub title: Option<String>,
+    /// When it was started.
     pub created_at: DateTime<Utc>,
+    /// When it last changed; a new question counts.
     pub updated_at: DateTime<Utc>,
+    /// When the person archived it; `None` while it is not archived.
     #[serde(default)]
     pub archived_at: Option<DateTime<Utc>>,
     /// The documents the conversation asks about (its scope); empty: all of
@@ -58,22 +64,29 @@ pub struct Conversation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// The person: a question.
     User,
+    /// The agent: an answer.
     Assistant,
 }
 
 /// A message as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 pub struct Message {
+    /// The `chat_messages.id`.
     pub id: Uuid,
+    /// The conversation it is in.
     pub conversation_id: Uuid,
     /// Position in the conversation (unknown until the row is read).
     pub seq: Option<i32>,
+    /// Who wrote it: a question or an answer.
     pub role: Role,
+    /// Whether it is still being written, and how it ended.
     #[ts(as = "crate::typescript::MessageStatusView")]
     pub status: MessageStatus,
     /// The text so far (the whole text once final).
     pub content: String,
+    /// The sources the text cites, by their `[n]` markers.
     #[serde(serialize_with = "view_citations")]
     #[ts(as = "Vec<CitationView<'static>>")]
     pub citations: Vec<Citation>,
@@ -93,9 +106,13 @@ pub struct Message {
 #[derive(Serialize, TS)]
 #[ts(rename = "Citation")]
 pub struct CitationView<'a> {
+    /// The marker's number as written in the text (`"2"` for `[2]`).
     pub key: &'a Option<String>,
+    /// The cited `document_chunks.id`.
     pub chunk_id: &'a Option<Uuid>,
+    /// The user's document the chunk is from.
     pub document_id: &'a Option<Uuid>,
+    /// The document's title.
     pub title: &'a Option<String>,
     /// The first page the cited chunk spans (where the viewer opens).
     pub page: &'a Option<i32>,
@@ -103,6 +120,7 @@ pub struct CitationView<'a> {
     /// answers stored before it existed (read it as `page`).
     #[ts(optional = nullable)]
     pub page_end: &'a Option<i32>,
+    /// The first 300 characters of the chunk.
     pub excerpt: &'a Option<String>,
 }
 
@@ -148,12 +166,19 @@ pub(crate) struct MessageRow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
 pub enum DocumentStatus {
+    /// Registered; its file is being sent to Storage.
     Uploading,
+    /// Its file is in Storage, waiting for the companion to ingest it.
     Stored,
+    /// The AI service is extracting its text.
     Extracting,
+    /// The knowledge base is indexing its text.
     Indexing,
+    /// Its chunks can be searched and asked about.
     Ready,
+    /// Ingestion failed; `error` says why.
     Failed,
+    /// It has no text to search (no text layer, or no chunks).
     NoText,
 }
 
@@ -166,6 +191,7 @@ impl DocumentStatus {
         )
     }
 
+    /// The status as `documents.status` stores it (`no_text`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             DocumentStatus::Uploading => "uploading",
@@ -182,22 +208,33 @@ impl DocumentStatus {
 /// Bytes sent of a file being uploaded from this device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
 pub struct UploadProgress {
+    /// Bytes sent so far.
     pub sent: u64,
+    /// The file's size in bytes.
     pub total: u64,
 }
 
 /// A document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct Document {
+    /// The `documents.id`.
     pub id: Uuid,
+    /// The document's title: its file's name without the extension, as
+    /// uploaded.
     pub title: String,
+    /// Where ingestion stands.
     pub status: DocumentStatus,
+    /// Why it failed, for a person; for an `uploading` one, why this
+    /// device's upload was cut.
     #[serde(default)]
     pub error: Option<String>,
+    /// How many pages it has, once ingestion has counted them.
     #[serde(default)]
     pub page_count: Option<i32>,
+    /// The file's size in bytes.
     #[serde(default)]
     pub byte_size: Option<i64>,
+    /// When the row last changed; older news of it is ignored.
     pub updated_at: DateTime<Utc>,
     /// Set while this device uploads it.
     #[serde(skip_deserializing)]
@@ -256,18 +293,27 @@ fn seen(mut document: Document) -> Document {
 #[derive(Debug, Clone, PartialEq, Serialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Update {
+    /// A conversation was added or changed; the whole of it as it is now.
     Conversation(Conversation),
+    /// A conversation is gone (deleted, or the state was cleared), and its
+    /// messages with it.
     ConversationRemoved {
+        /// The conversation's id.
         id: Uuid,
     },
     /// A message changed. `appended` is set when the change only added text
     /// at the end (the UI may append it); otherwise re-render `content`.
     Message {
+        /// The whole message as it is now.
         message: Message,
+        /// The text added at the end, when that is all that changed.
         appended: Option<String>,
     },
+    /// A document was added or changed; the whole of it as it is now.
     Document(Document),
+    /// A document is gone (deleted, or the state was cleared).
     DocumentRemoved {
+        /// The document's id.
         id: Uuid,
     },
 }
@@ -360,6 +406,7 @@ impl Default for State {
 }
 
 impl State {
+    /// An empty state.
     pub fn new() -> State {
         State {
             model: Mutex::new(Model::default()),
@@ -662,7 +709,6 @@ impl State {
         }
     }
 
-    /// Records upload progress of a document this device is sending.
     /// Marks a document whose upload from this device was cut and cannot go
     /// on (its file is gone or changed): it stays `uploading`, without
     /// progress, and its `error` says why, until the person retries or
@@ -711,6 +757,7 @@ impl State {
         }
     }
 
+    /// Records upload progress of a document this device is sending.
     pub(crate) fn upload_progress(&self, id: Uuid, sent: u64, total: u64) {
         let mut model = self.model.lock().unwrap();
         let update = {

@@ -20,9 +20,13 @@ use crate::chat::{Asked, ContextChunk, MessageStatus};
 #[serde(rename_all = "snake_case")]
 #[ts(rename = "MessageStatus")]
 pub enum MessageStatusView {
+    /// Being written.
     Streaming,
+    /// Finished.
     Complete,
+    /// Stopped by its owner; the text so far is kept.
     Stopped,
+    /// Failed; the text so far is kept.
     Failed,
 }
 
@@ -42,8 +46,11 @@ impl From<MessageStatus> for MessageStatusView {
 #[derive(Serialize, TS)]
 #[ts(rename = "ContextChunk")]
 pub struct ContextChunkView {
+    /// The `document_chunks.id` the client sent.
     pub id: Uuid,
+    /// The user's document the chunk is from.
     pub document_id: Uuid,
+    /// The platform's chunk.
     pub chunk_id: Option<Uuid>,
     /// The first page the chunk spans (null when unknown).
     pub page: Option<i32>,
@@ -51,6 +58,7 @@ pub struct ContextChunkView {
     /// (read it as `page`).
     #[ts(optional = nullable)]
     pub page_end: Option<i32>,
+    /// The document's title.
     pub title: String,
 }
 

@@ -65,26 +65,49 @@ impl Default for UploadOptions {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UploadEvent {
     /// The file passed the checks.
-    Checked { path: PathBuf, bytes: u64 },
+    Checked {
+        /// The file.
+        path: PathBuf,
+        /// Its size in bytes.
+        bytes: u64,
+    },
     /// The companion registered it.
-    Registered { path: PathBuf, document_id: Uuid },
+    Registered {
+        /// The file.
+        path: PathBuf,
+        /// The document it became.
+        document_id: Uuid,
+    },
     /// Bytes stored so far.
     Progress {
+        /// The document being uploaded.
         document_id: Uuid,
+        /// Bytes sent so far.
         sent: u64,
+        /// The file's size in bytes.
         total: u64,
     },
     /// A resumable (TUS) upload was created at `upload_url`: kept, an upload
     /// cut by quitting goes on from where the server stands
     /// ([`Quire::resume_upload`]).
     Resumable {
+        /// The document being uploaded.
         document_id: Uuid,
+        /// The upload's URL on Storage.
         upload_url: String,
     },
     /// Stored and handed to ingestion; status changes follow in the state.
-    Stored { document_id: Uuid },
+    Stored {
+        /// The document stored.
+        document_id: Uuid,
+    },
     /// It failed (or was refused before sending).
-    Failed { path: PathBuf, error: ErrorView },
+    Failed {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        error: ErrorView,
+    },
 }
 
 /// A file that passed the checks.

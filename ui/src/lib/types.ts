@@ -44,7 +44,13 @@ export type ErrorCode =
  * An error as the UI receives it.
  */
 export type ErrorView = {
+  /**
+   * What the UI switches on.
+   */
   code: ErrorCode,
+  /**
+   * What happened and what to do, for the person.
+   */
   message: string,
 };
 
@@ -52,7 +58,13 @@ export type ErrorView = {
  * The signed-in person.
  */
 export type User = {
+  /**
+   * The account's id (`auth.users.id`, the JWT's `sub`).
+   */
   id: string,
+  /**
+   * The account's email, when the sign-in service gave one.
+   */
   email: string | null,
 };
 
@@ -60,10 +72,26 @@ export type User = {
  * A conversation.
  */
 export type Conversation = {
+  /**
+   * The `conversations.id`.
+   */
   id: string,
+  /**
+   * The conversation's title (the start of its first question, unless
+   * given or renamed); `None` when it has none.
+   */
   title: string | null,
+  /**
+   * When it was started.
+   */
   created_at: string,
+  /**
+   * When it last changed; a new question counts.
+   */
   updated_at: string,
+  /**
+   * When the person archived it; `None` while it is not archived.
+   */
   archived_at: string | null,
   /**
    * The documents the conversation asks about (its scope); empty: all of
@@ -88,9 +116,21 @@ export type MessageStatus = "streaming" | "complete" | "stopped" | "failed";
  * wire's [`Citation`], without the platform's relevance `score`.
  */
 export type Citation = {
+  /**
+   * The marker's number as written in the text (`"2"` for `[2]`).
+   */
   key: string | null,
+  /**
+   * The cited `document_chunks.id`.
+   */
   chunk_id: string | null,
+  /**
+   * The user's document the chunk is from.
+   */
   document_id: string | null,
+  /**
+   * The document's title.
+   */
   title: string | null,
   /**
    * The first page the cited chunk spans (where the viewer opens).
@@ -101,6 +141,9 @@ export type Citation = {
    * answers stored before it existed (read it as `page`).
    */
   page_end?: number | null,
+  /**
+   * The first 300 characters of the chunk.
+   */
   excerpt: string | null,
 };
 
@@ -108,8 +151,17 @@ export type Citation = {
  * A chunk an answer was given (its `context` event).
  */
 export type ContextChunk = {
+  /**
+   * The `document_chunks.id` the client sent.
+   */
   id: string,
+  /**
+   * The user's document the chunk is from.
+   */
   document_id: string,
+  /**
+   * The platform's chunk.
+   */
   chunk_id: string | null,
   /**
    * The first page the chunk spans (null when unknown).
@@ -120,6 +172,9 @@ export type ContextChunk = {
    * (read it as `page`).
    */
   page_end?: number | null,
+  /**
+   * The document's title.
+   */
   title: string,
 };
 
@@ -127,18 +182,33 @@ export type ContextChunk = {
  * A message as the UI shows it.
  */
 export type Message = {
+  /**
+   * The `chat_messages.id`.
+   */
   id: string,
+  /**
+   * The conversation it is in.
+   */
   conversation_id: string,
   /**
    * Position in the conversation (unknown until the row is read).
    */
   seq: number | null,
+  /**
+   * Who wrote it: a question or an answer.
+   */
   role: Role,
+  /**
+   * Whether it is still being written, and how it ended.
+   */
   status: MessageStatus,
   /**
    * The text so far (the whole text once final).
    */
   content: string,
+  /**
+   * The sources the text cites, by their `[n]` markers.
+   */
   citations: Array<Citation>,
   /**
    * The chunks the answer was given (`context` event).
@@ -174,7 +244,13 @@ export type DocumentStatus =
  * Bytes sent of a file being uploaded from this device.
  */
 export type UploadProgress = {
+  /**
+   * Bytes sent so far.
+   */
   sent: number,
+  /**
+   * The file's size in bytes.
+   */
   total: number,
 };
 
@@ -187,12 +263,35 @@ export type Uploading = "here" | "elsewhere" | "interrupted";
  * A document.
  */
 export type Document = {
+  /**
+   * The `documents.id`.
+   */
   id: string,
+  /**
+   * The document's title: its file's name without the extension, as
+   * uploaded.
+   */
   title: string,
+  /**
+   * Where ingestion stands.
+   */
   status: DocumentStatus,
+  /**
+   * Why it failed, for a person; for an `uploading` one, why this
+   * device's upload was cut.
+   */
   error: string | null,
+  /**
+   * How many pages it has, once ingestion has counted them.
+   */
   page_count: number | null,
+  /**
+   * The file's size in bytes.
+   */
   byte_size: number | null,
+  /**
+   * When the row last changed; older news of it is ignored.
+   */
   updated_at: string,
   /**
    * Set while this device uploads it.
@@ -223,6 +322,9 @@ export type ChunkHit = {
    * The `document_chunks` row id: what the companion is sent.
    */
   id: string,
+  /**
+   * The user's document the chunk is from.
+   */
   document_id: string,
   /**
    * The platform's chunk id (shared by users who uploaded the same file).
@@ -242,6 +344,9 @@ export type ChunkHit = {
    * (`page` 3, `page_end` 4). Equal to `page` for one page, `None` with it.
    */
   page_end?: number | null,
+  /**
+   * The chunk's text.
+   */
   text: string,
   /**
    * Rank of the stage that answered (scales differ between stages).
@@ -254,7 +359,13 @@ export type ChunkHit = {
  * none was given) and its message. What the UI follows it by.
  */
 export type AskResult = {
+  /**
+   * The conversation the question went into.
+   */
   conversation_id: string,
+  /**
+   * The answer's `chat_messages.id`, which its events carry.
+   */
   message_id: string,
 };
 

@@ -18,10 +18,16 @@ use crate::http::{self, Api};
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SignUp {
     /// The project confirms addresses automatically: signed in.
-    SignedIn { user: User },
+    SignedIn {
+        /// The new account, now signed in.
+        user: User,
+    },
     /// A confirmation mail is on its way to `email`; sign in once the link
     /// in it is opened.
-    CheckEmail { email: String },
+    CheckEmail {
+        /// The address the mail was sent to.
+        email: String,
+    },
 }
 
 /// A GoTrue refusal as Quire's error, for the account calls.

@@ -40,7 +40,9 @@ pub use store::{KeyringStore, TokenStore};
 /// The signed-in person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ts_rs::TS)]
 pub struct User {
+    /// The account's id (`auth.users.id`, the JWT's `sub`).
     pub id: Uuid,
+    /// The account's email, when the sign-in service gave one.
     pub email: Option<String>,
 }
 
@@ -48,11 +50,14 @@ pub struct User {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum AuthStatus {
+    /// A session is open.
     SignedIn {
+        /// Who is signed in.
         user: User,
     },
-    /// `reason` is set when the session ended without the person asking.
+    /// No session.
     SignedOut {
+        /// Why the session ended, when it ended without the person asking.
         reason: Option<SignOutReason>,
     },
 }

@@ -126,7 +126,9 @@ impl Answer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
 #[ts(rename = "AskResult")]
 pub struct Asked {
+    /// The conversation the question went into.
     pub conversation_id: Uuid,
+    /// The answer's `chat_messages.id`, which its events carry.
     pub message_id: Uuid,
 }
 
@@ -155,6 +157,7 @@ impl Stopper {
 /// One page of a conversation's history, oldest first.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryPage {
+    /// The page's messages, oldest first.
     pub messages: Vec<Message>,
     /// `seq` to pass as `before` for the previous page; `None` at the start.
     pub before: Option<i32>,

@@ -82,14 +82,19 @@ impl Default for FollowOptions {
 pub enum FollowStatus {
     /// Waiting for someone to sign in.
     SignedOut,
+    /// Opening the socket and joining the channel.
     Connecting,
     /// Joined and caught up (or catching up: `backfilled` says).
     Joined {
+        /// Whether what was missed while away has been read from Postgres;
+        /// live events apply meanwhile either way.
         backfilled: bool,
     },
     /// The connection failed; retrying after a delay.
     Reconnecting {
+        /// Why the last connection ended, for a person.
         error: String,
+        /// How long until the next attempt, in milliseconds.
         retry_in_ms: u64,
     },
 }

@@ -11,11 +11,17 @@ use serde_json::{Value, json};
 /// An outgoing frame.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Outgoing {
+    /// The channel's topic (`phoenix` for heartbeats).
     pub topic: String,
+    /// What the frame asks: `phx_join`, `heartbeat`, ….
     pub event: &'static str,
+    /// The event's own fields.
     pub payload: Value,
+    /// The frame's `ref`, which the server's reply repeats.
     #[serde(rename = "ref")]
     pub reference: String,
+    /// The `ref` of the join of the channel the frame is for; none for a
+    /// heartbeat.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_ref: Option<String>,
 }
@@ -79,6 +85,7 @@ impl Outgoing {
         }
     }
 
+    /// The frame as the socket's text message.
     pub fn to_text(&self) -> String {
         serde_json::to_string(self).expect("frames serialize")
     }
@@ -89,36 +96,59 @@ impl Outgoing {
 pub enum Incoming {
     /// `phx_reply` to the push with `reference`.
     Reply {
+        /// The channel's topic.
         topic: String,
+        /// The `ref` of the push it answers.
         reference: Option<String>,
+        /// Whether its status is `ok`.
         ok: bool,
+        /// The reply's `response` (`Null` when absent).
         response: Value,
     },
     /// `broadcast`: `event` and `payload` are the inner ones.
     Broadcast {
+        /// The channel's topic.
         topic: String,
+        /// The broadcast's own event name.
         event: String,
+        /// The broadcast's own payload (`Null` when absent).
         payload: Value,
     },
     /// `system` (token problems, rate limits, "Server requested disconnect").
     System {
+        /// The channel's topic.
         topic: String,
+        /// Whether its status is `ok`.
         ok: bool,
+        /// The server's message (empty when absent).
         message: String,
     },
     /// `phx_close`: the channel ended.
-    Close { topic: String },
+    Close {
+        /// The channel's topic.
+        topic: String,
+    },
     /// `phx_error`: the channel process crashed.
-    ChannelError { topic: String },
+    ChannelError {
+        /// The channel's topic.
+        topic: String,
+    },
     /// Anything else (presence, postgres_changes…): ignored.
-    Other { topic: String, event: String },
+    Other {
+        /// The channel's topic.
+        topic: String,
+        /// The frame's event name.
+        event: String,
+    },
 }
 
 /// Why a frame could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The text is not JSON; the parser's message.
     #[error("not JSON: {0}")]
     NotJson(String),
+    /// JSON, but not a frame's shape; what is missing.
     #[error("not a Phoenix frame: {0}")]
     NotAFrame(&'static str),
 }
