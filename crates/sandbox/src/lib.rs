@@ -21,7 +21,7 @@
 //! ```
 //!
 //! Layout: `server::router` nests each service's `router()` under its
-//! public prefix ([`auth`] `/auth/v1`, [`rest`] `/rest/v1`, `storage`
+//! public prefix (`auth` `/auth/v1`, [`rest`] `/rest/v1`, `storage`
 //! `/storage/v1`, `realtime` `/realtime/v1`, [`ai`] `/api`) with the shared
 //! middleware of `http`; every handler gets an `AppState` holding the
 //! [`Config`], the [`keys::ProjectKeys`], the [`jwt::JwtKeys`] verifier and one
@@ -29,13 +29,18 @@
 //! its own error shape.
 //!
 //! The public surface is what the binary, `quire-testkit`, the tests and the
-//! fuzz targets use: [`spawn`], [`Sandbox`], [`Config`] and [`config`],
-//! [`keys`], [`jwt`], [`logs`], and the [`ai`], [`auth`] and [`rest`] modules (whose
-//! codecs and constants tests pin); `db`, `http`, `realtime`, `server`,
-//! `state` and `storage` are internal.
+//! fuzz targets use: [`spawn`], [`Sandbox`], [`Config`] and [`config`] (with
+//! [`ai::agents::AgentsConfig`], its `agents` field), [`keys`], [`jwt`],
+//! [`logs`], and what tests pin of the services:
+//! [`rest::query`] (the query-string parser the fuzz target drives),
+//! [`rest::MAX_BODY_BYTES`], the counters [`rest::requests`] and
+//! [`rest::db_round_trips`] (the load benchmark divides them) and
+//! [`ai::agents::model::NOTHING_FOUND`]. The rest of `ai` and `rest`, and
+//! `auth`, `db`, `http`, `realtime`, `server`, `state` and `storage`, are
+//! internal.
 
 pub mod ai;
-pub mod auth;
+pub(crate) mod auth;
 pub mod config;
 pub(crate) mod db;
 pub(crate) mod http;

@@ -14,27 +14,27 @@
 //! Python reports) into the joined text.
 
 /// What the platform's PDF extractors join page texts with.
-pub const PAGE_SEPARATOR: &str = "\n\n";
+pub(crate) const PAGE_SEPARATOR: &str = "\n\n";
 
 /// One chunk of a source's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chunk {
-    pub text: String,
+pub(crate) struct Chunk {
+    pub(crate) text: String,
     /// Character offset of the chunk's first character in the joined text.
-    pub start_char: usize,
+    pub(crate) start_char: usize,
     /// Character offset one past the chunk's last character.
-    pub end_char: usize,
+    pub(crate) end_char: usize,
     /// The 1-based pages the chunk spans; `None` when the source has no
     /// page texts.
-    pub pages: Option<Vec<u32>>,
+    pub(crate) pages: Option<Vec<u32>>,
 }
 
 /// Chunk sizes, in characters. The platform's default `indexing_config` is
 /// `chunk_size: 1000, overlap: 200`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkSpec {
-    pub chunk_size: usize,
-    pub overlap: usize,
+pub(crate) struct ChunkSpec {
+    pub(crate) chunk_size: usize,
+    pub(crate) overlap: usize,
 }
 
 impl Default for ChunkSpec {
@@ -50,7 +50,7 @@ impl ChunkSpec {
     /// The spec from a knowledge base's `indexing_config`, falling back to
     /// the defaults for missing or unusable values (overlap is kept below
     /// half the chunk size so chunking always advances).
-    pub fn from_indexing_config(config: &serde_json::Value) -> ChunkSpec {
+    pub(crate) fn from_indexing_config(config: &serde_json::Value) -> ChunkSpec {
         let get = |key: &str| config.get(key).and_then(serde_json::Value::as_u64);
         let chunk_size = get("chunk_size")
             .map(|n| n.clamp(50, 100_000) as usize)
@@ -69,14 +69,14 @@ impl ChunkSpec {
 
 /// Chunks of a source whose text is its page texts joined with
 /// [`PAGE_SEPARATOR`], each with the pages it spans.
-pub fn chunk_pages(pages: &[String], spec: ChunkSpec) -> Vec<Chunk> {
+pub(crate) fn chunk_pages(pages: &[String], spec: ChunkSpec) -> Vec<Chunk> {
     chunk_document(&pages.join(PAGE_SEPARATOR), pages, spec)
 }
 
 /// Chunks of `content`. With page texts (which joined with
 /// [`PAGE_SEPARATOR`] make `content`), each chunk lists the pages it spans;
 /// without, no chunk has pages.
-pub fn chunk_document(content: &str, page_texts: &[String], spec: ChunkSpec) -> Vec<Chunk> {
+pub(crate) fn chunk_document(content: &str, page_texts: &[String], spec: ChunkSpec) -> Vec<Chunk> {
     let boundaries = (!page_texts.is_empty()).then(|| page_boundaries(page_texts));
     chunk_text(content, spec)
         .into_iter()
@@ -182,7 +182,7 @@ fn overlap_start(chars: &[char], start: usize, end: usize, overlap: usize) -> us
 }
 
 /// A rough token count (about four characters a token), for `ai.chunks.tokens`.
-pub fn estimate_tokens(text: &str) -> usize {
+pub(crate) fn estimate_tokens(text: &str) -> usize {
     text.chars().count().div_ceil(4)
 }
 

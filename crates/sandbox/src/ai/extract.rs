@@ -25,7 +25,7 @@ use quire_pdftext::{OpenError, Pdf, Stop};
 /// Why a file's text could not be extracted. [`ExtractError::code`] is the
 /// `error_code` stored on the source.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ExtractError {
+pub(crate) enum ExtractError {
     /// The bytes do not start with a PDF header.
     #[error("The file is not a PDF (no %PDF- header in its first 1024 bytes).")]
     NotAPdf,
@@ -48,7 +48,7 @@ pub enum ExtractError {
 
 impl ExtractError {
     /// The short code the API reports as `error_code`.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ExtractError::NotAPdf => "not_a_pdf",
             ExtractError::Encrypted => "encrypted",
@@ -61,7 +61,7 @@ impl ExtractError {
 
 /// Whether `bytes` carry a PDF header where readers look for one (the spec
 /// allows up to 1024 bytes of junk before `%PDF-`).
-pub fn looks_like_pdf(bytes: &[u8]) -> bool {
+pub(crate) fn looks_like_pdf(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(1024)];
     head.windows(5).any(|w| w == b"%PDF-")
 }
@@ -71,15 +71,17 @@ pub fn looks_like_pdf(bytes: &[u8]) -> bool {
 ///
 /// Errors: [`ExtractError::NotAPdf`], [`ExtractError::Encrypted`],
 /// [`ExtractError::Corrupt`]. CPU-bound: call it from a blocking thread.
-pub fn extract_pdf(bytes: &[u8]) -> Result<Vec<String>, ExtractError> {
+#[cfg(test)]
+pub(crate) fn extract_pdf(bytes: &[u8]) -> Result<Vec<String>, ExtractError> {
     read_pdf(bytes, Stop::default(), Duration::ZERO)
 }
 
-/// [`extract_pdf`] that gives up with [`ExtractError::TimedOut`] once `limit`
-/// has passed or `stop` is raised. The reader checks both at every glyph and
+/// The text of each page of a PDF, as `extract_pdf` (the tests') reads it,
+/// but giving up with [`ExtractError::TimedOut`] once `limit` has passed or
+/// `stop` is raised. The reader checks both at every glyph and
 /// drawing operation, so a caller that stops waiting raises `stop` and the
 /// thread ends; parsing the file's cross-reference table is not covered.
-pub fn extract_pdf_within(
+pub(crate) fn extract_pdf_within(
     bytes: &[u8],
     limit: Duration,
     stop: Arc<AtomicBool>,

@@ -62,7 +62,7 @@ const KB_COLUMNS: &str =
     "id, name, description, indexing_config, retrieval_config, created_at, updated_at";
 
 /// `/api/knowledge-bases/*`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/knowledge-bases", post(create).get(list))
         .route(
@@ -588,7 +588,7 @@ fn spawn_indexing(state: AppState, indexed_source_id: Uuid, task_id: String) {
 }
 
 /// Queues every indexed source left `pending` or `indexing`.
-pub async fn resume_indexing(state: &AppState) {
+pub(crate) async fn resume_indexing(state: &AppState) {
     let rows = async {
         let client = state.db.ai.get().await.map_err(|e| e.to_string())?;
         client
@@ -865,29 +865,29 @@ async fn items(
 
 /// A validated knowledge-base search, as `POST …/search` takes it.
 #[derive(Debug, Clone)]
-pub struct SearchRequest {
+pub(crate) struct SearchRequest {
     /// The user's words (`websearch_to_tsquery` syntax for full text).
-    pub query: String,
+    pub(crate) query: String,
     /// At most this many results.
-    pub top_k: i64,
+    pub(crate) top_k: i64,
     /// `full_text`, `vector_search` or `hybrid` (see the module docs).
-    pub method: String,
+    pub(crate) method: String,
     /// Results scoring below this (in the method's similarity) are dropped.
-    pub threshold: f64,
+    pub(crate) threshold: f64,
     /// Chunks whose `meta` contains this object (`{}` for all).
-    pub filter: Value,
+    pub(crate) filter: Value,
     /// Only chunks of these sources, when given.
-    pub source_ids: Option<Vec<Uuid>>,
+    pub(crate) source_ids: Option<Vec<Uuid>>,
 }
 
 /// One search result: the chunk and its score.
 #[derive(Debug, Clone)]
-pub struct SearchHit {
-    pub chunk_id: Uuid,
-    pub text: String,
-    pub score: f64,
-    pub source_id: Uuid,
-    pub meta: Value,
+pub(crate) struct SearchHit {
+    pub(crate) chunk_id: Uuid,
+    pub(crate) text: String,
+    pub(crate) score: f64,
+    pub(crate) source_id: Uuid,
+    pub(crate) meta: Value,
 }
 
 fn search_request(
@@ -990,7 +990,7 @@ async fn search(
 /// Searches one knowledge base's chunks (the work of `POST …/search`, for
 /// callers inside the sandbox such as an agent's `knowledge_search`).
 /// `request.method` must be `full_text`, `vector_search` or `hybrid`.
-pub async fn search_chunks(
+pub(crate) async fn search_chunks(
     client: &deadpool_postgres::Client,
     kb_id: Uuid,
     request: &SearchRequest,

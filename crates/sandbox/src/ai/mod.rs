@@ -15,10 +15,10 @@
 //! Background work (extraction, indexing) runs in tasks of the server's
 //! runtime; [`resume`] re-queues what a previous run left unfinished.
 
-pub mod chunking;
-pub mod extract;
-pub mod knowledge_bases;
-pub mod sources;
+pub(crate) mod chunking;
+pub(crate) mod extract;
+pub(crate) mod knowledge_bases;
+pub(crate) mod sources;
 // The agents module (agents, tools, sessions, runs, streaming, the offline
 // model) declares itself here:
 pub mod agents;
@@ -35,11 +35,11 @@ use subtle::ConstantTimeEq as _;
 use uuid::Uuid;
 
 use crate::http::json_response;
-use crate::jwt::{Caller, JwtError, bearer_token};
+use crate::jwt::{JwtError, bearer_token};
 use crate::state::AppState;
 
 /// Every `/api` route. Nested under `/api` by the server.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .merge(sources::router())
         .merge(knowledge_bases::router())
@@ -51,7 +51,7 @@ pub fn router() -> Router<AppState> {
 /// Re-queues the background work a previous run of the sandbox left
 /// unfinished: sources still `pending`/`extracting`, indexed sources still
 /// `pending`/`indexing`. Called once at start-up; failures are logged.
-pub async fn resume(state: &AppState) {
+pub(crate) async fn resume(state: &AppState) {
     sources::resume_extractions(state).await;
     knowledge_bases::resume_indexing(state).await;
 }
@@ -64,7 +64,7 @@ async fn not_found() -> ApiError {
 /// `{"error": "<message>", …}`. Server errors are logged with their
 /// cause and answered without it.
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     body: Map<String, Value>,
     /// Set for Flask's `abort(status, description=…)`: the service has no
@@ -74,7 +74,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// `{"error": message}` with `status`.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         let mut body = Map::new();
         body.insert("error".into(), Value::String(message.into()));
         ApiError {
@@ -86,7 +86,7 @@ impl ApiError {
 
     /// What Flask's `abort(status, description=…)` gives on the platform:
     /// Werkzeug's HTML error page (`text/html`), not JSON.
-    pub fn werkzeug_abort(status: StatusCode, description: impl Into<String>) -> Self {
+    pub(crate) fn werkzeug_abort(status: StatusCode, description: impl Into<String>) -> Self {
         ApiError {
             status,
             body: Map::new(),
@@ -95,28 +95,28 @@ impl ApiError {
     }
 
     /// 400 `{"error": message}`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
     /// 404 `{"error": message}`.
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, message)
     }
 
     /// 401 `{"error": message}`.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, message)
     }
 
     /// 403 `{"error": message}`.
-    pub fn forbidden(message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, message)
     }
 
     /// 500 `{"error": "Internal error"}`; `cause` (what was being attempted
     /// and why it failed) goes to the log only.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "/api request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal error")
     }
@@ -133,13 +133,14 @@ impl ApiError {
     }
 
     /// Adds a field next to `error` (e.g. `code`, `message`, `duplicate`).
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+    pub(crate) fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.body.insert(key.into(), value.into());
         self
     }
 
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
 }
@@ -188,25 +189,24 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 }
 
 /// The `403` text of `@require_service_role`.
-pub const SERVICE_ROLE_REQUIRED: &str = "This endpoint requires the project's service role key";
+pub(crate) const SERVICE_ROLE_REQUIRED: &str =
+    "This endpoint requires the project's service role key";
 
 /// Who called an `/api` route, as `@require_user_auth` decides.
 #[derive(Debug, Clone)]
-pub enum ApiCaller {
+pub(crate) enum ApiCaller {
     /// The bearer was exactly the project's service-role key.
     ServiceRole,
     /// A user's access token: HS256, `aud` `authenticated`, `exp` and a UUID `sub`.
     User {
         /// `sub`.
         id: Uuid,
-        /// All verified claims.
-        claims: Caller,
     },
 }
 
 impl ApiCaller {
     /// The user id, or `None` for the service role.
-    pub fn user_id(&self) -> Option<Uuid> {
+    pub(crate) fn user_id(&self) -> Option<Uuid> {
         match self {
             ApiCaller::ServiceRole => None,
             ApiCaller::User { id, .. } => Some(*id),
@@ -214,14 +214,14 @@ impl ApiCaller {
     }
 
     /// True for the service role.
-    pub fn is_service_role(&self) -> bool {
+    pub(crate) fn is_service_role(&self) -> bool {
         matches!(self, ApiCaller::ServiceRole)
     }
 
     /// Authenticates the `Authorization` header. Only a bearer equal to the
     /// service key is the service role — a user token claiming
     /// `role: service_role` is still a user token and must pass the user checks.
-    pub fn authenticate(
+    pub(crate) fn authenticate(
         state: &AppState,
         headers: &axum::http::HeaderMap,
     ) -> Result<Self, ApiError> {
@@ -253,7 +253,7 @@ impl ApiCaller {
             .as_str()
             .and_then(|s| Uuid::parse_str(s).ok())
             .ok_or_else(|| ApiError::unauthorized("Invalid token: sub must be a user id"))?;
-        Ok(ApiCaller::User { id, claims })
+        Ok(ApiCaller::User { id })
     }
 }
 
@@ -291,7 +291,7 @@ fn token_error_text(err: &JwtError) -> String {
 /// Kong's `key-auth` in front of `/api`: the `apikey` header or query
 /// parameter must be the anon or the service-role key. A user's JWT is not
 /// a consumer key.
-pub fn check_gateway_key(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
+pub(crate) fn check_gateway_key(state: &AppState, parts: &Parts) -> Result<(), ApiError> {
     let from_query = || {
         url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
             .find(|(name, _)| name == "apikey")
@@ -331,7 +331,7 @@ impl FromRequestParts<AppState> for ApiCaller {
 /// service-role key. No or a bad token ⇒ 401 as [`ApiCaller`]; a valid user
 /// token ⇒ 403 [`SERVICE_ROLE_REQUIRED`].
 #[derive(Debug, Clone, Copy)]
-pub struct ServiceRole;
+pub(crate) struct ServiceRole;
 
 impl FromRequestParts<AppState> for ServiceRole {
     type Rejection = ApiError;
@@ -356,11 +356,11 @@ impl FromRequestParts<AppState> for ServiceRole {
 /// an empty body is `{}`, anything that is not JSON is 400
 /// `{"error":"Invalid JSON body"}`. Field validation is the handler's.
 #[derive(Debug, Clone)]
-pub struct JsonBody(pub Value);
+pub(crate) struct JsonBody(pub Value);
 
 impl JsonBody {
     /// The body as an object (`{}` for a non-object body).
-    pub fn object(&self) -> Map<String, Value> {
+    pub(crate) fn object(&self) -> Map<String, Value> {
         self.0.as_object().cloned().unwrap_or_default()
     }
 }
@@ -383,18 +383,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 
 /// A time as the service writes it: ISO 8601 with microseconds and `+00:00`
 /// (Python's `datetime.isoformat()`).
-pub fn timestamp(at: DateTime<Utc>) -> String {
+pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
 /// Parses a path id; anything but a UUID is the resource's 404.
-pub fn parse_id(raw: &str, not_found: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn parse_id(raw: &str, not_found: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::not_found(not_found))
 }
 
 /// The `ilike` pattern for a list route's `q`: a substring match with `%`, `_` and `\` taken
 /// literally; `None` when `q` is absent or empty.
-pub fn contains_pattern(q: Option<String>) -> Option<String> {
+pub(crate) fn contains_pattern(q: Option<String>) -> Option<String> {
     q.filter(|q| !q.is_empty()).map(|q| {
         let escaped: String = q
             .chars()
@@ -409,7 +409,7 @@ pub fn contains_pattern(q: Option<String>) -> Option<String> {
 
 /// A list route's `order` parameter: `asc`, or `desc` by default (any case); anything else is
 /// the platform's 400.
-pub fn sort_direction(order: Option<&str>) -> Result<&'static str, ApiError> {
+pub(crate) fn sort_direction(order: Option<&str>) -> Result<&'static str, ApiError> {
     match order.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") | Some("desc") => Ok("desc"),
         Some("asc") => Ok("asc"),
@@ -421,7 +421,7 @@ pub fn sort_direction(order: Option<&str>) -> Result<&'static str, ApiError> {
 
 /// `limit`/`offset` query values with the service's bounds: `limit` in
 /// `1..=max` (default `default`), `offset ≥ 0`; anything else is 400.
-pub fn page_bounds(
+pub(crate) fn page_bounds(
     limit: Option<&str>,
     offset: Option<&str>,
     default: i64,
@@ -449,7 +449,7 @@ pub fn page_bounds(
 }
 
 /// The `ai` schema's data directory: `<data_dir>/ai`.
-pub fn data_root(state: &AppState) -> std::path::PathBuf {
+pub(crate) fn data_root(state: &AppState) -> std::path::PathBuf {
     state.config.data_dir.join("ai")
 }
 

@@ -49,7 +49,7 @@ use super::{
 use crate::state::AppState;
 
 /// Extensions `POST /api/sources/upload` accepts.
-pub const ALLOWED_EXTENSIONS: [&str; 13] = [
+pub(crate) const ALLOWED_EXTENSIONS: [&str; 13] = [
     ".pdf", ".txt", ".md", ".docx", ".xlsx", ".xls", ".pptx", ".png", ".jpg", ".jpeg", ".webp",
     ".gif", ".tiff",
 ];
@@ -83,7 +83,7 @@ const SOURCE_COLUMNS: &str = "id, name, file_type, storage_path, extraction_stat
      auto_metadata, error_message, error_code, celery_task_id, created_at, updated_at";
 
 /// `/api/sources/*`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         // The upload enforces the configured size limit itself, while streaming.
         .route(
@@ -531,7 +531,7 @@ fn spawn_extraction(state: AppState, id: Uuid) {
 }
 
 /// Queues every source left `pending` or `extracting`.
-pub async fn resume_extractions(state: &AppState) {
+pub(crate) async fn resume_extractions(state: &AppState) {
     let ids = async {
         let client = state.db.ai.get().await.map_err(|e| e.to_string())?;
         let rows = client

@@ -22,7 +22,7 @@ const DEFAULT_PER_PAGE: i64 = 50;
 /// GoTrue's `AdminUserParams` (the fields the sandbox supports).
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct AdminUserParams {
+pub(crate) struct AdminUserParams {
     #[serde(deserialize_with = "nullable")]
     role: String,
     #[serde(deserialize_with = "nullable")]
@@ -40,7 +40,7 @@ pub struct AdminUserParams {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct AdminDeleteParams {
+pub(crate) struct AdminDeleteParams {
     #[serde(deserialize_with = "nullable")]
     should_soft_delete: bool,
 }
@@ -51,7 +51,7 @@ fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuthError 
 
 /// `GET /admin/users?page=&per_page=&filter=`: `{"users":[…],"aud":"authenticated"}`
 /// newest first, with `X-Total-Count` and a `Link` header.
-pub async fn list_users(
+pub(crate) async fn list_users(
     State(state): State<AppState>,
     _admin: Admin,
     Query(query): Query<HashMap<String, String>>,
@@ -138,7 +138,7 @@ pub async fn list_users(
 
 /// `POST /admin/users`: creates an email user (`email_confirm` confirms it at
 /// once; without `password` it gets an unusable random one).
-pub async fn create_user(
+pub(crate) async fn create_user(
     State(state): State<AppState>,
     _admin: Admin,
     JsonBody(params): JsonBody<AdminUserParams>,
@@ -214,7 +214,7 @@ pub async fn create_user(
 }
 
 /// `GET /admin/users/{id}`.
-pub async fn get_user(
+pub(crate) async fn get_user(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
@@ -232,7 +232,7 @@ pub async fn get_user(
 /// `PUT /admin/users/{id}`: role, email, password (which signs the user out
 /// everywhere, as GoTrue's), `email_confirm`, metadata (merged, `null`
 /// removes), `ban_duration` (a Go duration or `none`).
-pub async fn update_user(
+pub(crate) async fn update_user(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,
@@ -401,7 +401,7 @@ async fn update_metadata(
 /// `DELETE /admin/users/{id}` (body optionally `{"should_soft_delete":true}`):
 /// `{}`. A hard delete removes the user with their sessions, tokens and
 /// identities; a soft delete keeps an anonymized row with `deleted_at`.
-pub async fn delete_user(
+pub(crate) async fn delete_user(
     State(state): State<AppState>,
     _admin: Admin,
     Path(id): Path<String>,

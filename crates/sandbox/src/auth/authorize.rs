@@ -38,7 +38,7 @@ use crate::state::AppState;
 /// GoTrue's built-in providers, as its `/settings` lists them; those the
 /// project enabled ([`crate::Config::oauth_providers`]) get the sandbox's
 /// sign-in page.
-pub const PROVIDERS: &[&str] = &[
+pub(crate) const PROVIDERS: &[&str] = &[
     "apple",
     "azure",
     "bitbucket",
@@ -115,7 +115,7 @@ fn state_keys(state: &AppState) -> JwtKeys {
 }
 
 /// `GET /authorize?provider=…&redirect_to=…&code_challenge=…&code_challenge_method=s256`.
-pub async fn start(
+pub(crate) async fn start(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, AuthError> {
@@ -214,7 +214,11 @@ pub async fn start(
 
 /// `POST /authorize` (the page's form): signs the person in and sends the
 /// browser on to `redirect_to`.
-pub async fn submit(State(state): State<AppState>, from: ClientInfo, body: Bytes) -> Response {
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    from: ClientInfo,
+    body: Bytes,
+) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
 

@@ -21,45 +21,44 @@ use serde_json::json;
 use crate::http::{json_response, request_id};
 
 /// `X-Supabase-Api-Version`.
-pub const API_VERSION_HEADER: HeaderName = HeaderName::from_static("x-supabase-api-version");
+pub(crate) const API_VERSION_HEADER: HeaderName = HeaderName::from_static("x-supabase-api-version");
 /// The one dated API version GoTrue knows.
-pub const API_VERSION_2024_01_01: &str = "2024-01-01";
+pub(crate) const API_VERSION_2024_01_01: &str = "2024-01-01";
 /// `x-sb-error-code`.
-pub const ERROR_CODE_HEADER: HeaderName = HeaderName::from_static("x-sb-error-code");
+pub(crate) const ERROR_CODE_HEADER: HeaderName = HeaderName::from_static("x-sb-error-code");
 
 /// GoTrue's error codes that the sandbox produces.
-pub mod code {
-    pub const BAD_JSON: &str = "bad_json";
-    pub const BAD_JWT: &str = "bad_jwt";
-    pub const NO_AUTHORIZATION: &str = "no_authorization";
-    pub const NOT_ADMIN: &str = "not_admin";
-    pub const VALIDATION_FAILED: &str = "validation_failed";
-    pub const INVALID_CREDENTIALS: &str = "invalid_credentials";
-    pub const EMAIL_NOT_CONFIRMED: &str = "email_not_confirmed";
-    pub const USER_ALREADY_EXISTS: &str = "user_already_exists";
-    pub const EMAIL_EXISTS: &str = "email_exists";
-    pub const WEAK_PASSWORD: &str = "weak_password";
-    pub const SAME_PASSWORD: &str = "same_password";
-    pub const SIGNUP_DISABLED: &str = "signup_disabled";
-    pub const ANONYMOUS_PROVIDER_DISABLED: &str = "anonymous_provider_disabled";
-    pub const PHONE_PROVIDER_DISABLED: &str = "phone_provider_disabled";
-    pub const USER_NOT_FOUND: &str = "user_not_found";
-    pub const USER_BANNED: &str = "user_banned";
-    pub const OTP_EXPIRED: &str = "otp_expired";
-    pub const SESSION_NOT_FOUND: &str = "session_not_found";
-    pub const SESSION_EXPIRED: &str = "session_expired";
-    pub const REFRESH_TOKEN_NOT_FOUND: &str = "refresh_token_not_found";
-    pub const REFRESH_TOKEN_ALREADY_USED: &str = "refresh_token_already_used";
-    pub const FLOW_STATE_NOT_FOUND: &str = "flow_state_not_found";
-    pub const FLOW_STATE_EXPIRED: &str = "flow_state_expired";
-    pub const BAD_CODE_VERIFIER: &str = "bad_code_verifier";
-    pub const UNEXPECTED_FAILURE: &str = "unexpected_failure";
-    pub const REQUEST_TIMEOUT: &str = "request_timeout";
+pub(crate) mod code {
+    pub(crate) const BAD_JSON: &str = "bad_json";
+    pub(crate) const BAD_JWT: &str = "bad_jwt";
+    pub(crate) const NO_AUTHORIZATION: &str = "no_authorization";
+    pub(crate) const NOT_ADMIN: &str = "not_admin";
+    pub(crate) const VALIDATION_FAILED: &str = "validation_failed";
+    pub(crate) const INVALID_CREDENTIALS: &str = "invalid_credentials";
+    pub(crate) const EMAIL_NOT_CONFIRMED: &str = "email_not_confirmed";
+    pub(crate) const USER_ALREADY_EXISTS: &str = "user_already_exists";
+    pub(crate) const EMAIL_EXISTS: &str = "email_exists";
+    pub(crate) const WEAK_PASSWORD: &str = "weak_password";
+    pub(crate) const SAME_PASSWORD: &str = "same_password";
+    pub(crate) const SIGNUP_DISABLED: &str = "signup_disabled";
+    pub(crate) const ANONYMOUS_PROVIDER_DISABLED: &str = "anonymous_provider_disabled";
+    pub(crate) const PHONE_PROVIDER_DISABLED: &str = "phone_provider_disabled";
+    pub(crate) const USER_NOT_FOUND: &str = "user_not_found";
+    pub(crate) const USER_BANNED: &str = "user_banned";
+    pub(crate) const OTP_EXPIRED: &str = "otp_expired";
+    pub(crate) const SESSION_NOT_FOUND: &str = "session_not_found";
+    pub(crate) const SESSION_EXPIRED: &str = "session_expired";
+    pub(crate) const REFRESH_TOKEN_NOT_FOUND: &str = "refresh_token_not_found";
+    pub(crate) const REFRESH_TOKEN_ALREADY_USED: &str = "refresh_token_already_used";
+    pub(crate) const FLOW_STATE_NOT_FOUND: &str = "flow_state_not_found";
+    pub(crate) const FLOW_STATE_EXPIRED: &str = "flow_state_expired";
+    pub(crate) const BAD_CODE_VERIFIER: &str = "bad_code_verifier";
+    pub(crate) const UNEXPECTED_FAILURE: &str = "unexpected_failure";
 }
 
 /// An error GoTrue would answer with.
 #[derive(Debug, Clone, PartialEq)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// GoTrue's `HTTPError`: status, error code, message.
     Http {
         status: StatusCode,
@@ -80,7 +79,7 @@ pub enum AuthError {
 
 impl AuthError {
     /// An error with `status`, `code` and `message`.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         AuthError::Http {
             status,
             code,
@@ -89,33 +88,33 @@ impl AuthError {
     }
 
     /// 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 403 with `code`.
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)
     }
 
     /// 404 with `code`.
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
     }
 
     /// 422 with `code`.
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     /// 400 `validation_failed`.
-    pub fn validation(message: impl Into<String>) -> Self {
+    pub(crate) fn validation(message: impl Into<String>) -> Self {
         Self::bad_request(code::VALIDATION_FAILED, message)
     }
 
     /// A 500 whose `message` the client sees and whose `cause` only the log
     /// sees.
-    pub fn internal(message: &'static str, cause: impl Display) -> Self {
+    pub(crate) fn internal(message: &'static str, cause: impl Display) -> Self {
         tracing::error!(error = %cause, "{message}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,7 +124,7 @@ impl AuthError {
     }
 
     /// The HTTP status of the response.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             AuthError::Http { status, .. } => *status,
             AuthError::WeakPassword { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -134,7 +133,7 @@ impl AuthError {
     }
 
     /// The error code (`error` for OAuth-shaped errors).
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             AuthError::Http { code, .. } => code,
             AuthError::WeakPassword { .. } => code::WEAK_PASSWORD,
@@ -143,7 +142,7 @@ impl AuthError {
     }
 
     /// The message the client sees.
-    pub fn message(&self) -> &str {
+    pub(crate) fn message(&self) -> &str {
         match self {
             AuthError::Http { message, .. } | AuthError::WeakPassword { message, .. } => message,
             AuthError::OAuth { description, .. } => description,
@@ -225,7 +224,7 @@ impl IntoResponse for AuthError {
 /// error shape: a `YYYY-MM-DD` date on or after 2024-01-01. Anything else,
 /// an unparsable value included, gets the original shape, as in GoTrue's
 /// `DetermineClosestAPIVersion`.
-pub fn wants_dated_errors(header: Option<&str>) -> bool {
+pub(crate) fn wants_dated_errors(header: Option<&str>) -> bool {
     let Some(value) = header else { return false };
     let bytes = value.as_bytes();
     let well_formed = bytes.len() == 10
@@ -241,7 +240,7 @@ pub fn wants_dated_errors(header: Option<&str>) -> bool {
 }
 
 /// Re-renders [`AuthError`] responses in the shape the request asked for.
-pub async fn api_version(request: Request, next: Next) -> Response {
+pub(crate) async fn api_version(request: Request, next: Next) -> Response {
     let dated = wants_dated_errors(
         request
             .headers()
@@ -260,7 +259,7 @@ pub async fn api_version(request: Request, next: Next) -> Response {
 }
 
 /// Serializable form of a session or user answer; a helper for handlers.
-pub fn ok_json(body: &impl Serialize) -> Response {
+pub(crate) fn ok_json(body: &impl Serialize) -> Response {
     json_response(StatusCode::OK, body)
 }
 

@@ -23,7 +23,7 @@ const MAX_JSON_BODY: usize = 1024 * 1024;
 /// A JSON body. Like GoTrue's `retrieveRequestParams`, the content type is
 /// not checked, and anything unparsable (an empty body included) is 400
 /// `bad_json`.
-pub struct JsonBody<T>(pub T);
+pub(crate) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = AuthError;
@@ -48,7 +48,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 /// `deserialize_with` for fields Go would leave at their zero value when the
 /// JSON has `null`.
-pub fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Default + serde::Deserialize<'de>,
@@ -79,11 +79,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
 /// `sub` names an existing user (403 `user_not_found`) and whose `session_id`
 /// names a live session (403 `session_not_found`), of a user not banned
 /// (403 `user_banned`).
-pub struct SignedIn {
-    pub caller: Caller,
-    pub user: User,
+pub(crate) struct SignedIn {
+    pub(crate) caller: Caller,
+    pub(crate) user: User,
     /// `None` for a token without a `session_id` claim.
-    pub session_id: Option<Uuid>,
+    pub(crate) session_id: Option<Uuid>,
 }
 
 impl FromRequestParts<AppState> for SignedIn {
@@ -155,7 +155,7 @@ impl FromRequestParts<AppState> for SignedIn {
 /// An admin: a valid token whose `role` is `service_role` or
 /// `supabase_admin` (GoTrue's `requireAdminCredentials`; otherwise 403
 /// `not_admin`).
-pub struct Admin;
+pub(crate) struct Admin;
 
 /// Roles GoTrue treats as admins (`GOTRUE_JWT_ADMIN_ROLES`' default).
 const ADMIN_ROLES: [&str; 2] = ["service_role", "supabase_admin"];

@@ -25,7 +25,7 @@ use crate::state::AppState;
 /// GoTrue's `GenerateLinkParams` (the fields the sandbox reads).
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct GenerateLinkParams {
+pub(crate) struct GenerateLinkParams {
     #[serde(deserialize_with = "nullable")]
     r#type: String,
     #[serde(deserialize_with = "nullable")]
@@ -48,7 +48,7 @@ fn otp() -> Result<String, AuthError> {
 }
 
 /// `POST /admin/generate_link`.
-pub async fn generate_link(
+pub(crate) async fn generate_link(
     State(state): State<AppState>,
     _admin: Admin,
     JsonBody(params): JsonBody<GenerateLinkParams>,

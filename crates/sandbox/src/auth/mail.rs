@@ -36,7 +36,7 @@ const OTP_LIFETIME: Duration = Duration::seconds(86_400);
 
 /// Which mail.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Signup,
     Recovery,
 }
@@ -86,7 +86,7 @@ fn six_digits() -> Result<String, AuthError> {
 }
 
 /// Stores a new token of `kind` for `user` and writes the mail.
-pub async fn send(
+pub(crate) async fn send(
     state: &AppState,
     client: &impl GenericClient,
     user: &User,
@@ -135,20 +135,20 @@ pub async fn send(
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct RecoverParams {
+pub(crate) struct RecoverParams {
     #[serde(deserialize_with = "nullable")]
     email: String,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct RedirectQuery {
-    pub redirect_to: Option<String>,
+pub(crate) struct RedirectQuery {
+    pub(crate) redirect_to: Option<String>,
 }
 
 /// `POST /recover {email}` → 200 `{}`, whether or not the address has an
 /// account (GoTrue does not tell).
-pub async fn recover(
+pub(crate) async fn recover(
     State(state): State<AppState>,
     Query(query): Query<RedirectQuery>,
     JsonBody(params): JsonBody<RecoverParams>,
@@ -175,7 +175,7 @@ pub async fn recover(
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct VerifyLink {
+pub(crate) struct VerifyLink {
     token: String,
     r#type: String,
     redirect_to: Option<String>,
@@ -183,7 +183,7 @@ pub struct VerifyLink {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct VerifyCode {
+pub(crate) struct VerifyCode {
     #[serde(deserialize_with = "nullable")]
     r#type: String,
     #[serde(deserialize_with = "nullable")]
@@ -225,7 +225,7 @@ async fn redeem(client: &impl GenericClient, kind: Kind, token: &str) -> Result<
 /// in for recovery) and sends the browser to `redirect_to` with the session
 /// in the fragment (the implicit flow); a bad or used token goes there with
 /// `error=access_denied&error_code=otp_expired` instead.
-pub async fn verify_link(
+pub(crate) async fn verify_link(
     State(state): State<AppState>,
     from: ClientInfo,
     Query(query): Query<VerifyLink>,
@@ -275,7 +275,7 @@ pub async fn verify_link(
 /// `POST /verify {type, email, token}` (the mail's code) or `{type,
 /// token_hash}` (the link's token) → a session; GoTrue's
 /// `VerifyParams::Validate` decides which.
-pub async fn verify_code(
+pub(crate) async fn verify_code(
     State(state): State<AppState>,
     from: ClientInfo,
     JsonBody(params): JsonBody<VerifyCode>,

@@ -9,10 +9,10 @@ use super::error::ok_json;
 use crate::state::AppState;
 
 /// The GoTrue version whose behaviour the sandbox follows.
-pub const GOTRUE_VERSION: &str = "v2.189.0";
+pub(crate) const GOTRUE_VERSION: &str = "v2.189.0";
 
 /// `GET /health`, as GoTrue answers it.
-pub async fn health() -> Response {
+pub(crate) async fn health() -> Response {
     ok_json(&json!({
         "version": GOTRUE_VERSION,
         "name": "GoTrue",
@@ -24,7 +24,7 @@ pub async fn health() -> Response {
 /// provider GoTrue knows, `true` only for those the project enabled
 /// ([`crate::Config::oauth_providers`]); `email` is on, `phone` and
 /// `anonymous_users` off.
-pub async fn settings(State(state): State<AppState>) -> Response {
+pub(crate) async fn settings(State(state): State<AppState>) -> Response {
     let mut external = Map::new();
     external.insert("anonymous_users".into(), json!(false));
     for provider in PROVIDERS {
@@ -44,6 +44,6 @@ pub async fn settings(State(state): State<AppState>) -> Response {
 }
 
 /// Whether the project enabled OAuth `provider`.
-pub fn enabled(state: &AppState, provider: &str) -> bool {
+pub(crate) fn enabled(state: &AppState, provider: &str) -> bool {
     state.config.oauth_providers.iter().any(|p| p == provider)
 }

@@ -7,7 +7,7 @@
 //! Powabase. Where the sandbox deliberately differs from GoTrue, the handler
 //! says so in its documentation.
 
-pub mod error;
+pub(crate) mod error;
 
 mod admin;
 mod authorize;
@@ -29,11 +29,8 @@ use axum::routing::{get, post};
 
 use crate::state::AppState;
 
-pub use error::AuthError;
-pub use meta::GOTRUE_VERSION;
-
 /// The routes of `/auth/v1` (nest them there).
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(meta::health))
         .route("/settings", get(meta::settings))

@@ -18,7 +18,7 @@ fn memory_cost(memory_kib: u32) -> u32 {
 
 /// Hashes `password` with Argon2id (`memory_kib` KiB, 2 passes, 1 lane) on
 /// the blocking pool, so a burst of sign-ups does not stall the server.
-pub async fn hash(password: String, memory_kib: u32) -> Result<String, AuthError> {
+pub(crate) async fn hash(password: String, memory_kib: u32) -> Result<String, AuthError> {
     tokio::task::spawn_blocking(move || {
         let params = Params::new(memory_cost(memory_kib), PASSES, LANES, None)
             .map_err(|e| AuthError::internal("Error hashing password", e))?;
@@ -37,7 +37,7 @@ pub async fn hash(password: String, memory_kib: u32) -> Result<String, AuthError
 
 /// True when `password` matches the stored PHC `hash`. A missing or
 /// unparsable hash matches nothing.
-pub async fn verify(password: String, hash: Option<String>) -> bool {
+pub(crate) async fn verify(password: String, hash: Option<String>) -> bool {
     let Some(hash) = hash.filter(|h| !h.is_empty()) else {
         return false;
     };
@@ -62,7 +62,11 @@ pub async fn verify(password: String, hash: Option<String>) -> bool {
 /// `false`. So the time of a failed sign-in does not tell whether the
 /// address has an account. Stricter than GoTrue, which answers an unknown
 /// address before any hashing (docs/platform-contract.md §1).
-pub async fn verify_for_sign_in(password: String, hash: Option<String>, memory_kib: u32) -> bool {
+pub(crate) async fn verify_for_sign_in(
+    password: String,
+    hash: Option<String>,
+    memory_kib: u32,
+) -> bool {
     tokio::task::spawn_blocking(move || {
         let stored = hash.filter(|h| !h.is_empty());
         match stored.as_deref().map(PasswordHash::new) {
@@ -85,7 +89,7 @@ pub async fn verify_for_sign_in(password: String, hash: Option<String>, memory_k
 /// A fixed Argon2id PHC string with the parameters [`hash`] uses for
 /// `memory_kib` (a constant salt, an all-zero digest no password is known to
 /// give): verifying against it costs what verifying a real hash costs.
-pub fn dummy_hash(memory_kib: u32) -> String {
+pub(crate) fn dummy_hash(memory_kib: u32) -> String {
     // Salt: "sandboxdummysalt"; digest: 32 zero bytes, both unpadded base64.
     format!(
         "$argon2id$v=19$m={},t={PASSES},p={LANES}$c2FuZGJveGR1bW15c2FsdA${}",
@@ -95,7 +99,7 @@ pub fn dummy_hash(memory_kib: u32) -> String {
 }
 
 /// GoTrue's `checkPasswordStrength` with only the length rule configured.
-pub fn check_strength(password: &str, min_length: usize) -> Result<(), AuthError> {
+pub(crate) fn check_strength(password: &str, min_length: usize) -> Result<(), AuthError> {
     if password.len() < min_length {
         return Err(AuthError::WeakPassword {
             message: format!("Password should be at least {min_length} characters."),
@@ -106,7 +110,7 @@ pub fn check_strength(password: &str, min_length: usize) -> Result<(), AuthError
 }
 
 /// 400 `validation_failed` for an empty password where one is required.
-pub fn required(password: &str, message: &'static str) -> Result<(), AuthError> {
+pub(crate) fn required(password: &str, message: &'static str) -> Result<(), AuthError> {
     if password.is_empty() {
         return Err(AuthError::bad_request(code::VALIDATION_FAILED, message));
     }

@@ -18,14 +18,14 @@ const MAX_CHALLENGE_LEN: usize = 128;
 
 /// A code challenge method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
+pub(crate) enum Method {
     S256,
     Plain,
 }
 
 impl Method {
     /// Parses `s256` or `plain` in any case.
-    pub fn parse(method: &str) -> Result<Method, AuthError> {
+    pub(crate) fn parse(method: &str) -> Result<Method, AuthError> {
         match method.to_ascii_lowercase().as_str() {
             "s256" => Ok(Method::S256),
             "plain" => Ok(Method::Plain),
@@ -36,7 +36,7 @@ impl Method {
     }
 
     /// As stored in `auth.flow_state.code_challenge_method`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Method::S256 => "s256",
             Method::Plain => "plain",
@@ -46,7 +46,7 @@ impl Method {
 
 /// GoTrue's `validatePKCEParams`: both or neither, and a well-formed challenge.
 /// Returns the method when PKCE is in use.
-pub fn validate_params(method: &str, challenge: &str) -> Result<Option<Method>, AuthError> {
+pub(crate) fn validate_params(method: &str, challenge: &str) -> Result<Option<Method>, AuthError> {
     match (method.is_empty(), challenge.is_empty()) {
         (true, true) => Ok(None),
         (false, false) => {
@@ -72,7 +72,7 @@ pub fn validate_params(method: &str, challenge: &str) -> Result<Option<Method>, 
 }
 
 /// Whether `verifier` answers `challenge` (constant-time comparison).
-pub fn verifies(method: Method, challenge: &str, verifier: &str) -> bool {
+pub(crate) fn verifies(method: Method, challenge: &str, verifier: &str) -> bool {
     let expected = match method {
         Method::S256 => base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(Sha256::digest(verifier.as_bytes())),
@@ -83,7 +83,7 @@ pub fn verifies(method: Method, challenge: &str, verifier: &str) -> bool {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct PkceGrantParams {
+pub(crate) struct PkceGrantParams {
     #[serde(deserialize_with = "nullable")]
     auth_code: String,
     #[serde(deserialize_with = "nullable")]
@@ -94,7 +94,7 @@ pub struct PkceGrantParams {
 /// `code_verifier` for a session, once. Unknown or unused codes are 404
 /// `flow_state_not_found`, old ones 422 `flow_state_expired`, a wrong
 /// verifier 400 `bad_code_verifier` (the code stays usable, as in GoTrue).
-pub async fn exchange(
+pub(crate) async fn exchange(
     state: &AppState,
     params: PkceGrantParams,
     from: &ClientInfo,

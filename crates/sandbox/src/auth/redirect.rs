@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use url::Url;
 
 /// The redirect target to use for `requested` (`None` or refused → the site URL).
-pub fn resolve(requested: Option<&str>, site_url: &Url, allow_list: &[String]) -> Url {
+pub(crate) fn resolve(requested: Option<&str>, site_url: &Url, allow_list: &[String]) -> Url {
     requested
         .filter(|r| is_allowed(r, site_url, allow_list))
         .and_then(|r| Url::parse(r).ok())
@@ -18,7 +18,7 @@ pub fn resolve(requested: Option<&str>, site_url: &Url, allow_list: &[String]) -
 }
 
 /// Whether `redirect` may receive codes and tokens.
-pub fn is_allowed(redirect: &str, site_url: &Url, allow_list: &[String]) -> bool {
+pub(crate) fn is_allowed(redirect: &str, site_url: &Url, allow_list: &[String]) -> bool {
     if redirect.is_empty()
         || redirect
             .chars()

@@ -16,7 +16,7 @@ use crate::state::AppState;
 /// How a session was authenticated (GoTrue's `AuthenticationMethod`), the
 /// `method` of its `amr` entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethod {
+pub(crate) enum AuthMethod {
     /// Email and password (`grant_type=password`, and sign-up).
     Password,
     /// Through a provider (`/authorize`), then PKCE or the implicit flow.
@@ -26,7 +26,7 @@ pub enum AuthMethod {
 }
 
 impl AuthMethod {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Password => "password",
             AuthMethod::OAuth => "oauth",
@@ -37,50 +37,50 @@ impl AuthMethod {
 
 /// Where a request came from, recorded on the session as GoTrue does.
 #[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub user_agent: Option<String>,
-    pub ip: Option<IpAddr>,
+pub(crate) struct ClientInfo {
+    pub(crate) user_agent: Option<String>,
+    pub(crate) ip: Option<IpAddr>,
 }
 
 /// One `amr` entry.
 #[derive(Debug, Clone, Serialize)]
-pub struct AmrEntry {
-    pub method: String,
-    pub timestamp: i64,
+pub(crate) struct AmrEntry {
+    pub(crate) method: String,
+    pub(crate) timestamp: i64,
 }
 
 /// Access-token claims, in GoTrue's order and with its omissions.
 #[derive(Debug, Serialize)]
-pub struct AccessTokenClaims<'a> {
-    pub iss: &'a str,
-    pub sub: String,
+pub(crate) struct AccessTokenClaims<'a> {
+    pub(crate) iss: &'a str,
+    pub(crate) sub: String,
     /// A single string, as GoTrue serializes a one-element audience.
-    pub aud: &'a str,
-    pub exp: i64,
-    pub iat: i64,
-    pub email: &'a str,
-    pub phone: &'a str,
-    pub app_metadata: &'a Value,
-    pub user_metadata: &'a Value,
-    pub role: &'a str,
-    pub aal: &'a str,
+    pub(crate) aud: &'a str,
+    pub(crate) exp: i64,
+    pub(crate) iat: i64,
+    pub(crate) email: &'a str,
+    pub(crate) phone: &'a str,
+    pub(crate) app_metadata: &'a Value,
+    pub(crate) user_metadata: &'a Value,
+    pub(crate) role: &'a str,
+    pub(crate) aal: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub amr: Vec<AmrEntry>,
-    pub session_id: String,
-    pub is_anonymous: bool,
+    pub(crate) amr: Vec<AmrEntry>,
+    pub(crate) session_id: String,
+    pub(crate) is_anonymous: bool,
 }
 
 /// The session answer of `/token`, `/signup` (GoTrue's `AccessTokenResponse`).
 #[derive(Debug, Serialize)]
-pub struct SessionResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
-    pub expires_at: i64,
-    pub refresh_token: String,
-    pub user: User,
+pub(crate) struct SessionResponse {
+    pub(crate) access_token: String,
+    pub(crate) token_type: &'static str,
+    pub(crate) expires_in: u64,
+    pub(crate) expires_at: i64,
+    pub(crate) refresh_token: String,
+    pub(crate) user: User,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub weak_password: Option<Value>,
+    pub(crate) weak_password: Option<Value>,
 }
 
 fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuthError {
@@ -88,7 +88,7 @@ fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> AuthError 
 }
 
 /// A new opaque refresh token: 32 characters of `[a-z0-9]`.
-pub fn new_refresh_token() -> Result<String, AuthError> {
+pub(crate) fn new_refresh_token() -> Result<String, AuthError> {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)
@@ -103,7 +103,7 @@ pub fn new_refresh_token() -> Result<String, AuthError> {
 /// Signs a user in: a new session, its first refresh token, the `amr` claim
 /// for `method`, `last_sign_in_at`, and an access token. Run it inside the
 /// transaction that decided the sign-in.
-pub async fn issue(
+pub(crate) async fn issue(
     state: &AppState,
     client: &impl GenericClient,
     user_id: Uuid,
@@ -165,7 +165,7 @@ async fn respond(
 }
 
 /// Mints an access token for `user` in `session_id`; returns it and its `exp`.
-pub async fn access_token(
+pub(crate) async fn access_token(
     state: &AppState,
     client: &impl GenericClient,
     user: &User,
@@ -221,7 +221,7 @@ pub async fn access_token(
 /// treated as theft: the whole session is deleted (its refresh tokens with it,
 /// its access tokens stop working at `/user`) and the answer is 400
 /// `refresh_token_already_used`.
-pub async fn refresh(
+pub(crate) async fn refresh(
     state: &AppState,
     token: &str,
     from: &ClientInfo,

@@ -18,7 +18,7 @@ use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct SignupParams {
+pub(crate) struct SignupParams {
     #[serde(deserialize_with = "nullable")]
     email: String,
     #[serde(deserialize_with = "nullable")]
@@ -32,7 +32,7 @@ pub struct SignupParams {
     code_challenge_method: String,
 }
 
-pub async fn signup(
+pub(crate) async fn signup(
     State(state): State<AppState>,
     from: ClientInfo,
     Query(RedirectQuery { redirect_to }): Query<RedirectQuery>,

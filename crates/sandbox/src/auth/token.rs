@@ -37,7 +37,7 @@ struct RefreshTokenGrantParams {
     refresh_token: String,
 }
 
-pub async fn token(
+pub(crate) async fn token(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     from: ClientInfo,

@@ -23,7 +23,10 @@ const AUD_HEADER: &str = "x-jwt-aud";
 /// GoTrue compares the token's audience with the request's; the request's
 /// is the `X-JWT-AUD` header or the project audience (`authenticated`). A
 /// token for any other audience is 400 `validation_failed`.
-pub async fn get_user(headers: HeaderMap, signed_in: SignedIn) -> Result<Response, AuthError> {
+pub(crate) async fn get_user(
+    headers: HeaderMap,
+    signed_in: SignedIn,
+) -> Result<Response, AuthError> {
     let wanted = headers
         .get(AUD_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -39,7 +42,7 @@ pub async fn get_user(headers: HeaderMap, signed_in: SignedIn) -> Result<Respons
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct UserUpdateParams {
+pub(crate) struct UserUpdateParams {
     #[serde(deserialize_with = "nullable")]
     email: String,
     password: Option<String>,
@@ -55,7 +58,7 @@ pub struct UserUpdateParams {
 ///
 /// Deviation: GoTrue mails a confirmation link before an email change takes
 /// effect; the sandbox has no mailer and applies it at once.
-pub async fn update_user(
+pub(crate) async fn update_user(
     State(state): State<AppState>,
     signed_in: SignedIn,
     JsonBody(params): JsonBody<UserUpdateParams>,
@@ -191,7 +194,7 @@ async fn store_password(
 }
 
 /// Sets a user's email and their `email` identity's address.
-pub async fn set_email(
+pub(crate) async fn set_email(
     client: &impl deadpool_postgres::GenericClient,
     user_id: Uuid,
     email: &str,
@@ -224,7 +227,7 @@ pub async fn set_email(
 /// every session of the user, `local` the token's own, `others` all but it.
 /// The access token stays cryptographically valid until `exp`, but `/user`
 /// answers 403 `session_not_found` for it from now on.
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     signed_in: SignedIn,

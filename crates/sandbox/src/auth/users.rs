@@ -11,16 +11,17 @@ use uuid::Uuid;
 use super::error::{AuthError, code};
 
 /// The audience every user of the project has (`GOTRUE_JWT_AUD`).
-pub const AUDIENCE: &str = "authenticated";
+pub(crate) const AUDIENCE: &str = "authenticated";
 /// The role new users get (`GOTRUE_JWT_DEFAULT_GROUP_NAME` unset).
-pub const DEFAULT_ROLE: &str = "authenticated";
+pub(crate) const DEFAULT_ROLE: &str = "authenticated";
 /// GoTrue's message for an address that is taken.
-pub const DUPLICATE_EMAIL: &str = "A user with this email address has already been registered";
+pub(crate) const DUPLICATE_EMAIL: &str =
+    "A user with this email address has already been registered";
 
 /// A timestamp serialized as Go's `time.Time` does (RFC 3339, fraction
 /// without trailing zeros, `Z`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct GoTime(pub DateTime<Utc>);
+pub(crate) struct GoTime(pub DateTime<Utc>);
 
 impl Serialize for GoTime {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -29,7 +30,7 @@ impl Serialize for GoTime {
 }
 
 /// `time` in Go's RFC 3339 nano layout.
-pub fn go_time(time: DateTime<Utc>) -> String {
+pub(crate) fn go_time(time: DateTime<Utc>) -> String {
     let base = time.format("%Y-%m-%dT%H:%M:%S").to_string();
     let nanos = time.timestamp_subsec_nanos();
     if nanos == 0 {
@@ -46,74 +47,74 @@ fn empty_if_none<S: Serializer>(value: &Option<String>, serializer: S) -> Result
 
 /// An identity (one way of signing in) as GoTrue returns it.
 #[derive(Debug, Clone, Serialize)]
-pub struct Identity {
-    pub identity_id: Uuid,
+pub(crate) struct Identity {
+    pub(crate) identity_id: Uuid,
     /// The provider's id for the user (the user id for `email`).
     #[serde(rename = "id")]
-    pub provider_id: String,
-    pub user_id: Uuid,
-    pub identity_data: Value,
-    pub provider: String,
+    pub(crate) provider_id: String,
+    pub(crate) user_id: Uuid,
+    pub(crate) identity_data: Value,
+    pub(crate) provider: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_sign_in_at: Option<GoTime>,
-    pub created_at: GoTime,
-    pub updated_at: GoTime,
+    pub(crate) last_sign_in_at: Option<GoTime>,
+    pub(crate) created_at: GoTime,
+    pub(crate) updated_at: GoTime,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
 }
 
 /// A user row, serialized as GoTrue's user object.
 #[derive(Debug, Clone, Serialize)]
-pub struct User {
-    pub id: Uuid,
-    pub aud: String,
-    pub role: String,
+pub(crate) struct User {
+    pub(crate) id: Uuid,
+    pub(crate) aud: String,
+    pub(crate) role: String,
     #[serde(serialize_with = "empty_if_none")]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
     #[serde(skip)]
-    pub encrypted_password: Option<String>,
+    pub(crate) encrypted_password: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub email_confirmed_at: Option<GoTime>,
+    pub(crate) email_confirmed_at: Option<GoTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub invited_at: Option<GoTime>,
+    pub(crate) invited_at: Option<GoTime>,
     #[serde(serialize_with = "empty_if_none")]
-    pub phone: Option<String>,
+    pub(crate) phone: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub phone_confirmed_at: Option<GoTime>,
+    pub(crate) phone_confirmed_at: Option<GoTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub confirmation_sent_at: Option<GoTime>,
+    pub(crate) confirmation_sent_at: Option<GoTime>,
     /// `least(email_confirmed_at, phone_confirmed_at)`, kept for old clients.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub confirmed_at: Option<GoTime>,
+    pub(crate) confirmed_at: Option<GoTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub recovery_sent_at: Option<GoTime>,
+    pub(crate) recovery_sent_at: Option<GoTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_sign_in_at: Option<GoTime>,
-    pub app_metadata: Value,
-    pub user_metadata: Value,
-    pub identities: Vec<Identity>,
-    pub created_at: GoTime,
-    pub updated_at: GoTime,
+    pub(crate) last_sign_in_at: Option<GoTime>,
+    pub(crate) app_metadata: Value,
+    pub(crate) user_metadata: Value,
+    pub(crate) identities: Vec<Identity>,
+    pub(crate) created_at: GoTime,
+    pub(crate) updated_at: GoTime,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub banned_until: Option<GoTime>,
+    pub(crate) banned_until: Option<GoTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deleted_at: Option<GoTime>,
-    pub is_anonymous: bool,
+    pub(crate) deleted_at: Option<GoTime>,
+    pub(crate) is_anonymous: bool,
 }
 
 impl User {
     /// `banned_until` is in the future.
-    pub fn is_banned(&self) -> bool {
+    pub(crate) fn is_banned(&self) -> bool {
         self.banned_until.is_some_and(|t| t.0 > Utc::now())
     }
 
     /// The email address has been confirmed.
-    pub fn is_confirmed(&self) -> bool {
+    pub(crate) fn is_confirmed(&self) -> bool {
         self.email_confirmed_at.is_some()
     }
 
     /// `app_metadata` as a map (empty when it is not an object).
-    pub fn app_metadata_map(&self) -> Map<String, Value> {
+    pub(crate) fn app_metadata_map(&self) -> Map<String, Value> {
         self.app_metadata.as_object().cloned().unwrap_or_default()
     }
 }
@@ -194,7 +195,10 @@ async fn with_identities(client: &impl GenericClient, mut user: User) -> Result<
 }
 
 /// The user with `id`, with identities.
-pub async fn find_by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<User>, AuthError> {
+pub(crate) async fn find_by_id(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<User>, AuthError> {
     let row = client
         .query_opt(
             &format!("select {USER_COLUMNS} from auth.users where id = $1"),
@@ -209,7 +213,10 @@ pub async fn find_by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<
 }
 
 /// The user with `id`, locked for update until the transaction ends.
-pub async fn lock_by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<User>, AuthError> {
+pub(crate) async fn lock_by_id(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<User>, AuthError> {
     let row = client
         .query_opt(
             &format!("select {USER_COLUMNS} from auth.users where id = $1 for update"),
@@ -224,7 +231,7 @@ pub async fn lock_by_id(client: &impl GenericClient, id: Uuid) -> Result<Option<
 }
 
 /// The (non-SSO) user with `email` (any case) in `aud`, with identities.
-pub async fn find_by_email(
+pub(crate) async fn find_by_email(
     client: &impl GenericClient,
     email: &str,
 ) -> Result<Option<User>, AuthError> {
@@ -245,7 +252,7 @@ pub async fn find_by_email(
 }
 
 /// True when another user (not `except`) has `email`.
-pub async fn email_taken(
+pub(crate) async fn email_taken(
     client: &impl GenericClient,
     email: &str,
     except: Option<Uuid>,
@@ -263,21 +270,21 @@ pub async fn email_taken(
 }
 
 /// What a new email user is made of.
-pub struct NewEmailUser<'a> {
-    pub email: &'a str,
-    pub password_hash: &'a str,
-    pub role: &'a str,
-    pub confirmed: bool,
-    pub user_metadata: Map<String, Value>,
-    pub app_metadata: Map<String, Value>,
-    pub banned_until: Option<DateTime<Utc>>,
+pub(crate) struct NewEmailUser<'a> {
+    pub(crate) email: &'a str,
+    pub(crate) password_hash: &'a str,
+    pub(crate) role: &'a str,
+    pub(crate) confirmed: bool,
+    pub(crate) user_metadata: Map<String, Value>,
+    pub(crate) app_metadata: Map<String, Value>,
+    pub(crate) banned_until: Option<DateTime<Utc>>,
 }
 
 /// Inserts an email user and their `email` identity, as GoTrue's sign-up does:
 /// `app_metadata` gets `provider`/`providers`, and a confirmed user's
 /// `user_metadata` gets `email_verified: true` (GoTrue's `User.Confirm`).
 /// A taken address is 422 `user_already_exists`.
-pub async fn insert_email_user(
+pub(crate) async fn insert_email_user(
     client: &impl GenericClient,
     new: NewEmailUser<'_>,
 ) -> Result<User, AuthError> {
@@ -352,7 +359,7 @@ pub async fn insert_email_user(
 }
 
 /// Applies GoTrue's metadata update rule: keys are set, `null` removes a key.
-pub fn merge_metadata(target: &mut Map<String, Value>, updates: Map<String, Value>) {
+pub(crate) fn merge_metadata(target: &mut Map<String, Value>, updates: Map<String, Value>) {
     for (key, value) in updates {
         if value.is_null() {
             target.remove(&key);
@@ -363,7 +370,10 @@ pub fn merge_metadata(target: &mut Map<String, Value>, updates: Map<String, Valu
 }
 
 /// Records a sign-in on the user and their identities.
-pub async fn touch_sign_in(client: &impl GenericClient, user_id: Uuid) -> Result<(), AuthError> {
+pub(crate) async fn touch_sign_in(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<(), AuthError> {
     client
         .execute(
             "update auth.users set last_sign_in_at = now() where id = $1",
@@ -383,7 +393,7 @@ pub async fn touch_sign_in(client: &impl GenericClient, user_id: Uuid) -> Result
 
 /// Validates an email address as GoTrue's `validateEmail` does and returns it
 /// lower-cased.
-pub fn validate_email(email: &str) -> Result<String, AuthError> {
+pub(crate) fn validate_email(email: &str) -> Result<String, AuthError> {
     if email.is_empty() {
         return Err(AuthError::validation("An email address is required"));
     }

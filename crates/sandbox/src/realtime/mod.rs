@@ -166,11 +166,6 @@ impl Hub {
         &self.registry
     }
 
-    /// True while the listener holds a live LISTEN connection.
-    pub fn is_listening(&self) -> bool {
-        *self.listening.borrow()
-    }
-
     /// Waits until the listener is live, at most `timeout`. Returns whether it is.
     pub async fn wait_listening(&self, timeout: Duration) -> bool {
         let mut rx = self.listening.subscribe();

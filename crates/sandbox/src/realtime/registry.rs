@@ -212,6 +212,7 @@ impl Registry {
     }
 
     /// Number of subscriptions of `key`.
+    #[cfg(test)]
     pub fn subscriber_count(&self, key: &TopicKey) -> usize {
         self.topics().get(key).map_or(0, |t| t.subscribers.len())
     }

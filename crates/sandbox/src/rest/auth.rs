@@ -16,30 +16,30 @@ use subtle::ConstantTimeEq as _;
 use super::error::RestError;
 
 /// The role a request without a token runs as (`db-anon-role`).
-pub const ANON_ROLE: &str = "anon";
+pub(crate) const ANON_ROLE: &str = "anon";
 
 /// PostgREST's clock skew allowance for `exp`, `nbf` and `iat`.
-pub const ALLOWED_SKEW_SECS: i64 = 30;
+pub(crate) const ALLOWED_SKEW_SECS: i64 = 30;
 
 /// The identity a request runs under.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// The database role (`set_config('role', …)`).
-    pub role: String,
+    pub(crate) role: String,
     /// The claims with `role` filled in, as `request.jwt.claims`.
-    pub claims: Map<String, Value>,
+    pub(crate) claims: Map<String, Value>,
 }
 
 impl Identity {
     /// Whether 42501 should answer 403 (a role other than anon) or 401.
-    pub fn authenticated(&self) -> bool {
+    pub(crate) fn authenticated(&self) -> bool {
         self.role != ANON_ROLE
     }
 }
 
 /// Kong's `key-auth` in front of PostgREST: the `apikey` header (or query
 /// parameter) must be the anon or the service-role key.
-pub fn check_api_key(
+pub(crate) fn check_api_key(
     headers: &HeaderMap,
     query_apikey: Option<&str>,
     keys: [&str; 2],
@@ -63,7 +63,7 @@ pub fn check_api_key(
 
 /// wai-extra's `extractBearerAuth`: scheme `bearer` in any case, then the
 /// rest after whitespace. `None` when there is no such header (anon).
-pub fn bearer(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
     let raw = headers.get(axum::http::header::AUTHORIZATION)?;
     let value = String::from_utf8_lossy(raw.as_bytes()).into_owned();
     let (scheme, rest) = match value.find(char::is_whitespace) {
@@ -76,7 +76,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Resolves the request's identity from its bearer token, if any.
-pub fn identify(token: Option<&str>, secret: &[u8], now: i64) -> Result<Identity, RestError> {
+pub(crate) fn identify(
+    token: Option<&str>,
+    secret: &[u8],
+    now: i64,
+) -> Result<Identity, RestError> {
     let mut claims = match token {
         None => Map::new(),
         Some(t) => verify(t, secret, now)?,
@@ -97,7 +101,11 @@ fn b64(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Verifies `token` with the HMAC `secret` and checks its time claims.
-pub fn verify(token: &str, secret: &[u8], now: i64) -> Result<Map<String, Value>, RestError> {
+pub(crate) fn verify(
+    token: &str,
+    secret: &[u8],
+    now: i64,
+) -> Result<Map<String, Value>, RestError> {
     if token.is_empty() {
         return Err(RestError::jwt_decode(
             "Empty JWT is sent in Authorization header",

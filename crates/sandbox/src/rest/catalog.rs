@@ -18,55 +18,55 @@ use tokio::sync::Mutex;
 
 /// A column of a table, view or function result.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Column {
-    pub name: String,
+pub(crate) struct Column {
+    pub(crate) name: String,
     /// `format_type(atttypid, atttypmod)`, e.g. `timestamp with time zone`.
     #[serde(rename = "type")]
-    pub sql_type: String,
+    pub(crate) sql_type: String,
     /// The type name, or a domain's base type name (`tsvector`, `jsonb`, …).
-    pub base_type: String,
+    pub(crate) base_type: String,
     /// The default expression (`pg_get_expr`), if any.
     #[serde(default)]
-    pub default: Option<String>,
+    pub(crate) default: Option<String>,
     /// A generated column (`GENERATED ALWAYS AS … STORED`).
     #[serde(default)]
-    pub generated: bool,
+    pub(crate) generated: bool,
 }
 
 impl Column {
-    pub fn is_json(&self) -> bool {
+    pub(crate) fn is_json(&self) -> bool {
         matches!(self.base_type.as_str(), "json" | "jsonb")
     }
 
-    pub fn is_tsvector(&self) -> bool {
+    pub(crate) fn is_tsvector(&self) -> bool {
         self.base_type == "tsvector"
     }
 }
 
 /// A table, view, materialized view or foreign table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Table {
-    pub schema: String,
-    pub name: String,
+pub(crate) struct Table {
+    pub(crate) schema: String,
+    pub(crate) name: String,
     /// `relkind`: `r`, `p`, `v`, `m`, `f`.
-    pub kind: char,
-    pub columns: Vec<Column>,
-    pub primary_key: Vec<String>,
+    pub(crate) kind: char,
+    pub(crate) columns: Vec<Column>,
+    pub(crate) primary_key: Vec<String>,
 }
 
 impl Table {
-    pub fn column(&self, name: &str) -> Option<&Column> {
+    pub(crate) fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
 
     /// A plain or partitioned table (has `xmax`, accepts `ON CONFLICT`).
-    pub fn is_table(&self) -> bool {
+    pub(crate) fn is_table(&self) -> bool {
         matches!(self.kind, 'r' | 'p')
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Volatility {
+pub(crate) enum Volatility {
     Immutable,
     Stable,
     Volatile,
@@ -74,7 +74,7 @@ pub enum Volatility {
 
 /// What a function returns, as PostgREST classifies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReturnKind {
+pub(crate) enum ReturnKind {
     Void,
     Scalar,
     Composite,
@@ -82,40 +82,40 @@ pub enum ReturnKind {
 
 /// An input parameter of a function.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutineParam {
-    pub name: String,
-    pub sql_type: String,
+pub(crate) struct RoutineParam {
+    pub(crate) name: String,
+    pub(crate) sql_type: String,
     /// No default: the call must name it.
-    pub required: bool,
-    pub variadic: bool,
+    pub(crate) required: bool,
+    pub(crate) variadic: bool,
 }
 
 /// A function callable as `/rpc/<name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Routine {
-    pub schema: String,
-    pub name: String,
-    pub params: Vec<RoutineParam>,
-    pub volatility: Volatility,
-    pub returns_set: bool,
-    pub return_kind: ReturnKind,
+pub(crate) struct Routine {
+    pub(crate) schema: String,
+    pub(crate) name: String,
+    pub(crate) params: Vec<RoutineParam>,
+    pub(crate) volatility: Volatility,
+    pub(crate) returns_set: bool,
+    pub(crate) return_kind: ReturnKind,
     /// `format_type` of the return type.
-    pub return_type: String,
+    pub(crate) return_type: String,
     /// Result columns (OUT/TABLE parameters or the returned row type); for a
     /// scalar, the single column `pgrst_scalar`.
-    pub result_columns: Vec<Column>,
+    pub(crate) result_columns: Vec<Column>,
 }
 
 impl Routine {
     /// A single unnamed `json`/`jsonb` parameter that receives the whole body.
-    pub fn single_unnamed_json(&self) -> Option<&RoutineParam> {
+    pub(crate) fn single_unnamed_json(&self) -> Option<&RoutineParam> {
         match self.params.as_slice() {
             [p] if p.name.is_empty() && matches!(p.sql_type.as_str(), "json" | "jsonb") => Some(p),
             _ => None,
         }
     }
 
-    pub fn signature(&self) -> String {
+    pub(crate) fn signature(&self) -> String {
         let params: Vec<String> = self
             .params
             .iter()
@@ -127,21 +127,21 @@ impl Routine {
 
 /// Everything the cache knows about one schema.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SchemaCache {
-    pub tables: BTreeMap<String, Table>,
-    pub routines: BTreeMap<String, Vec<Routine>>,
+pub(crate) struct SchemaCache {
+    pub(crate) tables: BTreeMap<String, Table>,
+    pub(crate) routines: BTreeMap<String, Vec<Routine>>,
 }
 
 impl SchemaCache {
     /// PostgREST's fuzzy hint for an unknown table (similarity ≥ 0.75).
-    pub fn table_hint(&self, schema: &str, name: &str) -> Option<String> {
+    pub(crate) fn table_hint(&self, schema: &str, name: &str) -> Option<String> {
         best_match(self.tables.keys().map(String::as_str), name, 0.75)
             .map(|t| format!("Perhaps you meant the table '{schema}.{t}'"))
     }
 
     /// PostgREST's hint for an unknown function: a similar name when there is
     /// no function of that name, else the closest parameter list.
-    pub fn routine_hint(&self, schema: &str, name: &str, args: &[String]) -> Option<String> {
+    pub(crate) fn routine_hint(&self, schema: &str, name: &str, args: &[String]) -> Option<String> {
         match self.routines.get(name) {
             None => best_match(self.routines.keys().map(String::as_str), name, 0.75)
                 .map(|f| format!("Perhaps you meant to call the function {schema}.{f}")),
@@ -201,13 +201,13 @@ fn similarity(a: &str, b: &str) -> f64 {
 
 /// The per-server store of schema caches.
 #[derive(Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     schemas: Mutex<HashMap<String, (Arc<SchemaCache>, String)>>,
 }
 
 impl Catalog {
     /// The cache of `schema`, loading it on first use.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         client: &tokio_postgres::Client,
         schema: &str,
@@ -224,7 +224,7 @@ impl Catalog {
 
     /// Reloads `schema` if its DDL changed since it was loaded; returns the
     /// (possibly new) cache.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         client: &tokio_postgres::Client,
         schema: &str,
@@ -240,17 +240,12 @@ impl Catalog {
         schemas.insert(schema.to_string(), (cache.clone(), print));
         Ok(cache)
     }
-
-    /// Forgets every schema (the next request reloads).
-    pub async fn clear(&self) {
-        self.schemas.lock().await.clear();
-    }
 }
 
 /// Changes whenever a relation or function of `schema` is created, altered
 /// (its `pg_class`/`pg_proc` row rewritten, as adding a column does) or
 /// dropped: the count and newest `xmin` of those rows.
-pub async fn fingerprint(
+pub(crate) async fn fingerprint(
     client: &tokio_postgres::Client,
     schema: &str,
 ) -> Result<String, tokio_postgres::Error> {
@@ -330,7 +325,7 @@ where n.nspname = $1 and p.prokind = 'f'
 order by p.proname, p.oid";
 
 /// Reads one schema's tables and functions.
-pub async fn load(
+pub(crate) async fn load(
     client: &tokio_postgres::Client,
     schema: &str,
 ) -> Result<SchemaCache, tokio_postgres::Error> {

@@ -12,21 +12,21 @@ use super::query::QueryError;
 /// An error answer of the REST service (boxed: it travels through every
 /// `Result` of the request path).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RestError(Box<ErrorParts>);
+pub(crate) struct RestError(Box<ErrorParts>);
 
 /// What a [`RestError`] answers with.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ErrorParts {
-    pub status: StatusCode,
-    pub code: String,
-    pub message: String,
-    pub details: Option<String>,
-    pub hint: Option<String>,
+pub(crate) struct ErrorParts {
+    pub(crate) status: StatusCode,
+    pub(crate) code: String,
+    pub(crate) message: String,
+    pub(crate) details: Option<String>,
+    pub(crate) hint: Option<String>,
     /// Extra headers (`WWW-Authenticate`, headers from `RAISE SQLSTATE 'PGRST'`).
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     /// When set, the body is this exact JSON instead of the PostgREST shape
     /// (the gateway's own answers, e.g. a missing `apikey`).
-    pub raw_body: Option<Value>,
+    pub(crate) raw_body: Option<Value>,
 }
 
 impl std::ops::Deref for RestError {
@@ -58,7 +58,7 @@ impl std::fmt::Display for RestError {
 impl std::error::Error for RestError {}
 
 impl RestError {
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         RestError(Box::new(ErrorParts {
             status,
             code: code.to_string(),
@@ -70,12 +70,12 @@ impl RestError {
         }))
     }
 
-    pub fn details(mut self, d: impl Into<String>) -> Self {
+    pub(crate) fn details(mut self, d: impl Into<String>) -> Self {
         self.details = Some(d.into());
         self
     }
 
-    pub fn hint(mut self, h: impl Into<String>) -> Self {
+    pub(crate) fn hint(mut self, h: impl Into<String>) -> Self {
         self.hint = Some(h.into());
         self
     }
@@ -88,7 +88,7 @@ impl RestError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         if let Some(raw) = &self.raw_body {
             return raw.clone();
         }
@@ -103,12 +103,12 @@ impl RestError {
     // --- PGRST1xx: the request -------------------------------------------
 
     /// `PGRST100`, a query string that does not parse.
-    pub fn query_param(e: QueryError) -> Self {
+    pub(crate) fn query_param(e: QueryError) -> Self {
         RestError::new(StatusCode::BAD_REQUEST, "PGRST100", e.message).details(e.details)
     }
 
     /// `PGRST101`
-    pub fn invalid_rpc_method(method: &str) -> Self {
+    pub(crate) fn invalid_rpc_method(method: &str) -> Self {
         RestError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "PGRST101",
@@ -117,12 +117,12 @@ impl RestError {
     }
 
     /// `PGRST102`, a body that is not acceptable.
-    pub fn invalid_body(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid_body(message: impl Into<String>) -> Self {
         RestError::new(StatusCode::BAD_REQUEST, "PGRST102", message)
     }
 
     /// `PGRST103`, with one of PostgREST's three explanations.
-    pub fn invalid_range(details: impl Into<String>) -> Self {
+    pub(crate) fn invalid_range(details: impl Into<String>) -> Self {
         RestError::new(
             StatusCode::RANGE_NOT_SATISFIABLE,
             "PGRST103",
@@ -131,24 +131,24 @@ impl RestError {
         .details(details)
     }
 
-    pub fn negative_limit() -> Self {
+    pub(crate) fn negative_limit() -> Self {
         Self::invalid_range("Limit should be greater than or equal to zero.")
     }
 
-    pub fn lower_gt_upper() -> Self {
+    pub(crate) fn lower_gt_upper() -> Self {
         Self::invalid_range(
             "The lower boundary must be lower than or equal to the upper boundary in the Range header.",
         )
     }
 
-    pub fn out_of_bounds(offset: i64, total: i64) -> Self {
+    pub(crate) fn out_of_bounds(offset: i64, total: i64) -> Self {
         Self::invalid_range(format!(
             "An offset of {offset} was requested, but there are only {total} rows."
         ))
     }
 
     /// `PGRST106`, a profile header naming a schema that is not exposed.
-    pub fn unacceptable_schema(schema: &str, exposed: &[&str]) -> Self {
+    pub(crate) fn unacceptable_schema(schema: &str, exposed: &[&str]) -> Self {
         RestError::new(
             StatusCode::NOT_ACCEPTABLE,
             "PGRST106",
@@ -161,7 +161,7 @@ impl RestError {
     }
 
     /// `PGRST107`, an `Accept` header the service cannot satisfy.
-    pub fn media_type(accepted: &str) -> Self {
+    pub(crate) fn media_type(accepted: &str) -> Self {
         RestError::new(
             StatusCode::NOT_ACCEPTABLE,
             "PGRST107",
@@ -170,7 +170,7 @@ impl RestError {
     }
 
     /// `PGRST108`, a filter/order/limit on a resource that is not embedded.
-    pub fn not_embedded(resource: &str) -> Self {
+    pub(crate) fn not_embedded(resource: &str) -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "PGRST108",
@@ -182,7 +182,7 @@ impl RestError {
     }
 
     /// `PGRST116`, `application/vnd.pgrst.object+json` with 0 or >1 rows.
-    pub fn singularity(rows: i64) -> Self {
+    pub(crate) fn singularity(rows: i64) -> Self {
         RestError::new(
             StatusCode::NOT_ACCEPTABLE,
             "PGRST116",
@@ -192,7 +192,7 @@ impl RestError {
     }
 
     /// `PGRST117`
-    pub fn unsupported_method(method: &str) -> Self {
+    pub(crate) fn unsupported_method(method: &str) -> Self {
         RestError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "PGRST117",
@@ -201,7 +201,7 @@ impl RestError {
     }
 
     /// `PGRST122`, unknown preferences with `handling=strict`.
-    pub fn invalid_preferences(prefs: &[String]) -> Self {
+    pub(crate) fn invalid_preferences(prefs: &[String]) -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "PGRST122",
@@ -211,7 +211,7 @@ impl RestError {
     }
 
     /// `PGRST123`: aggregates are off (`db-aggregates-enabled = false`).
-    pub fn aggregates_not_allowed() -> Self {
+    pub(crate) fn aggregates_not_allowed() -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "PGRST123",
@@ -220,7 +220,7 @@ impl RestError {
     }
 
     /// `PGRST124`, `max-affected` exceeded with `handling=strict`.
-    pub fn max_affected(n: i64) -> Self {
+    pub(crate) fn max_affected(n: i64) -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "PGRST124",
@@ -230,7 +230,7 @@ impl RestError {
     }
 
     /// `PGRST125`, a path that is neither `/table` nor `/rpc/fn`.
-    pub fn invalid_resource_path() -> Self {
+    pub(crate) fn invalid_resource_path() -> Self {
         RestError::new(
             StatusCode::NOT_FOUND,
             "PGRST125",
@@ -239,7 +239,7 @@ impl RestError {
     }
 
     /// `PGRST126`, the OpenAPI root, which the sandbox does not serve.
-    pub fn openapi_disabled() -> Self {
+    pub(crate) fn openapi_disabled() -> Self {
         RestError::new(
             StatusCode::NOT_FOUND,
             "PGRST126",
@@ -248,7 +248,7 @@ impl RestError {
     }
 
     /// `PGRST127`
-    pub fn not_implemented(details: impl Into<String>) -> Self {
+    pub(crate) fn not_implemented(details: impl Into<String>) -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "PGRST127",
@@ -260,7 +260,7 @@ impl RestError {
     // --- PGRST2xx: the schema cache --------------------------------------
 
     /// `PGRST200`: the sandbox resolves no embedded resources.
-    pub fn no_relationship(parent: &str, child: &str, schema: &str) -> Self {
+    pub(crate) fn no_relationship(parent: &str, child: &str, schema: &str) -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "PGRST200",
@@ -272,7 +272,12 @@ impl RestError {
     }
 
     /// `PGRST202`
-    pub fn no_function(schema: &str, name: &str, args: &[String], hint: Option<String>) -> Self {
+    pub(crate) fn no_function(
+        schema: &str,
+        name: &str,
+        args: &[String],
+        hint: Option<String>,
+    ) -> Self {
         let prms = args.join(", ");
         let message = if args.is_empty() {
             format!(
@@ -297,7 +302,7 @@ impl RestError {
     }
 
     /// `PGRST203`
-    pub fn ambiguous_function(candidates: &[String]) -> Self {
+    pub(crate) fn ambiguous_function(candidates: &[String]) -> Self {
         RestError::new(
             StatusCode::MULTIPLE_CHOICES,
             "PGRST203",
@@ -310,7 +315,7 @@ impl RestError {
     }
 
     /// `PGRST204`, a body or `columns` key that is not a column.
-    pub fn column_not_found(table: &str, column: &str) -> Self {
+    pub(crate) fn column_not_found(table: &str, column: &str) -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "PGRST204",
@@ -319,7 +324,7 @@ impl RestError {
     }
 
     /// `PGRST205`
-    pub fn table_not_found(schema: &str, table: &str, hint: Option<String>) -> Self {
+    pub(crate) fn table_not_found(schema: &str, table: &str, hint: Option<String>) -> Self {
         let mut e = RestError::new(
             StatusCode::NOT_FOUND,
             "PGRST205",
@@ -332,7 +337,7 @@ impl RestError {
     /// PostgreSQL's `42703` for a column the request names in `select`,
     /// filters or `order`: PostgREST lets Postgres report it; the sandbox
     /// refuses to build the SQL and gives the same answer.
-    pub fn undefined_column(relation: &str, column: &str) -> Self {
+    pub(crate) fn undefined_column(relation: &str, column: &str) -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "42703",
@@ -341,7 +346,7 @@ impl RestError {
     }
 
     /// PostgreSQL's `42704` for a cast to a type outside the allowlist.
-    pub fn undefined_type(name: &str) -> Self {
+    pub(crate) fn undefined_type(name: &str) -> Self {
         RestError::new(
             StatusCode::BAD_REQUEST,
             "42704",
@@ -352,14 +357,14 @@ impl RestError {
     // --- PGRST3xx: JWT ---------------------------------------------------
 
     /// `PGRST301`: a token that cannot be decoded or verified.
-    pub fn jwt_decode(message: &str, details: Option<&str>) -> Self {
+    pub(crate) fn jwt_decode(message: &str, details: Option<&str>) -> Self {
         let mut e = RestError::new(StatusCode::UNAUTHORIZED, "PGRST301", message);
         e.details = details.map(str::to_string);
         e.invalid_token_header()
     }
 
     /// `PGRST303`: a token whose claims are refused (`JWT expired`, …).
-    pub fn jwt_claims(message: &str) -> Self {
+    pub(crate) fn jwt_claims(message: &str) -> Self {
         RestError::new(StatusCode::UNAUTHORIZED, "PGRST303", message).invalid_token_header()
     }
 
@@ -374,7 +379,7 @@ impl RestError {
     // --- PGRST0xx: the database connection -------------------------------
 
     /// `PGRST000`, the database cannot be reached.
-    pub fn connection(details: impl Into<String>) -> Self {
+    pub(crate) fn connection(details: impl Into<String>) -> Self {
         RestError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "PGRST000",
@@ -384,7 +389,7 @@ impl RestError {
     }
 
     /// `PGRST003`, no pooled connection in time.
-    pub fn pool_timeout() -> Self {
+    pub(crate) fn pool_timeout() -> Self {
         RestError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "PGRST003",
@@ -395,14 +400,14 @@ impl RestError {
     // --- The gateway in front of PostgREST --------------------------------
 
     /// Kong's `key-auth` without an `apikey` (as `/api` answers it too).
-    pub fn no_api_key() -> Self {
+    pub(crate) fn no_api_key() -> Self {
         let mut e = RestError::new(StatusCode::UNAUTHORIZED, "", "No API key found in request");
         e.raw_body = Some(json!({"message": "No API key found in request"}));
         e
     }
 
     /// Kong's `key-auth` with a key that is neither the anon nor the service key.
-    pub fn invalid_api_key() -> Self {
+    pub(crate) fn invalid_api_key() -> Self {
         let mut e = RestError::new(
             StatusCode::UNAUTHORIZED,
             "",
@@ -413,7 +418,7 @@ impl RestError {
     }
 
     /// The gateway's answer to a body over the size limit.
-    pub fn payload_too_large() -> Self {
+    pub(crate) fn payload_too_large() -> Self {
         let mut e = RestError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "",
@@ -427,7 +432,7 @@ impl RestError {
 
     /// A PostgreSQL error as PostgREST reports it. `authenticated` is whether
     /// the request's role is not the anonymous role (42501 → 403 vs 401).
-    pub fn from_db(e: &tokio_postgres::Error, authenticated: bool) -> Self {
+    pub(crate) fn from_db(e: &tokio_postgres::Error, authenticated: bool) -> Self {
         let Some(db) = e.as_db_error() else {
             if e.is_closed() {
                 return RestError::connection(e.to_string());
@@ -456,7 +461,7 @@ impl RestError {
 }
 
 /// `mapSQLtoHTTP` of PostgREST v14.
-pub fn sqlstate_status(code: &str, message: &str, authenticated: bool) -> StatusCode {
+pub(crate) fn sqlstate_status(code: &str, message: &str, authenticated: bool) -> StatusCode {
     let starts = |p: &str| code.starts_with(p);
     match code {
         "23503" | "23505" => StatusCode::CONFLICT,

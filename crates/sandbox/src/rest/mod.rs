@@ -30,12 +30,12 @@
 //! errors' `details` imitate Parsec's wording without reproducing every
 //! merge of its expectations.
 
-pub mod auth;
-pub mod catalog;
-pub mod error;
-pub mod prefer;
+pub(crate) mod auth;
+pub(crate) mod catalog;
+pub(crate) mod error;
+pub(crate) mod prefer;
 pub mod query;
-pub mod sql;
+pub(crate) mod sql;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -61,13 +61,13 @@ use sql::{CallArgs, JsonBody, ReadSpec, Returning, Statement};
 
 /// The schemas PostgREST serves (`PGRST_DB_SCHEMAS=public,storage` on the
 /// current platform; `ai` is not exposed). The first is the default.
-pub const EXPOSED_SCHEMAS: [&str; 2] = ["public", "storage"];
+pub(crate) const EXPOSED_SCHEMAS: [&str; 2] = ["public", "storage"];
 
 /// `db-extra-search-path` of the Supabase CLI.
-pub const EXTRA_SEARCH_PATH: [&str; 2] = ["public", "extensions"];
+pub(crate) const EXTRA_SEARCH_PATH: [&str; 2] = ["public", "extensions"];
 
 /// `db-max-rows`: reads are capped silently.
-pub const MAX_ROWS: i64 = 1000;
+pub(crate) const MAX_ROWS: i64 = 1000;
 
 /// The largest request body the gateway lets through.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -99,8 +99,8 @@ fn round_trips(n: u64) {
 /// impersonated roles' own settings, read once per role as PostgREST reads
 /// them with its schema cache (and read again when the cache is).
 #[derive(Default)]
-pub struct RestService {
-    pub catalog: Catalog,
+pub(crate) struct RestService {
+    pub(crate) catalog: Catalog,
     role_settings: std::sync::Mutex<std::collections::HashMap<String, Arc<RoleSettings>>>,
 }
 
@@ -153,7 +153,7 @@ impl RestService {
 
 /// The `/rest/v1` router. Each call makes a fresh schema cache, so every
 /// sandbox has its own.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     let service = Arc::new(RestService::default());
     Router::new()
         .route("/", any(handle))

@@ -4,13 +4,13 @@
 use super::query::RowRange;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resolution {
+pub(crate) enum Resolution {
     MergeDuplicates,
     IgnoreDuplicates,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Representation {
+pub(crate) enum Representation {
     /// `return=representation`
     Full,
     /// `return=headers-only`
@@ -20,40 +20,40 @@ pub enum Representation {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Count {
+pub(crate) enum Count {
     Exact,
     Planned,
     Estimated,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Missing {
+pub(crate) enum Missing {
     Default,
     Null,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handling {
+pub(crate) enum Handling {
     Strict,
     Lenient,
 }
 
 /// The preferences PostgREST recognises; the first occurrence of each wins.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Preferences {
-    pub resolution: Option<Resolution>,
-    pub representation: Option<Representation>,
-    pub count: Option<Count>,
-    pub missing: Option<Missing>,
-    pub handling: Option<Handling>,
-    pub max_affected: Option<i64>,
+pub(crate) struct Preferences {
+    pub(crate) resolution: Option<Resolution>,
+    pub(crate) representation: Option<Representation>,
+    pub(crate) count: Option<Count>,
+    pub(crate) missing: Option<Missing>,
+    pub(crate) handling: Option<Handling>,
+    pub(crate) max_affected: Option<i64>,
     /// Anything else, as sent (reported with `handling=strict`).
-    pub invalid: Vec<String>,
+    pub(crate) invalid: Vec<String>,
 }
 
 impl Preferences {
     /// Parses every `Prefer` header value (comma-separated, spaces ignored).
-    pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+    pub(crate) fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
         let mut p = Preferences::default();
         for pref in values.into_iter().flat_map(|v| v.split(',')).map(str::trim) {
             match pref {
@@ -112,13 +112,13 @@ impl Preferences {
 
     /// `shouldCount`: exact and estimated counts run a count query.
     /// (`planned` does too here: the sandbox has no planner estimate to give.)
-    pub fn counts(&self) -> bool {
+    pub(crate) fn counts(&self) -> bool {
         self.count.is_some()
     }
 
     /// The `Preference-Applied` value for the given subset, in PostgREST's
     /// order: resolution, missing, return, count, handling, max-affected.
-    pub fn applied(
+    pub(crate) fn applied(
         &self,
         resolution: bool,
         missing: bool,
@@ -184,7 +184,7 @@ impl Preferences {
 }
 
 /// `rangeParse`: `^([0-9]+)-([0-9]*)$`; anything else means all rows.
-pub fn parse_range_header(value: &str) -> RowRange {
+pub(crate) fn parse_range_header(value: &str) -> RowRange {
     let Some((lower, upper)) = value.split_once('-') else {
         return RowRange::ALL;
     };
@@ -205,7 +205,7 @@ pub fn parse_range_header(value: &str) -> RowRange {
 
 /// The media type a read or a write answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaType {
+pub(crate) enum MediaType {
     /// `application/json`
     Json,
     /// `application/vnd.pgrst.object+json`: one object, else `PGRST116`.
@@ -213,7 +213,7 @@ pub enum MediaType {
 }
 
 impl MediaType {
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             MediaType::Json => "application/json; charset=utf-8",
             MediaType::SingleObject => "application/vnd.pgrst.object+json; charset=utf-8",
@@ -223,7 +223,7 @@ impl MediaType {
 
 /// Negotiates `Accept` (quality factors respected, `q=0` excluded). `None`
 /// when nothing acceptable is offered (`PGRST107`).
-pub fn negotiate(accept: Option<&str>) -> Option<MediaType> {
+pub(crate) fn negotiate(accept: Option<&str>) -> Option<MediaType> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Some(MediaType::Json);
     };

@@ -41,7 +41,7 @@ pub enum JsonOperation {
 }
 
 impl JsonOperation {
-    pub fn operand(&self) -> &JsonOperand {
+    pub(crate) fn operand(&self) -> &JsonOperand {
         match self {
             JsonOperation::Arrow(o) | JsonOperation::DoubleArrow(o) => o,
         }
@@ -116,32 +116,7 @@ pub enum SimpleOperator {
 }
 
 impl SimpleOperator {
-    /// The operator as written in a query string.
-    pub fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "eq" => Self::Eq,
-            "neq" => Self::Neq,
-            "gt" => Self::Gt,
-            "gte" => Self::Gte,
-            "lt" => Self::Lt,
-            "lte" => Self::Lte,
-            "like" => Self::Like,
-            "ilike" => Self::ILike,
-            "match" => Self::Match,
-            "imatch" => Self::IMatch,
-            "cs" => Self::Contains,
-            "cd" => Self::Contained,
-            "ov" => Self::Overlap,
-            "sl" => Self::StrictlyLeft,
-            "sr" => Self::StrictlyRight,
-            "nxr" => Self::NotExtendsRight,
-            "nxl" => Self::NotExtendsLeft,
-            "adj" => Self::Adjacent,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Eq => "eq",
             Self::Neq => "neq",
@@ -165,7 +140,7 @@ impl SimpleOperator {
     }
 
     /// The SQL operator (a fixed string, never input).
-    pub fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             Self::Eq => "=",
             Self::Neq => "<>",
@@ -189,7 +164,8 @@ impl SimpleOperator {
     }
 
     /// Operators that take `(any)`/`(all)`.
-    pub fn quantifiable(self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn quantifiable(self) -> bool {
         matches!(
             self,
             Self::Eq
@@ -204,7 +180,9 @@ impl SimpleOperator {
         )
     }
 
-    pub const ALL: [SimpleOperator; 18] = [
+    /// Every operator (the property tests draw from them).
+    #[cfg(test)]
+    pub(crate) const ALL: [SimpleOperator; 18] = [
         Self::Eq,
         Self::Neq,
         Self::Gt,
@@ -240,17 +218,7 @@ pub enum FtsOperator {
 }
 
 impl FtsOperator {
-    pub fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "fts" => Self::Fts,
-            "plfts" => Self::Plain,
-            "phfts" => Self::Phrase,
-            "wfts" => Self::Websearch,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Fts => "fts",
             Self::Plain => "plfts",
@@ -260,7 +228,7 @@ impl FtsOperator {
     }
 
     /// The tsquery constructor (a fixed string, never input).
-    pub fn sql_function(self) -> &'static str {
+    pub(crate) fn sql_function(self) -> &'static str {
         match self {
             Self::Fts => "to_tsquery",
             Self::Plain => "plainto_tsquery",
@@ -269,7 +237,8 @@ impl FtsOperator {
         }
     }
 
-    pub const ALL: [FtsOperator; 4] = [Self::Fts, Self::Plain, Self::Phrase, Self::Websearch];
+    pub(crate) const ALL: [FtsOperator; 4] =
+        [Self::Fts, Self::Plain, Self::Phrase, Self::Websearch];
 }
 
 /// The value of `is.`
@@ -283,7 +252,7 @@ pub enum IsValue {
 }
 
 impl IsValue {
-    pub fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             Self::Null => "NULL",
             Self::NotNull => "NOT NULL",
@@ -302,7 +271,7 @@ pub enum Quantifier {
 }
 
 impl Quantifier {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Quantifier::Any => "any",
             Quantifier::All => "all",
@@ -310,7 +279,7 @@ impl Quantifier {
     }
 
     /// The SQL keyword (a fixed string, never input).
-    pub fn sql(self) -> &'static str {
+    pub(crate) fn sql(self) -> &'static str {
         match self {
             Quantifier::Any => "ANY",
             Quantifier::All => "ALL",
@@ -393,26 +362,26 @@ pub struct RowRange {
 }
 
 impl RowRange {
-    pub const ALL: RowRange = RowRange {
+    pub(crate) const ALL: RowRange = RowRange {
         lower: 0,
         upper: None,
     };
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.upper.is_some_and(|u| u < self.lower)
     }
 
     /// `1 + upper - lower` when bounded.
-    pub fn limit(&self) -> Option<i64> {
+    pub(crate) fn limit(&self) -> Option<i64> {
         self.upper
             .map(|u| u.saturating_add(1).saturating_sub(self.lower))
     }
 
-    pub fn offset(&self) -> i64 {
+    pub(crate) fn offset(&self) -> i64 {
         self.lower
     }
 
-    pub fn intersect(self, other: RowRange) -> RowRange {
+    pub(crate) fn intersect(self, other: RowRange) -> RowRange {
         let upper = match (self.upper, other.upper) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, None) => a,
@@ -426,14 +395,14 @@ impl RowRange {
 
     /// PostgREST's `restrictRange (Just limit)`: at most `limit` rows from
     /// this range's offset.
-    pub fn restrict(self, limit: i64) -> RowRange {
+    pub(crate) fn restrict(self, limit: i64) -> RowRange {
         self.intersect(RowRange {
             lower: i64::MIN,
             upper: Some(self.lower.saturating_add(limit).saturating_sub(1)),
         })
     }
 
-    pub fn is_all(&self) -> bool {
+    pub(crate) fn is_all(&self) -> bool {
         *self == Self::ALL
     }
 }
@@ -464,7 +433,7 @@ pub struct QueryParams {
 
 impl QueryParams {
     /// The root `limit`/`offset` range (all rows when absent).
-    pub fn root_range(&self) -> RowRange {
+    pub(crate) fn root_range(&self) -> RowRange {
         self.ranges
             .iter()
             .rev()
@@ -473,7 +442,7 @@ impl QueryParams {
     }
 
     /// Whether a `limit` parameter asked for zero rows (`limit=0`).
-    pub fn root_has_limit_zero(&self) -> bool {
+    pub(crate) fn root_has_limit_zero(&self) -> bool {
         self.root_range().limit() == Some(0)
     }
 }
@@ -484,7 +453,7 @@ impl QueryParams {
 /// Splits and percent-decodes a raw query string the way Haskell's
 /// `parseQueryReplacePlus True` does: `&` (and `;`) separate pairs, `+` is a
 /// space, a key without `=` has no value. Invalid UTF-8 is replaced.
-pub fn decode_query(raw: &str) -> Vec<(String, Option<String>)> {
+pub(crate) fn decode_query(raw: &str) -> Vec<(String, Option<String>)> {
     let raw = raw.strip_prefix('?').unwrap_or(raw);
     raw.split(['&', ';'])
         .filter(|pair| !pair.is_empty())
@@ -969,7 +938,7 @@ fn show_char_token(c: char) -> String {
 /// Haskell's `show` for a string, which PostgREST's error message uses for
 /// the parser's source name: quotes, backslash escapes, and non-ASCII as
 /// decimal escapes (`\233`).
-pub fn haskell_show(s: &str) -> String {
+pub(crate) fn haskell_show(s: &str) -> String {
     let mut out = String::from("\"");
     let chars: Vec<char> = s.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
@@ -2031,7 +2000,7 @@ pub fn render_op_expr(expr: &OpExpr) -> String {
 }
 
 /// Quotes a value for an `in.(...)` list or a logic tree.
-pub fn quote_list_value(v: &str) -> String {
+pub(crate) fn quote_list_value(v: &str) -> String {
     let mut s = String::from("\"");
     for c in v.chars() {
         if c == '"' || c == '\\' {

@@ -27,13 +27,13 @@ use super::query::{
 
 /// Bound parameter values, in `$1…$n` order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Params {
-    pub values: Vec<String>,
+pub(crate) struct Params {
+    pub(crate) values: Vec<String>,
 }
 
 impl Params {
     /// Binds `v` and returns its placeholder.
-    pub fn bind(&mut self, v: impl Into<String>) -> String {
+    pub(crate) fn bind(&mut self, v: impl Into<String>) -> String {
         self.values.push(v.into());
         format!("${}", self.values.len())
     }
@@ -41,14 +41,14 @@ impl Params {
 
 /// A statement ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Statement {
-    pub sql: String,
-    pub params: Vec<String>,
+pub(crate) struct Statement {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<String>,
 }
 
 /// `"name"` with embedded quotes doubled and anything after a NUL dropped
 /// (as PostgREST's `escapeIdent`). Only ever called on catalog names.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     let name = name.split('\0').next().unwrap_or("");
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -60,7 +60,7 @@ fn quote_literal(s: &str) -> String {
 }
 
 /// PostgREST's `pgBuildArrayLiteral`: `{"a","b"}` for `= ANY($n)`.
-pub fn array_literal(values: &[String]) -> String {
+pub(crate) fn array_literal(values: &[String]) -> String {
     let items: Vec<String> = values
         .iter()
         .map(|v| {
@@ -72,7 +72,7 @@ pub fn array_literal(values: &[String]) -> String {
 }
 
 /// The casts `select=col::type` may use, mapped to the SQL written.
-pub fn allowed_cast(name: &str) -> Option<&'static str> {
+pub(crate) fn allowed_cast(name: &str) -> Option<&'static str> {
     Some(match name.trim().to_ascii_lowercase().as_str() {
         "text" => "text",
         "varchar" | "character varying" => "character varying",
@@ -100,12 +100,12 @@ pub fn allowed_cast(name: &str) -> Option<&'static str> {
 /// A relation that columns are resolved against: a table, `pgrst_source`,
 /// or a function's result.
 #[derive(Debug, Clone, Copy)]
-pub struct Rel<'a> {
+pub(crate) struct Rel<'a> {
     /// SQL that qualifies a column: `"public"."documents"`, `"pgrst_source"`.
-    pub qualifier: &'a str,
+    pub(crate) qualifier: &'a str,
     /// The name PostgreSQL would use in `column <name>.<col> does not exist`.
-    pub name: &'a str,
-    pub columns: &'a [Column],
+    pub(crate) name: &'a str,
+    pub(crate) columns: &'a [Column],
 }
 
 impl<'a> Rel<'a> {
@@ -148,7 +148,7 @@ fn fmt_field(p: &mut Params, rel: &Rel, f: &Field) -> Result<(String, Column), R
 }
 
 /// One filter, as `pgFmtFilter`.
-pub fn fmt_filter(p: &mut Params, rel: &Rel, f: &Filter) -> Result<String, RestError> {
+pub(crate) fn fmt_filter(p: &mut Params, rel: &Rel, f: &Filter) -> Result<String, RestError> {
     let (field, col) = fmt_field(p, rel, &f.field)?;
     let cond = match &f.expr.operation {
         Operation::Simple(op, v) => {
@@ -202,7 +202,7 @@ pub fn fmt_filter(p: &mut Params, rel: &Rel, f: &Filter) -> Result<String, RestE
 }
 
 /// An `and`/`or` tree, as `pgFmtLogicTree`.
-pub fn fmt_logic(p: &mut Params, rel: &Rel, t: &LogicTree) -> Result<String, RestError> {
+pub(crate) fn fmt_logic(p: &mut Params, rel: &Rel, t: &LogicTree) -> Result<String, RestError> {
     match t {
         LogicTree::Stmt(f) => fmt_filter(p, rel, f),
         LogicTree::Expr {
@@ -229,7 +229,7 @@ pub fn fmt_logic(p: &mut Params, rel: &Rel, t: &LogicTree) -> Result<String, Res
 }
 
 /// `WHERE …` for the root filters and logic trees (empty when none).
-pub fn fmt_where(
+pub(crate) fn fmt_where(
     p: &mut Params,
     rel: &Rel,
     filters: &[Filter],
@@ -250,7 +250,11 @@ pub fn fmt_where(
 }
 
 /// `ORDER BY …` (empty when none).
-pub fn fmt_order(p: &mut Params, rel: &Rel, terms: &[OrderTerm]) -> Result<String, RestError> {
+pub(crate) fn fmt_order(
+    p: &mut Params,
+    rel: &Rel,
+    terms: &[OrderTerm],
+) -> Result<String, RestError> {
     if terms.is_empty() {
         return Ok(String::new());
     }
@@ -277,7 +281,7 @@ pub fn fmt_order(p: &mut Params, rel: &Rel, terms: &[OrderTerm]) -> Result<Strin
 }
 
 /// `LIMIT … OFFSET …` (empty for all rows).
-pub fn fmt_limit_offset(p: &mut Params, range: RowRange) -> String {
+pub(crate) fn fmt_limit_offset(p: &mut Params, range: RowRange) -> String {
     if range.is_all() {
         return String::new();
     }
@@ -292,7 +296,7 @@ pub fn fmt_limit_offset(p: &mut Params, range: RowRange) -> String {
 }
 
 /// The select list, and the base columns it reads (`None` = all, for `*`).
-pub fn fmt_select(
+pub(crate) fn fmt_select(
     p: &mut Params,
     rel: &Rel,
     items: &[SelectItem],
@@ -362,19 +366,19 @@ const RESPONSE_GUCS: &str = "nullif(current_setting('response.headers', true), '
 
 /// What a read selects, filters and orders.
 #[derive(Debug, Clone, Copy)]
-pub struct ReadSpec<'a> {
-    pub select: &'a [SelectItem],
-    pub filters: &'a [Filter],
-    pub logic: &'a [LogicTree],
-    pub order: &'a [OrderTerm],
-    pub range: RowRange,
-    pub count: bool,
-    pub media: MediaType,
+pub(crate) struct ReadSpec<'a> {
+    pub(crate) select: &'a [SelectItem],
+    pub(crate) filters: &'a [Filter],
+    pub(crate) logic: &'a [LogicTree],
+    pub(crate) order: &'a [OrderTerm],
+    pub(crate) range: RowRange,
+    pub(crate) count: bool,
+    pub(crate) media: MediaType,
 }
 
 /// `GET /table`: columns `total_result_set, page_total, body,
 /// response_headers, response_status`.
-pub fn read(table: &Table, spec: &ReadSpec) -> Result<Statement, RestError> {
+pub(crate) fn read(table: &Table, spec: &ReadSpec) -> Result<Statement, RestError> {
     let qualifier = format!(
         "{}.{}",
         quote_ident(&table.schema),
@@ -413,7 +417,7 @@ pub fn read(table: &Table, spec: &ReadSpec) -> Result<Statement, RestError> {
 
 /// What a write returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Returning<'a> {
+pub(crate) enum Returning<'a> {
     /// `return=minimal`: `RETURNING 1`, no body.
     Minimal,
     /// `return=headers-only`: the primary key, for `Location`.
@@ -424,50 +428,50 @@ pub enum Returning<'a> {
 
 /// The JSON body of an insert/update/RPC call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonBody {
+pub(crate) struct JsonBody {
     /// The body text, passed as one bound parameter.
-    pub text: String,
+    pub(crate) text: String,
     /// An object (`json_to_record`) rather than an array (`json_to_recordset`).
-    pub is_object: bool,
+    pub(crate) is_object: bool,
 }
 
 /// An insert (`POST /table`).
 #[derive(Debug, Clone)]
-pub struct InsertSpec<'a> {
+pub(crate) struct InsertSpec<'a> {
     /// The columns to insert: the payload keys or `?columns=`, resolved.
-    pub columns: Vec<&'a Column>,
-    pub body: JsonBody,
+    pub(crate) columns: Vec<&'a Column>,
+    pub(crate) body: JsonBody,
     /// `Prefer: resolution=…` with the conflict target (`on_conflict` or the
     /// primary key).
-    pub on_conflict: Option<(Resolution, Vec<&'a Column>)>,
+    pub(crate) on_conflict: Option<(Resolution, Vec<&'a Column>)>,
     /// `Prefer: missing=default`
-    pub apply_defaults: bool,
-    pub returning: Returning<'a>,
-    pub media: MediaType,
+    pub(crate) apply_defaults: bool,
+    pub(crate) returning: Returning<'a>,
+    pub(crate) media: MediaType,
 }
 
 /// An update (`PATCH /table`).
 #[derive(Debug, Clone)]
-pub struct UpdateSpec<'a> {
-    pub columns: Vec<&'a Column>,
-    pub body: JsonBody,
-    pub filters: &'a [Filter],
-    pub logic: &'a [LogicTree],
-    pub order: &'a [OrderTerm],
-    pub range: RowRange,
-    pub returning: Returning<'a>,
-    pub media: MediaType,
+pub(crate) struct UpdateSpec<'a> {
+    pub(crate) columns: Vec<&'a Column>,
+    pub(crate) body: JsonBody,
+    pub(crate) filters: &'a [Filter],
+    pub(crate) logic: &'a [LogicTree],
+    pub(crate) order: &'a [OrderTerm],
+    pub(crate) range: RowRange,
+    pub(crate) returning: Returning<'a>,
+    pub(crate) media: MediaType,
 }
 
 /// A delete (`DELETE /table`).
 #[derive(Debug, Clone)]
-pub struct DeleteSpec<'a> {
-    pub filters: &'a [Filter],
-    pub logic: &'a [LogicTree],
-    pub order: &'a [OrderTerm],
-    pub range: RowRange,
-    pub returning: Returning<'a>,
-    pub media: MediaType,
+pub(crate) struct DeleteSpec<'a> {
+    pub(crate) filters: &'a [Filter],
+    pub(crate) logic: &'a [LogicTree],
+    pub(crate) order: &'a [OrderTerm],
+    pub(crate) range: RowRange,
+    pub(crate) returning: Returning<'a>,
+    pub(crate) media: MediaType,
 }
 
 /// PostgREST's `fromJsonBodyF`: the body as rows of typed columns.
@@ -674,7 +678,7 @@ fn wrap_mutation(
 }
 
 /// `POST /table`.
-pub fn insert(table: &Table, spec: &InsertSpec) -> Result<Statement, RestError> {
+pub(crate) fn insert(table: &Table, spec: &InsertSpec) -> Result<Statement, RestError> {
     let qualifier = format!(
         "{}.{}",
         quote_ident(&table.schema),
@@ -752,7 +756,7 @@ fn affected_rows_cte(
 }
 
 /// `PATCH /table`.
-pub fn update(table: &Table, spec: &UpdateSpec) -> Result<Statement, RestError> {
+pub(crate) fn update(table: &Table, spec: &UpdateSpec) -> Result<Statement, RestError> {
     let qualifier = format!(
         "{}.{}",
         quote_ident(&table.schema),
@@ -822,7 +826,7 @@ pub fn update(table: &Table, spec: &UpdateSpec) -> Result<Statement, RestError> 
 }
 
 /// `DELETE /table`.
-pub fn delete(table: &Table, spec: &DeleteSpec) -> Result<Statement, RestError> {
+pub(crate) fn delete(table: &Table, spec: &DeleteSpec) -> Result<Statement, RestError> {
     let qualifier = format!(
         "{}.{}",
         quote_ident(&table.schema),
@@ -863,7 +867,7 @@ pub fn delete(table: &Table, spec: &DeleteSpec) -> Result<Statement, RestError> 
 
 /// How a function receives its arguments.
 #[derive(Debug, Clone)]
-pub enum CallArgs<'a> {
+pub(crate) enum CallArgs<'a> {
     /// Named arguments from a JSON object (the body, or the query string of a
     /// `GET`), for exactly these parameters.
     Named {
@@ -879,7 +883,11 @@ pub enum CallArgs<'a> {
 
 /// `POST /rpc/fn` (or `GET`): the call, then `select`, filters, order and
 /// range over its result. Columns as [`read`].
-pub fn call(routine: &Routine, args: &CallArgs, spec: &ReadSpec) -> Result<Statement, RestError> {
+pub(crate) fn call(
+    routine: &Routine,
+    args: &CallArgs,
+    spec: &ReadSpec,
+) -> Result<Statement, RestError> {
     let fn_sql = format!(
         "{}.{}",
         quote_ident(&routine.schema),

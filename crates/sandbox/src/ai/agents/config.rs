@@ -8,12 +8,12 @@ use secrecy::SecretString;
 
 /// Default pause between two streamed answer pieces, in milliseconds — about
 /// the pace of a hosted model.
-pub const DEFAULT_TOKEN_DELAY_MS: u64 = 30;
+pub(crate) const DEFAULT_TOKEN_DELAY_MS: u64 = 30;
 /// Default silence after which a run stream sends `: keepalive`, as the
 /// platform (30 s).
-pub const DEFAULT_KEEPALIVE_MS: u64 = 30_000;
+pub(crate) const DEFAULT_KEEPALIVE_MS: u64 = 30_000;
 /// `model` of an agent created without one (the platform's `AGENT_DEFAULT_MODEL`).
-pub const DEFAULT_AGENT_MODEL: &str = "gpt-4o-mini";
+pub(crate) const DEFAULT_AGENT_MODEL: &str = "gpt-4o-mini";
 
 /// How agents run in the sandbox.
 #[derive(Debug, Clone, clap::Args)]
@@ -98,17 +98,17 @@ impl Default for AgentsConfig {
 
 impl AgentsConfig {
     /// Pause between two answer pieces.
-    pub fn token_delay(&self) -> Duration {
+    pub(crate) fn token_delay(&self) -> Duration {
         Duration::from_millis(self.token_delay_ms)
     }
 
     /// Keepalive interval (at least 1 ms).
-    pub fn keepalive(&self) -> Duration {
+    pub(crate) fn keepalive(&self) -> Duration {
         Duration::from_millis(self.keepalive_ms.max(1))
     }
 
     /// One line for the start-up log: which model answers.
-    pub fn model_description(&self) -> String {
+    pub(crate) fn model_description(&self) -> String {
         match &self.llm_url {
             Some(url) => format!(
                 "OpenAI-compatible model {} at {}",

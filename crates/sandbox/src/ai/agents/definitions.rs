@@ -32,7 +32,7 @@ use crate::http::json_response;
 use crate::state::AppState;
 
 /// `/api/agents` and `/api/agents/{id}/tools`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/agents", get(list_agents).post(create_agent))
         .route(
@@ -51,32 +51,30 @@ pub fn router() -> Router<AppState> {
 
 /// An agent as runs use it.
 #[derive(Debug, Clone)]
-pub struct Agent {
-    pub id: Uuid,
-    pub name: String,
-    pub model: String,
-    pub system_prompt: Option<String>,
-    pub settings: Value,
+pub(crate) struct Agent {
+    pub(crate) id: Uuid,
+    pub(crate) model: String,
+    pub(crate) system_prompt: Option<String>,
+    pub(crate) settings: Value,
 }
 
 impl Agent {
     /// Loads an agent; `None` when there is none with that id.
-    pub async fn load(
+    pub(crate) async fn load(
         client: &deadpool_postgres::Client,
         id: Uuid,
     ) -> Result<Option<Agent>, ApiError> {
         let row = client
             .query_opt(
-                "select id, name, model, system_prompt, settings from ai.agents where id = $1",
+                "select id, model, system_prompt, settings from ai.agents where id = $1",
                 &[&id],
             )
             .await?;
         Ok(row.map(|r| Agent {
             id: r.get(0),
-            name: r.get(1),
-            model: r.get(2),
-            system_prompt: r.get(3),
-            settings: r.get(4),
+            model: r.get(1),
+            system_prompt: r.get(2),
+            settings: r.get(3),
         }))
     }
 }

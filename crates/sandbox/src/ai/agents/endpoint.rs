@@ -26,7 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Why an endpoint is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// `SSRFError`: the model reads `Error: URL blocked — {message}`.
     #[error("{0}")]
     Blocked(BlockedUrl),
@@ -37,7 +37,7 @@ pub enum Refused {
 
 /// An `SSRFError`. The message is the platform's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BlockedUrl {
+pub(crate) enum BlockedUrl {
     #[error("Empty URL")]
     Empty,
     #[error("Scheme '{0}' not allowed, must be http or https")]
@@ -56,7 +56,7 @@ const BLOCKED_HOSTNAMES: [&str; 3] = ["localhost", "0.0.0.0", "::1"];
 /// Checks a tool endpoint as `validate_url` does. `allow_loopback`
 /// additionally lets `localhost`, 127.0.0.0/8 and `::1` through (private and
 /// link-local ranges stay refused).
-pub fn check(endpoint: &str, allow_loopback: bool) -> Result<(), Refused> {
+pub(crate) fn check(endpoint: &str, allow_loopback: bool) -> Result<(), Refused> {
     if endpoint.is_empty() {
         return Err(Refused::Blocked(BlockedUrl::Empty));
     }

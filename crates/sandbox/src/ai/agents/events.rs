@@ -18,53 +18,53 @@ use serde_json::Value;
 use super::model::Citation;
 
 /// The comment a stream sends after a silence.
-pub const KEEPALIVE: &str = ": keepalive\n\n";
+pub(crate) const KEEPALIVE: &str = ": keepalive\n\n";
 /// Characters of a tool result shown in `tool_result.result_preview`.
-pub const RESULT_PREVIEW_CHARS: usize = 200;
+pub(crate) const RESULT_PREVIEW_CHARS: usize = 200;
 
 /// `type`, `seq` and `ts` of an event from the agent loop.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LoopMeta {
+pub(crate) struct LoopMeta {
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub(crate) kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub seq: Option<u64>,
+    pub(crate) seq: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ts: Option<String>,
+    pub(crate) ts: Option<String>,
 }
 
 /// `result_meta` of a `tool_result`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ResultMeta {
-    pub result_type: &'static str,
-    pub char_count: usize,
+pub(crate) struct ResultMeta {
+    pub(crate) result_type: &'static str,
+    pub(crate) char_count: usize,
 }
 
 /// One tool call as `complete.tool_calls` and `GET /api/agents/runs/{id}`
 /// report it: with the full result.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct ToolCallRecord {
-    pub step: u32,
-    pub tool_name: String,
-    pub arguments: Value,
-    pub result: String,
-    pub duration_ms: u64,
+pub(crate) struct ToolCallRecord {
+    pub(crate) step: u32,
+    pub(crate) tool_name: String,
+    pub(crate) arguments: Value,
+    pub(crate) result: String,
+    pub(crate) duration_ms: u64,
 }
 
 /// Token counts of a run, as the platform reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub reasoning_tokens: u64,
-    pub cached_tokens: u64,
-    pub total_tokens: u64,
+pub(crate) struct Usage {
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    pub(crate) reasoning_tokens: u64,
+    pub(crate) cached_tokens: u64,
+    pub(crate) total_tokens: u64,
 }
 
 /// The fields of `complete` that depend on the path the run took.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum CompleteDetails {
+pub(crate) enum CompleteDetails {
     /// Agent with tools: `steps`, `tool_calls` (full results), `usage`.
     React {
         steps: u32,
@@ -82,7 +82,7 @@ pub enum CompleteDetails {
 /// A stream event. Serialized with its name in `event`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
-pub enum StreamEvent {
+pub(crate) enum StreamEvent {
     /// First event: the run is persisted as `running`.
     Start {
         run_id: String,
@@ -155,18 +155,18 @@ pub enum StreamEvent {
 
 impl StreamEvent {
     /// The JSON payload of the event.
-    pub fn to_value(&self) -> Value {
+    pub(crate) fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("stream events serialize")
     }
 
     /// The SSE frame: `data: <json>\n\n`.
-    pub fn frame(&self) -> String {
+    pub(crate) fn frame(&self) -> String {
         data_frame(&self.to_value())
     }
 
     /// True for the events the platform keeps in `agent_runs.events`: the
     /// agent loop's, except deltas.
-    pub fn is_persisted(&self) -> bool {
+    pub(crate) fn is_persisted(&self) -> bool {
         matches!(
             self,
             StreamEvent::StepStarted { .. }
@@ -179,19 +179,19 @@ impl StreamEvent {
 
 /// `data: <json>\n\n`. JSON never contains a raw newline, so one `data:`
 /// line always holds the whole payload.
-pub fn data_frame(payload: &Value) -> String {
+pub(crate) fn data_frame(payload: &Value) -> String {
     format!("data: {payload}\n\n")
 }
 
 /// Numbers the agent loop's events of one run: `seq` from 1, `ts` now.
 #[derive(Debug, Default)]
-pub struct LoopClock {
+pub(crate) struct LoopClock {
     seq: u64,
 }
 
 impl LoopClock {
     /// The next event's `type`/`seq`/`ts`.
-    pub fn next(&mut self, kind: &'static str) -> LoopMeta {
+    pub(crate) fn next(&mut self, kind: &'static str) -> LoopMeta {
         self.seq += 1;
         LoopMeta {
             kind,
@@ -201,7 +201,7 @@ impl LoopClock {
     }
 
     /// `type` alone, for the plain path's deltas.
-    pub fn plain(kind: &'static str) -> LoopMeta {
+    pub(crate) fn plain(kind: &'static str) -> LoopMeta {
         LoopMeta {
             kind,
             seq: None,
@@ -212,12 +212,12 @@ impl LoopClock {
 
 /// Now, as Python's `datetime.now(UTC).isoformat()` writes it
 /// (`2025-01-31T12:00:00.123456+00:00`).
-pub fn now_iso() -> String {
+pub(crate) fn now_iso() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
 /// The first [`RESULT_PREVIEW_CHARS`] characters of a tool result.
-pub fn preview(result: &str) -> String {
+pub(crate) fn preview(result: &str) -> String {
     result.chars().take(RESULT_PREVIEW_CHARS).collect()
 }
 

@@ -57,18 +57,18 @@ const DEFAULT_TOP_K: i64 = 5;
 
 /// Everything a run needs, checked before it starts.
 #[derive(Debug, Clone)]
-pub struct Prepared {
-    pub agent: Agent,
-    pub request: RunRequest,
-    pub caller: ApiCaller,
-    pub run_id: String,
+pub(crate) struct Prepared {
+    pub(crate) agent: Agent,
+    pub(crate) request: RunRequest,
+    pub(crate) caller: ApiCaller,
+    pub(crate) run_id: String,
     /// `/run/stream` (tools, pacing) rather than `/run`.
-    pub streaming: bool,
+    pub(crate) streaming: bool,
 }
 
 /// How a run ended, for `/run`'s JSON answer.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The session was missing or not the caller's; nothing was persisted.
     SessionNotFound,
     Finished(Box<Finished>),
@@ -81,24 +81,24 @@ pub enum Outcome {
 
 /// A run that ran to its end.
 #[derive(Debug)]
-pub struct Finished {
-    pub run_id: String,
-    pub session_id: String,
-    pub is_new_session: bool,
+pub(crate) struct Finished {
+    pub(crate) run_id: String,
+    pub(crate) session_id: String,
+    pub(crate) is_new_session: bool,
     /// `completed`, or `failed` when the model failed.
-    pub status: &'static str,
-    pub error: Option<String>,
-    pub content: String,
-    pub usage: Usage,
-    pub retrieved_items: usize,
+    pub(crate) status: &'static str,
+    pub(crate) error: Option<String>,
+    pub(crate) content: String,
+    pub(crate) usage: Usage,
+    pub(crate) retrieved_items: usize,
     /// Present when citations were enabled and the run had context items.
-    pub citation_candidates: Option<Vec<Citation>>,
-    pub citations: Vec<Citation>,
+    pub(crate) citation_candidates: Option<Vec<Citation>>,
+    pub(crate) citations: Vec<Citation>,
 }
 
 /// Starts the run in its own task. Stream frames go to `frames` (if any); a
 /// closed receiver is ignored.
-pub fn spawn(
+pub(crate) fn spawn(
     state: AppState,
     prepared: Prepared,
     frames: Option<UnboundedSender<String>>,

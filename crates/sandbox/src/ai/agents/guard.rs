@@ -38,16 +38,16 @@ use reqwest::redirect;
     "URL targets internal address {address} ({range}) of host {host} \
      (refused by the sandbox's guard, which is stricter than the platform)"
 )]
-pub struct Internal {
+pub(crate) struct Internal {
     /// The host as the client read it (a name, or an address literal).
-    pub host: String,
-    pub address: IpAddr,
+    pub(crate) host: String,
+    pub(crate) address: IpAddr,
     /// What the address is, e.g. `loopback` or `shared address space (CGNAT)`.
-    pub range: &'static str,
+    pub(crate) range: &'static str,
 }
 
 /// Why the guard refuses `address`, or `Ok` when a tool may connect to it.
-pub fn check_address(address: IpAddr, allow_loopback: bool) -> Result<(), &'static str> {
+pub(crate) fn check_address(address: IpAddr, allow_loopback: bool) -> Result<(), &'static str> {
     if allow_loopback && address.is_loopback() {
         return Ok(());
     }
@@ -102,7 +102,7 @@ fn v6_range(v6: Ipv6Addr) -> Option<&'static str> {
 /// Checks a URL whose host is an address literal, which the client connects
 /// to without resolving. A DNS name passes here: the client's resolver
 /// ([`ToolClient`]) checks what it resolves to.
-pub fn check_url(url: &url::Url, allow_loopback: bool) -> Result<(), Internal> {
+pub(crate) fn check_url(url: &url::Url, allow_loopback: bool) -> Result<(), Internal> {
     let address = match url.host() {
         Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
         Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
@@ -116,12 +116,12 @@ pub fn check_url(url: &url::Url, allow_loopback: bool) -> Result<(), Internal> {
 }
 
 /// Resolves a host name to its addresses.
-pub trait Lookup: Send + Sync + 'static {
+pub(crate) trait Lookup: Send + Sync + 'static {
     fn lookup(&self, host: &str) -> BoxFuture<'static, io::Result<Vec<IpAddr>>>;
 }
 
 /// The system's resolver (`getaddrinfo`, through tokio).
-pub struct SystemLookup;
+pub(crate) struct SystemLookup;
 
 impl Lookup for SystemLookup {
     fn lookup(&self, host: &str) -> BoxFuture<'static, io::Result<Vec<IpAddr>>> {
@@ -166,19 +166,19 @@ impl Resolve for CheckingResolver {
 /// The HTTP client for custom tools, behind the guard: names resolved
 /// through its [`Lookup`] and checked, no redirect followed, no proxy.
 #[derive(Clone)]
-pub struct ToolClient {
+pub(crate) struct ToolClient {
     pub(crate) http: reqwest::Client,
     pub(crate) allow_loopback: bool,
 }
 
 impl ToolClient {
     /// A client over the system's resolver.
-    pub fn new(allow_loopback: bool) -> Self {
+    pub(crate) fn new(allow_loopback: bool) -> Self {
         Self::with_lookup(allow_loopback, Arc::new(SystemLookup))
     }
 
     /// A client over `lookup` (tests answer names with it).
-    pub fn with_lookup(allow_loopback: bool, lookup: Arc<dyn Lookup>) -> Self {
+    pub(crate) fn with_lookup(allow_loopback: bool, lookup: Arc<dyn Lookup>) -> Self {
         let http = reqwest::Client::builder()
             .no_proxy()
             .redirect(redirect::Policy::none())
@@ -196,7 +196,7 @@ impl ToolClient {
 }
 
 /// The guard's refusal behind a failed request, if that is why it failed.
-pub fn refusal(err: &reqwest::Error) -> Option<&Internal> {
+pub(crate) fn refusal(err: &reqwest::Error) -> Option<&Internal> {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = current {
         if let Some(internal) = e.downcast_ref::<Internal>() {

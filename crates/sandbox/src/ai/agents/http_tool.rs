@@ -25,24 +25,24 @@ use super::endpoint::{self, Refused};
 use super::guard::{self, ToolClient};
 
 /// Default timeout of a custom tool call (`CUSTOM_TOOL_TIMEOUT`).
-pub const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
+pub(crate) const DEFAULT_TIMEOUT_SECS: f64 = 30.0;
 /// Characters of a response kept as the tool result (`MAX_TOOL_OUTPUT_LENGTH`).
-pub const MAX_OUTPUT_CHARS: usize = 10_000;
+pub(crate) const MAX_OUTPUT_CHARS: usize = 10_000;
 
 /// A custom tool's `config`: `endpoint`, `method` (default `POST`),
 /// `headers`, `timeout_seconds` (default 30).
 #[derive(Debug, Clone, PartialEq)]
-pub struct HttpToolConfig {
-    pub endpoint: String,
-    pub method: String,
-    pub headers: Vec<(String, String)>,
-    pub timeout: Duration,
+pub(crate) struct HttpToolConfig {
+    pub(crate) endpoint: String,
+    pub(crate) method: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout: Duration,
 }
 
 impl HttpToolConfig {
     /// Reads a tool's stored `config` object; missing or odd values fall
     /// back to the defaults (non-string header values are dropped).
-    pub fn from_config(config: &Value) -> Self {
+    pub(crate) fn from_config(config: &Value) -> Self {
         let endpoint = config
             .get("endpoint")
             .and_then(Value::as_str)
@@ -80,7 +80,7 @@ impl HttpToolConfig {
 /// Calls the tool and returns its result: the response text (at most
 /// [`MAX_OUTPUT_CHARS`] characters) or an `Error: …` string, never a Rust
 /// error — a failing tool is something the model reads, not a failed run.
-pub async fn call(
+pub(crate) async fn call(
     client: &ToolClient,
     config: &HttpToolConfig,
     arguments: &Map<String, Value>,

@@ -33,7 +33,7 @@ use crate::http::json_response;
 use crate::state::AppState;
 
 /// `/api/agents/{id}/knowledge-bases…`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/agents/{agent_id}/knowledge-bases", get(list).post(assign))
         .route(

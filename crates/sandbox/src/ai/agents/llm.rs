@@ -25,7 +25,7 @@ use super::events::Usage;
 
 /// The configured model endpoint.
 #[derive(Debug, Clone)]
-pub struct Llm {
+pub(crate) struct Llm {
     base: Url,
     key: Option<SecretString>,
     model: String,
@@ -33,25 +33,25 @@ pub struct Llm {
 
 /// One tool call the model asked for.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LlmToolCall {
-    pub id: String,
-    pub name: String,
+pub(crate) struct LlmToolCall {
+    pub(crate) id: String,
+    pub(crate) name: String,
     /// The arguments as the model wrote them (JSON text).
-    pub arguments: String,
+    pub(crate) arguments: String,
 }
 
 /// One finished model call.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Completion {
-    pub content: String,
-    pub tool_calls: Vec<LlmToolCall>,
-    pub finish_reason: Option<String>,
-    pub usage: Option<Usage>,
+pub(crate) struct Completion {
+    pub(crate) content: String,
+    pub(crate) tool_calls: Vec<LlmToolCall>,
+    pub(crate) finish_reason: Option<String>,
+    pub(crate) usage: Option<Usage>,
 }
 
 /// A model call that failed.
 #[derive(Debug, thiserror::Error)]
-pub enum LlmError {
+pub(crate) enum LlmError {
     #[error("could not reach the model at {url}: {reason}")]
     Transport { url: String, reason: String },
     #[error("the model answered {status}: {body}")]
@@ -69,7 +69,7 @@ pub enum LlmError {
 
 impl Llm {
     /// The configured model, if `--llm-url` is set.
-    pub fn from_config(config: &AgentsConfig) -> Option<Llm> {
+    pub(crate) fn from_config(config: &AgentsConfig) -> Option<Llm> {
         config.llm_url.as_ref().map(|base| Llm {
             base: base.clone(),
             key: config.llm_api_key.clone(),
@@ -86,7 +86,7 @@ impl Llm {
 
     /// Calls the model once. `tools` are OpenAI `function` tool objects
     /// (none: the model must answer in text).
-    pub async fn complete(
+    pub(crate) async fn complete(
         &self,
         client: &reqwest::Client,
         messages: &[Value],

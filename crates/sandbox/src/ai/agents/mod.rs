@@ -23,22 +23,22 @@
 //! - [`endpoint`], [`http_tool`]: which tool URLs are allowed, and calling them;
 //!   [`guard`]: the sandbox's own, stricter check of where a tool connects.
 
-pub mod config;
-pub mod definitions;
-pub mod endpoint;
-pub mod events;
-pub mod execution;
-pub mod guard;
-pub mod http_tool;
-pub mod knowledge;
-pub mod llm;
+pub(crate) mod config;
+pub(crate) mod definitions;
+pub(crate) mod endpoint;
+pub(crate) mod events;
+pub(crate) mod execution;
+pub(crate) mod guard;
+pub(crate) mod http_tool;
+pub(crate) mod knowledge;
+pub(crate) mod llm;
 pub mod model;
-pub mod request;
-pub mod runs;
-pub mod sessions;
-pub mod store;
-pub mod text;
-pub mod tools;
+pub(crate) mod request;
+pub(crate) mod runs;
+pub(crate) mod sessions;
+pub(crate) mod store;
+pub(crate) mod text;
+pub(crate) mod tools;
 
 use axum::Router;
 
@@ -47,7 +47,7 @@ pub use config::AgentsConfig;
 use crate::state::AppState;
 
 /// The agents' routes, to be merged into the `/api` router.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .merge(definitions::router())
         .merge(knowledge::router())
@@ -58,20 +58,20 @@ pub fn router() -> Router<AppState> {
 
 /// A public id: `prefix` and 12 lowercase hex digits, as the platform makes
 /// them (`run_…`, `sess_…`).
-pub fn public_id(prefix: &str) -> String {
+pub(crate) fn public_id(prefix: &str) -> String {
     let hex = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}_{}", &hex[..12])
 }
 
 /// A tool call id in the style of the OpenAI API the platform's models speak.
-pub fn call_id() -> String {
+pub(crate) fn call_id() -> String {
     let hex = uuid::Uuid::new_v4().simple().to_string();
     format!("call_{}", &hex[..24])
 }
 
 /// Python truthiness of a JSON value, which is how the platform decides
 /// whether a body field "is set": `null`, `false`, `0`, `""`, `[]`, `{}` are not.
-pub fn truthy(value: Option<&serde_json::Value>) -> bool {
+pub(crate) fn truthy(value: Option<&serde_json::Value>) -> bool {
     use serde_json::Value;
     match value {
         None | Some(Value::Null) => false,

@@ -50,21 +50,21 @@ const TEXT_KEYS: &[&str] = &[
 /// (`text`, `meta`) or a by-reference item resolved from `ai.chunks`
 /// (which also has `id`, `source_id`, `source_name`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContextItem {
+pub(crate) struct ContextItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    pub text: String,
+    pub(crate) id: Option<String>,
+    pub(crate) text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_id: Option<String>,
+    pub(crate) source_id: Option<String>,
     #[serde(default)]
-    pub meta: Value,
+    pub(crate) meta: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_name: Option<String>,
+    pub(crate) source_name: Option<String>,
 }
 
 impl ContextItem {
     /// A by-value item: only `text` and `meta` are kept, as on the platform.
-    pub fn by_value(text: impl Into<String>, meta: Value) -> Self {
+    pub(crate) fn by_value(text: impl Into<String>, meta: Value) -> Self {
         ContextItem {
             id: None,
             text: text.into(),
@@ -93,22 +93,22 @@ impl ContextItem {
 /// `text`, `score`, `page`). `key` is the marker's number as a string, as the
 /// platform's citation map keys it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Citation {
-    pub key: String,
-    pub item_id: Option<String>,
-    pub source_id: Option<String>,
-    pub source_name: String,
-    pub chunk_id: Option<String>,
-    pub text: String,
-    pub text_excerpt: String,
-    pub score: f64,
-    pub page: Option<Value>,
-    pub meta: Value,
+pub(crate) struct Citation {
+    pub(crate) key: String,
+    pub(crate) item_id: Option<String>,
+    pub(crate) source_id: Option<String>,
+    pub(crate) source_name: String,
+    pub(crate) chunk_id: Option<String>,
+    pub(crate) text: String,
+    pub(crate) text_excerpt: String,
+    pub(crate) score: f64,
+    pub(crate) page: Option<Value>,
+    pub(crate) meta: Value,
 }
 
 impl Citation {
     /// The citation of context item `index` (0-based; its key is `index + 1`).
-    pub fn of_item(index: usize, item: &ContextItem, score: f64) -> Self {
+    pub(crate) fn of_item(index: usize, item: &ContextItem, score: f64) -> Self {
         let excerpt: String = item.text.chars().take(EXCERPT_CHARS).collect();
         Citation {
             key: (index + 1).to_string(),
@@ -136,9 +136,9 @@ impl Citation {
 
 /// A custom tool as the model sees it: its name and its input schema.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolSpec {
-    pub name: String,
-    pub input_schema: Value,
+pub(crate) struct ToolSpec {
+    pub(crate) name: String,
+    pub(crate) input_schema: Value,
 }
 
 impl ToolSpec {
@@ -167,9 +167,9 @@ impl ToolSpec {
 
 /// One tool call the model decided to make.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PlannedCall {
-    pub tool_name: String,
-    pub arguments: Map<String, Value>,
+pub(crate) struct PlannedCall {
+    pub(crate) tool_name: String,
+    pub(crate) arguments: Map<String, Value>,
 }
 
 /// Which tools to call, in the order given, and with which arguments.
@@ -179,7 +179,11 @@ pub struct PlannedCall {
 /// when the schema declares `query` or declares no properties at all; every
 /// other string property for which the instructions hold a `name = value`
 /// pair gets the first such value.
-pub fn plan_tool_calls(message: &str, instructions: &str, tools: &[ToolSpec]) -> Vec<PlannedCall> {
+pub(crate) fn plan_tool_calls(
+    message: &str,
+    instructions: &str,
+    tools: &[ToolSpec],
+) -> Vec<PlannedCall> {
     let pairs = text::assignments(instructions);
     tools
         .iter()
@@ -210,27 +214,27 @@ pub fn plan_tool_calls(message: &str, instructions: &str, tools: &[ToolSpec]) ->
 
 /// What the model may quote from.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// Context items; sentences from item `i` are cited as `[i + 1]`.
-    pub items: &'a [ContextItem],
+    pub(crate) items: &'a [ContextItem],
     /// Raw context text (`context_override`); quoted, never cited.
-    pub text: Option<&'a str>,
+    pub(crate) text: Option<&'a str>,
     /// Results of the tool calls of this run; quoted, never cited. Results
     /// that start with `Error` are not quoted.
-    pub tool_results: &'a [String],
+    pub(crate) tool_results: &'a [String],
     /// Assigned tools: sentences that name one, or that set one of their
     /// arguments (`session_token = …`), are instructions, not content.
-    pub tools: &'a [ToolSpec],
+    pub(crate) tools: &'a [ToolSpec],
 }
 
 /// The model's answer.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub content: String,
+pub(crate) struct Answer {
+    pub(crate) content: String,
     /// One per distinct `[n]` marker in `content`, ordered by key.
-    pub citations: Vec<Citation>,
+    pub(crate) citations: Vec<Citation>,
     /// False when nothing relevant was found and `content` is [`NOTHING_FOUND`].
-    pub found: bool,
+    pub(crate) found: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -249,7 +253,7 @@ struct Candidate {
 
 /// Answers `message` from `context`; `cite` adds `[n]` markers and citations
 /// (the run's `citations_enabled`).
-pub fn answer(message: &str, context: Context<'_>, cite: bool) -> Answer {
+pub(crate) fn answer(message: &str, context: Context<'_>, cite: bool) -> Answer {
     if is_summary_request(message)
         && let Some(summary) = summary(message, context, cite)
     {
@@ -363,7 +367,7 @@ const SUMMARY_DOCUMENTS: usize = 5;
 /// Whether `message` asks for a summary rather than a fact: "summarise",
 /// "summary", "overview", "recap", "gist", "tl;dr", or "the key/main
 /// points/ideas/takeaways".
-pub fn is_summary_request(message: &str) -> bool {
+pub(crate) fn is_summary_request(message: &str) -> bool {
     let words: Vec<String> = message
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -386,7 +390,7 @@ pub fn is_summary_request(message: &str) -> bool {
 /// apart by `meta.document_id`, then the source, then the title. When
 /// `message` names some documents' titles, only those. `None` when no
 /// passage has a whole sentence to quote.
-pub fn summary(message: &str, context: Context<'_>, cite: bool) -> Option<Answer> {
+pub(crate) fn summary(message: &str, context: Context<'_>, cite: bool) -> Option<Answer> {
     let mut documents: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, item) in context.items.iter().enumerate() {
         let key = item
@@ -595,7 +599,7 @@ fn with_marker(sentence: &str, key: usize) -> String {
 /// contributes the string values under text-like keys (`text`, `content`,
 /// `snippet`, …) of its objects — or, where an object has none, of whatever it
 /// contains — each as its own paragraph; anything else is taken as it is.
-pub fn tool_result_text(raw: &str) -> String {
+pub(crate) fn tool_result_text(raw: &str) -> String {
     match serde_json::from_str::<Value>(raw) {
         Ok(value) => {
             let mut pieces = Vec::new();
@@ -629,7 +633,7 @@ fn collect_text(value: &Value, out: &mut Vec<String>) {
 /// items, as the platform's `parse_citations_from_response` does: markers
 /// naming an item become citations (ordered by key); markers naming none are
 /// removed from the text.
-pub fn parse_citations(content: &str, items: &[ContextItem]) -> (String, Vec<Citation>) {
+pub(crate) fn parse_citations(content: &str, items: &[ContextItem]) -> (String, Vec<Citation>) {
     let mut cleaned = String::with_capacity(content.len());
     let mut keys = BTreeSet::new();
     let mut rest = content;
@@ -654,7 +658,7 @@ pub fn parse_citations(content: &str, items: &[ContextItem]) -> (String, Vec<Cit
 
 /// An answer without its `[n]` markers (and the spaces before them), as the
 /// platform strips them from the history it gives the model.
-pub fn strip_markers(content: &str) -> String {
+pub(crate) fn strip_markers(content: &str) -> String {
     let mut out = String::with_capacity(content.len());
     let mut rest = content;
     while let Some((before, _, after)) = next_marker(rest) {
@@ -684,7 +688,7 @@ fn next_marker(text: &str) -> Option<(&str, &str, &str)> {
 
 /// The answer cut into streaming pieces: each word with the whitespace that
 /// follows it. Concatenated, they give `content` back exactly.
-pub fn deltas(content: &str) -> Vec<String> {
+pub(crate) fn deltas(content: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut current = String::new();
     let mut in_space = false;
@@ -706,7 +710,7 @@ pub fn deltas(content: &str) -> Vec<String> {
 }
 
 /// A rough token count (four characters a token), for `usage`.
-pub fn estimate_tokens(text: &str) -> u64 {
+pub(crate) fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 

@@ -21,7 +21,7 @@ use super::truthy;
 use crate::ai::{ApiCaller, ApiError};
 
 /// The 400 of the only-one-of rule.
-pub const ONLY_ONE_CONTEXT: &str = "Only one of 'knowledge_bases', 'context_handler_id', 'context_override', or 'context_items' may be provided";
+pub(crate) const ONLY_ONE_CONTEXT: &str = "Only one of 'knowledge_bases', 'context_handler_id', 'context_override', or 'context_items' may be provided";
 const RUNTIME_KB_NEEDS_STREAM: &str = "'runtime_knowledge_bases' requires the streaming endpoint \
      POST /api/agents/{agent_id}/run/stream — the non-streaming run has no tool loop";
 const RUNTIME_KB_UNSUPPORTED: &str = "runtime_knowledge_bases is not supported by the sandbox; \
@@ -34,16 +34,16 @@ const FORBIDDEN_FOR_USERS: [&str; 3] = [
 
 /// A checked run request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunRequest {
-    pub message: String,
-    pub session_id: Option<String>,
-    pub context: ContextSource,
-    pub citations_enabled: bool,
+pub(crate) struct RunRequest {
+    pub(crate) message: String,
+    pub(crate) session_id: Option<String>,
+    pub(crate) context: ContextSource,
+    pub(crate) citations_enabled: bool,
 }
 
 /// Where the run's context comes from (at most one source).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ContextSource {
+pub(crate) enum ContextSource {
     None,
     /// `context_override`: raw text appended to the system prompt.
     Override(String),
@@ -58,7 +58,7 @@ pub enum ContextSource {
 
 /// One entry of `context_items`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RawItem {
+pub(crate) enum RawItem {
     /// `{text, meta}`; every other key is dropped, as on the platform.
     Value { text: String, meta: Value },
     /// `{item_id}`, looked up in `ai.chunks` (service role).
@@ -67,13 +67,13 @@ pub enum RawItem {
 
 /// One entry of `knowledge_bases`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct KnowledgeBaseRequest {
-    pub id: String,
-    pub top_k: Option<i64>,
+pub(crate) struct KnowledgeBaseRequest {
+    pub(crate) id: String,
+    pub(crate) top_k: Option<i64>,
 }
 
 /// Why an end user may not send this body, in the platform's words, or `None`.
-pub fn end_user_error(body: &Map<String, Value>) -> Option<String> {
+pub(crate) fn end_user_error(body: &Map<String, Value>) -> Option<String> {
     let mut named: Vec<&str> = FORBIDDEN_FOR_USERS
         .iter()
         .copied()
@@ -100,7 +100,11 @@ pub fn end_user_error(body: &Map<String, Value>) -> Option<String> {
 }
 
 /// Checks a run body (see the module docs for the order of the checks).
-pub fn parse(body: &Value, caller: &ApiCaller, streaming: bool) -> Result<RunRequest, ApiError> {
+pub(crate) fn parse(
+    body: &Value,
+    caller: &ApiCaller,
+    streaming: bool,
+) -> Result<RunRequest, ApiError> {
     let empty = Map::new();
     let data = body.as_object().unwrap_or(&empty);
 

@@ -41,7 +41,7 @@ use crate::http::json_response;
 use crate::state::AppState;
 
 /// The runs' routes.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/agents/{agent_id}/run", post(run))
         .route("/agents/{agent_id}/run/stream", post(run_stream))

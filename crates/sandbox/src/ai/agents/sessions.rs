@@ -35,14 +35,14 @@ use crate::http::json_response;
 use crate::state::AppState;
 
 /// The answer to a session that is missing or not the caller's.
-pub const SESSION_NOT_FOUND: &str = "Session not found";
+pub(crate) const SESSION_NOT_FOUND: &str = "Session not found";
 /// Longest public session id (`agent_sessions.session_id varchar(255)`).
-pub const MAX_SESSION_ID_CHARS: usize = 255;
+pub(crate) const MAX_SESSION_ID_CHARS: usize = 255;
 const MAX_SEED_MESSAGES: usize = 200;
 const MAX_SEED_MESSAGE_CHARS: usize = 20_000;
 
 /// `/api/agents/{id}/sessions…`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/agents/{agent_id}/sessions",
@@ -66,17 +66,17 @@ pub fn router() -> Router<AppState> {
 
 /// The session a run runs in.
 #[derive(Debug, Clone)]
-pub struct BoundSession {
+pub(crate) struct BoundSession {
     /// `agent_sessions.id`.
-    pub uuid: Uuid,
+    pub(crate) uuid: Uuid,
     /// The public id (`sess_…`, or the service role's own choice).
-    pub session_id: String,
-    pub is_new: bool,
+    pub(crate) session_id: String,
+    pub(crate) is_new: bool,
 }
 
 /// Why a run could not bind to a session.
 #[derive(Debug)]
-pub enum BindError {
+pub(crate) enum BindError {
     /// Missing, another agent's, or not the caller's: "Session not found".
     NotFound,
     Db(ApiError),
@@ -90,7 +90,7 @@ impl From<tokio_postgres::Error> for BindError {
 
 /// Validates a `session_id` from a run body: a string of at most 255
 /// characters, else 400.
-pub fn parse_session_id(value: Option<&Value>) -> Result<Option<String>, ApiError> {
+pub(crate) fn parse_session_id(value: Option<&Value>) -> Result<Option<String>, ApiError> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
@@ -110,7 +110,7 @@ pub fn parse_session_id(value: Option<&Value>) -> Result<Option<String>, ApiErro
 ///   never create a session under an id of their choosing;
 /// - the service role continues any session of this agent, and an unknown
 ///   id creates an unowned session under it (as `get_or_create_session`).
-pub async fn bind(
+pub(crate) async fn bind(
     client: &deadpool_postgres::Client,
     agent_id: Uuid,
     requested: Option<&str>,

@@ -18,17 +18,17 @@ use crate::ai::timestamp;
 
 /// A run about to start.
 #[derive(Debug)]
-pub struct NewRun<'a> {
-    pub session_uuid: Uuid,
-    pub run_id: &'a str,
-    pub message: &'a str,
-    pub retrieved_context: Option<&'a Value>,
-    pub agent_id: Uuid,
-    pub model: &'a str,
+pub(crate) struct NewRun<'a> {
+    pub(crate) session_uuid: Uuid,
+    pub(crate) run_id: &'a str,
+    pub(crate) message: &'a str,
+    pub(crate) retrieved_context: Option<&'a Value>,
+    pub(crate) agent_id: Uuid,
+    pub(crate) model: &'a str,
 }
 
 /// Inserts the run as `running`, `started_at` now.
-pub async fn insert_running(
+pub(crate) async fn insert_running(
     client: &deadpool_postgres::Client,
     run: &NewRun<'_>,
 ) -> Result<(), tokio_postgres::Error> {
@@ -60,23 +60,23 @@ pub async fn insert_running(
 
 /// How a run ended.
 #[derive(Debug)]
-pub struct FinishedRun<'a> {
-    pub completed: bool,
-    pub content: &'a str,
-    pub error: Option<&'a str>,
+pub(crate) struct FinishedRun<'a> {
+    pub(crate) completed: bool,
+    pub(crate) content: &'a str,
+    pub(crate) error: Option<&'a str>,
     /// `None` on the plain path (no loop, no steps).
-    pub steps: Option<u32>,
+    pub(crate) steps: Option<u32>,
     /// The loop's events (deltas excluded); `None` when there were none.
-    pub events: Option<Value>,
-    pub usage: Usage,
-    pub tool_calls: &'a [ToolCallRecord],
+    pub(crate) events: Option<Value>,
+    pub(crate) usage: Usage,
+    pub(crate) tool_calls: &'a [ToolCallRecord],
     /// Kept on the assistant message, for `GET /api/sessions/{id}/messages`.
-    pub citations: &'a [Citation],
+    pub(crate) citations: &'a [Citation],
 }
 
 /// Records the end of a run: status, content, output message, events,
 /// usage and tool-call counters, `completed_at` now.
-pub async fn finish(
+pub(crate) async fn finish(
     client: &deadpool_postgres::Client,
     run_id: &str,
     run: &FinishedRun<'_>,
@@ -127,7 +127,7 @@ pub async fn finish(
 }
 
 /// Marks a run `failed` with `error` (when it broke before finishing).
-pub async fn fail(
+pub(crate) async fn fail(
     client: &deadpool_postgres::Client,
     run_id: &str,
     error: &str,
@@ -143,14 +143,14 @@ pub async fn fail(
 }
 
 /// Columns [`run_json`] reads, prefixed for a query on `ai.agent_runs r`.
-pub const RUN_COLUMNS: &str = "r.id, r.run_id, r.session_id, r.parent_orchestration_run_id,
+pub(crate) const RUN_COLUMNS: &str = "r.id, r.run_id, r.session_id, r.parent_orchestration_run_id,
     r.parent_workflow_execution_id, r.status, r.input_messages, r.output_messages, r.content,
     r.retrieved_context, r.error, r.started_at, r.completed_at, r.steps, r.events, r.reasoning_steps,
     r.created_at, r.prompt_tokens, r.completion_tokens, r.reasoning_tokens, r.cached_tokens, r.total_tokens";
 
 /// A run as `GET /api/agents/runs/{run_id}` shows it. `session_id` is the
 /// session's internal UUID, as on the platform.
-pub fn run_json(row: &Row) -> Value {
+pub(crate) fn run_json(row: &Row) -> Value {
     let uuid_str = |col: &str| row.get::<_, Option<Uuid>>(col).map(|u| u.to_string());
     let time = |col: &str| row.get::<_, Option<DateTime<Utc>>>(col).map(timestamp);
     let tokens = |col: &str| row.get::<_, Option<i32>>(col);

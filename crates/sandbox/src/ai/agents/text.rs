@@ -166,7 +166,7 @@ const ABBREVIATIONS: &[&str] = &[
 ];
 
 /// True for a word that carries no topic (articles, pronouns, question words, …).
-pub fn is_stop_word(word: &str) -> bool {
+pub(crate) fn is_stop_word(word: &str) -> bool {
     STOP_WORDS.binary_search(&word).is_ok()
 }
 
@@ -175,7 +175,7 @@ pub fn is_stop_word(word: &str) -> bool {
 /// Korean write no spaces between words, so a run of those scripts gives its
 /// overlapping pairs of characters instead (one character alone when the
 /// run is one character long). Order is kept and repeats are not removed.
-pub fn terms(text: &str) -> Vec<String> {
+pub(crate) fn terms(text: &str) -> Vec<String> {
     let mut out = Vec::new();
     for word in text.split(|c: char| !c.is_alphanumeric()) {
         let mut rest = word;
@@ -218,7 +218,7 @@ fn is_cjk(c: char) -> bool {
 
 /// The topic words of `text`: like [`terms`] but not stemmed, for handing
 /// to PostgreSQL's own English stemmer.
-pub fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
@@ -230,7 +230,7 @@ pub fn words(text: &str) -> Vec<String> {
 /// A light English suffix stemmer, enough for "warranties"/"warranty",
 /// "charging"/"charged"/"charge" and "covers"/"covered" to meet. Words of
 /// three letters or fewer and words with digits are left alone.
-pub fn stem(word: &str) -> String {
+pub(crate) fn stem(word: &str) -> String {
     let w = word.to_lowercase();
     if w.chars().count() <= 3 || w.chars().any(|c| c.is_ascii_digit()) || !w.is_ascii() {
         return w;
@@ -283,7 +283,7 @@ fn undouble(base: &str) -> String {
 /// the next word starts with a capital, a digit, a quote or a bracket —
 /// except after a known abbreviation or a single letter ("e.g.", "J. Smith").
 /// Each sentence is trimmed, inner whitespace collapsed; empty ones are dropped.
-pub fn sentences(text: &str) -> Vec<String> {
+pub(crate) fn sentences(text: &str) -> Vec<String> {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut out = Vec::new();
     for paragraph in paragraphs(&text) {
@@ -400,7 +400,7 @@ fn push_sentence(chars: &[char], out: &mut Vec<String>) {
 /// string (`"…"`, `'…'` or `` `…` ``) or a run of non-space characters with
 /// trailing sentence punctuation removed. `==`, `!=`, `<=`, `>=` and `=>` are
 /// not assignments.
-pub fn assignments(text: &str) -> Vec<(String, String)> {
+pub(crate) fn assignments(text: &str) -> Vec<(String, String)> {
     let chars: Vec<char> = text.chars().collect();
     let mut pairs = Vec::new();
     for (i, &c) in chars.iter().enumerate() {
@@ -457,7 +457,7 @@ fn value_after(chars: &[char], from: usize) -> Option<String> {
 
 /// True when `name` occurs in `text` as a whole word (case-insensitive):
 /// not preceded or followed by a letter, digit or underscore.
-pub fn mentions(text: &str, name: &str) -> bool {
+pub(crate) fn mentions(text: &str, name: &str) -> bool {
     if name.is_empty() {
         return false;
     }

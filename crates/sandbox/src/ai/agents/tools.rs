@@ -31,7 +31,7 @@ use crate::http::json_response;
 use crate::state::AppState;
 
 /// `/api/tools`.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/tools", get(list_tools).post(create_tool))
         .route(
@@ -42,16 +42,16 @@ pub fn router() -> Router<AppState> {
 
 /// A custom tool an agent may call during a run.
 #[derive(Debug, Clone)]
-pub struct CustomTool {
-    pub name: String,
-    pub description: String,
-    pub input_schema: Value,
-    pub config: Value,
+pub(crate) struct CustomTool {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) input_schema: Value,
+    pub(crate) config: Value,
 }
 
 /// The custom tools assigned to an agent, in assignment order, and whether
 /// the agent has any tool (builtin included) — which decides the run's path.
-pub async fn assigned(
+pub(crate) async fn assigned(
     client: &deadpool_postgres::Client,
     agent_id: Uuid,
 ) -> Result<(Vec<CustomTool>, bool), ApiError> {
