@@ -58,6 +58,7 @@ pub struct Config {
     #[arg(long, env = "QUIRE_SANDBOX_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
+    /// Where each service's database connections go.
     #[command(flatten)]
     pub db: DbConfig,
 
@@ -143,9 +144,11 @@ pub struct Config {
     #[arg(long, env = "QUIRE_SANDBOX_PASSWORD_HASH_MEMORY_KIB", default_value_t = argon2::Params::DEFAULT_M_COST, hide = true)]
     pub password_hash_memory_kib: u32,
 
+    /// Realtime's delays and limits.
     #[command(flatten)]
     pub realtime: crate::realtime::RealtimeConfig,
 
+    /// How agents run.
     #[command(flatten)]
     pub agents: crate::ai::agents::AgentsConfig,
 

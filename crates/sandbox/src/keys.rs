@@ -34,19 +34,47 @@ const TEN_YEARS_SECS: i64 = 10 * 365 * 24 * 60 * 60;
 /// What can go wrong while loading or creating the keys.
 #[derive(Debug, thiserror::Error)]
 pub enum KeysError {
+    /// The data directory could not be created.
     #[error("could not create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: io::Error },
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The JWT secret file could not be read or created.
     #[error("could not read or create the JWT secret {path}: {source}")]
-    SecretFile { path: PathBuf, source: io::Error },
+    SecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The JWT secret file is empty.
     #[error("the JWT secret in {path} is empty; delete the file to get a new one")]
-    EmptySecret { path: PathBuf },
+    EmptySecret {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A secret too short for a non-loopback address.
     #[error(
         "refusing to listen on {addr}: a non-loopback address needs a JWT secret of at least \
          {MIN_PUBLIC_SECRET_BYTES} bytes (this one has {len}); listen on 127.0.0.1 or use a longer secret"
     )]
-    WeakSecretOnPublicAddress { addr: SocketAddr, len: usize },
+    WeakSecretOnPublicAddress {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The secret's length in bytes.
+        len: usize,
+    },
+    /// The keys file (`--keys-file`) could not be written.
     #[error("could not write the keys file {path}: {source}")]
-    KeysFile { path: PathBuf, source: io::Error },
+    KeysFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 }
 
 /// The JWT secret and the two API keys signed with it.

@@ -37,7 +37,9 @@
 //! [`rest::db_round_trips`] (the load benchmark divides them) and
 //! [`ai::agents::model::NOTHING_FOUND`]. The rest of `ai` and `rest`, and
 //! `auth`, `db`, `http`, `realtime`, `server`, `state` and `storage`, are
-//! internal.
+//! internal. Everything public is documented (`missing_docs` warns).
+
+#![warn(missing_docs)]
 
 pub mod ai;
 pub(crate) mod auth;

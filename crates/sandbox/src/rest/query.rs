@@ -27,7 +27,9 @@ pub struct QueryError {
 /// A column with an optional JSON path (`data->a->>b`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
+    /// The column's name.
     pub name: String,
+    /// The JSON path into it, empty for the column itself.
     pub json_path: Vec<JsonOperation>,
 }
 
@@ -51,7 +53,9 @@ impl JsonOperation {
 /// A JSON key or array index (kept as PostgREST keeps it: `+1`, `-2`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonOperand {
+    /// An object key.
     Key(String),
+    /// An array index, signed as written.
     Idx(String),
 }
 
@@ -62,56 +66,90 @@ pub enum SelectItem {
     Star,
     /// `alias:field->path::cast`
     Field {
+        /// The column and its JSON path.
         field: Field,
+        /// `::cast`
         cast: Option<String>,
+        /// `alias:`
         alias: Option<String>,
     },
     /// `count()`, `col.sum()`, …: aggregates, which PostgREST refuses unless
     /// `db-aggregates-enabled` (it is not on the platform).
     Aggregate {
+        /// `count`, `sum`, …
         function: String,
+        /// The column aggregated (`None` for `count()`).
         field: Option<Field>,
+        /// `alias:`
         alias: Option<String>,
+        /// `::cast`
         cast: Option<String>,
     },
     /// `alias:relation!hint!inner(...)` or `...relation(...)`: resource
     /// embedding, which the sandbox parses but does not resolve.
     Relation {
+        /// The embedded relation.
         name: String,
+        /// `alias:`
         alias: Option<String>,
+        /// `!hint`: the foreign key or column to embed through.
         hint: Option<String>,
+        /// `!inner` or `!left`.
         join: Option<JoinType>,
+        /// `...relation(...)`: the columns spread into the parent.
         spread: bool,
+        /// The embedded `select`.
         children: Vec<SelectItem>,
     },
 }
 
+/// How an embedded relation joins (`!left`, `!inner`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinType {
+    /// `!left`
     Left,
+    /// `!inner`
     Inner,
 }
 
 /// Operators taking one value (`eq.5`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SimpleOperator {
+    /// `eq` (`=`)
     Eq,
+    /// `neq` (`<>`)
     Neq,
+    /// `gt` (`>`)
     Gt,
+    /// `gte` (`>=`)
     Gte,
+    /// `lt` (`<`)
     Lt,
+    /// `lte` (`<=`)
     Lte,
+    /// `like` (`like`)
     Like,
+    /// `ilike` (`ilike`)
     ILike,
+    /// `match` (`~`)
     Match,
+    /// `imatch` (`~*`)
     IMatch,
+    /// `cs` (`@>`)
     Contains,
+    /// `cd` (`<@`)
     Contained,
+    /// `ov` (`&&`)
     Overlap,
+    /// `sl` (`<<`)
     StrictlyLeft,
+    /// `sr` (`>>`)
     StrictlyRight,
+    /// `nxr` (`&<`)
     NotExtendsRight,
+    /// `nxl` (`&>`)
     NotExtendsLeft,
+    /// `adj` (`-|-`)
     Adjacent,
 }
 
@@ -244,10 +282,15 @@ impl FtsOperator {
 /// The value of `is.`
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsValue {
+    /// `is.null`
     Null,
+    /// `is.not_null`
     NotNull,
+    /// `is.true`
     True,
+    /// `is.false`
     False,
+    /// `is.unknown`
     Unknown,
 }
 
@@ -266,7 +309,9 @@ impl IsValue {
 /// `op(any)` / `op(all)`: compare with every element of an array value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quantifier {
+    /// `(any)`
     Any,
+    /// `(all)`
     All,
 }
 
@@ -290,56 +335,78 @@ impl Quantifier {
 /// The right-hand side of a filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
+    /// `eq.value`
     Simple(SimpleOperator, String),
     /// `like(any).{a*,b*}`: the value is an array literal.
     Quantified(SimpleOperator, Quantifier, String),
     /// `isdistinct.value`
     IsDistinct(String),
+    /// `in.(a,b)`
     In(Vec<String>),
+    /// `is.null` and the like
     Is(IsValue),
+    /// `fts(language).query`: the operator, the language if given, the query.
     Fts(FtsOperator, Option<String>, String),
 }
 
 /// `not.`-prefixed or not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpExpr {
+    /// `not.`
     pub negated: bool,
+    /// The operator and its value.
     pub operation: Operation,
 }
 
 /// `col=op.value`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Filter {
+    /// `col`
     pub field: Field,
+    /// `op.value`
     pub expr: OpExpr,
 }
 
+/// The operator of a logic tree (`and=`, `or=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogicOperator {
+    /// `and`
     And,
+    /// `or`
     Or,
 }
 
 /// `or=(a.eq.1,and(b.gt.2,c.lt.3))`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogicTree {
+    /// `not.and(...)`, `or(...)`: an operator over subtrees.
     Expr {
+        /// `not.`
         negated: bool,
+        /// `and` or `or`.
         op: LogicOperator,
+        /// The operands.
         children: Vec<LogicTree>,
     },
+    /// `a.eq.1`: one filter.
     Stmt(Filter),
 }
 
+/// `.asc` or `.desc` in `order`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderDirection {
+    /// `.asc`
     Asc,
+    /// `.desc`
     Desc,
 }
 
+/// `.nullsfirst` or `.nullslast` in `order`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OrderNulls {
+    /// `.nullsfirst`
     First,
+    /// `.nullslast`
     Last,
 }
 
@@ -348,8 +415,11 @@ pub enum OrderNulls {
 pub struct OrderTerm {
     /// `Some(rel)` for `rel(col).desc`, an order on an embedded resource.
     pub relation: Option<String>,
+    /// The column ordered by.
     pub field: Field,
+    /// `.asc`/`.desc`, if given.
     pub direction: Option<OrderDirection>,
+    /// `.nullsfirst`/`.nullslast`, if given.
     pub nulls: Option<OrderNulls>,
 }
 
@@ -357,7 +427,9 @@ pub struct OrderTerm {
 /// `upper: None` is unbounded; `upper < lower` is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowRange {
+    /// The first row (0-based).
     pub lower: i64,
+    /// The last row, if bounded.
     pub upper: Option<i64>,
 }
 
