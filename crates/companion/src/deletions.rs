@@ -6,9 +6,11 @@
 //! companion's `DELETE /api/documents/{id}`, the stale-upload sweep, a
 //! direct PostgREST delete by its owner, an account's cascade), and
 //! [`drain_deletions`] carries them out with the service key: the object in
-//! bucket `documents`, then the source — unless another document, anyone's,
-//! still uses it (sources are shared by sha256, docs/platform/ai-api.md
-//! §7.2) — then forgets the entry. A 404 from either counts as done; any
+//! bucket `documents`, then the source — unless another document still uses
+//! it (the platform shares a source between uploads of the same bytes,
+//! docs/platform/ai-api.md §7.2; since each file is sent with its owner's
+//! mark, `ingest::owner_mark`, that is the same owner's repeated upload) —
+//! then forgets the entry. A 404 from either counts as done; any
 //! other failure leaves the entry for the next round.
 
 use std::time::Duration;

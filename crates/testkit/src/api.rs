@@ -458,6 +458,50 @@ impl Api {
         }
     }
 
+    /// `DELETE /rest/v1/<table>?id=eq.<id>` as `user` (RLS applies), straight to
+    /// PostgREST and not through the companion: how many rows it deleted
+    /// (panics unless 2xx).
+    pub async fn delete_as(&self, user: &User, table: &str, id: &str) -> usize {
+        let response = self
+            .request(
+                Method::DELETE,
+                &format!("/rest/v1/{table}"),
+                Some(&user.token),
+            )
+            .query(&[("id", format!("eq.{id}"))])
+            .header("Prefer", "return=representation")
+            .send()
+            .await
+            .expect("DELETE /rest/v1");
+        let (status, body) = json_of(response).await;
+        assert!(
+            status.is_success(),
+            "DELETE /rest/v1/{table}: {status} {body}"
+        );
+        body.as_array().map_or(0, Vec::len)
+    }
+
+    /// Whether `public.documents` holds the row `id` (read as the superuser).
+    pub async fn document_exists(&self, id: Uuid) -> bool {
+        self.count(
+            "select count(*) from public.documents where id = $1",
+            &[&id],
+        )
+        .await
+            == 1
+    }
+
+    /// Whether the `documents` bucket holds an object at `path` (read as the
+    /// superuser).
+    pub async fn stored_file_exists(&self, path: &str) -> bool {
+        self.count(
+            "select count(*) from storage.objects where bucket_id = 'documents' and name = $1",
+            &[&path],
+        )
+        .await
+            == 1
+    }
+
     /// `rpc/search_chunks` as `user`: the hits (panics unless 200).
     pub async fn search(&self, user: &User, query: &str) -> Vec<Value> {
         let response = self

@@ -41,24 +41,6 @@ async fn ready(app: &Stack, user: &User, title: &str, bytes: Vec<u8>) -> Doc {
     }
 }
 
-async fn row_exists(app: &Stack, id: Uuid) -> bool {
-    app.count(
-        "select count(*) from public.documents where id = $1",
-        &[&id],
-    )
-    .await
-        == 1
-}
-
-async fn object_exists(app: &Stack, path: &str) -> bool {
-    app.count(
-        "select count(*) from storage.objects where bucket_id = 'documents' and name = $1",
-        &[&path],
-    )
-    .await
-        == 1
-}
-
 async fn source_exists(app: &Stack, source: Uuid) -> bool {
     app.count("select count(*) from ai.sources where id = $1", &[&source])
         .await
@@ -75,29 +57,11 @@ async fn source_indexed(app: &Stack, source: Uuid) -> bool {
         == 1
 }
 
-/// `DELETE /rest/v1/documents?id=eq.<id>` under `user`'s own token, not
-/// through the companion → rows deleted.
-async fn delete_through_postgrest(app: &Stack, user: &User, id: Uuid) -> usize {
-    let response = app
-        .http
-        .delete(format!("{}/rest/v1/documents", app.sandbox.api_base()))
-        .query(&[("id", format!("eq.{id}"))])
-        .header("apikey", app.anon_key())
-        .header("Prefer", "return=representation")
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(response).await;
-    assert!(status.is_success(), "{status} {body}");
-    body.as_array().map_or(0, Vec::len)
-}
-
 /// B's document is whole: row, object, source indexed.
 async fn assert_whole(app: &Stack, doc: &Doc, whose: &str) {
-    assert!(row_exists(app, doc.id).await, "{whose} document stays");
+    assert!(app.document_exists(doc.id).await, "{whose} document stays");
     assert!(
-        object_exists(app, &doc.path).await,
+        app.stored_file_exists(&doc.path).await,
         "{whose} file stays in Storage"
     );
     assert!(
@@ -126,12 +90,18 @@ async fn a_direct_postgrest_delete_removes_the_file_and_the_source_and_nothing_o
     assert_ne!(mine.source, bs.source);
 
     // B cannot delete A's document, so nothing of A's goes.
-    assert_eq!(delete_through_postgrest(&app, &b, mine.id).await, 0);
+    assert_eq!(
+        app.delete_as(&b, "documents", &mine.id.to_string()).await,
+        0
+    );
     // A deletes hers straight through PostgREST, behind the companion.
-    assert_eq!(delete_through_postgrest(&app, &a, mine.id).await, 1);
+    assert_eq!(
+        app.delete_as(&a, "documents", &mine.id.to_string()).await,
+        1
+    );
 
     eventually(30, "A's file is deleted from Storage", async || {
-        !object_exists(&app, &mine.path).await
+        !app.stored_file_exists(&mine.path).await
     })
     .await;
     eventually(30, "A's platform source is deleted", async || {
@@ -185,11 +155,11 @@ async fn deleting_an_account_removes_its_files_and_sources_and_nothing_of_bs() {
         .await;
     let (status, body) = json_of(response).await;
     assert_eq!(status, 200, "{body}");
-    assert!(!row_exists(&app, first.id).await && !row_exists(&app, second.id).await);
+    assert!(!app.document_exists(first.id).await && !app.document_exists(second.id).await);
 
     for doc in [&first, &second] {
         eventually(30, "A's file is deleted from Storage", async || {
-            !object_exists(&app, &doc.path).await
+            !app.stored_file_exists(&doc.path).await
         })
         .await;
         eventually(30, "A's platform source is deleted", async || {
@@ -217,9 +187,12 @@ async fn a_source_two_documents_share_stays_while_the_other_still_uses_it() {
     assert_eq!(first.source, second.source, "A's copies share a source");
     assert_ne!(first.source, bs.source, "B's copy is B's own");
 
-    assert_eq!(delete_through_postgrest(&app, &a, first.id).await, 1);
+    assert_eq!(
+        app.delete_as(&a, "documents", &first.id.to_string()).await,
+        1
+    );
     eventually(30, "A's file is deleted from Storage", async || {
-        !object_exists(&app, &first.path).await
+        !app.stored_file_exists(&first.path).await
     })
     .await;
     eventually(30, "the outbox is drained", async || {
@@ -252,12 +225,15 @@ async fn a_source_two_documents_share_stays_while_the_other_still_uses_it() {
 
     // A deletes her other copy: nothing uses her source now, and it goes;
     // B's stays.
-    assert_eq!(delete_through_postgrest(&app, &a, second.id).await, 1);
+    assert_eq!(
+        app.delete_as(&a, "documents", &second.id.to_string()).await,
+        1
+    );
     eventually(30, "the source nobody uses is deleted", async || {
         !source_exists(&app, second.source).await
     })
     .await;
-    assert!(!object_exists(&app, &second.path).await);
+    assert!(!app.stored_file_exists(&second.path).await);
     assert_whole(&app, &bs, "B's").await;
     assert!(!app.search(&b, "warranty motor").await.is_empty());
 }

@@ -63,23 +63,6 @@ async fn platform_sessions(app: &Stack) -> Vec<String> {
         .collect()
 }
 
-/// `DELETE /rest/v1/conversations?id=eq.<id>` under `user`'s token → rows deleted.
-async fn delete_through_postgrest(app: &Stack, user: &User, id: &str) -> usize {
-    let response = app
-        .http
-        .delete(format!("{}/rest/v1/conversations", app.sandbox.api_base()))
-        .query(&[("id", format!("eq.{id}"))])
-        .header("apikey", app.anon_key())
-        .header("Prefer", "return=representation")
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(response).await;
-    assert!(status.is_success(), "{status} {body}");
-    body.as_array().map_or(0, Vec::len)
-}
-
 #[tokio::test]
 async fn a_user_cannot_run_the_agent_directly_in_their_conversations_session() {
     let app = spawn_stack().await;
@@ -120,10 +103,10 @@ async fn deleting_a_conversation_deletes_its_platform_session_and_only_that_one(
     );
 
     // B cannot delete A's conversation, so A's session stays.
-    assert_eq!(delete_through_postgrest(&app, &b, &a_conversation).await, 0);
+    assert_eq!(app.delete_as(&b, "conversations", &a_conversation).await, 0);
 
     // A deletes it behind Quire's back, straight through PostgREST.
-    assert_eq!(delete_through_postgrest(&app, &a, &a_conversation).await, 1);
+    assert_eq!(app.delete_as(&a, "conversations", &a_conversation).await, 1);
 
     let mut sessions = platform_sessions(&app).await;
     for _ in 0..100 {

@@ -38,24 +38,6 @@ async fn age(app: &Stack, id: Uuid, hours: i32) {
         .unwrap();
 }
 
-async fn exists(app: &Stack, id: Uuid) -> bool {
-    app.count(
-        "select count(*) from public.documents where id = $1",
-        &[&id],
-    )
-    .await
-        == 1
-}
-
-async fn object_exists(app: &Stack, path: &str) -> bool {
-    app.count(
-        "select count(*) from storage.objects where bucket_id = 'documents' and name = $1",
-        &[&path],
-    )
-    .await
-        == 1
-}
-
 #[tokio::test]
 async fn an_upload_still_uploading_a_day_later_is_deleted_with_its_file() {
     let mut app = spawn_stack().await;
@@ -78,23 +60,26 @@ async fn an_upload_still_uploading_a_day_later_is_deleted_with_its_file() {
         .await
         .unwrap();
     age(&app, failed, 48).await;
-    assert!(object_exists(&app, &stale_path).await);
+    assert!(app.stored_file_exists(&stale_path).await);
 
     // A companion starting now sweeps at once (the first one swept when
     // nothing was stale yet).
     app.start_companion(None, |_| {}).await;
     eventually(30, "the stale upload is deleted", async || {
-        !exists(&app, stale).await
+        !app.document_exists(stale).await
     })
     .await;
     // Its file goes after it, drained from the outbox
     // (db/app/97_document_deletions.sql).
     eventually(30, "its file goes with it", async || {
-        !object_exists(&app, &stale_path).await
+        !app.stored_file_exists(&stale_path).await
     })
     .await;
-    assert!(exists(&app, recent).await, "A's recent upload stays");
-    assert!(exists(&app, failed).await, "A's failed document stays");
-    assert!(exists(&app, b_recent).await, "B's upload stays");
-    assert!(object_exists(&app, &b_path).await, "B's file stays");
+    assert!(app.document_exists(recent).await, "A's recent upload stays");
+    assert!(
+        app.document_exists(failed).await,
+        "A's failed document stays"
+    );
+    assert!(app.document_exists(b_recent).await, "B's upload stays");
+    assert!(app.stored_file_exists(&b_path).await, "B's file stays");
 }

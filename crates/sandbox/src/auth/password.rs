@@ -35,23 +35,26 @@ pub(crate) async fn hash(password: String, memory_kib: u32) -> Result<String, Au
     .map_err(|e| AuthError::internal("Error hashing password", e))?
 }
 
+/// Whether `password` matches the PHC string `hash` (blocking: Argon2);
+/// `None` when `hash` does not parse.
+fn check(password: &str, hash: &str) -> Option<bool> {
+    let parsed = PasswordHash::new(hash).ok()?;
+    Some(
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+    )
+}
+
 /// True when `password` matches the stored PHC `hash`. A missing or
 /// unparsable hash matches nothing.
 pub(crate) async fn verify(password: String, hash: Option<String>) -> bool {
     let Some(hash) = hash.filter(|h| !h.is_empty()) else {
         return false;
     };
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false)
+    tokio::task::spawn_blocking(move || check(&password, &hash).unwrap_or(false))
+        .await
+        .unwrap_or(false)
 }
 
 /// A sign-in's password check that takes as long whether or not there is a
@@ -69,15 +72,10 @@ pub(crate) async fn verify_for_sign_in(
 ) -> bool {
     tokio::task::spawn_blocking(move || {
         let stored = hash.filter(|h| !h.is_empty());
-        match stored.as_deref().map(PasswordHash::new) {
-            Some(Ok(parsed)) => Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-            _ => {
-                let dummy = dummy_hash(memory_kib);
-                if let Ok(parsed) = PasswordHash::new(&dummy) {
-                    let _ = Argon2::default().verify_password(password.as_bytes(), &parsed);
-                }
+        match stored.and_then(|hash| check(&password, &hash)) {
+            Some(matched) => matched,
+            None => {
+                let _ = check(&password, &dummy_hash(memory_kib));
                 false
             }
         }
