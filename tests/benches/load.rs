@@ -27,7 +27,12 @@
 //! path), `--pool N` (the sandbox's connections per pool; 10 by default), `--no-replica`,
 //! `--no-rest`, `--busy N` (each companion's `QUIRE_COMPANION_MAX_ANSWERS_IN_FLIGHT`, the
 //! replica's too; with it the two companions take the highest rate asked, past what one
-//! may hold, instead of half of it). Numbers are printed, never asserted.
+//! may hold, instead of half of it), `--only companion|platform` (one path, e.g. under a
+//! profiler). Numbers are printed, never asserted.
+//!
+//! What an answer cost the machine is printed too: CPU milliseconds per answer, from `/proc`,
+//! in all and split into PostgreSQL's processes, this load generator, and the rest (the
+//! servers: the sandbox and the companions).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -63,6 +68,8 @@ struct Options {
     pool: Option<usize>,
     /// Each companion's answers in flight, when not its default.
     busy: Option<usize>,
+    /// Only this path (`--only companion|platform`), e.g. under a profiler.
+    only: Option<Path>,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -73,6 +80,7 @@ fn options() -> anyhow::Result<Options> {
         rest: true,
         pool: None,
         busy: None,
+        only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -90,6 +98,13 @@ fn options() -> anyhow::Result<Options> {
             }
             "--pool" => options.pool = Some(args.next().context("--pool N")?.parse()?),
             "--busy" => options.busy = Some(args.next().context("--busy N")?.parse()?),
+            "--only" => {
+                options.only = Some(match args.next().as_deref() {
+                    Some("companion") => Path::Companion,
+                    Some("platform") => Path::Platform,
+                    _ => anyhow::bail!("--only companion|platform"),
+                });
+            }
             "--no-replica" => options.replica = false,
             "--no-rest" => options.rest = false,
             // `cargo bench` passes `--bench`.
@@ -139,6 +154,9 @@ async fn main() -> anyhow::Result<()> {
     }
     for &rate in &options.rates {
         for path in [Path::Companion, Path::Platform] {
+            if options.only.is_some_and(|only| only != path) {
+                continue;
+            }
             let result = bench.phase(path, rate, options.seconds, &[&stack]).await?;
             result.print(path.name(), rate);
         }
@@ -487,6 +505,76 @@ struct Counters {
     stages: BTreeMap<String, (f64, f64)>,
     /// Each companion's `quire_busy_refusals_total`, in the order given.
     busy_refusals: Vec<f64>,
+    cpu: Cpu,
+}
+
+/// CPU time used so far, in milliseconds (`/proc`, Linux only; zeros elsewhere).
+#[derive(Default, Clone, Copy)]
+struct Cpu {
+    /// The whole machine's busy time (`/proc/stat`: all but idle and iowait).
+    machine: f64,
+    /// PostgreSQL's processes (`comm` = `postgres`) that are running now.
+    postgres: f64,
+    /// This process: the load generator.
+    generator: f64,
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let hz = 100.0; // USER_HZ, which /proc reports in, is 100 on Linux.
+        let ms = |ticks: f64| ticks * 1000.0 / hz;
+        let machine = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|stat| {
+                let line = stat.lines().next()?.to_owned();
+                let n: Vec<f64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect();
+                // user nice system idle iowait irq softirq steal
+                Some(n.iter().sum::<f64>() - n.get(3)? - n.get(4)?)
+            })
+            .unwrap_or(0.0);
+        let process = |stat: &str| -> Option<(String, f64)> {
+            // pid (comm) state ppid … utime(14) stime(15): fields after the comm's ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_owned();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((
+                comm,
+                f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?,
+            ))
+        };
+        let mut postgres = 0.0;
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat"))
+                    && let Some((comm, ticks)) = process(&stat)
+                    && comm == "postgres"
+                {
+                    postgres += ticks;
+                }
+            }
+        }
+        let generator = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| process(&s))
+            .map_or(0.0, |(_, t)| t);
+        Cpu {
+            machine: ms(machine),
+            postgres: ms(postgres),
+            generator: ms(generator),
+        }
+    }
+
+    fn minus(self, before: Cpu) -> Cpu {
+        Cpu {
+            machine: self.machine - before.machine,
+            postgres: self.postgres - before.postgres,
+            generator: self.generator - before.generator,
+        }
+    }
 }
 
 impl Counters {
@@ -499,6 +587,7 @@ impl Counters {
                 &[],
             )
             .await?;
+        let cpu = Cpu::now();
         let stats = companions[0].stats().await;
         let mut platform_calls = BTreeMap::new();
         let mut stages: BTreeMap<String, (f64, f64)> = BTreeMap::new();
@@ -532,6 +621,7 @@ impl Counters {
             platform_calls,
             stages,
             busy_refusals,
+            cpu,
         })
     }
 
@@ -559,6 +649,7 @@ impl Counters {
                 .zip(&before.busy_refusals)
                 .map(|(after, before)| after - before)
                 .collect(),
+            cpu: self.cpu.minus(before.cpu),
         }
     }
 }
@@ -731,6 +822,15 @@ impl Phase {
         if !stages.is_empty() {
             println!("  {:<20} mean ms per stage: {}", "", stages.join(", "));
         }
+        let cpu = self.cost.cpu;
+        println!(
+            "  {:<20} cpu ms per answer: {:.1} in all = postgres {:.1} + servers {:.1} + load generator {:.1}",
+            "",
+            cpu.machine / n,
+            cpu.postgres / n,
+            (cpu.machine - cpu.postgres - cpu.generator) / n,
+            cpu.generator / n,
+        );
         if let Some(why) = first_failure {
             println!("  {:<20} first failure: {}", "", cut(&why, 160));
         }
@@ -742,9 +842,8 @@ fn cut(text: &str, chars: usize) -> String {
 }
 
 /// The stages of an answer the companion times (`quire_answer_stage_seconds`), in order.
-const STAGES: [&str; 11] = [
+const STAGES: [&str; 10] = [
     "auth",
-    "slot",
     "conversation",
     "chunks",
     "turn",
