@@ -20,7 +20,15 @@
 //! commit order, so when the mark comes back every transaction visible in
 //! that snapshot has had its notification delivered and processed; the
 //! snapshot becomes the safe one, and ids delivered before the mark was sent
-//! can be forgotten.
+//! can be forgotten. A mark goes out at most every [`MARK_INTERVAL`] (and
+//! after a quiet [`MARK_INTERVAL`]), not after every batch: under a stream
+//! of broadcasts that is one transaction now and then instead of one per
+//! batch.
+//!
+//! A row whose topic nobody receiving broadcasts has joined when its
+//! notification is handled reaches nobody: its body is not fetched. It
+//! counts as delivered (a subscriber who joins later gets it neither now
+//! nor from a catch-up, as when it had been fanned out to no one).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -46,6 +54,9 @@ const BATCH: usize = 512;
 /// Ids remembered for de-duplication at most; far more than ever pile up
 /// between two marks.
 const RECENT_CAPACITY: usize = 200_000;
+/// Least time between two marks; also how long after the last batch a mark
+/// that is due goes out.
+const MARK_INTERVAL: Duration = Duration::from_millis(250);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -118,6 +129,8 @@ struct Listener {
     next_mark: u64,
     marks: HashMap<u64, (String, u64)>,
     delivered_since_mark: bool,
+    /// When the last mark was sent.
+    last_mark: Option<tokio::time::Instant>,
 }
 
 /// Runs until the sandbox shuts down.
@@ -130,6 +143,7 @@ pub async fn run(state: AppState) {
         next_mark: 0,
         marks: HashMap::new(),
         delivered_since_mark: false,
+        last_mark: None,
     };
     let shutdown = listener.state.shutdown.clone();
     let mut backoff = BACKOFF_MIN;
@@ -215,8 +229,13 @@ impl Listener {
         tracing::debug!("realtime listener is live");
 
         loop {
-            let Some(first) = notifications.recv().await else {
-                return Err(ListenError::ConnectionLost);
+            let first = match tokio::time::timeout(MARK_INTERVAL, notifications.recv()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => return Err(ListenError::ConnectionLost),
+                Err(_quiet) => {
+                    self.send_mark_if_due().await?;
+                    continue;
+                }
             };
             let mut batch = vec![first];
             while batch.len() < BATCH {
@@ -274,6 +293,7 @@ impl Listener {
             };
             if let Some(id) = value.get("id").and_then(Value::as_str) {
                 match Uuid::parse_str(id) {
+                    Ok(id) if self.reaches_nobody(&value) => self.handled(id),
                     Ok(id) => ids.push(id),
                     Err(_) => {
                         tracing::warn!(payload, "ignoring a realtime notification without a uuid")
@@ -288,6 +308,30 @@ impl Listener {
         }
         self.fetch_and_deliver(ids).await?;
         self.send_mark_if_due().await
+    }
+
+    /// Whether a notification's row is on a topic no subscription receiving
+    /// broadcasts has joined (false when the notification does not say).
+    fn reaches_nobody(&self, notification: &Value) -> bool {
+        let (Some(topic), Some(private)) = (
+            notification.get("topic").and_then(Value::as_str),
+            notification.get("private").and_then(Value::as_bool),
+        ) else {
+            return false;
+        };
+        !self
+            .state
+            .realtime
+            .registry()
+            .receives_broadcasts(&TopicKey::new(topic, private))
+    }
+
+    /// Counts row `id` as delivered without fetching it: it reaches nobody.
+    fn handled(&mut self, id: Uuid) {
+        if !self.recent.contains(&id) {
+            self.recent.insert(id);
+            self.delivered_since_mark = true;
+        }
     }
 
     async fn fetch_and_deliver(&mut self, ids: Vec<Uuid>) -> Result<(), ListenError> {
@@ -336,9 +380,15 @@ impl Listener {
     }
 
     async fn send_mark_if_due(&mut self) -> Result<(), ListenError> {
-        if !self.delivered_since_mark || !self.marks.is_empty() {
+        if !self.delivered_since_mark
+            || !self.marks.is_empty()
+            || self
+                .last_mark
+                .is_some_and(|at| at.elapsed() < MARK_INTERVAL)
+        {
             return Ok(());
         }
+        self.last_mark = Some(tokio::time::Instant::now());
         self.next_mark += 1;
         let n = self.next_mark;
         let payload = json!({"sandbox_mark": self.instance, "n": n}).to_string();

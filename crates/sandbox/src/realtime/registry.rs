@@ -211,6 +211,15 @@ impl Registry {
         delivered
     }
 
+    /// Whether any subscription of `key` receives broadcasts: when none
+    /// does, a database broadcast on it reaches nobody, and its body need
+    /// not be read.
+    pub fn receives_broadcasts(&self, key: &TopicKey) -> bool {
+        self.topics()
+            .get(key)
+            .is_some_and(|t| t.subscribers.values().any(|sub| sub.broadcasts))
+    }
+
     /// Number of subscriptions of `key`.
     #[cfg(test)]
     pub fn subscriber_count(&self, key: &TopicKey) -> usize {
