@@ -56,6 +56,33 @@ impl RunSlots {
         }
     }
 
+    /// How many answers a user may have being written at once.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// The name slots are taken under (this companion's worker id).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// A slot's lease, in seconds: renewed every third of it.
+    pub fn lease_seconds(&self) -> u64 {
+        SLOT_LEASE.as_secs()
+    }
+
+    /// Holds slot `id`, taken in the database under [`RunSlots::holder`] by
+    /// another call (`begin_chat`, db/app/98_answer_batches.sql), as
+    /// [`RunSlots::take`] holds the ones it takes: renewed while the run goes
+    /// on, given back when released or dropped.
+    pub fn adopt(&self, id: Uuid) -> RunSlot {
+        RunSlot {
+            id,
+            keeper: Some(tokio::spawn(keep(self.platform.clone(), id))),
+            platform: self.platform.clone(),
+        }
+    }
+
     /// A slot for `user`, or `None` when they already have `max` answers
     /// being written on any companion.
     pub async fn take(&self, user: Uuid) -> Result<Option<RunSlot>, PlatformError> {
@@ -68,11 +95,7 @@ impl RunSlots {
                         "lease_seconds": SLOT_LEASE.as_secs()}),
             )
             .await?;
-        Ok(slot.map(|id| RunSlot {
-            id,
-            keeper: Some(tokio::spawn(keep(self.platform.clone(), id))),
-            platform: self.platform.clone(),
-        }))
+        Ok(slot.map(|id| self.adopt(id)))
     }
 }
 

@@ -20,12 +20,14 @@
 //! with `max`, not `sum`.
 //!
 //! The stages of an answer, each also a tracing span `answer_stage` with its
-//! `stage` field: `auth` (the request read and its token checked), `slot`,
-//! `conversation` (with a new conversation's platform session), `chunks`,
-//! `turn` (the turn's rows and the run's tool session), `run_start`
+//! `stage` field: `auth` (the request read and its token checked),
+//! `conversation` (the conversation read, or a new one's platform session
+//! made), `chunks`, `turn` (`begin_chat`: the run slot, a new
+//! conversation's row, the turn's rows and the run's tool session), `run_start`
 //! (`run/stream` sent until its headers), `first_delta` (from the request's arrival), `tool_call` (the
-//! search tool's endpoint), `event_write` (each `append_chat_events`),
-//! `complete` (the final row, the tool session and the run slot) and
+//! search tool's endpoint), `event_write` (an answer's rows handed to the event writer until written, many answers' in one `append_chat_events_batch`),
+//! `complete` (the final row, the tool session and the run slot, through the
+//! event writer) and
 //! `answer` (arrival to the final row).
 //!
 //! Written by hand rather than with the `prometheus-client` crate: a few

@@ -56,6 +56,8 @@ pub struct Shared {
     pub runs: Runs,
     /// What `/metrics` reports ([`crate::metrics`]).
     pub metrics: Arc<Metrics>,
+    /// Writes the answers' event rows, many answers' in one call.
+    pub events: crate::chat::writer::EventWriter,
     /// Woken when a document is queued here, so an idle worker starts at once.
     pub ingest_wakeup: Notify,
     /// The name this process takes ingest leases under.
@@ -309,6 +311,7 @@ pub async fn spawn(config: Config) -> anyhow::Result<Companion> {
         )),
         runs: Runs::default(),
         metrics,
+        events: crate::chat::writer::EventWriter::start(platform.clone()),
         ingest_wakeup: Notify::new(),
         worker_id,
         shutdown: CancellationToken::new(),

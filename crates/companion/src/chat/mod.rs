@@ -4,23 +4,27 @@
 //! check has passed: the user's token; the body ([`ChatRequest::parse`]: a
 //! non-empty message within the length limit, at most `max_chunk_ids` chunk
 //! ids); a place among the answers this companion runs at once (429 at once
-//! when there is none, before any database work); the user's run
-//! limit (429); the conversation, read under the user's own token (404 for
-//! one that is not theirs, exactly as for one that does not exist). Then
-//! the chunk ids are re-read under the user's token — RLS drops any id that
-//! is not theirs, the conversation's scope any chunk of a document it does
-//! not ask about (db/app/92_conversation_scope.sql), and the client's text
-//! is never used — a `session_token`
-//! is minted, the question, the answer's `streaming` row and the token's
-//! tool session are written in one transaction (`begin_chat_answer`,
-//! db/app/90_answer_bookkeeping.sql), and the run starts ([`run`]). The response is the run's events as SSE
-//! ([`events`]).
+//! when there is none, before any database work), and, on this companion
+//! alone, fewer of the user's answers than their run limit (429); then, at
+//! the same time, the conversation, read under the user's own token (404 for
+//! one that is not theirs, exactly as for one that does not exist) — or a
+//! new conversation's platform session — and the chunk ids, re-read under
+//! the user's token: RLS drops any id that is not theirs, the conversation's
+//! scope any chunk of a document it does not ask about
+//! (db/app/92_conversation_scope.sql), and the client's text is never used.
+//! Then a `session_token` is minted, and one transaction (`begin_chat`,
+//! db/app/98_answer_batches.sql) takes one of the user's run slots across
+//! companions (429 when they have none left, with nothing written and the
+//! new session deleted), writes a new conversation's row, the question, the
+//! answer's `streaming` row and the token's tool session; and the run starts
+//! ([`run`]). The response is the run's events as SSE ([`events`]).
 
 pub mod events;
 pub mod regenerate;
 pub mod request;
 pub mod run;
 pub mod scrub;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -75,10 +79,40 @@ struct ChunkRow {
     title: String,
 }
 
+/// `begin_chat`'s row: all `None` when no run slot was free.
 #[derive(Deserialize)]
-struct TurnRow {
-    user_message_id: Uuid,
-    message_id: Uuid,
+struct BegunRow {
+    slot_id: Option<Uuid>,
+    conversation: Option<Uuid>,
+    user_message_id: Option<Uuid>,
+    message_id: Option<Uuid>,
+}
+
+/// Where a question is asked, before its turn is written.
+struct AskedIn {
+    /// The user's conversation; `None` for a new one, made with the turn.
+    id: Option<Uuid>,
+    /// Its platform session (a new conversation's, made for it).
+    session_id: String,
+    /// The documents it asks about (empty: all).
+    scope: Vec<Uuid>,
+}
+
+impl AskedIn {
+    /// The question is refused with `why` after a new conversation's
+    /// platform session was made: the session goes (no row will ever name
+    /// it). Returns `why`.
+    async fn abandon(self, state: &AppState, why: ApiError) -> ApiError {
+        if self.id.is_none() {
+            crate::sessions::delete(
+                &state.platform,
+                &state.config.agent_id.to_string(),
+                &self.session_id,
+            )
+            .await;
+        }
+        why
+    }
 }
 
 /// `POST /api/chat`. Each step is a stage of the answer ([`crate::metrics`]).
@@ -96,60 +130,83 @@ pub async fn chat(
     let chunk_ids = request.chunk_ids;
     // Held until the run has ended, however it ends (run::start).
     let place = answering_place(&state)?;
+    // This companion alone already writes as many of the user's answers as
+    // they may have: the database would refuse the slot (begin_chat), so no
+    // platform session is made for nothing.
+    if state.runs.running_for(user.id) >= state.config.limits.max_runs_per_user {
+        return Err(run_limit_reached());
+    }
 
-    // The chunks are read while the slot is taken and the conversation
-    // checked or made: they need neither, and nothing is written before
-    // both are done.
-    let slot_and_conversation = async {
-        let slot = metrics.stage("slot", run_slot(&state, &user)).await?;
-        let conversation = metrics
-            .stage(
-                "conversation",
-                conversation(&state, &user, request.conversation_id, &question),
-            )
-            .await?;
-        Ok::<_, ApiError>((slot, conversation))
-    };
+    // The conversation is read (or a new one's platform session made) while
+    // the chunks are read: neither needs the other, and nothing is written
+    // before both are done.
+    let conversation = metrics.stage(
+        "conversation",
+        asked_in(&state, &user, request.conversation_id),
+    );
     let chunks = metrics.stage("chunks", own_chunks(&state, &user, chunk_ids.as_slice()));
-    let (slot_and_conversation, chunks) = tokio::join!(slot_and_conversation, chunks);
-    let (slot, (conversation_id, session_id, scope)) = slot_and_conversation?;
-    let (context, dropped) = in_scope(chunks?, &scope);
+    let (conversation, chunks) = tokio::join!(conversation, chunks);
+    let asked = conversation?;
+    let (context, dropped) = match chunks {
+        Ok(chunks) => in_scope(chunks, &asked.scope),
+        Err(err) => return Err(asked.abandon(&state, err).await),
+    };
 
-    // The turn's rows and the run's tool session, in one transaction.
+    // The run slot, a new conversation's row, the turn's rows and the run's
+    // tool session, in one transaction (db/app/98_answer_batches.sql).
     let (token, token_hash) = tool::mint_session_token();
     let token_expires_at = token_expiry(&state);
-    let turn: Vec<TurnRow> = metrics
+    let title: String = question.chars().take(TITLE_CHARS).collect();
+    let begun: Result<Vec<BegunRow>, PlatformError> = metrics
         .stage(
             "turn",
             state.platform.rpc(
                 Auth::Service,
-                "begin_chat_answer",
-                &json!({"conversation_id": conversation_id, "owner_id": user.id,
-                        "content": question, "token_hash": token_hash,
+                "begin_chat",
+                &json!({"owner_id": user.id, "holder": state.run_slots.holder(),
+                        "max_running": state.run_slots.max(),
+                        "lease_seconds": state.run_slots.lease_seconds(),
+                        "conversation_id": asked.id, "agent_session_id": asked.session_id,
+                        "title": title, "content": question, "token_hash": token_hash,
                         "token_expires_at": token_expires_at,
                         "sources": sources_of(&context)}),
             ),
         )
-        .await
-        .map_err(|err| match err.code() {
-            // Deleted between the check and now.
-            Some(ApiCode::NotFound) => ApiError::not_found("conversation"),
-            _ => ApiError::platform(&err),
-        })?;
-    let turn_row = turn
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::internal("begin_chat_answer returned no row"))?;
+        .await;
+    let begun = match begun {
+        Ok(rows) => rows.into_iter().next(),
+        Err(err) => {
+            let refused = match err.code() {
+                // Deleted between the check and now.
+                Some(ApiCode::NotFound) => ApiError::not_found("conversation"),
+                Some(ApiCode::UserLimit(_)) if asked.id.is_none() => conversation_limit_reached(),
+                _ => ApiError::platform(&err),
+            };
+            return Err(asked.abandon(&state, refused).await);
+        }
+    };
+    let Some(BegunRow {
+        slot_id: Some(slot_id),
+        conversation: Some(conversation_id),
+        user_message_id: Some(user_message_id),
+        message_id: Some(message_id),
+    }) = begun
+    else {
+        // No slot: the user already has as many answers being written as
+        // they may, on this companion and others.
+        return Err(asked.abandon(&state, run_limit_reached()).await);
+    };
+    let slot = state.run_slots.adopt(slot_id);
+    let session_id = asked.session_id;
 
     let (tx, rx) = mpsc::unbounded_channel();
-    let message_id = turn_row.message_id;
     run::start(
         &state,
         Turn {
             owner: user.id,
             conversation_id,
             message_id,
-            user_message_id: turn_row.user_message_id,
+            user_message_id,
             session_id,
             question,
             context,
@@ -182,12 +239,31 @@ fn answering_place(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit
 /// One of the user's run slots (across companions); 429 `rate_limited` when
 /// they already have as many answers being written as they may.
 async fn run_slot(state: &AppState, user: &User) -> Result<RunSlot, ApiError> {
-    state.run_slots.take(user.id).await?.ok_or_else(|| {
-        ApiError::rate_limited(
-            "You already have answers being written. Wait for one to finish.",
-            RUN_RETRY_AFTER_SECS,
-        )
-    })
+    state
+        .run_slots
+        .take(user.id)
+        .await?
+        .ok_or_else(run_limit_reached)
+}
+
+/// 429 `rate_limited`: the user already has as many answers being written
+/// as they may.
+fn run_limit_reached() -> ApiError {
+    ApiError::rate_limited(
+        "You already have answers being written. Wait for one to finish.",
+        RUN_RETRY_AFTER_SECS,
+    )
+}
+
+/// 409 `limit_reached`: the user has as many conversations as Quire keeps
+/// (db/app/83_per_user_limits.sql).
+fn conversation_limit_reached() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::LimitReached,
+        "You have 10,000 conversations, the most Quire keeps for one person. \
+         Delete some you no longer need, then ask again.",
+    )
 }
 
 /// When a run's tool session expires: a minute after the run must have ended.
@@ -228,37 +304,39 @@ fn answer_stream(
     response
 }
 
-/// The conversation to answer in, its platform session and the documents
-/// it asks about (empty: all; db/app/92_conversation_scope.sql): the user's
-/// own (checked under their token), or a new one.
-async fn conversation(
+/// Where a question is asked: the user's conversation `requested` (checked
+/// under their token), or, for `None`, a new conversation's platform
+/// session — its row is written with the turn (`begin_chat`).
+async fn asked_in(
     state: &AppState,
     user: &User,
     requested: Option<Uuid>,
-    question: &str,
-) -> Result<(Uuid, String, Vec<Uuid>), ApiError> {
-    let Some(id) = requested else {
-        let session_id = create_session(state).await?;
-        let title: String = question.chars().take(TITLE_CHARS).collect();
-        let rows: Vec<ConversationRow> = match state
-            .platform
-            .insert(
-                Auth::Service,
-                "conversations",
-                &json!({"owner_id": user.id, "title": title, "agent_session_id": session_id}),
-            )
-            .await
-        {
-            Ok(rows) => rows,
-            Err(err) => return Err(conversation_refused(state, &session_id, &err).await),
-        };
-        let row = rows
-            .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::internal("inserting a conversation returned no row"))?;
-        return Ok((row.id, session_id, Vec::new()));
-    };
+) -> Result<AskedIn, ApiError> {
+    match requested {
+        None => Ok(AskedIn {
+            id: None,
+            session_id: create_session(state).await?,
+            scope: Vec::new(),
+        }),
+        Some(id) => {
+            let (id, session_id, scope) = conversation(state, user, id).await?;
+            Ok(AskedIn {
+                id: Some(id),
+                session_id,
+                scope,
+            })
+        }
+    }
+}
 
+/// The user's conversation `id` (checked under their token), its platform
+/// session and the documents it asks about (empty: all;
+/// db/app/92_conversation_scope.sql).
+async fn conversation(
+    state: &AppState,
+    user: &User,
+    id: Uuid,
+) -> Result<(Uuid, String, Vec<Uuid>), ApiError> {
     let rows: Vec<ConversationRow> = state
         .platform
         .select(
@@ -333,27 +411,6 @@ fn in_scope(
 
 /// A platform session for a new conversation, made without a `user_id`: the
 /// user cannot run the agent in it directly ([`crate::sessions`]).
-/// A new conversation's row was refused: its platform session goes too (no
-/// row will ever name it), and the user learns why — as many conversations
-/// as Quire keeps (db/app/83_per_user_limits.sql), or a failure.
-async fn conversation_refused(state: &AppState, session_id: &str, err: &PlatformError) -> ApiError {
-    crate::sessions::delete(
-        &state.platform,
-        &state.config.agent_id.to_string(),
-        session_id,
-    )
-    .await;
-    match err.code() {
-        Some(ApiCode::UserLimit(_)) => ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::LimitReached,
-            "You have 10,000 conversations, the most Quire keeps for one person. \
-             Delete some you no longer need, then ask again.",
-        ),
-        _ => ApiError::platform(err),
-    }
-}
-
 async fn create_session(state: &AppState) -> Result<String, ApiError> {
     Ok(crate::sessions::create(&state.platform, &state.config.agent_id.to_string()).await?)
 }

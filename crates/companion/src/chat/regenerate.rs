@@ -81,8 +81,7 @@ pub async fn regenerate(
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::not_found("answer"))?;
-        // The question is not used: the conversation exists.
-        conversation(&state, &user, Some(answer.conversation_id), "").await
+        conversation(&state, &user, answer.conversation_id).await
     };
     let chunks = own_chunks(&state, &user, request.chunk_ids.as_slice());
     let (answer_and_session, chunks) = tokio::join!(answer_and_session, chunks);

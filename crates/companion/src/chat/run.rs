@@ -9,9 +9,10 @@
 //!    ([`super::scrub`]), and it is sent to the client at once;
 //! 2. deltas are gathered into one row per coalescing interval, other
 //!    events are rows of their own, each with the next `seq`;
-//! 3. rows go to the [`recorder`], a second task that writes them through
-//!    `append_chat_events` — batching whatever queued up while the previous
-//!    write was in flight, so a slow database never delays the relay.
+//! 3. rows go to the [`recorder`], a second task that hands them to the
+//!    companion's [`super::writer::EventWriter`] — batching whatever queued
+//!    up while the previous write was in flight, so a slow database never
+//!    delays the relay; the writer writes many answers' rows in one call.
 //!
 //! The run ends in exactly one terminal event — `complete` (finished or
 //! stopped) or `error` — written with the final row by
@@ -33,10 +34,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use quire_protocol::{Backoff, Ending, SseParser};
+use quire_protocol::{Ending, SseParser};
 
 use super::events::{ChatEvent, Citation, EventBody, EventRow, FailureCode, MessageStatus};
 use super::scrub::Scrubber;
+use super::writer::Finish;
 use crate::error::for_person;
 use crate::limits::RunSlot;
 use crate::platform::{ApiCode, Auth, PlatformCitation, PlatformError, PlatformEvent};
@@ -225,6 +227,11 @@ impl Runs {
             }
         };
         let _ = tokio::time::timeout(wait, all).await;
+    }
+
+    /// How many of `owner`'s runs are in flight here.
+    pub fn running_for(&self, owner: Uuid) -> usize {
+        self.lock().values().filter(|e| e.owner == owner).count()
     }
 
     /// How many runs are in flight.
@@ -955,57 +962,34 @@ async fn recorder(
         }
 
         if let Some((status, content, citations, run_id, error)) = finish {
-            let args = json!({
-                "message_id": message_id, "events": rows, "status": status, "content": content,
-                "citations": citations, "run_id": run_id, "error": error,
-                "token_hash": ending.token_hash, "slot_id": ending.slot_id,
-            });
-            let result: Option<Option<String>> = state
+            let finish = Finish {
+                status,
+                citations,
+                run_id,
+                error,
+                token_hash: ending.token_hash.clone(),
+                slot_id: ending.slot_id,
+            };
+            let result = state
                 .metrics
                 .stage(
                     "complete",
-                    write_with_retries(&state, "finish_chat_answer", &args, 8),
+                    state.events.finish(message_id, rows, content, finish),
                 )
                 .await;
             return (result.clone().flatten(), result.is_some());
         }
-        let args = json!({"message_id": message_id, "events": rows, "content": content});
-        let streaming: Option<bool> = state
+        let streaming = state
             .metrics
             .stage(
                 "event_write",
-                write_with_retries(&state, "append_chat_events", &args, 5),
+                state.events.append(message_id, rows, content),
             )
             .await;
         if streaming == Some(false) {
             control.stop(StopReason::Elsewhere);
         }
     }
-}
-
-/// Calls `function` as the service role, retrying transient failures with
-/// backoff; `None` when it never succeeded (logged).
-async fn write_with_retries<T: serde::de::DeserializeOwned>(
-    state: &AppState,
-    function: &str,
-    args: &Value,
-    attempts: u32,
-) -> Option<T> {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    for attempt in 1..=attempts {
-        match state.platform.rpc::<T>(Auth::Service, function, args).await {
-            Ok(value) => return Some(value),
-            Err(err) if err.is_transient() && attempt < attempts => {
-                tracing::warn!(error = %err, attempt, "writing chat events failed; retrying");
-                tokio::time::sleep(backoff.next()).await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "writing chat events failed");
-                return None;
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -499,6 +499,82 @@ async fn a_user_with_too_many_answers_running_is_told_to_wait() {
 }
 
 #[tokio::test]
+async fn answers_written_at_once_are_each_stored_whole_in_order_and_as_their_askers() {
+    // Arrange: A and B, a manual each; several coalescing intervals per
+    // answer, so that the four answers' rows reach the event writer
+    // together and are written in shared calls.
+    let app = Stack::builder()
+        .token_delay_ms(15)
+        .with_companion()
+        .spawn()
+        .await;
+    let a = app.user("a@example.com").await;
+    let b = app.user("b@example.com").await;
+    for user in [&a, &b] {
+        app.ready_document(user, "X200 manual.pdf", fixtures::text_pdf(&MANUAL))
+            .await;
+    }
+    let question = json!({"message": "How long is the warranty on the motor?", "chunk_ids": []});
+
+    // Act: each asks twice (their run limit), all four at once.
+    let (a1, a2, b1, b2) = tokio::join!(
+        app.ask(&a, &question),
+        app.ask(&a, &question),
+        app.ask(&b, &question),
+        app.ask(&b, &question),
+    );
+
+    // Assert: every answer's stored rows are its streamed events — seqs
+    // 0..n without a gap, each once, its deltas' text in order — under its
+    // asker and its conversation, and end in `complete`.
+    let admin = app.db.admin().await;
+    for (user, events) in [(&a, a1), (&a, a2), (&b, b1), (&b, b2)] {
+        let message_id: Uuid = events[0]["message_id"].as_str().unwrap().parse().unwrap();
+        let conversation_id: Uuid = events[0]["conversation_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let rows = admin
+            .query(
+                "select seq, kind, payload, owner_id, conversation_id from public.chat_events \
+                 where message_id = $1 order by seq",
+                &[&message_id],
+            )
+            .await
+            .unwrap();
+        let seqs: Vec<i32> = rows.iter().map(|r| r.get(0)).collect();
+        let mut streamed: Vec<i32> = events
+            .iter()
+            .map(|e| i32::try_from(e["seq"].as_i64().unwrap()).unwrap())
+            .collect();
+        streamed.dedup();
+        assert_eq!(seqs, (0..seqs.len() as i32).collect::<Vec<_>>(), "no gap");
+        assert_eq!(seqs, streamed, "the rows are the streamed events");
+        let stored_text: String = rows
+            .iter()
+            .filter(|r| r.get::<_, String>(1) == "delta")
+            .map(|r| r.get::<_, Value>(2)["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(stored_text, streamed_text(&events));
+        assert!(stored_text.contains("five years"), "{stored_text}");
+        assert!(
+            rows.iter()
+                .all(|r| r.get::<_, Uuid>(3) == user.id && r.get::<_, Uuid>(4) == conversation_id)
+        );
+        assert_eq!(
+            rows.last().map(|r| r.get::<_, String>(1)).as_deref(),
+            Some("complete")
+        );
+        let (status, content) = app.wait_message(message_id).await;
+        assert_eq!(
+            (status.as_str(), content.as_str()),
+            ("complete", stored_text.as_str())
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_client_that_goes_away_stops_nothing() {
     let app = Stack::builder()
         .token_delay_ms(40)

@@ -228,9 +228,23 @@ async fn a_users_answers_are_limited_across_every_companion() {
         )
         .await;
     assert_eq!(first.status(), StatusCode::OK);
+    let sessions = || app.count("select count(*) from ai.agent_sessions", &[]);
+    let conversations = || async {
+        app.count(
+            "select count(*) from public.conversations where owner_id = $1",
+            &[&a.id],
+        )
+        .await
+    };
+    let sessions_before = sessions().await;
+    let conversations_before = conversations().await;
     let refused = ask_second(&a.token).await.unwrap();
     let refused_status = refused.status();
     let refused_body: serde_json::Value = refused.json().await.unwrap();
+    // The second companion made a platform session for the new
+    // conversation before the database refused the slot: it is gone again.
+    let sessions_after = sessions().await;
+    let conversations_after = conversations().await;
     let b_answer = ask_second(&b.token).await.unwrap();
     let b_status = b_answer.status();
     let _ = b_answer.text().await;
@@ -247,6 +261,14 @@ async fn a_users_answers_are_limited_across_every_companion() {
         "{refused_body}"
     );
     assert_eq!(refused_body["error"], "rate_limited");
+    assert_eq!(
+        sessions_after, sessions_before,
+        "a refused question leaves no platform session"
+    );
+    assert_eq!(
+        conversations_after, conversations_before,
+        "nor a conversation"
+    );
     assert_eq!(b_status, StatusCode::OK, "B is not limited by A");
     assert_eq!(again_status, StatusCode::OK);
     second.shutdown().await.unwrap();

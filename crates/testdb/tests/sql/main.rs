@@ -4,6 +4,7 @@
 
 mod fixtures;
 
+mod answer_batches;
 mod conversations;
 mod document_deletions;
 mod documents;
