@@ -28,6 +28,10 @@ use crate::platform::{Auth, Platform};
 
 /// Writes in flight at once: while one is written, the next gathers.
 const WRITERS: usize = 1;
+/// How long the writer waits, after the first rows of a write arrived, for
+/// other answers' rows to join them: a follower sees a row that much later,
+/// and under load a write carries several answers' rows instead of one.
+const LINGER: Duration = Duration::from_millis(5);
 /// Most answers' rows in one write.
 const MOST_PER_WRITE: usize = 64;
 /// Tries of a write before its rows are given up (logged).
@@ -146,6 +150,7 @@ async fn write_batches(platform: Platform, pending: Arc<Mutex<mpsc::UnboundedRec
             let Some(first) = pending.recv().await else {
                 return;
             };
+            tokio::time::sleep(LINGER).await;
             let mut batch = vec![first];
             while batch.len() < MOST_PER_WRITE {
                 match pending.try_recv() {
