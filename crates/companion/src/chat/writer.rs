@@ -7,10 +7,11 @@
 //! answer's rows are written in order, once. A writer task takes whatever
 //! queued up, from every answer this companion streams, while its previous
 //! write was in flight, and writes it in one request and one transaction
-//! (`write_chat_answers`). Alone, a row goes out at once; under load the
-//! database sees a few larger writes instead of one per answer per
-//! coalescing interval, and every row is still persisted and broadcast (its
-//! trigger's `realtime.send`) in its answer's order.
+//! (`write_chat_answers`), 5 ms after the first of them arrived. Alone, a
+//! row goes out that much later; under load the database sees a few larger
+//! writes instead of one per answer per coalescing interval, and every row
+//! is still persisted and broadcast (its trigger's `realtime.send`) in its
+//! answer's order.
 
 use std::collections::HashMap;
 use std::sync::Arc;
