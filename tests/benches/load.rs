@@ -817,6 +817,13 @@ fn print_header() {
     );
 }
 
+/// The `q` quantile of `values` (nearest rank below); `None` when there are none.
+fn percentile(mut values: Vec<Duration>, q: f64) -> Option<Duration> {
+    values.sort();
+    let at = ((values.len() as f64 * q) as usize).min(values.len().saturating_sub(1));
+    values.get(at).copied()
+}
+
 /// What the targets compare of one path at one rate.
 struct Summary {
     rate: f64,
@@ -891,20 +898,17 @@ fn print_targets(measured: &[(Summary, Summary)]) {
 
 impl Phase {
     fn summary(&self, rate: f64) -> Summary {
-        let mut firsts: Vec<Duration> = self.answered().iter().map(|a| a.0).collect();
-        firsts.sort();
-        let p99_first_delta = if firsts.len() < P99_LEAST_ANSWERS {
-            None
-        } else {
-            firsts
-                .get(((firsts.len() as f64 * 0.99) as usize).min(firsts.len() - 1))
-                .copied()
-        };
+        let firsts: Vec<Duration> = self.answered().iter().map(|a| a.0).collect();
+        let answered = firsts.len();
         Summary {
             rate,
-            p99_first_delta,
-            answers_per_sec: firsts.len() as f64 / self.took.as_secs_f64(),
-            errors: self.answers.len() - firsts.len(),
+            p99_first_delta: if answered < P99_LEAST_ANSWERS {
+                None
+            } else {
+                percentile(firsts, 0.99)
+            },
+            answers_per_sec: answered as f64 / self.took.as_secs_f64(),
+            errors: self.answers.len() - answered,
         }
     }
 
@@ -924,9 +928,7 @@ impl Phase {
     fn print(&self, name: &str, rate: f64) {
         let answered = self.answered();
         let quantile = |pick: fn(&(Duration, Duration)) -> Duration, q: f64| {
-            let mut v: Vec<Duration> = answered.iter().map(pick).collect();
-            v.sort();
-            v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+            percentile(answered.iter().map(pick).collect(), q)
                 .map_or_else(|| "-".to_owned(), |d| format!("{:.0?}", d))
         };
         let (mut busy, mut failed, mut hung) = (0, 0, 0);

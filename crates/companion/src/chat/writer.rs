@@ -190,6 +190,7 @@ async fn write(platform: &Platform, batch: Vec<Pending>) {
     // One answer's rows may be what the database refused: each alone, so
     // that the others are not lost with them.
     if batch.len() == 1 {
+        // Already alone: dropping it tells its recorder the write failed.
         return;
     }
     for pending in batch {
