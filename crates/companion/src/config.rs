@@ -18,6 +18,8 @@ use uuid::Uuid;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:54380";
 /// Default interval at which streamed deltas are coalesced into `chat_events` rows.
 pub const DEFAULT_DELTA_INTERVAL_MS: u64 = 100;
+/// Default least time between two delta events to the asking client.
+pub const DEFAULT_RELAY_INTERVAL_MS: u64 = 20;
 /// Shortest secret accepted for the JWT secret and the tool-callback secret.
 pub const MIN_SECRET_BYTES: usize = 32;
 /// Default time `SIGTERM` gives running answers to finish ([`Config::shutdown_grace`]).
@@ -63,6 +65,13 @@ pub struct Config {
     pub tool_secret: SecretString,
     /// `QUIRE_COMPANION_DELTA_INTERVAL_MS` (default 100).
     pub delta_interval: Duration,
+    /// `QUIRE_COMPANION_RELAY_INTERVAL_MS` (default 20; 0 sends every
+    /// piece as it comes): the asking client gets the first piece of text at
+    /// once, and the pieces that follow within this time together, as one
+    /// delta event. A fast model's hundreds of pieces a second then cost
+    /// the companion, the network and the desktop one event per interval,
+    /// faster than a screen draws.
+    pub relay_interval: Duration,
     /// `QUIRE_COMPANION_RUN_TIMEOUT_SECS` (default 600): the longest answer,
     /// and the lifetime of its `session_token`.
     pub run_timeout: Duration,
@@ -240,6 +249,7 @@ impl fmt::Debug for Config {
             )
             .field("allow_anonymous_users", &self.allow_anonymous_users)
             .field("delta_interval", &self.delta_interval)
+            .field("relay_interval", &self.relay_interval)
             .field("run_timeout", &self.run_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("metrics_listen", &self.metrics_listen)
@@ -557,7 +567,7 @@ impl Config {
     /// `QUIRE_COMPANION_AGENT_ID`, `QUIRE_COMPANION_KNOWLEDGE_BASE_ID`,
     /// `QUIRE_COMPANION_TOOL_SECRET`. Optional (defaults in the field docs):
     /// `LISTEN`, `PUBLIC_URL`, `PUBLIC_API_URL`, `DEV_ALLOW_PRIVATE_TOOL_URL`,
-    /// `ALLOW_ANONYMOUS_USERS`, `DELTA_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
+    /// `ALLOW_ANONYMOUS_USERS`, `DELTA_INTERVAL_MS`, `RELAY_INTERVAL_MS`, `RUN_TIMEOUT_SECS`,
     /// `MAX_RUNS_PER_USER`, `MAX_ANSWERS_IN_FLIGHT`, `MAX_UPLOADS_PER_USER`, `MAX_MESSAGE_CHARS`,
     /// `MAX_CHUNK_IDS`, `INGEST_WORKERS`,
     /// `INGEST_LEASE_SECS`, `POLL_INITIAL_MS`, `POLL_MAX_MS`,
@@ -617,6 +627,11 @@ impl Config {
             DEFAULT_DELTA_INTERVAL_MS,
             1,
         );
+        let relay_ms = r.number(
+            "QUIRE_COMPANION_RELAY_INTERVAL_MS",
+            DEFAULT_RELAY_INTERVAL_MS,
+            0,
+        );
         let run_timeout = r.number("QUIRE_COMPANION_RUN_TIMEOUT_SECS", 600u64, 1);
         let shutdown_grace = r.number(
             "QUIRE_COMPANION_SHUTDOWN_GRACE_SECS",
@@ -640,6 +655,7 @@ impl Config {
                 allow_anonymous_users,
                 tool_secret: tool_secret?,
                 delta_interval: Duration::from_millis(delta_ms),
+                relay_interval: Duration::from_millis(relay_ms),
                 run_timeout: Duration::from_secs(run_timeout),
                 shutdown_grace: Duration::from_secs(shutdown_grace),
                 metrics_listen,
@@ -672,6 +688,7 @@ impl Config {
             allow_anonymous_users: false,
             tool_secret,
             delta_interval: Duration::from_millis(DEFAULT_DELTA_INTERVAL_MS),
+            relay_interval: Duration::from_millis(DEFAULT_RELAY_INTERVAL_MS),
             run_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
             metrics_listen: None,
@@ -743,6 +760,7 @@ mod tests {
         let config = Config::from_lookup(&lookup(&complete())).unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.delta_interval, Duration::from_millis(100));
+        assert_eq!(config.relay_interval, Duration::from_millis(20));
         assert_eq!(config.limits.max_chunk_ids, 20);
         assert_eq!(config.ingest.workers, 4);
         assert!(config.public_url.is_none());

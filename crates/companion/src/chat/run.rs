@@ -320,9 +320,24 @@ struct Emitter {
     group: Option<Group>,
     content: String,
     client: Option<mpsc::UnboundedSender<ChatEvent>>,
+    /// The client gets at most one delta event per this long: the first
+    /// piece at once, the pieces that follow it sooner held and sent
+    /// together ([`Config::relay_interval`](crate::config::Config)).
+    relay_every: Duration,
+    /// Pieces held for the client, all of the current row.
+    relay_held: Option<Held>,
+    /// When the next piece may go to the client at once.
+    relay_next: Instant,
     recorder: mpsc::UnboundedSender<Record>,
     /// Keeps the run's token and its hash out of everything sent on.
     scrub: Scrubber,
+}
+
+/// Pieces of row `seq` not sent to the client yet; they go at `due`.
+struct Held {
+    seq: i32,
+    text: String,
+    due: Instant,
 }
 
 /// The deltas of the current coalescing interval: one row.
@@ -401,14 +416,49 @@ impl Emitter {
         group.text.push_str(text);
         let seq = group.seq;
         self.content.push_str(text);
-        let piece = EventBody::Delta {
-            text: text.to_owned(),
-        };
-        self.send_to_client(self.event(seq, piece));
+        if let Some(held) = &mut self.relay_held {
+            held.text.push_str(text);
+        } else if now >= self.relay_next {
+            self.relay_next = now + self.relay_every;
+            let piece = EventBody::Delta {
+                text: text.to_owned(),
+            };
+            self.send_to_client(self.event(seq, piece));
+        } else {
+            self.relay_held = Some(Held {
+                seq,
+                text: text.to_owned(),
+                due: self.relay_next,
+            });
+        }
     }
 
-    /// Ends the current delta row and hands it to the recorder.
+    /// Sends the client the pieces held for it.
+    fn relay_now(&mut self) {
+        if let Some(held) = self.relay_held.take() {
+            self.relay_next = Instant::now() + self.relay_every;
+            let piece = EventBody::Delta { text: held.text };
+            self.send_to_client(self.event(held.seq, piece));
+        }
+    }
+
+    /// What is due at [`Emitter::deadline`]: held pieces go to the client,
+    /// an interval's row to the recorder.
+    fn on_deadline(&mut self) {
+        let now = Instant::now();
+        if self.relay_held.as_ref().is_some_and(|h| now >= h.due) {
+            self.relay_now();
+        }
+        if self.group.as_ref().is_some_and(|g| now >= g.deadline) {
+            self.close_group();
+        }
+    }
+
+    /// Ends the current delta row and hands it to the recorder; the client
+    /// gets what was held of it first, so that it never sees a later row
+    /// before all of this one.
     fn close_group(&mut self) {
+        self.relay_now();
         if let Some(group) = self.group.take() {
             let _ = self.recorder.send(Record::Rows(
                 vec![EventRow {
@@ -421,7 +471,9 @@ impl Emitter {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.group.as_ref().map(|g| g.deadline)
+        let held = self.relay_held.as_ref().map(|h| h.due);
+        let group = self.group.as_ref().map(|g| g.deadline);
+        held.into_iter().chain(group).min()
     }
 
     /// The terminal event (`body`) and the final row.
@@ -481,6 +533,9 @@ async fn run(
         group: None,
         content: String::new(),
         client: Some(client),
+        relay_every: state.config.relay_interval,
+        relay_held: None,
+        relay_next: Instant::now(),
         recorder: record_tx,
         scrub: Scrubber::new(turn.token.expose_secret(), &turn.token_hash),
     };
@@ -671,12 +726,12 @@ async fn stream_answer(
     let mut final_text: Option<String> = None;
     let mut first_delta = false;
     loop {
-        let group_deadline = out.deadline();
+        let due = out.deadline();
         tokio::select! {
             biased;
             () = control.cancel.cancelled() => return stopped(control),
             () = tokio::time::sleep_until(deadline) => return timed_out(),
-            () = sleep_until_some(group_deadline) => out.close_group(),
+            () = sleep_until_some(due) => out.on_deadline(),
             piece = body.next() => match piece {
                 Some(Ok(bytes)) => {
                     let events = match parser.push(&bytes) {
@@ -1051,6 +1106,7 @@ mod tests {
 
     fn emitter(
         interval: Duration,
+        relay_every: Duration,
     ) -> (
         Emitter,
         mpsc::UnboundedReceiver<ChatEvent>,
@@ -1067,6 +1123,9 @@ mod tests {
                 group: None,
                 content: String::new(),
                 client: Some(client),
+                relay_every,
+                relay_held: None,
+                relay_next: Instant::now(),
                 recorder,
                 scrub: Scrubber::new("", ""),
             },
@@ -1087,7 +1146,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deltas_of_one_interval_share_a_row_and_its_seq() {
-        let (mut out, mut client, mut recorder) = emitter(Duration::from_millis(100));
+        let (mut out, mut client, mut recorder) =
+            emitter(Duration::from_millis(100), Duration::ZERO);
         out.emit(EventBody::Context {
             user_message_id: None,
             chunks: vec![],
@@ -1138,5 +1198,73 @@ mod tests {
         assert_eq!(text(&written[2]), " wor");
         assert_eq!(text(&written[4]), "ld");
         assert_eq!(out.content, "Hello world");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_client_gets_the_first_words_at_once_and_the_rest_an_interval_at_a_time() {
+        let ms = Duration::from_millis;
+        let (mut out, mut client, mut recorder) = emitter(ms(100), ms(20));
+        let mut sent = || {
+            let mut sent = Vec::new();
+            while let Ok(e) = client.try_recv() {
+                let text = match e.body {
+                    EventBody::Delta { text } => text,
+                    other => other.kind().to_owned(),
+                };
+                sent.push((e.seq, text));
+            }
+            sent
+        };
+        out.delta("The ");
+        assert_eq!(sent(), [(0, "The ".to_owned())], "the first piece at once");
+        tokio::time::advance(ms(5)).await;
+        out.delta("warranty ");
+        tokio::time::advance(ms(5)).await;
+        out.delta("is ");
+        assert_eq!(sent(), [], "held until 20 ms after the first");
+        assert_eq!(out.deadline(), Some(Instant::now() + ms(10)));
+        tokio::time::advance(ms(10)).await;
+        out.on_deadline();
+        assert_eq!(
+            sent(),
+            [(0, "warranty is ".to_owned())],
+            "together, of the same row"
+        );
+
+        // Held pieces go out before the next row's, and before any other event.
+        tokio::time::advance(ms(5)).await;
+        out.delta("five ");
+        tokio::time::advance(ms(80)).await;
+        out.delta("years");
+        out.emit(EventBody::ToolCall {
+            tool_name: None,
+            call_id: None,
+            arguments: json!({}),
+        });
+        assert_eq!(
+            sent(),
+            [
+                (0, "five ".to_owned()),
+                (1, "years".to_owned()),
+                (2, "tool_call".to_owned())
+            ]
+        );
+        let written = rows(&mut recorder);
+        let texts: Vec<(i32, String)> = written
+            .iter()
+            .map(|r| match &r.body {
+                EventBody::Delta { text } => (r.seq, text.clone()),
+                other => (r.seq, other.kind().to_owned()),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                (0, "The warranty is five ".to_owned()),
+                (1, "years".to_owned()),
+                (2, "tool_call".to_owned())
+            ],
+            "the rows are the same as when every piece is sent at once"
+        );
     }
 }
