@@ -8,7 +8,8 @@
 //! The exchange: `XdndEnter` and `XdndPosition` (the middle of the window) to the app's
 //! toplevel; WebKit asks for the `text/uri-list` of the `XdndSelection` while the drag moves,
 //! and is answered; once the target has answered a position (`XdndStatus`) after the data
-//! went over, `XdndDrop`; the target ends with `XdndFinished`.
+//! went over, `XdndDrop`; the target ends with `XdndFinished`. A window that answers no
+//! position within a second (its drop site not set up yet) is left and entered again.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,11 +26,14 @@ use x11rb::rust_connection::RustConnection;
 use x11rb::wrapper::ConnectionExt as _;
 
 const VERSION: u32 = 5;
+/// How long a drag waits for the window to answer its first position before it comes in again.
+const UNANSWERED: Duration = Duration::from_secs(1);
 
 x11rb::atom_manager! {
     Atoms: AtomsCookie {
         XdndAware,
         XdndEnter,
+        XdndLeave,
         XdndPosition,
         XdndStatus,
         XdndDrop,
@@ -113,21 +117,26 @@ struct Drag<'a> {
 
 impl Drag<'_> {
     fn run(&self, within: Duration) -> Result<()> {
-        self.send(
-            self.atoms.XdndEnter,
-            [VERSION << 24, self.atoms.URI_LIST, 0, 0],
-        )?;
-        self.position()?;
+        self.enter()?;
         let start = Instant::now();
-        let (mut served, mut dropped) = (false, false);
+        let (mut served, mut dropped, mut answered) = (false, false, false);
+        let mut moved = Instant::now();
         while start.elapsed() < within {
             let Some(event) = self.conn.poll_for_event()? else {
+                // A pointer that moves sends positions on: a window that answered none of
+                // them (its drop site not set up yet when the drag came in) is entered anew.
+                if !answered && moved.elapsed() >= UNANSWERED {
+                    self.send(self.atoms.XdndLeave, [0; 4])?;
+                    self.enter()?;
+                    moved = Instant::now();
+                }
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             };
             match event {
                 Event::SelectionRequest(request) => served |= self.answer(&request)?,
                 Event::ClientMessage(m) if m.type_ == self.atoms.XdndStatus && !dropped => {
+                    answered = true;
                     // The data went over during a motion that was answered: drop. Until then,
                     // move on the spot again.
                     if served {
@@ -143,8 +152,16 @@ impl Drag<'_> {
             }
         }
         bail!(
-            "the window did not take the drop within {within:?} (data sent: {served}, dropped: {dropped})"
+            "the window did not take the drop within {within:?} (answered: {answered}, data sent: {served}, dropped: {dropped})"
         )
+    }
+
+    fn enter(&self) -> Result<()> {
+        self.send(
+            self.atoms.XdndEnter,
+            [VERSION << 24, self.atoms.URI_LIST, 0, 0],
+        )?;
+        self.position()
     }
 
     fn position(&self) -> Result<()> {
