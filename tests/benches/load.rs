@@ -35,11 +35,15 @@
 //! caches while they are tiny are sequential scans, kept as they grow.
 //!
 //! After the table, the issue's targets: at each rate, the companion's p99 first delta and
-//! throughput against the platform path's, its errors, and whether the platform path kept up.
+//! throughput against the platform path's, its errors, and whether the platform path kept up;
+//! then what the CPU an answer costs allows: both paths share the machine's cores, so where
+//! the platform path saturates them the companion path carries at most the ratio of their
+//! costs of its throughput.
 //!
 //! What an answer cost the machine is printed too: CPU milliseconds per answer, from `/proc`,
 //! in all and split into PostgreSQL's processes, this load generator, and the rest (the
-//! servers: the sandbox and the companions).
+//! servers: the sandbox and the companions). With two companions, the second's process alone
+//! (it holds nothing else): the companion's own CPU an answer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -581,6 +585,9 @@ struct Counters {
     stages: BTreeMap<String, (f64, f64)>,
     /// Each companion's `quire_busy_refusals_total`, in the order given.
     busy_refusals: Vec<f64>,
+    /// Each companion's process: its CPU milliseconds and the answers it wrote (the count of
+    /// its `answer` stage), in the order given. The first shares its process with the sandbox.
+    processes: Vec<(f64, f64)>,
     cpu: Cpu,
 }
 
@@ -595,10 +602,34 @@ struct Cpu {
     generator: f64,
 }
 
+/// A process's `comm` and its CPU time in ticks, from its `/proc/<pid>/stat`.
+fn process(stat: &str) -> Option<(String, f64)> {
+    // pid (comm) state ppid … utime(14) stime(15): fields after the comm's ')'.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((
+        comm,
+        f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?,
+    ))
+}
+
+/// The CPU ticks process `pid` (or `self`) used so far; 0 when it cannot be read.
+fn process_ticks(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| process(&s))
+        .map_or(0.0, |(_, t)| t)
+}
+
+/// USER_HZ, which /proc reports in, is 100 on Linux.
+fn ticks_to_ms(ticks: f64) -> f64 {
+    ticks * 1000.0 / 100.0
+}
+
 impl Cpu {
     fn now() -> Cpu {
-        let hz = 100.0; // USER_HZ, which /proc reports in, is 100 on Linux.
-        let ms = |ticks: f64| ticks * 1000.0 / hz;
+        let ms = ticks_to_ms;
         let machine = std::fs::read_to_string("/proc/stat")
             .ok()
             .and_then(|stat| {
@@ -612,16 +643,6 @@ impl Cpu {
                 Some(n.iter().sum::<f64>() - n.get(3)? - n.get(4)?)
             })
             .unwrap_or(0.0);
-        let process = |stat: &str| -> Option<(String, f64)> {
-            // pid (comm) state ppid … utime(14) stime(15): fields after the comm's ')'.
-            let (head, rest) = stat.rsplit_once(')')?;
-            let comm = head.split_once('(')?.1.to_owned();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((
-                comm,
-                f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?,
-            ))
-        };
         let mut postgres = 0.0;
         if let Ok(dir) = std::fs::read_dir("/proc") {
             for entry in dir.flatten() {
@@ -633,10 +654,7 @@ impl Cpu {
                 }
             }
         }
-        let generator = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| process(&s))
-            .map_or(0.0, |(_, t)| t);
+        let generator = process_ticks("self");
         Cpu {
             machine: ms(machine),
             postgres: ms(postgres),
@@ -668,8 +686,16 @@ impl Counters {
         let mut platform_calls = BTreeMap::new();
         let mut stages: BTreeMap<String, (f64, f64)> = BTreeMap::new();
         let mut busy_refusals = Vec::new();
+        let mut processes = Vec::new();
         for companion in companions {
             let metrics = metrics(&bench.http, companion).await?;
+            processes.push((
+                ticks_to_ms(process_ticks(&companion.pid().to_string())),
+                metrics
+                    .get("quire_answer_stage_seconds_count{stage=\"answer\"}")
+                    .copied()
+                    .unwrap_or(0.0),
+            ));
             busy_refusals.push(
                 metrics
                     .get("quire_busy_refusals_total")
@@ -697,6 +723,7 @@ impl Counters {
             platform_calls,
             stages,
             busy_refusals,
+            processes,
             cpu,
         })
     }
@@ -724,6 +751,12 @@ impl Counters {
                 .iter()
                 .zip(&before.busy_refusals)
                 .map(|(after, before)| after - before)
+                .collect(),
+            processes: self
+                .processes
+                .iter()
+                .zip(&before.processes)
+                .map(|(after, before)| (after.0 - before.0, after.1 - before.1))
                 .collect(),
             cpu: self.cpu.minus(before.cpu),
         }
@@ -832,6 +865,8 @@ struct Summary {
     answers_per_sec: f64,
     /// Busy, failed and hung.
     errors: usize,
+    /// The machine's CPU time per answer, in milliseconds; `None` with no answer.
+    cpu_ms: Option<f64>,
 }
 
 impl Summary {
@@ -893,7 +928,31 @@ fn print_targets(measured: &[(Summary, Summary)]) {
         ),
         None => println!("  the platform path sustained none of the rates asked"),
     }
+    print_cpu_bound(measured);
     println!();
+}
+
+/// What the CPU an answer costs allows: both paths share this machine's cores, so where the
+/// platform path saturates them the companion path, costing more an answer, can carry at most
+/// the platform path's cost over its own of the platform path's throughput. Taken at the
+/// highest rate the platform path sustained (the nearest to its saturation that was measured).
+fn print_cpu_bound(measured: &[(Summary, Summary)]) {
+    let Some((companion, platform)) = measured.iter().rev().find(|(_, p)| p.sustained()) else {
+        return;
+    };
+    let (Some(c), Some(p)) = (companion.cpu_ms, platform.cpu_ms) else {
+        return;
+    };
+    println!(
+        "  cpu an answer at {} q/s: companion path {c:.1} ms, platform path {p:.1} ms; where the \
+         platform path saturates the cores they share, the companion path can carry at most \
+         {:.2}x its throughput; 0.8x needs the companion's own work at most {:.1} ms an \
+         answer (it is {:.1})",
+        platform.rate,
+        p / c,
+        p / 0.8 - p,
+        c - p,
+    );
 }
 
 impl Phase {
@@ -909,6 +968,7 @@ impl Phase {
             },
             answers_per_sec: answered as f64 / self.took.as_secs_f64(),
             errors: self.answers.len() - answered,
+            cpu_ms: (answered > 0).then(|| self.cost.cpu.machine / answered as f64),
         }
     }
 
@@ -1076,6 +1136,18 @@ async fn replicas(bench: &Bench, stack: &Served, options: &Options) -> anyhow::R
         .await?;
     let holders = holders.stop().await;
     two.print("two companions", rate);
+    // The replica's process holds nothing but a companion: what it used is the companion's
+    // own work for the answers it wrote.
+    if let Some(&(cpu_ms, answers)) = two.cost.processes.get(1)
+        && answers > 0.0
+    {
+        println!(
+            "  {:<20} the second companion's process alone: {:.1} ms of CPU an answer it \
+             wrote ({answers:.0} answers)",
+            "",
+            cpu_ms / answers,
+        );
+    }
     let left: i64 = bench
         .admin
         .query_one("select count(*) from private.run_slots", &[])

@@ -220,6 +220,11 @@ impl Served {
             .expect("the child's counters")
     }
 
+    /// The child's process id (its CPU time is in `/proc/<pid>/stat`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A second companion of this stack in a process of its own: the same
     /// platform, database, agent and tool secret, its metrics listener on
     /// (`extra["metrics_url"]`), and `extra["max_answers_in_flight"]` when
