@@ -13,7 +13,8 @@
 //! Every file runs in one transaction sent as one simple query (`BEGIN`, a
 //! transaction-level advisory lock, the file, its history row, `COMMIT`):
 //! nothing is prepared and no session setting is relied on, so it works
-//! through a transaction-mode pooler, and two `migrate`s at once take turns.
+//! through a transaction-mode pooler, and two `migrate`s at once take turns:
+//! a file the other recorded while this one waited is not applied again.
 //! A file that fails leaves nothing of itself behind.
 //!
 //! Before anything is written, the database must be a Powabase project's
@@ -36,7 +37,11 @@ pub const DATABASE_URL: &str = "QUIRE_COMPANION_DATABASE_URL";
 pub const HISTORY_TABLE: &str = "supabase_migrations.schema_migrations";
 
 /// Serialises concurrent `migrate`s (`pg_advisory_xact_lock`): "quire db/app".
-const LOCK_KEY: i64 = 0x7175_6972_6500_0a00;
+pub const LOCK_KEY: i64 = 0x7175_6972_6500_0a00;
+
+/// The SQLSTATE a file's transaction raises, once it holds the lock, when
+/// another `migrate` recorded the file while this one waited for it.
+const RECORDED_MEANWHILE: &str = "QM001";
 
 /// One file of `db/app`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,12 +450,21 @@ fn literal(text: &str) -> String {
 }
 
 /// The one simple query that applies `migration` and records it.
+///
+/// Two `migrate`s may both have planned a file before either applied it: once
+/// this one holds the lock, the history is read again (a new snapshot, so it
+/// sees what the other committed), and a file recorded meanwhile ends the
+/// transaction with [`RECORDED_MEANWHILE`] before any of it runs.
 fn apply_query(migration: &Migration) -> String {
     let statement = migration.sql.trim().trim_end_matches(';');
     // The file's own text stands alone between the newlines, so a last line
     // that is a comment or lacks its semicolon ends where the file does.
     format!(
-        "begin;\nselect pg_catalog.pg_advisory_xact_lock({LOCK_KEY});\n{sql}\n;\n\
+        "begin;\nselect pg_catalog.pg_advisory_xact_lock({LOCK_KEY});\n\
+         do $quire_migrate$ begin \
+           if exists (select from supabase_migrations.schema_migrations where version = {version}) \
+           then raise exception 'recorded meanwhile' using errcode = '{RECORDED_MEANWHILE}'; \
+           end if; end $quire_migrate$;\n{sql}\n;\n\
          insert into supabase_migrations.schema_migrations (version, name, statements) \
          values ({version}, {name}, array[{statement}]::text[]) \
          on conflict (version) do update set name = excluded.name, statements = excluded.statements;\n\
@@ -462,18 +476,36 @@ fn apply_query(migration: &Migration) -> String {
     )
 }
 
-/// Applies one file in its own transaction and records it.
-pub async fn apply(db: &Database, migration: &Migration) -> Result<(), MigrateError> {
+/// What became of a pending file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// This `migrate` applied and recorded it.
+    Now,
+    /// Another `migrate` at the same time did, while this one waited its turn.
+    Meanwhile,
+}
+
+/// Applies one file in its own transaction and records it, unless another
+/// `migrate` recorded it first.
+pub async fn apply(db: &Database, migration: &Migration) -> Result<Applied, MigrateError> {
     let query = apply_query(migration);
-    if let Err(err) = db.client.simple_query(&query).await {
-        // The failed transaction is still open on this connection.
-        let _ = db.client.simple_query("rollback").await;
-        return Err(MigrateError::Apply {
-            file: migration.file.to_owned(),
-            detail: server_message(&err, Some(&query)),
-        });
+    match db.client.simple_query(&query).await {
+        Ok(_) => Ok(Applied::Now),
+        Err(err) => {
+            // The failed transaction is still open on this connection.
+            let _ = db.client.simple_query("rollback").await;
+            if err
+                .as_db_error()
+                .is_some_and(|e| e.code().code() == RECORDED_MEANWHILE)
+            {
+                return Ok(Applied::Meanwhile);
+            }
+            Err(MigrateError::Apply {
+                file: migration.file.to_owned(),
+                detail: server_message(&err, Some(&query)),
+            })
+        }
     }
-    Ok(())
 }
 
 /// What `migrate` is asked to do.
@@ -496,6 +528,7 @@ pub async fn run(
 ) -> Result<Plan, MigrateError> {
     check_prerequisites(db).await?;
     let plan = plan(db).await?;
+    let mut meanwhile = 0;
     match mode {
         Mode::Status => {
             for m in &plan.applied {
@@ -515,16 +548,21 @@ pub async fn run(
                 ensure_history(db).await?;
             }
             for m in &plan.pending {
-                apply(db, m).await?;
-                out(&format!("applied  {}", m.file));
+                match apply(db, m).await? {
+                    Applied::Now => out(&format!("applied  {}", m.file)),
+                    Applied::Meanwhile => {
+                        meanwhile += 1;
+                        out(&format!("applied by another migrate meanwhile  {}", m.file));
+                    }
+                }
             }
         }
     }
-    out(&summary(&plan, mode, db.target()));
+    out(&summary(&plan, mode, meanwhile, db.target()));
     Ok(plan)
 }
 
-fn summary(plan: &Plan, mode: Mode, target: &str) -> String {
+fn summary(plan: &Plan, mode: Mode, meanwhile: usize, target: &str) -> String {
     let all = migrations();
     let last = all.last().map_or("none", |m| m.version);
     let (applied, pending) = (plan.applied.len(), plan.pending.len());
@@ -532,6 +570,11 @@ fn summary(plan: &Plan, mode: Mode, target: &str) -> String {
         Mode::Apply if pending == 0 => {
             format!("db/app is up to date on {target}: version {last}, {applied} files")
         }
+        Mode::Apply if meanwhile > 0 => format!(
+            "db/app is at version {last} on {target}: applied {}, {meanwhile} were applied by \
+             another migrate meanwhile, {applied} were already",
+            pending - meanwhile
+        ),
         Mode::Apply => format!(
             "db/app is at version {last} on {target}: applied {pending}, {applied} were already"
         ),

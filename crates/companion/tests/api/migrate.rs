@@ -11,10 +11,19 @@ use quire_testdb::TestDb;
 use quire_testdb::tokio_postgres::Client;
 
 async fn migrate_cli(db: &TestDb, args: &[&str]) -> Output {
+    migrate_with(&db.url(), args).await
+}
+
+/// `migrate` with no arguments, against `url`.
+async fn migrate_at(url: &str) -> Output {
+    migrate_with(url, &[]).await
+}
+
+async fn migrate_with(url: &str, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_quire-companion"))
         .env_clear()
         .env("QUIRE_COMPANION_LOG", "warn")
-        .env(migrate::DATABASE_URL, db.url())
+        .env(migrate::DATABASE_URL, url)
         .arg("migrate")
         .args(args)
         .output()
@@ -310,10 +319,57 @@ async fn a_file_that_fails_leaves_nothing_of_itself_and_stops_the_rest() {
 #[tokio::test]
 async fn two_migrations_at_once_take_turns_and_record_each_file_once() {
     let db = TestDb::platform_only().await;
-    let (a, b) = tokio::join!(migrate_cli(&db, &[]), migrate_cli(&db, &[]));
+    // Both plan before either applies anything: the lock they take turns on is held until
+    // both wait for it, so each has found every file pending.
+    let holder = db.admin().await;
+    holder
+        .query_one("select pg_advisory_lock($1)", &[&migrate::LOCK_KEY])
+        .await
+        .unwrap();
+    let both = tokio::spawn({
+        let url = db.url();
+        async move { tokio::join!(migrate_at(&url), migrate_at(&url)) }
+    });
+    // Within the 4 s a migrate waits for the lock before it gives up.
+    let mut waiting = 0;
+    for _ in 0..300 {
+        waiting = holder
+            .query_one(
+                "select count(*) from pg_locks where locktype = 'advisory' and not granted \
+                 and database = (select oid from pg_database where datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if waiting == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    holder
+        .query_one("select pg_advisory_unlock($1)", &[&migrate::LOCK_KEY])
+        .await
+        .unwrap();
+    assert_eq!(waiting, 2, "both migrates wait for the lock");
+    let (a, b) = both.await.unwrap();
+
+    let mut said = String::new();
     for output in [&a, &b] {
         let (stdout, stderr) = text(output);
         assert!(output.status.success(), "{stdout}{stderr}");
+        said += &stdout;
+    }
+    // Each file was applied by one of them, and the other said so.
+    for m in files() {
+        let line = |prefix: &str| format!("{prefix}  {}\n", m.file);
+        assert_eq!(said.matches(&line("applied")).count(), 1, "{said}");
+        assert_eq!(
+            said.matches(&line("applied by another migrate meanwhile"))
+                .count(),
+            1,
+            "{said}"
+        );
     }
     let versions: Vec<String> = history(&db.admin().await)
         .await
