@@ -1,6 +1,6 @@
 //! What the shell pushes to the web view (IPC.md, "Events"), and the view
 //! models of session state. Nothing here carries a token: the payloads are
-//! the core's view types ([`Update`], [`UploadEvent`], [`User`]) or built
+//! the core's view types ([`Update`], [`UploadEvent`](quire_core::UploadEvent), [`User`]) or built
 //! from them.
 
 use std::collections::HashMap;
@@ -297,7 +297,7 @@ impl Coalescer {
 }
 
 /// Emits every state update as `quire://update` `{rev, update}`, a
-/// streaming message's new text coalesced ([`Coalescer`]);
+/// streaming message's new text coalesced (`Coalescer`);
 /// `quire://resync` when updates were lost (the web view fell behind).
 /// Subscribe before anything can change the state.
 pub fn forward_updates<R: Runtime>(

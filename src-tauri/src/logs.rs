@@ -24,7 +24,7 @@ const CAPPED: [&str; 7] = [
 ];
 
 /// `asked` (an `EnvFilter` directive list; an invalid one falls back to
-/// `info`), and [`CAPPED`] at `info` whatever it says.
+/// `info`), and the targets in `CAPPED` at `info` whatever it says.
 pub fn filter<S>(asked: &str) -> impl Filter<S> + Send + Sync + 'static
 where
     S: Subscriber + for<'a> LookupSpan<'a>,

@@ -77,8 +77,8 @@ impl Resumable {
 const RECHECK_UPLOADS: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Once someone is signed in (now or later in this run), goes on with the
-/// uploads this device had not finished ([`resume_all`]); and every
-/// [`RECHECK_UPLOADS`], an upload another device began that has gone
+/// uploads this device had not finished (`resume_all`); and every minute
+/// (`RECHECK_UPLOADS`), an upload another device began that has gone
 /// quiet for the in-flight hour turns to "Upload interrupted".
 pub fn start<R: Runtime>(app: AppHandle<R>) {
     let recheck = app.clone();

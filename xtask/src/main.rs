@@ -375,6 +375,32 @@ fn msrv_check() -> Result<()> {
         .run()
 }
 
+/// Every doc comment's links resolve: the workspace's docs as a maintainer reads them (private
+/// items included, so a link to one leads somewhere; quire-testkit with all its features), then
+/// quire-core's public API as the app and the CLI see it, where a link to a private item would
+/// lead nowhere. After clippy, whose metadata of the dependencies it reuses.
+fn doc_check() -> Result<()> {
+    util::step("rustdoc: every intra-doc link resolves (-D warnings)");
+    let maintainers = "-D warnings -A rustdoc::private_intra_doc_links";
+    util::cmd("cargo")
+        .args(["doc", "--workspace", "--exclude", "quire-testkit"])
+        .args(["--no-deps", "--document-private-items"])
+        .env("RUSTDOCFLAGS", maintainers)
+        .current_dir(util::repo_root())
+        .run()?;
+    util::cmd("cargo")
+        .args(["doc", "-p", "quire-testkit", "--all-features"])
+        .args(["--no-deps", "--document-private-items"])
+        .env("RUSTDOCFLAGS", maintainers)
+        .current_dir(util::repo_root())
+        .run()?;
+    util::cmd("cargo")
+        .args(["doc", "-p", "quire-core", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .current_dir(util::repo_root())
+        .run()
+}
+
 fn test(args: &[&str]) -> Result<()> {
     refs::check()?;
     setup::run()?;
@@ -399,6 +425,7 @@ fn test(args: &[&str]) -> Result<()> {
     }
     let unit = cargo_test.run();
     let msrv = msrv_check();
+    let docs = doc_check();
     let image = dist_companion::test_image();
 
     // The window tests run the app as it ships, and its packages, against the dev stack. They
@@ -430,6 +457,7 @@ fn test(args: &[&str]) -> Result<()> {
     ui?;
     unit?;
     msrv?;
+    docs?;
     image?;
     e2e?;
     Ok(())

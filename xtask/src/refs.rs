@@ -287,7 +287,7 @@ fn scan(text: &str) -> Found {
     found
 }
 
-/// Whether the text before a `§` ends with "RFC <number> " (or a list of its sections).
+/// Whether the text before a `§` ends with `"RFC <number> "` (or a list of its sections).
 fn follows_rfc(before: &str) -> bool {
     let Some(at) = before.rfind("RFC ") else {
         return false;

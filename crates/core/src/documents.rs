@@ -358,7 +358,7 @@ impl Quire {
     }
 
     /// First questions to offer in an empty conversation, from the person's
-    /// own documents: their titles and headings ([`suggestions`]).
+    /// own documents: their titles and headings.
     pub async fn suggestions(&self) -> Result<Vec<String>> {
         suggestions(self).await
     }

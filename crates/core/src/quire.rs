@@ -29,7 +29,7 @@ use crate::upload::{self, UploadEvent, UploadOptions};
 
 /// How long [`Quire::wait_settled`] waits for news before it reads the
 /// documents from the database again.
-pub const SETTLE_POLL: Duration = Duration::from_secs(5);
+const SETTLE_POLL: Duration = Duration::from_secs(5);
 
 /// A Quire client for one project. Cheap to clone; clones share the
 /// session and the state model.
@@ -375,7 +375,7 @@ impl Quire {
     /// Waits until every document in `ids` has settled (ready, failed or no
     /// text) and returns them in that order. `on_change` sees each change of
     /// one of them as it reaches the state (live, while a follower runs);
-    /// after [`SETTLE_POLL`] without news the documents are read from the
+    /// after 5 s without news (`SETTLE_POLL`) the documents are read from the
     /// database again, so this ends without Realtime too. A document the
     /// database does not have (deleted, or not the user's) is
     /// [`Error::NotFound`](crate::Error::NotFound).

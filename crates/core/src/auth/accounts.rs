@@ -150,7 +150,9 @@ impl Auth {
     }
 
     /// Sets a new password with what the person copied from the reset mail
-    /// (its six-digit code, or its link: [`recovery_proof`]), and signs in.
+    /// (its six-digit code, or its link: this project's `/auth/v1/verify`
+    /// link of type `recovery`; any other is [`Error::NotAResetLink`]), and
+    /// signs in.
     pub async fn reset_password(
         &self,
         email: &str,

@@ -6,7 +6,8 @@
 //!   else: it is read from the store for each refresh and the rotated one is
 //!   written back before the new session is used.
 //! * The access token lives only in memory, inside this module; other modules
-//!   ask [`Auth::access_token`] for it and never hand it to the UI.
+//!   ask `Auth::access_token` (crate-private) for it and never hand it to
+//!   the UI.
 //! * Refreshes are single-flight: however many tasks need a token, one
 //!   refresh runs at a time and the others wait for its result.
 //! * The token is refreshed ahead of expiry (at `min(90 s, lifetime / 2)`
