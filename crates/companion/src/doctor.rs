@@ -621,9 +621,15 @@ impl Doctor<'_> {
             )),
             (Some(true), _) => fail(
                 "the bucket is public: anyone could read every user's PDFs",
-                fix,
+                "make it private: Storage, documents, Edit bucket, Public off (or \
+                 update storage.buckets set public = false where id = 'documents')",
             ),
-            _ => fail("the bucket has no file_size_limit", fix),
+            _ => fail(
+                "the bucket has no file_size_limit",
+                "give it db/app's limit: Storage, documents, Edit bucket, restrict file size \
+                 to 50 MB (or update storage.buckets set file_size_limit = 52428800 \
+                 where id = 'documents')",
+            ),
         }
     }
 

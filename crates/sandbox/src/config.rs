@@ -115,6 +115,19 @@ pub struct Config {
     )]
     pub additional_redirect_urls: Vec<String>,
 
+    /// Emulate GoTrue before v2.171: a loopback IP literal is not allowed as
+    /// `redirect_to` on any port, only when the site URL has its host or the
+    /// allow list matches it (`http://127.0.0.1:*/**`). For testing what
+    /// Quire's doctor says of such a project.
+    /// (The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.)
+    #[arg(
+        long,
+        env = "QUIRE_SANDBOX_EMULATE_GOTRUE_BEFORE_2_171",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        hide = true
+    )]
+    pub emulate_gotrue_before_2_171: bool,
+
     /// The OAuth providers the project enabled (comma separated; GoTrue's
     /// `EXTERNAL_<NAME>_ENABLED`): `/settings` lists them `true` and
     /// `/authorize` serves the sandbox's sign-in page for them only.
@@ -219,6 +232,7 @@ impl Config {
             extraction_time_limit_secs: DEFAULT_EXTRACTION_TIME_LIMIT_SECS,
             site_url: Url::parse(DEFAULT_SITE_URL).expect("default site URL parses"),
             additional_redirect_urls: Vec::new(),
+            emulate_gotrue_before_2_171: false,
             oauth_providers: DEFAULT_OAUTH_PROVIDERS
                 .split(',')
                 .map(str::to_owned)

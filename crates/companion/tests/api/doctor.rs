@@ -420,6 +420,75 @@ async fn a_missing_bucket_a_detached_tool_and_an_attached_knowledge_base_each_fa
 }
 
 #[tokio::test]
+async fn a_public_bucket_or_one_without_a_size_limit_fails_the_bucket_line() {
+    let (stack, config) = stack(|_| {}).await;
+    let admin = stack.db.admin().await;
+    admin
+        .batch_execute("update storage.buckets set public = true where id = 'documents'")
+        .await
+        .unwrap();
+    only_fails(
+        &doctor(&stack, &config).await,
+        checks::BUCKET,
+        "the bucket is public: anyone could read every user's PDFs",
+        "update storage.buckets set public = false where id = 'documents'",
+    );
+    admin
+        .batch_execute(
+            "update storage.buckets set public = false, file_size_limit = null \
+             where id = 'documents'",
+        )
+        .await
+        .unwrap();
+    only_fails(
+        &doctor(&stack, &config).await,
+        checks::BUCKET,
+        "the bucket has no file_size_limit",
+        "set file_size_limit = 52428800",
+    );
+    admin
+        .batch_execute(
+            "update storage.buckets set file_size_limit = 52428800 where id = 'documents'",
+        )
+        .await
+        .unwrap();
+    let report = doctor(&stack, &config).await;
+    assert!(
+        passed(&report, checks::BUCKET)
+            .contains("private, file_size_limit 52428800 bytes (50 MiB)"),
+        "{}",
+        report.text()
+    );
+}
+
+/// GoTrue before v2.171 allowed a loopback `redirect_to` only by the site URL's host or the
+/// allow list: the doctor says so, and passes once the allow list has what its fix says.
+#[tokio::test]
+async fn a_gotrue_that_replaces_the_loopback_redirect_fails_until_the_allow_list_has_it() {
+    let old_gotrue = |config: &mut quire_sandbox::Config| {
+        config.site_url = "https://app.example.com".parse().unwrap();
+        config.emulate_gotrue_before_2_171 = true;
+    };
+    let (old, config) = stack(old_gotrue).await;
+    only_fails(
+        &doctor(&old, &config).await,
+        checks::LOOPBACK_REDIRECT,
+        "GoTrue replaces http://127.0.0.1:53682/callback with https://app.example.com",
+        "http://127.0.0.1:*/** in the redirect allow list",
+    );
+    drop(old);
+
+    let (allowed, config) = stack(|config| {
+        old_gotrue(config);
+        config.additional_redirect_urls = vec!["http://127.0.0.1:*/**".to_owned()];
+    })
+    .await;
+    let report = doctor(&allowed, &config).await;
+    passed(&report, checks::LOOPBACK_REDIRECT);
+    assert_eq!(report.failed(), 0, "{}", report.text());
+}
+
+#[tokio::test]
 async fn a_public_url_the_platform_cannot_call_fails_unless_the_dev_setting_allows_it() {
     let (stack, config) = stack(|_| {}).await;
     let mut production = config.clone();

@@ -140,11 +140,8 @@ pub(crate) async fn start(
         .map(String::as_str)
         .unwrap_or("");
     let method = pkce::validate_params(method, challenge)?;
-    let target = redirect::resolve(
-        query.get("redirect_to").map(String::as_str),
-        &state.config.site_url,
-        &state.config.additional_redirect_urls,
-    );
+    let target =
+        redirect::Rule::of(&state.config).resolve(query.get("redirect_to").map(String::as_str));
 
     let flow_state_id = match method {
         Some(method) => {

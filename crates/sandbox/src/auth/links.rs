@@ -60,11 +60,8 @@ pub(crate) async fn generate_link(
             params.r#type
         )));
     }
-    let referrer = redirect::resolve(
-        Some(params.redirect_to.as_str()).filter(|r| !r.is_empty()),
-        &state.config.site_url,
-        &state.config.additional_redirect_urls,
-    );
+    let referrer = redirect::Rule::of(&state.config)
+        .resolve(Some(params.redirect_to.as_str()).filter(|r| !r.is_empty()));
     let client = state
         .db
         .auth

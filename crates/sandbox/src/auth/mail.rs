@@ -107,11 +107,7 @@ pub(crate) async fn send(
         )
         .await
         .map_err(|e| AuthError::internal("Database error updating user", e))?;
-    let referrer = redirect::resolve(
-        redirect_to,
-        &state.config.site_url,
-        &state.config.additional_redirect_urls,
-    );
+    let referrer = redirect::Rule::of(&state.config).resolve(redirect_to);
     let mut link = url::Url::parse(&format!("{}/auth/v1/verify", state.api_base()))
         .map_err(|e| AuthError::internal("Error building the link", e))?;
     link.query_pairs_mut()
@@ -232,11 +228,7 @@ pub(crate) async fn verify_link(
 ) -> Result<Response, AuthError> {
     let kind = Kind::parse(&query.r#type)
         .ok_or_else(|| AuthError::validation("Verify requires a verification type"))?;
-    let mut target = redirect::resolve(
-        query.redirect_to.as_deref(),
-        &state.config.site_url,
-        &state.config.additional_redirect_urls,
-    );
+    let mut target = redirect::Rule::of(&state.config).resolve(query.redirect_to.as_deref());
     let mut client = state
         .db
         .auth

@@ -1,6 +1,7 @@
 //! GoTrue's `redirect_to` rule (`utilities.IsRedirectURLValid`, v2.189):
 //! allowed when the host is the site URL's (hostname only, up to v2.189), or a
-//! loopback IP literal (≥ v2.171, any port — RFC 8252 §7.3), or the URL
+//! loopback IP literal (≥ v2.171, any port — RFC 8252 §7.3; before, only by
+//! the allow list: `emulate_gotrue_before_2_171`), or the URL
 //! matches an allow-list glob; otherwise the site URL is used instead.
 //! Decimal IPs, odd hostnames, control characters and backslashes are refused
 //! (they parse differently in browsers than here).
@@ -9,53 +10,76 @@ use std::net::IpAddr;
 
 use url::Url;
 
-/// The redirect target to use for `requested` (`None` or refused → the site URL).
-pub(crate) fn resolve(requested: Option<&str>, site_url: &Url, allow_list: &[String]) -> Url {
-    requested
-        .filter(|r| is_allowed(r, site_url, allow_list))
-        .and_then(|r| Url::parse(r).ok())
-        .unwrap_or_else(|| site_url.clone())
+/// What a project allows as `redirect_to`.
+pub(crate) struct Rule<'a> {
+    site_url: &'a Url,
+    allow_list: &'a [String],
+    /// A loopback IP literal is allowed on any port (GoTrue v2.171 and later).
+    loopback_any_port: bool,
 }
 
-/// Whether `redirect` may receive codes and tokens.
-pub(crate) fn is_allowed(redirect: &str, site_url: &Url, allow_list: &[String]) -> bool {
-    if redirect.is_empty()
-        || redirect
-            .chars()
-            .any(|c| c <= ' ' || c == '\x7f' || c == '\\')
-    {
-        return false;
+impl<'a> Rule<'a> {
+    /// The sandbox's project's rule.
+    pub(crate) fn of(config: &'a crate::Config) -> Self {
+        Rule {
+            site_url: &config.site_url,
+            allow_list: &config.additional_redirect_urls,
+            loopback_any_port: !config.emulate_gotrue_before_2_171,
+        }
     }
-    let Some(host) = raw_host(redirect) else {
-        return false;
-    };
-    if Url::parse(redirect).is_err() {
-        return false;
+
+    /// The redirect target to use for `requested` (`None` or refused → the site URL).
+    pub(crate) fn resolve(&self, requested: Option<&str>) -> Url {
+        requested
+            .filter(|r| self.allows(r))
+            .and_then(|r| Url::parse(r).ok())
+            .unwrap_or_else(|| self.site_url.clone())
     }
-    if site_url
-        .host_str()
-        .is_some_and(|site| site.trim_matches(['[', ']']).eq_ignore_ascii_case(&host))
-    {
-        return true;
+
+    /// Whether `redirect` may receive codes and tokens.
+    pub(crate) fn allows(&self, redirect: &str) -> bool {
+        if redirect.is_empty()
+            || redirect
+                .chars()
+                .any(|c| c <= ' ' || c == '\x7f' || c == '\\')
+        {
+            return false;
+        }
+        let Some(host) = raw_host(redirect) else {
+            return false;
+        };
+        if Url::parse(redirect).is_err() {
+            return false;
+        }
+        if self
+            .site_url
+            .host_str()
+            .is_some_and(|site| site.trim_matches(['[', ']']).eq_ignore_ascii_case(&host))
+        {
+            return true;
+        }
+        let scheme = redirect
+            .split_once(':')
+            .map(|(s, _)| s.to_ascii_lowercase())
+            .unwrap_or_default();
+        let is_http = scheme == "http" || scheme == "https";
+        if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        let ip = host.parse::<IpAddr>().ok();
+        if let Some(ip) = ip
+            && self.loopback_any_port
+        {
+            return ip.is_loopback();
+        }
+        if is_http && ip.is_none() && !regular_hostname(&host) {
+            return false;
+        }
+        let without_fragment = redirect.split('#').next().unwrap_or(redirect);
+        self.allow_list
+            .iter()
+            .any(|pattern| glob_match(pattern.trim(), without_fragment))
     }
-    let scheme = redirect
-        .split_once(':')
-        .map(|(s, _)| s.to_ascii_lowercase())
-        .unwrap_or_default();
-    let is_http = scheme == "http" || scheme == "https";
-    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return ip.is_loopback();
-    }
-    if is_http && !regular_hostname(&host) {
-        return false;
-    }
-    let without_fragment = redirect.split('#').next().unwrap_or(redirect);
-    allow_list
-        .iter()
-        .any(|pattern| glob_match(pattern.trim(), without_fragment))
 }
 
 /// The host of `url` as written (before any normalization a URL parser does):
@@ -114,6 +138,43 @@ mod tests {
 
     fn site() -> Url {
         Url::parse("http://127.0.0.1:3000").unwrap()
+    }
+
+    /// Today's GoTrue.
+    fn is_allowed(redirect: &str, site_url: &Url, allow_list: &[String]) -> bool {
+        let loopback_any_port = true;
+        Rule {
+            site_url,
+            allow_list,
+            loopback_any_port,
+        }
+        .allows(redirect)
+    }
+
+    fn resolve(requested: Option<&str>, site_url: &Url, allow_list: &[String]) -> Url {
+        let loopback_any_port = true;
+        Rule {
+            site_url,
+            allow_list,
+            loopback_any_port,
+        }
+        .resolve(requested)
+    }
+
+    #[test]
+    fn before_v2_171_a_loopback_ip_needs_the_allow_list() {
+        let site = Url::parse("https://app.example.com").unwrap();
+        let old = |allow_list: &[String]| {
+            Rule {
+                site_url: &site,
+                allow_list,
+                loopback_any_port: false,
+            }
+            .allows("http://127.0.0.1:53682/callback")
+        };
+        assert!(!old(&[]));
+        assert!(old(&["http://127.0.0.1:*/**".to_owned()]));
+        assert!(!old(&["http://127.0.0.1:3000/**".to_owned()]));
     }
 
     #[test]
