@@ -504,14 +504,7 @@ async fn download_returns_the_original_bytes_and_delete_removes_everything() {
     let (status, body) = get(&app, &format!("/api/sources/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body, json!({"error": "Source not found"}));
-    let chunks: i64 = app
-        .db
-        .admin()
-        .await
-        .query_one("select count(*) from ai.chunks", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let chunks: i64 = app.count("select count(*) from ai.chunks", &[]).await;
     assert_eq!(chunks, 0);
     // The same bytes can come back as a new source.
     assert_eq!(

@@ -75,6 +75,16 @@ impl Socket {
         Socket::connect(app, &app.anon_key()).await
     }
 
+    /// A socket joined to the private topic `realtime:user:<uid>` with the user's token, as
+    /// Quire's follower joins it.
+    async fn following(app: &Stack, uid: Uuid) -> Socket {
+        let mut socket = Socket::anon(app).await;
+        let token = user_token(app, uid, 3600);
+        let topic = format!("realtime:user:{uid}");
+        socket.joined(&topic, private_config(), Some(&token)).await;
+        socket
+    }
+
     /// Sends a frame and returns its ref.
     async fn push(
         &mut self,
@@ -229,14 +239,7 @@ async fn a_private_user_channel_receives_sql_broadcasts_in_order_and_others_are_
     let topic = format!("realtime:user:{alice}");
 
     // Arrange: Alice joins her own topic; Bob tries to join it.
-    let mut alice_socket = Socket::anon(&app).await;
-    alice_socket
-        .joined(
-            &topic,
-            private_config(),
-            Some(&user_token(&app, alice, 3600)),
-        )
-        .await;
+    let mut alice_socket = Socket::following(&app, alice).await;
     let mut bob_socket = Socket::anon(&app).await;
     let started = Instant::now();
     let (_, refusal) = bob_socket
@@ -301,23 +304,8 @@ async fn app_triggers_broadcast_document_changes_to_their_owner_only() {
     let alice = app.db.create_user("alice@example.com").await;
     let bob = app.db.create_user("bob@example.com").await;
     let alice_topic = format!("realtime:user:{alice}");
-    let bob_topic = format!("realtime:user:{bob}");
-    let mut alice_socket = Socket::anon(&app).await;
-    alice_socket
-        .joined(
-            &alice_topic,
-            private_config(),
-            Some(&user_token(&app, alice, 3600)),
-        )
-        .await;
-    let mut bob_socket = Socket::anon(&app).await;
-    bob_socket
-        .joined(
-            &bob_topic,
-            private_config(),
-            Some(&user_token(&app, bob, 3600)),
-        )
-        .await;
+    let mut alice_socket = Socket::following(&app, alice).await;
+    let mut bob_socket = Socket::following(&app, bob).await;
 
     // Alice's document row goes through the documents broadcast triggers
     // (insert, then a status change), as the companion writes it.
@@ -360,14 +348,7 @@ async fn one_hundred_subscribers_of_one_topic_each_get_every_message_once_in_ord
         socket.joined(&topic, private_config(), Some(&token)).await;
         sockets.push(socket);
     }
-    let mut bob_socket = Socket::anon(&app).await;
-    bob_socket
-        .joined(
-            &format!("realtime:user:{bob}"),
-            private_config(),
-            Some(&user_token(&app, bob, 3600)),
-        )
-        .await;
+    let mut bob_socket = Socket::following(&app, bob).await;
 
     const MESSAGES: i64 = 50;
     let admin = app.db.admin().await;
@@ -405,14 +386,7 @@ async fn one_hundred_topics_with_one_subscriber_each_get_exactly_their_messages(
     }
     let mut sockets = Vec::new();
     for &user in &users {
-        let mut socket = Socket::anon(&app).await;
-        socket
-            .joined(
-                &format!("realtime:user:{user}"),
-                private_config(),
-                Some(&user_token(&app, user, 3600)),
-            )
-            .await;
+        let socket = Socket::following(&app, user).await;
         sockets.push(socket);
     }
 
@@ -463,14 +437,7 @@ async fn subscribers_get_every_committed_message_once_when_the_database_connecti
         socket.joined(&topic, private_config(), Some(&token)).await;
         sockets.push(socket);
     }
-    let mut bob_socket = Socket::anon(&app).await;
-    bob_socket
-        .joined(
-            &format!("realtime:user:{bob}"),
-            private_config(),
-            Some(&user_token(&app, bob, 3600)),
-        )
-        .await;
+    let mut bob_socket = Socket::following(&app, bob).await;
 
     // A writer commits a steady stream while the sandbox's Realtime
     // connections are killed three times under it.
@@ -556,14 +523,7 @@ async fn public_and_private_channels_of_one_name_are_separate_topics() {
     let bob = app.db.create_user("bob@example.com").await;
     let topic = format!("realtime:user:{alice}");
 
-    let mut private = Socket::anon(&app).await;
-    private
-        .joined(
-            &topic,
-            private_config(),
-            Some(&user_token(&app, alice, 3600)),
-        )
-        .await;
+    let mut private = Socket::following(&app, alice).await;
     // Bob may join the *public* channel of that name: public channels are not checked.
     let mut public = Socket::anon(&app).await;
     public
@@ -771,14 +731,7 @@ async fn a_channel_is_closed_when_its_token_expires() {
     let join_ref = socket
         .joined(&topic, private_config(), Some(&user_token(&app, alice, 2)))
         .await;
-    let mut bob_socket = Socket::anon(&app).await;
-    bob_socket
-        .joined(
-            &format!("realtime:user:{bob}"),
-            private_config(),
-            Some(&user_token(&app, bob, 3600)),
-        )
-        .await;
+    let mut bob_socket = Socket::following(&app, bob).await;
 
     let system = socket.recv().await;
     assert_eq!(system["event"], "system");
@@ -882,22 +835,8 @@ async fn rest_broadcasts_reach_subscribers_and_private_ones_need_the_insert_poli
     let alice = app.db.create_user("alice@example.com").await;
     let bob = app.db.create_user("bob@example.com").await;
     let topic = format!("realtime:user:{alice}");
-    let mut alice_socket = Socket::anon(&app).await;
-    alice_socket
-        .joined(
-            &topic,
-            private_config(),
-            Some(&user_token(&app, alice, 3600)),
-        )
-        .await;
-    let mut bob_socket = Socket::anon(&app).await;
-    bob_socket
-        .joined(
-            &format!("realtime:user:{bob}"),
-            private_config(),
-            Some(&user_token(&app, bob, 3600)),
-        )
-        .await;
+    let mut alice_socket = Socket::following(&app, alice).await;
+    let mut bob_socket = Socket::following(&app, bob).await;
 
     let post = |bearer: Option<String>, body: Value| {
         let mut request = app

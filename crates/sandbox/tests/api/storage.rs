@@ -191,13 +191,8 @@ impl Env {
 
     async fn row_count(&self) -> i64 {
         self.app
-            .db
-            .admin()
+            .count("select count(*) from storage.objects", &[])
             .await
-            .query_one("select count(*) from storage.objects", &[])
-            .await
-            .unwrap()
-            .get(0)
     }
 
     /// Every file under `<data>/storage/<bucket>`.

@@ -148,14 +148,7 @@ async fn forged_and_broken_tokens_are_refused_everywhere() {
     }
 
     // None of it changed anything, and B's data was never shown.
-    let users: i64 = app
-        .db
-        .admin()
-        .await
-        .query_one("select count(*) from auth.users", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let users: i64 = app.count("select count(*) from auth.users", &[]).await;
     assert_eq!(users, 2);
 }
 

@@ -59,14 +59,7 @@ async fn wrong_credentials_all_look_the_same() {
         );
     }
     // B's password never opened a session for anyone.
-    let sessions: i64 = app
-        .db
-        .admin()
-        .await
-        .query_one("select count(*) from auth.sessions", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let sessions: i64 = app.count("select count(*) from auth.sessions", &[]).await;
     assert_eq!(sessions, 2, "only the two sign-up sessions");
 }
 

@@ -397,14 +397,7 @@ async fn bad_authorize_requests_are_refused_before_the_page() {
             json!({"code": 400, "error_code": "validation_failed", "msg": message})
         );
     }
-    let flows: i64 = app
-        .db
-        .admin()
-        .await
-        .query_one("select count(*) from auth.flow_state", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let flows: i64 = app.count("select count(*) from auth.flow_state", &[]).await;
     assert_eq!(flows, 0);
 }
 

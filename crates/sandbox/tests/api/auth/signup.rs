@@ -218,14 +218,7 @@ async fn an_address_can_only_be_taken_once() {
         body,
         json!({"code": 422, "error_code": "user_already_exists", "msg": "User already registered"})
     );
-    let users: i64 = app
-        .db
-        .admin()
-        .await
-        .query_one("select count(*) from auth.users", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let users: i64 = app.count("select count(*) from auth.users", &[]).await;
     assert_eq!(users, 1);
 }
 
@@ -245,14 +238,7 @@ async fn weak_passwords_are_refused_with_reasons() {
             "weak_password": {"reasons": ["length"]}
         })
     );
-    let users: i64 = app
-        .db
-        .admin()
-        .await
-        .query_one("select count(*) from auth.users", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let users: i64 = app.count("select count(*) from auth.users", &[]).await;
     assert_eq!(users, 0, "nothing is written");
 }
 
