@@ -381,24 +381,25 @@ fn msrv_check() -> Result<()> {
 /// lead nowhere. After clippy, whose metadata of the dependencies it reuses.
 fn doc_check() -> Result<()> {
     util::step("rustdoc: every intra-doc link resolves (-D warnings)");
+    let doc = |args: &[&str], flags: &str| {
+        util::cmd("cargo")
+            .args(["doc", "--no-deps"])
+            .args(args)
+            .env("RUSTDOCFLAGS", flags)
+            .current_dir(util::repo_root())
+            .run()
+    };
     let maintainers = "-D warnings -A rustdoc::private_intra_doc_links";
-    util::cmd("cargo")
-        .args(["doc", "--workspace", "--exclude", "quire-testkit"])
-        .args(["--no-deps", "--document-private-items"])
-        .env("RUSTDOCFLAGS", maintainers)
-        .current_dir(util::repo_root())
-        .run()?;
-    util::cmd("cargo")
-        .args(["doc", "-p", "quire-testkit", "--all-features"])
-        .args(["--no-deps", "--document-private-items"])
-        .env("RUSTDOCFLAGS", maintainers)
-        .current_dir(util::repo_root())
-        .run()?;
-    util::cmd("cargo")
-        .args(["doc", "-p", "quire-core", "--no-deps"])
-        .env("RUSTDOCFLAGS", "-D warnings")
-        .current_dir(util::repo_root())
-        .run()
+    let private = "--document-private-items";
+    doc(
+        &["--workspace", "--exclude", "quire-testkit", private],
+        maintainers,
+    )?;
+    doc(
+        &["-p", "quire-testkit", "--all-features", private],
+        maintainers,
+    )?;
+    doc(&["-p", "quire-core"], "-D warnings")
 }
 
 fn test(args: &[&str]) -> Result<()> {

@@ -115,10 +115,12 @@ pub struct Config {
     )]
     pub additional_redirect_urls: Vec<String>,
 
-    /// Emulate GoTrue before v2.171: a loopback IP literal is not allowed as
-    /// `redirect_to` on any port, only when the site URL has its host or the
-    /// allow list matches it (`http://127.0.0.1:*/**`). For testing what
-    /// Quire's doctor says of such a project.
+    /// Emulate GoTrue before v2.171 (supabase/auth 347e23a, #1984, added the
+    /// exception): a loopback IP literal is not allowed as `redirect_to` on
+    /// any port, only when the site URL has its host or the allow list
+    /// matches it (`http://127.0.0.1:*/**`). The sandbox's other refusals
+    /// (decimal IPs, odd hostnames, control characters) stay as today's. For
+    /// testing what Quire's doctor says of such a project.
     /// (The variable takes `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`.)
     #[arg(
         long,
