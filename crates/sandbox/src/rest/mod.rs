@@ -1140,6 +1140,15 @@ impl Pipelined {
         preamble: &[String],
         statement: &Statement,
     ) -> Result<(Pipelined, Vec<tokio_postgres::Row>), tokio_postgres::Error> {
+        // The guard holds the connection before anything is sent: if the
+        // request goes away while the exchange is in flight (its future is
+        // dropped), the transaction is rolled back rather than left open on a
+        // pooled connection, where the next request's BEGIN would only warn
+        // and run inside it.
+        let tx = Pipelined {
+            client: Some(client),
+        };
+        let client = tx.client.as_ref().expect("an open transaction");
         let begin = if read_only {
             "begin isolation level read committed read only"
         } else {
@@ -1170,12 +1179,9 @@ impl Pipelined {
             client.batch_execute(begin),
             client.query(&apply, &settings),
             client.query(&set_preamble, &preamble),
-            query_prepared(&client, statement),
+            query_prepared(client, statement),
         );
         round_trips(1 + client.statement_cache.size().saturating_sub(cached) as u64);
-        let tx = Pipelined {
-            client: Some(client),
-        };
         let outcome = begun
             .and(settings.map(drop))
             .and(preamble.map(drop))

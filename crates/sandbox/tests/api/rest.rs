@@ -1945,3 +1945,58 @@ async fn a_body_over_the_limit_is_refused_unread() {
         2
     );
 }
+
+/// A request whose client goes away while its statement runs leaves no transaction open on
+/// the pooled connection: with a pool of one, the next request, a write, runs in a transaction
+/// of its own (before, its `BEGIN … READ WRITE` landed inside the abandoned read-only one and
+/// failed with 25001), and RLS still scopes B's reads after it.
+#[tokio::test]
+async fn a_request_abandoned_mid_statement_leaves_no_transaction_behind() {
+    let app = quire_testkit::spawn_sandbox_with(|c| c.db.db_pool_size = 1).await;
+    let w = world(&app).await;
+    let rest = Rest::new(&app);
+    app.db
+        .admin()
+        .await
+        .batch_execute(
+            "create function public.slow_note() returns text language sql stable \
+               as $$ select note from public.canary, pg_sleep(0.5) where id = 1 $$;
+             grant execute on function public.slow_note() to authenticated;",
+        )
+        .await
+        .unwrap();
+
+    let abandoned = rest
+        .request(Method::GET, "/rpc/slow_note", &w.a_tok)
+        .timeout(std::time::Duration::from_millis(150))
+        .send()
+        .await;
+    assert!(
+        abandoned.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "{abandoned:?}"
+    );
+    // The abandoned statement finishes on the server meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+
+    let written = rest
+        .post(
+            "/canary",
+            &w.a_tok,
+            &json!({"id": 2, "note": "after"}),
+            "return=minimal",
+        )
+        .await;
+    assert_eq!(written.status, StatusCode::CREATED, "{}", written.body);
+    assert_eq!(
+        count(&app, "select count(*) from public.canary where id = 2").await,
+        1
+    );
+    let seen = rest.get("/documents?select=id", &w.b_tok).await;
+    assert_eq!(seen.status, StatusCode::OK);
+    let ids: Vec<&str> = seen
+        .rows()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [w.b_doc.to_string()]);
+}
